@@ -1,0 +1,580 @@
+"""The model bundle: one artifact for every runtime (see DESIGN.md, "The model bundle").
+
+A bundle is a directory::
+
+    mlhub.yaml          manifest: name, runtime, flavor, signature, example, requirements
+    model/              the model file(s)
+    requirements.txt    what the model was captured with (pip format)
+
+It travels as a deterministic ``tar.gz``. Its version id is the sha256 of its *contents* (paths
+and file bytes, not tar metadata), so publishing the same bundle twice is one version.
+
+Only ``load_model`` runs model code (unpickling executes code): it is called in the owner's own
+serving process and nowhere else. Everything else here reads YAML and bytes.
+"""
+
+import hashlib
+import importlib.metadata
+import io
+import json
+import os
+import pickletools
+import platform
+import re
+import shutil
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import yaml
+from mlhub.errors import InvalidBundle, InvalidName
+
+MANIFEST = "mlhub.yaml"
+FORMAT = 1
+RUNTIMES = ("python", "r")
+FLAVORS = ("sklearn", "xgboost", "lightgbm", "pyfunc", "onnx", "rds")
+SERIALIZATIONS = ("cloudpickle", "skops", "rds")
+TYPES = ("double", "float", "long", "integer", "boolean", "string", "category")
+SIGNATURE_KINDS = ("dataframe", "array")
+EXAMPLE_ROWS = 5
+
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def validate_name(name, what="model name"):
+    """Return ``name`` if it is a DNS label (it becomes a URL part and a Kubernetes name)."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise InvalidName(
+            f"{what} {name!r} is not valid: use 1-63 lowercase letters, digits or '-', "
+            "starting and ending with a letter or digit (a DNS label), e.g. 'defect-rf'",
+            {"field": "name", "value": name if isinstance(name, str) else repr(name)},
+        )
+    return name
+
+
+# ---------------------------------------------------------------- signature
+
+
+def _column_type(dtype):
+    kind = getattr(dtype, "kind", None)
+    name = str(dtype)
+    if name == "category":
+        return "category"
+    if kind == "b":
+        return "boolean"
+    if kind in "iu":
+        return "long" if dtype.itemsize >= 8 else "integer"
+    if kind == "f":
+        return "double" if dtype.itemsize >= 8 else "float"
+    return "string"
+
+
+def _python_type(value):
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "long"
+    if isinstance(value, float):
+        return "double"
+    return "string"
+
+
+def infer_signature(example):
+    """Describe the model input from an example: a DataFrame, an array, rows or records.
+
+    Returns ``(signature, example_json)``: the signature dict stored in the manifest and the
+    first rows of the example in JSON form (records for data frames, rows for arrays).
+    """
+    import numpy as np
+
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        pd = None
+
+    if pd is not None and isinstance(example, pd.Series):
+        example = example.to_frame().T
+    if pd is not None and isinstance(example, pd.DataFrame):
+        inputs = []
+        for col in example.columns:
+            entry = {"name": str(col), "type": _column_type(example[col].dtype)}
+            if entry["type"] == "category":
+                entry["levels"] = [str(v) for v in example[col].cat.categories]
+            inputs.append(entry)
+        head = example.head(EXAMPLE_ROWS)
+        rows = json.loads(head.to_json(orient="records", date_format="iso"))
+        return {"kind": "dataframe", "inputs": inputs}, rows
+    if isinstance(example, (list, tuple)) and example and isinstance(example[0], dict):
+        names = list(example[0])
+        for i, rec in enumerate(example):
+            if not isinstance(rec, dict) or list(rec) != names:
+                raise InvalidBundle(
+                    f"example record {i} has columns {list(rec) if isinstance(rec, dict) else rec!r}, "
+                    f"but record 0 has {names}: every record needs the same columns",
+                    {"field": "example", "row": i},
+                )
+        inputs = [{"name": str(n), "type": _python_type(example[0][n])} for n in names]
+        return {"kind": "dataframe", "inputs": inputs}, [dict(r) for r in example[:EXAMPLE_ROWS]]
+    try:
+        arr = np.asarray(example)
+    except Exception as exc:  # ragged lists and the like
+        raise InvalidBundle(
+            f"the example could not be read as a table ({exc}); pass a DataFrame, a 2-D array, "
+            "a list of rows or a list of records",
+            {"field": "example"},
+        ) from exc
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise InvalidBundle(
+            f"the example has shape {arr.shape}; a model input must be 2-D (rows x features)",
+            {"field": "example", "shape": list(arr.shape)},
+        )
+    col_type = _column_type(arr.dtype)
+    inputs = [{"name": f"x{i}", "type": col_type} for i in range(arr.shape[1])]
+    return {"kind": "array", "inputs": inputs}, arr[:EXAMPLE_ROWS].tolist()
+
+
+# ---------------------------------------------------------------- requirements
+
+
+def _pickled_modules(data):
+    """Top-level module names that a pickle references (its GLOBAL / STACK_GLOBAL ops).
+
+    We read the opcode stream instead of unpickling so capturing requirements runs no code.
+    """
+    modules = set()
+    memo = {}
+    recent = []
+    for op, arg, _pos in pickletools.genops(data):
+        name = op.name
+        if name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+            recent.append(arg)
+        elif name == "MEMOIZE":
+            memo[len(memo)] = recent[-1] if recent else None
+        elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
+            memo[arg] = recent[-1] if recent else None
+        elif name in ("BINGET", "LONG_BINGET", "GET"):
+            recent.append(memo.get(arg))
+        elif name == "GLOBAL":
+            modules.add(str(arg).split(" ", 1)[0].split(".")[0])
+        elif name == "STACK_GLOBAL" and len(recent) >= 2 and isinstance(recent[-2], str):
+            modules.add(recent[-2].split(".")[0])
+        if len(recent) > 4:
+            del recent[:-4]
+    return modules
+
+
+def capture_requirements(modules, extra=("numpy",)):
+    """Pin the installed distributions that provide ``modules`` (``dist==version``)."""
+    mapping = importlib.metadata.packages_distributions()
+    pins = {}
+    for mod in set(modules) | set(extra):
+        for dist in mapping.get(mod, []):
+            try:
+                pins[dist.lower()] = f"{dist}=={importlib.metadata.version(dist)}"
+            except importlib.metadata.PackageNotFoundError:
+                continue
+    pins.pop("mlhub", None)
+    return sorted(pins.values(), key=str.lower)
+
+
+# ---------------------------------------------------------------- saving
+
+
+def detect_flavor(model):
+    """Name the flavor of ``model`` from the library its class comes from."""
+    top = type(model).__module__.split(".")[0]
+    if top == "sklearn":
+        return "sklearn"
+    if top in ("xgboost", "lightgbm"):
+        return top
+    return "pyfunc"
+
+
+def save_bundle(
+    model,
+    path,
+    *,
+    name,
+    example=None,
+    flavor=None,
+    serialization="cloudpickle",
+    requirements=None,
+    description="",
+    predict_method="predict",
+):
+    """Write ``model`` as a bundle directory at ``path`` and return its manifest.
+
+    The example is run through the model once, so a model that cannot predict on its own
+    example fails here, in the notebook, with the model's own error, not after deployment.
+    """
+    validate_name(name)
+    if not callable(getattr(model, predict_method, None)):
+        raise InvalidBundle(
+            f"{type(model).__name__} has no callable {predict_method}(): "
+            "publish a fitted model or any object with a predict method",
+            {"field": "model"},
+        )
+    if serialization not in ("cloudpickle", "skops"):
+        raise InvalidBundle(
+            f"serialization {serialization!r} is not supported; use 'cloudpickle' or 'skops'",
+            {"field": "serialization"},
+        )
+    flavor = flavor or detect_flavor(model)
+    signature, example_json = (None, None)
+    if example is not None:
+        signature, example_json = infer_signature(example)
+        try:
+            getattr(model, predict_method)(example)
+        except Exception as exc:
+            raise InvalidBundle(
+                f"the model failed to predict on the example ({type(exc).__name__}: {exc}); "
+                "pass an example with the columns and types the model was trained on",
+                {"field": "example"},
+            ) from exc
+
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    (path / "model").mkdir(parents=True)
+
+    import cloudpickle
+
+    data = cloudpickle.dumps(model, protocol=4)
+    modules = _pickled_modules(data)
+    trusted = None
+    if serialization == "skops":
+        import skops.io as sio
+
+        model_file = "model/model.skops"
+        sio.dump(model, path / model_file)
+        trusted = sorted(sio.get_untrusted_types(file=path / model_file))
+        modules.add("skops")
+    else:
+        model_file = "model/model.pkl"
+        (path / model_file).write_bytes(data)
+        modules.add("cloudpickle")
+
+    reqs = list(requirements) if requirements is not None else capture_requirements(modules)
+    manifest = {
+        "format": FORMAT,
+        "name": name,
+        "description": description,
+        "runtime": "python",
+        "flavor": flavor,
+        "serialization": serialization,
+        "model_file": model_file,
+        "predict_method": predict_method,
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "signature": signature,
+        "example": example_json,
+        "python": platform.python_version(),
+        "requirements": reqs,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if trusted is not None:
+        manifest["skops_trusted"] = trusted
+    (path / "requirements.txt").write_text("".join(f"{r}\n" for r in reqs))
+    write_manifest(path, manifest)
+    return manifest
+
+
+def write_manifest(path, manifest):
+    Path(path, MANIFEST).write_text(yaml.safe_dump(manifest, sort_keys=False))
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _need(manifest, key, types, allowed=None):
+    value = manifest.get(key)
+    if not isinstance(value, types) or (allowed is not None and value not in allowed):
+        hint = f" (one of {', '.join(allowed)})" if allowed else ""
+        raise InvalidBundle(
+            f"{MANIFEST}: field {key!r} is missing or invalid: got {value!r}{hint}",
+            {"field": key},
+        )
+    return value
+
+
+def check_manifest(manifest):
+    """Validate a manifest dict; raise ``InvalidBundle`` naming the first bad field."""
+    if not isinstance(manifest, dict):
+        raise InvalidBundle(f"{MANIFEST} must be a mapping", {"field": MANIFEST})
+    _need(manifest, "format", int, (FORMAT,))
+    validate_name(_need(manifest, "name", str))
+    _need(manifest, "runtime", str, RUNTIMES)
+    _need(manifest, "flavor", str, FLAVORS)
+    _need(manifest, "model_file", str)
+    sig = manifest.get("signature")
+    if sig is not None:
+        if not isinstance(sig, dict) or sig.get("kind") not in SIGNATURE_KINDS:
+            raise InvalidBundle(
+                f"{MANIFEST}: signature.kind must be one of {SIGNATURE_KINDS}",
+                {"field": "signature.kind"},
+            )
+        inputs = sig.get("inputs")
+        if not isinstance(inputs, list) or not inputs:
+            raise InvalidBundle(
+                f"{MANIFEST}: signature.inputs must be a non-empty list",
+                {"field": "signature.inputs"},
+            )
+        for i, col in enumerate(inputs):
+            if (
+                not isinstance(col, dict)
+                or not isinstance(col.get("name"), str)
+                or col.get("type") not in TYPES
+            ):
+                raise InvalidBundle(
+                    f"{MANIFEST}: signature.inputs[{i}] needs a 'name' and a 'type' in {TYPES}",
+                    {"field": f"signature.inputs[{i}]"},
+                )
+    reqs = manifest.get("requirements", [])
+    if not isinstance(reqs, list) or not all(isinstance(r, str) for r in reqs):
+        raise InvalidBundle(
+            f"{MANIFEST}: requirements must be a list of strings", {"field": "requirements"}
+        )
+    return manifest
+
+
+def load_manifest(path):
+    """Read and validate ``mlhub.yaml`` from a bundle directory."""
+    mpath = Path(path, MANIFEST)
+    if not mpath.is_file():
+        raise InvalidBundle(f"not a model bundle: {MANIFEST} is missing", {"field": MANIFEST})
+    try:
+        manifest = yaml.safe_load(mpath.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InvalidBundle(f"{MANIFEST} is not valid YAML: {exc}", {"field": MANIFEST}) from exc
+    check_manifest(manifest)
+    model_file = Path(path, manifest["model_file"])
+    if not model_file.resolve().is_relative_to(Path(path).resolve()) or not model_file.exists():
+        raise InvalidBundle(
+            f"{MANIFEST}: model_file {manifest['model_file']!r} is not in the bundle",
+            {"field": "model_file"},
+        )
+    return manifest
+
+
+def _files(path):
+    root = Path(path)
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def bundle_digest(path):
+    """The version id: sha256 over each file's relative path and content, in sorted order."""
+    root = Path(path)
+    outer = hashlib.sha256()
+    for f in _files(root):
+        inner = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                inner.update(block)
+        outer.update(f"{f.relative_to(root).as_posix()}\0{inner.hexdigest()}\n".encode())
+    return "sha256:" + outer.hexdigest()
+
+
+def pack(path, fileobj=None):
+    """Write the bundle as a deterministic tar.gz to ``fileobj`` (or return the bytes)."""
+    root = Path(path)
+    out = fileobj if fileobj is not None else io.BytesIO()
+    import gzip
+
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6) as gz:
+        with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for f in _files(root):
+                info = tarfile.TarInfo(f.relative_to(root).as_posix())
+                info.size = f.stat().st_size
+                info.mode = 0o644
+                with open(f, "rb") as fh:
+                    tar.addfile(info, fh)
+    if fileobj is None:
+        return out.getvalue()
+    return None
+
+
+def unpack(fileobj, dest, max_bytes=None):
+    """Safely extract a bundle tar(.gz) into ``dest`` and return its validated manifest.
+
+    Refuses absolute paths, ``..``, links and devices, and stops at ``max_bytes`` of content,
+    so an upload cannot write outside ``dest`` or fill the disk.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    total = 0
+    try:
+        with tarfile.open(fileobj=fileobj, mode="r:*") as tar:
+            for member in tar:
+                name = member.name
+                parts = Path(name).parts
+                if name.startswith("/") or ".." in parts:
+                    raise InvalidBundle(
+                        f"bundle entry {name!r} points outside the bundle", {"field": "archive"}
+                    )
+                if member.isdir():
+                    (dest / name).mkdir(parents=True, exist_ok=True)
+                    continue
+                if not member.isfile():
+                    raise InvalidBundle(
+                        f"bundle entry {name!r} is a link or device; bundles hold regular files",
+                        {"field": "archive"},
+                    )
+                total += member.size
+                if max_bytes is not None and total > max_bytes:
+                    raise InvalidBundle(
+                        f"bundle content exceeds the limit of {max_bytes} bytes",
+                        {"field": "archive", "limit": max_bytes},
+                    )
+                target = dest / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = tar.extractfile(member)
+                with open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise InvalidBundle(
+            f"the upload is not a readable bundle archive (tar.gz): {exc}", {"field": "archive"}
+        ) from exc
+    return load_manifest(dest)
+
+
+# ---------------------------------------------------------------- loading (serving only)
+
+
+def load_model(path, manifest=None):
+    """Load the model object of a Python bundle. Runs model code: serving processes only."""
+    manifest = manifest or load_manifest(path)
+    if manifest["runtime"] != "python":
+        raise InvalidBundle(
+            f"runtime {manifest['runtime']!r} is not served by the Python runtime",
+            {"field": "runtime"},
+        )
+    model_file = Path(path, manifest["model_file"])
+    serialization = manifest.get("serialization", "cloudpickle")
+    try:
+        if serialization == "skops":
+            import skops.io as sio
+
+            trusted = manifest.get("skops_trusted", [])
+            untrusted = set(sio.get_untrusted_types(file=model_file)) - set(trusted)
+            if untrusted:
+                raise InvalidBundle(
+                    f"the skops file holds types the bundle did not declare: {sorted(untrusted)}",
+                    {"field": "skops_trusted"},
+                )
+            model = sio.load(model_file, trusted=trusted)
+        else:
+            import cloudpickle
+
+            with open(model_file, "rb") as fh:
+                model = cloudpickle.load(fh)
+    except InvalidBundle:
+        raise
+    except ModuleNotFoundError as exc:
+        raise InvalidBundle(
+            f"the model needs the Python package {exc.name!r}, which this serving environment "
+            f"lacks; add it to the bundle's requirements or use an image that has it",
+            {"field": "requirements", "module": exc.name},
+        ) from exc
+    except Exception as exc:
+        raise InvalidBundle(
+            f"{manifest['model_file']} could not be loaded ({type(exc).__name__}: {exc}); "
+            "is it a model saved by mlhub.publish?",
+            {"field": "model_file"},
+        ) from exc
+    method = manifest.get("predict_method", "predict")
+    if not callable(getattr(model, method, None)):
+        raise InvalidBundle(
+            f"the loaded object ({type(model).__name__}) has no callable {method}()",
+            {"field": "predict_method"},
+        )
+    return model
+
+
+# ---------------------------------------------------------------- MLflow input
+
+
+def from_mlflow(mlflow_dir, dest, name):
+    """Convert an MLflow model directory (sklearn or cloudpickle pyfunc) into a bundle."""
+    src = Path(mlflow_dir)
+    mlmodel_path = src / "MLmodel"
+    if not mlmodel_path.is_file():
+        raise InvalidBundle(
+            "not an MLflow model directory: MLmodel is missing", {"field": "MLmodel"}
+        )
+    mlmodel = yaml.safe_load(mlmodel_path.read_text()) or {}
+    flavors = mlmodel.get("flavors", {})
+    sk = flavors.get("sklearn")
+    if not sk or sk.get("serialization_format", "cloudpickle") not in ("cloudpickle", "pickle"):
+        raise InvalidBundle(
+            "only MLflow models with the sklearn flavor saved as (cloud)pickle can be converted; "
+            f"this one has flavors {sorted(flavors)}",
+            {"field": "flavors"},
+        )
+    validate_name(name)
+    dest = Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    (dest / "model").mkdir(parents=True)
+    shutil.copyfile(src / sk["pickled_model"], dest / "model" / "model.pkl")
+    signature = None
+    sig = (mlmodel.get("signature") or {}).get("inputs")
+    if sig:
+        cols = json.loads(sig) if isinstance(sig, str) else sig
+        typemap = {
+            "double": "double",
+            "float": "float",
+            "long": "long",
+            "integer": "integer",
+            "boolean": "boolean",
+            "string": "string",
+        }
+        if cols and all("name" in c for c in cols):
+            signature = {
+                "kind": "dataframe",
+                "inputs": [
+                    {"name": c["name"], "type": typemap.get(c.get("type"), "double")} for c in cols
+                ],
+            }
+    example = None
+    ex_file = src / "input_example.json"
+    if ex_file.is_file():
+        raw = json.loads(ex_file.read_text())
+        if isinstance(raw, dict) and "columns" in raw and "data" in raw:
+            example = [dict(zip(raw["columns"], row)) for row in raw["data"][:EXAMPLE_ROWS]]
+        elif isinstance(raw, dict) and "dataframe_split" in raw:
+            split = raw["dataframe_split"]
+            example = [dict(zip(split["columns"], row)) for row in split["data"][:EXAMPLE_ROWS]]
+    reqs = []
+    req_file = src / "requirements.txt"
+    if req_file.is_file():
+        reqs = [
+            ln.strip()
+            for ln in req_file.read_text().splitlines()
+            if ln.strip() and not ln.startswith(("#", "-"))
+        ]
+    (dest / "requirements.txt").write_text("".join(f"{r}\n" for r in reqs))
+    manifest = {
+        "format": FORMAT,
+        "name": name,
+        "description": f"converted from MLflow model {src.name}",
+        "runtime": "python",
+        "flavor": "sklearn",
+        "serialization": "cloudpickle",
+        "model_file": "model/model.pkl",
+        "predict_method": "predict",
+        "signature": signature,
+        "example": example,
+        "python": mlmodel.get("flavors", {})
+        .get("python_function", {})
+        .get("python_version", sys.version.split()[0]),
+        "requirements": reqs,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_manifest(dest, manifest)
+    return manifest
+
+
+def is_mlflow_dir(path):
+    return os.path.isfile(os.path.join(path, "MLmodel"))
