@@ -1,0 +1,32 @@
+# The two commands of the README's quick start:
+#   make up    bring the platform up in embedded mode (installs into .venv on first use)
+#   make test  run the whole test suite: lint, unit, component, browser layers
+# `.ci/run` calls `make test`.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.mlhub-installed
+PYTEST_ARGS ?=
+
+.PHONY: up test lint install
+
+$(STAMP): setup.py pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+up: $(STAMP)
+	$(BIN)/mlhub up $(UP_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: $(STAMP)
+	scripts/system-deps
+	$(MAKE) lint
+	$(BIN)/pytest -ra $(PYTEST_ARGS)
