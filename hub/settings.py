@@ -1,0 +1,167 @@
+"""mlhub's own settings, shared by ``mlhub up``, the JupyterHub config and the publisher.
+
+Every setting is a trait of ``MlhubSettings``. They come, lowest precedence first, from the
+defaults, the optional mlhub config file (a traitlets Python file named by ``MLHUB_CONFIG_FILE``
+or ``mlhub up --config``) and environment variables ``MLHUB_<NAME>`` (``MLHUB_DATA_DIR``,
+``MLHUB_PORT``, ...; this is how ``mlhub up --data-dir/--port`` reach the hub's processes).
+
+The same config file is loaded last by ``jupyterhub_config.py``, so it can also hold any
+JupyterHub, Spawner or Authenticator setting, for example::
+
+    c.MlhubSettings.port = 9000
+    c.JupyterHub.authenticator_class = "ldapauthenticator.LDAPAuthenticator"
+"""
+
+import os
+from pathlib import Path
+
+from mlhub.profiles import PROFILES_DIR
+from traitlets import Enum, Integer, Unicode, default, validate
+from traitlets.config import Config, Configurable, PyFileConfigLoader
+
+CONFIG_FILE_ENV = "MLHUB_CONFIG_FILE"
+PUBLISHER_SERVICE = "mlhub-publisher"
+
+
+class MlhubSettings(Configurable):
+    """Where mlhub keeps its state and which addresses its processes use."""
+
+    data_dir = Unicode(
+        help="""Folder holding all embedded-mode state: the JupyterHub and account databases,
+        secrets, the publisher store, artifacts, logs and the users' workspaces.
+
+        Default: ``./mlhub-data`` (resolved to an absolute path). Environment: ``MLHUB_DATA_DIR``.
+        Example: ``c.MlhubSettings.data_dir = "/srv/mlhub"``.
+        """,
+    ).tag(config=True)
+
+    @default("data_dir")
+    def _default_data_dir(self):
+        return str(Path("mlhub-data").resolve())
+
+    @validate("data_dir")
+    def _absolute_data_dir(self, proposal):
+        return str(Path(proposal.value).expanduser().resolve())
+
+    mode = Enum(
+        ["embedded", "kubernetes"],
+        "embedded",
+        help="""How user servers run: ``embedded`` (local processes on this machine, the
+        ``ProfileLocalSpawner``) or ``kubernetes`` (KubeSpawner pods from the profile images).
+
+        Default: ``embedded``. Environment: ``MLHUB_MODE``.
+        """,
+    ).tag(config=True)
+
+    ip = Unicode(
+        "127.0.0.1",
+        help="""Address the public proxy listens on. Default ``127.0.0.1`` (this machine only);
+        ``0.0.0.0`` serves every interface. Environment: ``MLHUB_IP``.
+        """,
+    ).tag(config=True)
+
+    port = Integer(
+        8000,
+        help="""Port of the public proxy: the URL users open. Default 8000.
+        Environment: ``MLHUB_PORT``; ``mlhub up --port 9000`` sets it.
+        """,
+    ).tag(config=True)
+
+    hub_port = Integer(
+        8081,
+        help="""Port of the JupyterHub process itself (always on 127.0.0.1); its API is
+        ``http://127.0.0.1:<hub_port>/hub/api``. Default 8081. Environment: ``MLHUB_HUB_PORT``.
+        """,
+    ).tag(config=True)
+
+    proxy_api_port = Integer(
+        8001,
+        help="""Port of the proxy's REST API on 127.0.0.1 (the hub and the publisher add routes
+        through it). Default 8001. Environment: ``MLHUB_PROXY_API_PORT``.
+        """,
+    ).tag(config=True)
+
+    publisher_port = Integer(
+        8090,
+        help="""Port of the publisher service on 127.0.0.1; users reach it through the proxy at
+        ``/services/mlhub-publisher/``. Default 8090. Environment: ``MLHUB_PUBLISHER_PORT``.
+        """,
+    ).tag(config=True)
+
+    public_url = Unicode(
+        help="""URL users and clients reach the hub at, with a trailing slash; model URLs and
+        the notebook's ``MLHUB_PUBLIC_URL`` are built from it. Set it when a reverse proxy or DNS
+        name fronts the hub, e.g. ``https://mlhub.example.org/``.
+
+        Default: ``http://<ip>:<port>/`` (``127.0.0.1`` when ``ip`` is every interface).
+        Environment: ``MLHUB_PUBLIC_URL``.
+        """,
+    ).tag(config=True)
+
+    @default("public_url")
+    def _default_public_url(self):
+        host = self.ip if self.ip not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        return f"http://{host}:{self.port}/"
+
+    @validate("public_url")
+    def _trailing_slash(self, proposal):
+        return proposal.value.rstrip("/") + "/"
+
+    profiles_dir = Unicode(
+        str(PROFILES_DIR),
+        help="""Folder of spawner profile files (``*.yaml``, see ``profile.schema.json``).
+        Default: the profiles shipped in ``spawner_profiles/``. Environment: ``MLHUB_PROFILES_DIR``.
+        Example: ``c.MlhubSettings.profiles_dir = "/etc/mlhub/profiles"``.
+        """,
+    ).tag(config=True)
+
+    admin_user = Unicode(
+        "admin",
+        help="""Name of the admin account ``mlhub up`` creates on first start (its generated
+        password is written to ``<data_dir>/admin_password``). Default ``admin``.
+        Environment: ``MLHUB_ADMIN_USER``.
+        """,
+    ).tag(config=True)
+
+    config_file = Unicode(
+        "",
+        help="""The mlhub config file these settings were read from ("" if none). Set from
+        ``MLHUB_CONFIG_FILE``; passed on to the hub and the publisher.
+        """,
+    )
+
+    def path(self, *parts):
+        """A path inside the data directory, e.g. ``settings.path("workspaces", "alice")``."""
+        return os.path.join(self.data_dir, *parts)
+
+    @property
+    def publisher_url(self):
+        """The publisher as users reach it through the proxy."""
+        return f"{self.public_url}services/{PUBLISHER_SERVICE}/"
+
+    @property
+    def proxy_api_url(self):
+        return f"http://127.0.0.1:{self.proxy_api_port}"
+
+
+def read_config_file(path):
+    """The traitlets ``Config`` in a Python config file (``c.X.y = ...``)."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"mlhub config file not found: {path}")
+    return PyFileConfigLoader(path.name, str(path.parent)).load_config()
+
+
+def load_settings(environ=None):
+    """Settings from the config file in ``MLHUB_CONFIG_FILE`` (if any) and ``MLHUB_*`` variables."""
+    environ = os.environ if environ is None else environ
+    config_file = environ.get(CONFIG_FILE_ENV, "")
+    config = read_config_file(config_file) if config_file else Config()
+    settings = MlhubSettings(config=config)
+    if config_file:
+        settings.config_file = str(Path(config_file).expanduser().resolve())
+    for name, trait in settings.traits(config=True).items():
+        value = environ.get(f"MLHUB_{name.upper()}")
+        if value:
+            setattr(settings, name, trait.from_string(value))
+    return settings
