@@ -256,6 +256,8 @@ def save_bundle(
         model_file = "model/model.pkl"
         (path / model_file).write_bytes(data)
         modules.add("cloudpickle")
+    if signature is not None and signature["kind"] == "dataframe":
+        modules.add("pandas")  # the serving runtime rebuilds a DataFrame for such models
 
     reqs = list(requirements) if requirements is not None else capture_requirements(modules)
     manifest = {
