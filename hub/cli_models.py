@@ -1,0 +1,214 @@
+"""``mlhub models ...``: publish and manage models from a terminal.
+
+``mlhub.cli`` registers these with ``add_models_parser(subparsers)`` and runs them with
+``run_models(args)`` (also set as the parser's ``func`` default). They talk to the publisher's
+REST API through ``mlhub.publisher.client.PublisherClient``: the hub URL comes from ``--url`` or
+``$MLHUB_URL`` (default ``http://127.0.0.1:8000``), the token from ``--token``, ``$MLHUB_TOKEN``
+or ``$JUPYTERHUB_API_TOKEN``. A model is named ``user/name`` or just ``name`` (your own).
+Progress goes to stderr, results to stdout, so output can be piped.
+"""
+
+import json
+import sys
+
+from mlhub.errors import MlhubError
+from mlhub.publisher.client import PublisherClient
+
+
+def add_models_parser(subparsers):
+    """Add the ``models`` command (with its subcommands) to an argparse ``subparsers``."""
+    models = subparsers.add_parser(
+        "models",
+        help="publish and manage models",
+        description="Publish models as authenticated REST endpoints and manage them.",
+    )
+    models.add_argument("--url", help="mlhub URL (default: $MLHUB_URL or http://127.0.0.1:8000)")
+    models.add_argument(
+        "--token", help="JupyterHub token (default: $MLHUB_TOKEN or $JUPYTERHUB_API_TOKEN)"
+    )
+    models.set_defaults(func=run_models)
+    sub = models.add_subparsers(dest="models_command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("list", help="list your models (admins: --user or everyone's)")
+    p.add_argument("--user", help="list this user's models (admins)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("show", help="show a model, its versions and its URL")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("publish", help="publish a bundle or MLflow model directory")
+    p.add_argument("path", metavar="PATH", help="bundle directory, MLflow model dir or .tar.gz")
+    p.add_argument("--name", help="model name (default: the bundle's own)")
+    p.add_argument("--workers", type=int, help="serving workers (replicas)")
+    p.add_argument("--no-wait", action="store_true", help="return once the upload is accepted")
+
+    p = sub.add_parser("rollback", help="make an earlier version live again")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--version", default="previous", help="version id or 'previous' (default)")
+    p.add_argument("--no-wait", action="store_true", help="return once the rollback is accepted")
+
+    p = sub.add_parser("scale", help="change the number of serving workers (replicas)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--replicas", type=int, required=True)
+    p.add_argument("--no-wait", action="store_true", help="return once the change is accepted")
+
+    p = sub.add_parser("logs", help="print the last lines of the model's serving log")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--tail", type=int, default=200, help="number of lines (default 200)")
+
+    p = sub.add_parser("events", help="print the model's deployment and health events")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--since", type=int, default=0, help="only events after this id")
+
+    p = sub.add_parser("delete", help="stop serving a model and delete it")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    keys = sub.add_parser("keys", help="API keys for calling a model's endpoint")
+    ksub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
+    p = ksub.add_parser("create", help="mint a key (printed once)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--description", default="", help="what the key is for")
+    p = ksub.add_parser("list", help="list keys (ids and descriptions, never the keys)")
+    p.add_argument("name", metavar="NAME")
+    p = ksub.add_parser("delete", help="revoke a key")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("key_id", metavar="ID")
+    return models
+
+
+class StepPrinter:
+    """Progress on stderr: a self-rewriting bar for the upload, one line per deploy step."""
+
+    def __init__(self, stream=None, width=30):
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.in_bar = False
+
+    def __call__(self, step, message, fraction):
+        if step == "upload":
+            filled = round((fraction or 0) * self.width)
+            bar = "#" * filled + "." * (self.width - filled)
+            self.stream.write(f"\r  upload    [{bar}] {message}")
+            self.in_bar = True
+        else:
+            if self.in_bar:
+                self.stream.write("\n")
+                self.in_bar = False
+            self.stream.write(f"  {step:<9} {message}\n")
+        self.stream.flush()
+
+
+def _short(version):
+    return (version or "-").removeprefix("sha256:")[:12]
+
+
+def _print_table(models, out):
+    rows = [("MODEL", "STATUS", "VERSION", "REPLICAS", "URL")]
+    for m in models:
+        rows.append(
+            (
+                f"{m['owner']}/{m['name']}",
+                m["status"],
+                _short(m["current_version"]),
+                str(m["replicas"]),
+                m["url"],
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
+
+
+def _print_model(m, out):
+    out.write(
+        f"{m['owner']}/{m['name']}  {m['status']}  replicas {m['replicas']}\n"
+        f"  url:      {m['url']}\n"
+        f"  predict:  {m['predict_url']}\n"
+        f"  versions:\n"
+    )
+    for v in m["versions"]:
+        live = "  (live)" if v["id"] == m["current_version"] else ""
+        out.write(
+            f"    {v['id']}  {v['created']}  {v['runtime']}/{v['flavor']}  {v['size']} B{live}\n"
+        )
+
+
+def _confirm(question):
+    if not sys.stdin.isatty():
+        raise MlhubError(f"{question} Refusing without --yes (no terminal to ask on).")
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _run(args, client, out):
+    cmd = args.models_command
+    progress = StepPrinter()
+    if cmd == "list":
+        models = client.list(user=args.user)
+        if args.json:
+            out.write(json.dumps(models, indent=2) + "\n")
+        elif models:
+            _print_table(models, out)
+        else:
+            out.write("no models yet: publish one with 'mlhub models publish PATH --name NAME'\n")
+    elif cmd == "show":
+        model = client.get(args.name)
+        if args.json:
+            out.write(json.dumps(model, indent=2) + "\n")
+        else:
+            _print_model(model, out)
+    elif cmd == "publish":
+        result = client.publish(
+            args.path, args.name, workers=args.workers, progress=progress, wait=not args.no_wait
+        )
+        model = result if "owner" in result else result["model"]
+        out.write(f"{model['owner']}/{model['name']}: {model['status']} at {model['url']}\n")
+    elif cmd in ("rollback", "scale"):
+        if cmd == "rollback":
+            client.rollback(args.name, args.version, wait=not args.no_wait, progress=progress)
+        else:
+            client.scale(args.name, args.replicas, wait=not args.no_wait, progress=progress)
+        model = client.get(args.name)
+        out.write(
+            f"{model['owner']}/{model['name']}: {model['status']}, version "
+            f"{_short(model['current_version'])}, {model['replicas']} replica(s)\n"
+        )
+    elif cmd == "logs":
+        out.write(client.logs(args.name, tail=args.tail))
+    elif cmd == "events":
+        for ev in client.events(args.name, since=args.since):
+            out.write(
+                f"{ev['id']:>6}  {ev['time']}  {_short(ev['version']):<12}  "
+                f"{ev['level']:<5}  {ev['step']:<10} {ev['message']}\n"
+            )
+    elif cmd == "delete":
+        if not args.yes and not _confirm(f"Delete {args.name} and all its versions?"):
+            return 1
+        client.delete(args.name)
+        out.write(f"deleted {args.name}\n")
+    elif cmd == "keys":
+        if args.keys_command == "create":
+            key = client.create_key(args.name, args.description)
+            sys.stderr.write("The key is shown only now; store it somewhere safe.\n")
+            out.write(key["key"] + "\n")
+        elif args.keys_command == "list":
+            for key in client.list_keys(args.name):
+                out.write(f"{key['id']}  {key['created']}  {key['description']}\n")
+        else:
+            client.delete_key(args.name, args.key_id)
+            out.write(f"revoked key {args.key_id}\n")
+    return 0
+
+
+def run_models(args, client=None, out=None):
+    """Run a parsed ``mlhub models ...`` command; return the exit code (errors: 1, stderr)."""
+    client = client or PublisherClient(url=args.url, token=args.token)
+    try:
+        return _run(args, client, out or sys.stdout)
+    except MlhubError as exc:
+        sys.stderr.write(f"mlhub models {args.models_command}: error: {exc.message}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130

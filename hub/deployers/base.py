@@ -1,0 +1,120 @@
+"""The deployer contract: how the publisher starts, replaces and stops a model's serving processes.
+
+The publisher owns the *desired* state (which version of which model is live, with how many
+replicas) in its store; a deployer makes it real on one backend (local uWSGI processes, Kubernetes
+Deployments) and reports what it did through ``progress(step, message)`` callbacks, which the
+publisher records as events. Everything is async and may take seconds; a deployer raises
+``mlhub.errors.DeployError`` (or ``InvalidBundle`` from ``check``) with a message that says why.
+
+What a deployer does on its own (a crashed process restarted, a process re-adopted after a
+publisher restart) is reported through ``on_event``.
+"""
+
+import urllib.parse
+from dataclasses import dataclass
+
+from traitlets import Callable
+from traitlets.config import LoggingConfigurable
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Names a published model: ``/models/<owner>/<name>``."""
+
+    owner: str
+    name: str
+
+    @property
+    def key(self):
+        return f"{self.owner}/{self.name}"
+
+    @property
+    def url_prefix(self):
+        """The public path prefix, escaped as JupyterHub escapes user names in URLs."""
+        return f"/models/{urllib.parse.quote(self.owner, safe='@~')}/{self.name}"
+
+    @property
+    def owner_dir(self):
+        """The owner as one safe path component (no '/', and never '.' or '..')."""
+        return urllib.parse.quote(self.owner, safe="@+").replace(".", "%2E")
+
+
+@dataclass(frozen=True)
+class Desired:
+    """A model that should be live: what ``adopt`` reconciles against at publisher start."""
+
+    model: ModelRef
+    version: str
+    bundle_dir: str
+    replicas: int
+
+
+class Deployer(LoggingConfigurable):
+    """Base class. Subclasses implement every ``async`` method below.
+
+    ``progress`` callbacks take ``(step, message)``; a deploy reports, in order, ``starting``,
+    ``ready``, ``switched`` (new requests reach the new version) and ``drained`` (the old one
+    is gone). The caller records ``done`` or ``failed``.
+    """
+
+    on_event = Callable(
+        None,
+        allow_none=True,
+        help="""Called as ``on_event(model, version, step, message, level)`` for what the
+        deployer does on its own: ``restarting``/``restarted`` after a crash, ``adopted`` after a
+        publisher restart, ``failed``. Set by the publisher, which records them as events.
+        """,
+    )
+
+    def emit(self, model, version, step, message, level="info"):
+        log = self.log.error if level == "error" else self.log.info
+        log("%s %s %s: %s", model.key, (version or "")[:19], step, message)
+        if self.on_event is not None:
+            self.on_event(model, version, step, message, level)
+
+    async def check(self, manifest, bundle_dir):
+        """Verify the bundle loads in this backend's runtime; raise ``InvalidBundle`` if not."""
+        raise NotImplementedError
+
+    async def set_access(self, model, access):
+        """Publish who may call the endpoint: ``{"users": [...], "groups": [...],
+        "key_hashes": [...]}`` (sha256 hex of each API key). Called before the first deploy and
+        whenever it changes; serving processes pick changes up without a restart."""
+        raise NotImplementedError
+
+    async def deploy(self, model, version, bundle_dir, *, replicas, progress):
+        """Make ``version`` the live one with a readiness-gated rolling update."""
+        raise NotImplementedError
+
+    async def status(self, model):
+        """``{"state": "running"|"stopped", "version", "replicas", "instances": [...]}``."""
+        raise NotImplementedError
+
+    async def scale(self, model, replicas, progress):
+        """Serve the live version with ``replicas`` (a rolling replace, no failed request)."""
+        raise NotImplementedError
+
+    async def rollback(self, model, version, bundle_dir, progress):
+        """Make an older version live again: a deploy with the current replica count."""
+        status = await self.status(model)
+        await self.deploy(
+            model, version, bundle_dir, replicas=status.get("replicas") or 1, progress=progress
+        )
+
+    async def delete(self, model):
+        """Stop every process of the model and remove its route and local state."""
+        raise NotImplementedError
+
+    async def logs(self, model, tail):
+        """The last ``tail`` lines the model's serving processes wrote."""
+        raise NotImplementedError
+
+    async def adopt(self, desired):
+        """At publisher start: keep what runs as desired, restart the rest, stop strays.
+
+        ``desired`` is a list of ``Desired``. Afterwards the deployer supervises what it runs.
+        """
+        raise NotImplementedError
+
+    async def shutdown(self):
+        """At publisher exit: stop supervising (and, if the backend says so, serving)."""

@@ -1,0 +1,718 @@
+"""The embedded mode's deployer: supervised local uWSGI processes behind proxy routes.
+
+One uWSGI instance (``python -m mlhub.serving``, which execs uWSGI so the pid is the master) per
+live version; a "replica" is a uWSGI worker. A rolling update starts the new instance on a free
+port, waits for ``/readyz``, switches the proxy route, waits ``drain_seconds`` for requests in
+flight, then stops the old instance with SIGTERM: no request fails in between.
+
+Processes run in their own session, so they outlive the publisher: a publisher killed with
+SIGKILL finds them again through run-state files (``<data>/run/<owner>/<name>.json``) and adopts
+the ones that still answer ``/readyz`` with the right version. A supervisor loop restarts a
+serving process that died (with backoff if it keeps dying) and re-adds routes a restarted proxy
+lost.
+
+Files (all under the data directory)::
+
+    run/<owner>/<name>.json          instances we started and have not seen die (for adoption)
+    access/<owner>/<name>.json       who may call the endpoint (MLHUB_ACCESS_FILE)
+    logs/models/<owner>/<name>.log   output of the model's serving processes
+"""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mlhub.deployers.base import Deployer, ModelRef
+from mlhub.deployers.routes import ProxyRoutes
+from mlhub.errors import DeployError, InvalidBundle
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from traitlets import Bool, Dict, Float, Instance, Integer, List, Unicode, default
+
+# environment a model process must not inherit: it runs the owner's (untrusted) code
+_SECRET_PREFIXES = ("JUPYTERHUB_", "CONFIGPROXY_", "MLHUB_")
+_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD")
+_POLL = 0.2  # seconds between checks while waiting for a process to become ready or exit
+
+
+@dataclass
+class ServingInstance:
+    """One uWSGI master serving one version on one port."""
+
+    version: str
+    bundle_dir: str
+    port: int
+    pid: int
+    workers: int
+    started: float
+    proc: subprocess.Popen | None = field(default=None, repr=False, compare=False)
+
+    def alive(self):
+        """Whether the master still runs (``Popen.poll`` for children, signal 0 for adopted)."""
+        if self.proc is not None:
+            return self.proc.poll() is None
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    @property
+    def returncode(self):
+        return None if self.proc is None else self.proc.returncode
+
+    def to_dict(self):
+        data = asdict(self)
+        data.pop("proc")
+        return data
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k != "proc"})
+
+
+@dataclass(frozen=True)
+class _Want:
+    """What should be live for a model (kept so a dead process can be started again)."""
+
+    version: str
+    bundle_dir: str
+    workers: int
+
+
+@dataclass
+class _ModelState:
+    """What runs for one model: the live instance and any being started or retired."""
+
+    model: ModelRef
+    want: _Want | None = None
+    live: ServingInstance | None = None
+    others: list = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    failures: int = 0
+    next_restart: float = 0.0
+
+    def instances(self):
+        return ([self.live] if self.live else []) + list(self.others)
+
+
+def free_port(host):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def tail_lines(path, n):
+    """The last ``n`` lines of a text file ('' if it does not exist)."""
+    try:
+        with open(path, errors="replace") as fh:
+            return "".join(deque(fh, maxlen=n))
+    except FileNotFoundError:
+        return ""
+
+
+def write_json_atomic(path, data):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+class LocalDeployer(Deployer):
+    """Serve models as local uWSGI processes (the embedded mode)."""
+
+    data_dir = Unicode(
+        help="""The mlhub data directory (run-state, access and log files go below it).
+        Default: ``$MLHUB_DATA_DIR``, else ``./mlhub-data``. The publisher passes its own.""",
+    ).tag(config=True)
+
+    @default("data_dir")
+    def _default_data_dir(self):
+        return os.path.abspath(os.environ.get("MLHUB_DATA_DIR", "mlhub-data"))
+
+    host = Unicode(
+        "127.0.0.1", help="Address serving processes listen on (default 127.0.0.1)."
+    ).tag(config=True)
+
+    serve_commands = Dict(
+        help="""Command that serves a bundle, per bundle runtime. Placeholders: ``{bundle}``,
+        ``{port}``, ``{workers}``, ``{host}``. The process must keep its pid for its lifetime
+        (exec the server) and stop gracefully on SIGTERM. Default: the Python runtime,
+        ``[sys.executable, "-m", "mlhub.serving", "--bundle", "{bundle}", ...]``.""",
+    ).tag(config=True)
+
+    @default("serve_commands")
+    def _default_serve_commands(self):
+        return {
+            "python": [
+                sys.executable,
+                "-m",
+                "mlhub.serving",
+                "--bundle",
+                "{bundle}",
+                "--port",
+                "{port}",
+                "--workers",
+                "{workers}",
+                "--host",
+                "{host}",
+            ]
+        }
+
+    check_commands = Dict(
+        help="""Command that exits 0 if a bundle loads, per runtime (``{bundle}`` placeholder);
+        run before a version is accepted. Its last output line is the reason on failure.
+        Default: ``[sys.executable, "-m", "mlhub.serving", "check", "--bundle", "{bundle}"]``.""",
+    ).tag(config=True)
+
+    @default("check_commands")
+    def _default_check_commands(self):
+        return {"python": [sys.executable, "-m", "mlhub.serving", "check", "--bundle", "{bundle}"]}
+
+    check_timeout = Float(
+        300.0, help="Seconds a bundle's load check may take before it is refused (default 300)."
+    ).tag(config=True)
+
+    ready_timeout = Float(
+        300.0,
+        help="""Seconds a new serving process may take to answer /readyz (default 300).
+        If it is not ready by then the deploy fails and the old version keeps serving.""",
+    ).tag(config=True)
+
+    drain_seconds = Float(
+        5.0,
+        help="""Seconds to keep the old instance running after the route switched to the new
+        one, so requests already in flight finish (default 5). Set it above your slowest
+        prediction.""",
+    ).tag(config=True)
+
+    stop_timeout = Float(
+        20.0,
+        help="""Seconds a serving process gets to exit after SIGTERM before it is killed
+        (default 20).""",
+    ).tag(config=True)
+
+    supervise_interval = Float(
+        1.0, help="Seconds between checks that every live serving process runs (default 1)."
+    ).tag(config=True)
+
+    route_check_interval = Float(
+        10.0,
+        help="""Seconds between checks that the proxy still has every model route (a proxy
+        restarted by the hub loses them); missing ones are re-added (default 10).""",
+    ).tag(config=True)
+
+    restart_backoff_max = Float(
+        60.0,
+        help="""Longest wait between restarts of a model that keeps failing to start; the wait
+        doubles from 1 s after each failure (default 60).""",
+    ).tag(config=True)
+
+    stop_models_on_exit = Bool(
+        True,
+        help="""Stop the model processes when the publisher exits normally (SIGTERM/SIGINT),
+        default True. If False, or if the publisher is killed, they keep serving and are
+        adopted at its next start.""",
+    ).tag(config=True)
+
+    hub_api_url = Unicode(
+        help="""Hub API the serving processes use to identify callers' hub tokens.
+        Default: ``$JUPYTERHUB_API_URL``.""",
+    ).tag(config=True)
+
+    @default("hub_api_url")
+    def _default_hub_api_url(self):
+        return os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
+
+    fallback_target = Unicode(
+        help="""Where ``/models`` requests that match no live model go (the publisher, which
+        answers 404 "no such model" or 503 "deploying" in JSON). Default:
+        ``$JUPYTERHUB_SERVICE_URL``; empty = no fallback route.""",
+    ).tag(config=True)
+
+    @default("fallback_target")
+    def _default_fallback_target(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_URL", "")
+
+    extra_env = Dict(
+        help="""Extra environment for serving processes, e.g. ``{"MLHUB_REQUEST_TIMEOUT":
+        "60"}``. Secrets of the publisher (tokens) are never passed on.""",
+    ).tag(config=True)
+
+    log_tail_lines = Integer(
+        20, help="Lines of the model's log quoted in a failed event (default 20)."
+    ).tag(config=True)
+
+    python_path = List(
+        help="""Directories put on the serving processes' PYTHONPATH. Default: none (the
+        serving runtime is importable from the interpreter's site-packages).""",
+    ).tag(config=True)
+
+    routes = Instance(ProxyRoutes)
+
+    @default("routes")
+    def _default_routes(self):
+        return ProxyRoutes(parent=self)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._models = {}
+        self._tasks = set()
+        self._supervisor = None
+
+    # ------------------------------------------------------------ paths
+
+    def _path(self, kind, model, suffix):
+        return Path(self.data_dir, kind, model.owner_dir, model.name + suffix)
+
+    def run_file(self, model):
+        return self._path("run", model, ".json")
+
+    def access_file(self, model):
+        return self._path("access", model, ".json")
+
+    def log_file(self, model):
+        return Path(self.data_dir, "logs", "models", model.owner_dir, model.name + ".log")
+
+    def _state(self, model):
+        if model not in self._models:
+            self._models[model] = _ModelState(model)
+        return self._models[model]
+
+    def _save(self, state):
+        write_json_atomic(
+            self.run_file(state.model),
+            {
+                "owner": state.model.owner,
+                "name": state.model.name,
+                "live": state.live.to_dict() if state.live else None,
+                "others": [i.to_dict() for i in state.others],
+            },
+        )
+
+    # ------------------------------------------------------------ processes
+
+    def _base_env(self):
+        """The publisher's environment without its secrets, plus ``extra_env``."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(_SECRET_PREFIXES) and not any(w in k for w in _SECRET_WORDS)
+        }
+        if self.python_path:
+            env["PYTHONPATH"] = os.pathsep.join(
+                [*self.python_path, *filter(None, [env.get("PYTHONPATH")])]
+            )
+        env.update(self.extra_env)
+        return env
+
+    def _env(self, model, version):
+        env = self._base_env()
+        env.update(
+            {
+                "MLHUB_URL_PREFIX": model.url_prefix,
+                "MLHUB_MODEL_OWNER": model.owner,
+                "MLHUB_MODEL_NAME": model.name,
+                "MLHUB_MODEL_VERSION": version,
+                "MLHUB_ACCESS_FILE": str(self.access_file(model)),
+                "MLHUB_AUTH": "on",
+                "JUPYTERHUB_API_URL": self.hub_api_url,
+            }
+        )
+        return env
+
+    def _command(self, table, runtime, **values):
+        if runtime not in table:
+            raise InvalidBundle(
+                f"runtime {runtime!r} cannot be served here (this deployer serves "
+                f"{', '.join(sorted(table)) or 'nothing'}); see LocalDeployer.serve_commands",
+                {"field": "runtime"},
+            )
+        return [str(part).format(**values) for part in table[runtime]]
+
+    def _runtime(self, bundle_dir):
+        from mlhub.bundle import load_manifest
+
+        return load_manifest(bundle_dir)["runtime"]
+
+    async def _spawn(self, model, version, bundle_dir, workers):
+        port = free_port(self.host)
+        cmd = self._command(
+            self.serve_commands,
+            self._runtime(bundle_dir),
+            bundle=bundle_dir,
+            port=port,
+            workers=workers,
+            host=self.host,
+        )
+        log_path = self.log_file(model)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            log.write(f"--- mlhub: starting {version} on port {port}: {cmd}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(
+                cmd,
+                env=self._env(model, version),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=bundle_dir,
+                # own session: the process outlives the publisher and gets no terminal signals
+                start_new_session=True,
+            )
+        return ServingInstance(version, str(bundle_dir), port, proc.pid, workers, time.time(), proc)
+
+    async def _ready(self, inst, model):
+        """Whether ``inst`` answers ``/readyz`` (and, if it says, with its own version)."""
+        url = f"http://{self.host}:{inst.port}{model.url_prefix}/readyz"
+        try:
+            resp = await AsyncHTTPClient().fetch(url, request_timeout=5)
+        except (HTTPClientError, OSError):
+            return False
+        try:
+            reported = json.loads(resp.body).get("version")
+        except (ValueError, AttributeError):
+            reported = None
+        return reported in (None, inst.version)
+
+    def _failure(self, model, what):
+        tail = tail_lines(self.log_file(model), self.log_tail_lines).rstrip()
+        return DeployError(f"{what}; last lines of its log:\n{tail}", {"log_tail": tail})
+
+    async def _wait_ready(self, model, inst):
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if not inst.alive():
+                raise self._failure(
+                    model,
+                    f"the serving process (pid {inst.pid}) exited with code {inst.returncode} "
+                    "before it was ready",
+                )
+            if await self._ready(inst, model):
+                return
+            await asyncio.sleep(_POLL)
+        raise self._failure(
+            model,
+            f"the serving process (pid {inst.pid}) was not ready after {self.ready_timeout:g} s "
+            "(LocalDeployer.ready_timeout)",
+        )
+
+    async def _stop(self, inst):
+        """SIGTERM the master, wait ``stop_timeout``, then kill whatever is left of its group."""
+        if inst.alive():
+            try:
+                os.kill(inst.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + self.stop_timeout
+            while inst.alive() and time.monotonic() < deadline:
+                await asyncio.sleep(_POLL / 2)
+        # the master leads its own process group: this also takes orphaned workers with it
+        try:
+            os.killpg(inst.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if inst.proc is not None:
+            inst.proc.poll()
+
+    async def _start_ready(self, state, version, bundle_dir, workers):
+        """Start an instance and wait until it is ready; stop it again if it never is."""
+        inst = await self._spawn(state.model, version, bundle_dir, workers)
+        state.others.append(inst)
+        self._save(state)
+        try:
+            await self._wait_ready(state.model, inst)
+        except BaseException:
+            await self._stop(inst)
+            state.others.remove(inst)
+            self._save(state)
+            raise
+        return inst
+
+    async def _route(self, model, inst):
+        await self.routes.add(
+            model.url_prefix,
+            f"http://{self.host}:{inst.port}",
+            owner=model.owner,
+            model=model.name,
+            version=inst.version,
+        )
+
+    def _make_live(self, state, inst):
+        """Record ``inst`` as live; the previous live instance (if any) is now retiring."""
+        if inst in state.others:
+            state.others.remove(inst)
+        old, state.live = state.live, inst
+        if old is not None:
+            state.others.append(old)
+        self._save(state)
+        return old
+
+    async def _retire(self, state, inst):
+        await self._stop(inst)
+        if inst in state.others:
+            state.others.remove(inst)
+        self._save(state)
+
+    # ------------------------------------------------------------ the contract
+
+    async def check(self, manifest, bundle_dir):
+        cmd = self._command(self.check_commands, manifest["runtime"], bundle=bundle_dir)
+        proc = await asyncio.create_subprocess_exec(
+            *cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=self._base_env(),
+            cwd=bundle_dir,
+            start_new_session=True,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), self.check_timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise InvalidBundle(
+                f"loading the model took longer than {self.check_timeout:g} s "
+                "(LocalDeployer.check_timeout)",
+                {"field": "model_file"},
+            ) from None
+        if proc.returncode != 0:
+            lines = [ln for ln in out.decode(errors="replace").splitlines() if ln.strip()]
+            reason = lines[-1] if lines else f"exit code {proc.returncode}"
+            raise InvalidBundle(
+                f"the model does not load: {reason}", {"field": "model_file", "output": lines[-20:]}
+            )
+
+    async def set_access(self, model, access):
+        write_json_atomic(self.access_file(model), access)
+
+    async def deploy(self, model, version, bundle_dir, *, replicas, progress):
+        state = self._state(model)
+        async with state.lock:
+            progress("starting", f"starting {replicas} worker(s) of {version[:19]}")
+            new = await self._start_ready(state, version, bundle_dir, replicas)
+            progress("ready", f"ready on port {new.port} (pid {new.pid})")
+            try:
+                await self._route(model, new)
+            except DeployError:
+                await self._retire(state, new)
+                raise
+            old = self._make_live(state, new)
+            state.want = _Want(version, str(bundle_dir), replicas)
+            state.failures = 0
+            progress("switched", f"{model.url_prefix} now goes to {version[:19]}")
+            if old is None:
+                progress("drained", "no previous instance to drain")
+                return
+            await asyncio.sleep(self.drain_seconds)
+            await self._retire(state, old)
+            progress("drained", f"stopped the previous instance (pid {old.pid})")
+
+    async def status(self, model):
+        state = self._models.get(model)
+        live = state.live if state else None
+        instances = []
+        for inst in state.instances() if state else []:
+            info = inst.to_dict()
+            info["state"] = ("live" if inst is live else "other") if inst.alive() else "exited"
+            instances.append(info)
+        return {
+            "state": "running" if live and live.alive() else "stopped",
+            "version": state.want.version if state and state.want else None,
+            "replicas": state.want.workers if state and state.want else None,
+            "instances": instances,
+        }
+
+    async def scale(self, model, replicas, progress):
+        state = self._models.get(model)
+        if state is None or state.want is None:
+            raise DeployError(f"{model.key} has no live version to scale", {"model": model.key})
+        want = state.want
+        await self.deploy(
+            model, want.version, want.bundle_dir, replicas=replicas, progress=progress
+        )
+
+    async def delete(self, model):
+        state = self._state(model)
+        async with state.lock:
+            state.want = None
+            await asyncio.gather(*(self._stop(i) for i in state.instances()))
+            await self.routes.delete(model.url_prefix)
+            self._models.pop(model, None)
+        for path in (self.run_file(model), self.access_file(model), self.log_file(model)):
+            path.unlink(missing_ok=True)
+
+    async def logs(self, model, tail):
+        return tail_lines(self.log_file(model), tail)
+
+    async def adopt(self, desired):
+        wanted = {d.model for d in desired}
+        strays = []
+        for path in Path(self.data_dir, "run").glob("*/*.json"):
+            try:
+                data = json.loads(path.read_text())
+                model = ModelRef(data["owner"], data["name"])
+                recorded = [data["live"], *data["others"]] if data["live"] else data["others"]
+                instances = [ServingInstance.from_dict(i) for i in recorded]
+            except (ValueError, KeyError, TypeError) as exc:
+                self.log.warning("ignoring unreadable run-state file %s: %s", path, exc)
+                continue
+            if model in wanted:
+                self._state(model).others.extend(instances)
+            else:
+                strays.append((model, instances))
+        await asyncio.gather(
+            *(self._adopt_one(d) for d in desired),
+            *(self._remove_stray(model, instances) for model, instances in strays),
+        )
+        if self.fallback_target:
+            try:
+                await self.routes.add("/models", self.fallback_target)
+            except DeployError as exc:
+                self.log.warning("could not add the /models fallback route: %s", exc)
+        if self._supervisor is None:
+            self._supervisor = asyncio.ensure_future(self._supervise())
+
+    async def _adopt_one(self, d):
+        state = self._state(d.model)
+        async with state.lock:
+            state.want = _Want(d.version, str(d.bundle_dir), d.replicas)
+            found = None
+            for inst in list(state.others):
+                if (
+                    found is None
+                    and inst.version == d.version
+                    and inst.workers == d.replicas
+                    and inst.alive()
+                    and await self._ready(inst, d.model)
+                ):
+                    found = inst
+                    continue
+                await self._stop(inst)
+                state.others.remove(inst)
+            if found is None:
+                self._save(state)
+                await self._restart_locked(state, "it was not running")
+                return
+            self._make_live(state, found)
+            self.emit(
+                d.model,
+                d.version,
+                "adopted",
+                f"re-adopted the running process (pid {found.pid}, port {found.port})",
+            )
+            try:
+                await self._route(d.model, found)
+            except DeployError as exc:
+                self.log.warning("route for %s not re-added yet: %s", d.model.key, exc)
+
+    async def _remove_stray(self, model, instances):
+        self.log.info("stopping %d process(es) of unpublished %s", len(instances), model.key)
+        await asyncio.gather(*(self._stop(i) for i in instances))
+        self.run_file(model).unlink(missing_ok=True)
+
+    async def shutdown(self):
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            self._supervisor = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self.stop_models_on_exit:
+            await asyncio.gather(
+                *(self._stop(i) for s in self._models.values() for i in s.instances())
+            )
+            self.log.info("stopped the model processes (LocalDeployer.stop_models_on_exit)")
+
+    # ------------------------------------------------------------ supervision
+
+    async def _restart_locked(self, state, why):
+        """Start the wanted version again; the caller holds ``state.lock``.
+
+        On failure the supervisor tries again after a doubling wait, so a model whose process
+        cannot start does not spin.
+        """
+        model, want = state.model, state.want
+        self.emit(model, want.version, "restarting", f"{why}; starting it again", level="error")
+        try:
+            if not Path(want.bundle_dir).is_dir():
+                raise DeployError(f"the bundle directory {want.bundle_dir} is missing")
+            inst = await self._start_ready(state, want.version, want.bundle_dir, want.workers)
+        except (DeployError, InvalidBundle) as exc:
+            state.failures += 1
+            wait = min(2 ** (state.failures - 1), self.restart_backoff_max)
+            state.next_restart = time.monotonic() + wait
+            self.emit(
+                model, want.version, "failed", f"{exc.message} (next try in {wait:g} s)", "error"
+            )
+            return
+        old = self._make_live(state, inst)
+        if old is not None:
+            await self._retire(state, old)
+        state.failures = 0
+        try:
+            await self._route(model, inst)
+        except DeployError as exc:
+            self.log.warning("route for %s not re-added yet: %s", model.key, exc)
+        self.emit(
+            model, want.version, "restarted", f"serving again on port {inst.port} (pid {inst.pid})"
+        )
+
+    def _needs_restart(self, state):
+        return state.want is not None and (state.live is None or not state.live.alive())
+
+    async def _heal(self, state):
+        async with state.lock:
+            if not self._needs_restart(state):
+                return
+            live = state.live
+            why = (
+                f"the serving process (pid {live.pid}) exited with code {live.returncode}"
+                if live is not None
+                else "it is not running"
+            )
+            await self._restart_locked(state, why)
+
+    async def _check_routes(self):
+        routes = await self.routes.get_all()
+        if self.fallback_target and "/models" not in routes:
+            await self.routes.add("/models", self.fallback_target)
+        for state in list(self._models.values()):
+            live = state.live
+            if live is None or state.lock.locked() or not live.alive():
+                continue
+            route = routes.get(state.model.url_prefix)
+            if route is None or route.get("target") != f"http://{self.host}:{live.port}":
+                self.log.warning("re-adding the proxy route of %s", state.model.key)
+                await self._route(state.model, live)
+
+    async def _supervise(self):
+        last_route_check = time.monotonic()
+        while True:
+            await asyncio.sleep(self.supervise_interval)
+            now = time.monotonic()
+            for state in list(self._models.values()):
+                if (
+                    not state.lock.locked()
+                    and now >= state.next_restart
+                    and self._needs_restart(state)
+                ):
+                    task = asyncio.ensure_future(self._heal(state))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            if now - last_route_check >= self.route_check_interval:
+                last_route_check = now
+                try:
+                    await self._check_routes()
+                except DeployError as exc:
+                    self.log.warning("route check failed: %s", exc)

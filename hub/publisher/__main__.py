@@ -1,0 +1,3 @@
+from mlhub.publisher.app import main
+
+main()

@@ -1,0 +1,352 @@
+"""The publisher's HTTP handlers and its one route table (``API_ROUTES``).
+
+Handlers authenticate, authorize and parse; ``ModelManager`` does the work. Every error, typed
+(``mlhub.errors``) or not, becomes the JSON body ``{"error", "code", "detail"}`` in one place,
+``BaseHandler.write_error``. Routes are written as OpenAPI path templates (``{user}``), so the
+OpenAPI document can be checked against them.
+"""
+
+import json
+import re
+
+import mlhub
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from mlhub.bundle import validate_name
+from mlhub.errors import (
+    BadRequest,
+    MlhubError,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from mlhub.publisher.auth import MANAGE, READ, Caller, authorize, require_api_scope, visible_owner
+from tornado import web
+
+BUNDLE_TYPES = (
+    "application/gzip",
+    "application/x-gzip",
+    "application/x-tar",
+    "application/octet-stream",
+)
+
+
+class BaseHandler(web.RequestHandler):
+    """JSON in, JSON out, hub identity, typed errors mapped to HTTP."""
+
+    @property
+    def manager(self):
+        return self.settings["manager"]
+
+    @property
+    def hub_auth(self):
+        return self.settings["hub_auth"]
+
+    async def caller(self):
+        """The authenticated caller, or 401 (no or unknown token) / 403 (missing scope).
+
+        ``HubOAuth`` takes the token from the Authorization header, else from its OAuth cookie;
+        a cookie only counts on unsafe methods with a valid xsrf token (it checks that itself).
+        """
+        user = await self.hub_auth.get_user(self, sync=False)
+        if not user:
+            raise Unauthorized(
+                "no valid JupyterHub token: send 'Authorization: token <token>' "
+                "(create one at <hub>/hub/token)",
+            )
+        caller = Caller.from_hub_model(user)
+        require_api_scope(caller)
+        return caller
+
+    async def model_for(self, action, user, name):
+        """The model ``user/name`` after checking ``caller`` may ``action`` it."""
+        caller = await self.caller()
+        model = self.manager.store.find_model(user, name)
+        authorize(caller, action, user, model.shared_with if model is not None else ())
+        if model is None:
+            self.manager.store.get_model(user, name)  # raises the NotFound
+        return caller, model
+
+    def json_body(self):
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except ValueError as exc:
+            raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise BadRequest("the request body must be a JSON object")
+        return data
+
+    def int_argument(self, name, default):
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise BadRequest(f"?{name}= must be an integer, got {raw!r}", {"field": name}) from None
+
+    def write_json(self, data, status=200):
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+    def write_error(self, status_code, **kwargs):
+        """The one place errors become HTTP answers."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, MlhubError):
+            self.set_status(exc.status)
+            body = exc.to_dict()
+        elif isinstance(exc, web.HTTPError):
+            body = {
+                "error": exc.log_message or self._reason,
+                "code": f"http_{status_code}",
+                "detail": None,
+            }
+        else:
+            body = {
+                "error": "internal error in the publisher; its log has the details",
+                "code": "internal_error",
+                "detail": None,
+            }
+        if isinstance(exc, Unauthorized):
+            self.set_header("WWW-Authenticate", 'token realm="jupyterhub"')
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def log_exception(self, typ, value, tb):
+        if isinstance(value, MlhubError) and value.status < 500:
+            self.log.warning("%s %s: %s", self.request.method, self.request.path, value.message)
+        else:
+            super().log_exception(typ, value, tb)
+
+    @property
+    def log(self):
+        return self.settings["log"]
+
+
+class HealthHandler(BaseHandler):
+    def get(self):
+        self.write_json(
+            {
+                "status": "ok",
+                "version": mlhub.__version__,
+                "max_upload_bytes": self.settings["max_upload_bytes"],
+            }
+        )
+
+
+class OpenAPIHandler(BaseHandler):
+    def get(self):
+        self.write_json(self.settings["openapi"])
+
+
+class WhoAmIHandler(BaseHandler):
+    async def get(self):
+        self.write_json((await self.caller()).to_dict())
+
+
+class ModelListHandler(BaseHandler):
+    async def get(self):
+        caller = await self.caller()
+        owner = visible_owner(caller, self.get_query_argument("user", None))
+        models = self.manager.store.list_models(owner)
+        self.write_json({"models": [self.manager.view(m) for m in models]})
+
+
+class ModelHandler(BaseHandler):
+    async def get(self, user, name):
+        _, model = await self.model_for(READ, user, name)
+        self.write_json(self.manager.view(model))
+
+    async def delete(self, user, name):
+        _, model = await self.model_for(MANAGE, user, name)
+        await self.manager.delete(model)
+        self.set_status(204)
+        self.finish()
+
+
+@web.stream_request_body
+class VersionsHandler(BaseHandler):
+    """``POST .../versions``: the bundle streams to a temporary file, never into memory."""
+
+    upload = None
+
+    async def prepare(self):
+        user, name = self.path_kwargs["user"], self.path_kwargs["name"]
+        caller = await self.caller()
+        authorize(caller, MANAGE, user)
+        validate_name(name)
+        self.publisher = caller
+        ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip()
+        if ctype not in BUNDLE_TYPES:
+            raise UnsupportedMediaType(
+                f"send the bundle as a tar.gz with Content-Type: application/gzip (got {ctype!r})",
+                {"content_type": ctype},
+            )
+        limit = self.settings["max_upload_bytes"]
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            # read and drop the body, so the client gets this answer rather than a reset
+            self.request.connection.set_max_body_size(int(length))
+            raise self.too_large(limit)
+        self.request.connection.set_max_body_size(limit)
+        self.upload = self.manager.artifacts.new_upload()
+
+    @staticmethod
+    def too_large(limit):
+        return PayloadTooLarge(
+            f"the bundle is larger than the upload limit of {limit} bytes "
+            f"({limit / 1e6:.0f} MB, PublisherApp.max_upload_bytes)",
+            {"limit": limit},
+        )
+
+    def data_received(self, chunk):
+        if self.upload is not None:
+            self.upload.write(chunk)
+
+    async def post(self, user, name):
+        self.upload.close()
+        try:
+            status, body = await self.manager.publish(
+                self.publisher,
+                user,
+                name,
+                self.upload,
+                workers=self.int_argument("workers", None),
+                max_bundle_bytes=self.settings["max_bundle_bytes"],
+            )
+        finally:
+            self.upload.discard()
+        self.write_json(body, status)
+
+    def on_connection_close(self):
+        if self.upload is not None:
+            self.upload.discard()
+        super().on_connection_close()
+
+
+class EventsHandler(BaseHandler):
+    async def get(self, user, name):
+        _, model = await self.model_for(READ, user, name)
+        events = self.manager.store.events(model, since=self.int_argument("since", 0))
+        self.write_json({"events": [e.to_dict() for e in events]})
+
+
+class RollbackHandler(BaseHandler):
+    async def post(self, user, name):
+        caller, model = await self.model_for(MANAGE, user, name)
+        version = self.json_body().get("version", "previous")
+        if not isinstance(version, str):
+            raise BadRequest("version must be 'sha256:...' or 'previous'", {"field": "version"})
+        self.write_json(await self.manager.rollback(caller, model, version), 202)
+
+
+class ScaleHandler(BaseHandler):
+    async def post(self, user, name):
+        caller, model = await self.model_for(MANAGE, user, name)
+        replicas = self.json_body().get("replicas")
+        self.write_json(await self.manager.scale(caller, model, replicas), 202)
+
+
+class LogsHandler(BaseHandler):
+    async def get(self, user, name):
+        _, model = await self.model_for(MANAGE, user, name)
+        tail = self.int_argument("tail", 200)
+        if tail < 1:
+            raise BadRequest("?tail= must be at least 1", {"field": "tail"})
+        text = await self.manager.deployer.logs(self.manager.ref(model), tail)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(text)
+
+
+class KeysHandler(BaseHandler):
+    async def get(self, user, name):
+        _, model = await self.model_for(MANAGE, user, name)
+        self.write_json({"keys": [k.to_dict() for k in model.api_keys]})
+
+    async def post(self, user, name):
+        _, model = await self.model_for(MANAGE, user, name)
+        description = self.json_body().get("description", "")
+        self.write_json(await self.manager.create_key(model, description), 201)
+
+
+class KeyHandler(BaseHandler):
+    async def delete(self, user, name, key_id):
+        _, model = await self.model_for(MANAGE, user, name)
+        await self.manager.delete_key(model, key_id)
+        self.set_status(204)
+        self.finish()
+
+
+class ModelsFallbackHandler(BaseHandler):
+    """``/models/...`` requests no live model route matched (the proxy's ``/models`` route).
+
+    Says in JSON whether the model does not exist (404) or is not serving yet (503), instead
+    of the hub's HTML 404 page.
+    """
+
+    async def prepare(self):
+        user, name = self.path_kwargs["user"], self.path_kwargs["name"]
+        model = self.manager.store.find_model(user, name)
+        if model is None:
+            raise NotFound(f"no model {user}/{name} is published", {"owner": user, "name": name})
+        raise NotReady(
+            f"model {user}/{name} is not serving right now (status {model.status}); "
+            "its events say why",
+            {"owner": user, "name": name, "status": model.status},
+        )
+
+
+class NotFoundHandler(BaseHandler):
+    def prepare(self):
+        raise NotFound(f"no such publisher endpoint: {self.request.path}")
+
+
+class IndexHandler(HubOAuthenticated, BaseHandler):
+    """Browsers visiting the service log in with the hub (OAuth), then see their models."""
+
+    def initialize(self):
+        self.hub_auth = self.settings["hub_auth"]
+
+    @web.authenticated
+    def get(self):
+        self.redirect(self.settings["service_prefix"] + "api/models")
+
+
+class OAuthCallbackHandler(HubOAuthCallbackHandler):
+    def initialize(self):
+        self.hub_auth = self.settings["hub_auth"]
+
+
+# (template, handler): templates are OpenAPI paths below the service prefix
+API_ROUTES = [
+    ("/api/health", HealthHandler),
+    ("/api/openapi.json", OpenAPIHandler),
+    ("/api/user", WhoAmIHandler),
+    ("/api/models", ModelListHandler),
+    ("/api/models/{user}/{name}", ModelHandler),
+    ("/api/models/{user}/{name}/versions", VersionsHandler),
+    ("/api/models/{user}/{name}/events", EventsHandler),
+    ("/api/models/{user}/{name}/rollback", RollbackHandler),
+    ("/api/models/{user}/{name}/scale", ScaleHandler),
+    ("/api/models/{user}/{name}/logs", LogsHandler),
+    ("/api/models/{user}/{name}/keys", KeysHandler),
+    ("/api/models/{user}/{name}/keys/{key_id}", KeyHandler),
+]
+
+
+def url_pattern(template):
+    """``/api/models/{user}`` -> ``/api/models/(?P<user>[^/]+)$``."""
+    return re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$"
+
+
+def make_handlers(service_prefix):
+    """Tornado's handler list: the API under the service prefix, and the ``/models`` fallback."""
+    base = service_prefix.rstrip("/")
+    return [
+        *((base + url_pattern(t), cls) for t, cls in API_ROUTES),
+        (base + "/oauth_callback", OAuthCallbackHandler),
+        (base + "/?", IndexHandler),
+        (r"/models/(?P<user>[^/]+)/(?P<name>[^/]+)(?:/.*)?", ModelsFallbackHandler),
+    ]

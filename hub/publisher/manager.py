@@ -1,0 +1,355 @@
+"""The publisher's core: what publish, rollback, scale, delete and keys *do*.
+
+Handlers authenticate and parse; this module decides and acts, over the store (desired state and
+history), the artifact store (bundles) and a deployer (running processes). Operations on one
+model are serialized by a per-model lock; the slow part of a deploy runs in the background and
+reports progress as events, which clients poll.
+"""
+
+import asyncio
+import hashlib
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+from mlhub.bundle import validate_name
+from mlhub.deployers.base import Desired, ModelRef
+from mlhub.errors import BadRequest, MlhubError, NotFound
+from mlhub.publisher.artifacts import place
+from mlhub.publisher.store import isoformat, utcnow
+
+KEY_PREFIX = "mlhk_"
+# steps of an operation in progress: if one is a model's last event at start, it was interrupted
+OPERATION_STEPS = ("requested", "received", "unpacked", "starting", "ready", "switched", "drained")
+
+
+def hash_key(key):
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ModelManager:
+    """Publish and manage models; every method assumes the caller is already authorized."""
+
+    def __init__(
+        self, *, store, artifacts, deployer, data_dir, public_url, default_workers, max_workers, log
+    ):
+        self.store = store
+        self.artifacts = artifacts
+        self.deployer = deployer
+        self.models_dir = Path(data_dir, "models")
+        self.public_url = public_url.rstrip("/")
+        self.default_workers = default_workers
+        self.max_workers = max_workers
+        self.log = log
+        self._locks = {}
+        self._tasks = set()
+        self.adopted = asyncio.Event()
+        deployer.on_event = self._on_deployer_event
+
+    # ------------------------------------------------------------ views
+
+    def ref(self, model):
+        return ModelRef(model.owner, model.name)
+
+    def view(self, model):
+        """The API's ``Model`` object."""
+        url = f"{self.public_url}{self.ref(model).url_prefix}/"
+        versions = sorted(model.versions, key=lambda v: v.created, reverse=True)
+        return {
+            "owner": model.owner,
+            "name": model.name,
+            "status": model.status,
+            "current_version": model.current_version,
+            "replicas": model.replicas,
+            "url": url,
+            "predict_url": url + "v1/predict",
+            "shared_with": list(model.shared_with or []),
+            "versions": [
+                {
+                    "id": v.id,
+                    "created": isoformat(v.created),
+                    "live_since": isoformat(v.live_since),
+                    "flavor": v.manifest.get("flavor"),
+                    "runtime": v.manifest.get("runtime"),
+                    "size": v.size,
+                    "signature": v.manifest.get("signature"),
+                    "example": v.manifest.get("example"),
+                }
+                for v in versions
+            ],
+            "created": isoformat(model.created),
+            "updated": isoformat(model.updated),
+        }
+
+    def bundle_dir(self, model, digest):
+        return self.models_dir / self.ref(model).owner_dir / model.name / digest.split(":", 1)[1]
+
+    def check_replicas(self, replicas):
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
+            raise BadRequest(
+                f"replicas must be a positive integer, got {replicas!r}", {"field": "replicas"}
+            )
+        if replicas > self.max_workers:
+            raise BadRequest(
+                f"replicas {replicas} is above the limit of {self.max_workers} "
+                "(PublisherApp.max_workers)",
+                {"field": "replicas", "limit": self.max_workers},
+            )
+        return replicas
+
+    def _lock(self, owner, name):
+        return self._locks.setdefault((owner, name), asyncio.Lock())
+
+    # ------------------------------------------------------------ events
+
+    def _record(self, model, version, step, message, level="info"):
+        ev = self.store.add_event(model, step, message, version=version, level=level)
+        self.log.info("%s %s %s: %s", model.key, (version or "")[:19], step, message)
+        return ev
+
+    def _on_deployer_event(self, ref, version, step, message, level):
+        model = self.store.find_model(ref.owner, ref.name)
+        if model is None:
+            return
+        self._record(model, version, step, message, level)
+        task = asyncio.ensure_future(self._sync_deployments(model))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sync_deployments(self, model):
+        status = await self.deployer.status(self.ref(model))
+        self.store.set_deployments(model, status["instances"])
+
+    # ------------------------------------------------------------ publish
+
+    async def publish(self, caller, owner, name, upload, *, workers, max_bundle_bytes):
+        """Accept an uploaded bundle as a version of ``owner/name`` and start deploying it.
+
+        Returns ``(http_status, body)``: 202 while deploying, 200 if that version is already
+        live. A bundle that does not load is refused here (400), before anything changes.
+        """
+        validate_name(name)
+        if workers is not None:
+            self.check_replicas(workers)
+        received = utcnow()
+        loop = asyncio.get_running_loop()
+        ingested = await loop.run_in_executor(
+            None,
+            lambda: self.artifacts.ingest(upload.path, name=name, max_bytes=max_bundle_bytes),
+        )
+        model = None
+        try:
+            unpacked = utcnow()
+            model = self.store.find_model(owner, name)
+            if model is not None and model.version(ingested.digest) is not None:
+                if model.current_version == ingested.digest and model.status != "failed":
+                    ingested.discard()
+                    return 200, {"model": self.view(model), "version": ingested.digest}
+            else:
+                await self.deployer.check(ingested.manifest, str(ingested.bundle_dir))
+        except BaseException as exc:
+            ingested.discard()
+            if isinstance(exc, MlhubError) and model is not None:
+                self._record(model, ingested.digest, "failed", exc.message, "error")
+            raise
+        async with self._lock(owner, name):
+            model = self.store.find_model(owner, name)
+            if model is None:
+                model = self.store.create_model(owner, name, workers or self.default_workers)
+            elif workers is not None:
+                model.replicas = workers
+            artifact = self.artifacts.commit(ingested)
+            bundle_dir = place(ingested.bundle_dir, self.bundle_dir(model, ingested.digest))
+            self.store.add_version(
+                model, ingested.digest, ingested.size, ingested.manifest, artifact
+            )
+            first = self.store.add_event(
+                model,
+                "received",
+                f"received {ingested.size} bytes from {caller.name}",
+                version=ingested.digest,
+                time=received,
+            )
+            manifest = ingested.manifest
+            self.store.add_event(
+                model,
+                "unpacked",
+                f"{manifest['runtime']}/{manifest['flavor']} bundle {ingested.digest[:19]} "
+                "unpacked; it loads",
+                version=ingested.digest,
+                time=unpacked,
+            )
+            if model.current_version is None:
+                model.status = "deploying"
+            self.store.commit()
+        digest = ingested.digest
+
+        async def operation(ref, progress):
+            await self.deployer.deploy(
+                ref, digest, str(bundle_dir), replicas=model.replicas, progress=progress
+            )
+
+        self._background(self._deploy(model, digest, operation))
+        return 202, {"model": self.view(model), "version": ingested.digest, "event_id": first.id}
+
+    def _background(self, coro):
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _deploy(self, model, digest, operation):
+        """Run ``operation(ref, progress)`` (a deployer call) and record how it ended."""
+        await self.adopted.wait()
+        ref = self.ref(model)
+
+        def progress(step, message):
+            self._record(model, digest, step, message)
+            if step == "switched":
+                model.current_version = digest
+                model.version(digest).live_since = utcnow()
+                model.status = "ready"
+                self.store.commit()
+
+        async with self._lock(model.owner, model.name):
+            if self.store.find_model(model.owner, model.name) is None:
+                return  # deleted while waiting
+            try:
+                await self.deployer.set_access(ref, self.access(model))
+                await operation(ref, progress)
+            except Exception as exc:
+                message = exc.message if isinstance(exc, MlhubError) else f"internal error: {exc}"
+                if not isinstance(exc, MlhubError):
+                    self.log.exception("deploying %s %s failed", model.key, digest)
+                self._record(model, digest, "failed", message, "error")
+                model.status = "ready" if model.current_version else "failed"
+                self.store.commit()
+            else:
+                model.status = "ready"
+                self._record(model, digest, "done", f"{digest[:19]} is live at {ref.url_prefix}/")
+            await self._sync_deployments(model)
+
+    # ------------------------------------------------------------ rollback, scale
+
+    async def rollback(self, caller, model, version):
+        if version == "previous":
+            target = self.store.previous_version(model)
+            if target is None:
+                raise NotFound(
+                    f"{model.key} has no previous version to roll back to", {"version": version}
+                )
+        else:
+            target = model.version(version)
+            if target is None:
+                known = ", ".join(v.id[:19] for v in model.versions)
+                raise NotFound(
+                    f"{model.key} has no version {version!r} (it has {known})",
+                    {"version": version},
+                )
+        digest = target.id
+        bundle_dir = await self._ensure_bundle_dir(model, digest)
+        first = self._record(
+            model, digest, "requested", f"rollback to {digest[:19]} requested by {caller.name}"
+        )
+
+        async def operation(ref, progress):
+            await self.deployer.rollback(ref, digest, str(bundle_dir), progress)
+
+        self._background(self._deploy(model, digest, operation))
+        return {"model": self.view(model), "version": digest, "event_id": first.id}
+
+    async def scale(self, caller, model, replicas):
+        self.check_replicas(replicas)
+        if model.current_version is None:
+            raise BadRequest(f"{model.key} has no live version to scale", {"model": model.key})
+        digest = model.current_version
+        first = self._record(
+            model, digest, "requested", f"scale to {replicas} replica(s) requested by {caller.name}"
+        )
+        model.replicas = replicas
+        self.store.commit()
+
+        async def operation(ref, progress):
+            await self.deployer.scale(ref, replicas, progress)
+
+        self._background(self._deploy(model, digest, operation))
+        return {"model": self.view(model), "version": digest, "event_id": first.id}
+
+    async def _ensure_bundle_dir(self, model, digest):
+        """The unpacked bundle of a stored version, unpacked again from its artifact if needed."""
+        path = self.bundle_dir(model, digest)
+        if not path.is_dir():
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self.artifacts.extract, digest, path)
+        return path
+
+    # ------------------------------------------------------------ delete
+
+    async def delete(self, model):
+        async with self._lock(model.owner, model.name):
+            await self.deployer.delete(self.ref(model))
+            shutil.rmtree(self.models_dir / self.ref(model).owner_dir / model.name, True)
+            self.store.delete_model(model)
+            removed = self.artifacts.remove_unreferenced(self.store.referenced_artifacts())
+        self._locks.pop((model.owner, model.name), None)
+        self.log.info("deleted %s (%d artifact(s) no longer referenced)", model.key, removed)
+
+    # ------------------------------------------------------------ access and keys
+
+    def access(self, model):
+        """Who may call the model's endpoint (written for the serving processes)."""
+        return {
+            "users": [model.owner, *(model.shared_with or [])],
+            "groups": [],
+            "key_hashes": [k.key_sha256 for k in model.api_keys],
+        }
+
+    async def create_key(self, model, description):
+        if not isinstance(description, str):
+            raise BadRequest("description must be a string", {"field": "description"})
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        row = self.store.add_key(model, secrets.token_hex(8), hash_key(key), description)
+        await self.deployer.set_access(self.ref(model), self.access(model))
+        return {**row.to_dict(), "key": key}
+
+    async def delete_key(self, model, key_id):
+        self.store.delete_key(model, key_id)
+        await self.deployer.set_access(self.ref(model), self.access(model))
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def adopt(self):
+        """At start: hand the deployer what should be live, and close interrupted operations."""
+        desired = []
+        for model in self.store.list_models():
+            last = self.store.last_event(model)
+            if last is not None and last.step in OPERATION_STEPS:
+                self._record(
+                    model,
+                    last.version,
+                    "failed",
+                    "interrupted by a publisher restart; publish or roll back again",
+                    "error",
+                )
+            model.status = "ready" if model.current_version else "failed"
+            if model.current_version:
+                bundle_dir = await self._ensure_bundle_dir(model, model.current_version)
+                await self.deployer.set_access(self.ref(model), self.access(model))
+                desired.append(
+                    Desired(self.ref(model), model.current_version, str(bundle_dir), model.replicas)
+                )
+        self.store.commit()
+        started = time.monotonic()
+        try:
+            await self.deployer.adopt(desired)
+        finally:
+            self.adopted.set()
+        for model in self.store.list_models():
+            await self._sync_deployments(model)
+        self.log.info("adopted %d model(s) in %.1f s", len(desired), time.monotonic() - started)
+
+    async def shutdown(self):
+        for task in list(self._tasks):
+            task.cancel()
+        await self.deployer.shutdown()
