@@ -27,11 +27,16 @@ from dataclasses import dataclass
 
 from jupyterhub.auth import Authenticator
 from mlhub.errors import BadRequest, Conflict, InvalidName, NotFound
+from mlhub.settings import hub_settings
 from traitlets import Unicode, default
 
 # JupyterHub lower-cases user names; they also name workspace folders, so keep them path-safe.
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 GROUP_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+# Hub admins are put in this JupyterHub group; its role carries custom:mlhub:admin (publisher
+# admin), which JupyterHub's own admin role cannot be extended with.
+ADMIN_GROUP = "mlhub-admins"
 
 # scrypt cost: about 50 ms and 16 MiB per check, the interactive-login setting of RFC 7914.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -240,9 +245,7 @@ class MlhubAuthenticator(Authenticator):
 
     @default("accounts_file")
     def _default_accounts_file(self):
-        from mlhub.settings import load_settings
-
-        return load_settings().path("accounts.sqlite")
+        return hub_settings().path("accounts.sqlite")
 
     @default("manage_groups")
     def _default_manage_groups(self):
@@ -258,7 +261,8 @@ class MlhubAuthenticator(Authenticator):
 
     @staticmethod
     def _auth_model(account):
-        return {"name": account.name, "admin": account.admin, "groups": list(account.groups)}
+        groups = set(account.groups) | ({ADMIN_GROUP} if account.admin else set())
+        return {"name": account.name, "admin": account.admin, "groups": sorted(groups)}
 
     async def authenticate(self, handler, data):
         name, password = data.get("username", ""), data.get("password", "")

@@ -1,2 +1,237 @@
-def main():
-    raise SystemExit("not yet")
+"""The ``mlhub`` command line: ``mlhub up``, ``mlhub users ...`` and ``mlhub models ...``.
+
+``mlhub models`` lives in ``mlhub.cli_models`` (``add_models_parser(subparsers)`` and
+``run_models(args)``); it is imported when the parser is built and, if it cannot be imported,
+replaced by a stub that says why, so ``mlhub up`` and ``mlhub users`` keep working.
+"""
+
+import argparse
+import os
+import sys
+
+from mlhub import __version__
+from mlhub.errors import MlhubError
+
+USERS_HELP = """\
+Manage the login accounts of the embedded mode (stored in <data-dir>/accounts.sqlite).
+Changes apply while the hub runs: at the user's next login or server start.
+"""
+
+
+def _common_options():
+    """--data-dir and --config, shared by every command that reads the settings."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="state folder (default: $MLHUB_DATA_DIR or ./mlhub-data)",
+    )
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        help="mlhub config file, a traitlets Python file (default: $MLHUB_CONFIG_FILE)",
+    )
+    return common
+
+
+def _add_users_parser(subparsers, common):
+    users = subparsers.add_parser(
+        "users", help="manage login accounts", description=USERS_HELP, parents=[common]
+    )
+    actions = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+
+    add = actions.add_parser("add", help="create an account and print its password")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true", help="make the user a hub admin")
+    add.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="JupyterHub group (repeat for several); groups unlock restricted profiles",
+    )
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from stdin instead of generating one",
+    )
+
+    actions.add_parser("list", help="list accounts, their groups and admin flag")
+
+    passwd = actions.add_parser("passwd", help="set a new password (generated unless given)")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+
+    set_ = actions.add_parser("set", help="change an account's admin flag or groups")
+    set_.add_argument("name")
+    admin = set_.add_mutually_exclusive_group()
+    admin.add_argument("--admin", dest="admin", action="store_true", default=None)
+    admin.add_argument("--no-admin", dest="admin", action="store_false")
+    groups = set_.add_mutually_exclusive_group()
+    groups.add_argument(
+        "--group",
+        action="append",
+        dest="groups",
+        metavar="GROUP",
+        help="the account's groups, replacing the current ones (repeat for several)",
+    )
+    groups.add_argument("--no-groups", dest="groups", action="store_const", const=[])
+
+    delete = actions.add_parser("delete", help="delete an account (its workspace is kept)")
+    delete.add_argument("name")
+
+
+def _add_models_parser(subparsers):
+    try:
+        from mlhub.cli_models import add_models_parser, run_models
+    except Exception as e:  # a missing or broken models CLI must not take `mlhub up` down
+        reason = f"{type(e).__name__}: {e}"
+        stub = subparsers.add_parser("models", help="manage published models (unavailable)")
+        stub.add_argument("rest", nargs=argparse.REMAINDER)
+
+        def unavailable(args):
+            print(f"mlhub: 'mlhub models' is not available ({reason})", file=sys.stderr)
+            return 1
+
+        return unavailable
+    add_models_parser(subparsers)
+    return run_models
+
+
+def build_parser():
+    """The argument parser and the models runner it registered."""
+    parser = argparse.ArgumentParser(
+        prog="mlhub",
+        description="Notebook environments and one-click model publishing on JupyterHub.",
+    )
+    parser.add_argument("--version", action="version", version=f"mlhub {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = _common_options()
+
+    up = subparsers.add_parser(
+        "up",
+        parents=[common],
+        help="run the hub on this machine (embedded mode) until Ctrl-C",
+        description="Start JupyterHub, its proxy and the publisher; Ctrl-C stops them all.",
+    )
+    up.add_argument("--port", type=int, help="public port (default: $MLHUB_PORT or 8000)")
+
+    _add_users_parser(subparsers, common)
+    run_models = _add_models_parser(subparsers)
+    return parser, run_models
+
+
+def _settings(args):
+    """Settings with the command-line options applied through the environment, so the hub and
+    its services (child processes) see the same values."""
+    from mlhub.settings import CONFIG_FILE_ENV, load_settings
+
+    if getattr(args, "data_dir", None):
+        os.environ["MLHUB_DATA_DIR"] = os.path.abspath(args.data_dir)
+    if getattr(args, "config", None):
+        os.environ[CONFIG_FILE_ENV] = os.path.abspath(args.config)
+    if getattr(args, "port", None):
+        os.environ["MLHUB_PORT"] = str(args.port)
+    return load_settings()
+
+
+def _read_password(from_stdin):
+    """(password, generated?) from stdin (first line) or newly generated."""
+    from mlhub.accounts import generate_password
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n"), False
+    return generate_password(), True
+
+
+def _users_list(store, args, settings):
+    accounts = store.list()
+    width = max([len(a.name) for a in accounts] + [4])
+    print(f"{'NAME':<{width}}  ADMIN  GROUPS")
+    for a in accounts:
+        print(f"{a.name:<{width}}  {'yes' if a.admin else 'no':<5}  {', '.join(a.groups)}")
+    return 0
+
+
+def _users_add(store, args, settings):
+    password, generated = _read_password(args.password_stdin)
+    account = store.add(args.name, password, admin=args.admin, groups=args.group)
+    print(f"created {'admin ' if account.admin else ''}account {account.name!r}", end="")
+    print(f" in groups {', '.join(account.groups)}" if account.groups else "")
+    if generated:
+        print(f"password: {password}")
+    return 0
+
+
+def _users_passwd(store, args, settings):
+    from mlhub.accounts import write_secret_file
+
+    password, generated = _read_password(args.password_stdin)
+    store.set_password(args.name, password)
+    admin_file = settings.path("admin_password")
+    if args.name == settings.admin_user and os.path.exists(admin_file):
+        write_secret_file(admin_file, password + "\n")
+    print(f"password of {args.name!r} changed")
+    if generated:
+        print(f"password: {password}")
+    return 0
+
+
+def _users_set(store, args, settings):
+    if args.admin is None and args.groups is None:
+        print("mlhub: nothing to change: give --admin/--no-admin or --group/--no-groups")
+        return 2
+    if args.admin is not None:
+        store.set_admin(args.name, args.admin)
+    if args.groups is not None:
+        store.set_groups(args.name, args.groups)
+    account = store.get(args.name)
+    groups = ", ".join(account.groups) or "none"
+    print(f"{account.name!r}: admin {'yes' if account.admin else 'no'}, groups {groups}")
+    return 0
+
+
+def _users_delete(store, args, settings):
+    store.delete(args.name)
+    print(f"deleted account {args.name!r}; workspace kept in {settings.path('workspaces')}")
+    return 0
+
+
+USERS_ACTIONS = {
+    "list": _users_list,
+    "add": _users_add,
+    "passwd": _users_passwd,
+    "set": _users_set,
+    "delete": _users_delete,
+}
+
+
+def run_users(args, settings):
+    from mlhub.accounts import AccountStore
+
+    store = AccountStore(settings.path("accounts.sqlite"))
+    return USERS_ACTIONS[args.users_command](store, args, settings)
+
+
+def main(argv=None):
+    parser, run_models = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "models":
+            return run_models(args)
+        settings = _settings(args)
+        if args.command == "up":
+            from mlhub.up import up
+
+            return up(settings)
+        return run_users(args, settings)
+    except MlhubError as e:
+        print(f"mlhub: error: {e.message}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as e:
+        print(f"mlhub: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

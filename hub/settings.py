@@ -12,6 +12,7 @@ JupyterHub, Spawner or Authenticator setting, for example::
     c.JupyterHub.authenticator_class = "ldapauthenticator.LDAPAuthenticator"
 """
 
+import functools
 import os
 from pathlib import Path
 
@@ -165,3 +166,9 @@ def load_settings(environ=None):
         if value:
             setattr(settings, name, trait.from_string(value))
     return settings
+
+
+@functools.cache
+def hub_settings():
+    """This process's settings, read once: what the spawner and authenticator default to."""
+    return load_settings()

@@ -1,0 +1,139 @@
+"""The JupyterHub configuration of mlhub, for both modes (``jupyterhub -f`` this file).
+
+Everything mlhub-specific comes from ``MlhubSettings`` (``mlhub.settings``: the optional mlhub
+config file named by ``MLHUB_CONFIG_FILE`` plus ``MLHUB_*`` variables); this file only maps those
+settings onto JupyterHub. The mlhub config file is loaded again at the end, so any JupyterHub,
+Spawner or Authenticator setting written there wins over what is set here, e.g.::
+
+    c.JupyterHub.authenticator_class = "oauthenticator.GenericOAuthenticator"
+
+Embedded mode: proxy, hub and publisher on 127.0.0.1, state in the data directory, users'
+servers from ``ProfileLocalSpawner``. Kubernetes mode: the same hub, with KubeSpawner given the
+same profiles as ``profile_list``.
+"""
+
+import os
+import sys
+
+from jupyterhub.roles import get_default_roles
+from mlhub.accounts import ADMIN_GROUP, MlhubAuthenticator
+from mlhub.profiles import load_profiles, profiles_for, to_profile_list
+from mlhub.settings import PUBLISHER_SERVICE, load_settings
+from mlhub.up import ensure_secret
+
+c = get_config()  # noqa: F821 (defined by traitlets when it runs this file)
+settings = load_settings()
+bin_dir = os.path.dirname(sys.executable)
+
+# A broken profile stops start-up here, with the file and field named.
+load_profiles(settings.profiles_dir)
+
+# -- addresses and state -------------------------------------------------------------------
+c.JupyterHub.ip = settings.ip
+c.JupyterHub.port = settings.port
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = settings.hub_port
+c.JupyterHub.db_url = f"sqlite:///{settings.path('jupyterhub.sqlite')}"
+c.JupyterHub.cookie_secret_file = settings.path("jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = settings.path("jupyterhub.pid")
+# Stopping the hub stops every user server; the next start begins clean.
+c.JupyterHub.cleanup_servers = True
+
+# -- the proxy: PyPI's configurable-http-proxy, a Python port (no Node needed) -----------------
+proxy_token = ensure_secret(settings.path("proxy_token"))
+c.JupyterHub.proxy_class = "configurable-http-proxy"
+c.ConfigurableHTTPProxy.command = [os.path.join(bin_dir, "configurable-http-proxy")]
+c.ConfigurableHTTPProxy.api_url = settings.proxy_api_url
+c.ConfigurableHTTPProxy.auth_token = proxy_token
+c.ConfigurableHTTPProxy.pid_file = settings.path("jupyterhub-proxy.pid")
+c.ConfigurableHTTPProxy.should_start = True
+
+# -- login: mlhub accounts (mlhub users ...); the accounts are the gate ------------------------
+c.JupyterHub.authenticator_class = MlhubAuthenticator
+c.Authenticator.allow_all = True
+
+# -- user servers ---------------------------------------------------------------------------
+c.Spawner.default_url = "/lab"
+c.Spawner.start_timeout = 120  # seconds from spawn request to a running process
+c.Spawner.http_timeout = 60  # seconds from a running process to an answering server
+publisher_url = settings.publisher_url
+if settings.mode == "embedded":
+    c.JupyterHub.spawner_class = "mlhub.spawner.ProfileLocalSpawner"
+else:
+
+    def profile_list(spawner):
+        """KubeSpawner profiles for this user: the YAML profiles their groups allow."""
+        groups = [g.name for g in spawner.user.groups]
+        allowed = profiles_for(load_profiles(settings.profiles_dir), groups, spawner.user.admin)
+        return to_profile_list(allowed)
+
+    c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+    c.KubeSpawner.profile_list = profile_list
+    c.KubeSpawner.environment = {
+        "MLHUB_PUBLISHER_URL": publisher_url,
+        "MLHUB_PUBLIC_URL": settings.public_url,
+    }
+
+# -- the publisher, a hub-managed service ------------------------------------------------------
+publisher_env = {
+    "MLHUB_DATA_DIR": settings.data_dir,
+    "CONFIGPROXY_AUTH_TOKEN": proxy_token,
+    "MLHUB_PROXY_API_URL": settings.proxy_api_url,
+    "MLHUB_PUBLIC_URL": settings.public_url,
+}
+if settings.config_file:
+    publisher_env["MLHUB_CONFIG_FILE"] = settings.config_file
+c.JupyterHub.services = [
+    {
+        "name": PUBLISHER_SERVICE,
+        "url": f"http://127.0.0.1:{settings.publisher_port}",
+        "command": [sys.executable, "-m", "mlhub.publisher"],
+        "environment": publisher_env,
+        "oauth_no_confirm": True,
+        # what a browser's OAuth token for the publisher may carry (if the user holds it)
+        "oauth_client_allowed_scopes": ["custom:mlhub:models", "custom:mlhub:admin"],
+    }
+]
+
+# -- scopes and roles (docs/internals.md, "Scopes") --------------------------------------------
+c.JupyterHub.custom_scopes = {
+    "custom:mlhub:models": {
+        "description": "Publish, update, scale, share and delete your own models.",
+    },
+    "custom:mlhub:admin": {
+        "description": "Manage every user's published models.",
+    },
+}
+server_role = next(r for r in get_default_roles() if r["name"] == "server")
+c.JupyterHub.load_roles = [
+    {
+        "name": "user",
+        "scopes": ["self", "access:services", "custom:mlhub:models"],
+    },
+    {
+        # the notebook's JUPYTERHUB_API_TOKEN: JupyterHub's defaults + reaching the publisher
+        "name": "server",
+        "scopes": [
+            *server_role["scopes"],
+            f"access:services!service={PUBLISHER_SERVICE}",
+            "custom:mlhub:models",
+        ],
+    },
+    {
+        # publisher admins: the group mlhub accounts put hub admins in (other authenticators
+        # can put their admins there too); the hub's own admin role cannot be extended
+        "name": "mlhub-admin",
+        "scopes": ["custom:mlhub:admin"],
+        "groups": [ADMIN_GROUP],
+    },
+    {
+        # the publisher's own token: who users are, their groups and admin flag
+        "name": PUBLISHER_SERVICE,
+        "scopes": ["list:users", "read:users", "list:groups", "read:groups"],
+        "services": [PUBLISHER_SERVICE],
+    },
+]
+
+# -- last: the mlhub config file may override any of the above ---------------------------------
+if settings.config_file:
+    load_subconfig(settings.config_file)  # noqa: F821 (defined by traitlets)
