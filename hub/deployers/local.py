@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlhub.deployers.base import Deployer, ModelRef
@@ -71,13 +71,11 @@ class ServingInstance:
         return None if self.proc is None else self.proc.returncode
 
     def to_dict(self):
-        data = asdict(self)
-        data.pop("proc")
-        return data
+        return {k: getattr(self, k) for k in _RECORDED}
 
     @classmethod
     def from_dict(cls, data):
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k != "proc"})
+        return cls(**{k: data[k] for k in _RECORDED})
 
 
 @dataclass(frozen=True)
@@ -87,6 +85,9 @@ class _Want:
     version: str
     bundle_dir: str
     workers: int
+
+
+_RECORDED = ("version", "bundle_dir", "port", "pid", "workers", "started")
 
 
 @dataclass

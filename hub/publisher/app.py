@@ -103,7 +103,7 @@ class PublisherApp(Application):
 
     @default("data_dir")
     def _default_data_dir(self):
-        return os.environ.get("MLHUB_DATA_DIR", "mlhub-data")
+        return os.path.abspath(os.environ.get("MLHUB_DATA_DIR", "mlhub-data"))
 
     @validate("data_dir")
     def _absolute(self, proposal):

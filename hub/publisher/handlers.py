@@ -115,8 +115,10 @@ class BaseHandler(web.RequestHandler):
         self.finish(json.dumps(body))
 
     def log_exception(self, typ, value, tb):
-        if isinstance(value, MlhubError) and value.status < 500:
-            self.log.warning("%s %s: %s", self.request.method, self.request.path, value.message)
+        # typed errors are expected answers: their message is the whole story
+        if isinstance(value, MlhubError):
+            log = self.log.error if value.status >= 500 else self.log.warning
+            log("%s %s: %s", self.request.method, self.request.path, value.message)
         else:
             super().log_exception(typ, value, tb)
 

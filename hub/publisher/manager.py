@@ -78,6 +78,17 @@ class ModelManager:
                 }
                 for v in versions
             ],
+            "instances": [
+                {
+                    "version": d.version,
+                    "state": d.state,
+                    "pid": d.pid,
+                    "port": d.port,
+                    "workers": d.workers,
+                    "started": isoformat(d.started),
+                }
+                for d in model.deployments
+            ],
             "created": isoformat(model.created),
             "updated": isoformat(model.updated),
         }
