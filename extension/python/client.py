@@ -14,30 +14,29 @@ key is minted for them and shown once.
 
 import html
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
-from mlhub.bundle import pack, save_bundle, validate_name
-from mlhub.errors import DeployError, InvalidBundle, NotFound, NotReady
-from mlhub.extension.errors import from_reply, unreachable
+from mlhub.bundle import save_bundle, validate_name
+from mlhub.errors import InvalidBundle, NotFound
 from mlhub.extension.namespace import find_models, is_model
-from mlhub.extension.progress import EVENT_STEPS, TextProgress
+from mlhub.extension.progress import PublisherProgress, TextProgress
 from mlhub.extension.settings import MlhubExtension
 from mlhub.extension.snippets import curl_snippet, python_snippet
+from mlhub.publisher.client import PublisherClient
 
 __all__ = [
-    "Publisher",
     "PublishResult",
     "api_key",
     "bundle_model",
+    "connect",
     "find_models",
     "publish",
     "publish_panel",
 ]
 
 KEY_DESCRIPTION = "minted by mlhub.publish"
+POLL_INTERVAL = 0.5  # seconds between polls of the publisher's events while waiting
 
 
 @dataclass
@@ -69,122 +68,19 @@ class PublishResult:
         )
 
 
-# ---------------------------------------------------------------- the publisher's REST API
+# ---------------------------------------------------------------- the publisher
 
 
-class _Counting:
-    """A file reader that reports bytes sent; ``len`` lets requests send a Content-Length."""
-
-    def __init__(self, fh, total, report):
-        self._fh, self._total, self._report = fh, total, report
-        self._sent = self._reported = 0
-
-    def __len__(self):
-        return self._total
-
-    def read(self, size=-1):
-        chunk = self._fh.read(size)
-        self._sent += len(chunk)
-        if self._sent - self._reported >= self._total / 100 or self._sent == self._total:
-            self._reported = self._sent
-            self._report(self._sent, self._total)
-        return chunk
-
-
-class Publisher:
-    """The publisher calls a notebook makes, with the kernel's hub token (docs/internals.md)."""
-
-    poll_interval = 0.25  # first wait between event polls; doubles up to max_poll_interval
-    max_poll_interval = 2.0
-
-    def __init__(self, settings=None, session=None):
-        self.settings = (settings or MlhubExtension()).require()
-        self.session = session or requests.Session()
-        self.session.headers["Authorization"] = f"token {self.settings.api_token}"
-
-    def _call(self, method, *parts, timeout=None, **kwargs):
-        url = self.settings.api_url(*parts)
-        try:
-            reply = self.session.request(
-                method, url, timeout=timeout or self.settings.request_timeout, **kwargs
-            )
-        except requests.RequestException as exc:
-            raise unreachable(self.settings.publisher_url, exc) from exc
-        if reply.status_code >= 400:
-            raise from_reply(url, reply.status_code, reply.content)
-        return reply
-
-    def _model_call(self, method, name, *parts, **kwargs):
-        return self._call(method, "models", self.settings.user, name, *parts, **kwargs)
-
-    def model(self, name):
-        """The publisher's ``Model`` for ``name``, or None if it was never published."""
-        try:
-            return self._model_call("GET", name).json()
-        except NotFound:
-            return None
-
-    def upload(self, name, archive, *, workers=None, progress=None):
-        """Send a bundle ``tar.gz`` (a path); the reply has ``model``, ``version``, ``event_id``.
-
-        ``progress(sent, total)`` is called as bytes go out. ``live`` in the reply says the
-        publisher already serves this exact version (HTTP 200 instead of 202).
-        """
-        total = Path(archive).stat().st_size
-        with open(archive, "rb") as fh:
-            body = _Counting(fh, total, progress or (lambda sent, total: None))
-            reply = self._model_call(
-                "POST",
-                name,
-                "versions",
-                data=body,
-                params={"workers": workers} if workers else None,
-                headers={"Content-Type": "application/gzip"},
-                timeout=self.settings.upload_timeout,
-            )
-        answer = reply.json()
-        answer["live"] = reply.status_code == 200
-        return answer
-
-    def events(self, name, since=0):
-        """The model's events after ``since`` (an event id)."""
-        return self._model_call("GET", name, "events", params={"since": since}).json()["events"]
-
-    def wait(self, name, version, since=0, *, timeout=600.0, progress=None):
-        """Poll events until ``version`` is ``done``; raise ``DeployError`` if it ``failed``."""
-        report = progress or (lambda step, fraction, message: None)
-        deadline = time.monotonic() + timeout
-        interval, seen = self.poll_interval, set()
-        while True:
-            for event in self.events(name, since):
-                if event["id"] in seen or event.get("version") != version:
-                    continue
-                seen.add(event["id"])
-                since = max(since, event["id"])
-                if event["step"] == "failed":
-                    raise DeployError(
-                        f"publishing {name!r} failed: {event.get('message') or 'no reason given'}"
-                        f"; see the logs with mlhub models logs {name}",
-                        {"name": name, "version": version, "event": event},
-                    )
-                if event["step"] in EVENT_STEPS:
-                    step, fraction = EVENT_STEPS[event["step"]]
-                    report(step, fraction, event.get("message") or event["step"])
-                if event["step"] == "done":
-                    return
-            if time.monotonic() > deadline:
-                raise NotReady(
-                    f"{name!r} version {version[:19]} was not ready within {timeout:.0f} s; it "
-                    "may still be starting: publish again with a longer timeout= to keep "
-                    "watching, or check its events and logs",
-                    {"name": name, "version": version, "timeout": timeout},
-                )
-            time.sleep(interval)
-            interval = min(interval * 2, self.max_poll_interval)
-
-    def mint_key(self, name, description=""):
-        """A new API key for ``name``: ``{"id", "key", ...}``; the key is only shown now."""
-        return self._model_call("POST", name, "keys", json={"description": description}).json()
+def connect():
+    """A ``PublisherClient`` for this kernel, from the environment the hub gives it."""
+    settings = MlhubExtension().require()
+    return PublisherClient(
+        url=settings.public_url or None,
+        token=settings.api_token,
+        publisher_url=settings.publisher_url,
+        timeout=settings.request_timeout,
+        poll_interval=POLL_INTERVAL,
+    )
 
 
 # ---------------------------------------------------------------- the bundle step
@@ -285,53 +181,38 @@ def publish(
     signature and is run through the model first. ``workers`` asks for that many serving
     processes. With ``wait=False`` this returns once the publisher has the bundle. ``progress``
     gets ``(step, fraction, message)``; by default a text bar is printed. ``publisher`` is a
-    ``Publisher``; by default one is made from the kernel's environment.
+    ``PublisherClient``; by default ``connect()`` makes one from the kernel's environment.
     """
     validate_name(name)
     report = progress or TextProgress()
-    publisher = publisher or Publisher()
+    publisher = publisher or connect()
     with tempfile.TemporaryDirectory(prefix="mlhub-publish-") as tmp:
         report("bundle", 0.0, "checking the model")
+        bundle_dir = Path(tmp, "bundle")
         manifest = bundle_model(
-            model,
-            Path(tmp, "bundle"),
-            name,
-            example,
-            description=description,
-            serialization=serialization,
+            model, bundle_dir, name, example, description=description, serialization=serialization
         )
-        archive = Path(tmp, "bundle.tar.gz")
-        with open(archive, "wb") as fh:
-            pack(Path(tmp, "bundle"), fh)
         report("bundle", 1.0, f"{manifest['flavor']} bundle, {len(manifest['requirements'])} reqs")
-        first = publisher.model(name) is None
+        first = _never_published(publisher, name)
         report("upload", 0.0, "uploading")
-        reply = publisher.upload(
-            name,
-            archive,
-            workers=workers,
-            progress=lambda sent, total: report(
-                "upload", sent / total, f"{sent / 1e6:.1f} of {total / 1e6:.1f} MB"
-            ),
+        steps = PublisherProgress(report)
+        answer = publisher.publish(
+            bundle_dir, name, workers=workers, wait=wait, timeout=timeout, progress=steps
         )
-    version = reply["version"]
-    key = publisher.mint_key(name, KEY_DESCRIPTION)["key"] if first else None
-    model_info = reply["model"]
-    if reply["live"]:
-        report("ready", 1.0, "this version is already live")
-    elif wait:
-        report("start", 0.0, "deploying")
-        publisher.wait(
-            name, version, max(reply.get("event_id", 1) - 1, 0), timeout=timeout, progress=report
-        )
-        model_info = publisher.model(name) or model_info
-    predict_url = model_info["predict_url"]
+    if wait:
+        info, version = answer, answer["current_version"]
+        if not steps.finished:  # the publisher already served this very version
+            report("ready", 1.0, "this version is already live")
+    else:
+        info, version = answer["model"], answer["version"]
+    key = publisher.create_key(name, KEY_DESCRIPTION)["key"] if first else None
+    predict_url = info["predict_url"]
     return PublishResult(
         name=name,
-        owner=model_info.get("owner", publisher.settings.user),
+        owner=info["owner"],
         version=version,
-        status=model_info.get("status", "deploying"),
-        url=model_info["url"],
+        status=info["status"],
+        url=info["url"],
         predict_url=predict_url,
         api_key=key,
         curl=curl_snippet(predict_url, name, manifest["example"], key),
@@ -339,10 +220,18 @@ def publish(
     )
 
 
+def _never_published(publisher, name):
+    try:
+        publisher.get(name)
+    except NotFound:
+        return True
+    return False
+
+
 def api_key(name, description="minted by mlhub.api_key", *, publisher=None):
     """Mint an API key for your model ``name`` and return it; it is shown only this once."""
     validate_name(name)
-    return (publisher or Publisher()).mint_key(name, description)["key"]
+    return (publisher or connect()).create_key(name, description)["key"]
 
 
 def publish_panel(namespace=None, example=None):

@@ -47,3 +47,26 @@ class TextProgress:
             self.stream.write("\n")
             self._last = 0
         self.stream.flush()
+
+
+class PublisherProgress:
+    """Adapts ``PublisherClient`` progress ``(step, message, fraction)`` to the four steps.
+
+    Byte progress is thinned to whole percents: a widget update per 8 KiB read would flood
+    the notebook's connection for a large model.
+    """
+
+    def __init__(self, report):
+        self.report = report
+        self.finished = False
+        self._sent = -1.0
+
+    def __call__(self, step, message, fraction):
+        if step == "upload":
+            if fraction - self._sent >= 0.01 or (fraction >= 1 > self._sent):
+                self._sent = fraction
+                self.report("upload", fraction, message)
+        elif step in EVENT_STEPS:
+            ours, done = EVENT_STEPS[step]
+            self.report(ours, done, message or step)
+            self.finished = step == "done"

@@ -58,7 +58,8 @@ class StandInPublisher:
 
     ``fail_with``: the deployment ends in a ``failed`` event with this message;
     ``reject``: ``(status, body)`` answered to every upload (a JSON dict, or text);
-    ``stall``: the deployment never gets past ``starting``.
+    ``stall``: the deployment never gets past ``starting``;
+    ``live``: every upload is a version that is already live (HTTP 200, no events).
     """
 
     def __init__(self):
@@ -66,7 +67,7 @@ class StandInPublisher:
         self.pending = {}  # model name -> batches of events released one batch per poll
         self.seen_auth = []
         self.fail_with = self.reject = None
-        self.stall = False
+        self.stall = self.live = False
         self._ids = itertools.count(1)
 
     # --- contract objects
@@ -93,8 +94,9 @@ class StandInPublisher:
             version = bundle_digest(tmp)
         self.uploads.append(manifest)
         model = self.models.setdefault(name, {"status": "deploying", "versions": []})
-        if model.get("current_version") == version:
-            return 200, {"model": self.model_view(name), "version": version, "event_id": None}
+        if self.live:
+            model.update(status="ready", current_version=version)
+            return 200, {"model": self.model_view(name), "version": version}
         model["versions"].append({"id": version, "flavor": manifest["flavor"]})
         model["status"] = "deploying"
         first = self.event(name, version, "received", "bundle received")
@@ -146,6 +148,10 @@ class StandInPublisher:
         class Health(Handler):
             def get(self):
                 self.reply(200, {"status": "ok", "version": "stand-in"})
+
+        class WhoAmI(Handler):
+            def get(self):
+                self.reply(200, {"name": USER, "kind": "user", "admin": False})
 
         class Models(Handler):
             def get(self):
@@ -201,6 +207,7 @@ class StandInPublisher:
         return web.Application(
             [
                 (PREFIX + r"/api/health", Health),
+                (PREFIX + r"/api/user", WhoAmI),
                 (PREFIX + r"/api/models", Models),
                 (model, Model),
                 (model + "/versions", Versions),
@@ -237,7 +244,7 @@ def standin(monkeypatch):
         monkeypatch.setenv("JUPYTERHUB_API_TOKEN", TOKEN)
         monkeypatch.setenv("JUPYTERHUB_USER", USER)
         monkeypatch.setenv("MLHUB_PUBLIC_URL", PUBLIC)
-        monkeypatch.setattr(client.Publisher, "poll_interval", 0.01)
+        monkeypatch.setattr(client, "POLL_INTERVAL", 0.01)
         yield publisher
 
 
@@ -323,6 +330,15 @@ def test_publish_without_waiting_returns_once_uploaded(standin, trained):
     assert not any(n == "defect-lr" and e["step"] == "done" for n, e in standin.events)
 
 
+def test_publishing_a_version_that_is_already_live_ends_at_once(standin, trained):
+    standin.live = True
+    progress = Recorder()
+    result = client.publish(trained[0], "defect-lr", trained[1].head(2), progress=progress)
+    assert result.status == "ready" and result.version.startswith("sha256:")
+    assert progress.calls[-1] == ("ready", 1.0, "this version is already live")
+    assert standin.events == []
+
+
 def test_text_progress_bar_by_default(standin, trained, capsys):
     model, X = trained
     client.publish(model, "defect-lr", X.head(2))
@@ -336,7 +352,7 @@ def test_a_failed_deployment_raises_with_the_publishers_reason(standin, trained)
     progress = Recorder()
     with pytest.raises(errors.DeployError) as err:
         client.publish(*trained[:1], "defect-lr", trained[1].head(2), progress=progress)
-    assert "publishing 'defect-lr' failed: uWSGI exited: ModuleNotFoundError" in err.value.message
+    assert err.value.message == standin.fail_with
     assert err.value.detail["event"]["step"] == "failed"
     assert "ready" not in progress.steps
 
@@ -344,7 +360,7 @@ def test_a_failed_deployment_raises_with_the_publishers_reason(standin, trained)
 def test_a_stalled_deployment_times_out_clearly(standin, trained):
     standin.stall = True
     model, X = trained
-    with pytest.raises(errors.NotReady, match="not ready within 0 s.*longer timeout="):
+    with pytest.raises(errors.NotReady, match="is not live after 0.2 s"):
         client.publish(model, "defect-lr", X.head(2), timeout=0.2, progress=Recorder())
 
 
