@@ -53,18 +53,25 @@ class PublishResult:
     curl: str = field(default="", repr=False)
     python: str = field(default="", repr=False)
 
-    def _repr_html_(self):
+    def summary_html(self):
+        """Endpoint, version, predict URL and the key (or how to mint one), as HTML."""
         esc = html.escape
-        key_note = (
-            f"<p><b>API key (shown once, store it now):</b> <code>{esc(self.api_key)}</code></p>"
+        key = (
+            f"<b>API key (shown once, store it now):</b> <code>{esc(self.api_key)}</code>"
             if self.api_key
-            else ""
+            else f"Mint an API key with <code>mlhub.api_key({esc(repr(self.name))})</code>"
         )
         return (
-            f"<p><b>{esc(self.name)}</b> {esc(self.status)} at "
+            f"<b>{esc(self.name)}</b> is {esc(self.status)} at "
             f'<a href="{esc(self.url)}" target="_blank">{esc(self.url)}</a> '
-            f"(version <code>{esc(self.version[:19])}</code>)</p>{key_note}"
-            f"<pre>{esc(self.curl)}</pre><pre>{esc(self.python)}</pre>"
+            f"(version <code>{esc(self.version[:19])}</code>)<br>"
+            f"Predict: <code>{esc(self.predict_url)}</code><br>{key}"
+        )
+
+    def _repr_html_(self):
+        esc = html.escape
+        return (
+            f"<p>{self.summary_html()}</p><pre>{esc(self.curl)}</pre><pre>{esc(self.python)}</pre>"
         )
 
 

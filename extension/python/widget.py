@@ -25,6 +25,7 @@ from mlhub.extension.settings import MlhubExtension
 
 NO_EXAMPLE = "(no example)"
 GIVEN_EXAMPLE = "(the example given)"
+NO_MODELS = "no models found: train one (any object with predict) and click refresh"
 
 
 def _styled(widget, css_class, **layout):
@@ -118,9 +119,9 @@ class PublishPanel(widgets.VBox):
             chosen_model if chosen_model in models else next(iter(models), None)
         )
         if not models:
-            self._show_status(
-                "no models found: train one (any object with predict) and click refresh"
-            )
+            self._show_status(NO_MODELS)
+        elif html.escape(NO_MODELS) in self.status.value:
+            self._show_status("")
         self._update_button()
 
     def _model_changed(self, change):
@@ -205,16 +206,7 @@ class PublishPanel(widgets.VBox):
     def _show_result(self, result):
         self.progress.value, self.progress.bar_style = 1.0, "success"
         self._show_status(f"ready: {result.name} is {result.status}")
-        esc = html.escape
-        key = (
-            f"<br><b>API key (shown once, store it now):</b> <code>{esc(result.api_key)}</code>"
-            if result.api_key
-            else f"<br>Mint an API key with <code>mlhub.api_key({esc(repr(result.name))})</code>"
-        )
-        self.endpoint.value = (
-            f'Endpoint: <a href="{esc(result.url)}" target="_blank">{esc(result.url)}</a>'
-            f"<br>Predict: <code>{esc(result.predict_url)}</code>{key}"
-        )
+        self.endpoint.value = result.summary_html()
         self.curl.value, self.python.value = result.curl, result.python
         for part in (self.endpoint, self.curl, self.python):
             part.layout.display = None

@@ -542,6 +542,7 @@ def test_panel_without_models_says_so_until_refreshed(standin, trained):
     notebook["clf"] = trained[0]
     panel.refresh_button.click()
     assert panel.model_select.value == "clf" and panel.name_text.value == "clf"
+    assert "no models found" not in panel.status.value
     assert not panel.publish_button.disabled
 
 
