@@ -68,11 +68,15 @@ class PublishResult:
             f"Predict: <code>{esc(self.predict_url)}</code><br>{key}"
         )
 
-    def _repr_html_(self):
-        esc = html.escape
+    def snippets_html(self):
+        """The curl and Python snippets as selectable ``<pre>`` blocks."""
         return (
-            f"<p>{self.summary_html()}</p><pre>{esc(self.curl)}</pre><pre>{esc(self.python)}</pre>"
+            f'<pre class="mlhub-curl">{html.escape(self.curl)}</pre>'
+            f'<pre class="mlhub-python">{html.escape(self.python)}</pre>'
         )
+
+    def _repr_html_(self):
+        return f"<p>{self.summary_html()}</p>{self.snippets_html()}"
 
 
 # ---------------------------------------------------------------- the publisher

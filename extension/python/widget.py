@@ -67,15 +67,7 @@ class PublishPanel(widgets.VBox):
         )
         self.status = _styled(widgets.HTML(), "mlhub-status")
         self.endpoint = _styled(widgets.HTML(), "mlhub-endpoint", display="none")
-        self.curl = _styled(
-            widgets.Textarea(description="curl", rows=6), "mlhub-curl", width="100%", display="none"
-        )
-        self.python = _styled(
-            widgets.Textarea(description="Python", rows=10),
-            "mlhub-python",
-            width="100%",
-            display="none",
-        )
+        self.snippets = _styled(widgets.HTML(), "mlhub-snippets", display="none")
         self.error = _styled(widgets.HTML(), "mlhub-error", display="none")
 
         super().__init__(
@@ -86,8 +78,7 @@ class PublishPanel(widgets.VBox):
                 self.example_select,
                 widgets.HBox([self.publish_button, self.progress, self.status]),
                 self.endpoint,
-                self.curl,
-                self.python,
+                self.snippets,
                 self.error,
             ],
             **kwargs,
@@ -166,7 +157,7 @@ class PublishPanel(widgets.VBox):
         model = self.namespace.get(self.model_select.value)
         example = self._examples.get(self.example_select.value)
         self._busy = self.publish_button.disabled = True
-        for part in (self.endpoint, self.curl, self.python, self.error):
+        for part in (self.endpoint, self.snippets, self.error):
             part.layout.display = "none"
         self.progress.value, self.progress.bar_style = 0.0, "info"
         self.progress.layout.display = None
@@ -207,8 +198,8 @@ class PublishPanel(widgets.VBox):
         self.progress.value, self.progress.bar_style = 1.0, "success"
         self._show_status(f"ready: {result.name} is {result.status}")
         self.endpoint.value = result.summary_html()
-        self.curl.value, self.python.value = result.curl, result.python
-        for part in (self.endpoint, self.curl, self.python):
+        self.snippets.value = result.snippets_html()
+        for part in (self.endpoint, self.snippets):
             part.layout.display = None
 
     def _show_error(self, message):

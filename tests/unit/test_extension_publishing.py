@@ -450,8 +450,7 @@ CLASSES = {
     "progress": "mlhub-progress",
     "status": "mlhub-status",
     "endpoint": "mlhub-endpoint",
-    "curl": "mlhub-curl",
-    "python": "mlhub-python",
+    "snippets": "mlhub-snippets",
     "error": "mlhub-error",
 }
 
@@ -492,8 +491,9 @@ def test_panel_click_publishes_with_progress_then_shows_endpoint_and_snippets(st
     url = f"{PUBLIC}models/{USER}/defect-model/"
     assert url in panel.endpoint.value and "mlhk_" in panel.endpoint.value
     assert panel.endpoint.layout.display is None and panel.error.layout.display == "none"
-    assert url + "v1/predict" in panel.curl.value and "mlhk_" in panel.curl.value
-    assert "requests.post(" in panel.python.value
+    assert '<pre class="mlhub-curl">curl -sS -X POST ' + url + "v1/predict" in panel.snippets.value
+    assert '<pre class="mlhub-python">import requests' in panel.snippets.value
+    assert panel.snippets.value.count("mlhk_" + "s" * 32) == 2
     assert not panel.publish_button.disabled
     assert standin.uploads[0]["signature"]["kind"] == "dataframe"
 
