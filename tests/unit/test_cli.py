@@ -1,0 +1,137 @@
+"""The mlhub command line: users, the models command's registration, and up's preparations."""
+
+import os
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+from mlhub import cli, up
+from mlhub.accounts import AccountStore
+from mlhub.settings import load_settings
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    # cli sets MLHUB_* variables for its child processes; keep them inside this test
+    for name in ("MLHUB_DATA_DIR", "MLHUB_CONFIG_FILE", "MLHUB_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+    return tmp_path / "data"
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_users_add_list_passwd_set_delete(data_dir, capsys):
+    d = ["--data-dir", str(data_dir)]
+    code, out, _ = run(capsys, "users", *d, "add", "alice", "--group", "r-users")
+    assert code == 0 and "created account 'alice' in groups r-users" in out
+    password = out.split("password: ")[1].strip()
+    store = AccountStore(data_dir / "accounts.sqlite")
+    assert store.authenticate("alice", password)
+
+    code, out, _ = run(capsys, "users", *d, "list")
+    assert out.splitlines() == ["NAME   ADMIN  GROUPS", "alice  no     r-users"]
+
+    code, out, _ = run(capsys, "users", *d, "passwd", "alice")
+    new_password = out.split("password: ")[1].strip()
+    assert store.authenticate("alice", new_password) and not store.authenticate("alice", password)
+
+    code, out, _ = run(
+        capsys, "users", *d, "set", "alice", "--admin", "--group", "a", "--group", "b"
+    )
+    assert out.strip() == "'alice': admin yes, groups a, b"
+    code, out, _ = run(capsys, "users", *d, "set", "alice", "--no-groups")
+    assert out.strip() == "'alice': admin yes, groups none"
+
+    code, out, _ = run(capsys, "users", *d, "delete", "alice")
+    assert code == 0 and store.get("alice") is None
+    code, _, err = run(capsys, "users", *d, "delete", "alice")
+    assert code == 1 and "No account named 'alice'" in err
+
+
+def test_users_password_from_stdin(data_dir, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("chosen-password\n"))
+    code, out, _ = run(
+        capsys, "users", "--data-dir", str(data_dir), "add", "bob", "--password-stdin"
+    )
+    assert code == 0 and "password:" not in out
+    assert AccountStore(data_dir / "accounts.sqlite").authenticate("bob", "chosen-password")
+
+
+def test_users_errors_are_one_line(data_dir, capsys):
+    code, _, err = run(capsys, "users", "--data-dir", str(data_dir), "add", "Bad Name")
+    assert code == 1 and err.startswith("mlhub: error: Invalid user name 'Bad Name'")
+
+
+def test_admin_password_file_follows_passwd(data_dir, capsys):
+    settings = load_settings({"MLHUB_DATA_DIR": str(data_dir)})
+    first = up.prepare(settings)
+    assert (data_dir / "admin_password").read_text().strip() == first
+    _, out, _ = run(capsys, "users", "--data-dir", str(data_dir), "passwd", "admin")
+    second = out.split("password: ")[1].strip()
+    assert (data_dir / "admin_password").read_text().strip() == second
+
+
+def test_models_command_is_registered():
+    parser, run_models = cli.build_parser()
+    assert "models" in parser.format_help()
+    assert run_models.__module__ == "mlhub.cli_models"
+
+
+def test_missing_models_module_gets_a_clear_message(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "mlhub.cli_models", None)  # import now fails
+    code, _, err = run(capsys, "models", "list")
+    assert code == 1
+    assert "'mlhub models' is not available (ModuleNotFoundError: " in err
+
+
+def test_prepare_creates_layout_secrets_and_admin_once(tmp_path):
+    settings = load_settings({"MLHUB_DATA_DIR": str(tmp_path / "data")})
+    password = up.prepare(settings)
+    assert password
+    for name in ("proxy_token", "admin_password", "accounts.sqlite"):
+        assert stat.S_IMODE(os.stat(settings.path(name)).st_mode) == 0o600, name
+    assert os.path.isdir(settings.path("workspaces")) and os.path.isdir(settings.path("logs"))
+    token = up.ensure_secret(settings.path("proxy_token"))
+    assert len(token) == 64
+    assert up.prepare(settings) is None  # the second start keeps the account and the token
+    assert up.ensure_secret(settings.path("proxy_token")) == token
+
+
+def test_check_ports_names_the_setting(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        settings = load_settings({"MLHUB_HUB_PORT": str(port)})
+        settings.port = settings.proxy_api_port = settings.publisher_port = 0
+        with pytest.raises(Exception) as e:
+            up.check_ports(settings)
+    assert f"127.0.0.1:{port} is not free" in e.value.message
+    assert "MlhubSettings.hub_port" in e.value.message
+
+
+def test_descendants_sees_the_whole_tree():
+    script = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        for _ in range(200):
+            found = up.descendants(os.getpid())
+            if any(cmd.startswith("sleep 60") for cmd in found.values()):
+                break
+            time.sleep(0.05)
+        assert child.pid in found
+        assert any(cmd.startswith("sleep 60") for cmd in found.values())
+    finally:
+        for pid in up.descendants(child.pid):
+            os.kill(pid, 9)
+        child.kill()
+        child.wait()
