@@ -42,6 +42,14 @@ _SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD")
 _POLL = 0.2  # seconds between checks while waiting for a process to become ready or exit
 
 
+def _zombie(pid):
+    """An exited process its parent has not reaped yet still answers signal 0 (Linux: /proc)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 @dataclass
 class ServingInstance:
     """One uWSGI master serving one version on one port."""
@@ -64,7 +72,7 @@ class ServingInstance:
             return False
         except PermissionError:
             return True
-        return True
+        return not _zombie(self.pid)
 
     @property
     def returncode(self):

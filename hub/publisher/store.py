@@ -8,6 +8,7 @@ There are no migrations yet: ``create_all`` makes missing tables and leaves exis
 """
 
 import datetime
+from pathlib import Path
 
 from mlhub.errors import NotFound
 from sqlalchemy import (
@@ -162,6 +163,8 @@ class Store:
         self.engine = create_engine(url, echo=echo)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            if self.engine.url.database not in (None, "", ":memory:"):
+                Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
         Base.metadata.create_all(self.engine)
         self.db = Session(self.engine, expire_on_commit=False)
 

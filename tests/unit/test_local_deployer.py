@@ -1,0 +1,290 @@
+"""LocalDeployer with a behavioural fake server instead of uWSGI (like JupyterHub's MockSpawner).
+
+The fake is a tiny HTTP server that answers ``<prefix>/readyz`` with its version, can be told
+to crash at start or never become ready, and exits on SIGTERM. Routes go to an in-memory proxy.
+The real serving runtime is exercised by the component tests.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import textwrap
+
+import pytest
+from mlhub.deployers.base import Desired, ModelRef
+from mlhub.deployers.local import LocalDeployer, tail_lines
+from mlhub.deployers.routes import ProxyRoutes
+from mlhub.errors import DeployError, InvalidBundle
+
+FAKE_SERVER = textwrap.dedent(
+    """
+    import http.server, json, os, signal, sys
+    port, mode = int(sys.argv[1]), sys.argv[2]
+    if mode == "crash":
+        print("fake: cannot load the model", flush=True)
+        sys.exit(3)
+    version = os.environ["MLHUB_MODEL_VERSION"]
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if mode == "never-ready" or not self.path.endswith("/readyz"):
+                self.send_response(503); self.end_headers(); return
+            body = json.dumps({"status": "ready", "version": version}).encode()
+            self.send_response(200); self.end_headers(); self.wfile.write(body)
+        def log_message(self, *args):
+            pass
+    server = http.server.HTTPServer(("127.0.0.1", port), H)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    print(f"fake: serving {version} on {port}", flush=True)
+    server.serve_forever()
+    """
+)
+
+
+class MemoryRoutes(ProxyRoutes):
+    """The proxy's route table, in memory."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.table = {}
+
+    async def add(self, path, target, **data):
+        self.table[path] = {"target": target, "mlhub": True, **data}
+
+    async def delete(self, path):
+        self.table.pop(path, None)
+
+    async def get_all(self):
+        return dict(self.table)
+
+
+MODEL = ModelRef("alice", "iris")
+V1, V2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+
+
+def bundle(tmp_path, name="b"):
+    path = tmp_path / name
+    path.mkdir(exist_ok=True)
+    (path / "mlhub.yaml").write_text(
+        "format: 1\nname: iris\nruntime: python\nflavor: sklearn\nmodel_file: mlhub.yaml\n"
+    )
+    return str(path)
+
+
+def make_deployer(tmp_path, mode="ok", **traits):
+    script = tmp_path / "fake_server.py"
+    script.write_text(FAKE_SERVER)
+    settings = {
+        "data_dir": str(tmp_path / "data"),
+        "serve_commands": {"python": [sys.executable, str(script), "{port}", mode]},
+        "drain_seconds": 0.1,
+        "stop_timeout": 5,
+        "ready_timeout": 10,
+        "supervise_interval": 0.1,
+        "routes": MemoryRoutes(),
+        "fallback_target": "",
+    }
+    deployer = LocalDeployer(**{**settings, **traits})
+    deployer.events = []
+    deployer.on_event = lambda model, version, step, message, level: deployer.events.append(step)
+    return deployer
+
+
+class Progress(list):
+    def __call__(self, step, message):
+        self.append(step)
+
+
+def live_pid(deployer):
+    return deployer._models[MODEL].live.pid
+
+
+async def wait_until(check):
+    for _ in range(200):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+@pytest.fixture
+async def deployer(tmp_path):
+    d = make_deployer(tmp_path)
+    yield d
+    d.stop_models_on_exit = True
+    await d.shutdown()
+
+
+async def test_deploy_then_rolling_update(deployer, tmp_path):
+    progress = Progress()
+    await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=2, progress=progress)
+    assert progress == ["starting", "ready", "switched", "drained"]
+    first = deployer._models[MODEL].live
+    route = deployer.routes.table["/models/alice/iris"]
+    assert route["target"] == f"http://127.0.0.1:{first.port}"
+    assert route["mlhub"] is True and "jupyterhub" not in route
+
+    progress.clear()
+    await deployer.deploy(MODEL, V2, bundle(tmp_path), replicas=2, progress=progress)
+    assert progress == ["starting", "ready", "switched", "drained"]
+    second = deployer._models[MODEL].live
+    assert second.version == V2 and second.port != first.port
+    assert not first.alive(), "the old instance is stopped after draining"
+    assert deployer.routes.table["/models/alice/iris"]["target"].endswith(f":{second.port}")
+    status = await deployer.status(MODEL)
+    assert status["state"] == "running" and status["version"] == V2 and status["replicas"] == 2
+    run = json.loads(deployer.run_file(MODEL).read_text())
+    assert run["live"]["pid"] == second.pid and run["others"] == []
+
+
+async def test_failed_start_keeps_the_old_version(deployer, tmp_path):
+    await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
+    old = deployer._models[MODEL].live
+    deployer.serve_commands = {"python": [*deployer.serve_commands["python"][:3], "crash"]}
+    with pytest.raises(DeployError) as info:
+        await deployer.deploy(MODEL, V2, bundle(tmp_path), replicas=1, progress=Progress())
+    assert "exited with code 3 before it was ready" in info.value.message
+    assert "fake: cannot load the model" in info.value.message, "the log tail says why"
+    assert deployer._models[MODEL].live is old and old.alive()
+    assert deployer.routes.table["/models/alice/iris"]["target"].endswith(f":{old.port}")
+
+
+async def test_not_ready_in_time(tmp_path):
+    d = make_deployer(tmp_path, mode="never-ready", ready_timeout=0.5)
+    with pytest.raises(DeployError, match="not ready after 0.5 s"):
+        await d.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
+    assert d._models[MODEL].others == [], "the unready process was stopped"
+    assert "/models/alice/iris" not in d.routes.table
+    await d.shutdown()
+
+
+async def test_unknown_runtime_is_refused(deployer, tmp_path):
+    path = bundle(tmp_path)
+    (tmp_path / "b" / "mlhub.yaml").write_text(
+        "format: 1\nname: iris\nruntime: r\nflavor: rds\nmodel_file: mlhub.yaml\n"
+    )
+    with pytest.raises(InvalidBundle, match="runtime 'r' cannot be served here"):
+        await deployer.deploy(MODEL, V1, path, replicas=1, progress=Progress())
+
+
+async def test_crashed_process_is_restarted(deployer, tmp_path):
+    await deployer.adopt([])  # starts the supervisor
+    await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
+    pid = live_pid(deployer)
+    os.kill(pid, signal.SIGKILL)
+    await wait_until(lambda: "restarted" in deployer.events)
+    assert deployer.events[:2] == ["restarting", "restarted"]
+    state = deployer._models[MODEL]
+    assert state.live.pid != pid and state.live.alive() and state.live.version == V1
+    assert deployer.routes.table["/models/alice/iris"]["target"].endswith(f":{state.live.port}")
+
+
+async def test_adopt_running_process_keeps_its_pid(tmp_path):
+    first = make_deployer(tmp_path, stop_models_on_exit=False)
+    await first.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
+    pid = live_pid(first)
+    await first.shutdown()  # like a publisher restart: the process keeps running
+
+    second = make_deployer(tmp_path)
+    await second.adopt([Desired(MODEL, V1, bundle(tmp_path), 1)])
+    assert second.events == ["adopted"]
+    assert live_pid(second) == pid
+    assert second.routes.table["/models/alice/iris"]["target"].endswith(
+        f":{second._models[MODEL].live.port}"
+    )
+    await second.shutdown()
+    assert not second._models[MODEL].live.alive()
+
+
+async def test_adopt_restarts_dead_and_mismatched_processes(tmp_path):
+    first = make_deployer(tmp_path, stop_models_on_exit=False)
+    await first.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
+    old = first._models[MODEL].live
+    await first.shutdown()
+
+    second = make_deployer(tmp_path)
+    # the store wants V2 now: the V1 process must go and V2 be started
+    await second.adopt([Desired(MODEL, V2, bundle(tmp_path), 1)])
+    assert second.events == ["restarting", "restarted"]
+    await wait_until(lambda: not old.alive())
+    assert second._models[MODEL].live.version == V2
+    await second.shutdown()
+
+
+async def test_adopt_stops_processes_of_unpublished_models(tmp_path):
+    first = make_deployer(tmp_path, stop_models_on_exit=False)
+    await first.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
+    old = first._models[MODEL].live
+    await first.shutdown()
+
+    second = make_deployer(tmp_path)
+    await second.adopt([])
+    await wait_until(lambda: not old.alive())
+    assert not second.run_file(MODEL).exists()
+    await second.shutdown()
+
+
+async def test_scale_is_a_rolling_replace(deployer, tmp_path):
+    await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
+    before = deployer._models[MODEL].live
+    progress = Progress()
+    await deployer.scale(MODEL, 3, progress)
+    after = deployer._models[MODEL].live
+    assert progress == ["starting", "ready", "switched", "drained"]
+    assert after.workers == 3 and after.version == V1 and not before.alive()
+
+
+async def test_rollback_uses_the_current_replicas(deployer, tmp_path):
+    await deployer.deploy(MODEL, V2, bundle(tmp_path), replicas=2, progress=Progress())
+    await deployer.rollback(MODEL, V1, bundle(tmp_path), Progress())
+    live = deployer._models[MODEL].live
+    assert live.version == V1 and live.workers == 2
+
+
+async def test_delete_stops_everything_and_removes_state(deployer, tmp_path):
+    await deployer.set_access(MODEL, {"users": ["alice"], "groups": [], "key_hashes": []})
+    await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
+    inst = deployer._models[MODEL].live
+    await deployer.delete(MODEL)
+    assert not inst.alive()
+    assert "/models/alice/iris" not in deployer.routes.table
+    for path in (deployer.run_file(MODEL), deployer.access_file(MODEL), deployer.log_file(MODEL)):
+        assert not path.exists()
+    assert (await deployer.status(MODEL))["state"] == "stopped"
+
+
+async def test_access_file_is_replaced_atomically(deployer):
+    await deployer.set_access(MODEL, {"users": ["alice"], "groups": [], "key_hashes": ["ab"]})
+    path = deployer.access_file(MODEL)
+    inode = path.stat().st_ino
+    await deployer.set_access(MODEL, {"users": ["alice", "bob"], "groups": [], "key_hashes": []})
+    assert json.loads(path.read_text())["users"] == ["alice", "bob"]
+    assert path.stat().st_ino != inode, "written to a new file and renamed into place"
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_serving_environment_has_no_publisher_secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "hub-s3cr3t")
+    monkeypatch.setenv("CONFIGPROXY_AUTH_TOKEN", "proxy-s3cr3t")
+    monkeypatch.setenv("SOME_PASSWORD", "pw")
+    deployer = make_deployer(tmp_path, extra_env={"MLHUB_REQUEST_TIMEOUT": "30"})
+    env = deployer._env(ModelRef("bob.smith", "iris"), V1)
+    assert "s3cr3t" not in " ".join(env.values()) and "SOME_PASSWORD" not in env
+    assert env["MLHUB_URL_PREFIX"] == "/models/bob.smith/iris"
+    assert env["MLHUB_MODEL_VERSION"] == V1 and env["MLHUB_AUTH"] == "on"
+    assert env["MLHUB_ACCESS_FILE"].endswith("access/bob%2Esmith/iris.json")
+    assert env["MLHUB_REQUEST_TIMEOUT"] == "30"
+
+
+def test_owner_dir_is_one_safe_path_component():
+    assert ModelRef("..", "x").owner_dir == "%2E%2E"
+    assert ModelRef("a/b", "x").owner_dir == "a%2Fb"
+    assert ModelRef("alice@example.org", "x").owner_dir == "alice@example%2Eorg"
+
+
+def test_tail_lines(tmp_path):
+    path = tmp_path / "log"
+    path.write_text("".join(f"line {i}\n" for i in range(100)))
+    assert tail_lines(path, 2) == "line 98\nline 99\n"
+    assert tail_lines(tmp_path / "missing", 5) == ""

@@ -1,0 +1,352 @@
+"""The publisher's REST API over a real tornado server, with a fake hub and a fake deployer.
+
+``FakeHubAuth`` maps tokens to hub user models (what ``HubOAuth.get_user`` returns);
+``FakeDeployer`` records what it was asked and refuses bundles marked corrupt. The real hub,
+proxy and serving processes are exercised by tests/component/test_publisher_*.py.
+"""
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+from mlhub import bundle
+from mlhub.deployers.base import Deployer
+from mlhub.errors import InvalidBundle
+from mlhub.publisher.app import PublisherApp
+from mlhub.publisher.artifacts import ArtifactStore
+from mlhub.publisher.manager import ModelManager, hash_key
+from mlhub.publisher.store import Store
+from tornado.httpclient import AsyncHTTPClient
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+
+PREFIX = "/services/mlhub-publisher/"
+MANIFEST = "format: 1\nname: {name}\nruntime: python\nflavor: sklearn\nmodel_file: model/m.pkl\n"
+SCOPES = ["custom:mlhub:models", "access:services"]
+USERS = {
+    "alice-token": {"name": "alice", "kind": "user", "admin": False, "scopes": SCOPES},
+    "bob-token": {"name": "bob", "kind": "user", "admin": False, "scopes": SCOPES},
+    "admin-token": {"name": "root", "kind": "user", "admin": True, "scopes": ["admin:users"]},
+    "narrow-token": {"name": "alice", "kind": "user", "admin": False, "scopes": ["read:users"]},
+}
+
+
+class FakeHubAuth:
+    async def get_user(self, handler, sync=True):
+        header = handler.request.headers.get("Authorization", "")
+        return USERS.get(header.partition(" ")[2])
+
+
+class FakeDeployer(Deployer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.live, self.access, self.calls = {}, {}, []
+
+    async def check(self, manifest, bundle_dir):
+        if Path(bundle_dir, "model", "m.pkl").read_bytes().startswith(b"corrupt"):
+            raise InvalidBundle("the model does not load: UnpicklingError: invalid load key")
+
+    async def set_access(self, model, access):
+        self.access[model] = access
+
+    async def deploy(self, model, version, bundle_dir, *, replicas, progress):
+        self.calls.append(("deploy", model.key, version, replicas))
+        for step in ("starting", "ready", "switched", "drained"):
+            progress(step, step)
+        self.live[model] = (version, replicas)
+
+    async def status(self, model):
+        version, replicas = self.live.get(model, (None, None))
+        return {"state": "running", "version": version, "replicas": replicas, "instances": []}
+
+    async def scale(self, model, replicas, progress):
+        await self.deploy(model, self.live[model][0], "", replicas=replicas, progress=progress)
+
+    async def delete(self, model):
+        self.calls.append(("delete", model.key))
+        self.live.pop(model, None)
+
+    async def logs(self, model, tail):
+        return "".join(f"line {i}\n" for i in range(tail))
+
+    async def adopt(self, desired):
+        self.calls.append(("adopt", len(desired)))
+
+
+class Api:
+    """The publisher on a free port; ``call`` returns (status, parsed body)."""
+
+    def __init__(self, tmp_path):
+        self.app = PublisherApp(
+            data_dir=str(tmp_path / "data"),
+            max_upload_bytes=20_000,
+            max_workers=4,
+            default_workers=1,
+            service_prefix=PREFIX,
+            public_url="http://hub.test/",
+        )
+        self.app.log = logging.getLogger("test-publisher")
+        self.store = Store(self.app.db_url)
+        self.deployer = FakeDeployer()
+        self.manager = ModelManager(
+            store=self.store,
+            artifacts=ArtifactStore(tmp_path / "data" / "artifacts"),
+            deployer=self.deployer,
+            data_dir=self.app.data_dir,
+            public_url=self.app.public_url,
+            default_workers=1,
+            max_workers=4,
+            log=self.app.log,
+        )
+        sock, port = bind_unused_port()
+        self.server = HTTPServer(self.app.make_web_app(self.manager, FakeHubAuth()))
+        self.server.add_sockets([sock])
+        self.base = f"http://127.0.0.1:{port}"
+
+    async def call(self, method, path, token="alice-token", body=None, headers=None, raw=False):
+        headers = dict(headers or {})
+        if token:
+            headers["Authorization"] = f"token {token}"
+        if body is not None and not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+        url = self.base + (path if path.startswith("/models") else PREFIX + path)
+        resp = await AsyncHTTPClient().fetch(
+            url,
+            method=method,
+            headers=headers,
+            body=body,
+            raise_error=False,
+            allow_nonstandard_methods=True,
+        )
+        if raw:
+            return resp
+        return resp.code, (json.loads(resp.body) if resp.body else None)
+
+    async def publish(self, name, payload=b"weights", token="alice-token", owner="alice", **kw):
+        data = bundle.pack(self.bundle_dir(name, payload))
+        headers = {"Content-Type": "application/gzip"}
+        return await self.call(
+            "POST", f"api/models/{owner}/{name}/versions{kw.get('query', '')}", token, data, headers
+        )
+
+    def bundle_dir(self, name, payload):
+        path = self.tmp / f"src-{name}-{abs(hash(payload))}"
+        (path / "model").mkdir(parents=True, exist_ok=True)
+        (path / "mlhub.yaml").write_text(MANIFEST.format(name=name))
+        (path / "model" / "m.pkl").write_bytes(payload)
+        return path
+
+    async def settle(self):
+        while self.manager._tasks:
+            await asyncio.gather(*self.manager._tasks)
+
+
+@pytest.fixture
+async def api(tmp_path):
+    api = Api(tmp_path)
+    api.tmp = tmp_path
+    await api.manager.adopt()
+    yield api
+    api.server.stop()
+    api.store.close()
+
+
+async def test_health_and_openapi_need_no_token(api):
+    status, body = await api.call("GET", "api/health", token=None)
+    assert status == 200 and body["status"] == "ok" and body["max_upload_bytes"] == 20_000
+    status, spec = await api.call("GET", "api/openapi.json", token=None)
+    assert status == 200 and spec["openapi"].startswith("3.")
+    assert spec["servers"] == [{"url": "/services/mlhub-publisher"}]
+
+
+async def test_no_token_is_401_and_missing_scope_is_403(api):
+    resp = await api.call("GET", "api/models", token=None, raw=True)
+    assert resp.code == 401 and resp.headers["WWW-Authenticate"].startswith("token")
+    body = json.loads(resp.body)
+    assert body["code"] == "unauthorized" and "hub/token" in body["error"]
+    status, body = await api.call("GET", "api/models", token="wrong")
+    assert status == 401
+    status, body = await api.call("GET", "api/models", token="narrow-token")
+    assert status == 403 and "custom:mlhub:models" in body["error"]
+
+
+async def test_publish_deploys_and_records_every_step(api):
+    status, body = await api.publish("iris", query="?workers=2")
+    assert status == 202, body
+    version = body["version"]
+    assert version.startswith("sha256:") and body["model"]["status"] == "deploying"
+    await api.settle()
+    status, events = await api.call(
+        "GET", f"api/models/alice/iris/events?since={body['event_id'] - 1}"
+    )
+    steps = [e["step"] for e in events["events"]]
+    assert steps == ["received", "unpacked", "starting", "ready", "switched", "drained", "done"]
+    assert {e["version"] for e in events["events"]} == {version}
+    status, model = await api.call("GET", "api/models/alice/iris")
+    assert model["status"] == "ready" and model["current_version"] == version
+    assert model["replicas"] == 2
+    assert model["predict_url"] == "http://hub.test/models/alice/iris/v1/predict"
+    assert api.deployer.access[api.manager.ref(api.store.find_model("alice", "iris"))] == {
+        "users": ["alice"],
+        "groups": [],
+        "key_hashes": [],
+    }
+    # the same bundle again is the same, live version: nothing to do
+    status, again = await api.publish("iris")
+    assert status == 200 and again["version"] == version
+    assert [c for c in api.deployer.calls if c[0] == "deploy"] == [
+        ("deploy", "alice/iris", version, 2)
+    ]
+
+
+async def test_only_the_owner_or_an_admin_publishes(api):
+    status, body = await api.publish("iris", token="bob-token")
+    assert status == 403 and body["code"] == "forbidden"
+    assert api.store.find_model("alice", "iris") is None
+    status, body = await api.publish("iris", token="admin-token")
+    assert status == 202
+    await api.settle()
+    for method, path, payload in [
+        ("GET", "api/models/alice/iris", None),
+        ("GET", "api/models/alice/iris/events", None),
+        ("POST", "api/models/alice/iris/rollback", {}),
+        ("POST", "api/models/alice/iris/scale", {"replicas": 2}),
+        ("GET", "api/models/alice/iris/logs", None),
+        ("POST", "api/models/alice/iris/keys", {}),
+        ("DELETE", "api/models/alice/iris", None),
+    ]:
+        status, body = await api.call(method, path, "bob-token", payload)
+        assert status == 403, (method, path, body)
+
+
+async def test_invalid_name_is_400(api):
+    status, body = await api.publish("Not_A_Name")
+    assert status == 400 and body["code"] == "invalid_name" and "DNS label" in body["error"]
+
+
+async def test_upload_over_the_limit_is_413_naming_the_limit(api):
+    payload = os.urandom(40_000)  # does not compress: well over 20 kB packed
+    status, body = await api.publish("big", payload=payload)
+    assert status == 413 and body["code"] == "payload_too_large"
+    assert "20000 bytes" in body["error"] and body["detail"]["limit"] == 20_000
+    assert list((api.tmp / "data" / "artifacts" / "tmp").iterdir()) == []
+
+
+async def test_wrong_content_type_is_415(api):
+    status, body = await api.call(
+        "POST", "api/models/alice/iris/versions", body=b"{}", headers={"Content-Type": "text/json"}
+    )
+    assert status == 415 and "application/gzip" in body["error"]
+
+
+async def test_corrupt_bundle_is_400_and_the_live_version_stays(api):
+    _, good = await api.publish("iris")
+    await api.settle()
+    status, body = await api.publish("iris", payload=b"corrupt pickle")
+    assert status == 400 and body["code"] == "invalid_bundle"
+    assert "UnpicklingError" in body["error"]
+    _, model = await api.call("GET", "api/models/alice/iris")
+    assert model["current_version"] == good["version"] and len(model["versions"]) == 1
+    _, events = await api.call("GET", "api/models/alice/iris/events")
+    assert events["events"][-1]["step"] == "failed" and events["events"][-1]["level"] == "error"
+    status, body = await api.call(
+        "POST",
+        "api/models/alice/iris/versions",
+        body=b"not a tarball",
+        headers={"Content-Type": "application/gzip"},
+    )
+    assert status == 400 and "tar.gz" in body["error"]
+
+
+async def test_rollback_scale_and_their_limits(api):
+    _, v1 = await api.publish("iris", payload=b"one")
+    await api.settle()
+    _, v2 = await api.publish("iris", payload=b"two")
+    await api.settle()
+    status, body = await api.call("POST", "api/models/alice/iris/rollback", body={})
+    assert status == 202 and body["version"] == v1["version"]
+    await api.settle()
+    _, model = await api.call("GET", "api/models/alice/iris")
+    assert model["current_version"] == v1["version"]
+    status, body = await api.call(
+        "POST", "api/models/alice/iris/rollback", body={"version": "sha256:nope"}
+    )
+    assert status == 404 and "has no version" in body["error"]
+
+    status, body = await api.call("POST", "api/models/alice/iris/scale", body={"replicas": 3})
+    assert status == 202
+    await api.settle()
+    _, model = await api.call("GET", "api/models/alice/iris")
+    assert model["replicas"] == 3 and api.deployer.live[
+        api.manager.ref(api.store.find_model("alice", "iris"))
+    ] == (v1["version"], 3)
+    for bad in (0, 5, "2", None):
+        status, body = await api.call("POST", "api/models/alice/iris/scale", body={"replicas": bad})
+        assert status == 400, bad
+    assert "limit of 4" in body["error"] or "positive integer" in body["error"]
+
+
+async def test_keys_update_the_access_list(api):
+    await api.publish("iris")
+    await api.settle()
+    ref = api.manager.ref(api.store.find_model("alice", "iris"))
+    status, key = await api.call("POST", "api/models/alice/iris/keys", body={"description": "job"})
+    assert status == 201 and key["key"].startswith("mlhk_")
+    assert api.deployer.access[ref]["key_hashes"] == [hash_key(key["key"])]
+    _, listed = await api.call("GET", "api/models/alice/iris/keys")
+    assert listed["keys"] == [{"id": key["id"], "description": "job", "created": key["created"]}]
+    status, _ = await api.call("DELETE", f"api/models/alice/iris/keys/{key['id']}")
+    assert status == 204 and api.deployer.access[ref]["key_hashes"] == []
+    status, body = await api.call("DELETE", f"api/models/alice/iris/keys/{key['id']}")
+    assert status == 404
+
+
+async def test_list_models(api):
+    await api.publish("iris")
+    await api.publish("churn", token="bob-token", owner="bob")
+    await api.settle()
+    _, mine = await api.call("GET", "api/models")
+    assert [m["name"] for m in mine["models"]] == ["iris"]
+    status, _ = await api.call("GET", "api/models?user=bob")
+    assert status == 403
+    _, everyone = await api.call("GET", "api/models", token="admin-token")
+    assert [(m["owner"], m["name"]) for m in everyone["models"]] == [
+        ("alice", "iris"),
+        ("bob", "churn"),
+    ]
+    _, bobs = await api.call("GET", "api/models?user=bob", token="admin-token")
+    assert [m["name"] for m in bobs["models"]] == ["churn"]
+    _, me = await api.call("GET", "api/user", token="admin-token")
+    assert me == {"name": "root", "kind": "user", "admin": True}
+
+
+async def test_delete_then_404(api):
+    await api.publish("iris")
+    await api.settle()
+    status, _ = await api.call("DELETE", "api/models/alice/iris")
+    assert status == 204 and ("delete", "alice/iris") in api.deployer.calls
+    status, body = await api.call("GET", "api/models/alice/iris")
+    assert status == 404 and body["code"] == "not_found"
+    assert not (api.tmp / "data" / "models" / "alice" / "iris").exists()
+    assert list((api.tmp / "data" / "artifacts").glob("sha256/*/*")) == []
+
+
+async def test_logs_are_text(api):
+    await api.publish("iris")
+    await api.settle()
+    resp = await api.call("GET", "api/models/alice/iris/logs?tail=3", raw=True)
+    assert resp.headers["Content-Type"].startswith("text/plain")
+    assert resp.body.decode() == "line 0\nline 1\nline 2\n"
+
+
+async def test_unknown_paths_and_the_models_fallback_answer_json(api):
+    status, body = await api.call("GET", "api/nothing")
+    assert status == 404 and body["code"] == "not_found"
+    status, body = await api.call("POST", "/models/alice/iris/v1/predict", token=None, body={})
+    assert status == 404 and "no model alice/iris" in body["error"]
+    api.store.create_model("alice", "iris", 1)
+    status, body = await api.call("GET", "/models/alice/iris/readyz", token=None)
+    assert status == 503 and body["code"] == "not_ready"
