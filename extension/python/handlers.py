@@ -12,7 +12,7 @@ import json
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from mlhub.bundle import validate_name
-from mlhub.errors import MlhubError
+from mlhub.errors import MlhubError, PayloadTooLarge
 from tornado import web
 
 SETTINGS_KEY = "mlhub"  # web_app.settings[SETTINGS_KEY] is the Forwarder
@@ -110,11 +110,21 @@ class UploadHandler(MlhubHandler):
             return
         name = validate_name(self.path_kwargs["name"])
         settings = self.forwarder.settings
-        self.request.connection.set_max_body_size(settings.max_upload_bytes)
+        limit = settings.max_upload_bytes
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            # read and drop the body, so the client gets this answer rather than a reset
+            self.request.connection.set_max_body_size(int(length))
+            raise PayloadTooLarge(
+                f"the bundle ({int(length)} bytes) is larger than this server forwards "
+                f"({limit} bytes, c.MlhubExtension.max_upload_bytes)",
+                {"limit": limit, "size": int(length)},
+            )
+        self.request.connection.set_max_body_size(limit)
         self.request.connection.set_body_timeout(settings.upload_timeout)
         headers = {"Content-Type": self.request.headers.get("Content-Type", "application/gzip")}
-        if "Content-Length" in self.request.headers:
-            headers["Content-Length"] = self.request.headers["Content-Length"]
+        if length is not None:
+            headers["Content-Length"] = length
         self._chunks = asyncio.Queue(maxsize=8)
         self._upstream = asyncio.ensure_future(
             self.forwarder.fetch(

@@ -705,6 +705,22 @@ def test_publisher_errors_pass_through_with_status_and_body(fetch, standin, trai
     assert json.loads(reply.body) == {"error": "bundle too large", "code": "payload_too_large"}
 
 
+def test_an_upload_over_the_servers_limit_is_refused_here(fetch, jp_serverapp, standin):
+    jp_serverapp.web_app.settings["mlhub"].settings.max_upload_bytes = 100
+    reply = fetch(
+        "models",
+        "defect-lr",
+        "versions",
+        method="POST",
+        body=b"x" * 1000,
+        headers={"Content-Type": "application/gzip"},
+    )
+    assert reply.code == 413
+    body = json.loads(reply.body)
+    assert body["code"] == "payload_too_large" and "max_upload_bytes" in body["error"]
+    assert standin.uploads == [] and standin.seen_auth == []
+
+
 def test_keys_logs_and_delete_are_forwarded(fetch, standin, trained, tmp_path):
     fetch(
         "models",
