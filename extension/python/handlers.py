@@ -148,7 +148,8 @@ class UploadHandler(MlhubHandler):
         put.cancel()
 
     async def data_received(self, chunk):
-        await self._put(chunk)
+        if self._upstream is not None:  # None when prepare refused the request: drop the body
+            await self._put(chunk)
 
     @web.authenticated
     async def post(self, name):
