@@ -155,29 +155,32 @@ class PublisherClient:
     def publish(self, path, name=None, *, workers=None, progress=None, wait=True, timeout=600):
         """Publish a bundle directory, an MLflow model directory or a bundle ``.tar.gz``.
 
-        ``name`` defaults to the bundle's own name. Returns the final ``Model`` (with
-        ``wait``) or the publisher's answer ``{"model", "version", "event_id"}``.
+        ``name`` (``"name"`` or, for admins, ``"user/name"``) defaults to the bundle's own
+        name. Returns the final ``Model`` (with ``wait``) or the publisher's answer
+        ``{"model", "version", "event_id"}``.
         """
         progress = progress or _quiet
+        owner, _, short = (name or "").rpartition("/")
         path = Path(path)
         with tempfile.TemporaryDirectory(prefix="mlhub-publish-") as tmp:
             if path.is_dir() and bundle.is_mlflow_dir(path):
-                if not name:
+                if not short:
                     raise MlhubError("an MLflow model needs a name: pass name=")
                 progress("convert", f"converting MLflow model {path.name}", None)
                 converted = Path(tmp, "bundle")
-                bundle.from_mlflow(path, converted, name)
+                bundle.from_mlflow(path, converted, short)
                 path = converted
             if path.is_dir():
-                name = name or bundle.load_manifest(path)["name"]
+                short = short or bundle.load_manifest(path)["name"]
                 archive = Path(tmp, "bundle.tar.gz")
                 with open(archive, "wb") as fh:
                     bundle.pack(path, fh)
             else:
                 archive = path
-            if not name:
+            if not short:
                 raise MlhubError("name the model: pass name= (a .tar.gz does not say its name)")
-            bundle.validate_name(name)
+            bundle.validate_name(short)
+            name = f"{owner}/{short}" if owner else short
             answer = self.upload(archive, name, workers=workers, progress=progress)
         if not wait or "event_id" not in answer:
             return answer["model"] if wait else answer

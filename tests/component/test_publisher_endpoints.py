@@ -1,0 +1,177 @@
+"""The publisher against real processes: JupyterHub 6 (real tokens and scopes), the PyPI
+configurable-http-proxy, and uWSGI serving processes started by the LocalDeployer.
+
+Every request to a model goes through the proxy at ``/models/<user>/<name>/...``, as users'.
+"""
+
+import os
+
+import numpy as np
+import pytest
+import requests
+from hubtest import alive, cmdline, wait_for
+from mlhub.bundle import pack, save_bundle
+from mlhub.errors import Forbidden
+from mlhub.publisher.client import PublisherClient
+from sklearn.dummy import DummyRegressor
+
+pytestmark = pytest.mark.component
+
+PUBLISHER_CONFIG = """
+c.PublisherApp.max_upload_bytes = 1_000_000
+c.PublisherApp.default_workers = 1
+c.LocalDeployer.drain_seconds = 1
+c.LocalDeployer.supervise_interval = 0.5
+c.LocalDeployer.route_check_interval = 2
+"""
+
+
+def constant_bundle(path, value, name="const"):
+    """A bundle whose model predicts ``value`` for every row: versions are told apart by it."""
+    model = DummyRegressor(strategy="constant", constant=value).fit(np.zeros((2, 2)), [0, 0])
+    save_bundle(model, path, name=name, example=[[0.0, 0.0]])
+    return path
+
+
+@pytest.fixture(scope="module")
+def hub(hub_factory):
+    hub = hub_factory(publisher_config=PUBLISHER_CONFIG)
+    hub.add_user("alice")
+    hub.add_user("bob")
+    hub.alice, hub.bob = hub.token("alice"), hub.token("bob")
+    return hub
+
+
+def client(hub, token):
+    return PublisherClient(url=hub.url, token=token, poll_interval=0.2)
+
+
+def predict(hub, owner, name, token, rows=([1.0, 2.0],)):
+    return requests.post(
+        f"{hub.url}models/{owner}/{name}/v1/predict",
+        json={"instances": list(rows)},
+        headers={"Authorization": f"token {token}"} if token else {},
+        timeout=30,
+    )
+
+
+def api(hub, method, path, token, **kwargs):
+    headers = {"Authorization": f"token {token}"} if token else {}
+    headers.update(kwargs.pop("headers", {}))
+    return requests.request(method, hub.publisher_url + path, headers=headers, timeout=60, **kwargs)
+
+
+def processes_serving(path):
+    """Pids whose command line mentions ``path`` (the unpacked bundles of one model)."""
+    return [
+        int(p.name)
+        for p in os.scandir("/proc")
+        if p.name.isdigit() and str(path) in cmdline(p.name)
+    ]
+
+
+def test_publish_and_predict_with_token_and_key(hub, tmp_path):
+    model = client(hub, hub.alice).publish(constant_bundle(tmp_path / "v1", 1.0), "iris")
+    assert model["status"] == "ready" and model["url"] == f"{hub.url}models/alice/iris/"
+
+    resp = predict(hub, "alice", "iris", hub.alice)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["predictions"] == [1.0]
+
+    key = client(hub, hub.alice).create_key("iris", "component test")["key"]
+    # serving processes look at the access file about once a second
+    resp = wait_for(lambda: predict(hub, "alice", "iris", key) or None, "the key to be accepted")
+    assert resp.json()["predictions"] == [1.0]
+
+
+def test_others_get_403_and_nobody_401(hub, tmp_path):
+    client(hub, hub.alice).publish(constant_bundle(tmp_path / "v1", 1.0), "private")
+    bob = client(hub, hub.bob)
+    for action in (
+        lambda: bob.publish(constant_bundle(tmp_path / "bob", 2.0), "alice/private"),
+        lambda: bob.rollback("alice/private"),
+        lambda: bob.scale("alice/private", 2),
+        lambda: bob.delete("alice/private"),
+    ):
+        with pytest.raises(Forbidden):
+            action()
+    assert predict(hub, "alice", "private", hub.bob).status_code == 403
+    assert predict(hub, "alice", "private", None).status_code == 401
+    assert predict(hub, "alice", "private", "mlhk_not-a-key").status_code in (401, 403)
+    assert api(hub, "GET", "api/models", None).status_code == 401
+    assert api(hub, "GET", "api/models/alice/private", hub.bob).status_code == 403
+    # a token without the publisher's scope
+    narrow = hub.token("alice", scopes=["read:users:name!user=alice"])
+    resp = api(hub, "GET", "api/models", narrow)
+    assert resp.status_code == 403 and "custom:mlhub:models" in resp.json()["error"]
+    # still alice's, still serving
+    assert predict(hub, "alice", "private", hub.alice).json()["predictions"] == [1.0]
+
+
+def test_invalid_name_and_oversized_upload(hub, tmp_path):
+    gz = {"Content-Type": "application/gzip"}
+    data = pack(constant_bundle(tmp_path / "b", 1.0))
+    resp = api(hub, "POST", "api/models/alice/Bad_Name/versions", hub.alice, data=data, headers=gz)
+    assert resp.status_code == 400 and resp.json()["code"] == "invalid_name"
+
+    big = os.urandom(2_000_000)
+    resp = api(hub, "POST", "api/models/alice/big/versions", hub.alice, data=big, headers=gz)
+    assert resp.status_code == 413
+    assert "1000000 bytes" in resp.json()["error"]
+
+
+def test_corrupt_pickle_is_refused_and_the_live_version_keeps_serving(hub, tmp_path):
+    alice = client(hub, hub.alice)
+    v1 = alice.publish(constant_bundle(tmp_path / "v1", 1.0), "sturdy")["current_version"]
+    broken = constant_bundle(tmp_path / "broken", 2.0)
+    (broken / "model" / "model.pkl").write_bytes(b"\x80\x04this is not a pickle")
+    resp = api(
+        hub,
+        "POST",
+        "api/models/alice/sturdy/versions",
+        hub.alice,
+        data=pack(broken),
+        headers={"Content-Type": "application/gzip"},
+    )
+    assert resp.status_code == 400, resp.text
+    body = resp.json()
+    assert body["code"] == "invalid_bundle" and "does not load" in body["error"]
+    model = alice.get("sturdy")
+    assert model["current_version"] == v1 and len(model["versions"]) == 1
+    assert predict(hub, "alice", "sturdy", hub.alice).json()["predictions"] == [1.0]
+    assert alice.events("sturdy")[-1]["step"] == "failed"
+
+
+def test_rollback_and_scale(hub, tmp_path):
+    alice = client(hub, hub.alice)
+    v1 = alice.publish(constant_bundle(tmp_path / "v1", 1.0), "roll")["current_version"]
+    v2 = alice.publish(constant_bundle(tmp_path / "v2", 2.0), "roll")["current_version"]
+    assert v2 != v1
+    assert predict(hub, "alice", "roll", hub.alice).json()["predictions"] == [2.0]
+
+    assert alice.rollback("roll", v1)["current_version"] == v1
+    assert predict(hub, "alice", "roll", hub.alice).json()["predictions"] == [1.0]
+    assert alice.rollback("roll")["current_version"] == v2  # "previous"
+    assert predict(hub, "alice", "roll", hub.alice).json()["predictions"] == [2.0]
+
+    model = alice.scale("roll", 3)
+    assert model["replicas"] == 3
+    (instance,) = model["instances"]
+    assert instance["workers"] == 3 and instance["version"] == v2 and alive(instance["pid"])
+    assert predict(hub, "alice", "roll", hub.alice).json()["predictions"] == [2.0]
+
+
+def test_delete_removes_route_and_processes(hub, tmp_path):
+    alice = client(hub, hub.alice)
+    model = alice.publish(constant_bundle(tmp_path / "v1", 1.0), "doomed")
+    pid = model["instances"][0]["pid"]
+    bundles = hub.data_dir / "models" / "alice" / "doomed"
+    assert processes_serving(bundles)
+
+    alice.delete("doomed")
+    resp = predict(hub, "alice", "doomed", hub.alice)
+    assert resp.status_code == 404 and "no model alice/doomed" in resp.json()["error"]
+    assert api(hub, "GET", "api/models/alice/doomed", hub.alice).status_code == 404
+    wait_for(lambda: not alive(pid), "the serving process to exit")
+    assert processes_serving(bundles) == []
+    assert not bundles.exists()
