@@ -203,7 +203,8 @@ def publish(
         manifest = bundle_model(
             model, bundle_dir, name, example, description=description, serialization=serialization
         )
-        report("bundle", 1.0, f"{manifest['flavor']} bundle, {len(manifest['requirements'])} reqs")
+        pins = len(manifest["requirements"])
+        report("bundle", 1.0, f"{manifest['flavor']} bundle with {pins} pinned requirements")
         first = _never_published(publisher, name)
         report("upload", 0.0, "uploading")
         steps = PublisherProgress(report)
