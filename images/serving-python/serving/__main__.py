@@ -1,0 +1,79 @@
+"""Command line: serve a bundle under uWSGI, or check that a bundle will serve.
+
+    python -m mlhub.serving --bundle DIR --port P [--workers N] [--host H] [--prefix /models/u/m]
+    python -m mlhub.serving check --bundle DIR
+
+Serving execs uWSGI (the pid stays the uWSGI master). ``check`` exits 0 and prints a JSON
+summary when the bundle loads and predicts its example, and exits 1 with the reason otherwise.
+"""
+
+import argparse
+import os
+import sys
+
+from mlhub.errors import MlhubError
+
+from .settings import SettingsError
+
+
+def _serve(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m mlhub.serving",
+        description="Serve a model bundle with uWSGI (the serving contract of DESIGN.md). "
+        "Other settings come from MLHUB_* environment variables; see the README.",
+    )
+    parser.add_argument(
+        "--bundle",
+        default=os.environ.get("MLHUB_BUNDLE"),
+        help="bundle directory (default: $MLHUB_BUNDLE)",
+    )
+    parser.add_argument("--port", type=int, default=8080, help="TCP port (default: 8080)")
+    parser.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
+    parser.add_argument(
+        "--workers", type=int, help="worker processes (default: $MLHUB_WORKERS or 2)"
+    )
+    parser.add_argument(
+        "--prefix", help="URL path prefix stripped from requests (default: $MLHUB_URL_PREFIX)"
+    )
+    args = parser.parse_args(argv)
+    if not args.bundle:
+        parser.error("--bundle is required (or set MLHUB_BUNDLE)")
+    from .launch import exec_uwsgi, uwsgi_argv
+
+    try:
+        argv = uwsgi_argv(
+            args.bundle, args.port, workers=args.workers, host=args.host, prefix=args.prefix
+        )
+    except SettingsError as exc:
+        parser.exit(2, f"mlhub.serving: {exc}\n")
+    exec_uwsgi(argv)
+
+
+def _check(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m mlhub.serving check",
+        description="Load a bundle and predict its example, as the server would.",
+    )
+    parser.add_argument("--bundle", required=True, help="bundle directory")
+    args = parser.parse_args(argv)
+    from .check import check_bundle
+    from .jsonio import dumps
+
+    try:
+        summary = check_bundle(args.bundle)
+    except MlhubError as exc:
+        print(f"mlhub.serving check: {args.bundle} will not serve: {exc.message}", file=sys.stderr)
+        return 1
+    sys.stdout.write(dumps(summary).decode() + "\n")
+    return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check"]:
+        return _check(argv[1:])
+    return _serve(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

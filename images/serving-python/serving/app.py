@@ -1,0 +1,326 @@
+"""The serving contract as a WSGI app: Flask for routing, with a lean hot path.
+
+Per request the app does: strip the URL prefix and time the request (``Gateway``, plain WSGI),
+one token check (``auth.Authenticator``), one ``orjson.loads``, one schema conversion, the
+model call and one ``orjson.dumps``. Everything else (metadata, OpenAPI document, health
+bodies, the compiled schema) is built once in ``create_app``.
+
+Every failure, typed or not, leaves through ``error_response``: the one place where errors
+become HTTP statuses and JSON bodies ``{"error", "code", "detail"}``.
+"""
+
+import logging
+from time import perf_counter
+
+from flask import Flask, Response, request
+from mlhub.errors import (
+    InvalidInput,
+    MlhubError,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from . import metrics as metrics_module
+from . import v2
+from .jsonio import JSONDecodeError, JSONEncodeError, dumps, loads
+from .openapi import build_spec
+
+log = logging.getLogger("mlhub.serving")
+
+JSON = "application/json"
+BODY_READ = "mlhub.body_read"  # environ key: the request body has been consumed
+ROUTE = "mlhub.route"  # environ key: index of the request's route in metrics.ROUTES
+PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+_TRUE = ("1", "true", "yes", "on")
+_ROUTE_INDEX = {route: i for i, route in enumerate(metrics_module.ROUTES)}
+_OTHER = _ROUTE_INDEX["other"]
+# Flask endpoint -> route label in the metrics (and which endpoints need no token).
+_ENDPOINT_ROUTE = {
+    "healthz": "/healthz",
+    "readyz": "/readyz",
+    "metadata": "/v1/metadata",
+    "predict": "/v1/predict",
+    "v2_model": "/v2/models/{name}",
+    "v2_ready": "/v2/models/{name}/ready",
+    "v2_infer": "/v2/models/{name}/infer",
+    "v2_live": "/v2/health/live",
+    "v2_health_ready": "/v2/health/ready",
+    "metrics": "/metrics",
+    "openapi": "/openapi.json",
+}
+_ENDPOINT_INDEX = {endpoint: _ROUTE_INDEX[route] for endpoint, route in _ENDPOINT_ROUTE.items()}
+PUBLIC = frozenset({"healthz", "readyz", "v2_live", "v2_health_ready"})
+
+
+class Gateway:
+    """Plain WSGI in front of Flask: strip ``prefix``, count/time every request, settle bodies.
+
+    Through the proxy a request keeps its full path (``/models/alice/iris/v1/predict``);
+    locally it has none (``/v1/predict``). Both must reach the same route, so the prefix is
+    removed here (and moved to ``SCRIPT_NAME``, where WSGI keeps a mount point).
+    """
+
+    def __init__(self, app, prefix, metrics, max_body_bytes):
+        self.app = app
+        self.prefix = prefix
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    def __call__(self, environ, start_response):
+        started = perf_counter()
+        prefix = self.prefix
+        if prefix:
+            path = environ.get("PATH_INFO", "")
+            if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] in ("", "/"):
+                environ["PATH_INFO"] = path[len(prefix) :] or "/"
+                environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
+        status = []
+
+        def record_status(line, headers, exc_info=None):
+            status.append(line)
+            if not environ.get(BODY_READ):
+                settle_body(environ, headers, self.max_body_bytes)
+            return start_response(line, headers, exc_info)
+
+        body = self.app(environ, record_status)
+        self.metrics.observe(
+            environ.get(ROUTE, _OTHER),
+            int(status[-1][:3]) if status else 500,
+            perf_counter() - started,
+        )
+        return body
+
+
+def settle_body(environ, headers, max_bytes):
+    """Keep the connection usable when a response goes out with the request body unread.
+
+    uWSGI's HTTP router resets a keep-alive connection whose request body the worker left
+    unread (errors are answered before reading: 401, 413, 415, 503...), which would fail the
+    client's *next* request. So a body within the limit is read and dropped; a larger or
+    chunked one is left unread and the connection is closed after this response.
+    """
+    length = environ.get("CONTENT_LENGTH") or ""
+    size = int(length) if length.isdigit() else None
+    if size is not None and size <= max_bytes:
+        if size:
+            environ["wsgi.input"].read(size)
+    elif length or environ.get("HTTP_TRANSFER_ENCODING"):
+        headers.append(("Connection", "close"))
+
+
+def json_response(payload, status=200):
+    return Response(
+        payload if isinstance(payload, bytes) else dumps(payload), status, mimetype=JSON
+    )
+
+
+def error_response(exc):
+    """The one mapping from an exception to an HTTP error response."""
+    if isinstance(exc, MlhubError):
+        error = exc
+    elif isinstance(exc, HTTPException):
+        error = MlhubError(_http_message(exc), {"method": request.method, "path": request.path})
+        error.status = exc.code or 500
+        error.error = (exc.name or "error").lower().replace(" ", "_")
+    else:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        error = MlhubError(
+            f"the server failed on this request ({type(exc).__name__}: {exc}); "
+            "the model server's log has the details",
+            {"exception": type(exc).__name__},
+        )
+    response = json_response(error.to_dict(), error.status)
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="mlhub"'
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response
+
+
+def _http_message(exc):
+    if isinstance(exc, MethodNotAllowed):
+        allowed = " or ".join(m for m in exc.valid_methods or [] if m not in ("HEAD", "OPTIONS"))
+        return f"{request.method} is not allowed on {request.path}: use {allowed}"
+    if exc.code == 404:
+        return (
+            f"there is no route {request.path}: the model's routes are /v1/predict, "
+            "/v1/metadata, /v2/models/<name>/infer, /metrics and /openapi.json"
+        )
+    return exc.description or exc.name
+
+
+def read_json(environ, max_bytes):
+    """The request body parsed as JSON, after checking its type and size (before reading it)."""
+    content_type = environ.get("CONTENT_TYPE", "")
+    if content_type and not content_type.startswith(JSON):
+        media = content_type.split(";", 1)[0].strip().lower()
+        if media != JSON and not media.endswith("+json"):
+            raise UnsupportedMediaType(
+                f"the body is declared as {media!r}: send JSON with 'Content-Type: {JSON}'",
+                {"content_type": media},
+            )
+    length = environ.get("CONTENT_LENGTH")
+    if not length:
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            raise InvalidInput(
+                "chunked request bodies are not supported: send the body with a "
+                "Content-Length header (HTTP clients do this for a JSON body they hold)",
+                {"field": "body"},
+            )
+        length = "0"
+    try:
+        size = int(length)
+    except ValueError:
+        raise InvalidInput(f"Content-Length {length!r} is not a number") from None
+    if size > max_bytes:
+        raise PayloadTooLarge(
+            f"the body has {size} bytes, more than this server's limit of {max_bytes} "
+            "bytes: split the instances into smaller requests",
+            {"limit": max_bytes, "size": size},
+        )
+    data = environ["wsgi.input"].read(size) if size else b""
+    environ[BODY_READ] = True
+    if not data:
+        raise InvalidInput(
+            'the body is empty: send JSON such as {"instances": [[...]]}', {"field": "body"}
+        )
+    try:
+        return loads(data)
+    except JSONDecodeError as exc:
+        raise InvalidInput(
+            f"the body is not valid JSON ({exc}): send a JSON object such as "
+            '{"instances": [[...]]}',
+            {"field": "body"},
+        ) from None
+
+
+def _encode(payload):
+    try:
+        return dumps(payload)
+    except JSONEncodeError as exc:
+        raise MlhubError(
+            f"the model's output cannot be written as JSON ({exc}); make predict() return "
+            "numbers, strings or arrays of them",
+            {"field": "predictions"},
+        ) from exc
+
+
+def create_app(settings, served, *, metrics, authenticator=None):
+    """Build the WSGI app serving ``served`` (a ``ServedModel``) under ``settings``.
+
+    ``authenticator`` is required when ``settings.auth`` is on (``None`` means no checks).
+    """
+    if settings.auth and authenticator is None:
+        raise ValueError("authentication is on but no authenticator was given")
+    app = Flask("mlhub.serving")
+    max_bytes = settings.max_body_bytes
+
+    app.register_error_handler(Exception, error_response)
+
+    check = authenticator.check if settings.auth else None
+
+    healthz = dumps({"status": "ok"})
+    metadata = _encode(served.metadata(settings.owner))
+    openapi = dumps(
+        build_spec(served, owner=settings.owner, prefix=settings.url_prefix, auth=settings.auth)
+    )
+    ready_body = dumps({"status": "ready", "name": served.name, "version": served.version})
+    v2_metadata = dumps(v2.model_metadata(served)) if served.ready else None
+    metrics.info = {
+        "name": served.name,
+        "version": served.version or "",
+        "flavor": served.manifest.get("flavor", ""),
+    }
+    metrics.gauges = {
+        "mlhub_model_ready": ("1 when the model is loaded and can predict.", int(served.ready)),
+        "mlhub_model_load_seconds": ("Seconds spent loading the model.", served.load_seconds),
+        "mlhub_workers": ("Worker processes configured.", settings.workers),
+    }
+
+    @app.before_request
+    def gate():
+        environ = request.environ
+        endpoint = request.endpoint
+        environ[ROUTE] = _ENDPOINT_INDEX.get(endpoint, _OTHER)
+        if check is not None and endpoint not in PUBLIC:
+            check(environ.get("HTTP_AUTHORIZATION"), environ.get("HTTP_X_API_KEY"))
+
+    def readiness():
+        served.require_ready()
+        return json_response(ready_body)
+
+    def same_model(name):
+        if name != served.name:
+            raise NotFound(
+                f"this server serves the model {served.name!r}, not {name!r}",
+                {"model": served.name},
+            )
+
+    def healthz_view():
+        return json_response(healthz)
+
+    app.add_url_rule("/healthz", "healthz", healthz_view)
+    app.add_url_rule("/v2/health/live", "v2_live", healthz_view)
+    app.add_url_rule("/readyz", "readyz", readiness)
+    app.add_url_rule("/v2/health/ready", "v2_health_ready", readiness)
+
+    @app.get("/v1/metadata", endpoint="metadata")
+    def metadata_view():
+        return json_response(metadata)
+
+    @app.post("/v1/predict", endpoint="predict")
+    def predict():
+        served.require_ready()
+        environ = request.environ
+        model_input, rows = served.schema.from_payload(read_json(environ, max_bytes))
+        result = {"predictions": served.predict(model_input)}
+        if environ.get("QUERY_STRING") and request.args.get("proba", "").lower() in _TRUE:
+            result["probabilities"] = served.predict_proba(model_input)
+            result["classes"] = served.classes
+        body = _encode(result)
+        metrics.add_rows(rows)
+        return json_response(body)
+
+    @app.get("/v2/models/<name>", endpoint="v2_model")
+    def v2_model(name):
+        same_model(name)
+        served.require_ready()
+        return json_response(v2_metadata)
+
+    @app.get("/v2/models/<name>/ready", endpoint="v2_ready")
+    def v2_ready(name):
+        same_model(name)
+        served.require_ready()
+        return json_response({"name": served.name, "ready": True})
+
+    @app.post("/v2/models/<name>/infer", endpoint="v2_infer")
+    def v2_infer(name):
+        same_model(name)
+        served.require_ready()
+        body = read_json(request.environ, max_bytes)
+        model_input, rows, wanted, request_id = v2.parse_infer(served.schema, body)
+        outputs = []
+        for output in wanted:
+            if output == "predict":
+                values = served.predict(model_input)
+            else:
+                values = served.predict_proba(model_input)
+            outputs.append(v2.output_tensor(output, values))
+        answer = {"model_name": served.name, "model_version": served.version, "outputs": outputs}
+        if request_id is not None:
+            answer["id"] = request_id
+        encoded = _encode(answer)
+        metrics.add_rows(rows)
+        return json_response(encoded)
+
+    @app.get("/metrics", endpoint="metrics")
+    def metrics_view():
+        return Response(metrics.render(), 200, content_type=PROMETHEUS)
+
+    @app.get("/openapi.json", endpoint="openapi")
+    def openapi_view():
+        return json_response(openapi)
+
+    return Gateway(app, settings.url_prefix, metrics, max_bytes)

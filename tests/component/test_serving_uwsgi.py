@@ -1,0 +1,526 @@
+"""The serving runtime for real: ``python -m mlhub.serving`` execs uWSGI on a free local port.
+
+Bundles are built with ``mlhub.bundle.save_bundle`` from scikit-learn models (an array
+LogisticRegression and a DataFrame Pipeline), plus a slow model (graceful shutdown) and a
+bundle with a corrupt pickle. JupyterHub tokens are checked against ``HubStandIn``, a tiny HTTP
+server on 127.0.0.1 that stands in for the hub's ``/hub/api/user``.
+"""
+
+import hashlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+import pytest
+import requests
+from mlhub.bundle import save_bundle
+from sklearn.datasets import load_iris, make_classification
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+pytestmark = pytest.mark.component
+
+# The slow model class below must travel inside its pickle: uWSGI cannot import this file.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+KEY = "mlhk_component-key"
+LATER_KEY = "mlhk_added-later"
+JSON = {"Content-Type": "application/json"}
+
+
+class SlowModel:
+    """Sleeps ``X[0, 0]`` seconds, after touching the file named by ``$SLOW_MODEL_MARKER``."""
+
+    def predict(self, X):
+        X = np.asarray(X, dtype=float)
+        marker = os.environ.get("SLOW_MODEL_MARKER")
+        if marker and X[0, 0] > 0:
+            Path(marker).touch()
+            time.sleep(X[0, 0])
+        return X.sum(axis=1)
+
+
+def sha(text):
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition, what, seconds=60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+class Server:
+    """One uWSGI instance started the way the deployer starts it."""
+
+    def __init__(self, bundle, tmp, *, workers=2, prefix=None, env=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = Path(tmp) / f"uwsgi-{self.port}.log"
+        argv = [sys.executable, "-m", "mlhub.serving", "--bundle", str(bundle)]
+        argv += ["--port", str(self.port), "--workers", str(workers)]
+        if prefix:
+            argv += ["--prefix", prefix]
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("MLHUB_")}
+        full_env.update(env or {})
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(argv, env=full_env, stdout=log, stderr=log)
+        try:
+            wait_until(self._alive, f"uWSGI on {self.url} (log: {self.log})")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _alive(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"uWSGI exited: {self.log.read_text()[-3000:]}")
+        try:
+            return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:  # refused, or accepted while the app still loads
+            return False
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class HubStandIn:
+    """Stands in for JupyterHub's ``GET /hub/api/user``: token -> user model, else 403."""
+
+    def __init__(self, users):
+        self.users = users
+        self.calls = 0
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                stand_in.calls += 1
+                scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+                user = stand_in.users.get(token) if scheme == "token" else None
+                if self.path != "/hub/api/user" or user is None:
+                    self.send_response(403)
+                    self.end_headers()
+                    return
+                body = json.dumps(user).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.api_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hub/api"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def write_access(path, users=(), groups=(), keys=()):
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(
+        json.dumps(
+            {"users": list(users), "groups": list(groups), "key_hashes": [sha(k) for k in keys]}
+        )
+    )
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("serving")
+
+
+@pytest.fixture(scope="module")
+def lr_bundle(work):
+    X, y = make_classification(2_000, n_features=20, random_state=0)
+    model = LogisticRegression().fit(X, y)
+    save_bundle(model, work / "lr", name="lr", example=X[:5])
+    return model, X, work / "lr"
+
+
+@pytest.fixture(scope="module")
+def iris_bundle(work):
+    data = load_iris(as_frame=True)
+    frame = data.frame.drop(columns="target")
+    frame.columns = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+    pipe.fit(frame, data.target)
+    save_bundle(pipe, work / "iris", name="iris", example=frame)
+    return pipe, frame, work / "iris"
+
+
+@pytest.fixture(scope="module")
+def hub():
+    stand_in = HubStandIn(
+        {
+            "hub-token-alice": {"kind": "user", "name": "alice", "groups": []},
+            "hub-token-bob": {"kind": "user", "name": "bob", "groups": ["analysts"]},
+            "hub-token-eve": {"kind": "user", "name": "eve", "groups": ["others"]},
+        }
+    )
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture(scope="module")
+def access_file(work):
+    path = work / "access.json"
+    write_access(path, groups=["analysts"], keys=[KEY])
+    return path
+
+
+@pytest.fixture(scope="module")
+def lr_server(lr_bundle, work, hub, access_file):
+    """Authenticated, behind a prefix, with a small body limit: the way the publisher runs it."""
+    server = Server(
+        lr_bundle[2],
+        work,
+        prefix="/models/alice/lr",
+        env={
+            "MLHUB_ACCESS_FILE": str(access_file),
+            "JUPYTERHUB_API_URL": hub.api_url,
+            "MLHUB_MODEL_OWNER": "alice",
+            "MLHUB_MODEL_VERSION": "sha256:feedface",
+            "MLHUB_MAX_BODY_BYTES": "20000",
+        },
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def iris_server(iris_bundle, work):
+    server = Server(iris_bundle[2], work, env={"MLHUB_AUTH": "off"})
+    yield server
+    server.stop()
+
+
+def auth(token=KEY):
+    return {"Authorization": f"token {token}"}
+
+
+# ---------------------------------------------------------------- the contract
+
+
+def test_health_readiness_and_metadata(lr_server):
+    base = f"{lr_server.url}/models/alice/lr"
+    assert requests.get(f"{base}/healthz").json() == {"status": "ok"}
+    ready = requests.get(f"{base}/readyz")
+    assert ready.status_code == 200 and ready.json()["version"] == "sha256:feedface"
+    meta = requests.get(f"{base}/v1/metadata", headers=auth()).json()
+    assert (meta["name"], meta["owner"], meta["version"]) == ("lr", "alice", "sha256:feedface")
+    assert meta["flavor"] == "sklearn" and meta["signature"]["kind"] == "array"
+    assert len(meta["signature"]["inputs"]) == 20 and len(meta["example"]) == 5
+    assert any(r.startswith("scikit-learn==") for r in meta["requirements"])
+    # the same routes without the prefix (the proxy keeps it; local callers may not)
+    assert requests.get(f"{lr_server.url}/v1/metadata", headers=auth()).json() == meta
+
+
+def test_predictions_equal_the_model_in_process(lr_server, lr_bundle):
+    model, X, _ = lr_bundle
+    rows = X[:20]  # ~8 kB, under the 20 kB limit of this server
+    answer = requests.post(
+        f"{lr_server.url}/models/alice/lr/v1/predict",
+        json={"instances": rows.tolist()},
+        headers=auth(),
+    )
+    assert answer.status_code == 200
+    assert answer.json()["predictions"] == model.predict(rows).tolist()
+    records = [{f"x{i}": v for i, v in enumerate(row)} for row in rows[:3].tolist()]
+    answer = requests.post(
+        f"{lr_server.url}/v1/predict?proba=true", json={"instances": records}, headers=auth()
+    ).json()
+    assert answer["predictions"] == model.predict(rows[:3]).tolist()
+    assert np.allclose(answer["probabilities"], model.predict_proba(rows[:3]))
+
+
+def test_records_rows_and_columnar_on_a_dataframe_pipeline(iris_server, iris_bundle):
+    pipe, frame, _ = iris_bundle
+    sample = frame.iloc[[0, 60, 120]]
+    expected = pipe.predict(sample).tolist()
+    order = ["petal_width", "sepal_length", "petal_length", "sepal_width"]
+    bodies = [
+        {"instances": sample.to_dict(orient="records")},
+        {"instances": sample.to_numpy().tolist()},
+        {"columns": order, "data": sample[order].to_numpy().tolist()},
+    ]
+    for body in bodies:
+        answer = requests.post(f"{iris_server.url}/v1/predict", json=body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"predictions": expected}
+    assert len(set(expected)) == 3  # three different classes: the columns were not mixed up
+
+
+def test_open_inference_protocol_v2(iris_server, iris_bundle):
+    pipe, frame, _ = iris_bundle
+    base = f"{iris_server.url}/v2/models/iris"
+    assert requests.get(f"{base}/ready").json() == {"name": "iris", "ready": True}
+    meta = requests.get(base).json()
+    assert [i["name"] for i in meta["inputs"]] == list(frame.columns)
+    rows = frame.iloc[[0, 60, 120]].to_numpy()
+    tensor = {"name": "input-0", "shape": [3, 4], "datatype": "FP64", "data": rows.ravel().tolist()}
+    answer = requests.post(f"{base}/infer", json={"id": "a1", "inputs": [tensor]}).json()
+    assert answer["id"] == "a1" and answer["model_name"] == "iris"
+    assert answer["outputs"][0]["data"] == pipe.predict(frame.iloc[[0, 60, 120]]).tolist()
+    other = requests.post(f"{iris_server.url}/v2/models/nope/infer", json={"inputs": [tensor]})
+    assert other.status_code == 404 and "not 'nope'" in other.json()["error"]
+
+
+def test_openapi_carries_the_signature(iris_server):
+    spec = requests.get(f"{iris_server.url}/openapi.json").json()
+    record = spec["components"]["schemas"]["Record"]
+    assert list(record["properties"]) == [
+        "sepal_length",
+        "sepal_width",
+        "petal_length",
+        "petal_width",
+    ]
+    assert spec["paths"]["/v1/predict"]["post"]["requestBody"]["required"] is True
+
+
+def test_connections_are_kept_alive_even_after_errors(lr_server):
+    conn = http.client.HTTPConnection("127.0.0.1", lr_server.port, timeout=10)
+
+    def send(method, path, body=None, headers=None):
+        conn.request(method, path, body=body, headers={**JSON, **(headers or {})})
+        response = conn.getresponse()
+        return response, response.read()
+
+    for _ in range(2):
+        response, body = send("GET", "/healthz")
+        assert response.status == 200 and body == b'{"status":"ok"}'
+        assert not response.will_close
+    socket_before = conn.sock
+    # a 401 answered before the body was read must not break the connection
+    response, _ = send("POST", "/v1/predict", json.dumps({"instances": [[0.1] * 20]}))
+    assert response.status == 401 and not response.will_close
+    response, _ = send("GET", "/readyz")
+    assert response.status == 200 and conn.sock is socket_before
+    # a body over the limit is not read: the server says it closes the connection
+    response, _ = send("POST", "/v1/predict", b"[" + b"0.5," * 8000 + b"0]", auth())
+    assert response.status == 413 and response.will_close
+    response, _ = send("GET", "/healthz")  # http.client reconnects
+    assert response.status == 200
+    conn.close()
+
+
+def test_metrics_count_across_workers(lr_server, lr_bundle):
+    def count(text, route, status):
+        line = f'mlhub_requests_total{{route="{route}",status="{status}"}} '
+        found = [ln for ln in text.splitlines() if ln.startswith(line)]
+        return int(found[0].split()[-1]) if found else 0
+
+    before = requests.get(f"{lr_server.url}/metrics", headers=auth()).text
+    rows = lr_bundle[1][:2].tolist()
+    for _ in range(10):  # spread over both workers by uWSGI
+        requests.post(f"{lr_server.url}/v1/predict", json={"instances": rows}, headers=auth())
+    requests.post(f"{lr_server.url}/v1/predict", json={"instances": [[1]]}, headers=auth())
+    after = requests.get(f"{lr_server.url}/metrics", headers=auth()).text
+    assert count(after, "/v1/predict", 200) - count(before, "/v1/predict", 200) == 10
+    assert count(after, "/v1/predict", 400) - count(before, "/v1/predict", 400) == 1
+    predicted = [int(ln.split()[-1]) for ln in after.splitlines() if ln.startswith("mlhub_pred")]
+    assert predicted and predicted[0] >= 20
+    assert "mlhub_model_load_seconds" in after and "mlhub_model_ready 1" in after
+    assert 'mlhub_request_duration_seconds_bucket{route="/v1/predict",le="+Inf"}' in after
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def error_of(response, status, code, *fragments):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["code"] == code, body
+    for fragment in fragments:
+        assert fragment in body["error"], body
+    return body
+
+
+def test_every_bad_input_gets_a_precise_4xx_and_the_server_keeps_serving(iris_server, iris_bundle):
+    url = f"{iris_server.url}/v1/predict"
+    good = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
+    record = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+    error_of(requests.post(url, data="{oops", headers=JSON), 400, "invalid_input", "not valid JSON")
+    error_of(
+        requests.post(url, data=json.dumps(good), headers={"Content-Type": "text/csv"}),
+        415,
+        "unsupported_media_type",
+        "application/json",
+    )
+    error_of(requests.post(url, json={"rows": [[1]]}), 400, "invalid_input", '"instances"')
+    error_of(
+        requests.post(url, json={"instances": [[1, 2, 3]]}),
+        400,
+        "invalid_input",
+        "has 3 values, but the model expects 4",
+    )
+    body = error_of(
+        requests.post(url, json={"instances": [[1, 2, 3, 4], [1, "big", 3, 4]]}),
+        400,
+        "invalid_input",
+        "row 1, input 'sepal_width'",
+    )
+    assert body["detail"]["row"] == 1 and body["detail"]["column"] == "sepal_width"
+    bad_keys = dict(record, petal_colour="blue")
+    del bad_keys["petal_width"]
+    body = error_of(
+        requests.post(url, json={"instances": [bad_keys]}),
+        400,
+        "invalid_input",
+        "misses 'petal_width'",
+        "unknown keys 'petal_colour'",
+    )
+    error_of(
+        requests.post(url, json={"instances": [dict(record, petal_width=None)]}),
+        422,
+        "prediction_failed",
+        "NaN",
+    )
+    error_of(requests.get(url), 405, "method_not_allowed", "use POST")
+    for _ in range(4):  # every worker is still fine
+        assert requests.post(url, json=good).status_code == 200
+
+
+def test_body_over_the_limit_is_413(lr_server):
+    body = {"instances": [[0.5] * 20] * 300}  # ~ 26 kB, the limit is 20 kB
+    response = requests.post(f"{lr_server.url}/v1/predict", json=body, headers=auth())
+    error_of(response, 413, "payload_too_large", "limit of 20000 bytes")
+    assert requests.get(f"{lr_server.url}/healthz").status_code == 200
+
+
+# ---------------------------------------------------------------- authentication
+
+
+def test_api_keys(lr_server, access_file):
+    url = f"{lr_server.url}/models/alice/lr/v1/metadata"
+    error_of(requests.get(url), 401, "unauthorized", "needs a token")
+    error_of(requests.get(url, headers=auth("mlhk_wrong")), 401, "unauthorized", "not valid")
+    assert requests.get(url, headers=auth()).status_code == 200
+    assert requests.get(url, headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+    assert requests.get(url, headers={"X-Api-Key": KEY}).status_code == 200
+    # healthz and readyz stay open
+    assert requests.get(f"{lr_server.url}/readyz").status_code == 200
+
+
+def test_a_key_added_to_the_access_file_starts_working(lr_server, access_file):
+    url = f"{lr_server.url}/v1/metadata"
+    assert requests.get(url, headers=auth(LATER_KEY)).status_code == 401
+    write_access(access_file, groups=["analysts"], keys=[KEY, LATER_KEY])
+    # every worker re-reads the changed file within about a second
+    wait_until(
+        lambda: all(requests.get(url, headers=auth(LATER_KEY)).ok for _ in range(4)),
+        "the new key to be accepted",
+        seconds=15,
+    )
+
+
+def test_hub_tokens_by_owner_group_and_stranger(lr_server, hub):
+    url = f"{lr_server.url}/v1/metadata"
+    assert requests.get(url, headers=auth("hub-token-alice")).status_code == 200  # owner
+    assert requests.get(url, headers=auth("hub-token-bob")).status_code == 200  # group
+    error_of(requests.get(url, headers=auth("hub-token-eve")), 403, "forbidden", "'eve'")
+    error_of(requests.get(url, headers=auth("not-a-token")), 401, "unauthorized", "neither")
+    calls = hub.calls
+    for _ in range(6):
+        requests.get(url, headers=auth("hub-token-bob"))
+    assert hub.calls - calls <= 2  # cached: at most one question per worker
+
+
+# ---------------------------------------------------------------- lifecycle
+
+
+def test_sigterm_lets_the_running_request_finish(work):
+    bundle = work / "slow"
+    save_bundle(SlowModel(), bundle, name="slow", example=[[0.0, 1.0]])
+    marker = work / "slow-started"
+    server = Server(bundle, work, env={"MLHUB_AUTH": "off", "SLOW_MODEL_MARKER": str(marker)})
+    try:
+        result = {}
+
+        def call():
+            result["response"] = requests.post(
+                f"{server.url}/v1/predict", json={"instances": [[2.0, 1.0]]}, timeout=60
+            )
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        wait_until(marker.exists, "the slow request to reach the model")
+        server.proc.send_signal(signal.SIGTERM)
+        caller.join(timeout=60)
+        assert result["response"].status_code == 200
+        assert result["response"].json() == {"predictions": [3.0]}
+        assert server.proc.wait(timeout=60) is not None
+        assert "graceful shutdown" in server.log.read_text()
+    finally:
+        server.stop()
+
+
+def test_broken_bundle_is_alive_not_ready_and_check_rejects_it(work, iris_bundle):
+    pipe, frame, _ = iris_bundle
+    bundle = work / "broken"
+    save_bundle(pipe, bundle, name="broken", example=frame)
+    (bundle / "model" / "model.pkl").write_bytes(b"\x80\x04this is not a pickle")
+    server = Server(bundle, work, env={"MLHUB_AUTH": "off"})
+    try:
+        assert requests.get(f"{server.url}/healthz").status_code == 200
+        body = error_of(requests.get(f"{server.url}/readyz"), 503, "not_ready", "model/model.pkl")
+        assert "could not be loaded" in body["detail"]["reason"]
+        predict = requests.post(f"{server.url}/v1/predict", json={"instances": [[1, 2, 3, 4]]})
+        assert predict.status_code == 503
+        assert "cannot be served" in server.log.read_text()
+    finally:
+        server.stop()
+    check = subprocess.run(
+        [sys.executable, "-m", "mlhub.serving", "check", "--bundle", str(bundle)],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 1
+    assert "will not serve" in check.stderr and "could not be loaded" in check.stderr
+
+
+def test_check_accepts_a_good_bundle(iris_bundle):
+    pipe, frame, bundle = iris_bundle
+    check = subprocess.run(
+        [sys.executable, "-m", "mlhub.serving", "check", "--bundle", str(bundle)],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr
+    summary = json.loads(check.stdout)
+    assert summary["ok"] is True and summary["name"] == "iris"
+    assert summary["predictions"] == pipe.predict(frame.head(5)).tolist()
