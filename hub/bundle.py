@@ -24,7 +24,6 @@ import re
 import shutil
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 import yaml
@@ -109,9 +108,10 @@ def infer_signature(example):
         names = list(example[0])
         for i, rec in enumerate(example):
             if not isinstance(rec, dict) or list(rec) != names:
+                got = list(rec) if isinstance(rec, dict) else rec
                 raise InvalidBundle(
-                    f"example record {i} has columns {list(rec) if isinstance(rec, dict) else rec!r}, "
-                    f"but record 0 has {names}: every record needs the same columns",
+                    f"example record {i} has columns {got!r}, but record 0 has {names}: "
+                    "every record needs the same columns",
                     {"field": "example", "row": i},
                 )
         inputs = [{"name": str(n), "type": _python_type(example[0][n])} for n in names]
@@ -274,7 +274,6 @@ def save_bundle(
         "example": example_json,
         "python": platform.python_version(),
         "requirements": reqs,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if trusted is not None:
         manifest["skops_trusted"] = trusted
@@ -384,14 +383,16 @@ def pack(path, fileobj=None):
     out = fileobj if fileobj is not None else io.BytesIO()
     import gzip
 
-    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6) as gz:
-        with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for f in _files(root):
-                info = tarfile.TarInfo(f.relative_to(root).as_posix())
-                info.size = f.stat().st_size
-                info.mode = 0o644
-                with open(f, "rb") as fh:
-                    tar.addfile(info, fh)
+    with (
+        gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for f in _files(root):
+            info = tarfile.TarInfo(f.relative_to(root).as_posix())
+            info.size = f.stat().st_size
+            info.mode = 0o644
+            with open(f, "rb") as fh:
+                tar.addfile(info, fh)
     if fileobj is None:
         return out.getvalue()
     return None
@@ -544,10 +545,15 @@ def from_mlflow(mlflow_dir, dest, name):
     if ex_file.is_file():
         raw = json.loads(ex_file.read_text())
         if isinstance(raw, dict) and "columns" in raw and "data" in raw:
-            example = [dict(zip(raw["columns"], row)) for row in raw["data"][:EXAMPLE_ROWS]]
+            example = [
+                dict(zip(raw["columns"], row, strict=True)) for row in raw["data"][:EXAMPLE_ROWS]
+            ]
         elif isinstance(raw, dict) and "dataframe_split" in raw:
             split = raw["dataframe_split"]
-            example = [dict(zip(split["columns"], row)) for row in split["data"][:EXAMPLE_ROWS]]
+            example = [
+                dict(zip(split["columns"], row, strict=True))
+                for row in split["data"][:EXAMPLE_ROWS]
+            ]
     reqs = []
     req_file = src / "requirements.txt"
     if req_file.is_file():
@@ -572,7 +578,6 @@ def from_mlflow(mlflow_dir, dest, name):
         .get("python_function", {})
         .get("python_version", sys.version.split()[0]),
         "requirements": reqs,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_manifest(dest, manifest)
     return manifest

@@ -7,13 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from mlhub import bundle
+from mlhub.errors import InvalidBundle, InvalidName
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-
-from mlhub import bundle
-from mlhub.errors import InvalidBundle, InvalidName
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +85,13 @@ def test_same_content_is_the_same_version(tmp_path, lr, data):
     # a changed file is a new version
     (tmp_path / "c" / "requirements.txt").write_text("numpy\n")
     assert bundle.bundle_digest(tmp_path / "c") != digest
+
+
+def test_saving_the_same_model_twice_is_one_version(tmp_path, lr, data):
+    X, _ = data
+    bundle.save_bundle(lr, tmp_path / "a", name="lr", example=X[:2])
+    bundle.save_bundle(lr, tmp_path / "b", name="lr", example=X[:2])
+    assert bundle.bundle_digest(tmp_path / "a") == bundle.bundle_digest(tmp_path / "b")
 
 
 def test_object_without_predict_is_refused(tmp_path):
@@ -171,7 +177,9 @@ def test_pickled_module_scan_runs_no_code():
 def test_skops_round_trip(tmp_path, lr, data):
     pytest.importorskip("skops")
     X, _ = data
-    manifest = bundle.save_bundle(lr, tmp_path / "s", name="lr", example=X[:2], serialization="skops")
+    manifest = bundle.save_bundle(
+        lr, tmp_path / "s", name="lr", example=X[:2], serialization="skops"
+    )
     assert manifest["model_file"] == "model/model.skops"
     model = bundle.load_model(tmp_path / "s")
     np.testing.assert_array_equal(model.predict(X), lr.predict(X))
@@ -189,8 +197,14 @@ def test_mlflow_directory_is_converted(tmp_path, lr, data):
         yaml.safe_dump(
             {
                 "flavors": {
-                    "python_function": {"loader_module": "mlflow.sklearn", "python_version": "3.11.7"},
-                    "sklearn": {"pickled_model": "model.pkl", "serialization_format": "cloudpickle"},
+                    "python_function": {
+                        "loader_module": "mlflow.sklearn",
+                        "python_version": "3.11.7",
+                    },
+                    "sklearn": {
+                        "pickled_model": "model.pkl",
+                        "serialization_format": "cloudpickle",
+                    },
                 }
             }
         )

@@ -1,0 +1,55 @@
+"""Fixtures for the browser layer: a real ``mlhub up`` and a headless Debian Chromium page."""
+
+import shutil
+
+import pytest
+from embedded_hub import EmbeddedHub
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+class Platform(EmbeddedHub):
+    def add_user(self, name, *groups):
+        return name, super().add_user(name, *groups)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    hub = Platform(tmp_path_factory.mktemp("e2e"))
+    hub.start()
+    yield hub
+    try:
+        hub.stop()
+    finally:
+        hub.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright = pytest.importorskip("playwright.sync_api")
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.fail("Debian's chromium is missing: run scripts/system-deps (make test does)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_page(browser, tmp_path):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        page.screenshot(path=str(tmp_path / "last.png"))
+        context.close()
