@@ -15,6 +15,9 @@ $(STAMP): setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e .
+	# An editable install skips setup.py's data_files: enable the notebook server extension
+	# in the venv's own Jupyter config so every user server gets the /mlhub/api routes.
+	$(BIN)/jupyter server extension enable --sys-prefix mlhub.extension >/dev/null
 	touch $(STAMP)
 
 install: $(STAMP)
