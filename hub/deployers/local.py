@@ -298,7 +298,7 @@ class LocalDeployer(Deployer):
             self._models[model] = _ModelState(model)
         return self._models[model]
 
-    def _save(self, state):
+    def _save(self, state, stopped_on_exit=False):
         write_json_atomic(
             self.run_file(state.model),
             {
@@ -306,6 +306,8 @@ class LocalDeployer(Deployer):
                 "name": state.model.name,
                 "live": state.live.to_dict() if state.live else None,
                 "others": [i.to_dict() for i in state.others],
+                # set when the publisher stopped the processes on purpose as it exited
+                "stopped_on_exit": stopped_on_exit,
             },
         )
 
@@ -497,7 +499,8 @@ class LocalDeployer(Deployer):
                 {"field": "model_file"},
             ) from None
         if proc.returncode != 0:
-            lines = [ln for ln in out.decode(errors="replace").splitlines() if ln.strip()]
+            text = out.decode(errors="replace").replace(str(bundle_dir), "the bundle")
+            lines = [ln for ln in text.splitlines() if ln.strip()]
             reason = lines[-1] if lines else f"exit code {proc.returncode}"
             raise InvalidBundle(
                 f"the model does not load: {reason}", {"field": "model_file", "output": lines[-20:]}
@@ -567,7 +570,7 @@ class LocalDeployer(Deployer):
 
     async def adopt(self, desired):
         wanted = {d.model for d in desired}
-        strays = []
+        strays, stopped = [], set()
         for path in Path(self.data_dir, "run").glob("*/*.json"):
             try:
                 data = json.loads(path.read_text())
@@ -579,10 +582,12 @@ class LocalDeployer(Deployer):
                 continue
             if model in wanted:
                 self._state(model).others.extend(instances)
+                if data.get("stopped_on_exit"):
+                    stopped.add(model)
             else:
                 strays.append((model, instances))
         await asyncio.gather(
-            *(self._adopt_one(d) for d in desired),
+            *(self._adopt_one(d, d.model in stopped) for d in desired),
             *(self._remove_stray(model, instances) for model, instances in strays),
         )
         if self.fallback_target:
@@ -593,7 +598,7 @@ class LocalDeployer(Deployer):
         if self._supervisor is None:
             self._supervisor = asyncio.ensure_future(self._supervise())
 
-    async def _adopt_one(self, d):
+    async def _adopt_one(self, d, stopped_on_exit):
         state = self._state(d.model)
         async with state.lock:
             state.want = _Want(d.version, str(d.bundle_dir), d.replicas)
@@ -612,7 +617,10 @@ class LocalDeployer(Deployer):
                 state.others.remove(inst)
             if found is None:
                 self._save(state)
-                await self._restart_locked(state, "it was not running")
+                if stopped_on_exit:
+                    await self._restart_locked(state, "it was stopped with the publisher", "info")
+                else:
+                    await self._restart_locked(state, "it was not running")
                 return
             self._make_live(state, found)
             self.emit(
@@ -641,18 +649,20 @@ class LocalDeployer(Deployer):
             await asyncio.gather(
                 *(self._stop(i) for s in self._models.values() for i in s.instances())
             )
+            for state in self._models.values():
+                self._save(state, stopped_on_exit=True)
             self.log.info("stopped the model processes (LocalDeployer.stop_models_on_exit)")
 
     # ------------------------------------------------------------ supervision
 
-    async def _restart_locked(self, state, why):
+    async def _restart_locked(self, state, why, level="error"):
         """Start the wanted version again; the caller holds ``state.lock``.
 
         On failure the supervisor tries again after a doubling wait, so a model whose process
         cannot start does not spin.
         """
         model, want = state.model, state.want
-        self.emit(model, want.version, "restarting", f"{why}; starting it again", level="error")
+        self.emit(model, want.version, "restarting", f"{why}; starting it again", level)
         try:
             if not Path(want.bundle_dir).is_dir():
                 raise DeployError(f"the bundle directory {want.bundle_dir} is missing")

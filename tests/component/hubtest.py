@@ -155,10 +155,11 @@ class Hub:
             start_new_session=True,
         )
         log.close()
-        wait_for(self._publisher_up, f"the hub and publisher in {self.dir}", timeout)
+        wait_for(self.publisher_up, f"the hub and publisher in {self.dir}", timeout)
         return self
 
-    def _publisher_up(self):
+    def publisher_up(self):
+        """Whether the publisher answers through the proxy (raises if the hub died)."""
         if self.proc.poll() is not None:
             raise AssertionError(f"jupyterhub exited ({self.proc.returncode}):\n{self.log_tail()}")
         return requests.get(self.publisher_url + "api/health", timeout=5).status_code == 200

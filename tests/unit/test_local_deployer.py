@@ -288,3 +288,19 @@ def test_tail_lines(tmp_path):
     path.write_text("".join(f"line {i}\n" for i in range(100)))
     assert tail_lines(path, 2) == "line 98\nline 99\n"
     assert tail_lines(tmp_path / "missing", 5) == ""
+
+
+async def test_models_stopped_on_exit_are_started_again_without_alarm(tmp_path):
+    first = make_deployer(tmp_path)  # stop_models_on_exit defaults to True
+    await first.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
+    old = first._models[MODEL].live
+    await first.shutdown()
+    assert not old.alive()
+
+    second = make_deployer(tmp_path)
+    levels = []
+    second.on_event = lambda model, version, step, message, level: levels.append((step, level))
+    await second.adopt([Desired(MODEL, V1, bundle(tmp_path), 1)])
+    assert levels == [("restarting", "info"), ("restarted", "info")]
+    assert second._models[MODEL].live.alive()
+    await second.shutdown()

@@ -1,0 +1,134 @@
+"""The non-negotiables, against real processes: a new version replaces the old one without a
+failed request; a crashed serving process comes back by itself; a killed publisher loses
+nothing and re-adopts what runs; a restarted hub serves the models again.
+
+Nothing here asserts how long anything takes: waits only guard against hanging.
+"""
+
+import os
+import signal
+import threading
+
+import pytest
+import requests
+from hubtest import alive, wait_for
+from mlhub.publisher.client import PublisherClient
+from test_publisher_endpoints import PUBLISHER_CONFIG, constant_bundle, predict
+
+pytestmark = [pytest.mark.component, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def hub(hub_factory):
+    hub = hub_factory(publisher_config=PUBLISHER_CONFIG)
+    hub.add_user("alice")
+    hub.alice = hub.token("alice")
+    hub.client = PublisherClient(url=hub.url, token=hub.alice, poll_interval=0.2)
+    return hub
+
+
+class Load(threading.Thread):
+    """Calls a model through the proxy, one request after another, until stopped."""
+
+    def __init__(self, hub, name):
+        super().__init__(daemon=True)
+        self.hub, self.name = hub, name
+        self.answers, self.failures = [], []
+        self.halt = threading.Event()
+
+    def run(self):
+        session = requests.Session()
+        url = f"{self.hub.url}models/alice/{self.name}/v1/predict"
+        headers = {"Authorization": f"token {self.hub.alice}"}
+        while not self.halt.is_set():
+            try:
+                resp = session.post(url, json={"instances": [[0.0, 1.0]]}, headers=headers)
+            except requests.RequestException as exc:
+                self.failures.append(repr(exc))
+                continue
+            if resp.status_code == 200:
+                self.answers.append(resp.json()["predictions"][0])
+            else:
+                self.failures.append(f"{resp.status_code} {resp.text[:200]}")
+
+    def seen(self, value, count=1):
+        return self.answers.count(value) >= count
+
+    def stop(self):
+        self.halt.set()
+        self.join()
+
+
+def live_instance(hub, name):
+    (instance,) = [i for i in hub.client.get(name)["instances"] if i["state"] == "live"]
+    return instance
+
+
+def steps(hub, name):
+    return [e["step"] for e in hub.client.events(name)]
+
+
+def test_rolling_update_under_continuous_requests_fails_none(hub, tmp_path):
+    hub.client.publish(constant_bundle(tmp_path / "v1", 1.0), "rolling")
+    load = Load(hub, "rolling")
+    load.start()
+    try:
+        wait_for(lambda: load.seen(1.0, 20), "answers from v1")
+        hub.client.publish(constant_bundle(tmp_path / "v2", 2.0), "rolling")
+        wait_for(lambda: load.seen(2.0, 20), "answers from v2")
+    finally:
+        load.stop()
+    assert load.failures == []
+    switch = load.answers.index(2.0)
+    assert set(load.answers[:switch]) == {1.0} and set(load.answers[switch:]) == {2.0}
+
+
+def test_killed_serving_process_comes_back_by_itself(hub, tmp_path):
+    hub.client.publish(constant_bundle(tmp_path / "v1", 3.0), "phoenix")
+    old = live_instance(hub, "phoenix")["pid"]
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: "restarted" in steps(hub, "phoenix"), "the supervisor to restart it")
+    wait_for(lambda: live_instance(hub, "phoenix")["pid"] != old, "the new pid in the store")
+    assert not alive(old)
+    assert alive(live_instance(hub, "phoenix")["pid"])
+    resp = wait_for(lambda: predict(hub, "alice", "phoenix", hub.alice), "predictions again")
+    assert resp.json()["predictions"] == [3.0]
+    assert steps(hub, "phoenix")[-2:] == ["restarting", "restarted"]
+
+
+def test_killed_publisher_loses_nothing_and_adopts_what_runs(hub, tmp_path):
+    model = hub.client.publish(constant_bundle(tmp_path / "v1", 4.0), "adoptee")
+    pid = live_instance(hub, "adoptee")["pid"]
+    key = hub.client.create_key("adoptee", "before the crash")["key"]
+    wait_for(lambda: predict(hub, "alice", "adoptee", key), "the key to be accepted")
+
+    publisher = hub.publisher_pid()
+    os.kill(publisher, signal.SIGKILL)
+    wait_for(lambda: not alive(publisher), "the publisher to die")
+    # the model does not need the publisher to serve
+    assert predict(hub, "alice", "adoptee", hub.alice).json()["predictions"] == [4.0]
+
+    # JupyterHub restarts a managed service that exited
+    wait_for(
+        lambda: hub.publisher_pid() not in (None, publisher) and hub.publisher_up(),
+        "the hub to restart the publisher",
+        timeout=240,
+    )
+    wait_for(lambda: "adopted" in steps(hub, "adoptee"), "the publisher to adopt the model")
+    after = hub.client.get("adoptee")
+    assert live_instance(hub, "adoptee")["pid"] == pid and alive(pid)
+    assert after["current_version"] == model["current_version"]
+    assert after["versions"] == model["versions"]
+    assert predict(hub, "alice", "adoptee", key).json()["predictions"] == [4.0]
+
+
+def test_restarted_hub_serves_the_models_again(hub, tmp_path):
+    model = hub.client.publish(constant_bundle(tmp_path / "v1", 5.0), "survivor")
+    pid = live_instance(hub, "survivor")["pid"]
+    hub.stop()
+    assert not alive(pid), "the publisher stops its models when the hub stops it"
+    hub.start()
+    resp = wait_for(lambda: predict(hub, "alice", "survivor", hub.alice), "predictions again")
+    assert resp.json()["predictions"] == [5.0]
+    assert hub.client.get("survivor")["current_version"] == model["current_version"]
+    assert steps(hub, "survivor")[-2:] == ["restarting", "restarted"]
