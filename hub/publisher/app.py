@@ -129,9 +129,12 @@ class PublisherApp(Application):
         return os.environ.get("MLHUB_PUBLIC_URL", "http://127.0.0.1:8000/")
 
     max_upload_bytes = Integer(
-        500 * MB,
+        100 * MB,
         help="""Largest bundle upload (the tar.gz) accepted, in bytes; bigger ones get 413.
-        Default 500 MB. The upload streams to disk, so this bounds disk, not memory.""",
+        Default 100 MB: the embedded mode's proxy (PyPI configurable-http-proxy, a tornado
+        server) refuses request bodies over 100 MiB itself, so raise this only behind a proxy
+        that passes bigger ones (the npm configurable-http-proxy, an ingress). The upload
+        streams to disk here, so this bounds disk, not memory.""",
     ).tag(config=True)
 
     max_bundle_bytes = Integer(

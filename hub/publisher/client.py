@@ -29,7 +29,7 @@ from pathlib import Path
 
 import requests
 from mlhub import bundle
-from mlhub.errors import DeployError, MlhubError, NotReady, Unauthorized
+from mlhub.errors import DeployError, MlhubError, NotReady, PayloadTooLarge, Unauthorized
 from mlhub.extension.errors import PublisherUnreachable, from_reply
 
 SERVICE_PATH = "services/mlhub-publisher/"
@@ -38,10 +38,12 @@ DEPLOY_STEPS = ("received", "unpacked", "starting", "ready", "switched", "draine
 
 
 class _Reading:
-    """A file whose reads report progress; ``len`` makes requests send a Content-Length."""
+    """A file whose reads report progress (every 1%); ``len`` makes requests send a
+    Content-Length, so the publisher can refuse an oversized upload before reading it."""
 
     def __init__(self, fh, total, report):
-        self.fh, self.total, self.report, self.sent = fh, total, report, 0
+        self.fh, self.total, self.report = fh, total, report
+        self.sent = self.reported = 0
 
     def __len__(self):
         return self.total
@@ -49,11 +51,11 @@ class _Reading:
     def read(self, size=-1):
         chunk = self.fh.read(size)
         self.sent += len(chunk)
-        self.report("upload", f"{self.sent / 1e6:.1f} of {self.total / 1e6:.1f} MB", self._frac())
+        if self.sent - self.reported >= self.total / 100 or self.sent == self.total:
+            self.reported = self.sent
+            fraction = self.sent / self.total if self.total else 1.0
+            self.report("upload", f"{self.sent / 1e6:.1f} of {self.total / 1e6:.1f} MB", fraction)
         return chunk
-
-    def _frac(self):
-        return self.sent / self.total if self.total else 1.0
 
 
 def _quiet(step, message, fraction):
@@ -195,6 +197,14 @@ class PublisherClient:
     def upload(self, archive, name, *, workers=None, progress=None):
         """POST a bundle archive; the answer is ``{"model", "version", "event_id"}``."""
         total = os.path.getsize(archive)
+        limit = self.health().get("max_upload_bytes")
+        if limit and total > limit:
+            # refused here: a proxy may drop an oversized body before the publisher can answer
+            raise PayloadTooLarge(
+                f"the bundle is {total} bytes, above the publisher's upload limit of {limit} "
+                "bytes (PublisherApp.max_upload_bytes)",
+                {"limit": limit, "size": total},
+            )
         params = {"workers": workers} if workers else None
         with open(archive, "rb") as fh:
             body = _Reading(fh, total, progress or _quiet)

@@ -124,6 +124,12 @@ class ModelManager:
         if model is None:
             return
         self._record(model, version, step, message, level)
+        # keep ``status`` saying whether the endpoint serves
+        if step in ("restarted", "adopted"):
+            model.status = "ready"
+        elif step == "failed":
+            model.status = "failed"
+        self.store.commit()
         task = asyncio.ensure_future(self._sync_deployments(model))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -364,3 +370,8 @@ class ModelManager:
         for task in list(self._tasks):
             task.cancel()
         await self.deployer.shutdown()
+        for model in self.store.list_models():
+            status = await self.deployer.status(self.ref(model))
+            if model.current_version and status["state"] == "stopped":
+                model.status = "stopped"  # the deployer stopped it with us
+        self.store.commit()

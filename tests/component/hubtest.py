@@ -106,6 +106,7 @@ c.JupyterHub.services = [
         "url": "http://127.0.0.1:{publisher_port}",
         "command": ["{python}", "-m", "mlhub.publisher"],
         "oauth_no_confirm": True,
+        "oauth_client_allowed_scopes": ["custom:mlhub:models", "custom:mlhub:admin"],
         "environment": {{
             "MLHUB_DATA_DIR": "{data_dir}",
             "MLHUB_CONFIG_FILE": "{dir}/mlhub_config.py",

@@ -175,3 +175,22 @@ def test_delete_removes_route_and_processes(hub, tmp_path):
     wait_for(lambda: not alive(pid), "the serving process to exit")
     assert processes_serving(bundles) == []
     assert not bundles.exists()
+
+
+def test_browsers_log_in_with_the_hub_and_see_their_models(hub, tmp_path):
+    client(hub, hub.alice).publish(constant_bundle(tmp_path / "v1", 1.0), "browsed")
+    browser = requests.Session()
+    first = browser.get(hub.publisher_url, allow_redirects=False)
+    assert first.status_code == 302 and "/hub/api/oauth2/authorize" in first.headers["Location"]
+    # log in with the hub (dummy authenticator), then follow the OAuth dance back
+    browser.get(f"{hub.url}hub/login")
+    browser.post(
+        f"{hub.url}hub/login",
+        data={"username": "alice", "password": "x", "_xsrf": browser.cookies["_xsrf"]},
+    )
+    resp = browser.get(hub.publisher_url)
+    assert resp.url == hub.publisher_url + "api/models"
+    assert "browsed" in [m["name"] for m in resp.json()["models"]]
+    # a cookie alone does not authorize changes (no xsrf token): 401, nothing deleted
+    assert browser.delete(hub.publisher_url + "api/models/alice/browsed").status_code == 401
+    assert client(hub, hub.alice).get("browsed")["status"] == "ready"

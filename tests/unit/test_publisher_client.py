@@ -5,12 +5,13 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import threading
 
 import pytest
 from mlhub.bundle import save_bundle
 from mlhub.cli_models import StepPrinter, add_models_parser, run_models
-from mlhub.errors import DeployError, InvalidBundle, InvalidName, Unauthorized
+from mlhub.errors import DeployError, InvalidBundle, InvalidName, PayloadTooLarge, Unauthorized
 from mlhub.extension.errors import PublisherUnreachable
 from mlhub.publisher.client import PublisherClient
 from test_publisher_api import MANIFEST, PREFIX, Api
@@ -124,6 +125,13 @@ def test_typed_errors_come_back_typed(live_api, tmp_path):
         client.publish(write_bundle(tmp_path / "c", payload=b"corrupt"), "iris")
     with pytest.raises(Unauthorized):
         client_for(live_api, token="nobody").list()
+
+
+def test_oversized_bundles_are_refused_before_the_upload(live_api, tmp_path):
+    client = client_for(live_api)
+    with pytest.raises(PayloadTooLarge, match="above the publisher's upload limit of 20000"):
+        client.publish(write_bundle(tmp_path / "b", payload=os.urandom(40_000)), "big")
+    assert client.list() == []
 
 
 def test_a_failed_deploy_raises_deploy_error(live_api, tmp_path):
