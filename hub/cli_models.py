@@ -53,6 +53,11 @@ def add_models_parser(subparsers):
     p.add_argument("--replicas", type=int, required=True)
     p.add_argument("--no-wait", action="store_true", help="return once the change is accepted")
 
+    p = sub.add_parser("share", help="let other users or groups call the model (or nobody)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--user", action="append", default=[], help="a hub user (repeatable)")
+    p.add_argument("--group", action="append", default=[], help="a hub group (repeatable)")
+
     p = sub.add_parser("logs", help="print the last lines of the model's serving log")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--tail", type=int, default=200, help="number of lines (default 200)")
@@ -174,6 +179,10 @@ def _run(args, client, out):
             f"{model['owner']}/{model['name']}: {model['status']}, version "
             f"{_short(model['current_version'])}, {model['replicas']} replica(s)\n"
         )
+    elif cmd == "share":
+        model = client.share(args.name, args.user, args.group)
+        who = [*model["shared_with"], *(f"group {g}" for g in model["shared_groups"])]
+        out.write(f"{model['owner']}/{model['name']}: shared with {', '.join(who) or 'nobody'}\n")
     elif cmd == "logs":
         out.write(client.logs(args.name, tail=args.tail))
     elif cmd == "events":

@@ -6,7 +6,8 @@ that model, so they are unit-tested without a hub:
 
 - every API call needs ``custom:mlhub:models`` (manage your own models) or ``custom:mlhub:admin``;
 - changes (publish, rollback, scale, delete, keys) need the owner or an admin;
-- reading a model is also allowed to the users it is shared with;
+- reading a model (and calling its endpoint) is also allowed to the users and groups it is
+  shared with;
 - an admin is a token with ``custom:mlhub:admin``, or a hub admin's token carrying
   ``admin:users`` (so a hub admin's narrowly scoped token stays narrow).
 """
@@ -30,6 +31,7 @@ class Caller:
     name: str
     kind: str = "user"
     scopes: frozenset = field(default_factory=frozenset)
+    groups: frozenset = field(default_factory=frozenset)
     hub_admin: bool = False
 
     @classmethod
@@ -39,6 +41,7 @@ class Caller:
             name=model["name"],
             kind=model.get("kind", "user"),
             scopes=frozenset(model.get("scopes", ())),
+            groups=frozenset(model.get("groups") or ()),
             hub_admin=bool(model.get("admin")),
         )
 
@@ -63,12 +66,13 @@ def require_api_scope(caller):
     )
 
 
-def authorize(caller, action, owner, shared_with=()):
+def authorize(caller, action, owner, shared_with=(), shared_groups=()):
     """Raise ``Forbidden`` unless ``caller`` may ``action`` (READ or MANAGE) ``owner``'s model."""
     require_api_scope(caller)
     if caller.is_admin or (caller.kind == "user" and caller.name == owner):
         return
-    if action == READ and caller.kind == "user" and caller.name in shared_with:
+    shared = caller.name in shared_with or bool(caller.groups & set(shared_groups))
+    if action == READ and caller.kind == "user" and shared:
         return
     verb = "read" if action == READ else "change"
     raise Forbidden(

@@ -267,6 +267,11 @@ class PublisherClient:
     def delete(self, name):
         self._request("DELETE", self.model_path(name))
 
+    def share(self, name, users=(), groups=()):
+        """Let these hub users and groups call the model (replaces the lists); the ``Model``."""
+        body = {"users": list(users), "groups": list(groups)}
+        return self._json("PUT", self.model_path(name, "sharing"), json=body)
+
     # ------------------------------------------------------------ keys
 
     def create_key(self, name, description=""):

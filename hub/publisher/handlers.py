@@ -63,7 +63,10 @@ class BaseHandler(web.RequestHandler):
         """The model ``user/name`` after checking ``caller`` may ``action`` it."""
         caller = await self.caller()
         model = self.manager.store.find_model(user, name)
-        authorize(caller, action, user, model.shared_with if model is not None else ())
+        if model is None:
+            authorize(caller, action, user)
+        else:
+            authorize(caller, action, user, model.shared_with, model.shared_groups)
         if model is None:
             self.manager.store.get_model(user, name)  # raises the NotFound
         return caller, model
@@ -251,6 +254,14 @@ class ScaleHandler(BaseHandler):
         self.write_json(await self.manager.scale(caller, model, replicas), 202)
 
 
+class SharingHandler(BaseHandler):
+    async def put(self, user, name):
+        _, model = await self.model_for(MANAGE, user, name)
+        body = self.json_body()
+        await self.manager.share(model, body.get("users", []), body.get("groups", []))
+        self.write_json(self.manager.view(model))
+
+
 class LogsHandler(BaseHandler):
     async def get(self, user, name):
         _, model = await self.model_for(MANAGE, user, name)
@@ -332,6 +343,7 @@ API_ROUTES = [
     ("/api/models/{user}/{name}/events", EventsHandler),
     ("/api/models/{user}/{name}/rollback", RollbackHandler),
     ("/api/models/{user}/{name}/scale", ScaleHandler),
+    ("/api/models/{user}/{name}/sharing", SharingHandler),
     ("/api/models/{user}/{name}/logs", LogsHandler),
     ("/api/models/{user}/{name}/keys", KeysHandler),
     ("/api/models/{user}/{name}/keys/{key_id}", KeyHandler),

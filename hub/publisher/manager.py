@@ -65,6 +65,7 @@ class ModelManager:
             "url": url,
             "predict_url": url + "v1/predict",
             "shared_with": list(model.shared_with or []),
+            "shared_groups": list(model.shared_groups or []),
             "versions": [
                 {
                     "id": v.id,
@@ -318,9 +319,19 @@ class ModelManager:
         """Who may call the model's endpoint (written for the serving processes)."""
         return {
             "users": [model.owner, *(model.shared_with or [])],
-            "groups": [],
+            "groups": list(model.shared_groups or []),
             "key_hashes": [k.key_sha256 for k in model.api_keys],
         }
+
+    async def share(self, model, users, groups):
+        """Let hub ``users`` and members of hub ``groups`` call the endpoint (replaces both)."""
+        for field, names in (("users", users), ("groups", groups)):
+            if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+                raise BadRequest(f"{field} must be a list of names", {"field": field})
+        model.shared_with = sorted(set(users) - {model.owner})
+        model.shared_groups = sorted(set(groups))
+        self.store.commit()
+        await self.deployer.set_access(self.ref(model), self.access(model))
 
     async def create_key(self, model, description):
         if not isinstance(description, str):

@@ -54,8 +54,9 @@ class Model(Base):
     current_version: Mapped[str | None] = mapped_column(String(71))
     replicas: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(16), default="deploying")
-    # hub user names (besides the owner) who may call the endpoint
+    # hub users (besides the owner) and hub groups who may call the endpoint and read the model
     shared_with: Mapped[list] = mapped_column(JSON, default=list)
+    shared_groups: Mapped[list] = mapped_column(JSON, default=list)
 
     versions: Mapped[list["Version"]] = relationship(
         back_populates="model", cascade="all, delete-orphan", order_by="Version.created"
@@ -197,7 +198,14 @@ class Store:
         return list(self.db.scalars(query))
 
     def create_model(self, owner, name, replicas):
-        model = Model(owner=owner, name=name, replicas=replicas, status="deploying", shared_with=[])
+        model = Model(
+            owner=owner,
+            name=name,
+            replicas=replicas,
+            status="deploying",
+            shared_with=[],
+            shared_groups=[],
+        )
         self.db.add(model)
         self.commit()
         return model

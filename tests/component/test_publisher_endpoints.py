@@ -108,6 +108,19 @@ def test_others_get_403_and_nobody_401(hub, tmp_path):
     assert predict(hub, "alice", "private", hub.alice).json()["predictions"] == [1.0]
 
 
+def test_sharing_lets_bob_call_the_model(hub, tmp_path):
+    alice = client(hub, hub.alice)
+    alice.publish(constant_bundle(tmp_path / "v1", 1.0), "shared")
+    assert predict(hub, "alice", "shared", hub.bob).status_code == 403
+    alice.share("shared", users=["bob"])
+    resp = wait_for(lambda: predict(hub, "alice", "shared", hub.bob) or None, "bob to be let in")
+    assert resp.json()["predictions"] == [1.0]
+    with pytest.raises(Forbidden):
+        client(hub, hub.bob).scale("alice/shared", 2)
+    alice.share("shared")
+    wait_for(lambda: predict(hub, "alice", "shared", hub.bob).status_code == 403, "bob out again")
+
+
 def test_invalid_name_and_oversized_upload(hub, tmp_path):
     gz = {"Content-Type": "application/gzip"}
     data = pack(constant_bundle(tmp_path / "b", 1.0))

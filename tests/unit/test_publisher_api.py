@@ -350,3 +350,29 @@ async def test_unknown_paths_and_the_models_fallback_answer_json(api):
     api.store.create_model("alice", "iris", 1)
     status, body = await api.call("GET", "/models/alice/iris/readyz", token=None)
     assert status == 503 and body["code"] == "not_ready"
+
+
+async def test_sharing_lets_others_read_and_call_but_not_change(api):
+    await api.publish("iris")
+    await api.settle()
+    ref = api.manager.ref(api.store.find_model("alice", "iris"))
+    status, model = await api.call(
+        "PUT", "api/models/alice/iris/sharing", body={"users": ["bob", "alice"], "groups": ["ds"]}
+    )
+    assert status == 200
+    assert model["shared_with"] == ["bob"] and model["shared_groups"] == ["ds"]
+    assert api.deployer.access[ref] == {
+        "users": ["alice", "bob"],
+        "groups": ["ds"],
+        "key_hashes": [],
+    }
+    status, _ = await api.call("GET", "api/models/alice/iris", token="bob-token")
+    assert status == 200
+    status, _ = await api.call("POST", "api/models/alice/iris/scale", "bob-token", {"replicas": 2})
+    assert status == 403
+    status, _ = await api.call("PUT", "api/models/alice/iris/sharing", "bob-token", {"users": []})
+    assert status == 403
+    status, body = await api.call("PUT", "api/models/alice/iris/sharing", body={"users": "bob"})
+    assert status == 400 and "users must be a list" in body["error"]
+    status, model = await api.call("PUT", "api/models/alice/iris/sharing", body={})
+    assert model["shared_with"] == [] and api.deployer.access[ref]["users"] == ["alice"]

@@ -71,3 +71,14 @@ def test_list_scope():
     assert visible_owner(caller(), "alice") == "alice"
     with pytest.raises(Forbidden, match=r"\?user= is for admins"):
         visible_owner(caller(), "bob")
+
+
+def test_group_members_may_read_shared_models():
+    member = Caller.from_hub_model(
+        {"name": "carol", "groups": ["ds"], "scopes": ["custom:mlhub:models"]}
+    )
+    authorize(member, READ, "alice", shared_groups=["ds"])
+    with pytest.raises(Forbidden):
+        authorize(member, READ, "alice", shared_groups=["other"])
+    with pytest.raises(Forbidden):
+        authorize(member, MANAGE, "alice", shared_groups=["ds"])
