@@ -1,17 +1,13 @@
-"""Login accounts of the embedded mode, and the JupyterHub authenticator that checks them.
+"""Login accounts of the embedded mode: names, password hashes, admin flags, groups.
 
 JupyterHub's own default (``DummyAuthenticator``-like setups, PAM as root) would either accept any
 password or tie logins to OS users, and the embedded mode runs everyone as one OS user. So mlhub
 keeps its own accounts in ``<data_dir>/accounts.sqlite``: a name, a scrypt hash of the password
 (never the password), an admin flag and the user's groups. ``mlhub users ...`` manages them;
-``MlhubAuthenticator`` checks them at login and hands JupyterHub the admin flag and the groups
-(``manage_groups``), so group-restricted profiles follow the account.
-
-Other authenticators (OAuth/OIDC, LDAP) replace this one with one setting,
-``c.JupyterHub.authenticator_class``, in the mlhub config file.
+``mlhub.authenticator.MlhubAuthenticator`` checks them at login. This module does not import
+JupyterHub, so ``mlhub users`` starts fast.
 """
 
-import asyncio
 import base64
 import functools
 import hashlib
@@ -25,10 +21,7 @@ import time
 from contextlib import closing
 from dataclasses import dataclass
 
-from jupyterhub.auth import Authenticator
 from mlhub.errors import BadRequest, Conflict, InvalidName, NotFound
-from mlhub.settings import hub_settings
-from traitlets import Unicode, default
 
 # JupyterHub lower-cases user names; they also name workspace folders, so keep them path-safe.
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -226,55 +219,3 @@ def write_secret_file(path, text):
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.chmod(path, 0o600)
-
-
-class MlhubAuthenticator(Authenticator):
-    """JupyterHub login against mlhub's account store (``mlhub users ...``).
-
-    Wrong passwords and unknown names are refused alike. The account's admin flag and groups are
-    handed to JupyterHub at login and refreshed before each spawn (``refresh_pre_spawn``), so a
-    ``mlhub users set --group`` takes effect at the next server start without a new login, and a
-    deleted account is logged out.
-    """
-
-    accounts_file = Unicode(
-        help="""SQLite file of the accounts. Default: ``<MlhubSettings.data_dir>/accounts.sqlite``.
-        Example: ``c.MlhubAuthenticator.accounts_file = "/srv/mlhub/accounts.sqlite"``.
-        """,
-    ).tag(config=True)
-
-    @default("accounts_file")
-    def _default_accounts_file(self):
-        return hub_settings().path("accounts.sqlite")
-
-    @default("manage_groups")
-    def _default_manage_groups(self):
-        return True
-
-    @default("refresh_pre_spawn")
-    def _default_refresh_pre_spawn(self):
-        return True
-
-    @property
-    def store(self):
-        return AccountStore(self.accounts_file)
-
-    @staticmethod
-    def _auth_model(account):
-        groups = set(account.groups) | ({ADMIN_GROUP} if account.admin else set())
-        return {"name": account.name, "admin": account.admin, "groups": sorted(groups)}
-
-    async def authenticate(self, handler, data):
-        name, password = data.get("username", ""), data.get("password", "")
-        account = await asyncio.to_thread(self.store.authenticate, name, password)
-        if account is None:
-            self.log.warning("Failed login for %r", name)
-            return None
-        return self._auth_model(account)
-
-    async def refresh_user(self, user, handler=None):
-        account = await asyncio.to_thread(self.store.get, user.name)
-        if account is None:
-            self.log.info("Account %r no longer exists; logging it out", user.name)
-            return False
-        return self._auth_model(account)

@@ -14,21 +14,24 @@ from mlhub.errors import MlhubError
 
 USERS_HELP = """\
 Manage the login accounts of the embedded mode (stored in <data-dir>/accounts.sqlite).
-Changes apply while the hub runs: at the user's next login or server start.
+Changes apply while the hub runs, within a minute or at the user's next login.
 """
 
 
 def _common_options():
-    """--data-dir and --config, shared by every command that reads the settings."""
+    """--data-dir and --config, shared by every command that reads the settings. They may come
+    before or after a ``users`` action; SUPPRESS keeps an absent one from erasing a given one."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--data-dir",
         metavar="DIR",
+        default=argparse.SUPPRESS,
         help="state folder (default: $MLHUB_DATA_DIR or ./mlhub-data)",
     )
     common.add_argument(
         "--config",
         metavar="FILE",
+        default=argparse.SUPPRESS,
         help="mlhub config file, a traitlets Python file (default: $MLHUB_CONFIG_FILE)",
     )
     return common
@@ -40,7 +43,9 @@ def _add_users_parser(subparsers, common):
     )
     actions = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
 
-    add = actions.add_parser("add", help="create an account and print its password")
+    add = actions.add_parser(
+        "add", help="create an account and print its password", parents=[common]
+    )
     add.add_argument("name")
     add.add_argument("--admin", action="store_true", help="make the user a hub admin")
     add.add_argument(
@@ -56,13 +61,17 @@ def _add_users_parser(subparsers, common):
         help="read the password from stdin instead of generating one",
     )
 
-    actions.add_parser("list", help="list accounts, their groups and admin flag")
+    actions.add_parser("list", help="list accounts, their groups and admin flag", parents=[common])
 
-    passwd = actions.add_parser("passwd", help="set a new password (generated unless given)")
+    passwd = actions.add_parser(
+        "passwd", help="set a new password (generated unless given)", parents=[common]
+    )
     passwd.add_argument("name")
     passwd.add_argument("--password-stdin", action="store_true", help="read it from stdin")
 
-    set_ = actions.add_parser("set", help="change an account's admin flag or groups")
+    set_ = actions.add_parser(
+        "set", help="change an account's admin flag or groups", parents=[common]
+    )
     set_.add_argument("name")
     admin = set_.add_mutually_exclusive_group()
     admin.add_argument("--admin", dest="admin", action="store_true", default=None)
@@ -77,7 +86,9 @@ def _add_users_parser(subparsers, common):
     )
     groups.add_argument("--no-groups", dest="groups", action="store_const", const=[])
 
-    delete = actions.add_parser("delete", help="delete an account (its workspace is kept)")
+    delete = actions.add_parser(
+        "delete", help="delete an account (its workspace is kept)", parents=[common]
+    )
     delete.add_argument("name")
 
 

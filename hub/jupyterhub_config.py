@@ -16,7 +16,8 @@ import os
 import sys
 
 from jupyterhub.roles import get_default_roles
-from mlhub.accounts import ADMIN_GROUP, MlhubAuthenticator
+from mlhub.accounts import ADMIN_GROUP
+from mlhub.authenticator import MlhubAuthenticator
 from mlhub.profiles import load_profiles, profiles_for, to_profile_list
 from mlhub.settings import PUBLISHER_SERVICE, load_settings
 from mlhub.up import ensure_secret

@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from mlhub.accounts import AccountStore, MlhubAuthenticator, write_secret_file
+from mlhub.accounts import AccountStore, write_secret_file
 from mlhub.errors import Conflict, MlhubError
 from mlhub.profiles import load_profiles
 from mlhub.settings import read_config_file
@@ -162,6 +162,8 @@ def check_ports(settings):
     ]
     for host, port, setting in ports:
         with socket.socket() as s:
+            # as the servers themselves do: connections in TIME_WAIT do not block a restart
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((host, port))
             except OSError as e:
@@ -200,11 +202,10 @@ def _login_lines(settings, new_password):
     if settings.config_file:
         config = read_config_file(settings.config_file)
         configured = config.JupyterHub.get("authenticator_class")
-        if configured and configured not in (
-            MlhubAuthenticator,
-            "mlhub.accounts.MlhubAuthenticator",
-        ):
-            return [f"  log in with:  {getattr(configured, '__name__', configured)}"]
+        if isinstance(configured, type):
+            configured = f"{configured.__module__}.{configured.__name__}"
+        if configured and configured != "mlhub.authenticator.MlhubAuthenticator":
+            return [f"  log in with:  {configured}"]
     lines = [f"  admin user:   {settings.admin_user}"]
     password_file = settings.path("admin_password")
     if new_password:

@@ -16,7 +16,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jsonschema
 import yaml
 from mlhub.errors import BadRequest, Forbidden, MlhubError
 
@@ -110,6 +109,8 @@ def load_profiles(directory=PROFILES_DIR):
         raise ProfileError(
             [{"file": str(directory), "field": "$", "message": "no *.yaml profile files here"}]
         )
+    import jsonschema  # imported here: it takes seconds, and only loading profiles needs it
+
     validator = jsonschema.Draft202012Validator(load_schema())
     problems = []
     profiles = []

@@ -8,11 +8,11 @@ import pytest
 from mlhub.accounts import (
     ADMIN_GROUP,
     AccountStore,
-    MlhubAuthenticator,
     hash_password,
     verify_password,
     write_secret_file,
 )
+from mlhub.authenticator import MlhubAuthenticator
 from mlhub.errors import BadRequest, Conflict, InvalidName, NotFound
 
 
@@ -106,6 +106,7 @@ def authenticator(store):
 def test_authenticator_settings(authenticator):
     assert authenticator.manage_groups
     assert authenticator.refresh_pre_spawn
+    assert authenticator.auth_refresh_age == 60
 
 
 async def test_authenticator_login(store, authenticator):

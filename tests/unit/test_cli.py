@@ -135,3 +135,12 @@ def test_descendants_sees_the_whole_tree():
             os.kill(pid, 9)
         child.kill()
         child.wait()
+
+
+def test_banner_names_another_authenticator(tmp_path):
+    config = tmp_path / "mlhub_config.py"
+    config.write_text("c.JupyterHub.authenticator_class = 'ldapauthenticator.LDAPAuthenticator'\n")
+    settings = load_settings({"MLHUB_CONFIG_FILE": str(config), "MLHUB_DATA_DIR": str(tmp_path)})
+    assert up._login_lines(settings, None) == [
+        "  log in with:  ldapauthenticator.LDAPAuthenticator"
+    ]

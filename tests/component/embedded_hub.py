@@ -1,0 +1,210 @@
+"""A real ``mlhub up`` for tests: temp data dir, free ports, login through the real form.
+
+``EmbeddedHub(dir)`` writes an mlhub config file with free ports, ``start()`` runs
+``mlhub up --data-dir ... --config ...`` in its own session and waits for its "running" banner,
+``stop()`` sends SIGINT (Ctrl-C) and waits. ``kill()`` is the safety net for failed tests: it kills
+every process the instance started, found from the process tree recorded while it ran.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import requests
+
+VENV_BIN = Path(sys.executable).parent
+MLHUB = str(VENV_BIN / "mlhub")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def process_table():
+    """{pid: (ppid, cmdline)} of every live (non-zombie) process."""
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, tail = stat.read_text().rsplit(")", 1)
+            state, ppid = tail.split()[:2]
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if state != "Z":
+            table[int(stat.parent.name)] = (int(ppid), cmdline.strip())
+    return table
+
+
+def tree(pid):
+    """{pid: cmdline} of ``pid`` and all its live descendants."""
+    table = process_table()
+    found = {pid: table[pid][1]} if pid in table else {}
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, (ppid, cmdline) in table.items():
+            if ppid == parent and child not in found:
+                found[child] = cmdline
+                frontier.append(child)
+    return found
+
+
+def wait_for(check, what, timeout=120.0, interval=0.2):
+    """Poll ``check()`` until truthy; the timeout only guards against hangs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class EmbeddedHub:
+    def __init__(self, dir, profiles_dir=None):
+        self.dir = Path(dir)
+        self.data_dir = self.dir / "data"
+        self.port, self.hub_port = free_port(), free_port()
+        self.proxy_api_port, self.publisher_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.config_file = self.dir / "mlhub_config.py"
+        lines = f"""\
+            c.MlhubSettings.port = {self.port}
+            c.MlhubSettings.hub_port = {self.hub_port}
+            c.MlhubSettings.proxy_api_port = {self.proxy_api_port}
+            c.MlhubSettings.publisher_port = {self.publisher_port}
+        """
+        if profiles_dir:
+            lines += f"    c.MlhubSettings.profiles_dir = {str(profiles_dir)!r}\n"
+        self.config_file.write_text(textwrap.dedent(lines))
+        self.proc = None
+        self.output_file = None
+        self.seen = {}  # every process seen in the instance's tree, for kill()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def command(self, *args):
+        return [MLHUB, *args, "--data-dir", str(self.data_dir), "--config", str(self.config_file)]
+
+    def start(self):
+        """Run ``mlhub up``; return its banner (everything it printed until "Press Ctrl-C")."""
+        self.output_file = self.dir / f"up-{time.monotonic_ns()}.out"
+        with open(self.output_file, "wb") as out:
+            self.proc = subprocess.Popen(
+                [MLHUB, "up", "--data-dir", str(self.data_dir), "--config", str(self.config_file)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+        def banner():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"mlhub up exited {self.proc.returncode}:\n{self.output}")
+            return "Press Ctrl-C to stop." in self.output and self.output
+
+        text = wait_for(banner, "the mlhub up banner")
+        self.remember()
+        return text
+
+    @property
+    def output(self):
+        return self.output_file.read_text(errors="replace") if self.output_file else ""
+
+    def remember(self):
+        """Record the current process tree (what kill() and the no-leftover checks use)."""
+        if self.proc is not None:
+            self.seen.update(tree(self.proc.pid))
+        return dict(self.seen)
+
+    def stop(self, sig=signal.SIGINT):
+        """Ctrl-C ``mlhub up`` and wait for it; return its exit code."""
+        self.remember()
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=180)
+
+    def alive(self):
+        """{pid: cmdline} of recorded processes still running (same pid and command line)."""
+        table = process_table()
+        return {pid: cmd for pid, cmd in self.seen.items() if pid in table and table[pid][1] == cmd}
+
+    def kill(self):
+        for pid in self.alive():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.wait()
+
+    # -- people ------------------------------------------------------------------------------
+
+    def admin_password(self):
+        return (self.data_dir / "admin_password").read_text().strip()
+
+    def add_user(self, name, *groups):
+        """``mlhub users add``; returns the generated password."""
+        args = ["users", "add", name, *[a for g in groups for a in ("--group", g)]]
+        out = subprocess.run(self.command(*args), capture_output=True, text=True, check=True)
+        return re.search(r"password: (\S+)", out.stdout).group(1)
+
+    def users(self, *args):
+        return subprocess.run(self.command("users", *args), capture_output=True, text=True)
+
+    def workspace(self, user):
+        return self.data_dir / "workspaces" / user
+
+    def login(self, name, password):
+        """A requests session logged in through the hub's login form (with its _xsrf)."""
+        session = requests.Session()
+        session.get(self.url + "hub/login", timeout=30).raise_for_status()
+        session.xsrf = session.cookies.get("_xsrf", path="/hub/")
+        r = session.post(
+            self.url + "hub/login",
+            data={"username": name, "password": password, "_xsrf": session.xsrf},
+            timeout=60,
+        )
+        session.login_response = r
+        # a login starts a new session, with a new XSRF token
+        session.xsrf = session.cookies.get("_xsrf", path="/hub/")
+        return session
+
+    def hub_api(self, session, method, path, **kwargs):
+        headers = {"X-XSRFToken": session.xsrf}
+        return session.request(
+            method, f"{self.url}hub/api{path}", headers=headers, timeout=60, **kwargs
+        )
+
+    def wait_ready(self, session, user):
+        def ready():
+            model = self.hub_api(session, "GET", f"/users/{user}").json()
+            server = model["servers"].get("")
+            return server if server and server["ready"] else None
+
+        return wait_for(ready, f"{user}'s server to be ready")
+
+    def server_pid(self, user):
+        """The pid of ``user``'s jupyterhub-singleuser process (a descendant of mlhub up)."""
+        for pid, cmd in tree(self.proc.pid).items():
+            if "jupyterhub-singleuser" in cmd and self._environ(pid).get("JUPYTERHUB_USER") == user:
+                return pid
+        return None
+
+    @staticmethod
+    def _environ(pid):
+        try:
+            raw = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            return {}
+        return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+    def server_env(self, user):
+        return self._environ(self.server_pid(user))

@@ -1,0 +1,114 @@
+"""The JupyterHub config file, loaded as JupyterHub loads it, with settings from a temp data dir."""
+
+import os
+import stat
+import sys
+from pathlib import Path
+
+import mlhub
+import pytest
+from mlhub.authenticator import MlhubAuthenticator
+from mlhub.profiles import ProfileError
+from traitlets.config import PyFileConfigLoader
+
+CONFIG = Path(mlhub.__file__).parent / "jupyterhub_config.py"
+
+
+def load(monkeypatch, tmp_path, config_text=None, **env):
+    monkeypatch.setenv("MLHUB_DATA_DIR", str(tmp_path / "data"))
+    if config_text is not None:
+        config_file = tmp_path / "mlhub_config.py"
+        config_file.write_text(config_text)
+        monkeypatch.setenv("MLHUB_CONFIG_FILE", str(config_file))
+    else:
+        monkeypatch.delenv("MLHUB_CONFIG_FILE", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "data").mkdir(exist_ok=True)
+    return PyFileConfigLoader(CONFIG.name, str(CONFIG.parent)).load_config()
+
+
+def test_embedded_defaults(monkeypatch, tmp_path):
+    c = load(monkeypatch, tmp_path)
+    data = tmp_path / "data"
+    assert (c.JupyterHub.ip, c.JupyterHub.port) == ("127.0.0.1", 8000)
+    assert (c.JupyterHub.hub_ip, c.JupyterHub.hub_port) == ("127.0.0.1", 8081)
+    assert c.JupyterHub.db_url == f"sqlite:///{data}/jupyterhub.sqlite"
+    assert c.JupyterHub.cookie_secret_file == str(data / "jupyterhub_cookie_secret")
+    assert c.ConfigurableHTTPProxy.command == [
+        str(Path(sys.executable).parent / "configurable-http-proxy")
+    ]
+    assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:8001"
+    token_file = data / "proxy_token"
+    assert c.ConfigurableHTTPProxy.auth_token == token_file.read_text().strip()
+    assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
+    assert c.JupyterHub.authenticator_class is MlhubAuthenticator
+    assert c.Authenticator.allow_all is True
+    assert c.JupyterHub.spawner_class == "mlhub.spawner.ProfileLocalSpawner"
+    [publisher] = c.JupyterHub.services
+    assert publisher["name"] == "mlhub-publisher"
+    assert publisher["url"] == "http://127.0.0.1:8090"
+    assert publisher["command"] == [sys.executable, "-m", "mlhub.publisher"]
+    assert publisher["oauth_no_confirm"] is True
+    assert publisher["environment"] == {
+        "MLHUB_DATA_DIR": str(data),
+        "CONFIGPROXY_AUTH_TOKEN": c.ConfigurableHTTPProxy.auth_token,
+        "MLHUB_PROXY_API_URL": "http://127.0.0.1:8001",
+        "MLHUB_PUBLIC_URL": "http://127.0.0.1:8000/",
+    }
+
+
+def test_scopes_and_roles(monkeypatch, tmp_path):
+    c = load(monkeypatch, tmp_path)
+    assert set(c.JupyterHub.custom_scopes) == {"custom:mlhub:models", "custom:mlhub:admin"}
+    roles = {role["name"]: role for role in c.JupyterHub.load_roles}
+    assert roles["user"]["scopes"] == ["self", "access:services", "custom:mlhub:models"]
+    assert {
+        "users:activity!user",
+        "access:servers!server",
+        "access:services!service=mlhub-publisher",
+        "custom:mlhub:models",
+    } == set(roles["server"]["scopes"])
+    assert roles["mlhub-admin"] == {
+        "name": "mlhub-admin",
+        "scopes": ["custom:mlhub:admin"],
+        "groups": ["mlhub-admins"],
+    }
+    assert roles["mlhub-publisher"]["services"] == ["mlhub-publisher"]
+
+
+def test_mlhub_config_file_sets_ports_and_overrides_jupyterhub(monkeypatch, tmp_path):
+    c = load(
+        monkeypatch,
+        tmp_path,
+        "c.MlhubSettings.port = 9000\n"
+        "c.MlhubSettings.publisher_port = 9090\n"
+        "c.JupyterHub.authenticator_class = 'ldapauthenticator.LDAPAuthenticator'\n"
+        "c.Spawner.start_timeout = 300\n",
+    )
+    assert c.JupyterHub.port == 9000
+    assert c.JupyterHub.services[0]["url"] == "http://127.0.0.1:9090"
+    assert c.JupyterHub.services[0]["environment"]["MLHUB_CONFIG_FILE"] == str(
+        tmp_path / "mlhub_config.py"
+    )
+    assert c.JupyterHub.authenticator_class == "ldapauthenticator.LDAPAuthenticator"
+    assert c.Spawner.start_timeout == 300
+
+
+def test_kubernetes_mode_gets_group_filtered_profile_list(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    c = load(monkeypatch, tmp_path, MLHUB_MODE="kubernetes")
+    assert c.JupyterHub.spawner_class == "kubespawner.KubeSpawner"
+    user = SimpleNamespace(groups=[], admin=False)
+    profile_list = c.KubeSpawner.profile_list(SimpleNamespace(user=user))
+    assert [p["slug"] for p in profile_list] == ["python", "python-r", "r"]
+    assert profile_list[0]["profile_options"]["size"]["choices"]["small"]["default"] is True
+
+
+def test_broken_profile_stops_the_hub(monkeypatch, tmp_path):
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "bad.yaml").write_text("slug: bad\n")
+    with pytest.raises(ProfileError, match="bad.yaml: \\$: 'display_name' is a required"):
+        load(monkeypatch, tmp_path, MLHUB_PROFILES_DIR=str(profiles))
