@@ -67,10 +67,12 @@ class Deployer(LoggingConfigurable):
     )
 
     def emit(self, model, version, step, message, level="info"):
-        log = self.log.error if level == "error" else self.log.info
-        log("%s %s %s: %s", model.key, (version or "")[:19], step, message)
+        """Report an event: to ``on_event`` (which records and logs it), else to the log."""
         if self.on_event is not None:
             self.on_event(model, version, step, message, level)
+            return
+        log = self.log.error if level == "error" else self.log.info
+        log("%s %s %s: %s", model.key, (version or "")[:19], step, message)
 
     async def check(self, manifest, bundle_dir):
         """Verify the bundle loads in this backend's runtime; raise ``InvalidBundle`` if not."""

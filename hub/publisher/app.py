@@ -57,6 +57,10 @@ class PublisherApp(Application):
         "log-level": "Application.log_level",
     }
 
+    @default("log_level")
+    def _default_log_level(self):
+        return logging.INFO
+
     config_file = Unicode(
         help="""mlhub config file (traitlets Python: ``c.PublisherApp.port = 8090``) to load.
         Default: ``$MLHUB_CONFIG_FILE``; none if unset.""",

@@ -117,7 +117,8 @@ class ModelManager:
 
     def _record(self, model, version, step, message, level="info"):
         ev = self.store.add_event(model, step, message, version=version, level=level)
-        self.log.info("%s %s %s: %s", model.key, (version or "")[:19], step, message)
+        log = self.log.error if level == "error" else self.log.info
+        log("%s %s %s: %s", model.key, (version or "")[:19], step, message)
         return ev
 
     def _on_deployer_event(self, ref, version, step, message, level):
