@@ -239,9 +239,6 @@ def main(argv=None):
     except MlhubError as e:
         print(f"mlhub: error: {e.message}", file=sys.stderr)
         return 1
-    except FileNotFoundError as e:
-        print(f"mlhub: error: {e}", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import functools
 import os
 from pathlib import Path
 
+from mlhub.errors import MlhubError
 from mlhub.profiles import PROFILES_DIR
 from traitlets import Enum, Integer, Unicode, default, validate
 from traitlets.config import Config, Configurable, PyFileConfigLoader
@@ -149,8 +150,11 @@ def read_config_file(path):
     """The traitlets ``Config`` in a Python config file (``c.X.y = ...``)."""
     path = Path(path).expanduser().resolve()
     if not path.is_file():
-        raise FileNotFoundError(f"mlhub config file not found: {path}")
-    return PyFileConfigLoader(path.name, str(path.parent)).load_config()
+        raise MlhubError(f"mlhub config file not found: {path}")
+    try:
+        return PyFileConfigLoader(path.name, str(path.parent)).load_config()
+    except Exception as e:  # the file is Python: any error in it is the file's
+        raise MlhubError(f"cannot read the mlhub config file {path}: {e!r}") from e
 
 
 def load_settings(environ=None):

@@ -1,6 +1,7 @@
 """mlhub settings: defaults, the config file, MLHUB_* variables on top."""
 
 import pytest
+from mlhub.errors import MlhubError
 from mlhub.profiles import PROFILES_DIR
 from mlhub.settings import MlhubSettings, load_settings
 
@@ -58,5 +59,11 @@ def test_public_url(tmp_path):
 def test_bad_values_are_refused(tmp_path):
     with pytest.raises(Exception, match="mode"):
         load_settings({"MLHUB_MODE": "cloud"})
-    with pytest.raises(FileNotFoundError, match="mlhub config file not found"):
+    with pytest.raises(MlhubError, match="mlhub config file not found"):
         load_settings({"MLHUB_CONFIG_FILE": str(tmp_path / "missing.py")})
+    broken = tmp_path / "broken.py"
+    broken.write_text("c.MlhubSettings.port = \n")
+    with pytest.raises(
+        MlhubError, match=f"cannot read the mlhub config file {broken}: SyntaxError"
+    ):
+        load_settings({"MLHUB_CONFIG_FILE": str(broken)})
