@@ -1,11 +1,15 @@
 """ProfileLocalSpawner without processes: the form, the server-side check, what a start applies."""
 
+import resource
+import subprocess
+import sys
 import textwrap
 from types import SimpleNamespace
 
 import pytest
 from jupyterhub.objects import Hub
 from mlhub import spawner as spawner_module
+from mlhub.errors import Conflict
 from mlhub.spawner import ProfileLocalSpawner, safe_name
 from tornado import web
 
@@ -181,3 +185,31 @@ def test_unsafe_names_are_escaped(name):
     escaped = safe_name(name)
     assert "/" not in escaped and not escaped.startswith(".") and len(escaped) <= 100
     assert escaped != safe_name(name + "!")
+
+
+def run_with_preexec(spawner):
+    """Run a child with the spawner's preexec_fn; return (RLIMIT_DATA soft limit, cwd)."""
+    script = "import os, resource; print(resource.getrlimit(resource.RLIMIT_DATA)[0], os.getcwd())"
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        preexec_fn=spawner.make_preexec_fn(spawner.user.name),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    limit, cwd = out.stdout.split()
+    return int(limit), cwd
+
+
+def test_without_cgroups_memory_is_capped_per_process(profiles_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(spawner_module.Cgroups, "detect", staticmethod(lambda **kw: None))
+    spawner = make_spawner(profiles_dir, tmp_path)
+    spawner.apply_user_options(spawner, {"profile": "python", "size": "small"})
+    assert run_with_preexec(spawner) == (2 * 1024**3, spawner.home_dir)
+
+    spawner.limit_method = "none"
+    assert run_with_preexec(spawner)[0] == resource.RLIM_INFINITY
+
+    spawner.limit_method = "cgroup"
+    with pytest.raises(Conflict, match="no writable cgroup hierarchy"):
+        spawner.make_preexec_fn("alice")
