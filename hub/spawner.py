@@ -179,7 +179,8 @@ class ProfileLocalSpawner(SimpleLocalProcessSpawner):
         return None
 
     def _render_options_form(self, spawner):
-        """HTML of the picker: one card per allowed profile, a size list in each."""
+        """HTML of the picker: one card per allowed profile, a size list in each.
+        (JupyterHub calls ``options_form(spawner)``; ``spawner`` is ``self``.)"""
         profiles = self._load_profiles()
         groups, admin = self._user_groups(), self.user.admin
         allowed = profiles_for(profiles, groups, admin)
@@ -240,7 +241,8 @@ class ProfileLocalSpawner(SimpleLocalProcessSpawner):
         return profile, size
 
     def _apply_user_options(self, spawner, user_options):
-        """Set the profile, size and limits; runs for form and REST API spawns alike."""
+        """Set the profile, size and limits; runs for form and REST API spawns alike.
+        (JupyterHub calls ``apply_user_options(spawner, options)``; ``spawner`` is ``self``.)"""
         self.profile, self.size = self._resolve(user_options)
         self.mem_limit = self.size.mem_limit
         self.mem_guarantee = self.size.mem_guarantee
@@ -303,7 +305,9 @@ class ProfileLocalSpawner(SimpleLocalProcessSpawner):
         return await super().start()
 
     async def stop(self, now=False):
+        """Stop the server, then whatever it left in its cgroups (orphaned kernels)."""
         await super().stop(now=now)
-        cgroups = self._cgroups() if self.limit_method in ("auto", "cgroup") else None
-        if cgroups:
-            await asyncio.to_thread(cgroups.remove, self.cgroup_name)
+        if self.limit_method in ("auto", "cgroup"):
+            cgroups = Cgroups.detect(parent=self.cgroup_parent or None)
+            if cgroups:
+                await asyncio.to_thread(cgroups.remove, self.cgroup_name)
