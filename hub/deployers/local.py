@@ -42,12 +42,33 @@ _SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD")
 _POLL = 0.2  # seconds between checks while waiting for a process to become ready or exit
 
 
-def _zombie(pid):
-    """An exited process its parent has not reaped yet still answers signal 0 (Linux: /proc)."""
+def _stat(pid):
+    """(state, process group) of a process from /proc, or None if it is gone."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return False
+        return None
+    return fields[0], int(fields[2])
+
+
+def _cwd(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return None
+
+
+def _group(pgid, cwd):
+    """Live processes of process group ``pgid`` working in ``cwd``: a serving instance's master,
+    workers and gateway (they run in the bundle directory). Matching the directory as well as
+    the group means a recycled pid never gets one of our signals."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            stat = _stat(entry.name)
+            if stat and stat[1] == pgid and stat[0] != "Z" and _cwd(entry.name) == cwd:
+                found.append(int(entry.name))
+    return found
 
 
 @dataclass
@@ -63,16 +84,20 @@ class ServingInstance:
     proc: subprocess.Popen | None = field(default=None, repr=False, compare=False)
 
     def alive(self):
-        """Whether the master still runs (``Popen.poll`` for children, signal 0 for adopted)."""
+        """Whether the master still runs: ``Popen.poll`` for our children; for adopted ones,
+        a live process with that pid working in the bundle directory (pids get recycled)."""
         if self.proc is not None:
             return self.proc.poll() is None
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return not _zombie(self.pid)
+        stat = _stat(self.pid)
+        return stat is not None and stat[0] != "Z" and _cwd(self.pid) == self.cwd
+
+    @property
+    def cwd(self):
+        return os.path.realpath(self.bundle_dir)
+
+    def leftovers(self):
+        """Processes of this instance still running (its group started in the bundle dir)."""
+        return _group(self.pid, self.cwd)
 
     @property
     def returncode(self):
@@ -419,7 +444,8 @@ class LocalDeployer(Deployer):
         )
 
     async def _stop(self, inst):
-        """SIGTERM the master, wait ``stop_timeout``, then kill whatever is left of its group."""
+        """SIGTERM the master, wait ``stop_timeout``, then kill whatever is left of it
+        (a master killed with SIGKILL can leave its workers behind)."""
         if inst.alive():
             try:
                 os.kill(inst.pid, signal.SIGTERM)
@@ -428,11 +454,11 @@ class LocalDeployer(Deployer):
             deadline = time.monotonic() + self.stop_timeout
             while inst.alive() and time.monotonic() < deadline:
                 await asyncio.sleep(_POLL / 2)
-        # the master leads its own process group: this also takes orphaned workers with it
-        try:
-            os.killpg(inst.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        for pid in inst.leftovers():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if inst.proc is not None:
             inst.proc.poll()
 

@@ -372,6 +372,9 @@ class ModelManager:
         started = time.monotonic()
         try:
             await self.deployer.adopt(desired)
+        except Exception:
+            # still serve the API: the supervisor retries what did not start
+            self.log.exception("adopting the running models failed")
         finally:
             self.adopted.set()
         for model in self.store.list_models():

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import requests
+from mlhub.deployers.local import ServingInstance
 
 VENV_BIN = Path(sys.executable).parent
 PUBLISHER = "mlhub-publisher"
@@ -190,10 +191,11 @@ class Hub:
         for path in self.data_dir.glob("run/*/*.json"):
             data = json.loads(path.read_text())
             for inst in filter(None, [data.get("live"), *data.get("others", [])]):
-                try:
-                    os.killpg(inst["pid"], signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+                for pid in ServingInstance.from_dict(inst).leftovers():
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
         for pid_file in (self.dir / "proxy.pid",):
             if pid_file.exists():
                 try:

@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 from mlhub.deployers.base import Desired, ModelRef
-from mlhub.deployers.local import LocalDeployer, tail_lines
+from mlhub.deployers.local import LocalDeployer, ServingInstance, tail_lines
 from mlhub.deployers.routes import ProxyRoutes
 from mlhub.errors import DeployError, InvalidBundle
 
@@ -304,3 +304,10 @@ async def test_models_stopped_on_exit_are_started_again_without_alarm(tmp_path):
     assert levels == [("restarting", "info"), ("restarted", "info")]
     assert second._models[MODEL].live.alive()
     await second.shutdown()
+
+
+async def test_a_recycled_pid_is_never_signalled(deployer, tmp_path):
+    # a run-state file naming a pid that now belongs to another process (here: this test)
+    stranger = ServingInstance(V1, bundle(tmp_path), 1, os.getpid(), 1, 0.0)
+    assert not stranger.alive() and stranger.leftovers() == []
+    await deployer._stop(stranger)  # we are still here
