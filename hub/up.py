@@ -10,6 +10,7 @@ All state lives in the data directory, so the next ``mlhub up`` finds users, wor
 published models where they were.
 """
 
+import contextlib
 import ctypes
 import fcntl
 import os
@@ -111,7 +112,7 @@ def stop_leftovers(out=sys.stderr):
     if not leftovers:
         return {}
     for pid, cmdline in leftovers.items():
-        print(f"mlhub: stopping leftover process {pid}: {cmdline[:120]}", file=out)
+        _say(out, f"mlhub: stopping leftover process {pid}: {cmdline[:120]}")
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -218,6 +219,12 @@ def _login_lines(settings, new_password):
     return lines
 
 
+def _say(out, text):
+    """Print, unless the terminal is gone (SIGHUP): stopping must not fail over a message."""
+    with contextlib.suppress(OSError):
+        print(text, file=out, flush=True)
+
+
 def _tail(path, lines=30):
     try:
         with open(path, errors="replace") as f:
@@ -261,13 +268,14 @@ def up(settings, out=sys.stdout):
     stopping = []
 
     def on_signal(signum, frame):
-        if not stopping:
-            print("\nmlhub: stopping (Ctrl-C again to kill at once) ...", file=out, flush=True)
-            hub.send_signal(signal.SIGTERM)
-        else:
-            for pid in descendants(os.getpid()):
-                os.kill(pid, signal.SIGKILL)
         stopping.append(signum)
+        if len(stopping) == 1:
+            hub.send_signal(signal.SIGTERM)
+            _say(out, "\nmlhub: stopping (Ctrl-C again to kill at once) ...")
+            return
+        for pid in descendants(os.getpid()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, on_signal)
@@ -286,13 +294,13 @@ def up(settings, out=sys.stdout):
             "Press Ctrl-C to stop.",
             "",
         ]
-        print("\n".join(lines), file=out, flush=True)
+        _say(out, "\n".join(lines))
 
     code = hub.wait()
     stop_leftovers()
     lock.close()
     if stopping:
-        print("mlhub: stopped.", file=out, flush=True)
+        _say(out, "mlhub: stopped.")
         return 0
     print(f"mlhub: JupyterHub exited with code {code}; last lines of {log_path}:", file=sys.stderr)
     print(_tail(log_path), file=sys.stderr)

@@ -227,3 +227,21 @@ def test_second_up_on_the_same_data_dir_is_refused(hub):
     assert second.returncode == 2
     assert f"another 'mlhub up' (pid {hub.proc.pid}) is using {hub.data_dir}" in second.stderr
     assert hub.stop() == 0
+
+
+def test_second_ctrl_c_kills_everything_at_once(hub):
+    hub.start()
+    session = hub.login("admin", hub.admin_password())
+    spawn(hub, session, "python", "small", "admin")
+    hub.wait_ready(session, "admin")
+    hub.remember()
+    hub.proc.send_signal(signal.SIGINT)
+    hub.proc.send_signal(signal.SIGINT)
+    assert hub.proc.wait(timeout=180) == 0
+    assert hub.alive() == {}
+    # and the next start cleans up after the hard stop
+    hub.start()
+    session = hub.login("admin", hub.admin_password())
+    assert session.login_response.url == hub.url + "hub/spawn"
+    assert hub.stop(signal.SIGHUP) == 0
+    assert hub.alive() == {}
