@@ -39,7 +39,9 @@ def hub(hub_factory):
     hub.add_user("alice")
     hub.add_user("bob")
     hub.alice, hub.bob = hub.token("alice"), hub.token("bob")
-    return hub
+    yield hub
+    hub.stop()
+    hub.kill_leftovers()
 
 
 def client(hub, token):

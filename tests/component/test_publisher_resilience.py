@@ -24,7 +24,9 @@ def hub(hub_factory):
     hub.add_user("alice")
     hub.alice = hub.token("alice")
     hub.client = PublisherClient(url=hub.url, token=hub.alice, poll_interval=0.2)
-    return hub
+    yield hub
+    hub.stop()
+    hub.kill_leftovers()
 
 
 class Load(threading.Thread):
