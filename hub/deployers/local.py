@@ -30,6 +30,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlhub.bundle import load_manifest
 from mlhub.deployers.base import Deployer, ModelRef
 from mlhub.deployers.routes import ProxyRoutes
 from mlhub.errors import DeployError, InvalidBundle
@@ -377,8 +378,6 @@ class LocalDeployer(Deployer):
         return [str(part).format(**values) for part in table[runtime]]
 
     def _runtime(self, bundle_dir):
-        from mlhub.bundle import load_manifest
-
         return load_manifest(bundle_dir)["runtime"]
 
     async def _spawn(self, model, version, bundle_dir, workers):

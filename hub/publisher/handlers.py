@@ -60,15 +60,17 @@ class BaseHandler(web.RequestHandler):
         return caller
 
     async def model_for(self, action, user, name):
-        """The model ``user/name`` after checking ``caller`` may ``action`` it."""
+        """``(caller, model)`` for ``user/name`` once the caller may ``action`` it.
+
+        Authorization comes first, so someone else's namespace answers 403 whether or not the
+        model exists; the owner and admins get 404 for a model that does not.
+        """
         caller = await self.caller()
         model = self.manager.store.find_model(user, name)
         if model is None:
             authorize(caller, action, user)
-        else:
-            authorize(caller, action, user, model.shared_with, model.shared_groups)
-        if model is None:
             self.manager.store.get_model(user, name)  # raises the NotFound
+        authorize(caller, action, user, model.shared_with, model.shared_groups)
         return caller, model
 
     def json_body(self):
