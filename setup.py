@@ -14,6 +14,7 @@ PACKAGE_DIR = {
     "mlhub.profiles": "spawner_profiles",
     "mlhub.serving": "images/serving-python/serving",
     "mlhub.extension": "extension/python",
+    "mlhub.batch": "hub/batch",
 }
 
 RUNTIME = [
@@ -35,6 +36,13 @@ RUNTIME = [
     "orjson>=3.8",
     "uwsgi>=2.0.28",
     "requests>=2.31",
+    # mlhub batch: data-lake files (Parquet, JSON Lines; any fsspec URL), PostgreSQL, Redis,
+    # and its progress bar.
+    "pyarrow>=14",
+    "fsspec>=2023.1",
+    "psycopg[binary]>=3.1",
+    "redis>=5",
+    "tqdm>=4.66",
 ]
 # DESIGN.md: one `pip install -e .` installs everything a developer needs, so the test and
 # lint tools are installed too. Images install the pinned runtime set from their own requirements.
