@@ -92,15 +92,16 @@ class PublisherClient:
     # ------------------------------------------------------------ plumbing
 
     def _request(self, method, path, *, auth=True, timeout=None, **kwargs):
+        """One call; the token goes with every request, ``auth`` says whether it is required."""
         url = urllib.parse.urljoin(self.publisher_url, path.lstrip("/"))
         headers = kwargs.pop("headers", {})
-        if auth:
-            if not self.token:
-                raise Unauthorized(
-                    f"no token: create one at {self.url}hub/token and set MLHUB_TOKEN "
-                    "(or pass --token)"
-                )
+        if self.token:
             headers["Authorization"] = f"token {self.token}"
+        elif auth:
+            raise Unauthorized(
+                f"no token: create one at {self.url}hub/token and set MLHUB_TOKEN "
+                "(or pass --token)"
+            )
         try:
             resp = self.session.request(
                 method, url, headers=headers, timeout=timeout or self.timeout, **kwargs
