@@ -8,8 +8,7 @@ untouched so the publisher's statuses and JSON errors reach the caller as they a
 
 import json
 
-from mlhub.errors import MlhubError
-from mlhub.extension.errors import unreachable
+from mlhub.errors import MlhubError, unreachable
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 

@@ -29,8 +29,15 @@ from pathlib import Path
 
 import requests
 from mlhub import bundle
-from mlhub.errors import DeployError, MlhubError, NotReady, PayloadTooLarge, Unauthorized
-from mlhub.extension.errors import PublisherUnreachable, from_reply
+from mlhub.errors import (
+    DeployError,
+    MlhubError,
+    NotReady,
+    PayloadTooLarge,
+    PublisherUnreachable,
+    Unauthorized,
+    from_reply,
+)
 
 SERVICE_PATH = "services/mlhub-publisher/"
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -99,8 +106,7 @@ class PublisherClient:
             headers["Authorization"] = f"token {self.token}"
         elif auth:
             raise Unauthorized(
-                f"no token: create one at {self.url}hub/token and set MLHUB_TOKEN "
-                "(or pass --token)"
+                f"no token: create one at {self.url}hub/token and set MLHUB_TOKEN (or pass --token)"
             )
         try:
             resp = self.session.request(

@@ -27,8 +27,9 @@ import pandas as pd
 import pytest
 from mlhub import errors
 from mlhub.bundle import bundle_digest, pack, save_bundle, unpack
+from mlhub.errors import PublisherUnreachable
 from mlhub.extension import client
-from mlhub.extension.errors import NotConfigured, PublisherUnreachable
+from mlhub.extension.errors import NotConfigured
 from mlhub.extension.progress import STEPS
 from mlhub.extension.widget import NO_EXAMPLE, publish_panel
 from pytest_jupyter import jupyter_server as _jupyter_server_fixtures

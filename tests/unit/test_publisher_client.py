@@ -11,8 +11,14 @@ import threading
 import pytest
 from mlhub.bundle import save_bundle
 from mlhub.cli_models import StepPrinter, add_models_parser, run_models
-from mlhub.errors import DeployError, InvalidBundle, InvalidName, PayloadTooLarge, Unauthorized
-from mlhub.extension.errors import PublisherUnreachable
+from mlhub.errors import (
+    DeployError,
+    InvalidBundle,
+    InvalidName,
+    PayloadTooLarge,
+    PublisherUnreachable,
+    Unauthorized,
+)
 from mlhub.publisher.client import PublisherClient
 from test_publisher_api import MANIFEST, PREFIX, Api
 
