@@ -1,8 +1,10 @@
-"""The ``mlhub`` command line: ``mlhub up``, ``mlhub users ...`` and ``mlhub models ...``.
+"""The ``mlhub`` command line: ``mlhub up``, ``mlhub users ...``, ``mlhub models ...`` and
+``mlhub batch``.
 
 ``mlhub models`` lives in ``mlhub.cli_models`` (``add_models_parser(subparsers)`` and
-``run_models(args)``); it is imported when the parser is built and, if it cannot be imported,
-replaced by a stub that says why, so ``mlhub up`` and ``mlhub users`` keep working.
+``run_models(args)``), ``mlhub batch`` in ``mlhub.batch.cli``; each is imported when the parser
+is built and, if it cannot be imported, replaced by a stub that says why, so ``mlhub up`` and
+``mlhub users`` keep working.
 """
 
 import argparse
@@ -92,21 +94,39 @@ def _add_users_parser(subparsers, common):
     delete.add_argument("name")
 
 
-def _add_models_parser(subparsers):
+def _add_lazy(subparsers, command, help_text, load):
+    """Register ``command`` from ``load()`` -> ``(add_parser, run)`` and return its runner.
+
+    If the module cannot be imported, a stub says why when the command is used, so a missing
+    or broken optional part never takes ``mlhub up`` down. The runner is also the
+    subcommand's ``run`` default, which ``main`` calls."""
     try:
-        from mlhub.cli_models import add_models_parser, run_models
-    except Exception as e:  # a missing or broken models CLI must not take `mlhub up` down
+        add_parser, run = load()
+    except Exception as e:
         reason = f"{type(e).__name__}: {e}"
-        stub = subparsers.add_parser("models", help="manage published models (unavailable)")
+        stub = subparsers.add_parser(command, help=f"{help_text} (unavailable)")
         stub.add_argument("rest", nargs=argparse.REMAINDER)
 
-        def unavailable(args):
-            print(f"mlhub: 'mlhub models' is not available ({reason})", file=sys.stderr)
+        def run(args):
+            print(f"mlhub: 'mlhub {command}' is not available ({reason})", file=sys.stderr)
             return 1
 
-        return unavailable
-    add_models_parser(subparsers)
-    return run_models
+        stub.set_defaults(run=run)
+        return run
+    add_parser(subparsers).set_defaults(run=run)
+    return run
+
+
+def _models():
+    from mlhub.cli_models import add_models_parser, run_models
+
+    return add_models_parser, run_models
+
+
+def _batch():
+    from mlhub.batch.cli import add_batch_parser, run_batch
+
+    return add_batch_parser, run_batch
 
 
 def build_parser():
@@ -128,7 +148,8 @@ def build_parser():
     up.add_argument("--port", type=int, help="public port (default: $MLHUB_PORT or 8000)")
 
     _add_users_parser(subparsers, common)
-    run_models = _add_models_parser(subparsers)
+    run_models = _add_lazy(subparsers, "models", "manage published models", _models)
+    _add_lazy(subparsers, "batch", "score a table with a published model", _batch)
     return parser, run_models
 
 
@@ -225,11 +246,11 @@ def run_users(args, settings):
 
 
 def main(argv=None):
-    parser, run_models = build_parser()
+    parser, _ = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "models":
-            return run_models(args)
+        if args.command in ("models", "batch"):
+            return args.run(args)
         settings = _settings(args)
         if args.command == "up":
             from mlhub.up import up
