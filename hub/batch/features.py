@@ -100,12 +100,14 @@ class Features:
         if not self.inputs:
             return raw, raw, {}
         arrays, bad = [], {}
-        for (name, typ), source in zip(self.inputs, sources, strict=True):
-            arrays.append(self._cast(table.column(source), name, typ, bad))
+        for (_, typ), source in zip(self.inputs, sources, strict=True):
+            arrays.append(self._cast(table.column(source), source, typ, bad))
         return pa.Table.from_arrays(arrays, names=[n for n, _ in self.inputs]), raw, bad
 
     @staticmethod
     def _cast(column, name, typ, bad):
+        """``column`` as ``typ``; values that do not convert become null and mark their row
+        in ``bad`` with a reason naming the source column ``name``."""
         target = _ARROW.get(typ)
         if target is None or column.type == target:
             return column
