@@ -1,0 +1,121 @@
+"""The HTTP side of batch scoring (``mlhub.batch.endpoint``) against a fake model server.
+
+``FakeModelServer`` is a stand-in (a ``ThreadingHTTPServer`` on 127.0.0.1) that answers
+``/v1/metadata`` and ``/v1/predict`` from a script of statuses, so retries and error mapping
+are checked without uWSGI; the real server is in tests/component/test_batch_*.py.
+"""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import orjson
+import pyarrow as pa
+import pytest
+from mlhub.batch.endpoint import ModelEndpoint, encode
+from mlhub.batch.errors import ModelUnreachable
+from mlhub.batch.settings import BatchSettings
+from mlhub.errors import InvalidInput, Unauthorized
+
+METADATA = {"name": "lr", "version": "sha256:abc", "signature": {"kind": "array", "inputs": []}}
+
+
+class FakeModelServer:
+    def __init__(self, script):
+        self.script = list(script)  # statuses for /v1/predict, in order; then 200s
+        self.bodies, self.headers = [], []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self, status, payload):
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                self._answer(200, METADATA)
+
+            def do_POST(self):
+                data = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.bodies.append(data)
+                fake.headers.append(dict(self.headers))
+                status = fake.script.pop(0) if fake.script else 200
+                if status == 200:
+                    self._answer(200, {"predictions": [sum(r) for r in data["data"]]})
+                else:
+                    self._answer(status, {"error": f"scripted {status}", "code": _CODES[status]})
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+_CODES = {400: "invalid_input", 401: "unauthorized", 503: "not_ready"}
+FAST = BatchSettings(retries=2, timeout=5)
+
+
+@pytest.fixture
+def server_factory(monkeypatch):
+    monkeypatch.setattr("mlhub.batch.endpoint.time.sleep", lambda s: None)  # no real backoff
+    servers = []
+
+    def make(*script):
+        servers.append(FakeModelServer(script))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+TABLE = pa.table({"x0": [1.0, 2.0], "x1": [3.0, None]})
+
+
+def test_metadata_and_a_columnar_body_with_the_token(server_factory):
+    server = server_factory()
+    endpoint = ModelEndpoint.resolve(server.url + "v1/predict", token="mlhk_k", settings=FAST)
+    assert (endpoint.name, endpoint.version) == ("lr", "sha256:abc")
+    assert endpoint.predict(pa.table({"x0": [1.0, 2.0], "x1": [3.0, 4.0]})) == [4.0, 6.0]
+    assert server.bodies == [{"columns": ["x0", "x1"], "data": [[1.0, 3.0], [2.0, 4.0]]}]
+    assert server.headers[0]["Authorization"] == "token mlhk_k"
+
+
+def test_a_restarting_model_is_retried_and_one_that_stays_down_stops(server_factory):
+    server = server_factory(503, 503)
+    endpoint = ModelEndpoint(server.url, settings=FAST)
+    assert endpoint.predict(pa.table({"x0": [1.0]})) == [1.0]
+    assert len(server.bodies) == 3
+    server = server_factory(503, 503, 503)
+    with pytest.raises(ModelUnreachable, match="failed 3 times .*rerun the same command"):
+        ModelEndpoint(server.url, settings=FAST).predict(pa.table({"x0": [1.0]}))
+
+
+def test_client_errors_are_typed_and_not_retried(server_factory):
+    server = server_factory(400, 401)
+    endpoint = ModelEndpoint(server.url, settings=FAST)
+    with pytest.raises(InvalidInput, match="scripted 400"):
+        endpoint.predict(TABLE)
+    with pytest.raises(Unauthorized):
+        endpoint.predict(TABLE)
+    assert len(server.bodies) == 2
+
+
+def test_encode_keeps_types_and_writes_missing_values_as_null():
+    assert orjson.loads(encode(TABLE)) == {
+        "columns": ["x0", "x1"],
+        "data": [[1.0, 3.0], [2.0, None]],
+    }
+    mixed = pa.table({"n": [1, 2], "s": ["a", None], "b": [True, False]})
+    assert orjson.loads(encode(mixed))["data"] == [[1, "a", True], [2, None, False]]
