@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 import requests
-from hubtest import free_port, wait_for
+from embedded_hub import free_port, wait_for
 
 
 def _stop(proc, seconds=30):

@@ -27,7 +27,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 from batchtest import Postgres, Redis, Serving
-from hubtest import wait_for
+from embedded_hub import wait_for
 from mlhub.bundle import save_bundle
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
