@@ -56,6 +56,7 @@ DEVELOPER = [
     "skops>=0.10",
     "xgboost>=2",
     "lightgbm>=4",
+    "pyarrow>=14",  # Arrow/Parquet bodies in mlhub.serving (optional at run time)
 ]
 
 setup(
