@@ -5,9 +5,11 @@ publisher (``PublisherClient``), or given as the endpoint's base URL (``http://h
 e.g. a serving process started by hand). Each thread keeps one ``requests`` session, so every
 request reuses a connection.
 
-A chunk travels as the columnar JSON body ``{"columns": [...], "data": [[...], ...]}`` with
-the columns in signature order, which is the serving runtime's fastest path (one array build).
-Numeric chunks are written by orjson straight from one numpy array, without Python lists.
+A chunk travels as an Arrow IPC stream (one column per input, answered as an Arrow stream
+with a ``predictions`` column): no value is parsed or printed as text on either side, which is
+what makes HTTP cost little next to the model. A server that cannot read Arrow answers 415;
+the endpoint then sends the columnar JSON body ``{"columns": [...], "data": [[...], ...]}``
+for the rest of the run, numeric chunks written by orjson straight from one numpy array.
 """
 
 import threading
@@ -24,7 +26,9 @@ from .errors import ModelUnreachable
 from .scorer import Scorer
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
 _JSON = {"Content-Type": "application/json"}
+_ARROW = {"Content-Type": ARROW_STREAM, "Accept": f"{ARROW_STREAM}, application/json;q=0.5"}
 
 
 def _numeric(table):
@@ -33,8 +37,22 @@ def _numeric(table):
     return all(pa.types.is_floating(t) for t in types) or all(pa.types.is_integer(t) for t in types)
 
 
+def encode_arrow(features):
+    """The Arrow IPC stream body for a table of model inputs."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, features.schema) as writer:
+        writer.write_table(features)
+    return sink.getvalue().to_pybytes()
+
+
+def decode_arrow(content):
+    """The ``predictions`` column of an Arrow stream answer, as numpy where it is flat."""
+    column = pa.ipc.open_stream(content).read_all().column("predictions")
+    return column.to_pylist() if column.type.num_fields else column.to_numpy()
+
+
 def encode(features):
-    """The request body for a table of model inputs."""
+    """The columnar JSON body for a table of model inputs."""
     if features.num_columns and _numeric(features):
         data = np.column_stack([c.to_numpy() for c in features.columns])  # NaN -> null
     else:
@@ -49,6 +67,7 @@ class ModelEndpoint(Scorer):
         self.base_url = base_url.rstrip("/") + "/"
         self.token = token
         self.settings = settings
+        self.arrow = True  # until the server answers 415 to an Arrow body
         self._local = threading.local()
         metadata = self._json("GET", "v1/metadata")
         self.name = metadata.get("name") or self.base_url
@@ -73,14 +92,14 @@ class ModelEndpoint(Scorer):
                 session.headers["Authorization"] = f"token {self.token}"
         return session
 
-    def _send(self, method, path, body=None):
+    def _send(self, method, path, body=None, headers=_JSON):
         """The response, after retrying what a restarting or busy model answers."""
         url = self.base_url + path
         attempts = self.settings.retries + 1
         for attempt in range(attempts):
             try:
                 resp = self._session().request(
-                    method, url, data=body, headers=_JSON, timeout=self.settings.timeout
+                    method, url, data=body, headers=headers, timeout=self.settings.timeout
                 )
                 if resp.status_code not in _RETRY_STATUSES:
                     return resp
@@ -95,11 +114,21 @@ class ModelEndpoint(Scorer):
             {"url": url, "reason": reason},
         )
 
-    def _json(self, method, path, body=None):
-        resp = self._send(method, path, body)
+    def _check(self, resp, path):
         if resp.status_code >= 400:
             raise from_reply(self.base_url + path, resp.status_code, resp.content)
-        return orjson.loads(resp.content)
+        return resp
+
+    def _json(self, method, path, body=None):
+        return orjson.loads(self._check(self._send(method, path, body), path).content)
 
     def predict(self, features):
+        if self.arrow:
+            resp = self._send("POST", "v1/predict", encode_arrow(features), _ARROW)
+            if resp.status_code != 415:
+                resp = self._check(resp, "v1/predict")
+                if resp.headers.get("Content-Type", "").startswith(ARROW_STREAM):
+                    return decode_arrow(resp.content)
+                return orjson.loads(resp.content)["predictions"]
+            self.arrow = False
         return self._json("POST", "v1/predict", encode(features))["predictions"]

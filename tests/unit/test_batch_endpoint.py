@@ -2,7 +2,8 @@
 
 ``FakeModelServer`` is a stand-in (a ``ThreadingHTTPServer`` on 127.0.0.1) that answers
 ``/v1/metadata`` and ``/v1/predict`` from a script of statuses, so retries and error mapping
-are checked without uWSGI; the real server is in tests/component/test_batch_*.py.
+are checked without uWSGI; the real server is in tests/component/test_batch_*.py. With
+``arrow=False`` it plays a server that reads JSON only and answers Arrow bodies with 415.
 """
 
 import json
@@ -12,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import orjson
 import pyarrow as pa
 import pytest
-from mlhub.batch.endpoint import ModelEndpoint, encode
+from mlhub.batch.endpoint import ARROW_STREAM, ModelEndpoint, encode
 from mlhub.batch.errors import ModelUnreachable
 from mlhub.batch.settings import BatchSettings
 from mlhub.errors import InvalidInput, Unauthorized
@@ -21,7 +22,7 @@ METADATA = {"name": "lr", "version": "sha256:abc", "signature": {"kind": "array"
 
 
 class FakeModelServer:
-    def __init__(self, script):
+    def __init__(self, script, arrow):
         self.script = list(script)  # statuses for /v1/predict, in order; then 200s
         self.bodies, self.headers = [], []
         fake = self
@@ -41,14 +42,37 @@ class FakeModelServer:
                 self._answer(200, METADATA)
 
             def do_POST(self):
-                data = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.bodies.append(data)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers["Content-Type"] == ARROW_STREAM:
+                    if not arrow:
+                        self._answer(415, {"error": "send JSON", "code": "unsupported_media_type"})
+                        return
+                    rows = [
+                        list(r.values()) for r in pa.ipc.open_stream(body).read_all().to_pylist()
+                    ]
+                else:
+                    rows = json.loads(body)["data"]
+                fake.bodies.append(rows)
                 fake.headers.append(dict(self.headers))
                 status = fake.script.pop(0) if fake.script else 200
-                if status == 200:
-                    self._answer(200, {"predictions": [sum(r) for r in data["data"]]})
-                else:
+                if status != 200:
                     self._answer(status, {"error": f"scripted {status}", "code": _CODES[status]})
+                elif arrow:
+                    self._answer_arrow([sum(r) for r in rows])
+                else:
+                    self._answer(200, {"predictions": [sum(r) for r in rows]})
+
+            def _answer_arrow(self, predictions):
+                sink = pa.BufferOutputStream()
+                table = pa.table({"predictions": predictions})
+                with pa.ipc.new_stream(sink, table.schema) as writer:
+                    writer.write_table(table)
+                body = sink.getvalue().to_pybytes()
+                self.send_response(200)
+                self.send_header("Content-Type", ARROW_STREAM)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, *args):
                 pass
@@ -71,8 +95,8 @@ def server_factory(monkeypatch):
     monkeypatch.setattr("mlhub.batch.endpoint.time.sleep", lambda s: None)  # no real backoff
     servers = []
 
-    def make(*script):
-        servers.append(FakeModelServer(script))
+    def make(*script, arrow=False):
+        servers.append(FakeModelServer(script, arrow))
         return servers[-1]
 
     yield make
@@ -83,13 +107,23 @@ def server_factory(monkeypatch):
 TABLE = pa.table({"x0": [1.0, 2.0], "x1": [3.0, None]})
 
 
-def test_metadata_and_a_columnar_body_with_the_token(server_factory):
-    server = server_factory()
+def test_arrow_bodies_and_answers_with_the_token(server_factory):
+    server = server_factory(arrow=True)
     endpoint = ModelEndpoint.resolve(server.url + "v1/predict", token="mlhk_k", settings=FAST)
     assert (endpoint.name, endpoint.version) == ("lr", "sha256:abc")
-    assert endpoint.predict(pa.table({"x0": [1.0, 2.0], "x1": [3.0, 4.0]})) == [4.0, 6.0]
-    assert server.bodies == [{"columns": ["x0", "x1"], "data": [[1.0, 3.0], [2.0, 4.0]]}]
+    predictions = endpoint.predict(pa.table({"x0": [1.0, 2.0], "x1": [3.0, 4.0]}))
+    assert predictions.tolist() == [4.0, 6.0]
+    assert server.bodies == [[[1.0, 3.0], [2.0, 4.0]]]
     assert server.headers[0]["Authorization"] == "token mlhk_k"
+
+
+def test_a_server_without_arrow_gets_columnar_json(server_factory):
+    server = server_factory()
+    endpoint = ModelEndpoint(server.url, settings=FAST)
+    assert endpoint.predict(pa.table({"x0": [1.0, 2.0], "x1": [3.0, 4.0]})) == [4.0, 6.0]
+    assert endpoint.predict(pa.table({"x0": [5.0]})) == [5.0]
+    assert server.bodies == [[[1.0, 3.0], [2.0, 4.0]], [[5.0]]]
+    assert [h["Content-Type"] for h in server.headers] == ["application/json"] * 2
 
 
 def test_a_restarting_model_is_retried_and_one_that_stays_down_stops(server_factory):
