@@ -1,9 +1,10 @@
 """The serving contract as a WSGI app: Flask for routing, with a lean hot path.
 
 Per request the app does: strip the URL prefix and time the request (``Gateway``, plain WSGI),
-one token check (``auth.Authenticator``), one ``orjson.loads``, one schema conversion, the
-model call and one ``orjson.dumps``. Everything else (metadata, OpenAPI document, health
-bodies, the compiled schema) is built once in ``create_app``.
+one token check (``auth.Authenticator``), one ``orjson.loads`` (or one Arrow/Parquet read,
+``arrowio``), one schema conversion, the model call (alone, or shared with concurrent requests
+by ``batching.MicroBatcher``) and one ``orjson.dumps``. Everything else (metadata, OpenAPI
+document, health bodies, the compiled schema) is built once in ``create_app``.
 
 Every failure, typed or not, leaves through ``error_response``: the one place where errors
 become HTTP statuses and JSON bodies ``{"error", "code", "detail"}``.
@@ -22,8 +23,9 @@ from mlhub.errors import (
 )
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from . import arrowio, v2
 from . import metrics as metrics_module
-from . import v2
+from .batching import PREDICT, PREDICT_PROBA, MicroBatcher, Unbatched
 from .jsonio import JSONDecodeError, JSONEncodeError, dumps, loads
 from .openapi import build_spec
 
@@ -33,6 +35,9 @@ JSON = "application/json"
 BODY_READ = "mlhub.body_read"  # environ key: the request body has been consumed
 ROUTE = "mlhub.route"  # environ key: index of the request's route in metrics.ROUTES
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+PREDICT_MEDIA = (JSON, *arrowio.MEDIA)
+PREDICT_ONLY = (PREDICT,)
+WITH_PROBA = (PREDICT, PREDICT_PROBA)
 _TRUE = ("1", "true", "yes", "on")
 _ROUTE_INDEX = {route: i for i, route in enumerate(metrics_module.ROUTES)}
 _OTHER = _ROUTE_INDEX["other"]
@@ -151,16 +156,30 @@ def _http_message(exc):
     return exc.description or exc.name
 
 
-def read_json(environ, max_bytes):
-    """The request body parsed as JSON, after checking its type and size (before reading it)."""
+def body_media(environ, allowed=(JSON,)):
+    """The media type of the request body, one of ``allowed`` (415 otherwise).
+
+    A missing ``Content-Type`` and any ``+json`` type are read as JSON. Arrow and Parquet are
+    refused here, before the body is read, when pyarrow is not installed.
+    """
     content_type = environ.get("CONTENT_TYPE", "")
-    if content_type and not content_type.startswith(JSON):
-        media = content_type.split(";", 1)[0].strip().lower()
-        if media != JSON and not media.endswith("+json"):
-            raise UnsupportedMediaType(
-                f"the body is declared as {media!r}: send JSON with 'Content-Type: {JSON}'",
-                {"content_type": media},
-            )
+    if not content_type or content_type.startswith(JSON):
+        return JSON
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == JSON or media.endswith("+json"):
+        return JSON
+    if media in allowed:
+        arrowio.require_for_body(media)
+        return media
+    others = "".join(f" or '{m}'" for m in allowed if m != JSON)
+    raise UnsupportedMediaType(
+        f"the body is declared as {media!r}: send JSON with 'Content-Type: {JSON}'{others}",
+        {"content_type": media},
+    )
+
+
+def read_body(environ, max_bytes):
+    """The raw request body, after checking its size from ``Content-Length`` (before reading)."""
     length = environ.get("CONTENT_LENGTH")
     if not length:
         if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
@@ -186,6 +205,10 @@ def read_json(environ, max_bytes):
         raise InvalidInput(
             'the body is empty: send JSON such as {"instances": [[...]]}', {"field": "body"}
         )
+    return data
+
+
+def parse_json(data):
     try:
         return loads(data)
     except JSONDecodeError as exc:
@@ -194,6 +217,12 @@ def read_json(environ, max_bytes):
             '{"instances": [[...]]}',
             {"field": "body"},
         ) from None
+
+
+def read_json(environ, max_bytes):
+    """The request body parsed as JSON, after checking its type and size (before reading it)."""
+    body_media(environ)
+    return parse_json(read_body(environ, max_bytes))
 
 
 def _encode(payload):
@@ -220,6 +249,14 @@ def create_app(settings, served, *, metrics, authenticator=None):
     app.register_error_handler(Exception, error_response)
 
     check = authenticator.check if settings.auth else None
+    if settings.batching:
+        predictor = MicroBatcher(
+            served,
+            max_size=settings.batch_max_size,
+            max_wait=settings.batch_max_wait_ms / 1000,
+        )
+    else:
+        predictor = Unbatched(served)
 
     healthz = dumps({"status": "ok"})
     metadata = _encode(served.metadata(settings.owner))
@@ -274,12 +311,29 @@ def create_app(settings, served, *, metrics, authenticator=None):
     def predict():
         served.require_ready()
         environ = request.environ
-        model_input, rows = served.schema.from_payload(read_json(environ, max_bytes))
-        result = {"predictions": served.predict(model_input)}
-        if environ.get("QUERY_STRING") and request.args.get("proba", "").lower() in _TRUE:
-            result["probabilities"] = served.predict_proba(model_input)
-            result["classes"] = served.classes
-        body = _encode(result)
+        media = body_media(environ, PREDICT_MEDIA)
+        arrow_answer = arrowio.wants_arrow(environ.get("HTTP_ACCEPT"))
+        proba = bool(environ.get("QUERY_STRING")) and (
+            request.args.get("proba", "").lower() in _TRUE
+        )
+        with predictor.request() as run:
+            data = read_body(environ, max_bytes)
+            if media == JSON:
+                model_input, rows = served.schema.from_payload(parse_json(data))
+            else:
+                model_input, rows = arrowio.table_input(
+                    served.schema, arrowio.read_table(data, media)
+                )
+            results = run(model_input, rows, WITH_PROBA if proba else PREDICT_ONLY)
+        if arrow_answer:
+            body = arrowio.write_answer(results, served.classes)
+            metrics.add_rows(rows)
+            return Response(body, 200, content_type=arrowio.ARROW_STREAM)
+        answer = {"predictions": results[PREDICT]}
+        if proba:
+            answer["probabilities"] = results[PREDICT_PROBA]
+            answer["classes"] = served.classes
+        body = _encode(answer)
         metrics.add_rows(rows)
         return json_response(body)
 
@@ -299,15 +353,11 @@ def create_app(settings, served, *, metrics, authenticator=None):
     def v2_infer(name):
         same_model(name)
         served.require_ready()
-        body = read_json(request.environ, max_bytes)
-        model_input, rows, wanted, request_id = v2.parse_infer(served.schema, body)
-        outputs = []
-        for output in wanted:
-            if output == "predict":
-                values = served.predict(model_input)
-            else:
-                values = served.predict_proba(model_input)
-            outputs.append(v2.output_tensor(output, values))
+        with predictor.request() as run:
+            body = read_json(request.environ, max_bytes)
+            model_input, rows, wanted, request_id = v2.parse_infer(served.schema, body)
+            results = run(model_input, rows, wanted)
+        outputs = [v2.output_tensor(output, results[output]) for output in wanted]
         answer = {"model_name": served.name, "model_version": served.version, "outputs": outputs}
         if request_id is not None:
             answer["id"] = request_id

@@ -20,6 +20,9 @@ Why these options:
 - ``--disable-logging`` + ``--log-5xx``: no per-request access log (it costs 10-25% of
   throughput), but every server error is logged. ``MLHUB_LOG_REQUESTS=on`` restores it.
 - ``--lazy-apps`` only for flavors whose loading starts OpenMP threads (see wsgi.py).
+- ``--threads`` when ``MLHUB_THREADS`` > 1 (the default with ``MLHUB_BATCHING=on``): a worker
+  holds that many requests at once, which is what lets them share one model call
+  (batching.py). Without batching one thread per process is fastest (no GIL sharing).
 - The body size limit is enforced by the app from ``Content-Length`` before reading, so a
   too-large body gets a JSON 413 that says the limit, not a dropped connection.
 """
@@ -49,6 +52,10 @@ _PASSED_ENV = (
     "MLHUB_HEADER_BUFFER_BYTES",
     "MLHUB_LAZY_APPS",
     "MLHUB_LOG_REQUESTS",
+    "MLHUB_BATCHING",
+    "MLHUB_BATCH_MAX_SIZE",
+    "MLHUB_BATCH_MAX_WAIT_MS",
+    "MLHUB_THREADS",
 )
 
 
@@ -127,6 +134,8 @@ def uwsgi_argv(bundle, port, *, workers=None, host="127.0.0.1", prefix=None, env
     ]
     if not settings.log_requests:
         argv += ["--disable-logging", "--log-5xx"]
+    if settings.threads > 1:
+        argv += ["--threads", str(settings.threads)]
     if _lazy(settings):
         argv.append("--lazy-apps")
     if sys.prefix != sys.base_prefix:  # running from a venv: give uWSGI's Python the same one

@@ -1,17 +1,20 @@
-"""Prometheus metrics summed across uWSGI workers, with no locks and no per-request syscalls.
+"""Prometheus metrics summed across uWSGI workers, with no shared locks and no syscalls.
 
 Choice: each worker owns one *slot* of 64-bit counters in uWSGI's shared area (``--sharedarea``,
 memory the master maps before forking, so every worker, even a respawned one or one loaded with
 ``--lazy-apps``, sees the same pages). A worker only ever writes its own slot, so increments need
-no lock; ``/metrics`` (served by any worker) sums the slots. Counters survive worker respawns
-because the slot outlives the process. Outside uWSGI (tests, ``check``) a private buffer with a
-single slot stands in.
+no lock between processes; ``/metrics`` (served by any worker) sums the slots. Within a
+worker, request threads (``--threads``, used by micro-batching) share the slot, so a lock of
+the worker's own makes each read-modify-write whole (uncontended it costs well under a
+microsecond). Counters survive worker respawns because the slot outlives the process. Outside
+uWSGI (tests, ``check``) a private buffer with a single slot stands in.
 
 Per slot: requests by route and status, a latency histogram by route (non-cumulative buckets,
 made cumulative when rendered), latency sums in microseconds, and the number of rows predicted.
 """
 
 import math
+import threading
 from bisect import bisect_left
 
 import numpy as np
@@ -31,7 +34,7 @@ ROUTES = (
     "/openapi.json",
     "other",
 )
-STATUSES = (200, 201, 204, 400, 401, 403, 404, 405, 413, 415, 422, 500, 502, 503, 504)
+STATUSES = (200, 201, 204, 400, 401, 403, 404, 405, 406, 413, 415, 422, 500, 502, 503, 504)
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 _S = len(STATUSES) + 1  # + "other" status
@@ -63,6 +66,7 @@ class Metrics:
             slots, SLOT_WORDS
         )
         self._base = 0
+        self._lock = threading.Lock()
         self.info = info or {}
         self.gauges = {}
 
@@ -74,12 +78,16 @@ class Metrics:
     def observe(self, route, status, seconds):
         """Count one finished request: route index (into ``ROUTES``), HTTP status, latency."""
         w, base = self._words, self._base
-        w[base + route * _S + _STATUS_INDEX.get(status, _S - 1)] += 1
-        w[base + _HIST + route * _B + bisect_left(BUCKETS, seconds)] += 1
-        w[base + _SUM + route] += int(seconds * 1e6)
+        status_word = base + route * _S + _STATUS_INDEX.get(status, _S - 1)
+        bucket_word = base + _HIST + route * _B + bisect_left(BUCKETS, seconds)
+        with self._lock:
+            w[status_word] += 1
+            w[bucket_word] += 1
+            w[base + _SUM + route] += int(seconds * 1e6)
 
     def add_rows(self, rows):
-        self._words[self._base + _ROWS] += rows
+        with self._lock:
+            self._words[self._base + _ROWS] += rows
 
     def totals(self):
         """Counters summed over every worker's slot (one vector of ``SLOT_WORDS``)."""

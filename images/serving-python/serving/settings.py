@@ -70,6 +70,10 @@ class Settings:
     header_buffer_bytes: int = 32 * 1024
     lazy_apps: str = "auto"
     log_requests: bool = False
+    batching: bool = False
+    batch_max_size: int = 64
+    batch_max_wait_ms: int = 2
+    threads: int = 1
 
     @classmethod
     def from_env(cls, env=None):
@@ -78,6 +82,8 @@ class Settings:
         bundle = env.get("MLHUB_BUNDLE", "").strip()
         if not bundle:
             raise SettingsError("MLHUB_BUNDLE is not set: point it at a model bundle directory")
+        batching = _flag(env, "MLHUB_BATCHING", False)
+        batch_max_size = _int(env, "MLHUB_BATCH_MAX_SIZE", cls.batch_max_size)
         return cls(
             bundle=bundle,
             url_prefix=normalize_prefix(env.get("MLHUB_URL_PREFIX")),
@@ -94,4 +100,9 @@ class Settings:
             ),
             lazy_apps=_choice(env, "MLHUB_LAZY_APPS", cls.lazy_apps, ("auto", "on", "off")),
             log_requests=_flag(env, "MLHUB_LOG_REQUESTS", False),
+            batching=batching,
+            batch_max_size=batch_max_size,
+            batch_max_wait_ms=_int(env, "MLHUB_BATCH_MAX_WAIT_MS", cls.batch_max_wait_ms, 0),
+            # A worker can only batch requests it holds at once: one thread per batch slot.
+            threads=_int(env, "MLHUB_THREADS", batch_max_size if batching else 1),
         )

@@ -269,7 +269,6 @@ class Schema:
                     f"unknown {_names(unknown) or 'none'}; the inputs are {_names(self.names)}",
                     {"missing": missing, "unknown": unknown},
                 )
-            order = itemgetter(*(columns.index(n) for n in self.names))
             width = self.width
             for i, row in enumerate(data):
                 if type(row) is not list or len(row) != width:
@@ -277,19 +276,41 @@ class Schema:
                         f"data row {i} must be a list of {width} values, one per column",
                         {"row": i, "expected": width},
                     )
-            return self.to_input([order(row) for row in data]), len(data)
+            return self._reordered(data, [columns.index(n) for n in self.names]), len(data)
         return self.from_rows(data)
+
+    def _reordered(self, data, order):
+        """Rows whose columns come in another ``order`` -> model input, reordered by numpy."""
+        if self._uniform is not None:
+            block = _convert(data, self._uniform, 2)
+            if block is None:
+                raise self._explain([[row[k] for k in order] for row in data])
+            return self._wrap(block[:, order])
+        values = list(zip(*data, strict=True))
+        return self._assemble([self._column(j, values[k]) for j, k in enumerate(order)])
+
+    def from_arrays(self, arrays):
+        """``{name: 1-D numpy array}`` (an Arrow or Parquet table's columns) -> model input.
+
+        Numeric columns are checked and cast whole; strings and categories go through the
+        same per-value checks as JSON, so every body format follows the same input rules.
+        """
+        self._same_names(arrays)
+        columns = []
+        for j, name in enumerate(self.names):
+            values = arrays[name]
+            if self.types[j] in ("string", "category") or values.dtype.kind not in "fiub":
+                columns.append(self._column(j, values.tolist()))
+                continue
+            converted = _coerce(values, self.types[j])
+            if converted is None:
+                raise self._explain([(v,) for v in values.tolist()], j)
+            columns.append(converted)
+        return self._assemble(columns)
 
     def from_columns(self, columns):
         """``{name: [values...]}`` (one list per input, e.g. v2 tensors) -> model input."""
-        missing = [n for n in self.names if n not in columns]
-        unknown = [c for c in columns if c not in self.position]
-        if missing or unknown:
-            raise InvalidInput(
-                f"the inputs must be named {_names(self.names)}: missing "
-                f"{_names(missing) or 'none'}, unknown {_names(unknown) or 'none'}",
-                {"missing": missing, "unknown": unknown},
-            )
+        self._same_names(columns)
         lengths = {len(columns[n]) for n in self.names}
         if len(lengths) != 1 or 0 in lengths:
             raise InvalidInput(
@@ -299,6 +320,16 @@ class Schema:
         rows = [list(r) for r in zip(*(columns[n] for n in self.names), strict=True)]
         return self.to_input(rows), len(rows)
 
+    def _same_names(self, columns):
+        missing = [n for n in self.names if n not in columns]
+        unknown = [c for c in columns if c not in self.position]
+        if missing or unknown:
+            raise InvalidInput(
+                f"the inputs must be named {_names(self.names)}: missing "
+                f"{_names(missing) or 'none'}, unknown {_names(unknown) or 'none'}",
+                {"missing": missing, "unknown": unknown},
+            )
+
     # ------------------------------------------------------------ conversion
 
     def to_input(self, rows):
@@ -307,10 +338,19 @@ class Schema:
             block = _convert(rows, self._uniform, 2)
             if block is None:
                 raise self._explain(rows)
-            if self._pd is None:
-                return block
-            return self._pd.DataFrame(block, columns=self._columns, copy=False)
-        columns = [self._column(j, values) for j, values in enumerate(zip(*rows, strict=True))]
+            return self._wrap(block)
+        return self._assemble(
+            [self._column(j, values) for j, values in enumerate(zip(*rows, strict=True))]
+        )
+
+    def _wrap(self, block):
+        """A 2-D block in signature order -> model input."""
+        if self._pd is None:
+            return block
+        return self._pd.DataFrame(block, columns=self._columns, copy=False)
+
+    def _assemble(self, columns):
+        """One converted array per input, in signature order -> model input."""
         if self._pd is None:
             return np.column_stack(columns)
         return self._pd.DataFrame(dict(zip(self.names, columns, strict=True)), copy=False)
