@@ -94,11 +94,69 @@ def add_batch_parser(subparsers):
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    k8s = p.add_argument_group(
+        "Kubernetes", "print this command as a Job (or CronJob) manifest instead of running it"
+    )
+    k8s.add_argument("--k8s-job", metavar="NAME", help="print a Job named NAME (YAML)")
+    k8s.add_argument("--image", help="the image with mlhub (e.g. the serving-python image)")
+    k8s.add_argument("--schedule", metavar="CRON", help="a CronJob on this schedule")
+    k8s.add_argument("--namespace", help="the Job's namespace")
+    k8s.add_argument(
+        "--token-secret",
+        metavar="SECRET:KEY",
+        help="the Secret key holding the token (MLHUB_TOKEN in the pod)",
+    )
+    k8s.add_argument("--state-claim", metavar="PVC", help="a PVC for the state file")
     p.set_defaults(func=run_batch)
     return p
 
 
+# Options passed through to the Job's command line as they were given.
+_PASSED = ("query", "table", "path", "key", "columns", "rejects", "url")
+_PASSED += tuple(f.name for f in fields(BatchSettings))
+
+
+def print_job(args, out=None):
+    """Print the run as a Kubernetes manifest (``make_batch_job``); secrets stay in Secrets."""
+    import yaml
+
+    from .errors import InvalidBatch
+    from .kubernetes import make_batch_job
+
+    if not args.image:
+        raise InvalidBatch("--k8s-job needs --image: the image the Job runs mlhub batch in")
+    if args.token:
+        raise InvalidBatch("a token never goes into a manifest: use --token-secret SECRET:KEY")
+    passed = []
+    for name in _PASSED:
+        value = getattr(args, name)
+        if value is not None:
+            passed += [f"--{name.replace('_', '-')}", str(value)]
+    if args.restart:
+        passed.append("--restart")
+    secret_env = {}
+    if args.token_secret:
+        secret, _, key = args.token_secret.partition(":")
+        secret_env["MLHUB_TOKEN"] = (secret, key or "token")
+    manifest = make_batch_job(
+        args.k8s_job,
+        image=args.image,
+        model=args.model,
+        source=args.source,
+        dest=args.dest,
+        args=passed,
+        namespace=args.namespace,
+        schedule=args.schedule,
+        secret_env=secret_env,
+        state_claim=args.state_claim,
+    )
+    (out or sys.stdout).write(yaml.safe_dump(manifest, sort_keys=False))
+    return 0
+
+
 def run_batch(args):
+    if args.k8s_job:
+        return print_job(args)
     settings = {f.name: getattr(args, f.name) for f in fields(BatchSettings)}
     report = score(
         args.model,
