@@ -158,23 +158,31 @@ def run_batch(args):
     if args.k8s_job:
         return print_job(args)
     settings = {f.name: getattr(args, f.name) for f in fields(BatchSettings)}
-    report = score(
-        args.model,
-        args.source,
-        args.dest,
-        query=args.query,
-        table=args.table,
-        path=args.path,
-        key=args.key,
-        columns=args.columns,
-        rejects=args.rejects,
-        state=args.state,
-        restart=args.restart,
-        token=args.token,
-        url=args.url,
-        progress=not args.no_progress,
-        **settings,
-    )
+    try:
+        report = score(
+            args.model,
+            args.source,
+            args.dest,
+            query=args.query,
+            table=args.table,
+            path=args.path,
+            key=args.key,
+            columns=args.columns,
+            rejects=args.rejects,
+            state=args.state,
+            restart=args.restart,
+            token=args.token,
+            url=args.url,
+            progress=not args.no_progress,
+            **settings,
+        )
+    except KeyboardInterrupt:
+        print(
+            "mlhub: interrupted; the chunks written so far are kept: rerun the same command "
+            "to resume",
+            file=sys.stderr,
+        )
+        return 130
     if args.json:
         print(json.dumps(asdict(report) | {"rows_per_second": report.rows_per_second}))
     else:

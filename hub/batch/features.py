@@ -111,7 +111,8 @@ class Features:
         target = _ARROW.get(typ)
         if target is None or column.type == target:
             return column
-        if typ in ("string", "category") and not pa.types.is_string(column.type):
+        textual = pa.types.is_string(column.type) or pa.types.is_dictionary(column.type)
+        if typ in ("string", "category") and not textual:
             return column  # the server explains a number sent for a string input
         try:
             return pc.cast(column, target)

@@ -84,3 +84,11 @@ def test_without_a_signature_every_non_key_column_is_sent():
     table = pa.table({"id": [1], "a": ["x"], "b": [2]})
     inputs, _, bad = Features(None, keys=["id"]).prepare(table)
     assert inputs.column_names == ["a", "b"] and bad == {}
+
+
+def test_dictionary_encoded_text_is_sent_as_text():
+    tools = pa.array(["t1", "t2", "t1"]).dictionary_encode()
+    table = pa.table({"temp": [1.0] * 3, "count": [1] * 3, "ok": [True] * 3, "tool": tools})
+    inputs, _, _ = Features(FRAME, keys=[]).prepare(table)
+    assert inputs.schema.field("tool").type == pa.string()
+    assert inputs.column("tool").to_pylist() == ["t1", "t2", "t1"]
