@@ -4,16 +4,7 @@ import shutil
 
 import pytest
 from embedded_hub import EmbeddedHub
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from labpage import CHROMIUM_ARGS
 
 
 class Platform(EmbeddedHub):

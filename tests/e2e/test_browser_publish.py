@@ -10,6 +10,7 @@ import json
 
 import pytest
 import requests
+from labpage import run_all_cells, wait_for_kernel
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -74,16 +75,9 @@ def test_login_spawn_notebook_publish_predict(platform, browser_page):
     page.wait_for_url(f"**/user/{user}/**", timeout=90_000)
 
     page.goto(f"{platform.url}user/{user}/lab/tree/defects.ipynb")
-    page.wait_for_selector(".jp-Notebook", timeout=90_000)
-    # JupyterLab asks which kernel to start for a notebook it has not run yet.
-    dialog = page.locator(".jp-Dialog button:has-text('Select')")
-    try:
-        dialog.click(timeout=10_000)
-    except Exception:  # no dialog: the kernel started by itself
-        pass
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status=idle]", timeout=90_000)
-    page.click("text=Run")
-    page.click("text=Run All Cells")
+    # The notebook names the profile's kernel (python3), so it starts with no "Select Kernel".
+    wait_for_kernel(page)
+    run_all_cells(page)
 
     page.wait_for_selector(".mlhub-publish-button", timeout=90_000)
     name_input = page.locator(".mlhub-model-name input")

@@ -1,0 +1,54 @@
+"""What the browser tests and ``bench/notebook_times.py`` need to know about JupyterLab's page.
+
+Kept in one place because the obvious checks are wrong: JupyterLab's execution indicator reads
+``idle`` while a notebook has no kernel at all ("No Kernel"), so waiting for it alone passes
+before any kernel exists. The kernel is ready when the status bar's kernel item reads
+``<kernel> | Idle`` and the indicator agrees. A dialog (``Select Kernel``, ``Error Starting
+Kernel``) means the kernel did not start by itself, which for a notebook whose metadata names
+an installed kernel is a fault worth failing on, not a step to click through.
+"""
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+_KERNEL_STATE = """() => {
+  const dialog = document.querySelector('.jp-Dialog');
+  if (dialog) return {dialog: dialog.innerText};
+  const indicator = document.querySelector('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator');
+  const kernel = [...document.querySelectorAll('.jp-StatusBar-TextItem')]
+    .map((item) => item.textContent)
+    .find((text) => text.includes(' | '));
+  const idle = indicator && indicator.dataset.status === 'idle' && kernel
+    && kernel.endsWith(' | Idle') && !kernel.startsWith('No Kernel');
+  return idle ? {kernel: kernel} : null;
+}"""
+
+
+class KernelDialog(AssertionError):
+    """JupyterLab showed a dialog instead of starting the notebook's kernel by itself."""
+
+    def __init__(self, text):
+        super().__init__(f"JupyterLab showed a dialog instead of starting the kernel: {text!r}")
+        self.text = text
+
+
+def wait_for_kernel(page, timeout=90_000):
+    """Wait until the open notebook's kernel is idle; return the status text
+    (``"Python 3 (ipykernel) | Idle"``). Raise ``KernelDialog`` if a dialog shows first."""
+    state = page.wait_for_function(_KERNEL_STATE, timeout=timeout).json_value()
+    if "dialog" in state:
+        raise KernelDialog(state["dialog"])
+    return state["kernel"]
+
+
+def run_all_cells(page):
+    """Run > Run All Cells, through the menu as a user does."""
+    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
