@@ -178,6 +178,7 @@ class VersionsHandler(BaseHandler):
     """``POST .../versions``: the bundle streams to a temporary file, never into memory."""
 
     upload = None
+    refused = None  # the error to answer with once the body is read
 
     async def prepare(self):
         user, name = self.path_kwargs["user"], self.path_kwargs["name"]
@@ -194,9 +195,12 @@ class VersionsHandler(BaseHandler):
         limit = self.settings["max_upload_bytes"]
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > limit:
-            # read and drop the body, so the client gets this answer rather than a reset
+            # Read and drop the body, then answer (in post): answering now would close the
+            # connection while the client still sends, and the proxy in between would then
+            # answer 503 (broken pipe) instead of this 413.
             self.request.connection.set_max_body_size(int(length))
-            raise self.too_large(limit)
+            self.refused = self.too_large(limit)
+            return
         self.request.connection.set_max_body_size(limit)
         self.upload = self.manager.artifacts.new_upload()
 
@@ -213,6 +217,8 @@ class VersionsHandler(BaseHandler):
             self.upload.write(chunk)
 
     async def post(self, user, name):
+        if self.refused is not None:
+            raise self.refused
         self.upload.close()
         try:
             status, body = await self.manager.publish(
