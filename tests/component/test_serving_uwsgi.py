@@ -524,3 +524,178 @@ def test_check_accepts_a_good_bundle(iris_bundle):
     summary = json.loads(check.stdout)
     assert summary["ok"] is True and summary["name"] == "iris"
     assert summary["predictions"] == pipe.predict(frame.head(5)).tolist()
+
+
+# ---------------------------------------------------------------- micro-batching, Arrow, Parquet
+
+
+class BatchReporter:
+    """Answers ``[row id, rows in this model call]`` per row and refuses negative ids. Each
+    call sleeps a little, so concurrent requests queue up and share calls."""
+
+    def predict(self, X):
+        X = np.asarray(X, dtype=float)
+        time.sleep(0.02)
+        if (X[:, 0] < 0).any():
+            raise ValueError("negative ids are refused")
+        return np.column_stack([X[:, 0], np.full(len(X), len(X))])
+
+
+def concurrently(n, call):
+    """``call(i)`` from ``n`` threads released together; the results by ``i``."""
+    results = {}
+    barrier = threading.Barrier(n)
+
+    def run(i):
+        barrier.wait()
+        results[i] = call(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(results) == n
+    return results
+
+
+@pytest.fixture(scope="module")
+def batching_server(work):
+    """Batches of at most 8 rows, with 32 threads per worker, so batches must be cut."""
+    bundle = work / "reporter"
+    save_bundle(BatchReporter(), bundle, name="reporter", example=[[1.0, 0.0]])
+    server = Server(
+        bundle,
+        work,
+        env={
+            "MLHUB_AUTH": "off",
+            "MLHUB_BATCHING": "on",
+            "MLHUB_BATCH_MAX_SIZE": "8",
+            "MLHUB_THREADS": "32",
+            "MLHUB_BATCH_MAX_WAIT_MS": "5",
+        },
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def lr_batching_server(lr_bundle, work, access_file):
+    """The LR bundle with micro-batching on (default sizes) and an API key."""
+    server = Server(
+        lr_bundle[2],
+        work,
+        env={"MLHUB_ACCESS_FILE": str(access_file), "MLHUB_BATCHING": "on"},
+    )
+    yield server
+    server.stop()
+
+
+def test_micro_batching_answers_each_caller_with_its_own_row(lr_batching_server, lr_bundle):
+    model, X, _ = lr_bundle
+    url = f"{lr_batching_server.url}/v1/predict?proba=true"
+    before = requests.get(f"{lr_batching_server.url}/metrics", headers=auth()).text
+
+    def call(i):
+        return requests.post(url, json={"instances": [X[i].tolist()]}, headers=auth(), timeout=60)
+
+    answers = concurrently(64, call)
+    expected = model.predict_proba(X[:64])
+    for i, answer in answers.items():
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["predictions"] == [model.predict(X[i : i + 1])[0]]
+        assert np.allclose(body["probabilities"], expected[i : i + 1], rtol=0, atol=1e-12)
+    after = requests.get(f"{lr_batching_server.url}/metrics", headers=auth()).text
+
+    def served(text):
+        line = 'mlhub_requests_total{route="/v1/predict",status="200"} '
+        return sum(int(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(line))
+
+    assert served(after) - served(before) == 64  # request threads count without losses
+
+
+def test_micro_batches_never_exceed_the_max_size(batching_server):
+    url = f"{batching_server.url}/v1/predict"
+
+    def call(i):
+        rows = [[float(i), 0.0]] * (1 + i % 3)  # 1 to 3 rows per request
+        return requests.post(url, json={"instances": rows}, timeout=60)
+
+    sizes = []
+    for i, answer in concurrently(64, call).items():
+        assert answer.status_code == 200, answer.text
+        predictions = answer.json()["predictions"]
+        assert [row_id for row_id, _ in predictions] == [i] * (1 + i % 3)
+        sizes += [size for _, size in predictions]
+    assert max(sizes) <= 8
+    assert max(sizes) > 3, "concurrent requests should have shared model calls"
+
+
+def test_a_bad_request_does_not_fail_the_others_in_its_batch(batching_server):
+    url = f"{batching_server.url}/v1/predict"
+
+    def call(i):
+        if i % 8 == 1:  # valid input the model refuses
+            row = [-float(i), 0.0]
+        elif i % 8 == 5:  # input that does not fit the signature
+            row = [float(i), "zero"]
+        else:
+            row = [float(i), 0.0]
+        return requests.post(url, json={"instances": [row]}, timeout=60)
+
+    for i, answer in concurrently(48, call).items():
+        if i % 8 == 1:
+            error_of(answer, 422, "prediction_failed", "negative ids are refused")
+        elif i % 8 == 5:
+            error_of(answer, 400, "invalid_input", "row 0, input 'x1'")
+        else:
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["predictions"][0][0] == i
+
+
+def arrow_stream(table):
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+@pytest.mark.parametrize("server_name", ["lr_server", "lr_batching_server"])
+def test_arrow_and_parquet_bodies_equal_json(server_name, request, lr_bundle):
+    pa = pytest.importorskip("pyarrow")
+    import io
+
+    import pyarrow.parquet as pq
+
+    server = request.getfixturevalue(server_name)
+    model, X, _ = lr_bundle
+    rows = X[:40]  # ~ 7 kB as Arrow, under lr_server's 20 kB limit
+    url = f"{server.url}/v1/predict"
+    table = pa.table({f"x{j}": rows[:, j] for j in range(rows.shape[1])})
+    parquet = io.BytesIO()
+    pq.write_table(table, parquet)
+    as_json = requests.post(url, json={"instances": rows.tolist()}, headers=auth()).json()
+    assert as_json == {"predictions": model.predict(rows).tolist()}
+    for body, media in (
+        (arrow_stream(table), "application/vnd.apache.arrow.stream"),
+        (parquet.getvalue(), "application/x-parquet"),
+    ):
+        answer = requests.post(url, data=body, headers={**auth(), "Content-Type": media})
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == as_json
+    answer = requests.post(
+        url + "?proba=true",
+        data=arrow_stream(table),
+        headers={
+            **auth(),
+            "Content-Type": "application/vnd.apache.arrow.stream",
+            "Accept": "application/vnd.apache.arrow.stream",
+        },
+    )
+    assert answer.headers["Content-Type"] == "application/vnd.apache.arrow.stream"
+    answered = pa.ipc.open_stream(answer.content).read_all()
+    assert answered.column("predictions").to_pylist() == as_json["predictions"]
+    assert np.allclose(answered.column("proba_1").to_numpy(), model.predict_proba(rows)[:, 1])

@@ -1,4 +1,4 @@
-"""Micro-batching in-process: many threads, one batching thread, each caller its own answer.
+"""Micro-batching in-process: many threads share model calls, each caller gets its own answer.
 
 ``MicroBatcher`` is driven the way uWSGI's request threads drive it (enter, convert, run), with
 models that report the batch they were called with. The real-uWSGI version of these checks is

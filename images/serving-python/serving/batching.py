@@ -7,11 +7,12 @@ batch to fill adds latency when there is no load. This batcher never waits on a 
 
 - uWSGI runs each worker with ``MLHUB_THREADS`` request threads (``--threads``). Each thread
   parses and validates its own request, so a malformed payload fails only its caller, then
-  hands the converted input to the worker's one batching thread and blocks until answered.
-- The batching thread takes what is queued (up to ``max_size`` rows). It waits for more only
-  while other requests are known to be *arriving* (a thread is inside a predict view, still
-  reading or converting its body), and then at most ``max_wait`` seconds. A lone request is
-  dispatched the moment it is queued, so an idle server answers as fast as without batching.
+  queues the converted input. The thread that finds no batch running runs the next one itself
+  (see ``MicroBatcher``); the others wait until answered.
+- A batch takes what is queued (up to ``max_size`` rows). It waits for more only while other
+  requests are known to be *arriving* (a thread is inside a predict view, still reading or
+  converting its body), and then at most ``max_wait`` seconds. A lone request is predicted
+  at once, in its own thread, so an idle server answers as fast as without batching.
 - While the model runs, new requests queue up: under load, batches form by themselves.
 - If the batch call fails (one row can make a model raise for all), each request is predicted
   alone, so only the caller whose input the model refuses gets the error.
@@ -20,7 +21,6 @@ batch to fill adds latency when there is no load. This batcher never waits on a 
 """
 
 import logging
-import os
 import threading
 from collections import deque
 from time import monotonic
@@ -61,7 +61,7 @@ class Unbatched:
 
 
 class _Job:
-    __slots__ = ("input", "rows", "outputs", "results", "error", "done")
+    __slots__ = ("input", "rows", "outputs", "results", "error", "lead", "wake")
 
     def __init__(self, model_input, rows, outputs):
         self.input = model_input
@@ -69,8 +69,9 @@ class _Job:
         self.outputs = outputs
         self.results = None
         self.error = None
-        self.done = threading.Lock()
-        self.done.acquire()  # released by the batching thread when results or error are set
+        self.lead = False  # set when this request's thread is to run the next batch
+        self.wake = threading.Lock()
+        self.wake.acquire()  # released when answered, or when made the leader
 
 
 class _Arrival:
@@ -119,7 +120,14 @@ class MicroBatcher:
 
     ``with batcher.request() as run: ... run(model_input, rows, outputs)`` -- enter before
     reading the body (that is what tells the batcher a request is arriving). A request with
-    more than ``max_size`` rows is already a batch: it is predicted in its own thread.
+    more than ``max_size`` rows is already a batch: it is predicted alone.
+
+    There is no batching thread: the request that finds no batch running runs one itself
+    (the *leader*) with whatever is queued, its own request first; the others wait on their
+    own lock. When the batch is done the leader wakes its callers and hands the lead to the
+    oldest queued request, if any. So a lone request is predicted in its own thread exactly as
+    without batching, with no hand-off to another thread to wait for (on a busy machine each
+    wake-up of another thread can cost a scheduler time slice).
     """
 
     def __init__(self, served, *, max_size, max_wait):
@@ -130,8 +138,7 @@ class MicroBatcher:
         self._queue = deque()
         self._queued_rows = 0
         self._arriving = 0
-        self._pid = None  # the process whose batching thread serves the queue
-        self._start_lock = threading.Lock()
+        self._busy = False  # a leader is collecting or running a batch
 
     def request(self):
         return _Arrival(self)
@@ -146,68 +153,71 @@ class MicroBatcher:
         if rows > self.max_size:
             self._depart(arrival)
             return run_outputs(self.served, model_input, outputs)
-        if self._pid != os.getpid():
-            self._start()
         job = _Job(model_input, rows, outputs)
         with self._cond:
             arrival.pending = False
             self._arriving -= 1
             self._queue.append(job)
             self._queued_rows += rows
-            self._cond.notify()
-        job.done.acquire()
+            lead = not self._busy
+            if lead:
+                self._busy = True
+            else:
+                self._cond.notify()  # the leader may be waiting for this arrival
+        if not lead:
+            job.wake.acquire()
+            lead = job.lead
+        if lead:
+            self._lead()
         if job.error is not None:
             raise job.error
         return job.results
 
-    def _start(self):
-        """Start this process's batching thread (threads do not survive uWSGI's fork)."""
-        with self._start_lock:
-            if self._pid == os.getpid():
-                return
-            threading.Thread(target=self._serve, name="mlhub-batcher", daemon=True).start()
-            self._pid = os.getpid()
-
-    def _serve(self):
+    def _lead(self):
+        """Run one batch from the head of the queue (the leader's own request is first)."""
         cond, queue = self._cond, self._queue
-        while True:
+        with cond:
+            if self._arriving and self._queued_rows < self.max_size and self.max_wait:
+                deadline = monotonic() + self.max_wait
+                while self._arriving and self._queued_rows < self.max_size:
+                    remaining = deadline - monotonic()
+                    if remaining <= 0:
+                        break
+                    cond.wait(remaining)
+            batch = [queue.popleft()]
+            rows = batch[0].rows
+            while queue and rows + queue[0].rows <= self.max_size:
+                job = queue.popleft()
+                batch.append(job)
+                rows += job.rows
+            self._queued_rows -= rows
+        try:
+            self._predict(batch)
+        finally:
             with cond:
-                while not queue:
-                    cond.wait()
-                if self._arriving and self._queued_rows < self.max_size and self.max_wait:
-                    deadline = monotonic() + self.max_wait
-                    while self._arriving and self._queued_rows < self.max_size:
-                        remaining = deadline - monotonic()
-                        if remaining <= 0:
-                            break
-                        cond.wait(remaining)
-                batch = [queue.popleft()]
-                rows = batch[0].rows
-                while queue and rows + queue[0].rows <= self.max_size:
-                    job = queue.popleft()
-                    batch.append(job)
-                    rows += job.rows
-                self._queued_rows -= rows
-            if len(batch) == 1:
-                self._alone(batch[0])
-                continue
+                successor = queue[0] if queue else None
+                if successor is None:
+                    self._busy = False
+                else:
+                    successor.lead = True
+            for job in batch:
+                job.wake.release()
+            if successor is not None:
+                successor.wake.release()
+
+    def _predict(self, batch):
+        """Set each job's results or error; one model call for all when that works."""
+        if len(batch) > 1:
             try:
                 self._together(batch)
+                return
             except Exception as exc:  # one input the model refuses must not fail the others
                 log.debug("a batch of %d failed (%s): predicting each alone", len(batch), exc)
-                for job in batch:
-                    self._alone(job)
-            else:
-                for job in batch:
-                    job.done.release()
-
-    def _alone(self, job):
-        try:
-            job.results = run_outputs(self.served, job.input, job.outputs)
-        except Exception as exc:
-            job.error = exc
-        finally:
-            job.done.release()
+        for job in batch:
+            try:
+                job.results = run_outputs(self.served, job.input, job.outputs)
+            except Exception as exc:
+                job.error = exc
 
     def _together(self, batch):
         wanted = {name for job in batch for name in job.outputs}
