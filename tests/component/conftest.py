@@ -1,36 +1,35 @@
-"""Shared fixtures for component tests: real JupyterHub, proxy and publisher processes.
+"""The hub the publisher tests share: one real ``mlhub up`` per test module (``EmbeddedHub``).
 
-``hub_factory(**options)`` starts a JupyterHub 6 on free 127.0.0.1 ports with the PyPI
-configurable-http-proxy and the mlhub publisher as a managed service, the custom scopes and
-roles of docs/internals.md, and a ``test-admin`` service whose token creates users and tokens.
-It uses the ``dummy`` authenticator: acceptable here only, where tests log in by token.
-
-Options: ``publisher_config`` (lines of traitlets config for the publisher, e.g.
-``"c.LocalDeployer.drain_seconds = 1"``), ``hub_config`` (extra lines for the hub's config).
-Every hub started is stopped at the end of the session, together with any model process its
-publisher left running.
+It runs the real hub/jupyterhub_config.py, with the publisher settings below written to the mlhub
+config file, and the accounts ``alice`` and ``bob`` made with ``mlhub users add``: their
+passwords are in ``hub.passwords``, a token of each (made through the hub's REST API after
+logging in through the login form) in ``hub.alice`` and ``hub.bob``. At module end the hub is
+stopped with Ctrl-C, then anything left is killed. test_hub_embedded.py and
+test_serving_uwsgi.py define a ``hub`` of their own.
 """
 
 import pytest
-from hubtest import Hub
+from embedded_hub import EmbeddedHub
+
+# Small limits and short waits, so the tests can reach them in seconds.
+PUBLISHER_CONFIG = """
+c.PublisherApp.max_upload_bytes = 1_000_000
+c.PublisherApp.default_workers = 1
+c.LocalDeployer.drain_seconds = 1
+c.LocalDeployer.supervise_interval = 0.5
+c.LocalDeployer.route_check_interval = 2
+"""
 
 
-@pytest.fixture(scope="session")
-def hub_factory(tmp_path_factory):
-    """``hub_factory(publisher_config="", hub_config="")`` -> a started ``Hub``."""
-    hubs = []
-
-    def start(**options):
-        hub = Hub(tmp_path_factory.mktemp("hub"), **options)
-        hubs.append(hub)
-        try:
-            return hub.start()
-        except BaseException:
-            hub.stop()
-            hub.kill_leftovers()
-            raise
-
-    yield start
-    for hub in hubs:
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    hub = EmbeddedHub(tmp_path_factory.mktemp("hub"), config=PUBLISHER_CONFIG)
+    try:
+        hub.start()
+        hub.passwords = {name: hub.add_user(name) for name in ("alice", "bob")}
+        hub.alice = hub.token("alice", hub.passwords["alice"])
+        hub.bob = hub.token("bob", hub.passwords["bob"])
+        yield hub
         hub.stop()
-        hub.kill_leftovers()
+    finally:
+        hub.kill()

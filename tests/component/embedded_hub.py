@@ -1,11 +1,22 @@
-"""A real ``mlhub up`` for tests: temp data dir, free ports, login through the real form.
+"""The one test harness for a running hub: a real ``mlhub up`` (hub/up.py, the real
+jupyterhub_config.py, MlhubAuthenticator) in a temp data dir on free ports, so tests exercise the
+configuration users run, not a copy of it. The component tests (hub, publisher) and the browser
+tests use it.
 
-``EmbeddedHub(dir)`` writes an mlhub config file with free ports, ``start()`` runs
-``mlhub up --data-dir ... --config ...`` in its own session and waits for its "running" banner,
-``stop()`` sends SIGINT (Ctrl-C) and waits. ``kill()`` is the safety net for failed tests: it kills
-every process the instance started, found from the process tree recorded while it ran.
+``EmbeddedHub(dir, config=...)`` writes an mlhub config file with free ports (plus ``config``:
+more lines for that file, e.g. ``c.LocalDeployer.drain_seconds = 1``, which the hub and the
+publisher both read). ``start()`` runs ``mlhub up --data-dir ... --config ...`` in its own session
+and waits for its "running" banner and for the publisher to answer; ``stop()`` sends SIGINT
+(Ctrl-C) and waits; ``start()`` again restarts on the same ports and data. People come from
+``mlhub users add``, sessions from the real login form, tokens from the hub REST API as on
+/hub/token. ``kill()`` is the safety net for failed tests: it kills every process the instance
+started, found from the process tree recorded while it ran and the publisher's run-state files.
+
+The module also holds the process helpers the tests share (``free_port``, ``process_table``,
+``tree``, ``alive``, ``wait_for``).
 """
 
+import json
 import os
 import re
 import signal
@@ -17,6 +28,8 @@ import time
 from pathlib import Path
 
 import requests
+from mlhub.deployers.local import ServingInstance
+from mlhub.settings import PUBLISHER_SERVICE
 
 VENV_BIN = Path(sys.executable).parent
 MLHUB = str(VENV_BIN / "mlhub")
@@ -57,24 +70,43 @@ def tree(pid):
     return found
 
 
+def alive(pid):
+    """Whether ``pid`` runs (a zombie, exited but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def wait_for(check, what, timeout=120.0, interval=0.2):
-    """Poll ``check()`` until truthy; the timeout only guards against hangs."""
+    """Poll ``check()`` until it returns something truthy; fail naming ``what`` on timeout.
+
+    A failed request or unreadable answer counts as "not yet" (a service still starting or
+    restarting refuses connections); the last such error is in the failure message. The timeout
+    only guards against hangs: no test asserts on how long anything took.
+    """
     deadline = time.monotonic() + timeout
+    last = None
     while time.monotonic() < deadline:
-        result = check()
+        try:
+            result = check()
+        except (requests.RequestException, OSError, ValueError, KeyError) as exc:
+            result, last = None, exc
         if result:
             return result
         time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what} (last error: {last!r})")
 
 
 class EmbeddedHub:
-    def __init__(self, dir, profiles_dir=None):
+    def __init__(self, dir, profiles_dir=None, config=""):
         self.dir = Path(dir)
         self.data_dir = self.dir / "data"
         self.port, self.hub_port = free_port(), free_port()
         self.proxy_api_port, self.publisher_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
+        self.publisher_url = f"{self.url}services/{PUBLISHER_SERVICE}/"
         self.config_file = self.dir / "mlhub_config.py"
         lines = f"""\
             c.MlhubSettings.port = {self.port}
@@ -84,7 +116,7 @@ class EmbeddedHub:
         """
         if profiles_dir:
             lines += f"    c.MlhubSettings.profiles_dir = {str(profiles_dir)!r}\n"
-        self.config_file.write_text(textwrap.dedent(lines))
+        self.config_file.write_text(textwrap.dedent(lines) + textwrap.dedent(config))
         self.proc = None
         self.output_file = None
         self.seen = {}  # every process seen in the instance's tree, for kill()
@@ -95,7 +127,11 @@ class EmbeddedHub:
         return [MLHUB, *args, "--data-dir", str(self.data_dir), "--config", str(self.config_file)]
 
     def start(self):
-        """Run ``mlhub up``; return its banner (everything it printed until "Press Ctrl-C")."""
+        """Run ``mlhub up``; return its banner (everything it printed until "Press Ctrl-C").
+
+        It returns once the publisher answers too: the hub prints the banner as soon as its own
+        API answers, possibly before its managed service does.
+        """
         self.output_file = self.dir / f"up-{time.monotonic_ns()}.out"
         with open(self.output_file, "wb") as out:
             self.proc = subprocess.Popen(
@@ -107,13 +143,29 @@ class EmbeddedHub:
             )
 
         def banner():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"mlhub up exited {self.proc.returncode}:\n{self.output}")
+            self._check_running()
             return "Press Ctrl-C to stop." in self.output and self.output
 
         text = wait_for(banner, "the mlhub up banner")
+        wait_for(self.publisher_up, "the publisher")
         self.remember()
         return text
+
+    def _check_running(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"mlhub up exited {self.proc.returncode}:\n{self.output}")
+
+    def publisher_up(self):
+        """Whether the publisher answers through the proxy (fails at once if mlhub up exited)."""
+        self._check_running()
+        return requests.get(self.publisher_url + "api/health", timeout=5).status_code == 200
+
+    def publisher_pid(self):
+        """The pid of the publisher the hub runs now (None while it runs none)."""
+        for pid, cmd in tree(self.proc.pid).items():
+            if "-m mlhub.publisher" in cmd:
+                return pid
+        return None
 
     @property
     def output(self):
@@ -137,13 +189,31 @@ class EmbeddedHub:
         return {pid: cmd for pid, cmd in self.seen.items() if pid in table and table[pid][1] == cmd}
 
     def kill(self):
-        for pid in self.alive():
+        """SIGKILL whatever this instance started that still runs.
+
+        That is its recorded process tree, and the model processes the publisher's run-state
+        files name: those run in sessions of their own, so one started after the last
+        ``remember()`` would outlive an ``mlhub up`` that died.
+        """
+        if self.proc is not None and self.proc.poll() is None:
+            self.remember()
+        for pid in set(self.alive()) | set(self.model_processes()):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         if self.proc is not None and self.proc.poll() is None:
             self.proc.wait()
+
+    def model_processes(self):
+        """Pids of the serving processes the run-state files name, still running (matched by
+        process group and bundle directory, as the deployer does, so never a recycled pid)."""
+        pids = []
+        for path in self.data_dir.glob("run/*/*.json"):
+            state = json.loads(path.read_text())
+            for instance in filter(None, [state.get("live"), *state.get("others", [])]):
+                pids.extend(ServingInstance.from_dict(instance).leftovers())
+        return pids
 
     # -- people ------------------------------------------------------------------------------
 
@@ -176,6 +246,15 @@ class EmbeddedHub:
         # a login starts a new session, with a new XSRF token
         session.xsrf = session.cookies.get("_xsrf", path="/hub/")
         return session
+
+    def token(self, user, password, scopes=None):
+        """A new hub API token of ``user``, made as on /hub/token: logged in through the form,
+        then ``POST /hub/api/users/<user>/tokens`` with that session. Without ``scopes`` it
+        carries all of the user's permissions."""
+        body = {"note": "test"} if scopes is None else {"note": "test", "scopes": scopes}
+        reply = self.hub_api(self.login(user, password), "POST", f"/users/{user}/tokens", json=body)
+        reply.raise_for_status()
+        return reply.json()["token"]
 
     def hub_api(self, session, method, path, **kwargs):
         headers = {"X-XSRFToken": session.xsrf}

@@ -1,5 +1,6 @@
-"""The publisher against real processes: JupyterHub 6 (real tokens and scopes), the PyPI
-configurable-http-proxy, and uWSGI serving processes started by the LocalDeployer.
+"""The publisher against real processes: a real ``mlhub up`` (JupyterHub with mlhub's own
+configuration, accounts and login, real tokens and scopes), the PyPI configurable-http-proxy, and
+uWSGI serving processes started by the LocalDeployer (the ``hub`` fixture is in conftest.py).
 
 Every request to a model goes through the proxy at ``/models/<user>/<name>/...``, as users'.
 """
@@ -9,7 +10,7 @@ import os
 import numpy as np
 import pytest
 import requests
-from hubtest import alive, cmdline, wait_for
+from embedded_hub import alive, process_table, wait_for
 from mlhub.bundle import pack, save_bundle
 from mlhub.errors import Forbidden
 from mlhub.publisher.client import PublisherClient
@@ -17,31 +18,12 @@ from sklearn.dummy import DummyRegressor
 
 pytestmark = pytest.mark.component
 
-PUBLISHER_CONFIG = """
-c.PublisherApp.max_upload_bytes = 1_000_000
-c.PublisherApp.default_workers = 1
-c.LocalDeployer.drain_seconds = 1
-c.LocalDeployer.supervise_interval = 0.5
-c.LocalDeployer.route_check_interval = 2
-"""
-
 
 def constant_bundle(path, value, name="const"):
     """A bundle whose model predicts ``value`` for every row: versions are told apart by it."""
     model = DummyRegressor(strategy="constant", constant=value).fit(np.zeros((2, 2)), [0, 0])
     save_bundle(model, path, name=name, example=[[0.0, 0.0]])
     return path
-
-
-@pytest.fixture(scope="module")
-def hub(hub_factory):
-    hub = hub_factory(publisher_config=PUBLISHER_CONFIG)
-    hub.add_user("alice")
-    hub.add_user("bob")
-    hub.alice, hub.bob = hub.token("alice"), hub.token("bob")
-    yield hub
-    hub.stop()
-    hub.kill_leftovers()
 
 
 def client(hub, token):
@@ -65,11 +47,7 @@ def api(hub, method, path, token, **kwargs):
 
 def processes_serving(path):
     """Pids whose command line mentions ``path`` (the unpacked bundles of one model)."""
-    return [
-        int(p.name)
-        for p in os.scandir("/proc")
-        if p.name.isdigit() and str(path) in cmdline(p.name)
-    ]
+    return [pid for pid, (_, cmdline) in process_table().items() if str(path) in cmdline]
 
 
 def test_publish_and_predict_with_token_and_key(hub, tmp_path):
@@ -103,7 +81,7 @@ def test_others_get_403_and_nobody_401(hub, tmp_path):
     assert api(hub, "GET", "api/models", None).status_code == 401
     assert api(hub, "GET", "api/models/alice/private", hub.bob).status_code == 403
     # a token without the publisher's scope
-    narrow = hub.token("alice", scopes=["read:users:name!user=alice"])
+    narrow = hub.token("alice", hub.passwords["alice"], scopes=["read:users:name!user=alice"])
     resp = api(hub, "GET", "api/models", narrow)
     assert resp.status_code == 403 and "custom:mlhub:models" in resp.json()["error"]
     # still alice's, still serving
@@ -194,15 +172,11 @@ def test_delete_removes_route_and_processes(hub, tmp_path):
 
 def test_browsers_log_in_with_the_hub_and_see_their_models(hub, tmp_path):
     client(hub, hub.alice).publish(constant_bundle(tmp_path / "v1", 1.0), "browsed")
-    browser = requests.Session()
-    first = browser.get(hub.publisher_url, allow_redirects=False)
+    first = requests.get(hub.publisher_url, allow_redirects=False, timeout=30)
     assert first.status_code == 302 and "/hub/api/oauth2/authorize" in first.headers["Location"]
-    # log in with the hub (dummy authenticator), then follow the OAuth dance back
-    browser.get(f"{hub.url}hub/login")
-    browser.post(
-        f"{hub.url}hub/login",
-        data={"username": "alice", "password": "x", "_xsrf": browser.cookies["_xsrf"]},
-    )
+    # log in through the hub's login form (mlhub's accounts), then follow the OAuth dance back
+    browser = hub.login("alice", hub.passwords["alice"])
+    assert browser.login_response.url == hub.url + "hub/spawn"
     resp = browser.get(hub.publisher_url)
     assert resp.url == hub.publisher_url + "api/models"
     assert "browsed" in [m["name"] for m in resp.json()["models"]]

@@ -11,22 +11,18 @@ import threading
 
 import pytest
 import requests
-from hubtest import alive, wait_for
+from embedded_hub import alive, wait_for
 from mlhub.publisher.client import PublisherClient
-from test_publisher_endpoints import PUBLISHER_CONFIG, constant_bundle, predict
+from test_publisher_endpoints import constant_bundle, predict
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def hub(hub_factory):
-    hub = hub_factory(publisher_config=PUBLISHER_CONFIG)
-    hub.add_user("alice")
-    hub.alice = hub.token("alice")
+def hub(hub):
+    """conftest.py's real ``mlhub up``, with a publisher client for alice."""
     hub.client = PublisherClient(url=hub.url, token=hub.alice, poll_interval=0.2)
-    yield hub
-    hub.stop()
-    hub.kill_leftovers()
+    return hub
 
 
 class Load(threading.Thread):
@@ -127,8 +123,10 @@ def test_killed_publisher_loses_nothing_and_adopts_what_runs(hub, tmp_path):
 def test_restarted_hub_serves_the_models_again(hub, tmp_path):
     model = hub.client.publish(constant_bundle(tmp_path / "v1", 5.0), "survivor")
     pid = live_instance(hub, "survivor")["pid"]
-    hub.stop()
+    assert hub.stop() == 0
     assert not alive(pid), "the publisher stops its models when the hub stops it"
+    # ... itself: mlhub up, which stops whatever is left below it, found nothing left
+    assert "stopping leftover process" not in hub.output
     hub.start()
     resp = wait_for(lambda: predict(hub, "alice", "survivor", hub.alice), "predictions again")
     assert resp.json()["predictions"] == [5.0]
