@@ -87,6 +87,9 @@ def add_batch_parser(subparsers):
     p.add_argument("--concurrency", type=int, metavar="N", help=_setting_help("concurrency"))
     p.add_argument("--timeout", type=float, metavar="S", help=_setting_help("timeout"))
     p.add_argument("--retries", type=int, metavar="N", help=_setting_help("retries"))
+    p.add_argument(
+        "--max-request-bytes", type=int, metavar="B", help=_setting_help("max_request_bytes")
+    )
     p.add_argument("--url", help="mlhub URL (default: $MLHUB_URL or http://127.0.0.1:8000)")
     p.add_argument(
         "--token",

@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import requests
-from mlhub.errors import from_reply
+from mlhub.errors import PayloadTooLarge, from_reply
 from mlhub.publisher.client import PublisherClient
 
 from .errors import ModelUnreachable
@@ -122,13 +122,27 @@ class ModelEndpoint(Scorer):
     def _json(self, method, path, body=None):
         return orjson.loads(self._check(self._send(method, path, body), path).content)
 
+    def _fits(self, body, rows):
+        """Refuse a body over ``max_request_bytes`` here, as the server would with 413, so the
+        chunk is split before it is sent (see ``BatchSettings.max_request_bytes``)."""
+        limit = self.settings.max_request_bytes
+        if len(body) > limit:
+            raise PayloadTooLarge(
+                f"{rows} row(s) make a {len(body):,}-byte request, over max_request_bytes "
+                f"({limit:,})",
+                {"size": len(body), "limit": limit},
+            )
+        return body
+
     def predict(self, features):
+        rows = features.num_rows
         if self.arrow:
-            resp = self._send("POST", "v1/predict", encode_arrow(features), _ARROW)
+            body = self._fits(encode_arrow(features), rows)
+            resp = self._send("POST", "v1/predict", body, _ARROW)
             if resp.status_code != 415:
                 resp = self._check(resp, "v1/predict")
                 if resp.headers.get("Content-Type", "").startswith(ARROW_STREAM):
                     return decode_arrow(resp.content)
                 return orjson.loads(resp.content)["predictions"]
             self.arrow = False
-        return self._json("POST", "v1/predict", encode(features))["predictions"]
+        return self._json("POST", "v1/predict", self._fits(encode(features), rows))["predictions"]

@@ -13,10 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import orjson
 import pyarrow as pa
 import pytest
-from mlhub.batch.endpoint import ARROW_STREAM, ModelEndpoint, encode
+from mlhub.batch.endpoint import ARROW_STREAM, ModelEndpoint, encode, encode_arrow
 from mlhub.batch.errors import ModelUnreachable
+from mlhub.batch.scoring import bisect
 from mlhub.batch.settings import BatchSettings
-from mlhub.errors import InvalidInput, Unauthorized
+from mlhub.errors import InvalidInput, PayloadTooLarge, Unauthorized
 
 METADATA = {"name": "lr", "version": "sha256:abc", "signature": {"kind": "array", "inputs": []}}
 
@@ -153,3 +154,15 @@ def test_encode_keeps_types_and_writes_missing_values_as_null():
     }
     mixed = pa.table({"n": [1, 2], "s": ["a", None], "b": [True, False]})
     assert orjson.loads(encode(mixed))["data"] == [[1, "a", True], [2, None, False]]
+
+
+def test_requests_over_max_request_bytes_are_split_before_sending(server_factory):
+    server = server_factory(arrow=True)
+    table = pa.table({"x0": [float(i) for i in range(64)]})
+    small = BatchSettings(max_request_bytes=len(encode_arrow(table.slice(0, 16))))
+    endpoint = ModelEndpoint(server.url, settings=small)
+    with pytest.raises(PayloadTooLarge, match="over max_request_bytes"):
+        endpoint.predict(table)
+    assert server.bodies == []  # refused here, never sent
+    segments, rejected = bisect(endpoint, table)
+    assert rejected == [] and [len(p) for _, p in segments] == [16] * 4
