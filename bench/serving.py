@@ -123,6 +123,7 @@ example = np.load(example_path)
 mlflow.sklearn.save_model(
     model, dest, signature=infer_signature(example, model.predict(example)),
     input_example=example[:2],
+    serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
 )
 """
 
