@@ -25,7 +25,7 @@ METADATA = {"name": "lr", "version": "sha256:abc", "signature": {"kind": "array"
 class FakeModelServer:
     def __init__(self, script, arrow):
         self.script = list(script)  # statuses for /v1/predict, in order; then 200s
-        self.bodies, self.headers = [], []
+        self.bodies, self.headers, self.gets = [], [], []
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,7 +40,11 @@ class FakeModelServer:
                 self.wfile.write(body)
 
             def do_GET(self):
-                self._answer(200, METADATA)
+                fake.gets.append((self.path, self.headers.get("Authorization")))
+                if self.path.startswith("/services/mlhub-publisher/api/models/"):
+                    self._answer(200, {"url": fake.url + "models/alice/lr/"})  # a Model
+                else:
+                    self._answer(200, METADATA)
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -166,3 +170,13 @@ def test_requests_over_max_request_bytes_are_split_before_sending(server_factory
     assert server.bodies == []  # refused here, never sent
     segments, rejected = bisect(endpoint, table)
     assert rejected == [] and [len(p) for _, p in segments] == [16] * 4
+
+
+def test_a_model_name_is_resolved_through_the_publisher(server_factory):
+    server = server_factory(arrow=True)
+    endpoint = ModelEndpoint.resolve("alice/lr", url=server.url, token="hub-token", settings=FAST)
+    assert endpoint.base_url == server.url + "models/alice/lr/"
+    assert server.gets == [
+        ("/services/mlhub-publisher/api/models/alice/lr", "token hub-token"),
+        ("/models/alice/lr/v1/metadata", "token hub-token"),
+    ]
