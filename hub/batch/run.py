@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from .endpoint import ModelEndpoint
+from .errors import InvalidBatch
 from .features import Features
 from .scorer import Scorer
 from .scoring import score_chunk
@@ -90,6 +91,13 @@ class _Run:
         """``(chunk id, table)`` with the row-position key added when the source has none."""
         offset = 0
         for chunk_id, table in enumerate(self.source.chunks(self.settings.chunk_size)):
+            missing = [k for k in self.keys if k != ROW_KEY and k not in table.column_names]
+            if missing:
+                raise InvalidBatch(
+                    f"the key column(s) {missing} are not among the source's columns "
+                    f"{table.column_names}",
+                    {"missing": missing},
+                )
             if self.keys == [ROW_KEY]:
                 positions = np.arange(offset, offset + table.num_rows, dtype=np.int64)
                 table = table.append_column(ROW_KEY, pa.array(positions))

@@ -165,6 +165,8 @@ def test_bad_requests_are_explained(tmp_path, table):
         score(SumModel(), "sqlite://", "sqlite://?table=t", query="SELECT 1", progress=False)
     with pytest.raises(InvalidBatch, match=r"add \?table=NAME"):
         score(SumModel(), str(tmp_path / "in.parquet"), "sqlite://", progress=False)
+    with pytest.raises(InvalidBatch, match=r"key column\(s\) \['wafer'\] are not among"):
+        score(SumModel(), str(tmp_path / "in.parquet"), str(tmp_path / "o"), key="wafer")
     with pytest.raises(InvalidBatch, match="no file or folder"):
         score(SumModel(), str(tmp_path / "nope.parquet"), str(tmp_path / "o"), progress=False)
     with pytest.raises(InvalidBatch, match="at least 1"):
