@@ -19,7 +19,8 @@ with each of these servers, one at a time, every one with 2 worker processes on 
 
 ``wrk`` (Debian's; installed with apt-get when missing and running as root) posts one-row JSON
 bodies (64 different rows, in turn) through a Lua script, at each concurrency for
-``--duration`` seconds, ``--trials`` times (the median is reported), after a warm-up. It
+``--duration`` seconds, after a warm-up; ``--trials`` rounds over all servers, each server
+started afresh in each round (the median is reported). It
 prints requests/s and p50/p95/p99 latency, the ratios of mlhub to each peer, and the
 performance targets of shared/notes/performance-anchors.md met or missed.
 
@@ -586,7 +587,7 @@ def parse_args(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds per point")
-    parser.add_argument("--trials", type=int, default=1, help="trials per point (median)")
+    parser.add_argument("--trials", type=int, default=2, help="trials per point (median)")
     parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds per server")
     parser.add_argument("--concurrency", default="1,8,64", help="connections, comma-separated")
     parser.add_argument("--models", default="lr,rf", help="lr, rf or both")
@@ -634,38 +635,45 @@ def main(argv=None):
         "bentoml": lambda d: start_bentoml(d, work, venvs["bentoml"]),
         "flask": lambda d: start_flask(d, work),
     }
-    results = {}
     started = datetime.datetime.now()
-    for model_name in args.models:
-        results[model_name] = {}
-        for name in args.servers:
-            if name in ("mlflow", "bentoml") and name not in venvs:
-                continue  # not installed: already reported
-            server = None
-            try:
-                print(f"{model_name.upper()} on {name}: starting", flush=True)
-                server = starters[name](work / model_name)
-                check_answers(server, rows, models[model_name])
-                script = lua_script(server, rows, work / f"{name}-{model_name}.lua")
-                url = server.url + server.path
-                run_wrk(wrk, script, url, max(args.concurrency), args.warmup)
-                trials = {c: [] for c in args.concurrency}
-                for _ in range(args.trials):
+    # Trials go round every server in turn (a fresh start each), so a noisy spell on the
+    # machine lands on all servers alike instead of on whichever ran during it.
+    measured = {
+        m: {n: {c: [] for c in args.concurrency} for n in args.servers} for m in args.models
+    }
+    failed = {(m, n) for m in args.models for n in ("mlflow", "bentoml") if n not in venvs}
+    for trial in range(1, args.trials + 1):
+        for model_name in args.models:
+            for name in args.servers:
+                if (model_name, name) in failed:
+                    continue  # not installed, or failed before: already reported
+                server = None
+                try:
+                    print(f"trial {trial}: {model_name.upper()} on {name}", flush=True)
+                    server = starters[name](work / model_name)
+                    check_answers(server, rows, models[model_name])
+                    script = lua_script(server, rows, work / f"{name}-{model_name}.lua")
+                    url = server.url + server.path
+                    run_wrk(wrk, script, url, max(args.concurrency), args.warmup)
                     for c in args.concurrency:
-                        trials[c].append(run_wrk(wrk, script, url, c, args.duration))
-                points = {c: median_point(t) for c, t in trials.items()}
-                results[model_name][name] = points
-                print(
-                    f"{model_name.upper()} on {name}: "
-                    + ", ".join(f"c={c} {cell(p)}" for c, p in points.items()),
-                    flush=True,
-                )
-            except Skip as exc:
-                skipped.append((f"{name} ({model_name})", str(exc)))
-                print(f"SKIPPING {name} for {model_name}: {exc}", flush=True)
-            finally:
-                if server is not None:
-                    stop(server.proc)
+                        point = run_wrk(wrk, script, url, c, args.duration)
+                        measured[model_name][name][c].append(point)
+                        print(f"  c={c} {cell(point)}", flush=True)
+                except Skip as exc:
+                    failed.add((model_name, name))
+                    skipped.append((f"{name} ({model_name})", str(exc)))
+                    print(f"SKIPPING {name} for {model_name}: {exc}", flush=True)
+                finally:
+                    if server is not None:
+                        stop(server.proc)
+    results = {
+        m: {
+            n: {c: median_point(t) for c, t in by_c.items() if t}
+            for n, by_c in by_name.items()
+            if any(by_c.values())
+        }
+        for m, by_name in measured.items()
+    }
     versions = versions_of(venvs)
     report(results, args.concurrency, skipped, versions, args)
     print(f"took {datetime.datetime.now() - started}; logs and scripts in {work}")
