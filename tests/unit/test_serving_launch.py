@@ -118,3 +118,34 @@ def test_bad_port_or_setting_fails_before_uwsgi(tmp_path):
         uwsgi_argv(tmp_path, 70000, env={})
     with pytest.raises(SettingsError, match="MLHUB_MAX_BODY_BYTES"):
         uwsgi_argv(tmp_path, 9000, env={"MLHUB_MAX_BODY_BYTES": "lots"})
+
+
+def test_batching_settings_and_threads():
+    off = Settings.from_env({"MLHUB_BUNDLE": "/b"})
+    assert (off.batching, off.batch_max_size, off.batch_max_wait_ms, off.threads) == (
+        False,
+        64,
+        2,
+        1,
+    )
+    on = Settings.from_env({"MLHUB_BUNDLE": "/b", "MLHUB_BATCHING": "on"})
+    assert on.batching and on.threads == 64  # one thread per row a batch can hold
+    sized = Settings.from_env(
+        {
+            "MLHUB_BUNDLE": "/b",
+            "MLHUB_BATCHING": "on",
+            "MLHUB_BATCH_MAX_SIZE": "16",
+            "MLHUB_BATCH_MAX_WAIT_MS": "0",
+            "MLHUB_THREADS": "8",
+        }
+    )
+    assert (sized.batch_max_size, sized.batch_max_wait_ms, sized.threads) == (16, 0, 8)
+    with pytest.raises(SettingsError, match="MLHUB_BATCH_MAX_SIZE"):
+        Settings.from_env({"MLHUB_BUNDLE": "/b", "MLHUB_BATCH_MAX_SIZE": "0"})
+
+
+def test_argv_runs_threads_only_when_asked(tmp_path):
+    assert "--threads" not in uwsgi_argv(tmp_path, 9000, env={})
+    argv = uwsgi_argv(tmp_path, 9000, env={"MLHUB_BATCHING": "on", "MLHUB_BATCH_MAX_SIZE": "32"})
+    assert option(argv, "--threads") == "32"
+    assert env_options(argv)["MLHUB_BATCHING"] == "on"

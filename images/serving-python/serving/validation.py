@@ -12,6 +12,8 @@ Accepted payloads (``POST /v1/predict``)::
     {"instances": [{"sepal_length": 5.1, ...}, ...]}           records, keyed by input name
     {"columns": ["sepal_length", ...], "data": [[5.1, ...]]}   columnar, any column order
 
+and, through ``arrowio``, Arrow or Parquet tables: one numpy array per column (``from_arrays``).
+
 JSON ``null`` means a missing value in number (NaN), string and category inputs. Booleans are
 read as 0/1 in number inputs (numpy's rule); strings are never read as numbers.
 """
