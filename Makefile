@@ -15,9 +15,11 @@ $(STAMP): setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e .
-	# An editable install skips setup.py's data_files: enable the notebook server extension
-	# in the venv's own Jupyter config so every user server gets the /mlhub/api routes.
-	$(BIN)/jupyter server extension enable --sys-prefix mlhub.extension >/dev/null
+	# An editable install skips setup.py's data_files: put the file that enables the notebook
+	# server extension into the venv's Jupyter config so every user server gets /mlhub/api.
+	# (`jupyter server extension enable` refuses an extension no config lists yet.)
+	install -D -m 644 extension/jupyter-config/jupyter_server_config.d/mlhub.json \
+		$(VENV)/etc/jupyter/jupyter_server_config.d/mlhub.json
 	touch $(STAMP)
 
 install: $(STAMP)

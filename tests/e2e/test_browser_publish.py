@@ -74,6 +74,12 @@ def test_login_spawn_notebook_publish_predict(platform, browser_page):
     page.click("input[type=submit], button[type=submit]")
     page.wait_for_url(f"**/user/{user}/**", timeout=90_000)
 
+    # The user server runs the mlhub server extension, and it reaches the publisher.
+    status = page.request.get(f"{platform.url}user/{user}/mlhub/api/status")
+    assert status.ok, status.text()
+    assert status.json()["user"] == user
+    assert status.json()["publisher"]["reachable"] is True
+
     page.goto(f"{platform.url}user/{user}/lab/tree/defects.ipynb")
     # The notebook names the profile's kernel (python3), so it starts with no "Select Kernel".
     wait_for_kernel(page)
