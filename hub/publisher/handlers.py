@@ -181,11 +181,23 @@ class VersionsHandler(BaseHandler):
     refused = None  # the error to answer with once the body is read
 
     async def prepare(self):
+        # A refusal is answered only after the body is read and dropped (up to
+        # max_upload_bytes, or the size it declared if that is the refusal): answering while
+        # the client still sends closes the connection, and the proxy in between then answers
+        # 503 (broken pipe) instead of the 401/403/400/413.
+        try:
+            self.publisher = await self.accept()
+        except MlhubError as exc:
+            self.refused = exc
+            return
+        self.upload = self.manager.artifacts.new_upload()
+
+    async def accept(self):
+        """The caller, once the upload may go ahead; raises the refusal otherwise."""
         user, name = self.path_kwargs["user"], self.path_kwargs["name"]
         caller = await self.caller()
         authorize(caller, MANAGE, user)
         validate_name(name)
-        self.publisher = caller
         ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip()
         if ctype not in BUNDLE_TYPES:
             raise UnsupportedMediaType(
@@ -195,14 +207,10 @@ class VersionsHandler(BaseHandler):
         limit = self.settings["max_upload_bytes"]
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > limit:
-            # Read and drop the body, then answer (in post): answering now would close the
-            # connection while the client still sends, and the proxy in between would then
-            # answer 503 (broken pipe) instead of this 413.
             self.request.connection.set_max_body_size(int(length))
-            self.refused = self.too_large(limit)
-            return
+            raise self.too_large(limit)
         self.request.connection.set_max_body_size(limit)
-        self.upload = self.manager.artifacts.new_upload()
+        return caller
 
     @staticmethod
     def too_large(limit):
