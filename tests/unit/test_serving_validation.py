@@ -204,3 +204,37 @@ def test_untyped_schema_passes_data_through():
     assert frame["a"].tolist() == [1, 2]
     with pytest.raises(InvalidInput, match="same length"):
         schema.from_payload({"instances": [[1, 2], [3]]})
+
+
+def test_columnar_reorder_of_mixed_types_keeps_each_column_typed():
+    order = ["plan", "city", "member", "income", "age"]
+    body = {
+        "columns": order,
+        "data": [["pro", "Oslo", True, 52000, 41], [None, None, False, 1.5, 7]],
+    }
+    frame, n = Schema(FRAME).from_payload(body)
+    assert n == 2 and list(frame.columns) == ["age", "income", "member", "city", "plan"]
+    assert frame["age"].tolist() == [41, 7] and frame["income"].tolist() == [52000.0, 1.5]
+    assert frame["plan"].iloc[0] == "pro" and pd.isna(frame["plan"].iloc[1])
+    err = bad(Schema(ARRAY), {"columns": ["x2", "x0", "x1"], "data": [[1, 2, 3], [1, "x", 3]]})
+    assert "row 1, input 'x0'" in err.message  # named in signature terms, not request order
+
+
+def test_arrays_are_cast_per_column_with_the_same_rules():
+    schema = Schema(FRAME)
+    arrays = {
+        "plan": np.array(["basic", None], dtype=object),
+        "city": np.array(["Oslo", "Rome"], dtype=object),
+        "member": np.array([True, False]),
+        "income": np.array([1, 2], dtype=np.int32),  # whole numbers are fine for a double
+        "age": np.array([3.0, 4.0]),  # whole floats are fine for a long
+    }
+    frame = schema.from_arrays(arrays)
+    assert frame["income"].dtype == np.float64 and frame["age"].dtype == np.int64
+    assert frame["age"].tolist() == [3, 4] and pd.isna(frame["plan"].iloc[1])
+    with pytest.raises(InvalidInput, match="row 1, input 'age': expected a whole number"):
+        schema.from_arrays(dict(arrays, age=np.array([3.0, 4.5])))
+    with pytest.raises(InvalidInput, match="missing 'age'"):
+        schema.from_arrays({k: v for k, v in arrays.items() if k != "age"})
+    X = Schema(ARRAY).from_arrays({f"x{i}": np.array([i, i + 1.0]) for i in (2, 0, 1)})
+    assert X.tolist() == [[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]]
