@@ -1,4 +1,4 @@
-"""The hub the publisher tests share: one real ``mlhub up`` per test module (``EmbeddedHub``).
+"""The hub the publisher and batch tests share: one real ``mlhub up`` per test module.
 
 It runs the real hub/jupyterhub_config.py, with the publisher settings below written to the mlhub
 config file, and the accounts ``alice`` and ``bob`` made with ``mlhub users add``: their
