@@ -263,12 +263,21 @@ class EmbeddedHub:
         )
 
     def wait_ready(self, session, user):
+        """Wait for ``user``'s server; fail at once, with the hub's log, if the spawn failed.
+
+        The wait is as long as the hub's own spawn timeouts (start + http, 180 s), so a slow
+        machine fails the spawn in the hub, where the log says why, not in the test.
+        """
+
         def ready():
             model = self.hub_api(session, "GET", f"/users/{user}").json()
             server = model["servers"].get("")
+            if server is None and model.get("pending") is None:
+                tail = "\n".join(self.output.splitlines()[-40:])
+                raise AssertionError(f"{user}'s server failed to start; the hub said:\n{tail}")
             return server if server and server["ready"] else None
 
-        return wait_for(ready, f"{user}'s server to be ready")
+        return wait_for(ready, f"{user}'s server to be ready", timeout=200)
 
     def server_pid(self, user):
         """The pid of ``user``'s jupyterhub-singleuser process (a descendant of mlhub up)."""
