@@ -9,6 +9,7 @@ test_serving_uwsgi.py define a ``hub`` of their own.
 """
 
 import pytest
+from batchtest import Postgres, Redis
 from embedded_hub import EmbeddedHub
 
 # Small limits and short waits, so the tests can reach them in seconds.
@@ -33,3 +34,20 @@ def hub(tmp_path_factory):
         hub.stop()
     finally:
         hub.kill()
+
+
+# Debian PostgreSQL and Redis servers of the batch tests, one per test module.
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    server = Postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    server = Redis()
+    yield server
+    server.stop()

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 import sqlalchemy as sa
-from batchtest import Postgres, Redis, Serving
+from batchtest import Serving
 from embedded_hub import wait_for
 from mlhub.bundle import save_bundle
 from sklearn.datasets import make_classification
@@ -87,20 +87,6 @@ def keyed_serving(model, work):
     access = work / "access.json"
     access.write_text(json.dumps({"key_hashes": [hashlib.sha256(KEY.encode()).hexdigest()]}))
     server = Serving(work / "lr", work, env={"MLHUB_AUTH": "on", "MLHUB_ACCESS_FILE": str(access)})
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    server = Postgres()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def redis_server():
-    server = Redis()
     yield server
     server.stop()
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 import sqlalchemy as sa
-from batchtest import Postgres, Redis, Serving
+from batchtest import Serving
 from mlhub.batch import score
 from mlhub.bundle import save_bundle
 from sklearn.datasets import make_classification
@@ -46,20 +46,6 @@ def model(work):
 @pytest.fixture(scope="module")
 def serving(model, work):
     server = Serving(work / "lr", work)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    server = Postgres()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def redis_server():
-    server = Redis()
     yield server
     server.stop()
 
