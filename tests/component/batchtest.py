@@ -1,4 +1,4 @@
-"""Real processes for the batch scoring tests: a model server, PostgreSQL and Redis.
+"""Real processes for the serving and batch tests: a model server, PostgreSQL and Redis.
 
 ``Serving`` starts ``python -m mlhub.serving`` (uWSGI) on a free port, ``Postgres`` a
 throwaway PostgreSQL cluster from Debian's ``postgresql`` package (initdb in a temporary
@@ -34,26 +34,31 @@ def _stop(proc, seconds=30):
 class Serving:
     """One model server, started as the local deployer starts it; ``url`` is its base."""
 
-    def __init__(self, bundle, log_dir, *, env=None, workers=2):
+    def __init__(self, bundle, log_dir, *, env=None, workers=2, prefix=None, wait_path="readyz"):
+        """``env`` defaults to authentication off; ``wait_path`` is the route that must answer
+        200 before the server counts as started (``healthz`` for a bundle that cannot load)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = Path(log_dir) / f"serving-{self.port}.log"
         argv = [sys.executable, "-m", "mlhub.serving", "--bundle", str(bundle)]
         argv += ["--port", str(self.port), "--workers", str(workers)]
+        if prefix:
+            argv += ["--prefix", prefix]
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("MLHUB_")}
-        full_env.update(env or {"MLHUB_AUTH": "off"})
+        full_env.update({"MLHUB_AUTH": "off"} if env is None else env)
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(argv, env=full_env, stdout=log, stderr=log)
+        self.wait_path = wait_path
         try:
-            wait_for(self._ready, f"the model server on {self.url} (log {self.log})", 60)
+            wait_for(self._started, f"the model server on {self.url} (log {self.log})", 60)
         except BaseException:
             self.stop()
             raise
 
-    def _ready(self):
+    def _started(self):
         if self.proc.poll() is not None:
             raise AssertionError(f"the model server exited: {self.log.read_text()[-3000:]}")
-        return requests.get(self.url + "readyz", timeout=2).status_code == 200
+        return requests.get(self.url + self.wait_path, timeout=2).status_code == 200
 
     def predicted_rows(self):
         """``mlhub_predictions_total``: rows the server predicted, all workers together."""

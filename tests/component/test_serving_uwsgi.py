@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,8 @@ import cloudpickle
 import numpy as np
 import pytest
 import requests
+from batchtest import Serving
+from embedded_hub import wait_for
 from mlhub.bundle import save_bundle
 from sklearn.datasets import load_iris, make_classification
 from sklearn.linear_model import LogisticRegression
@@ -55,59 +56,16 @@ def sha(text):
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(condition, what, seconds=60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"gave up waiting for {what}")
-
-
-class Server:
-    """One uWSGI instance started the way the deployer starts it."""
+class Server(Serving):
+    """One uWSGI instance started the way the deployer starts it, authentication on unless
+    ``env`` says otherwise; started means alive (``/healthz``), so a broken bundle still starts.
+    ``url`` has no trailing slash: the tests append absolute paths."""
 
     def __init__(self, bundle, tmp, *, workers=2, prefix=None, env=None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = Path(tmp) / f"uwsgi-{self.port}.log"
-        argv = [sys.executable, "-m", "mlhub.serving", "--bundle", str(bundle)]
-        argv += ["--port", str(self.port), "--workers", str(workers)]
-        if prefix:
-            argv += ["--prefix", prefix]
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("MLHUB_")}
-        full_env.update(env or {})
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(argv, env=full_env, stdout=log, stderr=log)
-        try:
-            wait_until(self._alive, f"uWSGI on {self.url} (log: {self.log})")
-        except BaseException:
-            self.stop()
-            raise
-
-    def _alive(self):
-        if self.proc.poll() is not None:
-            raise AssertionError(f"uWSGI exited: {self.log.read_text()[-3000:]}")
-        try:
-            return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except requests.RequestException:  # refused, or accepted while the app still loads
-            return False
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().__init__(
+            bundle, tmp, env=env or {}, workers=workers, prefix=prefix, wait_path="healthz"
+        )
+        self.url = self.url.rstrip("/")
 
 
 class HubStandIn:
@@ -441,10 +399,10 @@ def test_a_key_added_to_the_access_file_starts_working(lr_server, access_file):
     assert requests.get(url, headers=auth(LATER_KEY)).status_code == 401
     write_access(access_file, groups=["analysts"], keys=[KEY, LATER_KEY])
     # every worker re-reads the changed file within about a second
-    wait_until(
+    wait_for(
         lambda: all(requests.get(url, headers=auth(LATER_KEY)).ok for _ in range(4)),
         "the new key to be accepted",
-        seconds=15,
+        15,
     )
 
 
@@ -478,7 +436,7 @@ def test_sigterm_lets_the_running_request_finish(work):
 
         caller = threading.Thread(target=call)
         caller.start()
-        wait_until(marker.exists, "the slow request to reach the model")
+        wait_for(marker.exists, "the slow request to reach the model")
         server.proc.send_signal(signal.SIGTERM)
         caller.join(timeout=60)
         assert result["response"].status_code == 200
