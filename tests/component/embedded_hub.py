@@ -18,6 +18,7 @@ The module also holds the process helpers the tests share (``free_port``, ``proc
 
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -35,10 +36,31 @@ VENV_BIN = Path(sys.executable).parent
 MLHUB = str(VENV_BIN / "mlhub")
 
 
+def _ephemeral_range():
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port that is free now and stays out of the kernel's way until a server binds it.
+
+    A test picks a port, writes it into a config and binds it seconds later. A port from
+    ``bind(0)`` lies in the ephemeral range, where every kernel, ZMQ socket or client the
+    machine opens in between may take it (seen: the publisher's port taken by a socket that
+    never answered HTTP). Ports below that range are only handed out on request.
+    """
+    low, _ = _ephemeral_range()
+    for port in random.sample(range(max(1024, low - 12000), low), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below the ephemeral range")
 
 
 def process_table():
