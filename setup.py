@@ -15,6 +15,8 @@ PACKAGE_DIR = {
     "mlhub.serving": "images/serving-python/serving",
     "mlhub.extension": "extension/python",
     "mlhub.batch": "hub/batch",
+    "mlhub.serving_r": "images/serving-r",
+    "mlhub.extension_r": "extension/r",
 }
 
 RUNTIME = [
@@ -70,6 +72,8 @@ setup(
         "mlhub": ["jupyterhub_config.py", "templates/*.html"],
         "mlhub.profiles": ["*.yaml", "*.json"],
         "mlhub.publisher": ["openapi.yaml"],
+        "mlhub.serving_r": ["*.R", "runtime/*.R"],
+        "mlhub.extension_r": ["mlhub/DESCRIPTION", "mlhub/NAMESPACE", "mlhub/R/*.R"],
     },
     data_files=[
         (

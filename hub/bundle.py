@@ -282,6 +282,61 @@ def save_bundle(
     return manifest
 
 
+def save_r_bundle(
+    model_rds,
+    path,
+    *,
+    name,
+    r_version,
+    r_packages=(),
+    signature=None,
+    example=None,
+    model_class="",
+    description="",
+    predict_args=None,
+):
+    """Write an R model (the bytes of its ``saveRDS`` file) as a bundle; return its manifest.
+
+    The R helper (``mlhub::publish``) captures what only R knows (the RDS bytes, the example's
+    column types and factor levels, the R version and package versions) and the notebook
+    server extension calls this, so the bundle format lives in Python only. The RDS is never
+    read here: only the R serving runtime loads it.
+    """
+    validate_name(name)
+    if not isinstance(model_rds, bytes) or not model_rds:
+        raise InvalidBundle("the R model file is empty: save it with saveRDS", {"field": "model"})
+    if signature is not None and example is None:
+        raise InvalidBundle("a signature needs its example rows", {"field": "example"})
+    packages = [dict(p) if isinstance(p, dict) else p for p in r_packages]
+    manifest = {
+        "format": FORMAT,
+        "name": name,
+        "description": description,
+        "runtime": "r",
+        "flavor": "rds",
+        "serialization": "rds",
+        "model_file": "model/model.rds",
+        "predict_method": "predict",
+        "predict_args": dict(predict_args or {}),
+        "model_class": model_class,
+        "signature": signature,
+        "example": list(example[:EXAMPLE_ROWS]) if example is not None else None,
+        "r_version": r_version,
+        "r_packages": packages,
+        "requirements": [],
+    }
+    check_manifest(manifest)
+    manifest["requirements"] = [f"{p['name']}=={p['version']}" for p in packages]
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    (path / "model").mkdir(parents=True)
+    (path / manifest["model_file"]).write_bytes(model_rds)
+    (path / "r-packages.txt").write_text("".join(f"{r}\n" for r in manifest["requirements"]))
+    write_manifest(path, manifest)
+    return manifest
+
+
 def write_manifest(path, manifest):
     Path(path, MANIFEST).write_text(yaml.safe_dump(manifest, sort_keys=False))
 
@@ -337,7 +392,57 @@ def check_manifest(manifest):
         raise InvalidBundle(
             f"{MANIFEST}: requirements must be a list of strings", {"field": "requirements"}
         )
+    if manifest["runtime"] == "r":
+        check_r_manifest(manifest)
+    elif manifest["flavor"] == "rds":
+        raise InvalidBundle(
+            f"{MANIFEST}: flavor 'rds' is an R model: its runtime must be 'r'", {"field": "runtime"}
+        )
     return manifest
+
+
+_R_VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+)?$")
+_R_PACKAGE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$")
+
+
+def check_r_manifest(manifest):
+    """The fields an R bundle needs: an RDS model, the R version and the packages it uses."""
+    _need(manifest, "flavor", str, ("rds",))
+    _need(manifest, "serialization", str, ("rds",))
+    if not manifest["model_file"].endswith(".rds"):
+        raise InvalidBundle(
+            f"{MANIFEST}: an R model_file is an .rds file, got {manifest['model_file']!r}",
+            {"field": "model_file"},
+        )
+    r_version = _need(manifest, "r_version", str)
+    if not _R_VERSION_RE.match(r_version):
+        raise InvalidBundle(
+            f"{MANIFEST}: r_version {r_version!r} is not an R version such as '4.2.2'",
+            {"field": "r_version"},
+        )
+    packages = manifest.get("r_packages", [])
+    if not isinstance(packages, list):
+        raise InvalidBundle(
+            f"{MANIFEST}: r_packages must be a list of {{name, version}}", {"field": "r_packages"}
+        )
+    for i, pkg in enumerate(packages):
+        if (
+            not isinstance(pkg, dict)
+            or not isinstance(pkg.get("name"), str)
+            or not _R_PACKAGE_RE.match(pkg["name"])
+            or not isinstance(pkg.get("version"), str)
+        ):
+            raise InvalidBundle(
+                f"{MANIFEST}: r_packages[{i}] needs an R package 'name' and a 'version' "
+                f"string, got {pkg!r}",
+                {"field": f"r_packages[{i}]"},
+            )
+    args = manifest.get("predict_args", {})
+    if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+        raise InvalidBundle(
+            f"{MANIFEST}: predict_args must map argument names of predict() to values",
+            {"field": "predict_args"},
+        )
 
 
 def load_manifest(path):

@@ -26,10 +26,12 @@ import socket
 import subprocess
 import sys
 import time
+import shutil
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlhub import rlang
 from mlhub.bundle import load_manifest
 from mlhub.deployers.base import Deployer, ModelRef
 from mlhub.deployers.routes import ProxyRoutes
@@ -41,6 +43,8 @@ from traitlets import Bool, Dict, Float, Instance, Integer, List, Unicode, defau
 _SECRET_PREFIXES = ("JUPYTERHUB_", "CONFIGPROXY_", "MLHUB_")
 _SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD")
 _POLL = 0.2  # seconds between checks while waiting for a process to become ready or exit
+# what to tell the publisher of a model whose runtime's program is not installed here
+_INSTALL_HINTS = {"r": rlang.INSTALL_HINT}
 
 
 def _stat(pid):
@@ -183,7 +187,9 @@ class LocalDeployer(Deployer):
         help="""Command that serves a bundle, per bundle runtime. Placeholders: ``{bundle}``,
         ``{port}``, ``{workers}``, ``{host}``. The process must keep its pid for its lifetime
         (exec the server) and stop gracefully on SIGTERM. Default: the Python runtime,
-        ``[sys.executable, "-m", "mlhub.serving", "--bundle", "{bundle}", ...]``.""",
+        ``[sys.executable, "-m", "mlhub.serving", "--bundle", "{bundle}", ...]``, and the R
+        runtime, ``["Rscript", "<mlhub.serving_r>/serve.R", "--bundle", "{bundle}", ...]``
+        (one plumber process; needs R installed, see the README).""",
     ).tag(config=True)
 
     @default("serve_commands")
@@ -201,18 +207,35 @@ class LocalDeployer(Deployer):
                 "{workers}",
                 "--host",
                 "{host}",
-            ]
+            ],
+            "r": [
+                rlang.RSCRIPT,
+                str(rlang.serve_script()),
+                "--bundle",
+                "{bundle}",
+                "--port",
+                "{port}",
+                "--workers",
+                "{workers}",
+                "--host",
+                "{host}",
+            ],
         }
 
     check_commands = Dict(
         help="""Command that exits 0 if a bundle loads, per runtime (``{bundle}`` placeholder);
         run before a version is accepted. Its last output line is the reason on failure.
-        Default: ``[sys.executable, "-m", "mlhub.serving", "check", "--bundle", "{bundle}"]``.""",
+        Default: ``[sys.executable, "-m", "mlhub.serving", "check", "--bundle", "{bundle}"]``
+        and, for R, ``["Rscript", "<mlhub.serving_r>/serve.R", "check", "--bundle", "{bundle}"]``
+        (it also refuses a model whose R packages are not installed).""",
     ).tag(config=True)
 
     @default("check_commands")
     def _default_check_commands(self):
-        return {"python": [sys.executable, "-m", "mlhub.serving", "check", "--bundle", "{bundle}"]}
+        return {
+            "python": [sys.executable, "-m", "mlhub.serving", "check", "--bundle", "{bundle}"],
+            "r": [rlang.RSCRIPT, str(rlang.serve_script()), "check", "--bundle", "{bundle}"],
+        }
 
     check_timeout = Float(
         300.0, help="Seconds a bundle's load check may take before it is refused (default 300)."
@@ -375,7 +398,14 @@ class LocalDeployer(Deployer):
                 f"{', '.join(sorted(table)) or 'nothing'}); see LocalDeployer.serve_commands",
                 {"field": "runtime"},
             )
-        return [str(part).format(**values) for part in table[runtime]]
+        cmd = [str(part).format(**values) for part in table[runtime]]
+        if shutil.which(cmd[0]) is None:
+            hint = _INSTALL_HINTS.get(runtime, "install it or change LocalDeployer.serve_commands")
+            raise InvalidBundle(
+                f"runtime {runtime!r} cannot be served here: {cmd[0]} is not installed; {hint}",
+                {"field": "runtime", "runtime": runtime, "missing": cmd[0]},
+            )
+        return cmd
 
     def _runtime(self, bundle_dir):
         return load_manifest(bundle_dir)["runtime"]

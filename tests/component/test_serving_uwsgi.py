@@ -6,7 +6,6 @@ bundle with a corrupt pickle. JupyterHub tokens are checked against ``HubStandIn
 server on 127.0.0.1 that stands in for the hub's ``/hub/api/user``.
 """
 
-import hashlib
 import http.client
 import json
 import os
@@ -15,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cloudpickle
@@ -24,6 +22,7 @@ import pytest
 import requests
 from batchtest import Serving
 from embedded_hub import wait_for
+from hubstandin import HubStandIn, write_access
 from mlhub.bundle import save_bundle
 from sklearn.datasets import load_iris, make_classification
 from sklearn.linear_model import LogisticRegression
@@ -52,10 +51,6 @@ class SlowModel:
         return X.sum(axis=1)
 
 
-def sha(text):
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 class Server(Serving):
     """One uWSGI instance started the way the deployer starts it, authentication on unless
     ``env`` says otherwise; started means alive (``/healthz``), so a broken bundle still starts.
@@ -66,52 +61,6 @@ class Server(Serving):
             bundle, tmp, env=env or {}, workers=workers, prefix=prefix, wait_path="healthz"
         )
         self.url = self.url.rstrip("/")
-
-
-class HubStandIn:
-    """Stands in for JupyterHub's ``GET /hub/api/user``: token -> user model, else 403."""
-
-    def __init__(self, users):
-        self.users = users
-        self.calls = 0
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                stand_in.calls += 1
-                scheme, _, token = self.headers.get("Authorization", "").partition(" ")
-                user = stand_in.users.get(token) if scheme == "token" else None
-                if self.path != "/hub/api/user" or user is None:
-                    self.send_response(403)
-                    self.end_headers()
-                    return
-                body = json.dumps(user).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.api_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hub/api"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def write_access(path, users=(), groups=(), keys=()):
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(
-        json.dumps(
-            {"users": list(users), "groups": list(groups), "key_hashes": [sha(k) for k in keys]}
-        )
-    )
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------- fixtures

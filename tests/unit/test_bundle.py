@@ -215,3 +215,80 @@ def test_mlflow_directory_is_converted(tmp_path, lr, data):
     assert "scikit-learn==1.9.1" in manifest["requirements"]
     model = bundle.load_model(tmp_path / "b")
     np.testing.assert_array_equal(model.predict(X), lr.predict(X))
+
+
+# ---------------------------------------------------------------- R bundles
+
+R_SIGNATURE = {
+    "kind": "dataframe",
+    "inputs": [
+        {"name": "temp", "type": "double"},
+        {"name": "line", "type": "category", "levels": ["a", "b"]},
+    ],
+}
+
+
+def r_bundle(path, **changes):
+    args = {
+        "name": "defect-r",
+        "r_version": "4.2.2",
+        "r_packages": [{"name": "randomForest", "version": "4.7-1.1"}],
+        "signature": R_SIGNATURE,
+        "example": [{"temp": 1.5, "line": "a"}],
+        "model_class": "randomForest.formula",
+        "predict_args": {"type": "response"},
+        **changes,
+    }
+    return bundle.save_r_bundle(b"X\n\x00RDS bytes", path, **args)
+
+
+def test_r_bundle_round_trips_through_pack_and_unpack(tmp_path):
+    manifest = r_bundle(tmp_path / "b")
+    assert (manifest["runtime"], manifest["flavor"], manifest["serialization"]) == (
+        "r",
+        "rds",
+        "rds",
+    )
+    assert manifest["requirements"] == ["randomForest==4.7-1.1"]
+    assert (tmp_path / "b" / "model" / "model.rds").read_bytes() == b"X\n\x00RDS bytes"
+    assert (tmp_path / "b" / "r-packages.txt").read_text() == "randomForest==4.7-1.1\n"
+    unpacked = bundle.unpack(io.BytesIO(bundle.pack(tmp_path / "b")), tmp_path / "u")
+    assert unpacked == bundle.load_manifest(tmp_path / "b") == manifest
+    assert bundle.bundle_digest(tmp_path / "u") == bundle.bundle_digest(tmp_path / "b")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"r_version": "four"}, "r_version"),
+        ({"r_packages": [{"name": "random Forest", "version": "1"}]}, "r_packages[0]"),
+        ({"r_packages": [{"name": "stats"}]}, "r_packages[0]"),
+        ({"predict_args": {1: "x"}}, "predict_args"),
+        ({"name": "Defect_R"}, "name"),
+        ({"example": None}, "example"),
+    ],
+)
+def test_r_bundle_refuses_bad_fields(tmp_path, changes, field):
+    with pytest.raises((InvalidBundle, InvalidName)) as caught:
+        r_bundle(tmp_path / "b", **changes)
+    assert caught.value.detail["field"] == field
+
+
+def test_rds_flavor_needs_the_r_runtime():
+    manifest = {"format": 1, "name": "m", "runtime": "python", "flavor": "rds", "model_file": "x"}
+    with pytest.raises(InvalidBundle, match="flavor 'rds' is an R model"):
+        bundle.check_manifest(manifest)
+
+
+def test_r_runtime_needs_an_rds_model():
+    manifest = {
+        "format": 1,
+        "name": "m",
+        "runtime": "r",
+        "flavor": "rds",
+        "model_file": "m.pkl",
+        "serialization": "rds",
+        "r_version": "4.2.2",
+    }
+    with pytest.raises(InvalidBundle, match="an R model_file is an .rds file"):
+        bundle.check_manifest(manifest)

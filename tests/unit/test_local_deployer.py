@@ -13,6 +13,7 @@ import sys
 import textwrap
 
 import pytest
+from mlhub import rlang
 from mlhub.deployers.base import Desired, ModelRef
 from mlhub.deployers.local import LocalDeployer, ServingInstance, tail_lines
 from mlhub.deployers.routes import ProxyRoutes
@@ -159,13 +160,40 @@ async def test_not_ready_in_time(tmp_path):
     await d.shutdown()
 
 
-async def test_unknown_runtime_is_refused(deployer, tmp_path):
-    path = bundle(tmp_path)
-    (tmp_path / "b" / "mlhub.yaml").write_text(
-        "format: 1\nname: iris\nruntime: r\nflavor: rds\nmodel_file: mlhub.yaml\n"
+def r_bundle(tmp_path):
+    path = tmp_path / "r"
+    (path / "model").mkdir(parents=True)
+    (path / "model" / "model.rds").write_bytes(b"RDS")
+    (path / "mlhub.yaml").write_text(
+        "format: 1\nname: iris\nruntime: r\nflavor: rds\nserialization: rds\n"
+        "model_file: model/model.rds\nr_version: '4.2.2'\n"
     )
+    return str(path)
+
+
+async def test_unknown_runtime_is_refused(deployer, tmp_path):
     with pytest.raises(InvalidBundle, match="runtime 'r' cannot be served here"):
-        await deployer.deploy(MODEL, V1, path, replicas=1, progress=Progress())
+        await deployer.deploy(MODEL, V1, r_bundle(tmp_path), replicas=1, progress=Progress())
+
+
+async def test_a_runtime_whose_program_is_missing_says_how_to_install_it(tmp_path):
+    """An R model on a machine without R: the publisher is told to install R's packages."""
+    deployer = make_deployer(
+        tmp_path, check_commands={"r": ["no-such-Rscript", "check", "{bundle}"]}
+    )
+    manifest = {"runtime": "r"}
+    with pytest.raises(InvalidBundle, match="no-such-Rscript is not installed") as caught:
+        await deployer.check(manifest, r_bundle(tmp_path))
+    assert "apt-get install r-base-core r-cran-plumber" in caught.value.message
+    assert caught.value.detail["missing"] == "no-such-Rscript"
+
+
+def test_r_is_served_by_the_plumber_runtime_by_default(tmp_path):
+    deployer = LocalDeployer(data_dir=str(tmp_path))
+    serve = deployer.serve_commands["r"]
+    assert serve[:2] == ["Rscript", str(rlang.serve_script())] and "{port}" in serve
+    assert deployer.check_commands["r"][2:] == ["check", "--bundle", "{bundle}"]
+    assert rlang.serve_script().is_file()
 
 
 async def test_crashed_process_is_restarted(deployer, tmp_path):

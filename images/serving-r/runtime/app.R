@@ -1,0 +1,219 @@
+# The serving contract as a plumber router (the R twin of mlhub.serving.app).
+#
+# Per request: strip the URL prefix (a preroute hook, so /models/alice/m/v1/predict and
+# /v1/predict reach the same route), one token check, one JSON parse, one schema conversion,
+# the model call and one JSON write. Every answer is built here (the handlers return the
+# response object), so every failure leaves as {"error", "code", "detail"} through
+# error_response(), the one place where errors become HTTP statuses.
+
+JSON_TYPE_HEADER <- "application/json"
+PROMETHEUS <- "text/plain; version=0.0.4; charset=utf-8"
+PUBLIC_ROUTES <- c("/healthz", "/readyz", "/v2/health/live", "/v2/health/ready")
+ROUTE_METHODS <- list(
+  `/healthz` = "GET", `/readyz` = "GET", `/v1/metadata` = "GET", `/v1/predict` = "POST",
+  `/v2/models/<name>` = "GET", `/v2/models/<name>/ready` = "GET",
+  `/v2/models/<name>/infer` = "POST", `/v2/health/live` = "GET", `/v2/health/ready` = "GET",
+  `/metrics` = "GET", `/openapi.json` = "GET")
+ALL_METHODS <- c("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
+
+send <- function(res, status, body, content_type = JSON_TYPE_HEADER) {
+  res$status <- as.integer(status)
+  res$setHeader("Content-Type", content_type)
+  res$body <- body
+  res
+}
+
+error_response <- function(res, err) {
+  err <- as_error(err)
+  if (err$status >= 500L && err$code == "internal_error") message("error: ", err$message)
+  if (err$status == 401L) res$setHeader("WWW-Authenticate", 'Bearer realm="mlhub"')
+  send(res, err$status, to_json(error_body(err)))
+}
+
+header <- function(req, name) {
+  value <- req[[name]]
+  if (is.null(value) || !nzchar(value)) NULL else value
+}
+
+# The JSON body, after checking its declared type and size (before parsing it).
+read_json_body <- function(req, max_bytes) {
+  content_type <- tolower(trimws(sub(";.*", "", header(req, "CONTENT_TYPE") %||%
+                                      header(req, "HTTP_CONTENT_TYPE") %||% "")))
+  if (nzchar(content_type) && content_type != JSON_TYPE_HEADER && !endsWith(content_type, "+json")) {
+    fail(415L, "unsupported_media_type", sprintf(
+      "the body is declared as '%s': send JSON with 'Content-Type: application/json'",
+      content_type), list(content_type = content_type))
+  }
+  length <- suppressWarnings(as.numeric(header(req, "CONTENT_LENGTH") %||%
+                                         header(req, "HTTP_CONTENT_LENGTH") %||% "0"))
+  raw <- req$bodyRaw
+  size <- max(length, length(raw), na.rm = TRUE)
+  if (size > max_bytes) {
+    fail(413L, "payload_too_large", sprintf(paste0(
+      "the body has %.0f bytes, more than this server's limit of %d bytes: split the ",
+      "instances into smaller requests"), size, max_bytes), list(limit = max_bytes, size = size))
+  }
+  if (!length(raw)) {
+    invalid_input('the body is empty: send JSON such as {"instances": [[...]]}',
+                  list(field = "body"))
+  }
+  text <- tryCatch(rawToChar(raw), error = function(e) NULL)
+  body <- if (is.null(text) || !validUTF8(text)) NULL else
+    tryCatch(jsonlite::parse_json(text, simplifyVector = FALSE), error = function(e) e)
+  if (is.null(body) || inherits(body, "error")) {
+    reason <- if (inherits(body, "error")) gsub("\\s+", " ", conditionMessage(body)) else "not UTF-8 text"
+    invalid_input(sprintf(paste0('the body is not valid JSON (%s): send a JSON object such ',
+                                 'as {"instances": [[...]]}'), trimws(reason)),
+                  list(field = "body"))
+  }
+  body
+}
+
+# Any body is left as it came (req$bodyRaw): read_json_body checks its type and size and
+# parses it, so plumber's own parser never answers a bad body with its own error.
+plumber::register_parser("mlhub_raw", function(...) function(value, ...) NULL,
+                         regex = ".*", verbose = FALSE)
+
+create_app <- function(settings, served, metrics = new_metrics(), authenticate = NULL) {
+  if (settings$auth && is.null(authenticate)) {
+    stop("authentication is on but no authenticator was given", call. = FALSE)
+  }
+  prefix <- settings$url_prefix
+  max_bytes <- settings$max_body_bytes
+  timeout <- settings$request_timeout
+  healthz <- to_json(list(status = "ok"))
+  metadata <- to_json(served_metadata(served, settings$owner))
+  openapi <- to_json(build_spec(served, owner = settings$owner, prefix = prefix,
+                                auth = settings$auth))
+  ready_body <- to_json(list(status = "ready", name = served$name, version = served$version))
+  v2_metadata <- if (served$ready) to_json(v2_model_metadata(served)) else NULL
+  metrics$info <- list(name = served$name, version = served$version %||% "",
+                       flavor = served$manifest$flavor %||% "")
+  metrics$gauges <- list(
+    mlhub_model_ready = list(help = "1 when the model is loaded and can predict.",
+                             value = as.integer(served$ready)),
+    mlhub_model_load_seconds = list(help = "Seconds spent loading the model.",
+                                    value = served$load_seconds),
+    # One R process serves one request at a time: more workers are more processes (the
+    # serving-r image runs MLHUB_WORKERS of them behind nginx), each reporting itself.
+    mlhub_workers = list(help = "Worker processes behind this metrics endpoint.", value = 1L))
+
+  same_model <- function(name) {
+    if (!identical(name, served$name)) {
+      fail(404L, "not_found", sprintf("this server serves the model '%s', not '%s'",
+                                      served$name, name), list(model = served$name))
+    }
+  }
+
+  # One route: time it, check the token unless public, map every failure.
+  endpoint <- function(route, handler) {
+    force(handler)
+    label <- gsub("<name>", "{name}", route, fixed = TRUE)
+    public <- label %in% PUBLIC_ROUTES
+    named <- grepl("<name>", route, fixed = TRUE)
+    function(req, res, ...) {
+      started <- proc.time()[["elapsed"]]
+      res <- tryCatch({
+        if (!public && !is.null(authenticate)) {
+          authenticate(header(req, "HTTP_AUTHORIZATION"), header(req, "HTTP_X_API_KEY"))
+        }
+        if (named) handler(req, res, list(...)$name) else handler(req, res)
+      }, error = function(e) error_response(res, e))
+      observe(metrics, label, res$status, proc.time()[["elapsed"]] - started)
+      res
+    }
+  }
+
+  readiness <- function(req, res) {
+    require_ready(served)
+    send(res, 200L, ready_body)
+  }
+  handlers <- list(
+    `/healthz` = function(req, res) send(res, 200L, healthz),
+    `/v2/health/live` = function(req, res) send(res, 200L, healthz),
+    `/readyz` = readiness,
+    `/v2/health/ready` = readiness,
+    `/v1/metadata` = function(req, res) send(res, 200L, metadata),
+    `/v1/predict` = function(req, res) {
+      require_ready(served)
+      if (tolower(req$argsQuery$proba %||% "") %in% c("1", "true", "yes", "on")) {
+        fail(400L, "bad_request", sprintf(
+          "this model (%s) has no predict_proba(): ask for predictions without proba",
+          served$manifest$model_class %||% "R model"), list(field = "proba"))
+      }
+      body <- read_json_body(req, max_bytes)
+      frame <- if (is.null(served$schema)) untyped_frame(body) else from_payload(served$schema, body)
+      predictions <- predict_frame(served, frame, timeout)
+      add_rows(metrics, nrow(frame))
+      send(res, 200L, to_json(list(predictions = I(predictions))))
+    },
+    `/v2/models/<name>` = function(req, res, name) {
+      same_model(name)
+      require_ready(served)
+      send(res, 200L, v2_metadata)
+    },
+    `/v2/models/<name>/ready` = function(req, res, name) {
+      same_model(name)
+      require_ready(served)
+      send(res, 200L, to_json(list(name = served$name, ready = TRUE)))
+    },
+    `/v2/models/<name>/infer` = function(req, res, name) {
+      same_model(name)
+      require_ready(served)
+      body <- read_json_body(req, max_bytes)
+      if (is.null(served$schema)) {
+        invalid_input("this model was published without an example, so its inputs have no names: use /v1/predict")
+      }
+      parsed <- parse_infer(served$schema, body)
+      predictions <- predict_frame(served, parsed$frame, timeout)
+      add_rows(metrics, nrow(parsed$frame))
+      answer <- list(model_name = served$name, model_version = served$version,
+                     outputs = list(output_tensor(predictions)))
+      if (!is.null(parsed$id)) answer$id <- parsed$id
+      send(res, 200L, to_json(answer))
+    },
+    `/metrics` = function(req, res) send(res, 200L, render_metrics(metrics), PROMETHEUS),
+    `/openapi.json` = function(req, res) send(res, 200L, openapi)
+  )
+
+  router <- plumber::pr()
+  router <- plumber::pr_set_parsers(router, "mlhub_raw")  # read_json_body reads the body
+  for (route in names(ROUTE_METHODS)) {
+    method <- ROUTE_METHODS[[route]]
+    router <- plumber::pr_handle(router, method, route, endpoint(route, handlers[[route]]),
+                                 serializer = plumber::serializer_text())
+    # Other methods get a JSON 405 naming the right one (plumber's own has no Allow value).
+    others <- setdiff(ALL_METHODS, c(method, if (method == "GET") "HEAD"))
+    router <- plumber::pr_handle(router, others, route, local({
+      allowed <- method
+      function(req, res, ...) {
+        res$setHeader("Allow", allowed)
+        observe(metrics, "other", 405L, 0)
+        send(res, 405L, to_json(list(
+          error = sprintf("%s is not allowed on %s: use %s", req$REQUEST_METHOD,
+                          req$PATH_INFO, allowed),
+          code = "method_not_allowed",
+          detail = list(method = req$REQUEST_METHOD, path = req$PATH_INFO))))
+      }
+    }), serializer = plumber::serializer_text())
+  }
+  router <- plumber::pr_set_404(router, function(req, res) {
+    observe(metrics, "other", 404L, 0)
+    send(res, 404L, to_json(list(
+      error = sprintf(paste0("there is no route %s: the model's routes are /v1/predict, ",
+                             "/v1/metadata, /v2/models/<name>/infer, /metrics and /openapi.json"),
+                      req$PATH_INFO),
+      code = "not_found", detail = list(method = req$REQUEST_METHOD, path = req$PATH_INFO))))
+  })
+  router <- plumber::pr_set_error(router, function(req, res, err) error_response(res, err))
+  if (nzchar(prefix)) {
+    router <- plumber::pr_hook(router, "preroute", function(req, res, data) {
+      path <- req$PATH_INFO
+      if (startsWith(path, prefix)) {
+        rest <- substring(path, nchar(prefix) + 1L)
+        if (!nzchar(rest) || startsWith(rest, "/")) req$PATH_INFO <- if (nzchar(rest)) rest else "/"
+      }
+    })
+  }
+  router
+}

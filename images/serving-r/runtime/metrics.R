@@ -1,0 +1,70 @@
+# Prometheus metrics with the names and labels of the Python runtime (mlhub.serving.metrics):
+# requests by route and status, a latency histogram by route, rows predicted, and gauges.
+# One R process serves one request at a time, so plain counters in an environment suffice.
+
+ROUTES <- c("/healthz", "/readyz", "/v1/metadata", "/v1/predict", "/v2/models/{name}",
+            "/v2/models/{name}/ready", "/v2/models/{name}/infer", "/v2/health/live",
+            "/v2/health/ready", "/metrics", "/openapi.json", "other")
+BUCKETS <- c(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+new_metrics <- function() {
+  m <- new.env(parent = emptyenv())
+  m$requests <- list()  # "route\tstatus" -> count
+  m$buckets <- matrix(0, nrow = length(ROUTES), ncol = length(BUCKETS) + 1)
+  m$sums <- numeric(length(ROUTES))
+  m$rows <- 0
+  m$info <- list()
+  m$gauges <- list()
+  m
+}
+
+observe <- function(m, route, status, seconds) {
+  key <- paste(route, status, sep = "\t")
+  m$requests[[key]] <- (m$requests[[key]] %||% 0) + 1
+  r <- match(route, ROUTES)
+  b <- findInterval(seconds, BUCKETS, left.open = TRUE) + 1
+  m$buckets[r, b] <- m$buckets[r, b] + 1
+  m$sums[r] <- m$sums[r] + seconds
+}
+
+add_rows <- function(m, rows) m$rows <- m$rows + rows
+
+prom_escape <- function(x) gsub("\n", "\\\\n", gsub('"', '\\\\"', gsub("\\\\", "\\\\\\\\", x)))
+
+render_metrics <- function(m) {
+  out <- c("# HELP mlhub_requests_total HTTP requests answered, by route and status.",
+           "# TYPE mlhub_requests_total counter")
+  for (key in sort(names(m$requests))) {
+    parts <- strsplit(key, "\t", fixed = TRUE)[[1]]
+    out <- c(out, sprintf('mlhub_requests_total{route="%s",status="%s"} %d',
+                          parts[1], parts[2], as.integer(m$requests[[key]])))
+  }
+  out <- c(out, "# HELP mlhub_request_duration_seconds Time from request to response, by route.",
+           "# TYPE mlhub_request_duration_seconds histogram")
+  les <- c(format(BUCKETS, scientific = FALSE, drop0trailing = TRUE, trim = TRUE), "+Inf")
+  for (r in seq_along(ROUTES)) {
+    counts <- m$buckets[r, ]
+    if (sum(counts) == 0) next
+    running <- cumsum(counts)
+    out <- c(out, sprintf('mlhub_request_duration_seconds_bucket{route="%s",le="%s"} %d',
+                          ROUTES[r], les, as.integer(running)),
+             sprintf('mlhub_request_duration_seconds_sum{route="%s"} %s', ROUTES[r],
+                     format(m$sums[r], digits = 15)),
+             sprintf('mlhub_request_duration_seconds_count{route="%s"} %d', ROUTES[r],
+                     as.integer(sum(counts))))
+  }
+  out <- c(out, "# HELP mlhub_predictions_total Rows predicted (one request may carry many rows).",
+           "# TYPE mlhub_predictions_total counter",
+           sprintf("mlhub_predictions_total %d", as.integer(m$rows)))
+  for (name in names(m$gauges)) {
+    g <- m$gauges[[name]]
+    out <- c(out, sprintf("# HELP %s %s", name, g$help), sprintf("# TYPE %s gauge", name),
+             sprintf("%s %s", name, format(g$value, digits = 15)))
+  }
+  if (length(m$info)) {
+    labels <- paste(sprintf('%s="%s"', names(m$info), prom_escape(unlist(m$info))), collapse = ",")
+    out <- c(out, "# HELP mlhub_model_info The served model (always 1).",
+             "# TYPE mlhub_model_info gauge", sprintf("mlhub_model_info{%s} 1", labels))
+  }
+  paste0(paste(out, collapse = "\n"), "\n")
+}

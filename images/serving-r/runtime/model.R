@@ -1,0 +1,155 @@
+# The loaded bundle: manifest, model object, compiled input schema and a safe predict call.
+#
+# load_served() never stops: a broken bundle (missing R packages, a corrupt RDS, a model that
+# cannot predict its own example) gives a model that is not ready and carries the reason, so
+# the server stays up and /readyz answers 503 with it, as in the Python runtime.
+
+MANIFEST <- "mlhub.yaml"
+
+read_manifest <- function(bundle) {
+  path <- file.path(bundle, MANIFEST)
+  if (!file.exists(path)) {
+    fail(400L, "invalid_bundle", sprintf("not a model bundle: %s is missing", MANIFEST),
+         list(field = MANIFEST))
+  }
+  manifest <- yaml::read_yaml(path)
+  if (!identical(manifest$runtime, "r")) {
+    fail(400L, "invalid_bundle", sprintf(
+      "runtime '%s' is not served by the R runtime (it serves runtime 'r')",
+      manifest$runtime %||% "missing"), list(field = "runtime"))
+  }
+  manifest
+}
+
+# The R packages the bundle needs that this R installation lacks, as "name (version)".
+missing_packages <- function(manifest) {
+  wanted <- manifest$r_packages %||% list()
+  missing <- character(0)
+  for (pkg in wanted) {
+    if (!requireNamespace(pkg$name, quietly = TRUE)) {
+      missing <- c(missing, sprintf("%s (%s)", pkg$name, pkg$version %||% "any version"))
+    }
+  }
+  missing
+}
+
+# The bundle's own content digest is computed by the publisher; the runtime reports what it
+# was given (MLHUB_MODEL_VERSION) or the digest stored beside the bundle by the tests.
+load_served <- function(bundle, version = NULL) {
+  started <- proc.time()[["elapsed"]]
+  served <- new.env(parent = emptyenv())
+  served$bundle <- bundle
+  served$version <- version
+  served$manifest <- list()
+  served$ready <- FALSE
+  served$error <- NULL
+  served$schema <- NULL
+  result <- tryCatch({
+    manifest <- read_manifest(bundle)
+    served$manifest <- manifest
+    served$schema <- compile_schema(manifest$signature)
+    missing <- missing_packages(manifest)
+    if (length(missing)) {
+      fail(400L, "invalid_bundle", sprintf(paste0(
+        "the model needs R packages this serving runtime lacks: %s; install them where the ",
+        "model is served (Debian: apt-get install r-cran-<name>) or fit the model with ",
+        "packages the runtime has"), paste(missing, collapse = ", ")),
+        list(field = "r_packages", missing = I(sub(" .*", "", missing))))
+    }
+    model_file <- file.path(bundle, manifest$model_file)
+    served$model <- tryCatch(readRDS(model_file), error = function(e) {
+      fail(400L, "invalid_bundle", sprintf(
+        "%s could not be loaded (%s); is it a model saved by mlhub::publish?",
+        manifest$model_file, conditionMessage(e)), list(field = "model_file"))
+    })
+    classes <- served$model$classes  # a classifier's labels (randomForest, ...)
+    served$classes <- if (is.character(classes)) I(classes) else NULL
+    served$ready <- TRUE
+    NULL
+  }, error = function(e) e)
+  if (!is.null(result)) {
+    served$error <- conditionMessage(result)
+    message(sprintf("model bundle %s cannot be served: %s", bundle, served$error))
+  }
+  served$name <- served$manifest$name %||% "model"
+  served$predict_args <- served$manifest$predict_args %||% list()
+  served$load_seconds <- proc.time()[["elapsed"]] - started
+  served
+}
+
+require_ready <- function(served) {
+  if (!served$ready) {
+    fail(503L, "not_ready", paste("the model is not loaded:", served$error),
+         list(bundle = served$bundle, reason = served$error))
+  }
+}
+
+# Model output -> a JSON-ready vector (factors as their labels) or a list of rows.
+as_predictions <- function(result) {
+  if (is.factor(result)) return(as.character(result))
+  if (is.data.frame(result)) return(result)
+  if (is.matrix(result)) return(unname(result))
+  if (is.list(result)) {
+    fail(500L, "internal_error", paste(
+      "the model's predict() returned a list, which cannot be written as predictions;",
+      "make it return a vector, a factor, a matrix or a data.frame"), list(field = "predictions"))
+  }
+  unname(as.vector(result))
+}
+
+predict_frame <- function(served, frame, timeout = 0) {
+  if (timeout > 0) {
+    setTimeLimit(elapsed = timeout, transient = TRUE)
+    on.exit(setTimeLimit(elapsed = Inf), add = TRUE)
+  }
+  result <- tryCatch(
+    do.call(stats::predict, c(list(served$model, newdata = frame), served$predict_args)),
+    error = function(e) {
+      if (grepl("elapsed time limit", conditionMessage(e))) {
+        fail(504L, "timeout", sprintf(
+          "the prediction took longer than %d s (MLHUB_REQUEST_TIMEOUT): send fewer rows", timeout),
+          list(limit = timeout))
+      }
+      fail(422L, "prediction_failed", sprintf(
+        "the model could not predict on this input: %s", conditionMessage(e)),
+        list(exception = class(e)[1]))
+    })
+  if (NROW(result) != nrow(frame)) {
+    fail(422L, "prediction_failed", sprintf(
+      "the model returned %d predictions for %d rows", NROW(result), nrow(frame)),
+      list(rows = nrow(frame), predictions = NROW(result)))
+  }
+  as_predictions(result)
+}
+
+# The bundle's own example through the request path (validation included): check uses it to
+# refuse a bundle before deployment.
+predict_example <- function(served) {
+  require_ready(served)
+  example <- served$manifest$example
+  if (is.null(example) || length(example) == 0) return(NULL)
+  frame <- tryCatch(
+    {
+      example <- jsonlite::parse_json(to_json(example))  # YAML made vectors of some rows
+      if (is.null(served$schema)) untyped_frame(list(instances = example))
+      else from_instances(served$schema, example)
+    },
+    mlhub_error = function(e) {
+      fail(400L, "invalid_input",
+           paste("the bundle's own example does not match its signature:", e$message), e$detail)
+    })
+  predict_frame(served, frame)
+}
+
+served_metadata <- function(served, owner = NULL) {
+  m <- served$manifest
+  list(
+    name = served$name, owner = owner, version = served$version, ready = served$ready,
+    runtime = "r", flavor = m$flavor, model_class = m$model_class,
+    predict_method = "predict", description = m$description %||% "",
+    signature = m$signature, example = m$example,
+    requirements = I(as.character(unlist(m$requirements))),
+    r_version = m$r_version, r_packages = m$r_packages, created = m$created,
+    classes = served$classes, has_proba = FALSE
+  )
+}
