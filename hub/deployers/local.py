@@ -21,12 +21,12 @@ Files (all under the data directory)::
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-import shutil
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
