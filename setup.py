@@ -21,6 +21,9 @@ PACKAGE_DIR = {
 
 RUNTIME = [
     "jupyterhub>=6.1,<7",
+    # Kubernetes mode: user servers as pods, and idle notebook servers stopped.
+    "jupyterhub-kubespawner>=7.1,<8",
+    "jupyterhub-idle-culler>=1.4",
     "configurable-http-proxy>=0.4",
     "jupyterlab>=4.2,<5",
     "jupyter_server>=2.10,<3",

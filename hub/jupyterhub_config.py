@@ -8,8 +8,12 @@ Spawner or Authenticator setting written there wins over what is set here, e.g.:
     c.JupyterHub.authenticator_class = "oauthenticator.GenericOAuthenticator"
 
 Embedded mode: proxy, hub and publisher on 127.0.0.1, state in the data directory, users'
-servers from ``ProfileLocalSpawner``. Kubernetes mode: the same hub, with KubeSpawner given the
-same profiles as ``profile_list``.
+servers from ``ProfileLocalSpawner``. Kubernetes mode (``MLHUB_MODE=kubernetes``): the same hub,
+with user servers as pods from ``ProfileKubeSpawner`` (the same profiles as KubeSpawner's
+``profile_list``, checked by group on the server side too; a workspace PVC per user; the
+defaults in ``mlhub.kube_mode``, each overridable as ``c.KubeSpawner.<trait>``) and idle
+servers stopped by jupyterhub-idle-culler (``c.IdleCuller.timeout``). The Helm chart in
+``deploy/`` passes the same settings to the official JupyterHub chart.
 """
 
 import os
@@ -18,7 +22,8 @@ import sys
 from jupyterhub.roles import get_default_roles
 from mlhub.accounts import ADMIN_GROUP
 from mlhub.authenticator import MlhubAuthenticator
-from mlhub.profiles import load_profiles, profiles_for, to_profile_list
+from mlhub.kube_mode import IdleCuller, kubespawner_defaults
+from mlhub.profiles import load_profiles
 from mlhub.settings import PUBLISHER_SERVICE, load_settings
 from mlhub.up import ensure_secret
 
@@ -58,22 +63,17 @@ c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 120  # seconds from spawn request to a running process
 c.Spawner.http_timeout = 60  # seconds from a running process to an answering server
 publisher_url = settings.publisher_url
+culler = IdleCuller(config=settings.config)
 if settings.mode == "embedded":
     c.JupyterHub.spawner_class = "mlhub.spawner.ProfileLocalSpawner"
 else:
-
-    def profile_list(spawner):
-        """KubeSpawner profiles for this user: the YAML profiles their groups allow."""
-        groups = [g.name for g in spawner.user.groups]
-        allowed = profiles_for(load_profiles(settings.profiles_dir), groups, spawner.user.admin)
-        return to_profile_list(allowed)
-
-    c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
-    c.KubeSpawner.profile_list = profile_list
-    c.KubeSpawner.environment = {
-        "MLHUB_PUBLISHER_URL": publisher_url,
-        "MLHUB_PUBLIC_URL": settings.public_url,
-    }
+    # KubeSpawner pods: profiles filtered by group, a workspace PVC per user, non-root,
+    # spawn progress from the pod's events (mlhub.kube_mode). Pods reach the hub only at an
+    # address routable from the cluster: set c.JupyterHub.hub_bind_url / hub_connect_url in
+    # the mlhub config file (the Helm chart's JupyterHub does this itself).
+    c.JupyterHub.spawner_class = "mlhub.kube_spawner.ProfileKubeSpawner"
+    for trait, value in kubespawner_defaults(publisher_url, settings.public_url).items():
+        setattr(c.KubeSpawner, trait, value)
 
 # -- the publisher, a hub-managed service ------------------------------------------------------
 publisher_env = {
@@ -95,6 +95,10 @@ c.JupyterHub.services = [
         "oauth_client_allowed_scopes": ["custom:mlhub:models", "custom:mlhub:admin"],
     }
 ]
+if settings.mode == "kubernetes" and culler.enabled:
+    # Idle notebook servers are stopped (their workspace PVC stays). Its role (below) cannot
+    # reach the publisher, so published models are never culled.
+    c.JupyterHub.services.append(culler.service())
 
 # -- scopes and roles (docs/internals.md, "Scopes") --------------------------------------------
 c.JupyterHub.custom_scopes = {
@@ -134,6 +138,8 @@ c.JupyterHub.load_roles = [
         "services": [PUBLISHER_SERVICE],
     },
 ]
+if settings.mode == "kubernetes" and culler.enabled:
+    c.JupyterHub.load_roles.append(culler.role())
 
 # -- last: the mlhub config file may override any of the above ---------------------------------
 if settings.config_file:

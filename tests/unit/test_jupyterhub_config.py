@@ -95,15 +95,55 @@ def test_mlhub_config_file_sets_ports_and_overrides_jupyterhub(monkeypatch, tmp_
     assert c.Spawner.start_timeout == 300
 
 
-def test_kubernetes_mode_gets_group_filtered_profile_list(monkeypatch, tmp_path):
-    from types import SimpleNamespace
-
+def test_kubernetes_mode_spawns_profile_pods_with_workspaces(monkeypatch, tmp_path):
     c = load(monkeypatch, tmp_path, MLHUB_MODE="kubernetes")
-    assert c.JupyterHub.spawner_class == "kubespawner.KubeSpawner"
-    user = SimpleNamespace(groups=[], admin=False)
-    profile_list = c.KubeSpawner.profile_list(SimpleNamespace(user=user))
-    assert [p["slug"] for p in profile_list] == ["python", "python-r", "r"]
-    assert profile_list[0]["profile_options"]["size"]["choices"]["small"]["default"] is True
+    assert c.JupyterHub.spawner_class == "mlhub.kube_spawner.ProfileKubeSpawner"
+    assert c.KubeSpawner.pvc_name_template == "mlhub-workspace-{username}"
+    assert c.KubeSpawner.storage_pvc_ensure is True
+    assert (c.KubeSpawner.uid, c.KubeSpawner.fs_gid) == (1000, 100)
+    assert c.KubeSpawner.events_enabled is True
+    assert (c.KubeSpawner.start_timeout, c.KubeSpawner.http_timeout) == (300, 120)
+    assert c.KubeSpawner.environment == {
+        "MLHUB_PUBLISHER_URL": "http://127.0.0.1:8000/services/mlhub-publisher/",
+        "MLHUB_PUBLIC_URL": "http://127.0.0.1:8000/",
+    }
+
+
+def test_kubernetes_mode_culls_idle_servers_but_cannot_reach_the_publisher(monkeypatch, tmp_path):
+    c = load(monkeypatch, tmp_path, MLHUB_MODE="kubernetes")
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    assert set(services) == {"mlhub-publisher", "idle-culler"}
+    assert services["idle-culler"]["command"] == [
+        sys.executable,
+        "-m",
+        "jupyterhub_idle_culler",
+        "--timeout=3600",
+        "--cull-every=360",
+        "--concurrency=5",
+    ]
+    roles = {role["name"]: role for role in c.JupyterHub.load_roles}
+    culler = roles["idle-culler"]
+    assert culler == {
+        "name": "idle-culler",
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        "services": ["idle-culler"],
+    }
+    # the only roles naming the publisher's scopes or service are users', servers' and its own
+    for role in roles.values():
+        if any("mlhub" in scope for scope in role["scopes"]):
+            assert role["name"] in {"user", "server", "mlhub-admin", "mlhub-publisher"}
+
+
+def test_culling_is_a_setting_and_off_in_embedded_mode(monkeypatch, tmp_path):
+    c = load(monkeypatch, tmp_path, "c.IdleCuller.timeout = 0\n", MLHUB_MODE="kubernetes")
+    assert [s["name"] for s in c.JupyterHub.services] == ["mlhub-publisher"]
+    c = load(monkeypatch, tmp_path, "c.IdleCuller.timeout = 600\n", MLHUB_MODE="kubernetes")
+    assert "--timeout=600" in c.JupyterHub.services[1]["command"]
+    assert "--cull-every=60" in c.JupyterHub.services[1]["command"]
+    monkeypatch.delenv("MLHUB_MODE")
+    c = load(monkeypatch, tmp_path)
+    assert [s["name"] for s in c.JupyterHub.services] == ["mlhub-publisher"]
+    assert "idle-culler" not in {role["name"] for role in c.JupyterHub.load_roles}
 
 
 def test_broken_profile_stops_the_hub(monkeypatch, tmp_path):
