@@ -1,0 +1,61 @@
+"""The chart tests' Helm: helm-sdkpy in its own Python 3.12 venv (``scripts/helm-venv``),
+driven through ``helmrun.py`` one action per process."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+CHART = ROOT / "deploy" / "mlhub"
+
+
+class HelmFailed(AssertionError):
+    """Helm refused the action; ``error`` is its message."""
+
+    def __init__(self, action, error):
+        super().__init__(f"helm {action}: {error}")
+        self.error = error
+
+
+def helm_python():
+    """The helm-sdkpy venv's python, made on first use (about 20 s, then cached)."""
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "helm-venv")],
+        check=True,
+        stdout=subprocess.PIPE,
+        stderr=sys.stderr,
+        text=True,
+        timeout=600,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+class Helm:
+    def __init__(self, python, kubeconfig=None):
+        self.python = python
+        self.kubeconfig = kubeconfig
+
+    def __call__(self, action, timeout=600, **request):
+        request = {"action": action, "kubeconfig": self.kubeconfig, **request}
+        proc = subprocess.run(
+            [self.python, str(HERE / "helmrun.py")],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if proc.returncode != 0:
+            raise HelmFailed(action, proc.stderr.strip() or f"exit {proc.returncode}")
+        answer = json.loads(proc.stdout)
+        if not answer["ok"]:
+            raise HelmFailed(action, answer["error"])
+        return answer["result"]
+
+    def lint(self, chart=CHART):
+        """``(errors, messages)``: how many errors, and ``[(severity, path)]`` of every message.
+        (helm-sdkpy passes Helm's messages on without their text.)"""
+        result = self("lint", chart=str(chart))
+        messages = [(m["Severity"], m["Path"]) for m in result["Messages"] or []]
+        return len(result["Errors"] or []), messages
