@@ -78,6 +78,15 @@ class Deployer(LoggingConfigurable):
         """Verify the bundle loads in this backend's runtime; raise ``InvalidBundle`` if not."""
         raise NotImplementedError
 
+    async def prepare(self, model, version, bundle_dir, *, replicas):
+        """Called before the publisher accepts an uploaded version (``bundle_dir`` is where it
+        stays): raise ``InvalidBundle`` if it will not serve; nothing changes for the live
+        version. A backend may start the version here, without traffic, so that the next
+        ``deploy`` of it only switches over. Default: ``check``."""
+        from mlhub.bundle import load_manifest
+
+        await self.check(load_manifest(bundle_dir), bundle_dir)
+
     async def set_access(self, model, access):
         """Publish who may call the endpoint: ``{"users": [...], "groups": [...],
         "key_hashes": [...]}`` (sha256 hex of each API key). Called before the first deploy and

@@ -21,6 +21,7 @@ Files (all under the data directory)::
 import asyncio
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -42,7 +43,11 @@ from traitlets import Bool, Dict, Float, Instance, Integer, List, Unicode, defau
 # environment a model process must not inherit: it runs the owner's (untrusted) code
 _SECRET_PREFIXES = ("JUPYTERHUB_", "CONFIGPROXY_", "MLHUB_")
 _SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD")
-_POLL = 0.2  # seconds between checks while waiting for a process to become ready or exit
+_POLL = 0.2  # seconds between checks while waiting for a process to exit
+# readiness is polled every _READY_POLL[0] s at first, growing by half each time up to [1]:
+# a small model answers /readyz within a second, a big one may take minutes
+_READY_POLL = (0.02, 0.5)
+_PORT_TRIES = 3  # starts on a fresh port after "Address already in use"
 # what to tell the publisher of a model whose runtime's program is not installed here
 _INSTALL_HINTS = {"r": rlang.INSTALL_HINT}
 
@@ -137,6 +142,7 @@ class _ModelState:
     live: ServingInstance | None = None
     others: list = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    prepared: list = field(default_factory=list)  # started by ``prepare``, not deployed yet
     failures: int = 0
     next_restart: float = 0.0
 
@@ -145,7 +151,25 @@ class _ModelState:
 
 
 def free_port(host):
-    with socket.socket() as s:
+    """A port free on ``host`` now, below the kernel's ephemeral range.
+
+    The serving process binds it a moment later. A port from ``bind(0)`` lies in the
+    ephemeral range, where any client socket the machine opens meanwhile may take it; below
+    that range ports are only handed to whoever asks for one by number. (A process that still
+    loses the race fails to bind and is started again on another port: ``_start_ready``.)
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for port in random.sample(range(max(1024, low - 12000), low), 200):
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # everything below the range is taken: let the kernel pick
         s.bind((host, 0))
         return s.getsockname()[1]
 
@@ -223,19 +247,19 @@ class LocalDeployer(Deployer):
         }
 
     check_commands = Dict(
-        help="""Command that exits 0 if a bundle loads, per runtime (``{bundle}`` placeholder);
-        run before a version is accepted. Its last output line is the reason on failure.
-        Default: ``[sys.executable, "-m", "mlhub.serving", "check", "--bundle", "{bundle}"]``
-        and, for R, ``["Rscript", "<mlhub.serving_r>/serve.R", "check", "--bundle", "{bundle}"]``
-        (it also refuses a model whose R packages are not installed).""",
+        help="""Extra command that exits 0 if a bundle loads, per runtime (``{bundle}``
+        placeholder), run before a new version is started; its last output line is the reason
+        on failure. Python has none: its serving process is the check (a version whose model
+        does not load, or cannot predict its own example, answers ``/readyz`` with 503 and the
+        reason, and is refused while the version before keeps serving; a separate check would
+        load the model and import its libraries a second time). Default for R:
+        ``["Rscript", "<mlhub.serving_r>/serve.R", "check", "--bundle", "{bundle}"]`` (it also
+        refuses a model whose R packages are not installed).""",
     ).tag(config=True)
 
     @default("check_commands")
     def _default_check_commands(self):
-        return {
-            "python": [sys.executable, "-m", "mlhub.serving", "check", "--bundle", "{bundle}"],
-            "r": [rlang.RSCRIPT, str(rlang.serve_script()), "check", "--bundle", "{bundle}"],
-        }
+        return {"r": [rlang.RSCRIPT, str(rlang.serve_script()), "check", "--bundle", "{bundle}"]}
 
     check_timeout = Float(
         300.0, help="Seconds a bundle's load check may take before it is refused (default 300)."
@@ -437,25 +461,37 @@ class LocalDeployer(Deployer):
             )
         return ServingInstance(version, str(bundle_dir), port, proc.pid, workers, time.time(), proc)
 
-    async def _ready(self, inst, model):
-        """Whether ``inst`` answers ``/readyz`` (and, if it says, with its own version)."""
+    async def _probe(self, inst, model):
+        """``(ready, reason)``: whether ``inst`` answers ``/readyz`` (and, if it says, with its
+        own version); ``reason`` is why its model is not ready when it answers 503 saying so."""
         url = f"http://{self.host}:{inst.port}{model.url_prefix}/readyz"
         try:
             resp = await AsyncHTTPClient().fetch(url, request_timeout=5)
-        except (HTTPClientError, OSError):
-            return False
+        except HTTPClientError as exc:
+            return False, _not_ready_reason(exc)
+        except OSError:
+            return False, None
         try:
             reported = json.loads(resp.body).get("version")
         except (ValueError, AttributeError):
             reported = None
-        return reported in (None, inst.version)
+        return reported in (None, inst.version), None
+
+    async def _ready(self, inst, model):
+        return (await self._probe(inst, model))[0]
+
+    def _log_tail(self, model):
+        return tail_lines(self.log_file(model), self.log_tail_lines).rstrip()
 
     def _failure(self, model, what):
-        tail = tail_lines(self.log_file(model), self.log_tail_lines).rstrip()
+        tail = self._log_tail(model)
         return DeployError(f"{what}; last lines of its log:\n{tail}", {"log_tail": tail})
 
     async def _wait_ready(self, model, inst):
+        """Return when ``inst`` is ready. Raise ``InvalidBundle`` when it answers that its model
+        is not ready (the model does not load), ``DeployError`` when it exits or times out."""
         deadline = time.monotonic() + self.ready_timeout
+        pause = _READY_POLL[0]
         while time.monotonic() < deadline:
             if not inst.alive():
                 raise self._failure(
@@ -463,9 +499,16 @@ class LocalDeployer(Deployer):
                     f"the serving process (pid {inst.pid}) exited with code {inst.returncode} "
                     "before it was ready",
                 )
-            if await self._ready(inst, model):
+            ready, reason = await self._probe(inst, model)
+            if ready:
                 return
-            await asyncio.sleep(_POLL)
+            if reason:
+                raise InvalidBundle(
+                    f"the model does not load: {reason}",
+                    {"field": "model_file", "log_tail": self._log_tail(model)},
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, _READY_POLL[1])
         raise self._failure(
             model,
             f"the serving process (pid {inst.pid}) was not ready after {self.ready_timeout:g} s "
@@ -492,18 +535,26 @@ class LocalDeployer(Deployer):
             inst.proc.poll()
 
     async def _start_ready(self, state, version, bundle_dir, workers):
-        """Start an instance and wait until it is ready; stop it again if it never is."""
-        inst = await self._spawn(state.model, version, bundle_dir, workers)
-        state.others.append(inst)
-        self._save(state)
-        try:
-            await self._wait_ready(state.model, inst)
-        except BaseException:
-            await self._stop(inst)
-            state.others.remove(inst)
+        """Start an instance and wait until it is ready; stop it again if it never is.
+
+        An instance that dies because its port was taken meanwhile (``free_port`` races with
+        every other process on the machine) is started again on another port."""
+        for attempt in range(_PORT_TRIES):
+            inst = await self._spawn(state.model, version, bundle_dir, workers)
+            state.others.append(inst)
             self._save(state)
-            raise
-        return inst
+            try:
+                await self._wait_ready(state.model, inst)
+            except BaseException as exc:
+                await self._stop(inst)
+                state.others.remove(inst)
+                self._save(state)
+                clash = isinstance(exc, DeployError) and "Address already in use" in exc.message
+                if clash and attempt + 1 < _PORT_TRIES:
+                    self.log.warning("port %d of %s was taken; retrying", inst.port, version)
+                    continue
+                raise
+            return inst
 
     async def _route(self, model, inst):
         await self.routes.add(
@@ -533,6 +584,8 @@ class LocalDeployer(Deployer):
     # ------------------------------------------------------------ the contract
 
     async def check(self, manifest, bundle_dir):
+        if manifest["runtime"] not in self.check_commands:
+            return  # the serving process's readiness is the check (prepare)
         cmd = self._command(self.check_commands, manifest["runtime"], bundle=bundle_dir)
         proc = await asyncio.create_subprocess_exec(
             *cmd,
@@ -564,11 +617,34 @@ class LocalDeployer(Deployer):
     async def set_access(self, model, access):
         write_json_atomic(self.access_file(model), access)
 
+    async def prepare(self, model, version, bundle_dir, *, replicas):
+        """Start ``version`` beside what serves, without traffic, and wait until it is ready:
+        the publisher calls this before it accepts an upload, so a model that does not load
+        is refused (``InvalidBundle``, from its own ``/readyz``) and the next ``deploy`` of
+        that version only switches the route. One start, one load of the model."""
+        await self.check(load_manifest(bundle_dir), bundle_dir)
+        state = self._state(model)
+        inst = await self._start_ready(state, version, str(bundle_dir), replicas)
+        state.prepared.append(inst)
+
+    def _take_prepared(self, state, version, bundle_dir, workers):
+        """The instance ``prepare`` started for this deploy, if it still runs."""
+        for inst in state.prepared:
+            wanted = (inst.version, inst.bundle_dir, inst.workers) == (version, bundle_dir, workers)
+            if wanted and inst.alive() and inst in state.others:
+                state.prepared.remove(inst)
+                return inst
+        return None
+
     async def deploy(self, model, version, bundle_dir, *, replicas, progress):
         state = self._state(model)
         async with state.lock:
-            progress("starting", f"starting {replicas} worker(s) of {version[:19]}")
-            new = await self._start_ready(state, version, bundle_dir, replicas)
+            new = self._take_prepared(state, version, str(bundle_dir), replicas)
+            if new is None:
+                progress("starting", f"starting {replicas} worker(s) of {version[:19]}")
+                new = await self._start_ready(state, version, bundle_dir, replicas)
+            else:
+                progress("starting", f"started {replicas} worker(s) of {version[:19]} on upload")
             progress("ready", f"ready on port {new.port} (pid {new.pid})")
             try:
                 await self._route(model, new)
@@ -578,6 +654,11 @@ class LocalDeployer(Deployer):
             old = self._make_live(state, new)
             state.want = _Want(version, str(bundle_dir), replicas)
             state.failures = 0
+            # started by a publish that never got to its deploy (or a concurrent one, which
+            # will start its own): not left running unseen
+            for stale in list(state.prepared):
+                state.prepared.remove(stale)
+                await self._retire(state, stale)
             progress("switched", f"{model.url_prefix} now goes to {version[:19]}")
             if old is None:
                 progress("drained", "no previous instance to drain")
@@ -790,3 +871,18 @@ class LocalDeployer(Deployer):
                     await self._check_routes()
                 except DeployError as exc:
                     self.log.warning("route check failed: %s", exc)
+
+
+def _not_ready_reason(exc):
+    """The reason in a serving process's 503 ``not_ready`` answer (the contract's error body),
+    or None for any other failure (not listening yet, another status, no JSON)."""
+    if exc.code != 503 or exc.response is None:
+        return None
+    try:
+        body = json.loads(exc.response.body)
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(body, dict) or body.get("code") != "not_ready":
+        return None
+    detail = body.get("detail") or {}
+    return detail.get("reason") or body.get("error")

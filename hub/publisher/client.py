@@ -41,6 +41,7 @@ from mlhub.errors import (
 
 SERVICE_PATH = "services/mlhub-publisher/"
 DEFAULT_URL = "http://127.0.0.1:8000"
+FIRST_POLL = 0.05  # seconds before the first repeated poll of events while waiting
 DEPLOY_STEPS = ("received", "unpacked", "starting", "ready", "switched", "drained", "done")
 
 
@@ -61,7 +62,10 @@ class _Reading:
         if self.sent - self.reported >= self.total / 100 or self.sent == self.total:
             self.reported = self.sent
             fraction = self.sent / self.total if self.total else 1.0
-            self.report("upload", f"{self.sent / 1e6:.1f} of {self.total / 1e6:.1f} MB", fraction)
+            message = f"{self.sent / 1e6:.1f} of {self.total / 1e6:.1f} MB"
+            if self.sent == self.total:  # the publisher answers once the model has started
+                message += " sent; the publisher is starting the model"
+            self.report("upload", message, fraction)
         return chunk
 
 
@@ -228,6 +232,9 @@ class PublisherClient:
         """Poll events until ``version`` is ``done`` (return the ``Model``) or ``failed``."""
         progress = progress or _quiet
         deadline = time.monotonic() + timeout
+        # a small model goes live within a fraction of a second of its upload's answer: poll
+        # often at first, then every ``poll_interval``
+        pause = min(FIRST_POLL, self.poll_interval)
         while True:
             for ev in self.events(name, since):
                 since = ev["id"]
@@ -250,7 +257,8 @@ class PublisherClient:
                     f"'mlhub models events {name}' shows where it is",
                     {"version": version},
                 )
-            time.sleep(self.poll_interval)
+            time.sleep(pause)
+            pause = min(pause * 2, self.poll_interval)
 
     def _operation(self, name, what, body, wait, progress, timeout):
         answer = self._json("POST", self.model_path(name, what), json=body)

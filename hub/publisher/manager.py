@@ -157,18 +157,25 @@ class ModelManager:
             None,
             lambda: self.artifacts.ingest(upload.path, name=name, max_bytes=max_bundle_bytes),
         )
-        model = None
+        model, placed = None, None
+        ref = ModelRef(owner, name)
         try:
             unpacked = utcnow()
             model = self.store.find_model(owner, name)
-            if model is not None and model.version(ingested.digest) is not None:
-                if model.current_version == ingested.digest and model.status != "failed":
-                    ingested.discard()
-                    return 200, {"model": self.view(model), "version": ingested.digest}
-            else:
-                await self.deployer.check(ingested.manifest, str(ingested.bundle_dir))
+            known = model is not None and model.version(ingested.digest) is not None
+            if known and model.current_version == ingested.digest and model.status != "failed":
+                ingested.discard()
+                return 200, {"model": self.view(model), "version": ingested.digest}
+            # the bundle goes where it is served from, and is started there (without traffic)
+            # before the version is accepted: a model that does not load is refused here
+            bundle_dir = place(ingested.bundle_dir, self.bundle_dir(ref, ingested.digest))
+            placed = None if known else bundle_dir
+            replicas = workers or (model.replicas if model is not None else self.default_workers)
+            await self.deployer.prepare(ref, ingested.digest, str(bundle_dir), replicas=replicas)
         except BaseException as exc:
             ingested.discard()
+            if placed is not None:
+                shutil.rmtree(placed, ignore_errors=True)
             if isinstance(exc, MlhubError) and model is not None:
                 self._record(model, ingested.digest, "failed", exc.message, "error")
             raise
@@ -179,7 +186,6 @@ class ModelManager:
             elif workers is not None:
                 model.replicas = workers
             artifact = self.artifacts.commit(ingested)
-            bundle_dir = place(ingested.bundle_dir, self.bundle_dir(model, ingested.digest))
             self.store.add_version(
                 model, ingested.digest, ingested.size, ingested.manifest, artifact
             )
@@ -195,7 +201,7 @@ class ModelManager:
                 model,
                 "unpacked",
                 f"{manifest['runtime']}/{manifest['flavor']} bundle {ingested.digest[:19]} "
-                "unpacked; it loads",
+                "unpacked; it loads and predicts its example",
                 version=ingested.digest,
                 time=unpacked,
             )

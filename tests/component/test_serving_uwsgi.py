@@ -51,6 +51,15 @@ class SlowModel:
         return X.sum(axis=1)
 
 
+class FailsWhenServed:
+    """Predicts when bundled, raises under uWSGI: a model that loads but cannot serve."""
+
+    def predict(self, X):
+        if "uwsgi" in sys.modules:
+            raise RuntimeError("a library this model needs is missing here")
+        return np.asarray(X, dtype=float).sum(axis=1)
+
+
 class Server(Serving):
     """One uWSGI instance started the way the deployer starts it, authentication on unless
     ``env`` says otherwise; started means alive (``/healthz``), so a broken bundle still starts.
@@ -418,6 +427,21 @@ def test_broken_bundle_is_alive_not_ready_and_check_rejects_it(work, iris_bundle
     )
     assert check.returncode == 1
     assert "will not serve" in check.stderr and "could not be loaded" in check.stderr
+
+
+def test_a_model_that_cannot_predict_its_example_is_not_ready(work):
+    bundle = work / "fails"
+    save_bundle(FailsWhenServed(), bundle, name="fails", example=[[1.0, 2.0]])
+    server = Server(bundle, work, env={"MLHUB_AUTH": "off"})
+    try:
+        body = error_of(requests.get(f"{server.url}/readyz"), 503, "not_ready")
+        assert body["detail"]["reason"] == (
+            "it cannot predict its own example: the model could not predict on this input: "
+            "RuntimeError: a library this model needs is missing here"
+        )
+        assert "mlhub_model_ready 0" in requests.get(f"{server.url}/metrics").text
+    finally:
+        server.stop()
 
 
 def test_check_accepts_a_good_bundle(iris_bundle):

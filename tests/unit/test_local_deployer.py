@@ -9,11 +9,14 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from mlhub import rlang
+from mlhub.deployers import local
 from mlhub.deployers.base import Desired, ModelRef
 from mlhub.deployers.local import LocalDeployer, ServingInstance, tail_lines
 from mlhub.deployers.routes import ProxyRoutes
@@ -29,6 +32,11 @@ FAKE_SERVER = textwrap.dedent(
     version = os.environ["MLHUB_MODEL_VERSION"]
     class H(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
+            if mode == "broken":  # what the serving runtime answers when its model fails
+                body = json.dumps({"error": "the model is not loaded: UnpicklingError: bad",
+                                   "code": "not_ready",
+                                   "detail": {"reason": "UnpicklingError: bad"}}).encode()
+                self.send_response(503); self.end_headers(); self.wfile.write(body); return
             if mode == "never-ready" or not self.path.endswith("/readyz"):
                 self.send_response(503); self.end_headers(); return
             body = json.dumps({"status": "ready", "version": version}).encode()
@@ -169,6 +177,54 @@ def r_bundle(tmp_path):
         "model_file: model/model.rds\nr_version: '4.2.2'\n"
     )
     return str(path)
+
+
+async def test_prepare_starts_the_version_its_deploy_switches_to(deployer, tmp_path):
+    await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
+    old = deployer._models[MODEL].live
+    path = bundle(tmp_path, "v2")
+    await deployer.prepare(MODEL, V2, path, replicas=1)
+    (prepared,) = deployer._models[MODEL].prepared
+    assert prepared.alive() and prepared.version == V2
+    assert deployer.routes.table["/models/alice/iris"]["target"].endswith(f":{old.port}")
+
+    await deployer.deploy(MODEL, V2, path, replicas=1, progress=Progress())
+    live = deployer._models[MODEL].live
+    assert live.pid == prepared.pid, "the deploy switched to the prepared process, no new start"
+    assert deployer.routes.table["/models/alice/iris"]["target"].endswith(f":{live.port}")
+    assert not old.alive() and deployer._models[MODEL].prepared == []
+
+
+async def test_a_model_that_does_not_load_is_refused_by_its_readiness(deployer, tmp_path):
+    await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
+    old = deployer._models[MODEL].live
+    deployer.serve_commands = {"python": [*deployer.serve_commands["python"][:3], "broken"]}
+    with pytest.raises(InvalidBundle) as info:
+        await deployer.prepare(MODEL, V2, bundle(tmp_path, "v2"), replicas=1)
+    assert info.value.message == "the model does not load: UnpicklingError: bad"
+    state = deployer._models[MODEL]
+    assert state.live is old and old.alive() and state.others == [] and state.prepared == []
+    assert deployer.routes.table["/models/alice/iris"]["target"].endswith(f":{old.port}")
+
+
+async def test_a_taken_port_is_retried_on_another(deployer, tmp_path, monkeypatch):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    ports = [port]
+    real = local.free_port
+    monkeypatch.setattr(local, "free_port", lambda host: ports.pop() if ports else real(host))
+    with taken:
+        await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
+    live = deployer._models[MODEL].live
+    assert live.port != port and live.alive()
+    assert "Address already in use" in deployer.log_file(MODEL).read_text()
+
+
+def test_free_port_is_below_the_ephemeral_range():
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert all(1024 <= local.free_port("127.0.0.1") < low for _ in range(20))
 
 
 async def test_unknown_runtime_is_refused(deployer, tmp_path):

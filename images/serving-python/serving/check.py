@@ -1,10 +1,10 @@
 """``python -m mlhub.serving check --bundle DIR``: will this bundle serve?
 
 It loads the model exactly as the server does, sends the bundle's own example through the same
-validation and prediction path as ``POST /v1/predict`` and writes the answer as JSON. The
-publisher runs it (in the serving environment) before deploying, so a corrupt pickle, a missing
-package or a model that cannot predict its own example is rejected with the reason, and no
-broken version ever takes traffic.
+validation and prediction path as ``POST /v1/predict`` and writes the answer as JSON: a corrupt
+pickle, a missing package or a model that cannot predict its own example is reported with the
+reason. It is a tool for people and images; the publisher needs no separate run of it, because
+every serving worker does the same self-test before it is ready (``wsgi.py``).
 """
 
 from .jsonio import dumps, loads
@@ -17,8 +17,7 @@ def check_bundle(bundle_dir):
     """Load ``bundle_dir`` and predict its example; return a summary or raise ``MlhubError``."""
     served = ServedModel.load(bundle_dir)
     served.require_ready()
-    predictions = served.predict_example()
-    encoded = dumps({"predictions": predictions})  # the server must be able to answer with it
+    predictions = served.self_test()
     summary = {
         "ok": True,
         "name": served.name,
@@ -30,5 +29,5 @@ def check_bundle(bundle_dir):
     if predictions is None:
         summary["warning"] = "the bundle has no example, so no prediction was tried"
     else:
-        summary["predictions"] = loads(encoded)["predictions"][:SHOWN]
+        summary["predictions"] = loads(dumps({"predictions": predictions}))["predictions"][:SHOWN]
     return summary

@@ -12,6 +12,7 @@ import numpy as np
 from mlhub.bundle import bundle_digest, load_manifest, load_model
 from mlhub.errors import BadRequest, InvalidInput, MlhubError, NotReady
 
+from .jsonio import dumps
 from .validation import schema_for
 
 log = logging.getLogger("mlhub.serving")
@@ -133,6 +134,20 @@ class ServedModel:
                 exc.detail,
             ) from exc
         return self.predict(model_input)
+
+    def self_test(self):
+        """Predict the bundle's example and encode the answer, as ``POST /v1/predict`` would;
+        return the predictions. ``check`` runs it, and so does every worker before it takes
+        requests (``wsgi.py``): a model that cannot predict its own example is not ready."""
+        predictions = self.predict_example()
+        dumps({"predictions": predictions})  # the server must be able to answer with it
+        return predictions
+
+    def fail(self, reason):
+        """Mark the model not ready: ``/readyz`` and every predict answer 503 with ``reason``."""
+        log.error("model %r is not ready: %s", self.name, reason)
+        self.ready = False
+        self.error = reason
 
     def metadata(self, owner=None):
         """What ``GET /v1/metadata`` answers (computed once)."""

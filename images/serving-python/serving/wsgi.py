@@ -12,6 +12,8 @@ import gc
 import logging
 import sys
 
+from mlhub.errors import MlhubError
+
 from .app import create_app
 from .auth import AccessList, Authenticator, HubUsers
 from .metrics import Metrics
@@ -68,13 +70,18 @@ def build(settings):
 
 
 def _after_fork():
-    """In each new worker: count into its own metrics slot, then warm the model up."""
+    """In each new worker: count into its own metrics slot, then warm the model up on the
+    bundle's example. That is also the load check: a model that cannot predict its own
+    example stays not ready (``/readyz`` answers 503 with the reason), so a deployer's
+    readiness gate refuses it and the version before keeps serving."""
     metrics.bind_worker(uwsgi.worker_id())
     if served.ready:
         try:
-            served.predict_example()
-        except Exception as exc:  # warm-up only: a real request will report the problem
-            log.warning("warm-up prediction on the bundle's example failed: %s", exc)
+            served.self_test()
+        except Exception as exc:
+            reason = exc.message if isinstance(exc, MlhubError) else f"{type(exc).__name__}: {exc}"
+            served.fail(f"it cannot predict its own example: {reason}")
+            metrics.gauges["mlhub_model_ready"] = (metrics.gauges["mlhub_model_ready"][0], 0)
 
 
 application, served, metrics = build(Settings.from_env())
