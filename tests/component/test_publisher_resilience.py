@@ -28,9 +28,9 @@ def hub(hub):
 class Load(threading.Thread):
     """Calls a model through the proxy, one request after another, until stopped."""
 
-    def __init__(self, hub, name):
+    def __init__(self, hub, name, rows=([0.0, 1.0],)):
         super().__init__(daemon=True)
-        self.hub, self.name = hub, name
+        self.hub, self.name, self.rows = hub, name, list(rows)
         self.answers, self.failures = [], []
         self.halt = threading.Event()
 
@@ -40,7 +40,7 @@ class Load(threading.Thread):
         headers = {"Authorization": f"token {self.hub.alice}"}
         while not self.halt.is_set():
             try:
-                resp = session.post(url, json={"instances": [[0.0, 1.0]]}, headers=headers)
+                resp = session.post(url, json={"instances": self.rows}, headers=headers)
             except requests.RequestException as exc:
                 self.failures.append(repr(exc))
                 continue

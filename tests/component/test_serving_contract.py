@@ -22,8 +22,9 @@ from batchtest import _stop
 from embedded_hub import free_port, wait_for
 from hubstandin import HubStandIn, write_access
 from mlhub import rlang
-from mlhub.bundle import save_bundle, save_r_bundle
+from mlhub.bundle import save_bundle
 from mlhub.deployers.local import LocalDeployer
+from rmodels import formula_bundle
 
 pytestmark = pytest.mark.component
 
@@ -57,46 +58,6 @@ def example_frame():
     frame["line"] = pd.Categorical(frame["line"], categories=LEVELS)
     frame["count"] = frame["count"].astype("int32")
     return frame
-
-
-FIT_R = """
-set.seed(7)
-n <- 60
-df <- data.frame(temp = rnorm(n), pressure = runif(n, -5, 5),
-                 line = factor(sample(c("a", "b", "c"), n, TRUE), levels = c("a", "b", "c")),
-                 count = sample(0:9, n, TRUE))
-df$y <- 2 * df$temp + df$pressure + as.integer(df$line) + df$count
-saveRDS(lm(y ~ temp + pressure + line + count, data = df), commandArgs(TRUE)[1])
-"""
-
-
-def r_bundle(path):
-    rds = path.with_suffix(".rds")
-    subprocess.run(["Rscript", "-e", FIT_R, str(rds)], check=True, capture_output=True)
-    frame = example_frame()
-    signature = {
-        "kind": "dataframe",
-        "inputs": [
-            {"name": "temp", "type": "double"},
-            {"name": "pressure", "type": "double"},
-            {"name": "line", "type": "category", "levels": LEVELS},
-            {"name": "count", "type": "integer"},
-        ],
-    }
-    version = subprocess.run(
-        ["Rscript", "-e", "cat(format(getRversion()))"], check=True, capture_output=True, text=True
-    ).stdout
-    save_r_bundle(
-        rds.read_bytes(),
-        path,
-        name="formula",
-        r_version=version,
-        r_packages=[{"name": "stats", "version": version}],
-        signature=signature,
-        example=json.loads(frame.to_json(orient="records")),
-        model_class="lm",
-    )
-    return path
 
 
 class ContractServer:
@@ -170,7 +131,7 @@ def server(request, work, hub, access_file):
         pytest.fail(f"R is not installed: {rlang.INSTALL_HINT} (scripts/system-deps does it)")
     bundle = work / f"bundle-{runtime}"
     if runtime == "r":
-        r_bundle(bundle)
+        formula_bundle(bundle, example=json.loads(example_frame().to_json(orient="records")))
     else:
         save_bundle(Formula(), bundle, name="formula", example=example_frame())
     served = ContractServer(

@@ -1,0 +1,130 @@
+"""R models in embedded mode, through a real ``mlhub up`` (conftest.py's ``hub``): the
+publisher checks an R bundle with the R runtime, the local deployer serves it as a supervised
+plumber process behind the proxy, with the same rolling update, self-healing and rollback as a
+Python model; a model needing R packages the runtime lacks is refused at publish time; and a
+Python client (``mlhub.batch``) scores a table with an R model.
+
+Nothing here asserts how long anything takes: waits only guard against hanging.
+"""
+
+import json
+import os
+import signal
+
+import pandas as pd
+import pyarrow.dataset as pads
+import pytest
+import requests
+from embedded_hub import alive, wait_for
+from mlhub.batch import score
+from mlhub.errors import InvalidBundle
+from mlhub.publisher.client import PublisherClient
+from rmodels import constant_bundle, formula_bundle, rscript
+from test_publisher_resilience import Load, live_instance, steps
+
+pytestmark = [pytest.mark.component, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def hub(hub):
+    hub.client = PublisherClient(url=hub.url, token=hub.alice, poll_interval=0.2)
+    return hub
+
+
+def predict(hub, name, rows, token):
+    return requests.post(
+        f"{hub.url}models/alice/{name}/v1/predict",
+        json={"instances": rows},
+        headers={"Authorization": f"token {token}"},
+        timeout=30,
+    )
+
+
+def test_r_model_rolls_heals_and_rolls_back_like_a_python_model(hub, tmp_path):
+    first = hub.client.publish(constant_bundle(tmp_path / "v1", 1.0), "const-r")
+    assert first["status"] == "ready"
+    assert first["versions"][0]["runtime"] == "r" and first["versions"][0]["flavor"] == "rds"
+    load = Load(hub, "const-r", rows=[{"x": 0.5}])
+    load.start()
+    try:
+        wait_for(lambda: load.seen(1.0, 20), "answers from v1")
+        hub.client.publish(constant_bundle(tmp_path / "v2", 2.0), "const-r")
+        wait_for(lambda: load.seen(2.0, 20), "answers from v2")
+    finally:
+        load.stop()
+    assert load.failures == []
+    switch = load.answers.index(2.0)
+    assert set(load.answers[:switch]) == {1.0} and set(load.answers[switch:]) == {2.0}
+
+    old = live_instance(hub, "const-r")["pid"]
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: "restarted" in steps(hub, "const-r"), "the supervisor to restart it")
+    wait_for(lambda: live_instance(hub, "const-r")["pid"] != old, "the new pid in the store")
+    assert not alive(old) and alive(live_instance(hub, "const-r")["pid"])
+    answer = wait_for(lambda: predict(hub, "const-r", [{"x": 1}], hub.alice), "predictions")
+    assert answer.json() == {"predictions": [2.0]}
+
+    hub.client.rollback("const-r")
+    assert predict(hub, "const-r", [{"x": 1}], hub.alice).json() == {"predictions": [1.0]}
+    bad = predict(hub, "const-r", [{"x": "one"}], hub.alice)
+    assert bad.status_code == 400 and bad.json()["detail"]["column"] == "x"
+    assert predict(hub, "const-r", [{"x": 1}], hub.bob).status_code == 403
+
+
+def test_r_model_needing_missing_packages_is_refused_at_publish(hub, tmp_path):
+    packages = [{"name": "notAnRPackage", "version": "0.1"}]
+    path = constant_bundle(tmp_path / "b", 1.0, name="needy-r", packages=packages)
+    with pytest.raises(InvalidBundle) as caught:
+        hub.client.publish(path, "needy-r")
+    message = caught.value.message
+    assert "notAnRPackage (0.1)" in message and "lacks" in message, message
+    models = [m["name"] for m in hub.client.list()]
+    assert "needy-r" not in models or hub.client.get("needy-r")["current_version"] is None
+
+
+def test_python_client_scores_a_table_with_an_r_model(hub, tmp_path):
+    """``mlhub.batch`` (Python) against the plumber runtime: the predictions are R's own
+    ``predict()``, and a row with an unknown factor level is rejected with the R server's
+    message while the others are scored."""
+    hub.client.publish(formula_bundle(tmp_path / "formula"), "formula-r")
+    key = hub.client.create_key("formula-r", "batch")["key"]
+    rows = pd.DataFrame(
+        {
+            "temp": [0.5, -1.0, 2.0, 0.0],
+            "pressure": [1.25, 0.0, -3.5, 1.0],
+            "line": ["a", "c", "b", "z"],
+            "count": pd.array([2, 7, 0, 1], dtype="int32"),
+        }
+    )
+    rows.to_parquet(tmp_path / "in.parquet")
+    # what R itself predicts for the good rows, with the same fitted model
+    good = rows.iloc[:3]
+    script = (
+        "m <- readRDS(commandArgs(TRUE)[1]);"
+        "d <- read.csv(commandArgs(TRUE)[2]);"
+        "d$line <- factor(d$line, levels = c('a', 'b', 'c'));"
+        "cat(format(predict(m, newdata = d), digits = 17), sep = '\\n')"
+    )
+    good.to_csv(tmp_path / "good.csv", index=False)
+    in_r = [
+        float(v) for v in rscript(script, tmp_path / "formula.rds", tmp_path / "good.csv").split()
+    ]
+    report = score(
+        f"{hub.url}models/alice/formula-r/",  # the endpoint URL and its API key
+        str(tmp_path / "in.parquet"),
+        str(tmp_path / "out"),
+        url=hub.url,
+        token=key,
+        state=str(tmp_path / "state.jsonl"),
+        progress=False,
+    )
+    assert (report.rows, report.scored, report.rejected) == (4, 3, 1)
+    out = pads.dataset(tmp_path / "out", format="parquet").to_table().to_pandas()
+    out = out.sort_values(out.columns[0])
+    assert out["prediction"].tolist() == pytest.approx(in_r, abs=1e-9)
+    rejects = [
+        json.loads(line)
+        for part in sorted((tmp_path / "out" / "_rejects").iterdir())
+        for line in part.read_text().splitlines()
+    ]
+    assert len(rejects) == 1 and "'a', 'b', 'c'" in rejects[0]["error"]
