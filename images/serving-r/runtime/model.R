@@ -65,6 +65,12 @@ load_served <- function(bundle, version = NULL) {
     classes <- served$model$classes  # a classifier's labels (randomForest, ...)
     served$classes <- if (is.character(classes)) I(classes) else NULL
     served$ready <- TRUE
+    # The bundle's own example through the request path: a model that cannot predict it is
+    # not ready (with the model's reason), as in the Python runtime.
+    tryCatch(predict_example(served), error = function(e) {
+      served$ready <- FALSE
+      stop(e)
+    })
     NULL
   }, error = function(e) e)
   if (!is.null(result)) {
