@@ -48,6 +48,8 @@ RUNTIME = [
     "psycopg[binary]>=3.1",
     "redis>=5",
     "tqdm>=4.66",
+    # Kubernetes mode: the KubernetesDeployer's API client and shared watches.
+    "kubernetes_asyncio>=29",
 ]
 # DESIGN.md: one `pip install -e .` installs everything a developer needs, so the test and
 # lint tools are installed too. Images install the pinned runtime set from their own requirements.

@@ -37,7 +37,7 @@ load_profiles(settings.profiles_dir)
 # -- addresses and state -------------------------------------------------------------------
 c.JupyterHub.ip = settings.ip
 c.JupyterHub.port = settings.port
-c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_ip = settings.internal_ip
 c.JupyterHub.hub_port = settings.hub_port
 c.JupyterHub.db_url = f"sqlite:///{settings.path('jupyterhub.sqlite')}"
 c.JupyterHub.cookie_secret_file = settings.path("jupyterhub_cookie_secret")
@@ -87,7 +87,7 @@ if settings.config_file:
 c.JupyterHub.services = [
     {
         "name": PUBLISHER_SERVICE,
-        "url": f"http://127.0.0.1:{settings.publisher_port}",
+        "url": settings.publisher_service_url,
         "command": [sys.executable, "-m", "mlhub.publisher"],
         "environment": publisher_env,
         "oauth_no_confirm": True,

@@ -62,6 +62,16 @@ class MlhubSettings(Configurable):
         """,
     ).tag(config=True)
 
+    internal_ip = Unicode(
+        "127.0.0.1",
+        help="""Address the hub API and the publisher listen on, and at which the proxy, the
+        publisher and pods reach them. Default ``127.0.0.1`` (embedded mode: only this machine
+        needs them). With models or user servers in Kubernetes pods it must be an address pods
+        can reach, e.g. the docker bridge ``172.17.0.1`` for the test cluster of
+        ``scripts/kube-cluster``. Environment: ``MLHUB_INTERNAL_IP``.
+        """,
+    ).tag(config=True)
+
     port = Integer(
         8000,
         help="""Port of the public proxy: the URL users open. Default 8000.
@@ -140,6 +150,11 @@ class MlhubSettings(Configurable):
     def publisher_url(self):
         """The publisher as users reach it through the proxy."""
         return f"{self.public_url}services/{PUBLISHER_SERVICE}/"
+
+    @property
+    def publisher_service_url(self):
+        """The publisher's own address (the hub's proxy and pods reach it there)."""
+        return f"http://{self.internal_ip}:{self.publisher_port}"
 
     @property
     def proxy_api_url(self):

@@ -157,9 +157,9 @@ def check_ports(settings):
     """Fail early, naming the setting to change, if a port mlhub needs is taken."""
     ports = [
         (settings.ip, settings.port, "port (--port, MLHUB_PORT)"),
-        ("127.0.0.1", settings.hub_port, "hub_port (MLHUB_HUB_PORT)"),
+        (settings.internal_ip, settings.hub_port, "hub_port (MLHUB_HUB_PORT)"),
         ("127.0.0.1", settings.proxy_api_port, "proxy_api_port (MLHUB_PROXY_API_PORT)"),
-        ("127.0.0.1", settings.publisher_port, "publisher_port (MLHUB_PUBLISHER_PORT)"),
+        (settings.internal_ip, settings.publisher_port, "publisher_port (MLHUB_PUBLISHER_PORT)"),
     ]
     for host, port, setting in ports:
         with socket.socket() as s:

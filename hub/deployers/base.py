@@ -66,6 +66,15 @@ class Deployer(LoggingConfigurable):
         """,
     )
 
+    bundle_token = Callable(
+        None,
+        allow_none=True,
+        help="""Called as ``bundle_token(model)``: the token with which the model's serving
+        processes may download its bundles from the publisher (``GET .../versions/<v>/bundle``).
+        Set by the publisher; used by deployers whose serving processes run elsewhere.
+        """,
+    )
+
     def emit(self, model, version, step, message, level="info"):
         """Report an event: to ``on_event`` (which records and logs it), else to the log."""
         if self.on_event is not None:

@@ -13,6 +13,7 @@ it is killed outright, the next start re-adopts the model processes that still r
 """
 
 import asyncio
+import hashlib
 import logging
 import os
 import secrets
@@ -222,6 +223,8 @@ class PublisherApp(Application):
     async def run(self):
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
         store = Store(self.db_url)
+        # bundle tokens are signed with a key derived from the persistent secret
+        bundle_secret = hashlib.sha256(b"mlhub bundle tokens\0" + self.cookie_secret().encode())
         manager = ModelManager(
             store=store,
             artifacts=ArtifactStore(Path(self.data_dir, "artifacts")),
@@ -231,6 +234,7 @@ class PublisherApp(Application):
             default_workers=self.default_workers,
             max_workers=self.max_workers,
             log=self.log,
+            bundle_secret=bundle_secret.digest(),
         )
         hub_auth = HubOAuth(parent=self, base_url=self.service_prefix)
         server = HTTPServer(

@@ -22,6 +22,7 @@ from mlhub.errors import (
     UnsupportedMediaType,
 )
 from mlhub.publisher.auth import MANAGE, READ, Caller, authorize, require_api_scope, visible_owner
+from mlhub.publisher.manager import BUNDLE_TOKEN_PREFIX
 from tornado import web
 
 BUNDLE_TYPES = (
@@ -289,6 +290,34 @@ class LogsHandler(BaseHandler):
         self.finish(text)
 
 
+class BundleHandler(BaseHandler):
+    """``GET .../versions/{version}/bundle``: a version's bundle as stored (``tar.gz``).
+
+    For the owner (or an admin) with a hub token, and for the model's own pods with its bundle
+    token (``mlhb_...``, kept in the model's Kubernetes Secret): a pod fetches the bundle it
+    serves instead of an image being built per model.
+    """
+
+    async def get(self, user, name, version):
+        header = self.request.headers.get("Authorization", "")
+        token = header.split(None, 1)[1].strip() if " " in header else ""
+        if token.startswith(BUNDLE_TOKEN_PREFIX):
+            if not self.manager.check_bundle_token(user, name, token):
+                raise Unauthorized(f"this bundle token is not the one of {user}/{name}")
+            model = self.manager.store.get_model(user, name)
+        else:
+            _, model = await self.model_for(MANAGE, user, name)
+        stored = model.version(version)
+        if stored is None:
+            raise NotFound(f"{model.key} has no version {version!r}", {"version": version})
+        self.set_header("Content-Type", "application/gzip")
+        with open(self.manager.artifacts.path_for(stored.id), "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                self.write(chunk)
+                await self.flush()
+        self.finish()
+
+
 class KeysHandler(BaseHandler):
     async def get(self, user, name):
         _, model = await self.model_for(MANAGE, user, name)
@@ -356,6 +385,7 @@ API_ROUTES = [
     ("/api/models", ModelListHandler),
     ("/api/models/{user}/{name}", ModelHandler),
     ("/api/models/{user}/{name}/versions", VersionsHandler),
+    ("/api/models/{user}/{name}/versions/{version}/bundle", BundleHandler),
     ("/api/models/{user}/{name}/events", EventsHandler),
     ("/api/models/{user}/{name}/rollback", RollbackHandler),
     ("/api/models/{user}/{name}/scale", ScaleHandler),

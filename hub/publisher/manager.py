@@ -8,6 +8,7 @@ reports progress as events, which clients poll.
 
 import asyncio
 import hashlib
+import hmac
 import secrets
 import shutil
 import time
@@ -20,6 +21,7 @@ from mlhub.publisher.artifacts import place
 from mlhub.publisher.store import isoformat, utcnow
 
 KEY_PREFIX = "mlhk_"
+BUNDLE_TOKEN_PREFIX = "mlhb_"
 # steps of an operation in progress: if one is a model's last event at start, it was interrupted
 OPERATION_STEPS = ("requested", "received", "unpacked", "starting", "ready", "switched", "drained")
 
@@ -32,7 +34,17 @@ class ModelManager:
     """Publish and manage models; every method assumes the caller is already authorized."""
 
     def __init__(
-        self, *, store, artifacts, deployer, data_dir, public_url, default_workers, max_workers, log
+        self,
+        *,
+        store,
+        artifacts,
+        deployer,
+        data_dir,
+        public_url,
+        default_workers,
+        max_workers,
+        log,
+        bundle_secret=None,
     ):
         self.store = store
         self.artifacts = artifacts
@@ -45,7 +57,11 @@ class ModelManager:
         self._locks = {}
         self._tasks = set()
         self.adopted = asyncio.Event()
+        # signs bundle tokens; the app derives it from its persistent secret so tokens held by
+        # running pods stay valid across publisher restarts
+        self._bundle_secret = bundle_secret or secrets.token_bytes(32)
         deployer.on_event = self._on_deployer_event
+        deployer.bundle_token = self.bundle_token
 
     # ------------------------------------------------------------ views
 
@@ -96,6 +112,15 @@ class ModelManager:
 
     def bundle_dir(self, model, digest):
         return self.models_dir / self.ref(model).owner_dir / model.name / digest.split(":", 1)[1]
+
+    def bundle_token(self, ref):
+        """The token that lets ``ref``'s pods read its bundles, and nothing else: an HMAC of the
+        model's key, so nothing is stored and a restarted publisher accepts the same token."""
+        mac = hmac.new(self._bundle_secret, f"bundle:{ref.key}".encode(), hashlib.sha256)
+        return BUNDLE_TOKEN_PREFIX + mac.hexdigest()
+
+    def check_bundle_token(self, owner, name, token):
+        return hmac.compare_digest(self.bundle_token(ModelRef(owner, name)), token)
 
     def check_replicas(self, replicas):
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:

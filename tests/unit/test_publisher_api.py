@@ -6,6 +6,7 @@ proxy and serving processes are exercised by tests/component/test_publisher_*.py
 """
 
 import asyncio
+import io
 import json
 import logging
 import os
@@ -376,3 +377,27 @@ async def test_sharing_lets_others_read_and_call_but_not_change(api):
     assert status == 400 and "users must be a list" in body["error"]
     status, model = await api.call("PUT", "api/models/alice/iris/sharing", body={})
     assert model["shared_with"] == [] and api.deployer.access[ref]["users"] == ["alice"]
+
+
+async def test_bundle_download_for_the_owner_and_the_models_own_token_only(api):
+    status, body = await api.publish("iris", payload=b"weights v1")
+    await api.settle()
+    version = body["version"]
+    path = f"api/models/alice/iris/versions/{version}/bundle"
+    token = api.deployer.bundle_token(api.manager.ref(api.store.find_model("alice", "iris")))
+    assert token.startswith("mlhb_")
+    for who in ("alice-token", token):
+        resp = await api.call("GET", path, token=who, raw=True)
+        assert resp.code == 200 and resp.headers["Content-Type"] == "application/gzip"
+        unpacked = api.tmp / f"unpacked-{who[:5]}"
+        bundle.unpack(io.BytesIO(resp.body), unpacked)
+        assert bundle.bundle_digest(unpacked) == version
+    # another user, another model's token, a forged token, an unknown version
+    assert (await api.call("GET", path, token="bob-token"))[0] == 403
+    await api.publish("other", payload=b"other")
+    await api.settle()
+    other = api.deployer.bundle_token(api.manager.ref(api.store.find_model("alice", "other")))
+    assert (await api.call("GET", path, token=other))[0] == 401
+    assert (await api.call("GET", path, token="mlhb_" + "0" * 64))[0] == 401
+    status, body = await api.call("GET", "api/models/alice/iris/versions/sha256:00/bundle")
+    assert status == 404 and "no version" in body["error"]

@@ -2,9 +2,12 @@
 
     python -m mlhub.serving --bundle DIR --port P [--workers N] [--host H] [--prefix /models/u/m]
     python -m mlhub.serving check --bundle DIR
+    python -m mlhub.serving fetch --url URL --digest sha256:... --dest DIR
 
 Serving execs uWSGI (the pid stays the uWSGI master). ``check`` exits 0 and prints a JSON
 summary when the bundle loads and predicts its example, and exits 1 with the reason otherwise.
+``fetch`` (a Kubernetes pod's init container) downloads a version's bundle from the publisher
+with ``$MLHUB_BUNDLE_TOKEN`` and verifies it; see ``fetch.py``.
 """
 
 import argparse
@@ -68,10 +71,35 @@ def _check(argv):
     return 0
 
 
+def _fetch(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m mlhub.serving fetch",
+        description="Download a version's bundle from the publisher, unpack and verify it.",
+    )
+    parser.add_argument("--url", required=True, help="the publisher's bundle URL")
+    parser.add_argument("--digest", required=True, help="the version (sha256:...) expected")
+    parser.add_argument("--dest", required=True, help="directory to unpack into")
+    args = parser.parse_args(argv)
+    token = os.environ.get("MLHUB_BUNDLE_TOKEN", "")
+    if not token:
+        parser.error("set MLHUB_BUNDLE_TOKEN to the model's bundle token")
+    from .fetch import fetch_bundle
+
+    try:
+        fetch_bundle(args.url, args.digest, args.dest, token)
+    except MlhubError as exc:
+        print(f"mlhub.serving fetch: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"mlhub.serving fetch: {args.digest} ready in {args.dest}")
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["check"]:
         return _check(argv[1:])
+    if argv[:1] == ["fetch"]:
+        return _fetch(argv[1:])
     return _serve(argv)
 
 

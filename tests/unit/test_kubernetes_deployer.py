@@ -1,0 +1,94 @@
+"""The KubernetesDeployer's decisions on pod states (as the API server reports them), without a
+cluster: which pod the proxy route points at, and when a rollout has failed for good. The
+deployer on a real cluster is tested in tests/cluster/."""
+
+import pytest
+from mlhub.deployers.kubernetes import KubernetesDeployer, _pod_problem
+from mlhub.errors import InvalidBundle
+
+
+def pod(name, version, ip, ready=True, terminating=False, start="2026-01-01T00:00:00Z"):
+    meta = {"name": name, "annotations": {"mlhub.io/version": version}}
+    if terminating:
+        meta["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    status = "True" if ready else "False"
+    return {
+        "metadata": meta,
+        "status": {
+            "podIP": ip,
+            "startTime": start,
+            "conditions": [{"type": "Ready", "status": status}],
+        },
+    }
+
+
+@pytest.fixture
+def deployer():
+    d = KubernetesDeployer()
+    d._pods["m"] = {
+        "a": pod("a", "v1", "10.0.0.1", start="2026-01-01T00:00:01Z"),
+        "b": pod("b", "v1", "10.0.0.2", start="2026-01-01T00:00:02Z"),
+    }
+    d._wanted["m"] = "v1"
+    return d
+
+
+def test_route_goes_to_the_oldest_ready_pod_and_stays_there(deployer):
+    assert deployer._pod_target("m") == "http://10.0.0.1:8080"
+    deployer._routed["m"] = "http://10.0.0.2:8080"
+    assert deployer._pod_target("m") == "http://10.0.0.2:8080"
+
+
+def test_route_leaves_a_terminating_or_unready_pod(deployer):
+    deployer._routed["m"] = "http://10.0.0.1:8080"
+    deployer._pods["m"]["a"] = pod("a", "v1", "10.0.0.1", terminating=True)
+    assert deployer._pod_target("m") == "http://10.0.0.2:8080"
+    deployer._pods["m"]["b"] = pod("b", "v1", "10.0.0.2", ready=False)
+    assert deployer._pod_target("m") is None
+
+
+def test_route_moves_to_the_new_version_once_one_of_its_pods_is_ready(deployer):
+    deployer._routed["m"] = "http://10.0.0.1:8080"
+    deployer._wanted["m"] = "v2"
+    deployer._pods["m"]["c"] = pod("c", "v2", "10.0.0.3", ready=False)
+    assert deployer._pod_target("m") == "http://10.0.0.1:8080"  # old serves meanwhile
+    deployer._pods["m"]["c"] = pod("c", "v2", "10.0.0.3")
+    assert deployer._pod_target("m") == "http://10.0.0.3:8080"
+
+
+def status(kind, name, **state):
+    return {"status": {kind: [{"name": name, "restartCount": state.pop("restarts", 0), **state}]}}
+
+
+def test_hopeless_pods_are_told_apart_from_slow_ones():
+    assert _pod_problem(status("containerStatuses", "serving", state={"running": {}})) is None
+    assert _pod_problem(status("containerStatuses", "serving", state={"waiting": {}})) is None
+    never = status(
+        "containerStatuses",
+        "serving",
+        state={"waiting": {"reason": "ErrImageNeverPull", "message": "image x not present"}},
+    )
+    assert _pod_problem(never) == "serving: ErrImageNeverPull: image x not present"
+    fetch = status("initContainerStatuses", "fetch-bundle", state={"terminated": {"exitCode": 1}})
+    assert _pod_problem(fetch) == "fetch-bundle exited with code 1"
+    crash = status(
+        "containerStatuses",
+        "serving",
+        restarts=1,
+        state={"waiting": {"reason": "CrashLoopBackOff"}},
+        lastState={"terminated": {"exitCode": 3, "reason": "Error"}},
+    )
+    assert _pod_problem(crash) == "serving exited with code 3 (Error)"
+
+
+async def test_a_runtime_without_an_image_is_refused_at_publish():
+    deployer = KubernetesDeployer(images={"python": "serving:1"})
+    await deployer.check({"runtime": "python"}, "/nowhere")
+    with pytest.raises(InvalidBundle, match="runtime 'r' cannot be served here"):
+        await deployer.check({"runtime": "r"}, "/nowhere")
+
+
+def test_settings_have_help_and_defaults():
+    for name, trait in KubernetesDeployer.class_traits(config=True).items():
+        assert trait.help, name
+    assert KubernetesDeployer().route_target == "service"
