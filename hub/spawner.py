@@ -18,6 +18,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyterhub.spawner import SimpleLocalProcessSpawner
+from mlhub import rlang
 from mlhub.errors import Conflict, MlhubError
 from mlhub.limits import Cgroups, Limits, preexec
 from mlhub.profiles.loader import SIZE_OPTION, load_profiles, profiles_for, resolve_choice
@@ -80,6 +81,18 @@ class ProfileLocalSpawner(SimpleLocalProcessSpawner):
     @default("workspaces_dir")
     def _default_workspaces_dir(self):
         return hub_settings().path("workspaces")
+
+    r_library = Unicode(
+        help="""R library folder where the mlhub R helper (``mlhub::publish``) is installed for
+        servers whose profile has the ``ir`` kernel; it is put first on their ``R_LIBS``. It is
+        installed (``R CMD INSTALL``) at the first such spawn and again when the helper changes.
+        Default: ``<MlhubSettings.data_dir>/R-library``. Empty: do not install it.
+        """,
+    ).tag(config=True)
+
+    @default("r_library")
+    def _default_r_library(self):
+        return hub_settings().path("R-library")
 
     limit_method = Enum(
         ["auto", "cgroup", "rlimit", "none"],
@@ -270,6 +283,8 @@ class ProfileLocalSpawner(SimpleLocalProcessSpawner):
             env["MLHUB_SIZE"] = self.size.slug
             if self.size.gpu:
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(self.size.gpu))
+        if self._wants_r_helper():
+            env["R_LIBS"] = os.pathsep.join(filter(None, [self.r_library, env.get("R_LIBS")]))
         env["MLHUB_PUBLISHER_URL"] = self.mlhub_publisher_url
         env["MLHUB_PUBLIC_URL"] = self.mlhub_public_url
         return env
@@ -300,8 +315,22 @@ class ProfileLocalSpawner(SimpleLocalProcessSpawner):
 
         return preexec_fn
 
+    def _wants_r_helper(self):
+        return bool(
+            self.r_library
+            and self.profile is not None
+            and "ir" in self.profile.kernels
+            and rlang.rscript() is not None
+        )
+
     async def start(self):
         os.makedirs(self.home_dir, exist_ok=True)
+        if self._wants_r_helper():
+            # An R kernel without the helper would only say "no package called 'mlhub'" later.
+            try:
+                await asyncio.to_thread(rlang.install_helper, self.r_library)
+            except (OSError, RuntimeError, MlhubError) as exc:
+                self.log.error("%s: mlhub R helper not installed: %s", self._log_name, exc)
         return await super().start()
 
     async def stop(self, now=False):

@@ -7,12 +7,16 @@ errors (not configured, unreachable, bad name) become JSON in one place, ``write
 """
 
 import asyncio
+import base64
+import binascii
 import json
+import tempfile
+from pathlib import Path
 
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
-from mlhub.bundle import validate_name
-from mlhub.errors import MlhubError, PayloadTooLarge
+from mlhub.bundle import pack, save_r_bundle, validate_name
+from mlhub.errors import InvalidBundle, MlhubError, PayloadTooLarge
 from tornado import web
 
 SETTINGS_KEY = "mlhub"  # web_app.settings[SETTINGS_KEY] is the Forwarder
@@ -161,6 +165,61 @@ class UploadHandler(MlhubHandler):
             self._upstream.cancel()
 
 
+class RBundleHandler(MlhubHandler):
+    """``POST models/{name}/r-bundle``: the R helper's publish, bundled here.
+
+    ``mlhub::publish`` sends what only R knows, as JSON: ``model_rds`` (the ``saveRDS`` file,
+    base64), ``signature``, ``example``, ``r_version``, ``r_packages``, ``model_class``,
+    ``description``, ``predict_args``. This handler writes the bundle with
+    ``mlhub.bundle.save_r_bundle`` (so the bundle format lives in Python only) and uploads it
+    to the publisher; the answer is the publisher's (202 with ``event_id`` to follow). The RDS is
+    never read here: only the owner's serving process loads it.
+    """
+
+    FIELDS = ("signature", "example", "r_packages", "model_class", "description")
+
+    async def prepare(self):
+        await super().prepare()
+        # the JSON carries the model: allow bodies up to the upload limit (base64 is 4/3)
+        self.request.connection.set_max_body_size(self.forwarder.settings.max_upload_bytes)
+
+    @web.authenticated
+    async def post(self, name):
+        validate_name(name)
+        try:
+            spec = json.loads(self.request.body or b"")
+            # base64 encoders wrap lines (R's does at 76 characters): drop the whitespace
+            model_rds = base64.b64decode("".join(spec["model_rds"].split()), validate=True)
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise InvalidBundle(
+                "the R helper's request must be JSON with the model as base64 'model_rds' "
+                f"({type(exc).__name__}: {exc}); update the mlhub R package",
+                {"field": "model_rds"},
+            ) from None
+        if not isinstance(spec, dict) or not isinstance(spec.get("predict_args", {}), dict):
+            raise InvalidBundle("predict_args must be a named list", {"field": "predict_args"})
+        with tempfile.TemporaryDirectory(prefix="mlhub-r-bundle-") as tmp:
+            save_r_bundle(
+                model_rds,
+                Path(tmp, "bundle"),
+                name=name,
+                r_version=spec.get("r_version"),
+                predict_args=spec.get("predict_args") or {},
+                **{k: spec[k] for k in self.FIELDS if spec.get(k) is not None},
+            )
+            body = pack(Path(tmp, "bundle"))
+        workers = self.get_query_argument("workers", None)
+        reply = await self.forwarder.fetch(
+            "POST",
+            self.forwarder.model_parts(name, "versions"),
+            query=f"workers={int(workers)}" if workers and workers.isdigit() else "",
+            headers={"Content-Type": "application/gzip"},
+            timeout=self.forwarder.settings.upload_timeout,
+            body=body,
+        )
+        self.relay(reply)
+
+
 NAME = r"(?P<name>[^/]+)"
 ROUTES = [
     # (path under mlhub/api/, handler, options): the whole surface, in one place
@@ -168,6 +227,7 @@ ROUTES = [
     (r"models", ForwardHandler, {"methods": ("GET",)}),
     (rf"models/{NAME}", ForwardHandler, {"methods": ("GET", "DELETE")}),
     (rf"models/{NAME}/versions", UploadHandler, {}),
+    (rf"models/{NAME}/r-bundle", RBundleHandler, {}),
     (rf"models/{NAME}/(?P<rest>events|logs)", ForwardHandler, {"methods": ("GET",)}),
     (rf"models/{NAME}/(?P<rest>rollback|scale)", ForwardHandler, {"methods": ("POST",)}),
     (rf"models/{NAME}/(?P<rest>keys)", ForwardHandler, {"methods": ("GET", "POST")}),

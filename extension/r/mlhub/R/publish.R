@@ -1,0 +1,248 @@
+# mlhub::publish(): from a fitted model in an R kernel to a live, authenticated endpoint.
+#
+# The R side captures what only R knows (the saveRDS bytes, the example's column types and
+# factor levels, the R version, the packages the model comes from) and sends it to its own
+# notebook server's mlhub extension (POST mlhub/api/models/<name>/r-bundle) with the server's
+# hub token. The extension writes the bundle (the format lives in Python only) and uploads it
+# to the publisher; this side then follows the publisher's events to show progress.
+
+NAME_RE <- "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+EXAMPLE_ROWS <- 5L
+STEPS <- c("bundle", "upload", "start", "ready")
+EVENT_STEPS <- list(received = c("start", 0.1), unpacked = c("start", 0.4),
+                    starting = c("start", 0.7), ready = c("ready", 0.25),
+                    switched = c("ready", 0.5), drained = c("ready", 0.75),
+                    done = c("ready", 1))
+
+mlhub_stop <- function(message, detail = NULL) {
+  stop(structure(class = c("mlhub_error", "error", "condition"),
+                 list(message = message, call = NULL, detail = detail)))
+}
+
+check_name <- function(name) {
+  if (!is.character(name) || length(name) != 1 || is.na(name) || !grepl(NAME_RE, name)) {
+    mlhub_stop(sprintf(paste0(
+      "model name %s is not valid: use 1-63 lowercase letters, digits or '-', starting and ",
+      "ending with a letter or digit (a DNS label), e.g. 'defect-r'"),
+      if (is.character(name) && length(name) == 1) sprintf("'%s'", name) else deparse(name)))
+  }
+  name
+}
+
+has_predict <- function(model) {
+  any(vapply(class(model), function(cls) {
+    !is.null(utils::getS3method("predict", cls, optional = TRUE))
+  }, TRUE))
+}
+
+# The input signature of an example data.frame: one entry per column, in order.
+describe_example <- function(example) {
+  if (!is.data.frame(example)) {
+    mlhub_stop(sprintf(paste0(
+      "the example must be a data.frame with the model's input columns (e.g. head(df)), ",
+      "not a %s"), class(example)[1]))
+  }
+  if (nrow(example) == 0 || ncol(example) == 0) {
+    mlhub_stop("the example is empty: pass a few rows of the model's input, e.g. head(df)")
+  }
+  inputs <- lapply(names(example), function(col) {
+    values <- example[[col]]
+    type <- if (is.factor(values)) "category"
+      else if (is.integer(values)) "integer"
+      else if (is.numeric(values)) "double"
+      else if (is.logical(values)) "boolean"
+      else if (is.character(values)) "string"
+      else mlhub_stop(sprintf(paste0(
+        "column '%s' of the example is a %s; supported column types are numeric, integer, ",
+        "logical, character and factor (convert it, or drop it from the example)"),
+        col, class(values)[1]))
+    entry <- list(name = col, type = type)
+    if (type == "category") entry$levels <- I(levels(values))
+    entry
+  })
+  list(kind = "dataframe", inputs = inputs)
+}
+
+# Example rows as records (factors as their labels, NA as null).
+example_records <- function(example) {
+  rows <- utils::head(example, EXAMPLE_ROWS)
+  rows[] <- lapply(rows, function(v) if (is.factor(v)) as.character(v) else v)
+  jsonlite::fromJSON(jsonlite::toJSON(rows, dataframe = "rows", na = "null", digits = NA),
+                     simplifyVector = FALSE)
+}
+
+# The packages a model needs to be loaded and predicted: where its classes' predict methods
+# and its class definitions come from, with their installed versions.
+model_packages <- function(model) {
+  found <- character(0)
+  for (cls in class(model)) {
+    method <- utils::getS3method("predict", cls, optional = TRUE)
+    if (!is.null(method)) found <- c(found, environmentName(environment(method)))
+    pkg <- attr(cls, "package")
+    if (!is.null(pkg)) found <- c(found, pkg)
+  }
+  found <- unique(setdiff(found[nzchar(found)], c("base", "R_GlobalEnv")))
+  lapply(found, function(p) list(name = p, version = as.character(utils::packageVersion(p))))
+}
+
+# ---------------------------------------------------------------- talking to the server
+
+server_call <- function(method, path, body = NULL, query = NULL) {
+  base <- Sys.getenv("JUPYTERHUB_SERVICE_URL")
+  token <- Sys.getenv("JUPYTERHUB_API_TOKEN")
+  if (!nzchar(base) || !nzchar(token)) {
+    mlhub_stop(paste0(
+      "mlhub::publish runs in a notebook started from mlhub (JupyterHub): ",
+      "JUPYTERHUB_SERVICE_URL or JUPYTERHUB_API_TOKEN is not set in this R session"))
+  }
+  url <- paste0(sub("/*$", "/", base), "mlhub/api/", path)
+  if (length(query)) url <- paste0(url, "?", paste(names(query), query, sep = "=", collapse = "&"))
+  handle <- curl::new_handle(customrequest = method, timeout = 600)
+  headers <- list(Authorization = paste("token", token), Accept = "application/json")
+  if (!is.null(body)) {
+    payload <- charToRaw(enc2utf8(as.character(
+      jsonlite::toJSON(body, auto_unbox = TRUE, null = "null", na = "null", digits = NA))))
+    curl::handle_setopt(handle, post = TRUE, postfieldsize = length(payload),
+                        postfields = payload)
+    headers$`Content-Type` <- "application/json"
+  }
+  do.call(curl::handle_setheaders, c(list(handle), headers))
+  reply <- tryCatch(curl::curl_fetch_memory(url, handle = handle), error = function(e) {
+    mlhub_stop(sprintf("the notebook server at %s could not be reached: %s", base,
+                       conditionMessage(e)))
+  })
+  text <- rawToChar(reply$content)
+  parsed <- if (nzchar(text)) tryCatch(jsonlite::fromJSON(text, simplifyVector = FALSE),
+                                       error = function(e) NULL)
+  list(status = reply$status_code, body = parsed, text = text)
+}
+
+fail_reply <- function(reply, what) {
+  message <- if (is.list(reply$body) && is.character(reply$body$error)) reply$body$error
+    else sprintf("HTTP %d: %s", reply$status, substr(reply$text, 1, 300))
+  mlhub_stop(sprintf("%s: %s", what, message), reply$body$detail)
+}
+
+progress <- function(step, fraction, text) {
+  done <- (match(step, STEPS) - 1 + fraction) / length(STEPS)
+  width <- 24L
+  filled <- round(done * width)
+  cat(sprintf("[%s%s] %-6s %s\n", strrep("#", filled), strrep(".", width - filled), step, text))
+  utils::flush.console()
+}
+
+follow_events <- function(name, version, since, timeout) {
+  deadline <- Sys.time() + timeout
+  repeat {
+    reply <- server_call("GET", sprintf("models/%s/events", name), query = list(since = since))
+    if (reply$status != 200) fail_reply(reply, "could not follow the publish")
+    for (event in reply$body$events) {
+      since <- max(since, event$id)
+      if (!identical(event$version, version)) next
+      if (identical(event$step, "failed")) {
+        mlhub_stop(paste("the model could not be started:", event$message))
+      }
+      mapped <- EVENT_STEPS[[event$step]]
+      if (!is.null(mapped)) progress(mapped[1], as.numeric(mapped[2]), event$message)
+      if (identical(event$step, "done")) return(invisible(TRUE))
+    }
+    if (Sys.time() > deadline) {
+      mlhub_stop(sprintf("the model was not ready after %d s; see mlhub models events %s",
+                         as.integer(timeout), name))
+    }
+    Sys.sleep(0.2)
+  }
+}
+
+curl_snippet <- function(predict_url, example, key) {
+  body <- jsonlite::toJSON(list(instances = utils::head(example, 2)), auto_unbox = TRUE,
+                           null = "null", digits = NA)
+  token <- if (is.null(key)) "$MLHUB_API_KEY" else key
+  paste0(
+    if (is.null(key)) paste0("# mint a key with mlhub::api_key(), then export MLHUB_API_KEY=mlhk_...\n") else "",
+    sprintf("curl -sS -X POST '%s' \\\n", predict_url),
+    sprintf("  -H \"Authorization: Bearer %s\" \\\n", token),
+    "  -H \"Content-Type: application/json\" \\\n",
+    sprintf("  -d '%s'", body))
+}
+
+#' Publish a fitted R model as an authenticated REST endpoint.
+publish <- function(model, name, example = NULL, description = "", predict_args = list(),
+                    workers = NULL, timeout = 600) {
+  check_name(name)
+  progress("bundle", 0, "checking the model")
+  if (is.null(model) || !has_predict(model)) {
+    mlhub_stop(sprintf(paste0(
+      "a %s is not a model: publish a fitted model with a predict() method ",
+      "(lm, glm, randomForest, ...)"), class(model)[1]))
+  }
+  if (!is.list(predict_args) || (length(predict_args) && is.null(names(predict_args)))) {
+    mlhub_stop("predict_args must be a named list of predict() arguments, e.g. list(type = 'response')")
+  }
+  signature <- NULL
+  records <- NULL
+  if (!is.null(example)) {
+    signature <- describe_example(example)
+    predicted <- tryCatch(
+      do.call(stats::predict, c(list(model, newdata = example), predict_args)),
+      error = function(e) mlhub_stop(sprintf(paste0(
+        "the model failed to predict on the example (%s); pass an example with the columns ",
+        "and types the model was trained on"), conditionMessage(e))))
+    if (NROW(predicted) != nrow(example)) {
+      mlhub_stop(sprintf("the model returned %d predictions for the example's %d rows",
+                         NROW(predicted), nrow(example)))
+    }
+    records <- example_records(example)
+  }
+  rds <- tempfile(fileext = ".rds")
+  on.exit(unlink(rds), add = TRUE)
+  saveRDS(model, rds)
+  packages <- model_packages(model)
+  progress("bundle", 1, sprintf("%s model, R %s, packages: %s", class(model)[1],
+                                getRversion(),
+                                paste(vapply(packages, function(p) p$name, ""), collapse = ", ")))
+  first <- server_call("GET", sprintf("models/%s", name))$status == 404
+  progress("upload", 0, sprintf("uploading %.1f kB", file.size(rds) / 1000))
+  reply <- server_call("POST", sprintf("models/%s/r-bundle", name), body = list(
+    model_rds = gsub("\\s", "", jsonlite::base64_enc(readBin(rds, "raw", file.size(rds)))),
+    signature = signature, example = records, r_version = as.character(getRversion()),
+    r_packages = packages, model_class = class(model)[1], description = description,
+    predict_args = if (length(predict_args)) predict_args else structure(list(), names = character(0))
+  ), query = if (!is.null(workers)) list(workers = as.integer(workers)))
+  if (!reply$status %in% c(200L, 202L)) fail_reply(reply, "the publish was refused")
+  version <- reply$body$version %||% reply$body$current_version
+  progress("upload", 1, "uploaded")
+  if (reply$status == 202L) {
+    follow_events(name, version, reply$body$event_id - 1, timeout)
+  } else {
+    progress("ready", 1, "this version is already live")
+  }
+  info <- server_call("GET", sprintf("models/%s", name))
+  if (info$status != 200) fail_reply(info, "the model could not be read back")
+  key <- NULL
+  if (first) {
+    minted <- server_call("POST", sprintf("models/%s/keys", name),
+                          body = list(description = "minted by mlhub::publish"))
+    if (minted$status != 201) fail_reply(minted, "no API key could be created")
+    key <- minted$body$key
+  }
+  predict_url <- info$body$predict_url
+  snippet <- curl_snippet(predict_url, records, key)
+  cat(sprintf("\n%s is %s at %s (version %s)\nPredict: %s\n", name, info$body$status,
+              info$body$url, substr(version, 1, 19), predict_url))
+  if (!is.null(key)) cat(sprintf("API key (shown once, store it now): %s\n", key))
+  cat("\n", snippet, "\n", sep = "")
+  invisible(list(name = name, owner = info$body$owner, version = version,
+                 status = info$body$status, url = info$body$url, predict_url = predict_url,
+                 api_key = key, curl = snippet))
+}
+
+#' Mint an API key for your model (shown only this once).
+api_key <- function(name, description = "minted by mlhub::api_key") {
+  check_name(name)
+  reply <- server_call("POST", sprintf("models/%s/keys", name), body = list(description = description))
+  if (reply$status != 201) fail_reply(reply, "no API key could be created")
+  reply$body$key
+}
+
+`%||%` <- function(a, b) if (is.null(a)) b else a

@@ -1,0 +1,54 @@
+# Unit tests of the helper's pure logic (no server): names, models, examples, packages.
+
+test_that("a bad name is refused with the rule", {
+  expect_error(publish(lm(dist ~ speed, cars), "Bad_Name"), "not valid: use 1-63 lowercase")
+  expect_error(publish(lm(dist ~ speed, cars), c("a", "b")), "not valid")
+})
+
+test_that("something without predict() is not a model", {
+  expect_error(publish(list(a = 1), "m"), "a list is not a model")
+  expect_error(publish(NULL, "m"), "a NULL is not a model")
+})
+
+test_that("the example must be a non-empty data.frame of supported columns", {
+  m <- lm(dist ~ speed, cars)
+  expect_error(publish(m, "m", example = 1:3), "must be a data.frame")
+  expect_error(publish(m, "m", example = cars[0, ]), "the example is empty")
+  odd <- data.frame(speed = 1, when = Sys.Date())
+  expect_error(describe_example(odd), "column 'when' of the example is a Date")
+})
+
+test_that("an example the model cannot predict is refused with the model's reason", {
+  m <- lm(dist ~ speed, cars)
+  expect_error(publish(m, "m", example = data.frame(velocity = 1)),
+               "failed to predict on the example .*speed")
+})
+
+test_that("the signature records types and factor levels in column order", {
+  df <- data.frame(x = c(1.5, 2), n = c(1L, 2L), ok = c(TRUE, FALSE), s = c("a", "b"),
+                   f = factor(c("lo", "hi"), levels = c("lo", "hi", "mid")))
+  sig <- describe_example(df)
+  expect_equal(vapply(sig$inputs, function(i) i$name, ""), c("x", "n", "ok", "s", "f"))
+  expect_equal(vapply(sig$inputs, function(i) i$type, ""),
+               c("double", "integer", "boolean", "string", "category"))
+  expect_equal(as.character(sig$inputs[[5]]$levels), c("lo", "hi", "mid"))
+  records <- example_records(df)
+  expect_equal(records[[1]], list(x = 1.5, n = 1L, ok = TRUE, s = "a", f = "lo"))
+})
+
+test_that("the packages are where the model's predict method comes from", {
+  pkgs <- model_packages(lm(dist ~ speed, cars))
+  expect_equal(pkgs[[1]]$name, "stats")
+  expect_equal(pkgs[[1]]$version, as.character(packageVersion("stats")))
+  skip_if_not_installed("randomForest")
+  rf <- randomForest::randomForest(Species ~ ., iris, ntree = 5)
+  expect_true("randomForest" %in% vapply(model_packages(rf), function(p) p$name, ""))
+})
+
+test_that("outside a notebook server the helper says so", {
+  withr_env <- Sys.getenv(c("JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_API_TOKEN"), unset = NA)
+  Sys.unsetenv(c("JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_API_TOKEN"))
+  on.exit(for (k in names(withr_env)) if (!is.na(withr_env[[k]])) do.call(Sys.setenv, as.list(withr_env[k])))
+  expect_error(publish(lm(dist ~ speed, cars), "m", example = head(cars)),
+               "runs in a notebook started from mlhub")
+})

@@ -1,0 +1,102 @@
+# Unit tests of the R serving runtime's pure logic (schema, auth rules, metrics, v2); the
+# plumber app itself is tested on a real port by tests/component/test_serving_contract.py.
+# `runtime` is the folder of the runtime's R files (set by the pytest driver).
+
+runtime <- Sys.getenv("MLHUB_R_RUNTIME")
+for (part in c("errors", "settings", "auth", "schema", "model", "metrics", "openapi", "v2")) {
+  source(file.path(runtime, paste0(part, ".R")), local = TRUE)
+}
+
+schema <- compile_schema(list(kind = "dataframe", inputs = list(
+  list(name = "temp", type = "double"), list(name = "n", type = "integer"),
+  list(name = "ok", type = "boolean"), list(name = "line", type = "category",
+                                            levels = c("a", "b")))))
+
+catch <- function(expr) tryCatch({ expr; NULL }, mlhub_error = function(e) e)
+
+test_that("records, rows and columns become the same typed data.frame", {
+  rec <- from_payload(schema, list(instances = list(list(temp = 1.5, n = 2L, ok = TRUE, line = "b"))))
+  rows <- from_payload(schema, list(instances = list(list(1.5, 2L, TRUE, "b"))))
+  cols <- from_payload(schema, list(columns = list("line", "ok", "n", "temp"),
+                                    data = list(list("b", TRUE, 2L, 1.5))))
+  expect_identical(rec, rows)
+  expect_identical(rec, cols)
+  expect_true(is.factor(rec$line) && identical(levels(rec$line), c("a", "b")))
+  expect_true(is.integer(rec$n) && is.double(rec$temp) && is.logical(rec$ok))
+})
+
+test_that("null is NA in numbers and categories, refused in integers", {
+  frame <- from_rows(schema, list(list(NULL, 1L, FALSE, NULL)))
+  expect_true(is.na(frame$temp) && is.na(frame$line))
+  err <- catch(from_rows(schema, list(list(1, NULL, FALSE, "a"))))
+  expect_match(err$message, "null is not allowed here")
+  expect_equal(err$detail$column, "n")
+})
+
+test_that("bad values name the row, the column and what was expected", {
+  err <- catch(from_rows(schema, list(list(1, 1L, TRUE, "a"), list(1, 1L, TRUE, "c"))))
+  expect_equal(err$status, 400L)
+  expect_equal(err$detail, list(row = 1L, column = "line", expected = "category", got = "a string"))
+  expect_match(err$message, "one of the levels 'a', 'b'")
+  err <- catch(from_rows(schema, list(list("1", 1L, TRUE, "a"))))
+  expect_match(err$message, "strings are|expected a number")
+  err <- catch(from_rows(schema, list(list(1, 2.5, TRUE, "a"))))
+  expect_equal(err$detail$column, "n")
+  err <- catch(from_rows(schema, list(list(1, 1L, 1, "a"))))
+  expect_equal(err$detail$column, "ok")
+  err <- catch(from_records(schema, list(list(temp = 1, n = 1L, ok = TRUE))))
+  expect_equal(as.character(err$detail$missing), "line")
+})
+
+test_that("bearer tokens, API keys and hub users follow mlhub.serving.auth's rules", {
+  path <- tempfile(fileext = ".json")
+  jsonlite::write_json(list(users = list("carl"), groups = list("analysts"),
+                            key_hashes = list(sha256_hex("mlhk_good"))), path, auto_unbox = TRUE)
+  users <- list(`t-alice` = list(name = "alice", kind = "user", groups = list()),
+                `t-bob` = list(name = "bob", kind = "user", groups = list("analysts")),
+                `t-eve` = list(name = "eve", kind = "user", groups = list()),
+                `t-svc` = list(name = "alice", kind = "service", groups = list()))
+  asked <- 0
+  hub <- hub_users("http://hub", ask = function(url, token, timeout) {
+    asked <<- asked + 1
+    users[[token]]
+  })
+  auth <- authenticator(access_list(path), hub = hub, owner = "alice")
+  expect_equal(auth_check(auth, "token mlhk_good"), paste0("key:", substr(sha256_hex("mlhk_good"), 1, 12)))
+  expect_match(auth_check(auth, NULL, "mlhk_good"), "^key:")
+  expect_equal(auth_check(auth, "Bearer t-alice"), "user:alice")
+  expect_equal(auth_check(auth, "token t-bob"), "user:bob")
+  expect_equal(catch(auth_check(auth, "token t-eve"))$status, 403L)
+  expect_equal(catch(auth_check(auth, "token t-svc"))$status, 403L)
+  expect_equal(catch(auth_check(auth, "token mlhk_bad"))$status, 401L)
+  expect_equal(catch(auth_check(auth, "Basic abc"))$status, 401L)
+  expect_equal(catch(auth_check(auth, NULL))$status, 401L)
+  before <- asked
+  auth_check(auth, "token t-alice")
+  expect_equal(asked, before)  # cached by the token's digest
+  expect_equal(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+})
+
+test_that("metrics render counters, a cumulative histogram and the model info", {
+  m <- new_metrics()
+  observe(m, "/v1/predict", 200L, 0.003)
+  observe(m, "/v1/predict", 200L, 0.2)
+  observe(m, "/v1/predict", 400L, 0.001)
+  add_rows(m, 7)
+  m$info <- list(name = "m", version = "v\"1")
+  text <- render_metrics(m)
+  expect_match(text, 'mlhub_requests_total{route="/v1/predict",status="200"} 2', fixed = TRUE)
+  expect_match(text, 'mlhub_request_duration_seconds_bucket{route="/v1/predict",le="0.005"} 2', fixed = TRUE)
+  expect_match(text, 'mlhub_request_duration_seconds_bucket{route="/v1/predict",le="+Inf"} 3', fixed = TRUE)
+  expect_match(text, "mlhub_predictions_total 7", fixed = TRUE)
+  expect_match(text, 'mlhub_model_info{name="m",version="v\\"1"} 1', fixed = TRUE)
+})
+
+test_that("v2 tensors: one 2-D tensor or one per input", {
+  flat <- list(name = "x", shape = list(1, 4), datatype = "BYTES", data = list(1.5, 2L, TRUE, "a"))
+  expect_equal(nrow(parse_infer(schema, list(inputs = list(flat)))$frame), 1)
+  bad <- list(name = "x", shape = list(2, 4), datatype = "BYTES", data = list(1))
+  expect_match(catch(parse_infer(schema, list(inputs = list(bad))))$message, "needs 8 values")
+  odd <- list(name = "x", shape = list(1), datatype = "NOPE", data = list(1))
+  expect_match(catch(parse_infer(schema, list(inputs = list(odd))))$message, "datatype 'NOPE'")
+})
