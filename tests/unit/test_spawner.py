@@ -213,3 +213,34 @@ def test_without_cgroups_memory_is_capped_per_process(profiles_dir, tmp_path, mo
     spawner.limit_method = "cgroup"
     with pytest.raises(Conflict, match="no writable cgroup hierarchy"):
         spawner.make_preexec_fn("alice")
+
+
+@pytest.mark.parametrize("profile, helper", [("r", True), ("python-r", True), ("python", False)])
+def test_r_profiles_get_the_r_helper_on_r_libs(
+    profiles_dir, tmp_path, monkeypatch, profile, helper
+):
+    """With R on the machine, a server whose profile has IRkernel finds ``library(mlhub)``:
+    the helper is installed (for real, with R CMD INSTALL) into ``r_library``, first on
+    ``R_LIBS``; a Python-only server gets neither."""
+    from mlhub import rlang
+
+    if rlang.rscript() is None:
+        pytest.fail(f"R is not installed: {rlang.INSTALL_HINT} (scripts/system-deps does it)")
+    monkeypatch.setattr(spawner_module, "installed_kernels", lambda: {"python3", "ir"})
+    spawner = make_spawner(profiles_dir, tmp_path)
+    spawner.r_library = str(tmp_path / "R-library")
+    spawner.apply_user_options(spawner, {"profile": profile})
+    monkeypatch.setenv("R_LIBS", "/elsewhere")
+    env = spawner.get_env()
+    if helper:
+        assert env["R_LIBS"].split(":")[0] == spawner.r_library
+        rlang.install_helper(spawner.r_library)  # what start() does before the server starts
+        found = subprocess.run(
+            ["Rscript", "-e", "cat(find.package('mlhub'))"],
+            env={**env, "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+        )
+        assert found.stdout.startswith(spawner.r_library), found.stderr
+    else:
+        assert spawner.r_library not in env.get("R_LIBS", "")
