@@ -246,9 +246,8 @@ bad_value <- function(schema, i, j, value) {
 to_frame <- function(schema, columns) {
   converted <- lapply(seq_len(schema$width), function(j) convert_column(schema, j, columns[[j]]))
   names(converted) <- schema$names
-  frame <- as.data.frame(converted, stringsAsFactors = FALSE, optional = TRUE)
-  names(frame) <- schema$names
-  frame
+  # the columns are already typed and of one length: no as.data.frame() (10x slower) needed
+  structure(converted, class = "data.frame", row.names = c(NA, -length(converted[[1]])))
 }
 
 # Without a signature: records or rows as they come, the model judges them.
