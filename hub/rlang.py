@@ -2,7 +2,7 @@
 
 R models are served by the R runtime (``images/serving-r``: plumber, started with
 ``Rscript serve.R``) and published from R notebooks with the R helper package
-(``extension/r/mlhub``). Both ship as package data of ``mlhub.serving_r`` and
+(``extension/r``). Both ship as package data of ``mlhub.serving_r`` and
 ``mlhub.extension_r``; this module is the one place that finds them and R itself, so a machine
 without R gets one clear message naming the Debian packages to install.
 """
@@ -59,13 +59,14 @@ def serve_script():
 
 
 def helper_source():
-    """The R helper package's source folder (DESCRIPTION, NAMESPACE, R/)."""
-    return Path(str(files("mlhub.extension_r"))) / HELPER_PACKAGE
+    """The R helper package's source folder (DESCRIPTION, NAMESPACE, R/): ``extension/r``."""
+    return Path(str(files("mlhub.extension_r")))
 
 
 def _sources_digest(root):
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    sources = [root / "DESCRIPTION", root / "NAMESPACE", *(root / "R").glob("*.R")]
+    for path in sorted(p for p in sources if p.is_file()):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
