@@ -143,18 +143,20 @@ class KubernetesDeployer(Deployer):
         return os.environ.get("KUBECONFIG", "")
 
     images = Dict(
-        {"python": "mlhub/serving-python:latest"},
+        {"python": "mlhub/serving-python:latest", "r": "mlhub/serving-r:latest"},
         help="""Serving image per bundle runtime. Default ``{"python":
-        "mlhub/serving-python:latest"}`` (built by ``mlhub images build serving-python``). A
-        bundle whose runtime has no image is refused at publish time.""",
+        "mlhub/serving-python:latest", "r": "mlhub/serving-r:latest"}`` (built by ``mlhub images
+        build serving-python serving-r``). A bundle whose runtime has no image is refused at
+        publish time.""",
     ).tag(config=True)
 
     serving_command = List(
         ["python3", "-m", "mlhub.serving", "--host", "0.0.0.0", "--port", "8080"],
-        help="""Command of the serving container; it must serve ``$MLHUB_BUNDLE`` on port 8080
-        with ``$MLHUB_WORKERS`` workers under ``$MLHUB_URL_PREFIX``. Default: the serving
-        runtime's own launcher (``python3 -m mlhub.serving --host 0.0.0.0 --port 8080``);
-        ``[]`` runs the image's entrypoint.""",
+        help="""Command of the Python runtime's serving container; it must serve
+        ``$MLHUB_BUNDLE`` on port 8080 with ``$MLHUB_WORKERS`` workers under
+        ``$MLHUB_URL_PREFIX``. Default: the serving runtime's own launcher (``python3 -m
+        mlhub.serving --host 0.0.0.0 --port 8080``); ``[]`` runs the image's entrypoint. Other
+        runtimes' images run their own entrypoint (serving-r: nginx -> plumber).""",
     ).tag(config=True)
 
     image_pull_policy = Enum(
@@ -660,7 +662,7 @@ class KubernetesDeployer(Deployer):
             url_prefix=model.url_prefix,
             hub_api_url=self.hub_api_url,
             workers=self.workers_per_pod,
-            command=self.serving_command,
+            command=self.serving_command if runtime == "python" else None,
             resources=self.resources,
             env=self.extra_env,
             image_pull_policy=self.image_pull_policy,

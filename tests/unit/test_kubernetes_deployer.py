@@ -3,6 +3,7 @@ cluster: which pod the proxy route points at, and when a rollout has failed for 
 deployer on a real cluster is tested in tests/cluster/."""
 
 import pytest
+from mlhub.deployers.base import ModelRef
 from mlhub.deployers.kubernetes import KubernetesDeployer, _pod_problem
 from mlhub.errors import InvalidBundle
 
@@ -92,3 +93,18 @@ def test_settings_have_help_and_defaults():
     for name, trait in KubernetesDeployer.class_traits(config=True).items():
         assert trait.help, name
     assert KubernetesDeployer().route_target == "service"
+
+
+def test_r_models_run_the_serving_r_image_with_its_own_entrypoint():
+    """serving-r starts nginx -> plumber itself; the Python launcher is for serving-python."""
+    deployer = KubernetesDeployer(publisher_url="http://publisher:8090/")
+    model = ModelRef("alice", "defect-r")
+    r = deployer._deployment(model, "sha256:" + "a" * 64, "r", 2)
+    (serving,) = r["spec"]["template"]["spec"]["containers"]
+    assert serving["image"] == "mlhub/serving-r:latest"
+    assert serving.get("command") is None
+    (fetch,) = r["spec"]["template"]["spec"]["initContainers"]
+    assert fetch["image"] == "mlhub/serving-r:latest"  # python3 -m mlhub.serving fetch is in it
+    python = deployer._deployment(model, "sha256:" + "a" * 64, "python", 2)
+    (serving,) = python["spec"]["template"]["spec"]["containers"]
+    assert serving["command"][:3] == ["python3", "-m", "mlhub.serving"]
