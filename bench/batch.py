@@ -34,10 +34,8 @@ import json
 import os
 import platform
 import signal
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +52,9 @@ from mlhub.batch.endpoint import ModelEndpoint
 from mlhub.bundle import bundle_digest, load_manifest, load_model, save_bundle
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "component"))
+from batchtest import Serving  # noqa: E402
 
 FEATURES = [f"f{i}" for i in range(20)]
 KEY = "mlhk_bench-batch"
@@ -73,48 +74,13 @@ class InProcessModel(Scorer):
         return self.model.predict(np.column_stack([c.to_numpy() for c in features.columns]))
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ModelServer:
-    """``python -m mlhub.serving`` with authentication on, reachable with the API key ``KEY``."""
-
-    def __init__(self, bundle, work, workers):
-        access = work / "access.json"
-        access.write_text(json.dumps({"key_hashes": [hashlib.sha256(KEY.encode()).hexdigest()]}))
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLHUB_")}
-        env.update(MLHUB_AUTH="on", MLHUB_ACCESS_FILE=str(access))
-        argv = [sys.executable, "-m", "mlhub.serving", "--bundle", str(bundle)]
-        argv += ["--port", str(self.port), "--workers", str(workers)]
-        self.log = work / "serving.log"
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"the model server exited: {self.log.read_text()[-2000:]}")
-            try:
-                if requests.get(self.url + "readyz", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise SystemExit(f"the model server did not become ready (log: {self.log})")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def model_server(bundle, work, workers):
+    """``python -m mlhub.serving`` with authentication on, reachable with the API key ``KEY``,
+    started by the component tests' launcher (``batchtest.Serving``)."""
+    access = work / "access.json"
+    access.write_text(json.dumps({"key_hashes": [hashlib.sha256(KEY.encode()).hexdigest()]}))
+    env = {"MLHUB_AUTH": "on", "MLHUB_ACCESS_FILE": str(access)}
+    return Serving(bundle, work, env=env, workers=workers)
 
 
 def make_data(work, rows):
@@ -201,7 +167,7 @@ def measure(work, args, settings):
     print(f"preparing {args.rows:,} rows in {work} ...", file=sys.stderr)
     table = make_data(work, args.rows)
     local = InProcessModel(work / "bundle")
-    server = ModelServer(work / "bundle", work, args.workers)
+    server = model_server(work / "bundle", work, args.workers)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = []
     try:
