@@ -41,6 +41,16 @@ def add_models_parser(subparsers):
     p.add_argument("path", metavar="PATH", help="bundle directory, MLflow model dir or .tar.gz")
     p.add_argument("--name", help="model name (default: the bundle's own)")
     p.add_argument("--workers", type=int, help="serving workers (replicas)")
+    p.add_argument(
+        "--batching",
+        choices=("on", "off"),
+        help="micro-batch concurrent requests into one model call (for models that "
+        "vectorise); kept for later versions (default: the model's setting, off for a new one)",
+    )
+    p.add_argument("--batch-max-size", type=int, metavar="ROWS", help="most rows per batch (64)")
+    p.add_argument(
+        "--batch-max-wait-ms", type=int, metavar="MS", help="longest wait for a batch to fill (2)"
+    )
     p.add_argument("--no-wait", action="store_true", help="return once the upload is accepted")
 
     p = sub.add_parser("rollback", help="make an earlier version live again")
@@ -109,6 +119,18 @@ def _short(version):
     return (version or "-").removeprefix("sha256:")[:12]
 
 
+def _batching(args):
+    """``publish --batching/--batch-max-size/--batch-max-wait-ms`` -> ``PublisherClient``'s
+    ``batching`` (None: not given, the model keeps its setting)."""
+    if args.batching == "off":
+        return False
+    sizes = {"max_size": args.batch_max_size, "max_wait_ms": args.batch_max_wait_ms}
+    given = {k: v for k, v in sizes.items() if v is not None}
+    if given:
+        return given
+    return True if args.batching == "on" else None
+
+
 def _print_table(models, out):
     rows = [("MODEL", "STATUS", "VERSION", "REPLICAS", "URL")]
     for m in models:
@@ -127,9 +149,14 @@ def _print_table(models, out):
 
 
 def _print_model(m, out):
+    batching = m.get("batching")
+    batching = (
+        f"on ({batching['max_size']} rows, {batching['max_wait_ms']} ms)" if batching else "off"
+    )
     out.write(
         f"{m['owner']}/{m['name']}  {m['status']}  replicas {m['replicas']}\n"
         f"  url:      {m['url']}\n"
+        f"  batching: {batching}\n"
         f"  predict:  {m['predict_url']}\n"
         f"  versions:\n"
     )
@@ -165,7 +192,12 @@ def _run(args, client, out):
             _print_model(model, out)
     elif cmd == "publish":
         result = client.publish(
-            args.path, args.name, workers=args.workers, progress=progress, wait=not args.no_wait
+            args.path,
+            args.name,
+            workers=args.workers,
+            batching=_batching(args),
+            progress=progress,
+            wait=not args.no_wait,
         )
         model = result if "owner" in result else result["model"]
         out.write(f"{model['owner']}/{model['name']}: {model['status']} at {model['url']}\n")

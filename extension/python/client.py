@@ -181,6 +181,7 @@ def publish(
     description="",
     serialization="cloudpickle",
     workers=None,
+    batching=None,
     wait=True,
     timeout=600.0,
     progress=None,
@@ -190,7 +191,10 @@ def publish(
 
     ``example`` (a few rows of input: DataFrame, array, rows or records) records the input
     signature and is run through the model first. ``workers`` asks for that many serving
-    processes. With ``wait=False`` this returns once the publisher has the bundle. ``progress``
+    processes. ``batching=True`` micro-batches concurrent requests into one model call (for
+    models that vectorise, e.g. forests), ``{"max_size": 64, "max_wait_ms": 2}`` tunes it,
+    ``False`` turns it off; it is kept for later versions (``None``: keep the model's). With
+    ``wait=False`` this returns once the publisher has the bundle. ``progress``
     gets ``(step, fraction, message)``; by default a text bar is printed. ``publisher`` is a
     ``PublisherClient``; by default ``connect()`` makes one from the kernel's environment.
     """
@@ -209,7 +213,13 @@ def publish(
         report("upload", 0.0, "uploading")
         steps = PublisherProgress(report)
         answer = publisher.publish(
-            bundle_dir, name, workers=workers, wait=wait, timeout=timeout, progress=steps
+            bundle_dir,
+            name,
+            workers=workers,
+            batching=batching,
+            wait=wait,
+            timeout=timeout,
+            progress=steps,
         )
     if wait:
         info, version = answer, answer["current_version"]

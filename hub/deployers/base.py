@@ -75,6 +75,10 @@ class Deployer(LoggingConfigurable):
         """,
     )
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._serving = {}  # model -> settings (set_serving)
+
     def emit(self, model, version, step, message, level="info"):
         """Report an event: to ``on_event`` (which records and logs it), else to the log."""
         if self.on_event is not None:
@@ -95,6 +99,25 @@ class Deployer(LoggingConfigurable):
         from mlhub.bundle import load_manifest
 
         await self.check(load_manifest(bundle_dir), bundle_dir)
+
+    async def set_serving(self, model, settings):
+        """Set how the model's serving processes run from their next start: ``settings`` is
+        ``{"batching": {"max_size", "max_wait_ms"} or None}`` (micro-batching of concurrent
+        requests, ``mlhub.serving.batching``). The publisher calls it before every prepare,
+        deploy and adopt. A backend applies ``serving_env(model)`` to the processes it starts
+        (environment variables of the serving runtime)."""
+        self._serving[model] = dict(settings)
+
+    def serving_env(self, model):
+        """The serving runtime's environment for the settings last given for ``model``."""
+        batching = self._serving.get(model, {}).get("batching")
+        if not batching:
+            return {}  # the runtime's default: off
+        return {
+            "MLHUB_BATCHING": "on",
+            "MLHUB_BATCH_MAX_SIZE": str(batching["max_size"]),
+            "MLHUB_BATCH_MAX_WAIT_MS": str(batching["max_wait_ms"]),
+        }
 
     async def set_access(self, model, access):
         """Publish who may call the endpoint: ``{"users": [...], "groups": [...],

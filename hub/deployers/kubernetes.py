@@ -664,7 +664,7 @@ class KubernetesDeployer(Deployer):
             workers=self.workers_per_pod,
             command=self.serving_command if runtime == "python" else None,
             resources=self.resources,
-            env=self.extra_env,
+            env={**self.extra_env, **self.serving_env(model)},
             image_pull_policy=self.image_pull_policy,
             termination_grace_seconds=self.termination_grace_seconds,
             drain_seconds=self.drain_seconds,

@@ -411,6 +411,7 @@ class LocalDeployer(Deployer):
                 "MLHUB_ACCESS_FILE": str(self.access_file(model)),
                 "MLHUB_AUTH": "on",
                 "JUPYTERHUB_API_URL": self.hub_api_url,
+                **self.serving_env(model),
             }
         )
         return env

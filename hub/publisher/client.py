@@ -73,6 +73,24 @@ def _quiet(step, message, fraction):
     pass
 
 
+def batching_params(batching):
+    """The publish query parameters for a ``batching`` argument (see ``publish``)."""
+    if batching is None:
+        return {}
+    if isinstance(batching, bool):
+        return {"batching": "on" if batching else "off"}
+    if not isinstance(batching, dict):
+        raise MlhubError(
+            f"batching must be True, False or {{'max_size': ..., 'max_wait_ms': ...}}, "
+            f"got {batching!r}"
+        )
+    names = {"max_size": "batch_max_size", "max_wait_ms": "batch_max_wait_ms"}
+    unknown = set(batching) - set(names)
+    if unknown:
+        raise MlhubError(f"batching takes max_size and max_wait_ms, not {sorted(unknown)}")
+    return {"batching": "on", **{names[k]: v for k, v in batching.items()}}
+
+
 class PublisherClient:
     """Calls the publisher as one hub user.
 
@@ -165,11 +183,23 @@ class PublisherClient:
 
     # ------------------------------------------------------------ publishing
 
-    def publish(self, path, name=None, *, workers=None, progress=None, wait=True, timeout=600):
+    def publish(
+        self,
+        path,
+        name=None,
+        *,
+        workers=None,
+        batching=None,
+        progress=None,
+        wait=True,
+        timeout=600,
+    ):
         """Publish a bundle directory, an MLflow model directory or a bundle ``.tar.gz``.
 
         ``name`` (``"name"`` or, for admins, ``"user/name"``) defaults to the bundle's own
-        name. Returns the final ``Model`` (with ``wait``) or the publisher's answer
+        name. ``batching``: ``True`` (micro-batching with the serving runtime's defaults),
+        ``False`` (off) or ``{"max_size": rows, "max_wait_ms": ms}``; ``None`` keeps the
+        model's setting. Returns the final ``Model`` (with ``wait``) or the publisher's answer
         ``{"model", "version", "event_id"}``.
         """
         progress = progress or _quiet
@@ -194,7 +224,9 @@ class PublisherClient:
                 raise MlhubError("name the model: pass name= (a .tar.gz does not say its name)")
             bundle.validate_name(short)
             name = f"{owner}/{short}" if owner else short
-            answer = self.upload(archive, name, workers=workers, progress=progress)
+            answer = self.upload(
+                archive, name, workers=workers, batching=batching, progress=progress
+            )
         if not wait or "event_id" not in answer:
             return answer["model"] if wait else answer
         return self.wait_for(
@@ -205,7 +237,7 @@ class PublisherClient:
             timeout=timeout,
         )
 
-    def upload(self, archive, name, *, workers=None, progress=None):
+    def upload(self, archive, name, *, workers=None, batching=None, progress=None):
         """POST a bundle archive; the answer is ``{"model", "version", "event_id"}``."""
         total = os.path.getsize(archive)
         limit = self.health().get("max_upload_bytes")
@@ -216,7 +248,8 @@ class PublisherClient:
                 "bytes (PublisherApp.max_upload_bytes)",
                 {"limit": limit, "size": total},
             )
-        params = {"workers": workers} if workers else None
+        params = {"workers": workers} if workers else {}
+        params.update(batching_params(batching))
         with open(archive, "rb") as fh:
             body = _Reading(fh, total, progress or _quiet)
             return self._json(

@@ -22,7 +22,7 @@ from mlhub.errors import (
     UnsupportedMediaType,
 )
 from mlhub.publisher.auth import MANAGE, READ, Caller, authorize, require_api_scope, visible_owner
-from mlhub.publisher.manager import BUNDLE_TOKEN_PREFIX
+from mlhub.publisher.manager import BUNDLE_TOKEN_PREFIX, UNCHANGED
 from tornado import web
 
 BUNDLE_TYPES = (
@@ -237,10 +237,26 @@ class VersionsHandler(BaseHandler):
                 self.upload,
                 workers=self.int_argument("workers", None),
                 max_bundle_bytes=self.settings["max_bundle_bytes"],
+                batching=self.batching_argument(),
             )
         finally:
             self.upload.discard()
         self.write_json(body, status)
+
+    def batching_argument(self):
+        """``?batching=on|off`` with ``batch_max_size``/``batch_max_wait_ms`` (the serving
+        runtime's defaults when left out), or ``UNCHANGED`` if none of them is given."""
+        switch = self.get_query_argument("batching", None)
+        size = self.int_argument("batch_max_size", None)
+        wait = self.int_argument("batch_max_wait_ms", None)
+        if switch is None and size is None and wait is None:
+            return UNCHANGED
+        if switch not in (None, "on", "off"):
+            raise BadRequest(f"?batching= must be on or off, got {switch!r}", {"field": "batching"})
+        if switch == "off":
+            return None
+        given = {"max_size": size, "max_wait_ms": wait}
+        return {k: v for k, v in given.items() if v is not None}
 
     def on_connection_close(self):
         if self.upload is not None:

@@ -19,9 +19,12 @@ from mlhub.deployers.base import Desired, ModelRef
 from mlhub.errors import BadRequest, MlhubError, NotFound
 from mlhub.publisher.artifacts import place
 from mlhub.publisher.store import isoformat, utcnow
+from mlhub.serving.settings import Settings as ServingSettings
 
 KEY_PREFIX = "mlhk_"
 BUNDLE_TOKEN_PREFIX = "mlhb_"
+UNCHANGED = object()  # a publish that does not mention a setting keeps the model's
+MAX_BATCH_SIZE = 512  # one serving thread per row a batch may hold (MLHUB_THREADS)
 # steps of an operation in progress: if one is a model's last event at start, it was interrupted
 OPERATION_STEPS = ("requested", "received", "unpacked", "starting", "ready", "switched", "drained")
 
@@ -82,6 +85,7 @@ class ModelManager:
             "predict_url": url + "v1/predict",
             "shared_with": list(model.shared_with or []),
             "shared_groups": list(model.shared_groups or []),
+            "batching": model.batching,
             "versions": [
                 {
                     "id": v.id,
@@ -135,6 +139,35 @@ class ModelManager:
             )
         return replicas
 
+    @staticmethod
+    def check_batching(batching):
+        """``True``/``"on"`` (the serving runtime's defaults), ``False``/``"off"``/``None``, or
+        ``{"max_size": rows, "max_wait_ms": ms}`` -> what is stored (a dict, or None for off)."""
+        if batching in (None, False, "off"):
+            return None
+        if batching in (True, "on"):
+            batching = {}
+        if not isinstance(batching, dict) or set(batching) - {"max_size", "max_wait_ms"}:
+            raise BadRequest(
+                "batching must be on, off or {max_size, max_wait_ms}", {"field": "batching"}
+            )
+        size = batching.get("max_size", ServingSettings.batch_max_size)
+        wait = batching.get("max_wait_ms", ServingSettings.batch_max_wait_ms)
+        for field, value, low, high in (
+            ("max_size", size, 1, MAX_BATCH_SIZE),
+            ("max_wait_ms", wait, 0, 1000),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise BadRequest(
+                    f"batching {field} must be a whole number from {low} to {high}, got {value!r}",
+                    {"field": f"batching.{field}"},
+                )
+        return {"max_size": size, "max_wait_ms": wait}
+
+    def serving(self, model):
+        """The serving settings of ``model`` for ``Deployer.set_serving``."""
+        return {"batching": model.batching}
+
     def _lock(self, owner, name):
         return self._locks.setdefault((owner, name), asyncio.Lock())
 
@@ -167,15 +200,21 @@ class ModelManager:
 
     # ------------------------------------------------------------ publish
 
-    async def publish(self, caller, owner, name, upload, *, workers, max_bundle_bytes):
+    async def publish(
+        self, caller, owner, name, upload, *, workers, max_bundle_bytes, batching=UNCHANGED
+    ):
         """Accept an uploaded bundle as a version of ``owner/name`` and start deploying it.
 
         Returns ``(http_status, body)``: 202 while deploying, 200 if that version is already
-        live. A bundle that does not load is refused here (400), before anything changes.
+        live (with the same settings). A bundle that does not load is refused here (400),
+        before anything changes. ``batching`` (see ``check_batching``) is kept with the model
+        for every later start; left out, the model keeps its own (off for a new one).
         """
         validate_name(name)
         if workers is not None:
             self.check_replicas(workers)
+        if batching is not UNCHANGED:
+            batching = self.check_batching(batching)
         received = utcnow()
         loop = asyncio.get_running_loop()
         ingested = await loop.run_in_executor(
@@ -187,10 +226,18 @@ class ModelManager:
         try:
             unpacked = utcnow()
             model = self.store.find_model(owner, name)
+            stored = self.serving(model) if model is not None else {"batching": None}
+            serving = stored if batching is UNCHANGED else {"batching": batching}
             known = model is not None and model.version(ingested.digest) is not None
-            if known and model.current_version == ingested.digest and model.status != "failed":
+            if (
+                known
+                and model.current_version == ingested.digest
+                and model.status != "failed"
+                and serving == stored
+            ):
                 ingested.discard()
                 return 200, {"model": self.view(model), "version": ingested.digest}
+            await self.deployer.set_serving(ref, serving)
             # the bundle goes where it is served from, and is started there (without traffic)
             # before the version is accepted: a model that does not load is refused here
             bundle_dir = place(ingested.bundle_dir, self.bundle_dir(ref, ingested.digest))
@@ -201,6 +248,8 @@ class ModelManager:
             ingested.discard()
             if placed is not None:
                 shutil.rmtree(placed, ignore_errors=True)
+            if model is not None:
+                await self.deployer.set_serving(ref, self.serving(model))
             if isinstance(exc, MlhubError) and model is not None:
                 self._record(model, ingested.digest, "failed", exc.message, "error")
             raise
@@ -210,6 +259,7 @@ class ModelManager:
                 model = self.store.create_model(owner, name, workers or self.default_workers)
             elif workers is not None:
                 model.replicas = workers
+            model.batching = serving["batching"]
             artifact = self.artifacts.commit(ingested)
             self.store.add_version(
                 model, ingested.digest, ingested.size, ingested.manifest, artifact
@@ -267,6 +317,7 @@ class ModelManager:
                 return  # deleted while waiting
             try:
                 await self.deployer.set_access(ref, self.access(model))
+                await self.deployer.set_serving(ref, self.serving(model))
                 await operation(ref, progress)
             except Exception as exc:
                 message = exc.message if isinstance(exc, MlhubError) else f"internal error: {exc}"
@@ -396,6 +447,7 @@ class ModelManager:
             if model.current_version:
                 bundle_dir = await self._ensure_bundle_dir(model, model.current_version)
                 await self.deployer.set_access(self.ref(model), self.access(model))
+                await self.deployer.set_serving(self.ref(model), self.serving(model))
                 desired.append(
                     Desired(self.ref(model), model.current_version, str(bundle_dir), model.replicas)
                 )

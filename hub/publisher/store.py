@@ -4,7 +4,8 @@ SQLAlchemy 2 over a URL that is a setting, so the embedded mode's SQLite file an
 Postgres are the same code. Like JupyterHub, the publisher is one asyncio process and keeps one
 session (``Store.db``) for its lifetime; rows are small and every write is followed by a commit.
 
-There are no migrations yet: ``create_all`` makes missing tables and leaves existing ones alone.
+There are no migrations yet: ``create_all`` makes missing tables, and a column added to a table
+since a database was made is added to it (nullable, no data to move: ``_add_new_columns``).
 """
 
 import datetime
@@ -22,7 +23,9 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
@@ -57,6 +60,8 @@ class Model(Base):
     # hub users (besides the owner) and hub groups who may call the endpoint and read the model
     shared_with: Mapped[list] = mapped_column(JSON, default=list)
     shared_groups: Mapped[list] = mapped_column(JSON, default=list)
+    # micro-batching of concurrent requests: {"max_size", "max_wait_ms"}, or None (off)
+    batching: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
     versions: Mapped[list["Version"]] = relationship(
         back_populates="model", cascade="all, delete-orphan", order_by="Version.created"
@@ -157,6 +162,19 @@ def _sqlite_pragmas(dbapi_conn, _record):
     cur.close()
 
 
+def _add_new_columns(engine):
+    """``ALTER TABLE ... ADD COLUMN`` for each nullable column the models define and an existing
+    table lacks (a database made by an older mlhub)."""
+    tables = inspect(engine)
+    with engine.begin() as conn:
+        for table in Base.metadata.sorted_tables:
+            have = {c["name"] for c in tables.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have and column.nullable:
+                    kind = column.type.compile(engine.dialect)
+                    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+
+
 class Store:
     """Opens the database, creates missing tables, and answers the publisher's queries."""
 
@@ -167,6 +185,7 @@ class Store:
             if self.engine.url.database not in (None, "", ":memory:"):
                 Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
         Base.metadata.create_all(self.engine)
+        _add_new_columns(self.engine)
         self.db = Session(self.engine, expire_on_commit=False)
 
     def close(self):

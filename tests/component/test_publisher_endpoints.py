@@ -6,11 +6,13 @@ Every request to a model goes through the proxy at ``/models/<user>/<name>/...``
 """
 
 import os
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
-from embedded_hub import alive, process_table, wait_for
+from embedded_hub import MLHUB, alive, process_table, wait_for
 from mlhub.bundle import pack, save_bundle
 from mlhub.errors import Forbidden
 from mlhub.publisher.client import PublisherClient
@@ -183,3 +185,28 @@ def test_browsers_log_in_with_the_hub_and_see_their_models(hub, tmp_path):
     # a cookie alone does not authorize changes (no xsrf token): 401, nothing deleted
     assert browser.delete(hub.publisher_url + "api/models/alice/browsed").status_code == 401
     assert client(hub, hub.alice).get("browsed")["status"] == "ready"
+
+
+def test_batching_is_set_per_model_at_publish(hub, tmp_path):
+    env = {**os.environ, "MLHUB_URL": hub.url, "MLHUB_TOKEN": hub.alice}
+    bundle = constant_bundle(tmp_path / "v1", 3.0)
+    publish = [MLHUB, "models", "publish", str(bundle), "--name", "batched"]
+    done = subprocess.run(
+        [*publish, "--batching", "on", "--batch-max-size", "8"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    model = client(hub, hub.alice).get("batched")
+    assert model["batching"] == {"max_size": 8, "max_wait_ms": 2}
+    (instance,) = model["instances"]
+    cmdline = (Path(f"/proc/{instance['pid']}/cmdline").read_bytes()).split(b"\0")
+    assert b"MLHUB_BATCHING=on" in cmdline and b"MLHUB_BATCH_MAX_SIZE=8" in cmdline
+    assert cmdline[cmdline.index(b"--threads") + 1] == b"8"
+    rows = [[float(i), 0.0] for i in range(5)]
+    assert predict(hub, "alice", "batched", hub.alice, rows).json()["predictions"] == [3.0] * 5
+    shown = subprocess.run(
+        [MLHUB, "models", "show", "batched"], env=env, capture_output=True, text=True
+    )
+    assert "batching: on (8 rows, 2 ms)" in shown.stdout, shown.stderr

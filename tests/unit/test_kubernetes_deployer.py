@@ -108,3 +108,14 @@ def test_r_models_run_the_serving_r_image_with_its_own_entrypoint():
     python = deployer._deployment(model, "sha256:" + "a" * 64, "python", 2)
     (serving,) = python["spec"]["template"]["spec"]["containers"]
     assert serving["command"][:3] == ["python3", "-m", "mlhub.serving"]
+
+
+async def test_serving_settings_become_the_serving_containers_environment():
+    deployer = KubernetesDeployer(extra_env={"MLHUB_REQUEST_TIMEOUT": "30"})
+    model = ModelRef("alice", "forest")
+    await deployer.set_serving(model, {"batching": {"max_size": 32, "max_wait_ms": 3}})
+    spec = deployer._deployment(model, "sha256:" + "1" * 64, "python", 2)["spec"]["template"]
+    (serving,) = [c for c in spec["spec"]["containers"] if c["name"] == "serving"]
+    env = {e["name"]: e.get("value") for e in serving["env"]}
+    assert env["MLHUB_BATCHING"] == "on" and env["MLHUB_BATCH_MAX_SIZE"] == "32"
+    assert env["MLHUB_BATCH_MAX_WAIT_MS"] == "3" and env["MLHUB_REQUEST_TIMEOUT"] == "30"

@@ -222,6 +222,15 @@ async def test_a_taken_port_is_retried_on_another(deployer, tmp_path, monkeypatc
     assert "Address already in use" in deployer.log_file(MODEL).read_text()
 
 
+async def test_serving_settings_reach_the_serving_process(deployer, tmp_path):
+    await deployer.set_serving(MODEL, {"batching": {"max_size": 8, "max_wait_ms": 1}})
+    await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
+    raw = Path(f"/proc/{live_pid(deployer)}/environ").read_bytes().decode()
+    environ = dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+    assert environ["MLHUB_BATCHING"] == "on"
+    assert environ["MLHUB_BATCH_MAX_SIZE"] == "8" and environ["MLHUB_BATCH_MAX_WAIT_MS"] == "1"
+
+
 def test_free_port_is_below_the_ephemeral_range():
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     assert all(1024 <= local.free_port("127.0.0.1") < low for _ in range(20))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from mlhub import bundle
-from mlhub.deployers.base import Deployer
+from mlhub.deployers.base import Deployer, ModelRef
 from mlhub.errors import InvalidBundle
 from mlhub.publisher.app import PublisherApp
 from mlhub.publisher.artifacts import ArtifactStore
@@ -401,3 +401,61 @@ async def test_bundle_download_for_the_owner_and_the_models_own_token_only(api):
     assert (await api.call("GET", path, token="mlhb_" + "0" * 64))[0] == 401
     status, body = await api.call("GET", "api/models/alice/iris/versions/sha256:00/bundle")
     assert status == 404 and "no version" in body["error"]
+
+
+async def test_batching_is_a_publish_option_kept_with_the_model(api):
+    ref = ModelRef("alice", "forest")
+    status, body = await api.publish("forest", query="?batching=on&batch_max_size=16")
+    assert status == 202, body
+    await api.settle()
+    assert body["model"]["batching"] == {"max_size": 16, "max_wait_ms": 2}
+    assert api.deployer.serving_env(ref) == {
+        "MLHUB_BATCHING": "on",
+        "MLHUB_BATCH_MAX_SIZE": "16",
+        "MLHUB_BATCH_MAX_WAIT_MS": "2",
+    }
+    # a later version that does not mention it keeps it
+    status, body = await api.publish("forest", payload=b"v2")
+    await api.settle()
+    assert status == 202 and body["model"]["batching"] == {"max_size": 16, "max_wait_ms": 2}
+    # the live version again with another setting is restarted with it, not "already live"
+    status, body = await api.publish("forest", payload=b"v2", query="?batching=off")
+    await api.settle()
+    assert status == 202 and body["model"]["batching"] is None
+    assert api.deployer.serving_env(ref) == {}
+    deploys = [c for c in api.deployer.calls if c[0] == "deploy" and c[1] == "alice/forest"]
+    assert len(deploys) == 3
+
+
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("?batching=maybe", "batching"),
+        ("?batch_max_size=0", "batching.max_size"),
+        ("?batching=on&batch_max_size=100000", "batching.max_size"),
+        ("?batch_max_wait_ms=-1", "batching.max_wait_ms"),
+        ("?batch_max_size=many", "batch_max_size"),
+    ],
+)
+async def test_bad_batching_is_400_and_changes_nothing(api, query, field):
+    status, body = await api.publish("forest", query=query)
+    assert status == 400 and body["detail"]["field"] == field, body
+    status, _ = await api.call("GET", "api/models/alice/forest")
+    assert status == 404
+
+
+async def test_batching_survives_a_publisher_restart(api, tmp_path):
+    await api.publish("forest", query="?batching=on&batch_max_wait_ms=5")
+    await api.settle()
+    restarted = Api(tmp_path)  # a new publisher on the same data directory and database
+    await restarted.manager.adopt()
+    try:
+        assert (
+            restarted.deployer.serving_env(ModelRef("alice", "forest"))["MLHUB_BATCH_MAX_WAIT_MS"]
+            == "5"
+        )
+        status, model = await restarted.call("GET", "api/models/alice/forest")
+        assert model["batching"] == {"max_size": 64, "max_wait_ms": 5}
+    finally:
+        restarted.server.stop()
+        restarted.store.close()
