@@ -425,7 +425,7 @@ class Bench:
 
     def start_hub(self):
         (self.workdir / "hub").mkdir()
-        self.hub = EmbeddedHub(self.workdir / "hub")
+        self.hub = EmbeddedHub(self.workdir / "hub", config=getattr(self.args, "hub_config", ""))
         self.stack.callback(self._stop_hub)
         self.hub.start()
         self.password = self.hub.add_user(USER)

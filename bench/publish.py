@@ -11,6 +11,10 @@ every run starts with nothing serving.
 
     .venv/bin/python bench/publish.py              # median of 5
     .venv/bin/python bench/publish.py --runs 9
+    # as before the serving process was the load check: a separate check process first
+    .venv/bin/python bench/publish.py --hub-config "import sys
+    c.LocalDeployer.check_commands = {'python': [sys.executable, '-m', 'mlhub.serving', 'check',
+                                                 '--bundle', '{bundle}']}"
 
 It prints every run, the median, min and max, the load average before and after (the machine
 is shared: the absolute numbers move with it), and the command. Everything it starts is
@@ -81,6 +85,13 @@ def measure(bench, browser, runs):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="publishes to time (default 5)")
+    parser.add_argument(
+        "--hub-config",
+        default="",
+        metavar="PYTHON",
+        help="more lines for the hub's mlhub config file, to compare settings, e.g. "
+        "'c.LocalDeployer.drain_seconds = 1'",
+    )
     args = parser.parse_args(argv)
     args.no_peers = True  # Bench's option: this script has no peers
     executable = shutil.which("chromium")

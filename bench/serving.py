@@ -485,6 +485,7 @@ def report(results, concurrency, skipped, versions, args):
     out("")
     out("Serving speed: requests/s (p50 / p95 / p99 ms), one-row JSON, 2 workers per server, ")
     out(f"{args.duration} s per point, median of {args.trials} trial(s), wrk on 127.0.0.1.")
+    out(f"Load average at the end (1/5/15 min): {' / '.join(f'{x:.1f}' for x in os.getloadavg())}")
     out(
         f"NOTE: wrk and the servers share this machine's {os.cpu_count()} cores: the load "
         "generator takes CPU from the servers."
