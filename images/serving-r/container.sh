@@ -22,7 +22,10 @@ SERVE=/opt/mlhub/mlhub/serving_r/serve.R
 export MLHUB_BUNDLE=${MLHUB_BUNDLE:-/var/lib/mlhub/bundle}
 
 case "$WORKERS" in ''|*[!0-9]*|0) echo "serving-r: MLHUB_WORKERS=$WORKERS is not a whole number >= 1" >&2; exit 2;; esac
-mkdir -p "$RUN"
+rm -rf "$RUN/metrics"
+mkdir -p "$RUN/metrics"
+# every plumber process writes its counters here; /metrics sums them (runtime/metrics.R)
+export MLHUB_METRICS_DIR="$RUN/metrics"
 
 upstreams=""
 i=1
@@ -89,7 +92,7 @@ trap stop TERM INT
 
 i=1
 while [ "$i" -le "$WORKERS" ]; do
-  Rscript "$SERVE" --port $((9000 + i)) --host 127.0.0.1 &
+  MLHUB_WORKER_ID=$i Rscript "$SERVE" --port $((9000 + i)) --host 127.0.0.1 &
   pids="$pids $!"
   i=$((i + 1))
 done

@@ -99,7 +99,7 @@ create_app <- function(settings, served, metrics = new_metrics(), authenticate =
     mlhub_model_load_seconds = list(help = "Seconds spent loading the model.",
                                     value = served$load_seconds),
     # One R process serves one request at a time: more workers are more processes (the
-    # serving-r image runs MLHUB_WORKERS of them behind nginx), each reporting itself.
+    # serving-r image runs MLHUB_WORKERS of them behind nginx; see metrics.R).
     mlhub_workers = list(help = "Worker processes behind this metrics endpoint.", value = 1L))
 
   same_model <- function(name) {
@@ -124,6 +124,7 @@ create_app <- function(settings, served, metrics = new_metrics(), authenticate =
         if (named) handler(req, res, list(...)$name) else handler(req, res)
       }, error = function(e) error_response(res, e))
       observe(metrics, label, res$status, proc.time()[["elapsed"]] - started)
+      persist(metrics)
       res
     }
   }

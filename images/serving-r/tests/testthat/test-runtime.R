@@ -100,3 +100,24 @@ test_that("v2 tensors: one 2-D tensor or one per input", {
   odd <- list(name = "x", shape = list(1), datatype = "NOPE", data = list(1))
   expect_match(catch(parse_infer(schema, list(inputs = list(odd))))$message, "datatype 'NOPE'")
 })
+
+test_that("with a metrics folder, every worker's /metrics shows all workers' counters", {
+  dir <- tempfile()
+  dir.create(dir)
+  one <- new_metrics(dir = dir, worker = "1")
+  two <- new_metrics(dir = dir, worker = "2")
+  one$gauges <- two$gauges <- list(mlhub_workers = list(help = "w", value = 1L))
+  observe(one, "/v1/predict", 200L, 0.01); add_rows(one, 3); persist(one)
+  observe(two, "/v1/predict", 200L, 0.02); observe(two, "/v1/predict", 400L, 0.001)
+  add_rows(two, 2); persist(two)
+  for (m in list(one, two)) {
+    text <- render_metrics(m)
+    expect_match(text, 'mlhub_requests_total{route="/v1/predict",status="200"} 2', fixed = TRUE)
+    expect_match(text, 'mlhub_requests_total{route="/v1/predict",status="400"} 1', fixed = TRUE)
+    expect_match(text, "mlhub_predictions_total 5", fixed = TRUE)
+    expect_match(text, "mlhub_workers 2", fixed = TRUE)
+  }
+  alone <- new_metrics(dir = "")
+  observe(alone, "/healthz", 200L, 0.001)
+  expect_match(render_metrics(alone), 'route="/healthz",status="200"} 1', fixed = TRUE)
+})
