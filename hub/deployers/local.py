@@ -249,17 +249,13 @@ class LocalDeployer(Deployer):
     check_commands = Dict(
         help="""Extra command that exits 0 if a bundle loads, per runtime (``{bundle}``
         placeholder), run before a new version is started; its last output line is the reason
-        on failure. Python has none: its serving process is the check (a version whose model
-        does not load, or cannot predict its own example, answers ``/readyz`` with 503 and the
-        reason, and is refused while the version before keeps serving; a separate check would
-        load the model and import its libraries a second time). Default for R:
-        ``["Rscript", "<mlhub.serving_r>/serve.R", "check", "--bundle", "{bundle}"]`` (it also
-        refuses a model whose R packages are not installed).""",
+        on failure. Default: none. Both runtimes' serving processes are the check (a version
+        whose model does not load, lacks R packages, or cannot predict its own example answers
+        ``/readyz`` with 503 and the reason, and is refused while the version before keeps
+        serving); a separate check would load the model and its libraries a second time.
+        E.g. ``{"r": ["Rscript", "<mlhub.serving_r>/serve.R", "check", "--bundle",
+        "{bundle}"]}``.""",
     ).tag(config=True)
-
-    @default("check_commands")
-    def _default_check_commands(self):
-        return {"r": [rlang.RSCRIPT, str(rlang.serve_script()), "check", "--bundle", "{bundle}"]}
 
     check_timeout = Float(
         300.0, help="Seconds a bundle's load check may take before it is refused (default 300)."
