@@ -62,17 +62,17 @@ c.Authenticator.allow_all = True
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 120  # seconds from spawn request to a running process
 c.Spawner.http_timeout = 60  # seconds from a running process to an answering server
-publisher_url = settings.publisher_url
 culler = IdleCuller(config=settings.config)
 if settings.mode == "embedded":
     c.JupyterHub.spawner_class = "mlhub.spawner.ProfileLocalSpawner"
 else:
     # KubeSpawner pods: profiles filtered by group, a workspace PVC per user, non-root,
-    # spawn progress from the pod's events (mlhub.kube_mode). Pods reach the hub only at an
-    # address routable from the cluster: set c.JupyterHub.hub_bind_url / hub_connect_url in
-    # the mlhub config file (the Helm chart's JupyterHub does this itself).
+    # spawn progress from the pod's events (mlhub.kube_mode). Pods reach the hub API and the
+    # publisher directly at MlhubSettings.internal_ip, which must be routable from the cluster
+    # (the docker bridge for the test cluster; the Helm chart runs them as Services).
     c.JupyterHub.spawner_class = "mlhub.kube_spawner.ProfileKubeSpawner"
-    for trait, value in kubespawner_defaults(publisher_url, settings.public_url).items():
+    pod_publisher_url = f"{settings.publisher_service_url}/services/{PUBLISHER_SERVICE}/"
+    for trait, value in kubespawner_defaults(pod_publisher_url, settings.public_url).items():
         setattr(c.KubeSpawner, trait, value)
 
 # -- the publisher, a hub-managed service ------------------------------------------------------

@@ -33,6 +33,8 @@ async def run(request):
             create_namespace=True,
             wait=wait,
             timeout=timeout,
+            # Helm checks every object against the API server's OpenAPI schema first
+            disable_openapi_validation=False,
         )
     if action == "upgrade":
         return await helm.Upgrade(config).run(

@@ -1,10 +1,8 @@
-"""Fixtures for the browser layer: a real ``mlhub up`` and a headless Debian Chromium page."""
-
-import shutil
+"""Fixtures for the browser layer: a real ``mlhub up`` (the Chromium page is in tests/conftest.py,
+shared with the cluster layer)."""
 
 import pytest
 from embedded_hub import EmbeddedHub
-from labpage import CHROMIUM_ARGS
 
 
 class Platform(EmbeddedHub):
@@ -21,26 +19,3 @@ def platform(tmp_path_factory):
         hub.stop()
     finally:
         hub.kill()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright = pytest.importorskip("playwright.sync_api")
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("Debian's chromium is missing: run scripts/system-deps (make test does)")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def browser_page(browser, tmp_path):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    try:
-        yield page
-    finally:
-        page.screenshot(path=str(tmp_path / "last.png"))
-        context.close()

@@ -103,10 +103,16 @@ def test_kubernetes_mode_spawns_profile_pods_with_workspaces(monkeypatch, tmp_pa
     assert (c.KubeSpawner.uid, c.KubeSpawner.fs_gid) == (1000, 100)
     assert c.KubeSpawner.events_enabled is True
     assert (c.KubeSpawner.start_timeout, c.KubeSpawner.http_timeout) == (300, 120)
+    # pods call the publisher directly, at the internal address (not through the proxy)
     assert c.KubeSpawner.environment == {
-        "MLHUB_PUBLISHER_URL": "http://127.0.0.1:8000/services/mlhub-publisher/",
+        "MLHUB_PUBLISHER_URL": "http://127.0.0.1:8090/services/mlhub-publisher/",
         "MLHUB_PUBLIC_URL": "http://127.0.0.1:8000/",
     }
+    c = load(monkeypatch, tmp_path, "c.MlhubSettings.internal_ip = '172.17.0.1'\n")
+    assert c.JupyterHub.hub_ip == "172.17.0.1"
+    assert c.KubeSpawner.environment["MLHUB_PUBLISHER_URL"] == (
+        "http://172.17.0.1:8090/services/mlhub-publisher/"
+    )
 
 
 def test_kubernetes_mode_culls_idle_servers_but_cannot_reach_the_publisher(monkeypatch, tmp_path):
