@@ -78,7 +78,7 @@ setup(
         "mlhub.profiles": ["*.yaml", "*.json"],
         "mlhub.publisher": ["openapi.yaml"],
         "mlhub.serving_r": ["*.R", "runtime/*.R"],
-        "mlhub.extension_r": ["DESCRIPTION", "NAMESPACE", "R/*.R"],
+        "mlhub.extension_r": ["mlhub/DESCRIPTION", "mlhub/NAMESPACE", "mlhub/R/*.R"],
     },
     data_files=[
         (

@@ -2,7 +2,7 @@
 
 R models are served by the R runtime (``images/serving-r``: plumber, started with
 ``Rscript serve.R``) and published from R notebooks with the R helper package
-(``extension/r``). Both ship as package data of ``mlhub.serving_r`` and
+(``extension/r/mlhub``). Both ship as package data of ``mlhub.serving_r`` and
 ``mlhub.extension_r``; this module is the one place that finds them and R itself, so a machine
 without R gets one clear message naming the Debian packages to install.
 """
@@ -59,8 +59,9 @@ def serve_script():
 
 
 def helper_source():
-    """The R helper package's source folder (DESCRIPTION, NAMESPACE, R/): ``extension/r``."""
-    return Path(str(files("mlhub.extension_r")))
+    """The R helper package's source folder (DESCRIPTION, NAMESPACE, R/): ``extension/r/mlhub``
+    (the R images install it from there too)."""
+    return Path(str(files("mlhub.extension_r"))) / HELPER_PACKAGE
 
 
 def _sources_digest(root):

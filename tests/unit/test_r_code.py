@@ -1,6 +1,6 @@
 """The R code's own unit tests (testthat, from Debian), driven by pytest so CI runs them:
 the R serving runtime's pure logic (images/serving-r/tests/testthat) and the R helper package
-(extension/r/tests/testthat), the latter installed the way the hub installs it for R
+(extension/r/mlhub/tests/testthat), the latter installed the way the hub installs it for R
 kernels (``mlhub.rlang.install_helper``)."""
 
 import os
