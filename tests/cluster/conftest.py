@@ -1,0 +1,79 @@
+"""Fixtures of the cluster layer: the real test cluster, a serving image in its Docker engine, and
+a real ``mlhub up`` whose publisher runs models with the KubernetesDeployer.
+
+How the pieces reach each other on the test cluster (no kube-proxy, no DNS):
+- the hub API and the publisher listen on the docker bridge address (``MlhubSettings.internal_ip
+  = 172.17.0.1``), so model pods fetch their bundle from the publisher and check hub tokens;
+- the proxy routes ``/models/<user>/<name>`` to a ready pod's IP (``route_target = "pod"``), and
+  the tests call models through the proxy on 127.0.0.1, as users do.
+"""
+
+import secrets
+import textwrap
+
+import pytest
+from embedded_hub import EmbeddedHub
+from kubetest import Cluster, KubeAPI, serving_image
+from mlhub.publisher.client import PublisherClient
+
+BRIDGE_IP = "172.17.0.1"
+
+
+@pytest.fixture(scope="session")
+def kube_cluster():
+    """scripts/kube-cluster up (builds Kubernetes once per machine); down at the end only if
+    this session started it."""
+    cluster = Cluster().up()
+    yield cluster
+    cluster.down()
+
+
+@pytest.fixture(scope="session")
+def kube_api(kube_cluster):
+    return KubeAPI(kube_cluster.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def image(kube_cluster):
+    return serving_image()
+
+
+@pytest.fixture(scope="module")
+def namespace(kube_api):
+    name = f"mlhub-test-{secrets.token_hex(3)}"
+    kube_api.create_namespace(name)
+    yield name
+    kube_api.delete_namespace(name)
+
+
+@pytest.fixture(scope="module")
+def kube_hub(tmp_path_factory, kube_cluster, image, namespace):
+    """A real ``mlhub up`` with the KubernetesDeployer; alice and her token and client."""
+    config = textwrap.dedent(
+        f"""
+        c.MlhubSettings.internal_ip = {BRIDGE_IP!r}
+        c.PublisherApp.default_workers = 1
+        c.PublisherApp.deployer_class = "mlhub.deployers.kubernetes.KubernetesDeployer"
+        c.KubernetesDeployer.kubeconfig = {kube_cluster.kubeconfig!r}
+        c.KubernetesDeployer.namespace = {namespace!r}
+        c.KubernetesDeployer.images = {{"python": {image!r}}}
+        c.KubernetesDeployer.image_pull_policy = "Never"
+        c.KubernetesDeployer.route_target = "pod"
+        c.KubernetesDeployer.drain_seconds = 3
+        c.KubernetesDeployer.termination_grace_seconds = 10
+        c.KubernetesDeployer.ready_timeout = 120
+        c.KubernetesDeployer.route_check_interval = 2
+        c.KubernetesDeployer.resources = {{"requests": {{"cpu": "50m", "memory": "64Mi"}}}}
+        """
+    )
+    hub = EmbeddedHub(tmp_path_factory.mktemp("kubehub"), config=config)
+    try:
+        hub.start()
+        hub.passwords = {"alice": hub.add_user("alice")}
+        hub.alice = hub.token("alice", hub.passwords["alice"])
+        hub.client = PublisherClient(url=hub.url, token=hub.alice, poll_interval=0.2)
+        hub.namespace = namespace
+        yield hub
+        hub.stop()
+    finally:
+        hub.kill()

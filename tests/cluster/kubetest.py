@@ -1,0 +1,161 @@
+"""Helpers of the cluster tests: the test cluster (scripts/kube-cluster), a serving image in its
+Docker engine, and a small synchronous client of the real API server for assertions.
+
+The cluster is shared like the Docker engine: ``Cluster.up()`` starts it only if it is not
+running and ``down()`` stops it only if this session started it.
+"""
+
+import hashlib
+import importlib.metadata
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+import urllib3
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "kube-cluster"
+DOCKERFILE = Path(__file__).with_name("Dockerfile.serving-test")
+CA_DIR = Path("/usr/local/share/ca-certificates")
+# what the serving runtime and the test models need, at the versions the test venv pickles with
+IMAGE_PACKAGES = (
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "scipy",
+    "joblib",
+    "threadpoolctl",
+    "flask",
+    "orjson",
+    "uwsgi",
+    "PyYAML",
+    "jsonschema",
+    "cloudpickle",
+    "requests",
+)
+# the source folders setup.py maps into the mlhub namespace (the image installs mlhub from them)
+SOURCES = (
+    "setup.py",
+    "pyproject.toml",
+    "hub",
+    "spawner_profiles",
+    "images/serving-python/serving",
+    "extension/python",
+    "extension/jupyter-config",
+)
+
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+
+class Cluster:
+    def __init__(self):
+        self.started = False
+        self.kubeconfig = None
+
+    def running(self):
+        return subprocess.run([SCRIPT, "status"], capture_output=True).returncode == 0
+
+    def up(self):
+        if not self.running():
+            subprocess.run([SCRIPT, "up"], check=True)
+            self.started = True
+        env = subprocess.run([SCRIPT, "env"], capture_output=True, text=True, check=True).stdout
+        self.kubeconfig = env.strip().split("=", 1)[1]
+        return self
+
+    def down(self):
+        if self.started:
+            subprocess.run([SCRIPT, "down"], check=True)
+
+
+def _pip_packages():
+    return [f"{p}=={importlib.metadata.version(p)}" for p in IMAGE_PACKAGES]
+
+
+def _ca_files():
+    return sorted(CA_DIR.glob("*.crt")) if CA_DIR.is_dir() else []
+
+
+def _source_files():
+    for entry in SOURCES:
+        path = ROOT / entry
+        files = [path] if path.is_file() else sorted(path.rglob("*"))
+        yield from (f for f in files if f.is_file() and "__pycache__" not in f.parts)
+
+
+def serving_image():
+    """A serving image in the shared Docker engine, built if its inputs changed (tag = their
+    hash, so a second run reuses it)."""
+    digest = hashlib.sha256(DOCKERFILE.read_bytes())
+    digest.update(" ".join(_pip_packages()).encode())
+    for f in _source_files():
+        digest.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
+    for f in _ca_files():
+        digest.update(f.read_bytes())
+    tag = f"mlhub-test/serving-python:{digest.hexdigest()[:16]}"
+    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0:
+        return tag
+    with tempfile.TemporaryDirectory() as ctx:
+        for f in _source_files():
+            target = Path(ctx, "src", f.relative_to(ROOT))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, target)
+        shutil.copy2(DOCKERFILE, Path(ctx, "Dockerfile"))
+        Path(ctx, "ca").mkdir()
+        for f in _ca_files():
+            shutil.copy2(f, Path(ctx, "ca", f.name))
+        subprocess.run(
+            [
+                "docker",
+                "build",
+                "-q",
+                "-t",
+                tag,
+                "--build-arg",
+                f"PIP_PACKAGES={' '.join(_pip_packages())}",
+                ctx,
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    return tag
+
+
+class KubeAPI:
+    """GET/POST/DELETE on the API server with the kubeconfig's token (tests only)."""
+
+    def __init__(self, kubeconfig):
+        conf = yaml.safe_load(Path(kubeconfig).read_text())
+        self.server = conf["clusters"][0]["cluster"]["server"]
+        self.session = requests.Session()
+        self.session.verify = False
+        self.session.headers["Authorization"] = f"Bearer {conf['users'][0]['user']['token']}"
+
+    def request(self, method, path, **kwargs):
+        return self.session.request(method, self.server + path, timeout=30, **kwargs)
+
+    def get(self, path, **params):
+        resp = self.request("GET", path, params=params)
+        resp.raise_for_status()
+        return resp.json()
+
+    def items(self, path, selector):
+        return self.get(path, labelSelector=selector)["items"]
+
+    def create_namespace(self, name):
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        self.request("POST", "/api/v1/namespaces", json=body).raise_for_status()
+        # pods are admitted once the namespace's default service account exists
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.request("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default").ok:
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"no default service account in {name}")
+
+    def delete_namespace(self, name):
+        self.request("DELETE", f"/api/v1/namespaces/{name}")

@@ -1,0 +1,228 @@
+"""Published models on a real Kubernetes 1.20 cluster (scripts/kube-cluster), called through the
+hub's proxy as users call them: deploy, scale, a rolling update under load, a deleted pod
+replaced, a publisher restart that loses nothing, rollback, a broken version that never
+replaces a working one, and a delete that leaves no object behind.
+
+The tests of this module run in order on one model, ``defect`` (each step starts from what the
+previous one left), plus a second model for the broken version. Nothing asserts how long
+anything takes: waits only guard against hanging.
+"""
+
+import os
+import signal
+import threading
+
+import pytest
+import requests
+from embedded_hub import alive, wait_for
+from mlhub.bundle import load_manifest
+from mlhub.deployers import kube_objects
+from mlhub.deployers.base import ModelRef
+from mlhub.errors import MlhubError
+from test_publisher_endpoints import constant_bundle, predict
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+SELECTOR = f"mlhub.io/model-id={kube_objects.model_id(ModelRef('alice', 'defect'))}"
+
+
+class Load(threading.Thread):
+    """Calls ``defect`` through the proxy, one request after another, until stopped."""
+
+    def __init__(self, hub):
+        super().__init__(daemon=True)
+        self.hub = hub
+        self.answers, self.failures = [], []
+        self.halt = threading.Event()
+
+    def run(self):
+        session = requests.Session()
+        url = f"{self.hub.url}models/alice/defect/v1/predict"
+        headers = {"Authorization": f"token {self.hub.alice}"}
+        while not self.halt.is_set():
+            try:
+                resp = session.post(
+                    url, json={"instances": [[0.0, 1.0]]}, headers=headers, timeout=30
+                )
+            except requests.RequestException as exc:
+                self.failures.append(repr(exc))
+                continue
+            if resp.status_code == 200:
+                self.answers.append(resp.json()["predictions"][0])
+            else:
+                self.failures.append(f"{resp.status_code} {resp.text[:200]}")
+
+    def seen(self, value, count=1):
+        return self.answers.count(value) >= count
+
+    def stop(self):
+        self.halt.set()
+        self.join()
+
+
+def pods(hub, kube_api, ready_only=True):
+    items = kube_api.items(f"/api/v1/namespaces/{hub.namespace}/pods", SELECTOR)
+    if ready_only:
+        items = [
+            p
+            for p in items
+            if not p["metadata"].get("deletionTimestamp")
+            and any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in p["status"].get("conditions", [])
+            )
+        ]
+    return items
+
+
+def steps(hub, name):
+    return [e["step"] for e in hub.client.events(name)]
+
+
+def answer(hub, token=None, name="defect"):
+    resp = predict(hub, "alice", name, token or hub.alice)
+    assert resp.status_code == 200, resp.text
+    return resp.json()["predictions"]
+
+
+def test_publish_deploys_and_predicts_through_the_proxy(kube_hub, kube_api, tmp_path):
+    hub = kube_hub
+    model = hub.client.publish(constant_bundle(tmp_path / "v1", 1.0), "defect")
+    assert model["status"] == "ready"
+    assert answer(hub) == [1.0]
+    assert predict(hub, "alice", "defect", None).status_code == 401
+    assert steps(hub, "defect")[-5:] == ["starting", "ready", "switched", "drained", "done"]
+
+    # the objects, labelled with the model and its exact owner
+    ns = hub.namespace
+    (dep,) = kube_api.items(f"/apis/apps/v1/namespaces/{ns}/deployments", SELECTOR)
+    assert dep["metadata"]["annotations"]["mlhub.io/owner"] == "alice"
+    assert dep["metadata"]["annotations"]["mlhub.io/version"] == model["current_version"]
+    assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert len(kube_api.items(f"/api/v1/namespaces/{ns}/services", SELECTOR)) == 1
+    assert len(kube_api.items(f"/api/v1/namespaces/{ns}/secrets", SELECTOR)) == 1
+    # 1.20 serves no policy/v1: the PDB was made at the version discovery found
+    assert (
+        len(kube_api.items(f"/apis/policy/v1beta1/namespaces/{ns}/poddisruptionbudgets", SELECTOR))
+        == 1
+    )
+    (pod,) = pods(hub, kube_api)
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["automountServiceAccountToken"] is False
+
+    # an API key reaches the pod through the Secret (kubelet refreshes secret volumes)
+    key = hub.client.create_key("defect", "batch job")["key"]
+    wait_for(lambda: predict(hub, "alice", "defect", key).status_code == 200, "the key to work")
+    assert answer(hub, key) == [1.0]
+
+
+def test_scale_to_three_replicas(kube_hub, kube_api):
+    hub = kube_hub
+    model = hub.client.scale("defect", 3)
+    assert model["replicas"] == 3
+    ready = pods(hub, kube_api)
+    assert len(ready) == 3
+    # every pod serves the model itself, on its own address
+    for pod in ready:
+        url = f"http://{pod['status']['podIP']}:8080/models/alice/defect/readyz"
+        assert requests.get(url, timeout=10).json()["version"] == model["current_version"]
+    assert answer(hub) == [1.0]
+    assert sum(i["state"] == "live" for i in hub.client.get("defect")["instances"]) == 3
+
+
+def test_rolling_update_under_continuous_requests_fails_none(kube_hub, kube_api, tmp_path):
+    hub = kube_hub
+    before = {p["metadata"]["name"] for p in pods(hub, kube_api)}
+    load = Load(hub)
+    load.start()
+    try:
+        wait_for(lambda: load.seen(1.0, 20), "answers from v1")
+        model = hub.client.publish(constant_bundle(tmp_path / "v2", 2.0), "defect")
+        wait_for(lambda: load.seen(2.0, 20), "answers from v2")
+    finally:
+        load.stop()
+    assert load.failures == []
+    switch = load.answers.index(2.0)
+    assert set(load.answers[:switch]) == {1.0} and set(load.answers[switch:]) == {2.0}
+    after = pods(hub, kube_api)
+    assert len(after) == 3 and not before & {p["metadata"]["name"] for p in after}
+    assert {p["metadata"]["annotations"]["mlhub.io/version"] for p in after} == {
+        model["current_version"]
+    }
+
+
+def test_a_deleted_pod_is_replaced_and_serves(kube_hub, kube_api):
+    hub = kube_hub
+    victim = pods(hub, kube_api)[0]["metadata"]["name"]
+    kube_api.request("DELETE", f"/api/v1/namespaces/{hub.namespace}/pods/{victim}")
+    wait_for(
+        lambda: (
+            len(pods(hub, kube_api)) == 3
+            and victim not in {p["metadata"]["name"] for p in pods(hub, kube_api)}
+        ),
+        "a replacement pod",
+    )
+    assert answer(hub) == [2.0]
+    wait_for(lambda: "restarted" in steps(hub, "defect"), "the publisher to record it")
+    assert steps(hub, "defect")[-2:] == ["restarting", "restarted"]
+
+
+def test_publisher_restart_loses_nothing_and_adopts_the_pods(kube_hub, kube_api):
+    hub = kube_hub
+    model = hub.client.get("defect")
+    names = {p["metadata"]["name"] for p in pods(hub, kube_api)}
+    publisher = hub.publisher_pid()
+    os.kill(publisher, signal.SIGKILL)
+    wait_for(lambda: not alive(publisher), "the publisher to die")
+    # models do not need the publisher to serve
+    assert answer(hub) == [2.0]
+    wait_for(
+        lambda: hub.publisher_pid() not in (None, publisher) and hub.publisher_up(),
+        "the hub to restart the publisher",
+        timeout=240,
+    )
+    wait_for(lambda: "adopted" in steps(hub, "defect"), "the publisher to adopt the model")
+    after = hub.client.get("defect")
+    assert after["current_version"] == model["current_version"]
+    assert after["versions"] == model["versions"] and after["replicas"] == 3
+    assert {p["metadata"]["name"] for p in pods(hub, kube_api)} == names  # not redeployed
+    assert answer(hub) == [2.0]
+
+
+def test_rollback_is_one_call(kube_hub):
+    hub = kube_hub
+    v1 = hub.client.get("defect")["versions"][-1]["id"]
+    model = hub.client.rollback("defect")
+    assert model["current_version"] == v1
+    assert answer(hub) == [1.0]
+
+
+def test_a_version_that_does_not_load_never_replaces_the_working_one(kube_hub, tmp_path):
+    hub = kube_hub
+    bundle = constant_bundle(tmp_path / "good", 5.0, name="fragile")
+    hub.client.publish(bundle, "fragile")
+    broken = constant_bundle(tmp_path / "bad", 6.0, name="fragile")
+    (broken / load_manifest(broken)["model_file"]).write_bytes(b"not a pickle")
+    with pytest.raises(MlhubError) as failed:
+        hub.client.publish(broken, "fragile")
+    assert "did not start" in failed.value.message or "not ready" in failed.value.message
+    assert answer(hub, name="fragile") == [5.0]
+    hub.client.delete("fragile")
+
+
+def test_delete_removes_every_object(kube_hub, kube_api):
+    hub = kube_hub
+    hub.client.delete("defect")
+    ns = hub.namespace
+    kinds = [
+        f"/apis/apps/v1/namespaces/{ns}/deployments",
+        f"/apis/apps/v1/namespaces/{ns}/replicasets",
+        f"/api/v1/namespaces/{ns}/pods",
+        f"/api/v1/namespaces/{ns}/services",
+        f"/api/v1/namespaces/{ns}/secrets",
+        f"/apis/policy/v1beta1/namespaces/{ns}/poddisruptionbudgets",
+    ]
+    # pods and ReplicaSets go by garbage collection, after the Deployment
+    wait_for(lambda: not any(kube_api.items(k, SELECTOR) for k in kinds), "no object left")
+    resp = predict(hub, "alice", "defect", hub.alice)
+    assert resp.status_code == 404 and "defect" in resp.json()["error"]
