@@ -1,0 +1,170 @@
+"""How long the Kubernetes mode takes on the local test cluster (scripts/kube-cluster).
+
+Measured, each over ``--runs`` runs with a fresh model (median, min, max):
+
+- harness: ``scripts/kube-cluster up`` from nothing running (the binaries cached) until the
+  node is Ready, and ``down``; the cold build is measured by the first ``up`` of a machine and
+  printed by the script itself (``built Kubernetes v1.20.2 in N s``);
+- publish -> endpoint: from the upload until the first prediction through the proxy succeeds
+  (a new Deployment: pod scheduled, bundle fetched by the init container, model loaded, ready);
+- pod ready: the pod's own timestamps (created -> Ready condition), as the API server has them;
+- scale 1 -> 3: from the scale request until the publisher reports it done;
+- rollout v1 -> v2 (1 replica): from the upload until every answer through the proxy is v2,
+  and until the publisher reports it done (the old pod drained).
+
+The same real ``mlhub up`` (the cluster tests' harness, KubernetesDeployer with pod routes) and
+the throwaway serving image of the cluster tests are used. Everything it starts is stopped.
+
+    .venv/bin/python bench/kube_times.py --runs 3
+"""
+
+import argparse
+import datetime
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests" / "component"), str(ROOT / "tests" / "cluster")]
+
+from embedded_hub import EmbeddedHub  # noqa: E402
+from kubetest import SCRIPT, Cluster, KubeAPI, serving_image  # noqa: E402
+from mlhub.deployers import kube_objects  # noqa: E402
+from mlhub.deployers.base import ModelRef  # noqa: E402
+from mlhub.publisher.client import PublisherClient  # noqa: E402
+from test_publisher_endpoints import constant_bundle  # noqa: E402
+
+
+def timed(fn):
+    start = time.monotonic()
+    fn()
+    return time.monotonic() - start
+
+
+def until(check, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError
+
+
+def stamp(text):
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+
+
+def pod_ready_seconds(api, namespace, model):
+    selector = f"mlhub.io/model-id={kube_objects.model_id(model)}"
+    out = []
+    for pod in api.items(f"/api/v1/namespaces/{namespace}/pods", selector):
+        ready = [c for c in pod["status"]["conditions"] if c["type"] == "Ready"]
+        if ready and ready[0]["status"] == "True":
+            created = stamp(pod["metadata"]["creationTimestamp"])
+            out.append((stamp(ready[0]["lastTransitionTime"]) - created).total_seconds())
+    return out
+
+
+def summary(name, values):
+    if not values:
+        return f"{name:<34} -"
+    return (
+        f"{name:<34} median {statistics.median(values):6.2f} s   "
+        f"min {min(values):6.2f}   max {max(values):6.2f}   (n={len(values)})"
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    results = {k: [] for k in ("up", "down", "publish", "pod", "scale", "switch", "rollout")}
+
+    cluster = Cluster()
+    if cluster.running():
+        print("the cluster is running already (someone uses it): not timing up/down")
+    else:
+        for _ in range(args.runs):
+            results["up"].append(timed(lambda: subprocess.run([SCRIPT, "up"], check=True)))
+            results["down"].append(timed(lambda: subprocess.run([SCRIPT, "down"], check=True)))
+    cluster.up()
+    api = KubeAPI(cluster.kubeconfig)
+    image = serving_image()
+    namespace = f"mlhub-bench-{int(time.time())}"
+    api.create_namespace(namespace)
+    tmp = Path(tempfile.mkdtemp(prefix="kube-bench-"))
+    config = textwrap.dedent(
+        f"""
+        c.MlhubSettings.internal_ip = "172.17.0.1"
+        c.PublisherApp.default_workers = 1
+        c.PublisherApp.deployer_class = "mlhub.deployers.kubernetes.KubernetesDeployer"
+        c.KubernetesDeployer.kubeconfig = {cluster.kubeconfig!r}
+        c.KubernetesDeployer.namespace = {namespace!r}
+        c.KubernetesDeployer.images = {{"python": {image!r}}}
+        c.KubernetesDeployer.image_pull_policy = "Never"
+        c.KubernetesDeployer.route_target = "pod"
+        c.KubernetesDeployer.drain_seconds = 3
+        c.KubernetesDeployer.termination_grace_seconds = 10
+        """
+    )
+    hub = EmbeddedHub(tmp, config=config)
+    try:
+        hub.start()
+        password = hub.add_user("alice")
+        token = hub.token("alice", password)
+        client = PublisherClient(url=hub.url, token=token, poll_interval=0.05)
+        headers = {"Authorization": f"token {token}"}
+
+        def answer(name):
+            resp = requests.post(
+                f"{hub.url}models/alice/{name}/v1/predict",
+                json={"instances": [[0.0, 1.0]]},
+                headers=headers,
+                timeout=10,
+            )
+            return resp.json()["predictions"][0] if resp.status_code == 200 else None
+
+        for run in range(args.runs):
+            name = f"bench{run}"
+            v1 = constant_bundle(tmp / f"{name}-v1", 1.0)
+            start = time.monotonic()
+            client.publish(v1, name, wait=False)
+            until(lambda name=name: answer(name) == 1.0)
+            results["publish"].append(time.monotonic() - start)
+            results["pod"] += pod_ready_seconds(api, namespace, ModelRef("alice", name))
+            results["scale"].append(timed(lambda name=name: client.scale(name, 3)))
+            client.scale(name, 1)
+            v2 = constant_bundle(tmp / f"{name}-v2", 2.0)
+            start = time.monotonic()
+            op = client.publish(v2, name, wait=False)
+            until(lambda name=name: answer(name) == 2.0)
+            results["switch"].append(time.monotonic() - start)
+            client.wait_for(name, op["version"], since=op["event_id"] - 1, timeout=300)
+            results["rollout"].append(time.monotonic() - start)
+            client.delete(name)
+        hub.stop()
+    finally:
+        hub.kill()
+        api.delete_namespace(namespace)
+        cluster.down()
+    print()
+    print(summary("kube-cluster up (cached binaries)", results["up"]))
+    print(summary("kube-cluster down", results["down"]))
+    print(summary("publish -> first prediction", results["publish"]))
+    print(summary("pod created -> Ready", results["pod"]))
+    print(summary("scale 1 -> 3 (done)", results["scale"]))
+    print(summary("rollout v1 -> v2: answers are v2", results["switch"]))
+    print(summary("rollout v1 -> v2: done (drained)", results["rollout"]))
+
+
+if __name__ == "__main__":
+    main()
