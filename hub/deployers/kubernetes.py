@@ -41,6 +41,7 @@ from mlhub.deployers import kube_objects as objects
 from mlhub.deployers.base import Deployer
 from mlhub.deployers.routes import ProxyRoutes
 from mlhub.errors import DeployError, InvalidBundle
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, Dict, Enum, Float, Instance, Integer, List, Unicode, default
 
 _SELECTOR = f"app.kubernetes.io/component={objects.COMPONENT}"
@@ -103,6 +104,17 @@ def _pod_problem(pod):
             if kind == "initContainerStatuses" and now and now.get("exitCode", 0) != 0:
                 return f"{cs['name']} exited with code {now['exitCode']}"
     return None
+
+
+def _load_error(exc):
+    """The reason in a serving runtime's 503 ``/readyz`` answer, if the load failed."""
+    if exc.code != 503 or exc.response is None:
+        return None
+    try:
+        detail = json.loads(exc.response.body).get("detail") or {}
+    except (ValueError, AttributeError):
+        return None
+    return detail.get("reason") if isinstance(detail, dict) else None
 
 
 def _pod_state(pod, live):
@@ -291,6 +303,7 @@ class KubernetesDeployer(Deployer):
         self._locks = {}
         self._busy = set()  # model ids with an operation running (their pod changes are ours)
         self._healing = set()  # model ids that lost a pod outside our operations
+        self._load_errors = {}  # pod name -> why its model will not load (from its /readyz)
         self._changed = asyncio.Condition()
         self._tasks = []
         self._started = None
@@ -511,6 +524,7 @@ class KubernetesDeployer(Deployer):
                 self._on_pod_stopping(mid, pod)
             if kind == "DELETED":
                 pods.pop(name, None)
+                self._load_errors.pop(name, None)
             else:
                 pods[name] = pod
             touched.add(mid)
@@ -526,6 +540,8 @@ class KubernetesDeployer(Deployer):
         model = self._models.get(mid)
         if model is None or mid in self._busy or mid not in self._deployments:
             return
+        if _version(pod) != self._wanted.get(mid):
+            return  # an old or failed version being cleaned up
         self._healing.add(mid)
         self.emit(
             model,
@@ -698,7 +714,7 @@ class KubernetesDeployer(Deployer):
         """A pod of ``version`` that cannot become ready, as ``(pod, reason)``."""
         for pod in self._pods.get(mid, {}).values():
             if _version(pod) == version and not _terminating(pod):
-                problem = _pod_problem(pod)
+                problem = _pod_problem(pod) or self._load_errors.get(pod["metadata"]["name"])
                 if problem:
                     return pod, problem
         dep = self._deployments.get(mid)
@@ -706,6 +722,29 @@ class KubernetesDeployer(Deployer):
             if cond["type"] == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
                 return None, cond.get("message", "the rollout made no progress")
         return None
+
+    async def _diagnose(self, model, mid, version, interval=2.0):
+        """While a rollout waits: ask the running, not ready pods of the new version why. A
+        serving runtime whose model failed to load stays up and says so in its ``/readyz``
+        (503 with ``detail.reason``); that ends the wait at once instead of at
+        ``ready_timeout``. Pods the publisher cannot reach are simply waited for."""
+        http = AsyncHTTPClient()
+        while True:
+            await asyncio.sleep(interval)
+            for pod in list(self._pods.get(mid, {}).values()):
+                ip, name = pod["status"].get("podIP"), pod["metadata"]["name"]
+                if _version(pod) != version or _ready(pod) or not ip:
+                    continue
+                url = f"http://{ip}:{objects.SERVING_PORT}{model.url_prefix}/readyz"
+                try:
+                    await http.fetch(url, request_timeout=3)
+                except HTTPClientError as exc:
+                    reason = _load_error(exc)
+                    if reason:
+                        self._load_errors[name] = f"the model does not load: {reason}"
+                        await self._notify()
+                except OSError:
+                    pass
 
     def _rolled_out(self, mid, generation, replicas):
         dep = self._deployments.get(mid)
@@ -802,6 +841,7 @@ class KubernetesDeployer(Deployer):
         def left():
             return self.ready_timeout - (time.monotonic() - started)
 
+        diagnose = asyncio.ensure_future(self._diagnose(model, mid, version))
         try:
             first = await self._wait(
                 lambda: self._serving_pods(mid, version) or self._failure(mid, version),
@@ -834,6 +874,8 @@ class KubernetesDeployer(Deployer):
         except DeployError:
             await self._undo(model, mid, previous)
             raise
+        finally:
+            diagnose.cancel()
         if self.route_target == "service":
             await self._ensure_route(model)
             progress("switched", f"{model.url_prefix} now goes to {version[:19]}")

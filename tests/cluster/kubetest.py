@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import requests
@@ -37,7 +38,6 @@ IMAGE_PACKAGES = (
     "cloudpickle",
     "requests",
 )
-# the source folders setup.py maps into the mlhub namespace (the image installs mlhub from them)
 SOURCES = (
     "setup.py",
     "pyproject.toml",
@@ -47,8 +47,6 @@ SOURCES = (
     "extension/python",
     "extension/jupyter-config",
 )
-
-urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 
 class Cluster:
@@ -81,10 +79,18 @@ def _ca_files():
 
 
 def _source_files():
-    for entry in SOURCES:
-        path = ROOT / entry
-        files = [path] if path.is_file() else sorted(path.rglob("*"))
-        yield from (f for f in files if f.is_file() and "__pycache__" not in f.parts)
+    """The project's files as git sees them (tracked, or new and not ignored): what
+    ``pip install`` of the project needs, without .venv, data or caches."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in sorted(filter(None, listed.split("\0"))):
+        path = ROOT / name
+        if path.is_file() and not name.startswith(("tests/", "bench/", "docs/")):
+            yield path
 
 
 def serving_image():
@@ -136,7 +142,12 @@ class KubeAPI:
         self.session.headers["Authorization"] = f"Bearer {conf['users'][0]['user']['token']}"
 
     def request(self, method, path, **kwargs):
-        return self.session.request(method, self.server + path, timeout=30, **kwargs)
+        # verify per request: REQUESTS_CA_BUNDLE in the environment would override the session
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+            return self.session.request(
+                method, self.server + path, timeout=30, verify=False, **kwargs
+            )
 
     def get(self, path, **params):
         resp = self.request("GET", path, params=params)
