@@ -170,3 +170,49 @@ class KubeAPI:
 
     def delete_namespace(self, name):
         self.request("DELETE", f"/api/v1/namespaces/{name}")
+
+
+# Until the images pipeline (`mlhub images build`) is on the branch, a stand-in for its
+# images/site/setup.sh, which the serving-r Dockerfile runs first: only apt's package lists.
+_SITE_STAND_IN = """#!/bin/sh
+set -eu
+[ "${1:-}" = r ] && exit 0
+apt-get update -q >/dev/null
+"""
+
+
+def serving_r_image():
+    """The serving-r image (images/serving-r) in the shared Docker engine, built from the files
+    its image.yaml lists (tag = their hash, so a second run reuses it)."""
+    image_dir = ROOT / "images" / "serving-r"
+    spec = yaml.safe_load((image_dir / "image.yaml").read_text())
+    paths = [ROOT / p for p in spec["context"]] + [image_dir]
+    files = sorted(
+        f
+        for p in paths
+        for f in ([p] if p.is_file() else p.rglob("*"))
+        if f.is_file() and "__pycache__" not in f.parts
+    )
+    site = ROOT / "images" / "site"
+    site_files = sorted(f for f in site.rglob("*") if f.is_file()) if site.is_dir() else []
+    digest = hashlib.sha256()
+    for f in files + site_files:
+        digest.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
+    digest.update(b"" if site_files else _SITE_STAND_IN.encode())
+    tag = f"mlhub-test/serving-r:{digest.hexdigest()[:16]}"
+    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0:
+        return tag
+    with tempfile.TemporaryDirectory() as ctx:
+        for f in files + site_files:
+            target = Path(ctx, f.relative_to(ROOT))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, target)
+        if not site_files:
+            Path(ctx, "images", "site").mkdir(parents=True)
+            Path(ctx, "images", "site", "setup.sh").write_text(_SITE_STAND_IN)
+        subprocess.run(
+            ["docker", "build", "-q", "-t", tag, "-f", "images/serving-r/Dockerfile", ctx],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    return tag
