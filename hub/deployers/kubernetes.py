@@ -163,12 +163,10 @@ class KubernetesDeployer(Deployer):
     ).tag(config=True)
 
     serving_command = List(
-        ["python3", "-m", "mlhub.serving", "--host", "0.0.0.0", "--port", "8080"],
-        help="""Command of the Python runtime's serving container; it must serve
-        ``$MLHUB_BUNDLE`` on port 8080 with ``$MLHUB_WORKERS`` workers under
-        ``$MLHUB_URL_PREFIX``. Default: the serving runtime's own launcher (``python3 -m
-        mlhub.serving --host 0.0.0.0 --port 8080``); ``[]`` runs the image's entrypoint. Other
-        runtimes' images run their own entrypoint (serving-r: nginx -> plumber).""",
+        help="""Command of the serving container; it must serve ``$MLHUB_BUNDLE`` on
+        ``$MLHUB_PORT`` (8080) with ``$MLHUB_WORKERS`` workers under ``$MLHUB_URL_PREFIX``.
+        Default: empty, the image's own entrypoint (the standard serving images do exactly
+        that). Example: ``["python3", "-m", "mlhub.serving", "--host", "0.0.0.0"]``.""",
     ).tag(config=True)
 
     image_pull_policy = Enum(
