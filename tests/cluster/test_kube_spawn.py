@@ -1,0 +1,220 @@
+"""The hub in Kubernetes mode on the real test cluster, driven in headless Chromium.
+
+A real ``mlhub up`` with ``MlhubSettings.mode = "kubernetes"`` (the same jupyterhub_config.py;
+the hub process runs on this machine, its API on the docker bridge where pods reach it). A user
+logs in through the form, picks each shipped profile on KubeSpawner's spawn page, watches the
+pod's events on the progress page, and gets JupyterLab from a pod of the profile's notebook
+image, with a kernel of the profile. The workspace is one PVC per user: a file saved in the
+first server is there in the next one.
+
+The test cluster has no volume provisioner, so the test makes the user's PersistentVolume
+(hostPath) in a storage class of its own; KubeSpawner makes the claim, as on a real cluster.
+"""
+
+import contextlib
+import secrets
+import subprocess
+import textwrap
+
+import pytest
+import requests
+from embedded_hub import VENV_BIN, EmbeddedHub, wait_for
+from labpage import wait_for_kernel
+from mlhub.profiles import load_profiles
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.component,
+    # a cold machine builds the notebook images first (cached by content afterwards)
+    pytest.mark.timeout(3600),
+]
+
+BRIDGE_IP = "172.17.0.1"
+USER = "ada"
+# Every page load: copy the spawn page's event log (#progress-log) to sessionStorage.
+RECORD_PROGRESS = """
+new MutationObserver(() => {
+  const events = [...document.querySelectorAll('.progress-log-event')].map((e) => e.textContent);
+  if (events.length) sessionStorage.setItem('progress', JSON.stringify(events));
+}).observe(document, {subtree: true, childList: true});
+"""
+PROFILES = load_profiles()
+
+
+@pytest.fixture(scope="module")
+def notebook_images(kube_cluster):
+    """The profiles' images in the cluster's Docker engine (built unless their inputs are
+    unchanged; ``mlhub images build`` tags each ``mlhub/<name>:<version>`` too)."""
+    names = sorted({p.image.split("/", 1)[1].split(":")[0] for p in PROFILES})
+    subprocess.run([str(VENV_BIN / "mlhub"), "images", "build", *names], check=True)
+    return {p.slug: p.image for p in PROFILES}
+
+
+@contextlib.contextmanager
+def kube_mode_hub(tmp_path_factory, kube_cluster, kube_api, extra_config=""):
+    """A real ``mlhub up`` in kubernetes mode, spawning into a namespace of its own, with a
+    PersistentVolume for ``USER``'s workspace claim; ``USER`` exists (``hub.password``)."""
+    suffix = secrets.token_hex(3)
+    namespace = storage_class = f"mlhub-spawn-{suffix}"
+    kube_api.create_namespace(namespace)
+    volume = tmp_path_factory.mktemp("workspace")
+    volume.chmod(0o777)
+    pv = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": storage_class},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": storage_class,
+            "hostPath": {"path": str(volume)},
+        },
+    }
+    config = textwrap.dedent(
+        f"""
+        c.MlhubSettings.mode = "kubernetes"
+        c.MlhubSettings.internal_ip = {BRIDGE_IP!r}
+        c.KubeSpawner.namespace = {namespace!r}
+        c.KubeSpawner.storage_class = {storage_class!r}
+        c.KubeSpawner.storage_capacity = "1Gi"
+        c.KubeSpawner.image_pull_policy = "Never"
+        c.KubeSpawner.delete_grace_period = 1
+        """
+    ) + textwrap.dedent(extra_config)
+    hub = EmbeddedHub(tmp_path_factory.mktemp("kubespawn"), config=config)
+    try:
+        kube_api.request("POST", "/api/v1/persistentvolumes", json=pv).raise_for_status()
+        # KubeSpawner's client reads $KUBECONFIG once, when the hub imports it
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("KUBECONFIG", kube_cluster.kubeconfig)
+            hub.start()
+        hub.namespace, hub.volume = namespace, volume
+        hub.password = hub.add_user(USER)
+        yield hub
+        hub.stop()
+    finally:
+        hub.kill()
+        kube_api.delete_namespace(namespace)
+        kube_api.request("DELETE", f"/api/v1/persistentvolumes/{storage_class}")
+
+
+@pytest.fixture(scope="module")
+def kube_hub(tmp_path_factory, kube_cluster, kube_api, notebook_images):
+    with kube_mode_hub(tmp_path_factory, kube_cluster, kube_api) as hub:
+        yield hub
+
+
+def stop_server(hub, session):
+    hub.hub_api(session, "DELETE", f"/users/{USER}/server").raise_for_status()
+
+    def stopped():
+        model = hub.hub_api(session, "GET", f"/users/{USER}").json()
+        return "" not in model["servers"]
+
+    wait_for(stopped, f"{USER}'s server to stop", timeout=120)
+
+
+def test_each_profile_spawns_its_image_and_loads_jupyterlab(kube_hub, kube_api, browser_page):
+    hub, page = kube_hub, browser_page
+    session = hub.login(USER, hub.password)
+    page.goto(f"{hub.url}hub/login")
+    page.fill("input[name=username]", USER)
+    page.fill("input[name=password]", hub.password)
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_url("**/hub/spawn**")
+    # the spawn page reloads itself when the server is ready: keep what its event log showed
+    page.add_init_script(RECORD_PROGRESS)
+    token = hub.token(USER, hub.password)
+    auth = {"Authorization": f"token {token}"}
+
+    for i, profile in enumerate(PROFILES):
+        page.goto(f"{hub.url}hub/spawn")
+        # KubeSpawner's form: one radio per allowed profile, the sizes as its options
+        page.check(f"input[name=profile][value={profile.slug}]")
+        page.select_option(f"select[name='profile-option-{profile.slug}--size']", "small")
+        page.evaluate("sessionStorage.removeItem('progress')")
+        page.click("input[type=submit], button[type=submit]")
+        page.wait_for_url(f"**/user/{USER}/lab**", timeout=240_000)
+        # the progress page showed the pod's own events while it started
+        events = page.evaluate("JSON.parse(sessionStorage.getItem('progress') || '[]')")
+        assert any(f"Successfully assigned {hub.namespace}/jupyter-{USER}" in e for e in events), (
+            events
+        )
+
+        pod = kube_api.get(f"/api/v1/namespaces/{hub.namespace}/pods/jupyter-{USER}")
+        [container] = pod["spec"]["containers"]
+        assert container["image"] == profile.image
+        assert container["securityContext"]["runAsUser"] == 1000
+        assert container["securityContext"]["runAsNonRoot"] is True
+        claim = {"claimName": f"mlhub-workspace-{USER}"}
+        assert {"name": "workspace", "persistentVolumeClaim": claim} in pod["spec"]["volumes"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert (env["MLHUB_PROFILE"], env["MLHUB_SIZE"]) == (profile.slug, "small")
+
+        # JupyterLab from the pod, with the profile's kernels only
+        specs = requests.get(
+            f"{hub.url}user/{USER}/api/kernelspecs", headers=auth, timeout=30
+        ).json()
+        assert set(specs["kernelspecs"]) == set(profile.kernels)
+        notebook = f"{profile.slug}.ipynb"
+        requests.put(
+            f"{hub.url}user/{USER}/api/contents/{notebook}",
+            json={"type": "notebook", "content": _notebook(profile.kernels[0])},
+            headers=auth,
+            timeout=30,
+        ).raise_for_status()
+        page.goto(f"{hub.url}user/{USER}/lab/tree/{notebook}")
+        assert wait_for_kernel(page, timeout=180_000).endswith(" | Idle")
+
+        # the workspace persists across servers: the earlier profiles' notebooks are here
+        contents = f"{hub.url}user/{USER}/api/contents"
+        listing = requests.get(contents, headers=auth, timeout=30).json()
+        names = {item["name"] for item in listing["content"]}
+        assert {f"{p.slug}.ipynb" for p in PROFILES[: i + 1]} <= names
+        stop_server(hub, session)
+
+    # the workspace claim outlives the servers (and sits on the test's volume)
+    claim = kube_api.get(
+        f"/api/v1/namespaces/{hub.namespace}/persistentvolumeclaims/mlhub-workspace-{USER}"
+    )
+    assert claim["status"]["phase"] == "Bound"
+    assert {f"{p.slug}.ipynb" for p in PROFILES} <= {f.name for f in hub.volume.iterdir()}
+
+
+def _notebook(kernel):
+    return {
+        "cells": [],
+        "metadata": {"kernelspec": {"name": kernel, "display_name": kernel, "language": ""}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def test_an_idle_server_is_stopped_by_the_culler(
+    tmp_path_factory, kube_cluster, kube_api, notebook_images
+):
+    """jupyterhub-idle-culler with only its four scopes stops a server nobody uses; the
+    workspace claim stays. (A short timeout here; the default is an hour.)"""
+    culling = "c.IdleCuller.timeout = 20\nc.IdleCuller.every = 5\n"
+    with kube_mode_hub(tmp_path_factory, kube_cluster, kube_api, culling) as hub:
+        session = hub.login(USER, hub.password)
+        start = hub.hub_api(session, "POST", f"/users/{USER}/server", json={"profile": "python"})
+        assert start.status_code in (201, 202), start.text
+        hub.wait_ready(session, USER)
+
+        def culled():
+            return "" not in hub.hub_api(session, "GET", f"/users/{USER}").json()["servers"]
+
+        wait_for(culled, "the culler to stop the idle server", timeout=180, interval=2)
+        # stopped by the culler (its log line, in the hub's log), not by a crash
+        log = (hub.data_dir / "logs" / "jupyterhub.log").read_text()
+        assert f"Culling server {USER}" in log
+        claims = kube_api.get(
+            f"/api/v1/namespaces/{hub.namespace}/persistentvolumeclaims/mlhub-workspace-{USER}"
+        )
+        assert claims["status"]["phase"] == "Bound"
+        pods = f"/api/v1/namespaces/{hub.namespace}/pods"
+        pods = kube_api.items(pods, "component=singleuser-server")
+        assert pods == [] or all(p["metadata"].get("deletionTimestamp") for p in pods)
