@@ -266,9 +266,8 @@ def test_upgrade_applies_a_changed_value_and_rolls_the_publisher(install, helm, 
     )
     assert result["version"] == 2
     config = kube_api.get(f"/api/v1/namespaces/{ns}/configmaps/mlhub-publisher")["data"]
-    assert json.loads(config["config.json"]) == {
-        "KubernetesDeployer": {"images": {"python": "example/serve:2"}}
-    }
+    images = json.loads(config["config.json"])["KubernetesDeployer"]["images"]
+    assert images["python"] == "example/serve:2"
     after = kube_api.get(path)["spec"]["template"]["metadata"]["annotations"]
     # a new config checksum: the publisher restarts with it
     assert after["checksum/config"] != before["checksum/config"]
