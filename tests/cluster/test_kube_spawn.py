@@ -4,8 +4,8 @@ A real ``mlhub up`` with ``MlhubSettings.mode = "kubernetes"`` (the same jupyter
 the hub process runs on this machine, its API on the docker bridge where pods reach it). A user
 logs in through the form, picks each shipped profile (whose image the images pipeline built) on
 KubeSpawner's spawn page, watches the pod's events on the progress page, and gets JupyterLab
-from a pod of the profile's notebook image, with a kernel of the profile. The workspace is one PVC per user: a file saved in the
-first server is there in the next one.
+from a pod of the profile's notebook image, with a kernel of the profile. The workspace is one
+PVC per user: a file saved in the first server is there in the next one.
 
 The test cluster has no volume provisioner, so the test makes the user's PersistentVolume
 (hostPath) in a storage class of its own; KubeSpawner makes the claim, as on a real cluster.
