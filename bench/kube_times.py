@@ -143,6 +143,9 @@ def main():
             results["pod"] += pod_ready_seconds(api, namespace, ModelRef("alice", name))
             results["scale"].append(timed(lambda name=name: client.scale(name, 3)))
             client.scale(name, 1)
+            # the rollout is timed from one pod: wait until the scaled-down ones are gone
+            selector = f"mlhub.io/model-id={kube_objects.model_id(ModelRef('alice', name))}"
+            until(lambda s=selector: len(api.items(f"/api/v1/namespaces/{namespace}/pods", s)) == 1)
             v2 = constant_bundle(tmp / f"{name}-v2", 2.0)
             start = time.monotonic()
             op = client.publish(v2, name, wait=False)
