@@ -355,7 +355,7 @@ def open_notebook(page):
         return True
 
 
-_PANEL_STATE = """([index]) => {
+_PANEL_STATE = """([index, name]) => {
   const panel = document.querySelectorAll('.mlhub-publish-panel')[index];
   const shown = (cls) => {
     const el = panel && panel.querySelector(cls);
@@ -364,7 +364,9 @@ _PANEL_STATE = """([index]) => {
   const error = shown('.mlhub-error');
   if (error) return {error};
   const endpoint = shown('.mlhub-endpoint');
-  return endpoint && endpoint.includes('/models/') ? {endpoint} : null;
+  // the endpoint of this publish, not one the panel still shows from an earlier one
+  return endpoint && endpoint.includes(`/models/`) && endpoint.includes(`/${name}/`)
+    ? {endpoint} : null;
 }"""
 
 
@@ -378,7 +380,7 @@ def publish(page, index, name):
     start = time.perf_counter()
     button.click()
     state = page.wait_for_function(
-        _PANEL_STATE, arg=[index], timeout=STEP_TIMEOUT * 1000, polling=20
+        _PANEL_STATE, arg=[index, name], timeout=STEP_TIMEOUT * 1000, polling=20
     ).json_value()
     elapsed = time.perf_counter() - start
     if "error" in state:

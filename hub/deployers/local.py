@@ -36,6 +36,7 @@ from mlhub import rlang
 from mlhub.bundle import load_manifest
 from mlhub.deployers.base import Deployer, ModelRef
 from mlhub.deployers.routes import ProxyRoutes
+from mlhub.deployers.spares import SparePool
 from mlhub.errors import DeployError, InvalidBundle
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, Dict, Float, Instance, Integer, List, Unicode, default
@@ -336,6 +337,59 @@ class LocalDeployer(Deployer):
         serving runtime is importable from the interpreter's site-packages).""",
     ).tag(config=True)
 
+    spares = Integer(
+        1,
+        help="""Python serving processes kept started ahead of need, with the usual libraries
+        imported (``spare_imports``), so a publish does not wait for them (default 1; 0: none).
+        A spare serves a start with ``spare_workers`` workers, no micro-batching and a flavor
+        that is not loaded per worker; other starts start a fresh process.""",
+    ).tag(config=True)
+
+    spare_workers = Integer(
+        2,
+        help="""Workers of the spare processes (default 2; the publisher sets it to its
+        PublisherApp.default_workers unless configured).""",
+    ).tag(config=True)
+
+    spare_imports = List(
+        Unicode(),
+        [
+            "numpy",
+            "pandas",
+            "flask",
+            "mlhub.serving.app",
+            "sklearn.pipeline",
+            "sklearn.linear_model",
+            "sklearn.ensemble",
+            "sklearn.preprocessing",
+        ],
+        help="""Modules a spare process imports while it waits (a missing one is skipped).
+        Default: numpy, pandas, Flask, the serving app and the common scikit-learn modules.""",
+    ).tag(config=True)
+
+    spare_command = List(
+        help="""Command that starts a spare Python serving process. Placeholders: ``{spare}``
+        (the file it waits for), ``{port}``, ``{workers}``, ``{host}``. Default:
+        ``[sys.executable, "-m", "mlhub.serving", "--spare", "{spare}", ...]``; empty: no
+        spares.""",
+    ).tag(config=True)
+
+    @default("spare_command")
+    def _default_spare_command(self):
+        return [
+            sys.executable,
+            "-m",
+            "mlhub.serving",
+            "--spare",
+            "{spare}",
+            "--port",
+            "{port}",
+            "--workers",
+            "{workers}",
+            "--host",
+            "{host}",
+        ]
+
     routes = Instance(ProxyRoutes)
 
     @default("routes")
@@ -347,6 +401,7 @@ class LocalDeployer(Deployer):
         self._models = {}
         self._tasks = set()
         self._supervisor = None
+        self._spares = SparePool(self)
 
     # ------------------------------------------------------------ paths
 
@@ -432,6 +487,20 @@ class LocalDeployer(Deployer):
         return load_manifest(bundle_dir)["runtime"]
 
     async def _spawn(self, model, version, bundle_dir, workers):
+        manifest = load_manifest(bundle_dir)
+        env = self._env(model, version)
+        if self._spares.fits(manifest["runtime"], workers, env, manifest):
+            log_path = self.log_file(model)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            bundle = os.path.realpath(bundle_dir)
+            taken = self._spares.take(bundle, {**env, "MLHUB_BUNDLE": bundle}, log_path)
+            if taken is not None:
+                pid, port, proc = taken
+                with open(log_path, "ab") as log:
+                    log.write(f"--- mlhub: {version} on port {port}: spare pid {pid}\n".encode())
+                return ServingInstance(
+                    version, str(bundle_dir), port, pid, workers, time.time(), proc
+                )
         port = free_port(self.host)
         cmd = self._command(
             self.serve_commands,
@@ -542,6 +611,7 @@ class LocalDeployer(Deployer):
             self._save(state)
             try:
                 await self._wait_ready(state.model, inst)
+                self._spares.fill()  # replace a spare this start took, now that it is ready
             except BaseException as exc:
                 await self._stop(inst)
                 state.others.remove(inst)
@@ -730,6 +800,8 @@ class LocalDeployer(Deployer):
                 self.log.warning("could not add the /models fallback route: %s", exc)
         if self._supervisor is None:
             self._supervisor = asyncio.ensure_future(self._supervise())
+        self._spares.stop()  # a killed predecessor's
+        self._spares.fill()
 
     async def _adopt_one(self, d, stopped_on_exit):
         state = self._state(d.model)
@@ -778,6 +850,7 @@ class LocalDeployer(Deployer):
             self._supervisor = None
         for task in list(self._tasks):
             task.cancel()
+        self._spares.stop()
         if self.stop_models_on_exit:
             await asyncio.gather(
                 *(self._stop(i) for s in self._models.values() for i in s.instances())

@@ -190,9 +190,11 @@ class PublisherApp(Application):
         return path.read_text().strip()
 
     def make_deployer(self):
-        kwargs = (
-            {"data_dir": self.data_dir} if "data_dir" in self.deployer_class.class_traits() else {}
-        )
+        traits = self.deployer_class.class_traits()
+        kwargs = {"data_dir": self.data_dir} if "data_dir" in traits else {}
+        configured = self.config.get(self.deployer_class.__name__, {})
+        if "spare_workers" in traits and "spare_workers" not in configured:
+            kwargs["spare_workers"] = self.default_workers  # what most publishes start with
         return self.deployer_class(parent=self, log=self.log, **kwargs)
 
     def log_request(self, handler):

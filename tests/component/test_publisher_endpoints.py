@@ -48,13 +48,26 @@ def api(hub, method, path, token, **kwargs):
 
 
 def processes_serving(path):
-    """Pids whose command line mentions ``path`` (the unpacked bundles of one model)."""
-    return [pid for pid, (_, cmdline) in process_table().items() if str(path) in cmdline]
+    """Pids working in ``path`` (the unpacked bundles of one model): every process of a serving
+    instance runs in its bundle directory, also one that began as a spare (whose command line
+    names no bundle)."""
+    root = os.path.realpath(path) + os.sep
+    pids = []
+    for pid in process_table():
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if (cwd + os.sep).startswith(root):
+            pids.append(pid)
+    return pids
 
 
 def test_publish_and_predict_with_token_and_key(hub, tmp_path):
     model = client(hub, hub.alice).publish(constant_bundle(tmp_path / "v1", 1.0), "iris")
     assert model["status"] == "ready" and model["url"] == f"{hub.url}models/alice/iris/"
+    # served by the spare process the deployer had started ahead (LocalDeployer.spares)
+    assert "spare pid" in client(hub, hub.alice).logs("iris")
 
     resp = predict(hub, "alice", "iris", hub.alice)
     assert resp.status_code == 200, resp.text

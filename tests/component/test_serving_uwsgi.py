@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import requests
 from batchtest import Serving
-from embedded_hub import wait_for
+from embedded_hub import free_port, wait_for
 from hubstandin import HubStandIn, write_access
 from mlhub.bundle import save_bundle
 from sklearn.datasets import load_iris, make_classification
@@ -630,3 +630,38 @@ def test_arrow_and_parquet_bodies_equal_json(server_name, request, lr_bundle):
     answered = pa.ipc.open_stream(answer.content).read_all()
     assert answered.column("predictions").to_pylist() == as_json["predictions"]
     assert np.allclose(answered.column("proba_1").to_numpy(), model.predict_proba(rows)[:, 1])
+
+
+def test_a_spare_serves_the_bundle_it_is_given_later(work, lr_bundle):
+    """``--spare``: the process starts with no bundle, then serves the one its file names, in
+    that directory, with that environment, logging to that file (the local deployer's spares)."""
+    model, X, bundle = lr_bundle
+    spec, log = work / "spare.json", work / "spare-model.log"
+    port = free_port()
+    argv = [sys.executable, "-m", "mlhub.serving", "--spare", str(spec), "--port", str(port)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLHUB_")}
+    env["MLHUB_SPARE_IMPORTS"] = "numpy,sklearn.linear_model,no_such_module"  # skipped
+    proc = subprocess.Popen(
+        argv, env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    try:
+        with pytest.raises(requests.ConnectionError):  # bound, but no HTTP router yet
+            requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+        given = {"MLHUB_BUNDLE": str(bundle), "MLHUB_AUTH": "off", "MLHUB_MODEL_VERSION": "v-spare"}
+        tmp = work / "spare.json.tmp"
+        tmp.write_text(json.dumps({"cwd": str(bundle), "env": given, "log": str(log)}))
+        os.replace(tmp, spec)
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: requests.get(f"{url}/readyz", timeout=5).ok, "the spare to serve", 60)
+        assert requests.get(f"{url}/readyz").json()["version"] == "v-spare"
+        answer = requests.post(f"{url}/v1/predict", json={"instances": X[:3].tolist()})
+        assert answer.json()["predictions"] == model.predict(X[:3]).tolist()
+        assert os.readlink(f"/proc/{proc.pid}/cwd") == str(bundle.resolve())
+        assert "loaded model 'lr'" in log.read_text()
+    finally:
+        proc.terminate()  # a spare still waiting ignores it (uWSGI is loading its app)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

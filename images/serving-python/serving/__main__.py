@@ -1,6 +1,7 @@
 """Command line: serve a bundle under uWSGI, or check that a bundle will serve.
 
     python -m mlhub.serving --bundle DIR --port P [--workers N] [--host H] [--prefix /models/u/m]
+    python -m mlhub.serving --spare FILE --port P [--workers N] [--host H]
     python -m mlhub.serving check --bundle DIR
     python -m mlhub.serving fetch --url URL --digest sha256:... --dest DIR
 
@@ -30,6 +31,12 @@ def _serve(argv):
         default=os.environ.get("MLHUB_BUNDLE"),
         help="bundle directory (default: $MLHUB_BUNDLE)",
     )
+    parser.add_argument(
+        "--spare",
+        metavar="FILE",
+        help="start a spare instance instead: it imports the usual libraries and waits until "
+        "FILE (JSON: cwd, env, log) names its bundle; the local deployer's pre-started process",
+    )
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default: 8080)")
     parser.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
     parser.add_argument(
@@ -39,13 +46,18 @@ def _serve(argv):
         "--prefix", help="URL path prefix stripped from requests (default: $MLHUB_URL_PREFIX)"
     )
     args = parser.parse_args(argv)
-    if not args.bundle:
+    if not args.bundle and not args.spare:
         parser.error("--bundle is required (or set MLHUB_BUNDLE)")
     from .launch import exec_uwsgi, uwsgi_argv
 
     try:
         argv = uwsgi_argv(
-            args.bundle, args.port, workers=args.workers, host=args.host, prefix=args.prefix
+            args.bundle,
+            args.port,
+            workers=args.workers,
+            host=args.host,
+            prefix=args.prefix,
+            spare=args.spare,
         )
     except SettingsError as exc:
         parser.exit(2, f"mlhub.serving: {exc}\n")

@@ -56,6 +56,8 @@ _PASSED_ENV = (
     "MLHUB_BATCH_MAX_SIZE",
     "MLHUB_BATCH_MAX_WAIT_MS",
     "MLHUB_THREADS",
+    "MLHUB_SPARE_FILE",
+    "MLHUB_SPARE_IMPORTS",
 )
 
 
@@ -83,20 +85,29 @@ def _lazy(settings):
         return False
 
 
-def uwsgi_argv(bundle, port, *, workers=None, host="127.0.0.1", prefix=None, env=None):
+def uwsgi_argv(bundle, port, *, workers=None, host="127.0.0.1", prefix=None, env=None, spare=None):
     """The uWSGI argv serving ``bundle`` on ``host:port``.
 
     ``workers`` and ``prefix`` override ``MLHUB_WORKERS`` / ``MLHUB_URL_PREFIX``; every other
     setting is read from ``env`` (default ``os.environ``). Raises ``SettingsError`` for a bad
     setting, so a misconfiguration fails here with a clear message, not inside uWSGI.
+    With ``spare`` (a file name) instead of ``bundle``: a spare instance, which loads its
+    bundle when the file names one (``wsgi.py``).
     """
     merged = dict(os.environ if env is None else env)
-    merged["MLHUB_BUNDLE"] = str(Path(bundle).resolve())
+    if spare is not None:
+        merged["MLHUB_SPARE_FILE"] = str(Path(spare).resolve())
+        merged["MLHUB_BUNDLE"] = ""  # given later, through the spare file
+        merged.setdefault("MLHUB_LAZY_APPS", "off")
+        settings_env = {**merged, "MLHUB_BUNDLE": "(spare)"}
+    else:
+        merged["MLHUB_BUNDLE"] = str(Path(bundle).resolve())
+        settings_env = merged
     if workers is not None:
         merged["MLHUB_WORKERS"] = str(workers)
     if prefix is not None:
         merged["MLHUB_URL_PREFIX"] = prefix
-    settings = Settings.from_env(merged)
+    settings = Settings.from_env(settings_env)
     if not 0 < int(port) < 65536:
         raise SettingsError(f"port {port} is not a TCP port (1-65535)")
     argv = [
