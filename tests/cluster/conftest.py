@@ -47,8 +47,9 @@ def namespace(kube_api):
 
 
 @pytest.fixture(scope="module")
-def kube_hub(tmp_path_factory, kube_cluster, image, namespace):
-    """A real ``mlhub up`` with the KubernetesDeployer; alice and her token and client."""
+def kube_hub(request, tmp_path_factory, kube_cluster, image, namespace):
+    """A real ``mlhub up`` with the KubernetesDeployer; alice and her token and client.
+    A test module's ``HUB_CONFIG`` (more config lines) is added to the config file."""
     config = textwrap.dedent(
         f"""
         c.MlhubSettings.internal_ip = {BRIDGE_IP!r}
@@ -65,7 +66,7 @@ def kube_hub(tmp_path_factory, kube_cluster, image, namespace):
         c.KubernetesDeployer.route_check_interval = 2
         c.KubernetesDeployer.resources = {{"requests": {{"cpu": "50m", "memory": "64Mi"}}}}
         """
-    )
+    ) + textwrap.dedent(getattr(request.module, "HUB_CONFIG", ""))
     hub = EmbeddedHub(tmp_path_factory.mktemp("kubehub"), config=config)
     try:
         hub.start()
