@@ -107,7 +107,14 @@ def test_r_models_run_the_serving_r_image_with_its_own_entrypoint():
     assert fetch["image"] == "mlhub/serving-r:latest"  # python3 -m mlhub.serving fetch is in it
     python = deployer._deployment(model, "sha256:" + "a" * 64, "python", 2)
     (serving,) = python["spec"]["template"]["spec"]["containers"]
+    assert serving.get("command") is None  # serving-python's entrypoint serves $MLHUB_BUNDLE
+    deployer.serving_command = ["python3", "-m", "mlhub.serving", "--host", "0.0.0.0"]
+    python = deployer._deployment(model, "sha256:" + "a" * 64, "python", 2)
+    (serving,) = python["spec"]["template"]["spec"]["containers"]
     assert serving["command"][:3] == ["python3", "-m", "mlhub.serving"]
+    r = deployer._deployment(model, "sha256:" + "a" * 64, "r", 2)
+    (serving,) = r["spec"]["template"]["spec"]["containers"]
+    assert serving.get("command") is None  # a configured command is for the Python image only
 
 
 async def test_serving_settings_become_the_serving_containers_environment():
