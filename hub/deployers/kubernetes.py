@@ -269,8 +269,10 @@ class KubernetesDeployer(Deployer):
     ).tag(config=True)
 
     delete_timeout = Float(
-        120.0,
-        help="Seconds to wait for a deleted model's pods to be gone (default 120).",
+        10.0,
+        help="""Seconds a delete waits for the model's pods to be gone before it answers
+        (default 10). Its objects are deleted at once; pods still stopping after that finish
+        their graceful stop and are removed by Kubernetes on its own.""",
     ).tag(config=True)
 
     fallback_target = Unicode(
@@ -987,9 +989,8 @@ class KubernetesDeployer(Deployer):
                         "the model's pods to stop",
                     )
                 except asyncio.TimeoutError:
-                    raise DeployError(
-                        f"{model.key}'s pods were still stopping after {self.delete_timeout:g} s"
-                    ) from None
+                    # the objects are gone: the rest is the pods' graceful stop
+                    self.log.info("%s deleted; its pods are still stopping", model.key)
             finally:
                 self._busy.discard(mid)
 
