@@ -17,6 +17,7 @@ PACKAGE_DIR = {
     "mlhub.batch": "hub/batch",
     "mlhub.serving_r": "images/serving-r",
     "mlhub.extension_r": "extension/r",
+    "mlhub.images": "hub/images",
 }
 
 RUNTIME = [
@@ -64,6 +65,7 @@ DEVELOPER = [
     "xgboost>=2",
     "lightgbm>=4",
     "pyarrow>=14",  # Arrow/Parquet bodies in mlhub.serving (optional at run time)
+    "docker>=7.1",  # mlhub images: the Docker engine's API (a developer's and CI's tool)
 ]
 
 setup(

@@ -1,8 +1,9 @@
-"""The ``mlhub`` command line: ``mlhub up``, ``mlhub users ...``, ``mlhub models ...`` and
-``mlhub batch``.
+"""The ``mlhub`` command line: ``mlhub up``, ``mlhub users ...``, ``mlhub models ...``,
+``mlhub batch`` and ``mlhub images ...``.
 
 ``mlhub models`` lives in ``mlhub.cli_models`` (``add_models_parser(subparsers)`` and
-``run_models(args)``), ``mlhub batch`` in ``mlhub.batch.cli``; each is imported when the parser
+``run_models(args)``), ``mlhub batch`` in ``mlhub.batch.cli``, ``mlhub images`` in
+``mlhub.images.cli``; each is imported when the parser
 is built and, if it cannot be imported, replaced by a stub that says why, so ``mlhub up`` and
 ``mlhub users`` keep working.
 """
@@ -129,6 +130,12 @@ def _batch():
     return add_batch_parser, run_batch
 
 
+def _images():
+    from mlhub.images.cli import add_images_parser, run_images
+
+    return add_images_parser, run_images
+
+
 def build_parser():
     """The argument parser and the models runner it registered."""
     parser = argparse.ArgumentParser(
@@ -150,6 +157,7 @@ def build_parser():
     _add_users_parser(subparsers, common)
     run_models = _add_lazy(subparsers, "models", "manage published models", _models)
     _add_lazy(subparsers, "batch", "score a table with a published model", _batch)
+    _add_lazy(subparsers, "images", "build, test and push the standard images", _images)
     return parser, run_models
 
 
@@ -249,7 +257,7 @@ def main(argv=None):
     parser, _ = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command in ("models", "batch"):
+        if args.command in ("models", "batch", "images"):
             return args.run(args)
         settings = _settings(args)
         if args.command == "up":

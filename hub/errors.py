@@ -92,6 +92,27 @@ class DeployError(MlhubError):
     error = "deploy_failed"
 
 
+class EngineUnavailable(MlhubError):
+    """No container engine answers (``mlhub images``): not started, or the wrong address."""
+
+    status = 503
+    error = "engine_unavailable"
+
+
+class ImageError(MlhubError):
+    """A standard image could not be built, tested or pushed; the message says which and why."""
+
+    status = 500
+    error = "image_failed"
+
+
+class InvalidImageSpec(ImageError):
+    """An ``images/<name>/image.yaml`` (or an image name) the pipeline cannot use."""
+
+    status = 400
+    error = "invalid_image_spec"
+
+
 class PublisherUnreachable(MlhubError):
     """The publisher did not answer (down, wrong URL, or a proxy error page instead of JSON)."""
 

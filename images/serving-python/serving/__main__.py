@@ -4,6 +4,7 @@
     python -m mlhub.serving --spare FILE --port P [--workers N] [--host H]
     python -m mlhub.serving check --bundle DIR
     python -m mlhub.serving fetch --url URL --digest sha256:... --dest DIR
+    python -m mlhub.serving container   (the serving-python image, nginx in front: container.py)
 
 Serving execs uWSGI (the pid stays the uWSGI master). ``check`` exits 0 and prints a JSON
 summary when the bundle loads and predicts its example, and exits 1 with the reason otherwise.
@@ -112,6 +113,10 @@ def main(argv=None):
         return _check(argv[1:])
     if argv[:1] == ["fetch"]:
         return _fetch(argv[1:])
+    if argv[:1] == ["container"]:
+        from .container import main as container_main
+
+        return container_main(argv[1:])
     return _serve(argv)
 
 

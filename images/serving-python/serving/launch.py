@@ -85,8 +85,19 @@ def _lazy(settings):
         return False
 
 
-def uwsgi_argv(bundle, port, *, workers=None, host="127.0.0.1", prefix=None, env=None, spare=None):
-    """The uWSGI argv serving ``bundle`` on ``host:port``.
+def uwsgi_argv(
+    bundle,
+    port=None,
+    *,
+    workers=None,
+    host="127.0.0.1",
+    prefix=None,
+    env=None,
+    spare=None,
+    socket=None,
+):
+    """The uWSGI argv serving ``bundle`` over HTTP on ``host:port``, or, with ``socket``, over
+    the uwsgi protocol on that unix socket (behind nginx, as in the serving-python image).
 
     ``workers`` and ``prefix`` override ``MLHUB_WORKERS`` / ``MLHUB_URL_PREFIX``; every other
     setting is read from ``env`` (default ``os.environ``). Raises ``SettingsError`` for a bad
@@ -108,18 +119,25 @@ def uwsgi_argv(bundle, port, *, workers=None, host="127.0.0.1", prefix=None, env
     if prefix is not None:
         merged["MLHUB_URL_PREFIX"] = prefix
     settings = Settings.from_env(settings_env)
-    if not 0 < int(port) < 65536:
+    if socket is not None:
+        # Only the front server (same user) may talk to the socket.
+        listen = ["--socket", str(socket), "--chmod-socket", "600"]
+    elif port is not None and 0 < int(port) < 65536:
+        listen = [
+            "--http",
+            f"{host}:{int(port)}",
+            "--http-keepalive",
+            "--http-auto-chunked",
+            "--http-timeout",
+            str(settings.request_timeout + 5),
+        ]
+    else:
         raise SettingsError(f"port {port} is not a TCP port (1-65535)")
     argv = [
         find_uwsgi(),
         "--strict",
         "--master",
-        "--http",
-        f"{host}:{int(port)}",
-        "--http-keepalive",
-        "--http-auto-chunked",
-        "--http-timeout",
-        str(settings.request_timeout + 5),
+        *listen,
         "--module",
         WSGI_MODULE,
         "--processes",

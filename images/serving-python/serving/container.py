@@ -1,0 +1,191 @@
+"""The serving-python image's entry point: nginx in front of uWSGI, one bundle, one container.
+
+    python -m mlhub.serving container
+
+nginx takes the public port (``MLHUB_PORT``, default 8080) and hands requests to uWSGI over a
+unix socket (the uwsgi protocol: no second HTTP parser, no TCP port inside the container).
+nginx holds slow clients and buffers bodies, so a uWSGI worker is busy only while it predicts;
+it refuses a body over ``MLHUB_MAX_BODY_BYTES`` with the contract's JSON 413 before uWSGI sees
+it, and answers a JSON 503 while uWSGI (re)starts. Workers, the body limit and the timeouts are
+the runtime's own settings (``mlhub.serving.settings``), read from the environment.
+
+The bundle is ``MLHUB_BUNDLE`` (default ``/var/lib/mlhub/bundle``, e.g. a read-only mount) or,
+with ``MLHUB_BUNDLE_URL``, fetched at start by ``fetch.fetch_bundle`` (the Kubernetes init
+container's fetch: ``Authorization: token $MLHUB_BUNDLE_TOKEN``, or the token in
+``MLHUB_BUNDLE_TOKEN_FILE``), which must hash to ``MLHUB_MODEL_VERSION``. It unpacks beside the
+bundle and renames into place, so a container killed mid-fetch never leaves a half bundle, and
+a restarted container whose bundle is already there does not fetch again. Then this process
+starts itself again without the token in its environment: the model's code runs as the same
+user and could read ``/proc/1/environ``. ``/readyz`` answers 200 only
+once the model is loaded: before that nginx is not listening yet, then uWSGI says 503.
+
+This process stays PID 1: it forwards SIGTERM (nginx finishes its requests, uWSGI drains its
+workers), reaps orphans, and exits when either server dies, so the container restarts as a
+whole instead of running half a server.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from mlhub.errors import MlhubError
+
+from .fetch import fetch_bundle
+from .launch import uwsgi_argv
+from .settings import Settings, SettingsError, _int
+
+RUN_DIR = "/tmp/mlhub-serving"
+# Secrets the servers must not inherit: uWSGI workers run the model's (user's) code.
+_SECRETS = ("MLHUB_BUNDLE_TOKEN", "MLHUB_BUNDLE_TOKEN_FILE")
+
+
+def log(message):
+    print(f"mlhub-serving: {message}", file=sys.stderr, flush=True)
+
+
+def nginx_conf(settings, *, port, socket, run_dir):
+    """nginx's whole configuration for one serving container (pure; tested as text)."""
+    timeout = settings.request_timeout
+    limit = settings.max_body_bytes
+    too_large = (
+        f'{{"error": "the request body is larger than the limit of {limit} bytes: send fewer '
+        f'rows per request", "code": "payload_too_large", "detail": {{"limit": {limit}}}}}'
+    )
+    starting = (
+        '{"error": "the model server is starting or restarting: retry shortly", '
+        '"code": "not_ready", "detail": null}'
+    )
+    temp = "\n".join(
+        f"    {kind}_temp_path {run_dir}/{kind};"
+        for kind in ("client_body", "proxy", "uwsgi", "fastcgi", "scgi")
+    )
+    return f"""\
+# Written by mlhub.serving.container at start; the settings come from the environment.
+worker_processes 1;
+pid {run_dir}/nginx.pid;
+error_log stderr warn;
+events {{
+    worker_connections 1024;
+}}
+http {{
+    access_log off;
+    server_tokens off;
+{temp}
+    client_max_body_size {limit};
+    client_body_buffer_size 1m;
+    large_client_header_buffers 4 {settings.header_buffer_bytes};
+    client_body_timeout {timeout}s;
+    send_timeout {timeout}s;
+    keepalive_timeout 75s;
+    server {{
+        listen {port};
+        location / {{
+            include /etc/nginx/uwsgi_params;
+            uwsgi_pass unix:{socket};
+            uwsgi_read_timeout {timeout + 5}s;
+            uwsgi_send_timeout {timeout}s;
+        }}
+        error_page 413 @too_large;
+        location @too_large {{
+            default_type application/json;
+            return 413 '{too_large}';
+        }}
+        error_page 502 504 @starting;
+        location @starting {{
+            default_type application/json;
+            return 503 '{starting}';
+        }}
+    }}
+}}
+"""
+
+
+def _token(env):
+    if env.get("MLHUB_BUNDLE_TOKEN_FILE"):
+        return Path(env["MLHUB_BUNDLE_TOKEN_FILE"]).read_text().strip()
+    return env.get("MLHUB_BUNDLE_TOKEN", "")
+
+
+class Supervisor:
+    """Runs nginx and uWSGI; when one exits (or SIGTERM comes) it stops the other and exits."""
+
+    def __init__(self):
+        self.children = {}
+        self.stopping = False
+
+    def start(self, name, argv, env):
+        self.children[name] = subprocess.Popen(argv, env=env)
+        log(f"started {name} (pid {self.children[name].pid})")
+
+    def stop(self, *_):
+        if self.stopping:
+            return
+        self.stopping = True
+        # nginx: SIGQUIT finishes open requests; uWSGI: SIGTERM drains (gracefully_kill_them_all).
+        for name, sig in (("nginx", signal.SIGQUIT), ("uwsgi", signal.SIGTERM)):
+            child = self.children.get(name)
+            if child and child.poll() is None:
+                child.send_signal(sig)
+
+    def wait(self):
+        """Reap every child (PID 1 inherits orphans); return the exit code for the container."""
+        code = 0
+        while any(c.returncode is None for c in self.children.values()):
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+            for name, child in self.children.items():
+                if child.pid == pid:
+                    child.returncode = os.waitstatus_to_exitcode(status)
+                    if not self.stopping:
+                        log(f"{name} exited with {child.returncode}; stopping the container")
+                        code = 1
+                    self.stop()
+        return code
+
+
+def main(argv=None):
+    env = dict(os.environ)
+    try:
+        port = _int(env, "MLHUB_PORT", 8080)
+        bundle = env.get("MLHUB_BUNDLE") or "/var/lib/mlhub/bundle"
+        env["MLHUB_BUNDLE"] = bundle
+        settings = Settings.from_env(env)
+        if env.get("MLHUB_BUNDLE_URL"):
+            url, version = env["MLHUB_BUNDLE_URL"], env.get("MLHUB_MODEL_VERSION", "")
+            if not version.startswith("sha256:"):
+                raise MlhubError(
+                    "MLHUB_BUNDLE_URL needs MLHUB_MODEL_VERSION=sha256:... (the version to "
+                    "serve): a container serves only the version it was started for"
+                )
+            log(f"fetching {version} from {url}")
+            fetch_bundle(url, version, bundle, _token(env), timeout=settings.request_timeout)
+            log(f"bundle {version} is in {bundle}")
+        elif not Path(bundle, "mlhub.yaml").is_file():
+            raise MlhubError(
+                f"no model bundle at {bundle}: mount one there (or set MLHUB_BUNDLE), "
+                "or set MLHUB_BUNDLE_URL (and MLHUB_BUNDLE_TOKEN) to fetch it at start"
+            )
+    except (MlhubError, SettingsError, OSError) as e:
+        log(f"cannot start: {getattr(e, 'message', e)}")
+        return 2
+    for key in _SECRETS:
+        env.pop(key, None)
+    os.makedirs(RUN_DIR, exist_ok=True)
+    socket = f"{RUN_DIR}/uwsgi.sock"
+    conf = Path(RUN_DIR, "nginx.conf")
+    conf.write_text(nginx_conf(settings, port=port, socket=socket, run_dir=RUN_DIR))
+
+    supervisor = Supervisor()
+    signal.signal(signal.SIGTERM, supervisor.stop)
+    signal.signal(signal.SIGINT, supervisor.stop)
+    supervisor.start("uwsgi", uwsgi_argv(bundle, socket=socket, env=env), env)
+    supervisor.start("nginx", ["nginx", "-e", "stderr", "-c", str(conf), "-g", "daemon off;"], env)
+    log(f"serving {bundle} on port {port} with {settings.workers} workers")
+    return supervisor.wait()

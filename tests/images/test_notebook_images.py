@@ -1,0 +1,101 @@
+"""Each notebook image starts jupyterhub-singleuser and a Jupyter server whose kernels start.
+
+KubeSpawner runs these images' default command (``jupyterhub-singleuser``) with the hub's
+``JUPYTERHUB_*`` environment; here the hub's API address leads nowhere, which the server
+tolerates at start. The kernels are listed and each is started through the server's REST API
+until it reports idle: a kernel that is listed but cannot start (a broken IRkernel, a missing
+R library) fails here.
+"""
+
+import time
+
+import pytest
+import requests
+from mlhub.images.smoke import published_port
+
+KERNELS = {
+    "notebook-python": {"python3"},
+    "notebook-r": {"ir"},
+    "notebook-python-r": {"python3", "ir"},
+}
+TOKEN = "image-test-token"
+
+
+def run(engine, image, command=None, env=None):
+    container = engine.containers.run(
+        image, command, environment=env, ports={"8888/tcp": ("127.0.0.1", None)}, detach=True
+    )
+    port = published_port(container, 8888)
+    assert port, container.logs().decode()
+    return container, f"http://127.0.0.1:{port}"
+
+
+def wait_for(container, url, headers=None, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            reply = requests.get(url, headers=headers, timeout=5)
+            if reply.status_code == 200:
+                return reply
+        except requests.ConnectionError:
+            pass
+        container.reload()
+        assert container.status != "exited", container.logs().decode()
+        time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer in {timeout} s:\n{container.logs().decode()}")
+
+
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_singleuser_starts_as_the_hub_would_start_it(engine, built, name):
+    container, url = run(
+        engine,
+        built[name],
+        env={
+            "JUPYTERHUB_SERVICE_PREFIX": "/user/ada/",
+            "JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api",
+            "JUPYTERHUB_API_TOKEN": "not-a-real-token",
+            "JUPYTERHUB_CLIENT_ID": "jupyterhub-user-ada",
+            "JUPYTERHUB_USER": "ada",
+        },
+    )
+    try:
+        assert "version" in wait_for(container, f"{url}/user/ada/api").json()
+        # The server runs as the image's user, not root.
+        code, out = container.exec_run(["id", "-u"])
+        assert out.decode().strip() == "1000"
+        # Without a hub login the user's pages redirect to the hub's OAuth, not an error.
+        lab = requests.get(f"{url}/user/ada/lab", allow_redirects=False)
+        assert lab.status_code == 302 and "oauth" in lab.headers["Location"]
+    finally:
+        container.remove(force=True)
+
+
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_every_expected_kernel_is_listed_and_starts(engine, built, name):
+    container, url = run(
+        engine,
+        built[name],
+        ["jupyter", "server", "--ip=0.0.0.0", "--port=8888", f"--IdentityProvider.token={TOKEN}"],
+    )
+    auth = {"Authorization": f"token {TOKEN}"}
+    try:
+        specs = wait_for(container, f"{url}/api/kernelspecs", auth).json()["kernelspecs"]
+        assert KERNELS[name] <= set(specs)
+        for kernel in KERNELS[name]:
+            started = requests.post(f"{url}/api/kernels", json={"name": kernel}, headers=auth)
+            assert started.status_code == 201, started.text
+            kernel_id = started.json()["id"]
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                state = requests.get(f"{url}/api/kernels/{kernel_id}", headers=auth).json()
+                if state["execution_state"] == "idle":
+                    break
+                time.sleep(0.5)
+            assert state["execution_state"] == "idle", (kernel, container.logs().decode())
+        # The mlhub server extension is loaded: its route answers, saying what is missing.
+        status = requests.get(f"{url}/mlhub/api/status", headers=auth)
+        assert status.status_code == 200, status.text
+        assert status.json()["publisher"]["reachable"] is False
+        assert "MLHUB_PUBLISHER_URL" in status.text
+    finally:
+        container.remove(force=True)

@@ -1,0 +1,208 @@
+"""``mlhub images build|test|push`` on the real engine: content-hash tags, smoke tests, layer
+reuse, clear errors, and a push to (and pull from) a real registry: Debian's docker-registry
+(the CNCF distribution registry) on 127.0.0.1."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from embedded_hub import free_port
+from mlhub import __version__
+from mlhub.errors import ImageError
+from mlhub.images.pipeline import ImagePipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+MLHUB = str(Path(sys.executable).parent / "mlhub")
+SERVING_CONTEXT = ["setup.py", "pyproject.toml", "hub", "spawner_profiles", "extension", "images"]
+
+
+def test_every_image_is_tagged_by_hash_and_version_and_labelled(engine, built):
+    assert set(built) >= {
+        "notebook-python",
+        "notebook-r",
+        "notebook-python-r",
+        "serving-python",
+        "hub",
+    }
+    for name, ref in built.items():
+        image = engine.images.get(ref)
+        assert f"mlhub/{name}:{__version__}" in image.tags
+        labels = image.labels
+        assert labels["org.opencontainers.image.version"] == __version__
+        assert "org.opencontainers.image.source" in labels
+        assert labels["dev.mlhub.image.inputs"] == ref.rsplit(":", 1)[1]
+        assert image.attrs["Config"]["User"] == "1000", name  # never root
+        # No secret in the image's configuration (the environment a container starts with).
+        for entry in image.attrs["Config"]["Env"] or []:
+            key = entry.split("=", 1)[0].upper()
+            assert not any(s in key for s in ("TOKEN", "SECRET", "PASSWORD")), (name, entry)
+        print(f"{name}: {image.attrs['Size'] / 1e6:.0f} MB")
+
+
+def test_serving_python_is_under_400_mb(engine, built):
+    assert engine.images.get(built["serving-python"]).attrs["Size"] < 400e6
+
+
+def test_unchanged_inputs_are_not_rebuilt(engine, built):
+    said = []
+    pipeline = ImagePipeline(client=engine, say=said.append)
+    assert pipeline.build(["serving-python", "hub"]) == {
+        "serving-python": built["serving-python"],
+        "hub": built["hub"],
+    }
+    assert said == [
+        f"serving-python: up to date ({built['serving-python']})",
+        f"hub: up to date ({built['hub']})",
+    ]
+
+
+@pytest.fixture
+def repo_copy(tmp_path):
+    """A copy of the repository's build inputs, to change without touching the work tree."""
+    for rel in SERVING_CONTEXT:
+        src = ROOT / rel
+        if src.is_dir():
+            shutil.copytree(src, tmp_path / rel, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, tmp_path / rel)
+    return tmp_path
+
+
+def test_a_code_change_rebuilds_only_the_layers_after_the_stack(engine, built, repo_copy):
+    changed = repo_copy / "hub" / "errors.py"
+    changed.write_text(changed.read_text() + "\n# a code change\n")
+    said = []
+    pipeline = ImagePipeline(root=repo_copy, client=engine, say=said.append)
+    ref = pipeline.build(["serving-python"])["serving-python"]
+    try:
+        assert ref != built["serving-python"]
+        assert f"serving-python: building {ref}" in said[0]
+        output = "\n".join(said)
+        install = output.index("pip install --no-cache-dir -q -r /tmp/requirements.txt")
+        # The pinned stack's layer came from the cache; mlhub's own layer was built again.
+        assert "Using cache" in output[install : install + 400]
+        code_step = output.index("COPY . /tmp/mlhub")
+        assert "Using cache" not in output[code_step : code_step + 200]
+    finally:
+        engine.images.remove(ref, force=True)
+
+
+def write_image(root, name, dockerfile, spec=None):
+    folder = root / "images" / name
+    folder.mkdir(parents=True)
+    (folder / "Dockerfile").write_text(dockerfile)
+    if spec is not None:
+        (folder / "image.yaml").write_text(spec)
+    (root / "images" / "site").mkdir(exist_ok=True)
+
+
+def test_a_failed_build_is_one_clear_error(engine, tmp_path):
+    write_image(tmp_path, "broken", "FROM debian:bookworm-slim\nRUN echo about to fail && exit 3\n")
+    with pytest.raises(ImageError) as failed:
+        ImagePipeline(root=tmp_path, client=engine, say=lambda line: None).build()
+    assert "broken: the build failed" in failed.value.message
+    assert "returned a non-zero code: 3" in failed.value.message
+    assert "about to fail" in failed.value.message  # the build's last lines
+
+
+def test_a_new_image_folder_is_picked_up_and_needs_a_smoke_test(engine, tmp_path):
+    write_image(tmp_path, "serving-r", "FROM debian:bookworm-slim\nUSER 1000\n")
+    pipeline = ImagePipeline(root=tmp_path, client=engine, say=lambda line: None)
+    assert [s.name for s in pipeline.images()] == ["serving-r"]
+    with pytest.raises(ImageError, match="serving-r: declares no smoke test"):
+        pipeline.test()
+    (tmp_path / "images" / "serving-r" / "image.yaml").write_text(
+        "smoke:\n  steps:\n    - name: says hello\n      run: [echo, hello]\n"
+        "      expect: [goodbye]\n"
+    )
+    with pytest.raises(ImageError, match=r"'says hello' failed: the output lacks \['goodbye'\]"):
+        pipeline.test()
+
+
+def test_the_command_line_builds_tests_and_reports_errors_without_tracebacks(built, tmp_path):
+    ok = subprocess.run(
+        [MLHUB, "images", "test", "hub"], capture_output=True, text=True, timeout=600
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert f"hub: up to date ({built['hub']})" in ok.stderr
+    assert "hub: smoke test: hub, proxy and publisher start: ok" in ok.stderr
+    assert f"hub: tested {built['hub']}" in ok.stdout
+
+    for args, env, message in (
+        (["build"], {"DOCKER_HOST": f"unix://{tmp_path}/none.sock"}, "no Docker engine answers"),
+        (["build", "no-such-image"], {}, "no image 'no-such-image'"),
+        (["push", "hub"], {"MLHUB_IMAGES_REGISTRY": ""}, "no registry to push to"),
+    ):
+        failed = subprocess.run(
+            [MLHUB, "images", *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            timeout=120,
+        )
+        assert failed.returncode == 1
+        assert f"mlhub images: error: {message}" in failed.stderr
+        assert "Traceback" not in failed.stderr
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """Debian's docker-registry on 127.0.0.1 (Docker trusts a loopback registry over HTTP)."""
+    port = free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "storage:\n"
+        f"  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
+        "  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+        "log:\n  level: warn\n"
+    )
+    proc = subprocess.Popen(
+        ["/usr/bin/docker-registry", "serve", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{url}/v2/", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the registry did not start"
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_push_then_pull_from_a_real_registry(engine, built, registry):
+    said = []
+    pipeline = ImagePipeline(client=engine, say=said.append)
+    pushed = pipeline.push(["hub"], registry=registry)
+    tag = built["hub"].rsplit(":", 1)[1]
+    assert pushed == {"hub": f"{registry}/mlhub/hub:{tag}"}
+    assert any("Pushed" in line for line in said)  # per-layer progress
+    base = f"http://{registry}/v2"
+    assert "mlhub/hub" in requests.get(f"{base}/_catalog").json()["repositories"]
+    assert set(requests.get(f"{base}/mlhub/hub/tags/list").json()["tags"]) == {tag, __version__}
+
+    # Pull it back as a machine without the image would.
+    local = engine.images.get(built["hub"]).id
+    engine.images.remove(f"{registry}/mlhub/hub:{tag}")
+    engine.images.remove(f"{registry}/mlhub/hub:{__version__}")
+    pulled = engine.images.pull(f"{registry}/mlhub/hub", tag=tag)
+    try:
+        assert pulled.id == local
+    finally:
+        engine.images.remove(f"{registry}/mlhub/hub:{tag}")
