@@ -1,10 +1,11 @@
 """Each notebook image starts jupyterhub-singleuser and a Jupyter server whose kernels start.
 
 KubeSpawner runs these images' default command (``jupyterhub-singleuser``) with the hub's
-``JUPYTERHUB_*`` environment; here the hub's API address leads nowhere, which the server
-tolerates at start. The kernels are listed and each is started through the server's REST API
-until it reports idle: a kernel that is listed but cannot start (a broken IRkernel, a missing
-R library) fails here.
+``JUPYTERHUB_*`` environment, and the server checks in with the hub's API before it serves.
+The hub here is the real hub image (embedded mode, so it needs no cluster), reached through
+its proxy on the Docker bridge. The kernels are listed and each is started through the
+server's REST API until it reports idle: a kernel that is listed but cannot start (a broken
+IRkernel, a missing R library) fails here.
 """
 
 import time
@@ -45,14 +46,35 @@ def wait_for(container, url, headers=None, timeout=120):
     raise AssertionError(f"{url} did not answer in {timeout} s:\n{container.logs().decode()}")
 
 
+@pytest.fixture(scope="module")
+def hub_api(engine, built):
+    """The hub image's API as other containers reach it (through its proxy)."""
+    hub = engine.containers.run(
+        built["hub"],
+        ["mlhub", "up"],
+        environment={"MLHUB_MODE": "embedded", "MLHUB_IP": "0.0.0.0"},
+        ports={"8000/tcp": ("127.0.0.1", None)},
+        detach=True,
+    )
+    try:
+        port = published_port(hub, 8000)
+        assert port, hub.logs().decode()
+        wait_for(hub, f"http://127.0.0.1:{port}/hub/api")
+        hub.reload()
+        yield f"http://{hub.attrs['NetworkSettings']['IPAddress']}:8000/hub/api"
+    finally:
+        hub.remove(force=True)
+
+
 @pytest.mark.parametrize("name", sorted(KERNELS))
-def test_singleuser_starts_as_the_hub_would_start_it(engine, built, name):
+def test_singleuser_starts_as_the_hub_would_start_it(engine, built, hub_api, name):
     container, url = run(
         engine,
         built[name],
         env={
             "JUPYTERHUB_SERVICE_PREFIX": "/user/ada/",
-            "JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api",
+            "JUPYTERHUB_SERVICE_URL": "http://0.0.0.0:8888/user/ada/",
+            "JUPYTERHUB_API_URL": hub_api,
             "JUPYTERHUB_API_TOKEN": "not-a-real-token",
             "JUPYTERHUB_CLIENT_ID": "jupyterhub-user-ada",
             "JUPYTERHUB_USER": "ada",

@@ -175,9 +175,14 @@ def main(argv=None):
     except (MlhubError, SettingsError, OSError) as e:
         log(f"cannot start: {getattr(e, 'message', e)}")
         return 2
-    for key in _SECRETS:
-        env.pop(key, None)
-    os.makedirs(RUN_DIR, exist_ok=True)
+    if any(key in env for key in _SECRETS):
+        # Start again without the token: the model's code runs as this same user and could
+        # read this process's initial environment in /proc/1/environ.
+        clean = {k: v for k, v in env.items() if k not in _SECRETS and k != "MLHUB_BUNDLE_URL"}
+        sys.stderr.flush()
+        os.execve(sys.executable, [sys.executable, "-m", "mlhub.serving", "container"], clean)
+    shutil.rmtree(RUN_DIR, ignore_errors=True)  # a killed container's socket and pid file
+    os.makedirs(RUN_DIR)
     socket = f"{RUN_DIR}/uwsgi.sock"
     conf = Path(RUN_DIR, "nginx.conf")
     conf.write_text(nginx_conf(settings, port=port, socket=socket, run_dir=RUN_DIR))
