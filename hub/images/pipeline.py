@@ -2,7 +2,8 @@
 
 ``mlhub images build|test|push`` (``mlhub.images.cli``) and the CI pipelines (Jenkinsfile,
 .github/workflows/images.yml) call this. Each image is tagged ``<namespace>/<name>:<content
-hash>`` (spec.py) and ``<namespace>/<name>:<mlhub version>`` (what the spawner profiles name);
+hash>`` (spec.py), ``<namespace>/<name>:<mlhub version>`` (what the spawner profiles name) and
+``:latest`` (the Kubernetes deployer's default serving image);
 an image whose hash tag already exists is "up to date" and not built again. Builds use the
 engine's classic builder (the Docker SDK has no BuildKit session), which Docker 20.10 has.
 """
@@ -10,6 +11,7 @@ engine's classic builder (the Docker SDK has no BuildKit session), which Docker 
 import os
 import re
 import sys
+import time
 from glob import glob
 from pathlib import Path
 
@@ -27,6 +29,8 @@ MIRROR_ARGS = {
     "cran": "MLHUB_CRAN_MIRROR",
 }
 INPUTS_LABEL = "dev.mlhub.image.inputs"
+# Tags that follow the newest build: the version the spawner profiles name, and "latest".
+ALIASES = (__version__, "latest")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the engine colours a step's stderr
 
 
@@ -220,9 +224,14 @@ class ImagePipeline(Configurable):
             self.say(f"{spec.name}: up to date ({ref})")
         else:
             self.say(f"{spec.name}: building {ref} ({len(context) // 1024} KiB context)")
+            started = time.monotonic()
             self._stream_build(spec, context, args, repo, tag)
-            self.say(f"{spec.name}: built {ref}")
-        self.client.api.tag(ref, repo, __version__)
+            size = self.client.images.get(ref).attrs["Size"] / 1e6
+            self.say(
+                f"{spec.name}: built {ref} in {time.monotonic() - started:.0f} s ({size:.0f} MB)"
+            )
+        for alias in ALIASES:
+            self.client.api.tag(ref, repo, alias)
         return ref
 
     def _stream_build(self, spec, context, args, repo, tag):
@@ -290,7 +299,7 @@ class ImagePipeline(Configurable):
             ref = self.build_one(spec)
             tag = ref.rsplit(":", 1)[1]
             target = f"{registry}/{self.repository(spec)}"
-            for t in (tag, __version__):
+            for t in (tag, *ALIASES):
                 self.client.api.tag(ref, target, t)
                 self.say(f"{spec.name}: pushing {target}:{t}")
                 try:

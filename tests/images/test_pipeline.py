@@ -31,7 +31,7 @@ def test_every_image_is_tagged_by_hash_and_version_and_labelled(engine, built):
     }
     for name, ref in built.items():
         image = engine.images.get(ref)
-        assert f"mlhub/{name}:{__version__}" in image.tags
+        assert {f"mlhub/{name}:{__version__}", f"mlhub/{name}:latest"} <= set(image.tags)
         labels = image.labels
         assert labels["org.opencontainers.image.version"] == __version__
         assert "org.opencontainers.image.source" in labels
@@ -195,12 +195,14 @@ def test_push_then_pull_from_a_real_registry(engine, built, registry):
     assert any("Pushed" in line for line in said)  # per-layer progress
     base = f"http://{registry}/v2"
     assert "mlhub/hub" in requests.get(f"{base}/_catalog").json()["repositories"]
-    assert set(requests.get(f"{base}/mlhub/hub/tags/list").json()["tags"]) == {tag, __version__}
+    tags = set(requests.get(f"{base}/mlhub/hub/tags/list").json()["tags"])
+    assert tags == {tag, __version__, "latest"}
 
     # Pull it back as a machine without the image would.
     local = engine.images.get(built["hub"]).id
     engine.images.remove(f"{registry}/mlhub/hub:{tag}")
     engine.images.remove(f"{registry}/mlhub/hub:{__version__}")
+    engine.images.remove(f"{registry}/mlhub/hub:latest")
     pulled = engine.images.pull(f"{registry}/mlhub/hub", tag=tag)
     try:
         assert pulled.id == local
