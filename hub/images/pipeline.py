@@ -31,6 +31,7 @@ MIRROR_ARGS = {
 INPUTS_LABEL = "dev.mlhub.image.inputs"
 # Tags that follow the newest build: the version the spawner profiles name, and "latest".
 ALIASES = (__version__, "latest")
+_HASH_TAG = re.compile(r"^[0-9a-f]{16}$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the engine colours a step's stderr
 
 
@@ -232,7 +233,23 @@ class ImagePipeline(Configurable):
             )
         for alias in ALIASES:
             self.client.api.tag(ref, repo, alias)
+        self._drop_older(repo, tag)
         return ref
+
+    def _drop_older(self, repo, tag):
+        """Untag this image's earlier content-hash builds, so a machine that builds often does
+        not keep every version (Docker frees their layers once nothing else uses them). One
+        still used by a container stays."""
+        import docker
+
+        for image in self.client.images.list(name=repo, filters={"label": INPUTS_LABEL}):
+            for ref in image.tags:
+                name, _, old = ref.rpartition(":")
+                if name == repo and old != tag and _HASH_TAG.match(old):
+                    try:
+                        self.client.images.remove(ref)
+                    except docker.errors.APIError:
+                        pass
 
     def _stream_build(self, spec, context, args, repo, tag):
         import docker

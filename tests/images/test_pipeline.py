@@ -73,23 +73,35 @@ def repo_copy(tmp_path):
     return tmp_path
 
 
-def test_a_code_change_rebuilds_only_the_layers_after_the_stack(engine, built, repo_copy):
+@pytest.fixture
+def scratch(engine):
+    """A namespace for images built from changed copies, so the real tags never move."""
+    yield "mlhub-test"
+    for image in engine.images.list(name="mlhub-test/*"):
+        engine.images.remove(image.id, force=True)
+
+
+def test_a_code_change_rebuilds_only_the_layers_after_the_stack(engine, built, repo_copy, scratch):
     changed = repo_copy / "hub" / "errors.py"
     changed.write_text(changed.read_text() + "\n# a code change\n")
     said = []
-    pipeline = ImagePipeline(root=repo_copy, client=engine, say=said.append)
+    pipeline = ImagePipeline(root=repo_copy, client=engine, say=said.append, namespace=scratch)
     ref = pipeline.build(["serving-python"])["serving-python"]
-    try:
-        assert ref != built["serving-python"]
-        assert f"serving-python: building {ref}" in said[0]
-        output = "\n".join(said)
-        install = output.index("pip install --no-cache-dir -q -r /tmp/requirements.txt")
-        # The pinned stack's layer came from the cache; mlhub's own layer was built again.
-        assert "Using cache" in output[install : install + 400]
-        code_step = output.index("COPY . /tmp/mlhub")
-        assert "Using cache" not in output[code_step : code_step + 200]
-    finally:
-        engine.images.remove(ref, force=True)
+    assert ref.rsplit(":", 1)[1] != built["serving-python"].rsplit(":", 1)[1]
+    assert f"serving-python: building {ref}" in said[0]
+    output = "\n".join(said)
+    install = output.index("pip install --no-cache-dir -q -r /tmp/requirements.txt")
+    # The pinned stack's layer came from the cache; mlhub's own layer was built again.
+    assert "Using cache" in output[install : install + 400]
+    code_step = output.index("COPY . /tmp/mlhub")
+    assert "Using cache" not in output[code_step : code_step + 200]
+
+    # Another change: the new build takes the aliases, the previous hash tag is dropped.
+    changed.write_text(changed.read_text() + "# another\n")
+    second = pipeline.build(["serving-python"])["serving-python"]
+    tags = {t for image in engine.images.list(name=f"{scratch}/serving-python") for t in image.tags}
+    assert second in tags and ref not in tags
+    assert engine.images.get(f"{scratch}/serving-python:latest").id == engine.images.get(second).id
 
 
 def write_image(root, name, dockerfile, spec=None):
@@ -101,18 +113,20 @@ def write_image(root, name, dockerfile, spec=None):
     (root / "images" / "site").mkdir(exist_ok=True)
 
 
-def test_a_failed_build_is_one_clear_error(engine, tmp_path):
+def test_a_failed_build_is_one_clear_error(engine, tmp_path, scratch):
     write_image(tmp_path, "broken", "FROM debian:bookworm-slim\nRUN echo about to fail && exit 3\n")
     with pytest.raises(ImageError) as failed:
-        ImagePipeline(root=tmp_path, client=engine, say=lambda line: None).build()
+        ImagePipeline(
+            root=tmp_path, client=engine, say=lambda line: None, namespace=scratch
+        ).build()
     assert "broken: the build failed" in failed.value.message
     assert "returned a non-zero code: 3" in failed.value.message
     assert "about to fail" in failed.value.message  # the build's last lines
 
 
-def test_a_new_image_folder_is_picked_up_and_needs_a_smoke_test(engine, tmp_path):
+def test_a_new_image_folder_is_picked_up_and_needs_a_smoke_test(engine, tmp_path, scratch):
     write_image(tmp_path, "serving-r", "FROM debian:bookworm-slim\nUSER 1000\n")
-    pipeline = ImagePipeline(root=tmp_path, client=engine, say=lambda line: None)
+    pipeline = ImagePipeline(root=tmp_path, client=engine, say=lambda line: None, namespace=scratch)
     assert [s.name for s in pipeline.images()] == ["serving-r"]
     with pytest.raises(ImageError, match="serving-r: declares no smoke test"):
         pipeline.test()
