@@ -10,6 +10,7 @@ never on another network.
 import hashlib
 import http.server
 import json
+import subprocess
 import threading
 import time
 
@@ -211,10 +212,17 @@ class BundleServer:
         self.httpd.server_close()
 
 
+def bridge_address():
+    """The host's address on Docker's default bridge (docker0), which containers reach."""
+    out = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show", "docker0"], capture_output=True, text=True, check=True
+    ).stdout
+    return out.split(" inet ", 1)[1].split("/", 1)[0]
+
+
 @pytest.fixture
 def bundle_server(engine, bundle):
-    bridge = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
-    server = BundleServer(bridge, pack(bundle), token="s3cret-fetch-token")
+    server = BundleServer(bridge_address(), pack(bundle), token="s3cret-fetch-token")
     yield server
     server.close()
 

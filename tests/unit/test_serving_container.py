@@ -25,4 +25,4 @@ def test_uwsgi_speaks_its_own_protocol_on_a_socket_behind_nginx(tmp_path):
     argv = uwsgi_argv(tmp_path, socket="/run/u.sock", env={})
     assert argv[argv.index("--socket") + 1] == "/run/u.sock"
     assert "--http" not in argv and "--http-keepalive" not in argv
-    assert argv[argv.index("--chmod-socket") + 1] == "600"
+    assert "--chmod-socket=600" in argv

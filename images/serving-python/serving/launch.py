@@ -121,7 +121,7 @@ def uwsgi_argv(
     settings = Settings.from_env(settings_env)
     if socket is not None:
         # Only the front server (same user) may talk to the socket.
-        listen = ["--socket", str(socket), "--chmod-socket", "600"]
+        listen = ["--socket", str(socket), "--chmod-socket=600"]  # its value is optional: "="
     elif port is not None and 0 < int(port) < 65536:
         listen = [
             "--http",
