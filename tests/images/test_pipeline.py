@@ -83,7 +83,8 @@ def scratch(engine):
 
 def test_a_code_change_rebuilds_only_the_layers_after_the_stack(engine, built, repo_copy, scratch):
     changed = repo_copy / "hub" / "errors.py"
-    changed.write_text(changed.read_text() + "\n# a code change\n")
+    # Unique, so no earlier run of this test left the changed layer in the engine's cache.
+    changed.write_text(changed.read_text() + f"\n# a code change {uuid.uuid4().hex}\n")
     said = []
     pipeline = ImagePipeline(root=repo_copy, client=engine, say=said.append, namespace=scratch)
     ref = pipeline.build(["serving-python"])["serving-python"]
@@ -98,7 +99,7 @@ def test_a_code_change_rebuilds_only_the_layers_after_the_stack(engine, built, r
     assert "Using cache" not in copy
 
     # Another change: the new build takes the aliases, the previous hash tag is dropped.
-    changed.write_text(changed.read_text() + "# another\n")
+    changed.write_text(changed.read_text() + f"# another {uuid.uuid4().hex}\n")
     second = pipeline.build(["serving-python"])["serving-python"]
     tags = {t for image in engine.images.list(name=f"{scratch}/serving-python") for t in image.tags}
     assert second in tags and ref not in tags
