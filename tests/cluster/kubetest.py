@@ -5,11 +5,7 @@ The cluster is shared like the Docker engine: ``Cluster.up()`` starts it only if
 running and ``down()`` stops it only if this session started it.
 """
 
-import hashlib
-import importlib.metadata
-import shutil
 import subprocess
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -17,36 +13,10 @@ from pathlib import Path
 import requests
 import urllib3
 import yaml
+from standard_images import standard_images
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "kube-cluster"
-DOCKERFILE = Path(__file__).with_name("Dockerfile.serving-test")
-CA_DIR = Path("/usr/local/share/ca-certificates")
-# what the serving runtime and the test models need, at the versions the test venv pickles with
-IMAGE_PACKAGES = (
-    "numpy",
-    "pandas",
-    "scikit-learn",
-    "scipy",
-    "joblib",
-    "threadpoolctl",
-    "flask",
-    "orjson",
-    "uwsgi",
-    "PyYAML",
-    "jsonschema",
-    "cloudpickle",
-    "requests",
-)
-SOURCES = (
-    "setup.py",
-    "pyproject.toml",
-    "hub",
-    "spawner_profiles",
-    "images/serving-python/serving",
-    "extension/python",
-    "extension/jupyter-config",
-)
 
 
 class Cluster:
@@ -68,67 +38,6 @@ class Cluster:
     def down(self):
         if self.started:
             subprocess.run([SCRIPT, "down"], check=True)
-
-
-def _pip_packages():
-    return [f"{p}=={importlib.metadata.version(p)}" for p in IMAGE_PACKAGES]
-
-
-def _ca_files():
-    return sorted(CA_DIR.glob("*.crt")) if CA_DIR.is_dir() else []
-
-
-def _source_files():
-    """The project's files as git sees them (tracked, or new and not ignored): what
-    ``pip install`` of the project needs, without .venv, data or caches."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in sorted(filter(None, listed.split("\0"))):
-        path = ROOT / name
-        if path.is_file() and not name.startswith(("tests/", "bench/", "docs/")):
-            yield path
-
-
-def serving_image():
-    """A serving image in the shared Docker engine, built if its inputs changed (tag = their
-    hash, so a second run reuses it)."""
-    digest = hashlib.sha256(DOCKERFILE.read_bytes())
-    digest.update(" ".join(_pip_packages()).encode())
-    for f in _source_files():
-        digest.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
-    for f in _ca_files():
-        digest.update(f.read_bytes())
-    tag = f"mlhub-test/serving-python:{digest.hexdigest()[:16]}"
-    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0:
-        return tag
-    with tempfile.TemporaryDirectory() as ctx:
-        for f in _source_files():
-            target = Path(ctx, "src", f.relative_to(ROOT))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, target)
-        shutil.copy2(DOCKERFILE, Path(ctx, "Dockerfile"))
-        Path(ctx, "ca").mkdir()
-        for f in _ca_files():
-            shutil.copy2(f, Path(ctx, "ca", f.name))
-        subprocess.run(
-            [
-                "docker",
-                "build",
-                "-q",
-                "-t",
-                tag,
-                "--build-arg",
-                f"PIP_PACKAGES={' '.join(_pip_packages())}",
-                ctx,
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-    return tag
 
 
 class KubeAPI:
@@ -172,47 +81,9 @@ class KubeAPI:
         self.request("DELETE", f"/api/v1/namespaces/{name}")
 
 
-# Until the images pipeline (`mlhub images build`) is on the branch, a stand-in for its
-# images/site/setup.sh, which the serving-r Dockerfile runs first: only apt's package lists.
-_SITE_STAND_IN = """#!/bin/sh
-set -eu
-[ "${1:-}" = r ] && exit 0
-apt-get update -q >/dev/null
-"""
-
-
-def serving_r_image():
-    """The serving-r image (images/serving-r) in the shared Docker engine, built from the files
-    its image.yaml lists (tag = their hash, so a second run reuses it)."""
-    image_dir = ROOT / "images" / "serving-r"
-    spec = yaml.safe_load((image_dir / "image.yaml").read_text())
-    paths = [ROOT / p for p in spec["context"]] + [image_dir]
-    files = sorted(
-        f
-        for p in paths
-        for f in ([p] if p.is_file() else p.rglob("*"))
-        if f.is_file() and "__pycache__" not in f.parts
-    )
-    site = ROOT / "images" / "site"
-    site_files = sorted(f for f in site.rglob("*") if f.is_file()) if site.is_dir() else []
-    digest = hashlib.sha256()
-    for f in files + site_files:
-        digest.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
-    digest.update(b"" if site_files else _SITE_STAND_IN.encode())
-    tag = f"mlhub-test/serving-r:{digest.hexdigest()[:16]}"
-    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0:
-        return tag
-    with tempfile.TemporaryDirectory() as ctx:
-        for f in files + site_files:
-            target = Path(ctx, f.relative_to(ROOT))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, target)
-        if not site_files:
-            Path(ctx, "images", "site").mkdir(parents=True)
-            Path(ctx, "images", "site", "setup.sh").write_text(_SITE_STAND_IN)
-        subprocess.run(
-            ["docker", "build", "-q", "-t", tag, "-f", "images/serving-r/Dockerfile", ctx],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-    return tag
+def serving_image(runtime="python"):
+    """The standard serving image of ``runtime`` (images/serving-<runtime>), built by the
+    images pipeline (a no-op for unchanged inputs): the cluster tests run what users run."""
+    ref = f"mlhub/serving-{runtime}:0.1.0"
+    assert standard_images([ref]) == [ref], f"`mlhub images build serving-{runtime}` made no {ref}"
+    return ref

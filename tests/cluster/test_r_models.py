@@ -13,7 +13,7 @@ import threading
 import pytest
 import requests
 from embedded_hub import EmbeddedHub, wait_for
-from kubetest import serving_r_image
+from kubetest import serving_image
 from mlhub.errors import MlhubError
 from mlhub.publisher.client import PublisherClient
 from rmodels import constant_bundle, formula_bundle
@@ -27,7 +27,7 @@ BRIDGE_IP = "172.17.0.1"  # the docker bridge: pods reach the hub and the publis
 def r_hub(tmp_path_factory, kube_cluster, namespace):
     """A real ``mlhub up`` whose KubernetesDeployer serves runtime r with serving-r, 2 workers
     (plumber processes) per pod."""
-    image = serving_r_image()
+    image = serving_image("r")
     config = textwrap.dedent(
         f"""
         c.MlhubSettings.internal_ip = {BRIDGE_IP!r}
