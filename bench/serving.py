@@ -15,7 +15,12 @@ with each of these servers, one at a time, every one with 2 worker processes on 
 - ``mlflow``: ``mlflow models serve -w 2 --env-manager local`` (as shipped);
 - ``bentoml``: a ``@bentoml.service(workers=2)`` with one ``@bentoml.api`` taking an array;
 - ``flask``: a bare Flask app (no auth, no validation, no metrics) under
-  ``uwsgi --master --processes 2 --http-keepalive --disable-logging``.
+  ``uwsgi --master --processes 2 --http-keepalive --disable-logging``;
+- ``mlhub-image``: the standard ``serving-python`` image (nginx -> uWSGI -> mlhub.serving,
+  ``MLHUB_WORKERS=2``, auth on) under ``docker run`` with the bundle mounted read-only, when the
+  Docker engine answers (``scripts/docker-engine up``); it is built with ``mlhub images build
+  serving-python`` if its inputs changed. What it adds over ``mlhub``: nginx and Docker's port
+  forwarding (docker-proxy) on every request.
 
 ``wrk`` (Debian's; installed with apt-get when missing and running as root) posts one-row JSON
 bodies (64 different rows, in turn) through a Lua script, at each concurrency for
@@ -67,7 +72,7 @@ from sklearn.linear_model import LogisticRegression
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path.home() / ".cache" / "mlhub-bench"
 KEY = "mlhk_bench-serving-key"
-SERVERS = ("mlhub", "mlhub+batch", "mlflow", "bentoml", "flask")
+SERVERS = ("mlhub", "mlhub+batch", "mlhub-image", "mlflow", "bentoml", "flask")
 PEERS = ("mlflow", "bentoml", "flask")
 ROWS_SENT = 64  # distinct one-row bodies each wrk connection cycles through
 START_TIMEOUT = 180
@@ -198,6 +203,7 @@ class Running:
     body: object  # row (list) -> JSON-able body
     headers: dict = field(default_factory=dict)
     log: Path | None = None
+    container: str | None = None  # a Docker container to remove when it stops
 
 
 def start(name, argv, *, env, log, ready_url, cwd=None, **running):
@@ -333,6 +339,48 @@ def start_mlhub(name, model_dir, work, batching):
         body=lambda row: {"instances": [row]},
         headers={"Authorization": f"token {KEY}"},
     )
+
+
+def serving_image():
+    """The standard serving-python image, built by the images pipeline if its inputs changed."""
+    if subprocess.run(["docker", "version"], capture_output=True).returncode != 0:
+        raise Skip("no Docker engine answers (start one with scripts/docker-engine up)")
+    mlhub_cli = Path(sys.executable).with_name("mlhub")
+    build = subprocess.run(
+        [str(mlhub_cli), "images", "build", "serving-python"], capture_output=True, text=True
+    )
+    if build.returncode != 0:
+        raise Skip(f"mlhub images build serving-python failed: {build.stderr[-600:]}")
+    return "mlhub/serving-python:0.1.0"
+
+
+def start_image(model_dir, work, image):
+    """``docker run`` of the serving image in the foreground (it forwards SIGTERM to the
+    container); the container is also removed by name when the server is stopped."""
+    port = free_port()
+    access = work / "access.json"
+    access.write_text(json.dumps({"key_hashes": [hashlib.sha256(KEY.encode()).hexdigest()]}))
+    name = f"mlhub-bench-{port}"
+    argv = ["docker", "run", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8080"]
+    argv += ["-v", f"{model_dir / 'bundle'}:/var/lib/mlhub/bundle:ro"]
+    argv += ["-v", f"{access}:/etc/mlhub/access.json:ro"]
+    argv += ["-e", "MLHUB_ACCESS_FILE=/etc/mlhub/access.json", "-e", "MLHUB_WORKERS=2", image]
+    try:
+        return start(
+            "mlhub-image",
+            argv,
+            env=os.environ.copy(),
+            log=work / f"mlhub-image-{model_dir.name}.log",
+            ready_url=f"http://127.0.0.1:{port}/readyz",
+            url=f"http://127.0.0.1:{port}",
+            path="/v1/predict",
+            body=lambda row: {"instances": [row]},
+            headers={"Authorization": f"token {KEY}"},
+            container=name,
+        )
+    except Skip:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        raise
 
 
 def start_flask(model_dir, work):
@@ -501,7 +549,7 @@ def report(results, concurrency, skipped, versions, args):
     out("")
     out("Ratios of throughput (mlhub / peer):")
     for model, by_server in results.items():
-        for mine in ("mlhub", "mlhub+batch"):
+        for mine in ("mlhub", "mlhub+batch", "mlhub-image"):
             for peer in PEERS:
                 if mine not in by_server or peer not in by_server:
                     continue
@@ -628,6 +676,13 @@ def main(argv=None):
                 skipped.append((tool, str(exc)))
                 print(f"SKIPPING {tool}: {exc}", flush=True)
     models, rows = train(work)
+    image = None
+    if "mlhub-image" in args.servers:
+        try:
+            image = serving_image()
+        except Skip as exc:
+            skipped.append(("mlhub-image", str(exc)))
+            print(f"SKIPPING mlhub-image: {exc}", flush=True)
 
     starters = {
         "mlhub": lambda d: start_mlhub("mlhub", d, work, batching=False),
@@ -635,6 +690,7 @@ def main(argv=None):
         "mlflow": lambda d: start_mlflow(d, work, venvs["mlflow"]),
         "bentoml": lambda d: start_bentoml(d, work, venvs["bentoml"]),
         "flask": lambda d: start_flask(d, work),
+        "mlhub-image": lambda d: start_image(d, work, image),
     }
     started = datetime.datetime.now()
     # Trials go round every server in turn (a fresh start each), so a noisy spell on the
@@ -643,6 +699,7 @@ def main(argv=None):
         m: {n: {c: [] for c in args.concurrency} for n in args.servers} for m in args.models
     }
     failed = {(m, n) for m in args.models for n in ("mlflow", "bentoml") if n not in venvs}
+    failed |= {(m, "mlhub-image") for m in args.models if image is None}
     for trial in range(1, args.trials + 1):
         for model_name in args.models:
             for name in args.servers:
@@ -667,6 +724,9 @@ def main(argv=None):
                 finally:
                     if server is not None:
                         stop(server.proc)
+                        if server.container:
+                            rm = ["docker", "rm", "-f", server.container]
+                            subprocess.run(rm, capture_output=True)
     results = {
         m: {
             n: {c: median_point(t) for c, t in by_c.items() if t}
