@@ -13,10 +13,8 @@ import textwrap
 
 import pytest
 from embedded_hub import EmbeddedHub
-from kubetest import Cluster, KubeAPI, serving_image
+from kubetest import Cluster, KubeAPI, deployer_config, serving_image
 from mlhub.publisher.client import PublisherClient
-
-BRIDGE_IP = "172.17.0.1"
 
 
 @pytest.fixture(scope="session")
@@ -50,23 +48,9 @@ def namespace(kube_api):
 def kube_hub(request, tmp_path_factory, kube_cluster, image, namespace):
     """A real ``mlhub up`` with the KubernetesDeployer; alice and her token and client.
     A test module's ``HUB_CONFIG`` (more config lines) is added to the config file."""
-    config = textwrap.dedent(
-        f"""
-        c.MlhubSettings.internal_ip = {BRIDGE_IP!r}
-        c.PublisherApp.default_workers = 1
-        c.PublisherApp.deployer_class = "mlhub.deployers.kubernetes.KubernetesDeployer"
-        c.KubernetesDeployer.kubeconfig = {kube_cluster.kubeconfig!r}
-        c.KubernetesDeployer.namespace = {namespace!r}
-        c.KubernetesDeployer.images = {{"python": {image!r}}}
-        c.KubernetesDeployer.image_pull_policy = "Never"
-        c.KubernetesDeployer.route_target = "pod"
-        c.KubernetesDeployer.drain_seconds = 3
-        c.KubernetesDeployer.termination_grace_seconds = 10
-        c.KubernetesDeployer.ready_timeout = 120
-        c.KubernetesDeployer.route_check_interval = 2
-        c.KubernetesDeployer.resources = {{"requests": {{"cpu": "50m", "memory": "64Mi"}}}}
-        """
-    ) + textwrap.dedent(getattr(request.module, "HUB_CONFIG", ""))
+    config = deployer_config(kube_cluster.kubeconfig, namespace, image) + textwrap.dedent(
+        getattr(request.module, "HUB_CONFIG", "")
+    )
     hub = EmbeddedHub(tmp_path_factory.mktemp("kubehub"), config=config)
     try:
         hub.start()

@@ -6,6 +6,7 @@ running and ``down()`` stops it only if this session started it.
 """
 
 import subprocess
+import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -17,6 +18,7 @@ from standard_images import standard_images
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "kube-cluster"
+BRIDGE_IP = "172.17.0.1"  # the docker bridge: pods reach the hub and the publisher there
 
 
 class Cluster:
@@ -87,3 +89,26 @@ def serving_image(runtime="python"):
     ref = f"mlhub/serving-{runtime}:0.1.0"
     assert standard_images([ref]) == [ref], f"`mlhub images build serving-{runtime}` made no {ref}"
     return ref
+
+
+def deployer_config(kubeconfig, namespace, image):
+    """Hub config lines of a publisher that runs models with the KubernetesDeployer in
+    ``namespace`` with the serving ``image`` (python), for the test cluster: pods reach the
+    publisher on the docker bridge, the proxy routes to a ready pod's IP, short drains."""
+    return textwrap.dedent(
+        f"""
+        c.MlhubSettings.internal_ip = {BRIDGE_IP!r}
+        c.PublisherApp.default_workers = 1
+        c.PublisherApp.deployer_class = "mlhub.deployers.kubernetes.KubernetesDeployer"
+        c.KubernetesDeployer.kubeconfig = {kubeconfig!r}
+        c.KubernetesDeployer.namespace = {namespace!r}
+        c.KubernetesDeployer.images = {{"python": {image!r}}}
+        c.KubernetesDeployer.image_pull_policy = "Never"
+        c.KubernetesDeployer.route_target = "pod"
+        c.KubernetesDeployer.drain_seconds = 3
+        c.KubernetesDeployer.termination_grace_seconds = 10
+        c.KubernetesDeployer.ready_timeout = 120
+        c.KubernetesDeployer.route_check_interval = 2
+        c.KubernetesDeployer.resources = {{"requests": {{"cpu": "50m", "memory": "64Mi"}}}}
+        """
+    )

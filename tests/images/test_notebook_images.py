@@ -8,13 +8,11 @@ server's REST API and runs code over its websocket: a kernel that is listed but 
 (a broken IRkernel, a missing R library) fails here.
 """
 
-import json
 import time
-import uuid
 
 import pytest
 import requests
-import websocket
+from kernel_channel import execute
 from mlhub.images.smoke import published_port
 
 KERNELS = {
@@ -47,47 +45,6 @@ def wait_for(container, url, headers=None, timeout=120):
         assert container.status != "exited", container.logs().decode()
         time.sleep(0.5)
     raise AssertionError(f"{url} did not answer in {timeout} s:\n{container.logs().decode()}")
-
-
-def execute(url, kernel_id, code, timeout=90):
-    """Run ``code`` in the kernel over the server's websocket; return what it printed."""
-    ws = websocket.create_connection(
-        f"ws{url[4:]}/api/kernels/{kernel_id}/channels",
-        header=[f"Authorization: token {TOKEN}"],
-        timeout=timeout,
-    )
-    msg_id = uuid.uuid4().hex
-    ws.send(
-        json.dumps(
-            {
-                "header": {
-                    "msg_id": msg_id,
-                    "msg_type": "execute_request",
-                    "username": "test",
-                    "session": uuid.uuid4().hex,
-                    "version": "5.3",
-                },
-                "parent_header": {},
-                "metadata": {},
-                "content": {"code": code, "silent": False, "allow_stdin": False},
-                "channel": "shell",
-            }
-        )
-    )
-    printed = []
-    try:
-        while True:
-            msg = json.loads(ws.recv())
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "stream":
-                printed.append(msg["content"]["text"])
-            elif msg["msg_type"] == "error":
-                return "\n".join(msg["content"]["traceback"])
-            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                return "".join(printed).strip()
-    finally:
-        ws.close()
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +109,7 @@ def test_every_expected_kernel_is_listed_and_starts(engine, built, name):
             assert started.status_code == 201, started.text
             kernel_id = started.json()["id"]
             code = "print(6 * 7)" if kernel == "python3" else "cat(6 * 7)"
-            assert execute(url, kernel_id, code) == "42", (kernel, container.logs().decode())
+            assert execute(url, kernel_id, code, TOKEN) == "42", (kernel, container.logs().decode())
         # The mlhub server extension is loaded: its route answers, saying what is missing.
         status = requests.get(f"{url}/mlhub/api/status", headers=auth)
         assert status.status_code == 200, status.text
