@@ -51,6 +51,17 @@ def add_models_parser(subparsers):
     p.add_argument(
         "--batch-max-wait-ms", type=int, metavar="MS", help="longest wait for a batch to fill (2)"
     )
+    for flag, what in (
+        ("--cpu", "CPU request per serving pod, e.g. 500m or 2"),
+        ("--memory", "memory request per serving pod, e.g. 512Mi or 1Gi"),
+        ("--cpu-limit", "CPU limit per serving pod"),
+        ("--memory-limit", "memory limit per serving pod"),
+    ):
+        p.add_argument(
+            flag,
+            metavar="QUANTITY",
+            help=f"{what} (Kubernetes; kept for later versions, the hub's default if not given)",
+        )
     p.add_argument("--no-wait", action="store_true", help="return once the upload is accepted")
 
     p = sub.add_parser("rollback", help="make an earlier version live again")
@@ -131,6 +142,13 @@ def _batching(args):
     return True if args.batching == "on" else None
 
 
+def _resources(args):
+    """``publish --cpu/--memory/--cpu-limit/--memory-limit`` -> ``PublisherClient``'s
+    ``resources`` (None: none given, the model keeps its own)."""
+    given = {k: getattr(args, k) for k in ("cpu", "memory", "cpu_limit", "memory_limit")}
+    return {k: v for k, v in given.items() if v is not None} or None
+
+
 def _print_table(models, out):
     rows = [("MODEL", "STATUS", "VERSION", "REPLICAS", "URL")]
     for m in models:
@@ -148,6 +166,16 @@ def _print_table(models, out):
         out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
 
 
+def _show_resources(resources):
+    """``requests cpu=500m memory=1Gi; limits memory=2Gi``, or the default."""
+    parts = [
+        f"{section} " + " ".join(f"{k}={v}" for k, v in sorted(values.items()))
+        for section, values in (resources or {}).items()
+        if values
+    ]
+    return "; ".join(parts) or "the hub's default"
+
+
 def _print_model(m, out):
     batching = m.get("batching")
     batching = (
@@ -157,6 +185,7 @@ def _print_model(m, out):
         f"{m['owner']}/{m['name']}  {m['status']}  replicas {m['replicas']}\n"
         f"  url:      {m['url']}\n"
         f"  batching: {batching}\n"
+        f"  resources: {_show_resources(m.get('resources'))}\n"
         f"  predict:  {m['predict_url']}\n"
         f"  versions:\n"
     )
@@ -196,6 +225,7 @@ def _run(args, client, out):
             args.name,
             workers=args.workers,
             batching=_batching(args),
+            resources=_resources(args),
             progress=progress,
             wait=not args.no_wait,
         )

@@ -182,6 +182,7 @@ def publish(
     serialization="cloudpickle",
     workers=None,
     batching=None,
+    resources=None,
     wait=True,
     timeout=600.0,
     progress=None,
@@ -193,7 +194,10 @@ def publish(
     signature and is run through the model first. ``workers`` asks for that many serving
     processes. ``batching=True`` micro-batches concurrent requests into one model call (for
     models that vectorise, e.g. forests), ``{"max_size": 64, "max_wait_ms": 2}`` tunes it,
-    ``False`` turns it off; it is kept for later versions (``None``: keep the model's). With
+    ``False`` turns it off; it is kept for later versions (``None``: keep the model's).
+    ``resources={"cpu": "500m", "memory": "1Gi", "cpu_limit": "2", "memory_limit": "2Gi"}``
+    (any of them, Kubernetes quantities) sizes each serving pod on Kubernetes; kept for later
+    versions, the hub's defaults fill in the rest (embedded mode ignores them). With
     ``wait=False`` this returns once the publisher has the bundle. ``progress``
     gets ``(step, fraction, message)``; by default a text bar is printed. ``publisher`` is a
     ``PublisherClient``; by default ``connect()`` makes one from the kernel's environment.
@@ -217,6 +221,7 @@ def publish(
             name,
             workers=workers,
             batching=batching,
+            resources=resources,
             wait=wait,
             timeout=timeout,
             progress=steps,

@@ -102,15 +102,22 @@ class Deployer(LoggingConfigurable):
 
     async def set_serving(self, model, settings):
         """Set how the model's serving processes run from their next start: ``settings`` is
-        ``{"batching": {"max_size", "max_wait_ms"} or None}`` (micro-batching of concurrent
-        requests, ``mlhub.serving.batching``). The publisher calls it before every prepare,
-        deploy and adopt. A backend applies ``serving_env(model)`` to the processes it starts
-        (environment variables of the serving runtime)."""
+        ``{"batching": {"max_size", "max_wait_ms"} or None, "resources": {"requests": {"cpu",
+        "memory"}, "limits": {"cpu", "memory"}} or None}`` (micro-batching of concurrent
+        requests, ``mlhub.serving.batching``; CPU and memory as Kubernetes quantities, only
+        those the publish gave). The publisher calls it before every prepare, deploy and adopt.
+        A backend applies ``serving_env(model)`` to the processes it starts (environment
+        variables of the serving runtime) and ``resources`` where it can (a backend may refuse
+        them with ``BadRequest``)."""
         self._serving[model] = dict(settings)
+
+    def serving_settings(self, model):
+        """The settings last given for ``model`` by ``set_serving`` (``{}`` if none)."""
+        return self._serving.get(model, {})
 
     def serving_env(self, model):
         """The serving runtime's environment for the settings last given for ``model``."""
-        batching = self._serving.get(model, {}).get("batching")
+        batching = self.serving_settings(model).get("batching")
         if not batching:
             return {}  # the runtime's default: off
         return {

@@ -182,7 +182,8 @@ class KubernetesDeployer(Deployer):
 
     resources = Dict(
         {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}},
-        help="""``resources`` of each serving container (requests and limits). Default:
+        help="""``resources`` of each serving container (requests and limits) for what a
+        publish does not give (``?cpu=``, ``memory``, ``cpu_limit``, ``memory_limit``). Default:
         requests 100m CPU and 256Mi, limit 2Gi memory. The CPU request is what the HPA's
         utilisation target is a percentage of.""",
     ).tag(config=True)
@@ -679,7 +680,9 @@ class KubernetesDeployer(Deployer):
             hub_api_url=self.hub_api_url,
             workers=self.workers_per_pod,
             command=self.serving_command if runtime == "python" else None,
-            resources=self.resources,
+            resources=objects.container_resources(
+                self.resources, self.serving_settings(model).get("resources")
+            ),
             env={**self.extra_env, **self.serving_env(model)},
             image_pull_policy=self.image_pull_policy,
             termination_grace_seconds=self.termination_grace_seconds,
@@ -803,6 +806,12 @@ class KubernetesDeployer(Deployer):
         # The bundle is loaded in its pod, never in the publisher: a bundle that does not
         # load fails its rollout (readiness) and the previous version keeps serving.
         self._image(manifest["runtime"])
+
+    async def set_serving(self, model, settings):
+        """As the contract says; resources a publish gives that cannot be combined with
+        ``resources`` (a request above the limit) are refused here, before anything changes."""
+        objects.container_resources(self.resources, settings.get("resources"))
+        await super().set_serving(model, settings)
 
     async def set_access(self, model, access):
         await self._start()

@@ -193,7 +193,10 @@ def write_json_atomic(path, data):
 
 
 class LocalDeployer(Deployer):
-    """Serve models as local uWSGI processes (the embedded mode)."""
+    """Serve models as local uWSGI processes (the embedded mode).
+
+    A model's publish ``resources`` (CPU/memory requests and limits) are ignored here: they size
+    Kubernetes pods; local serving processes share the machine like the publisher does."""
 
     data_dir = Unicode(
         help="""The mlhub data directory (run-state, access and log files go below it).

@@ -91,6 +91,17 @@ def batching_params(batching):
     return {"batching": "on", **{names[k]: v for k, v in batching.items()}}
 
 
+def resources_params(resources):
+    """The publish query parameters for a ``resources`` argument (see ``publish``); the
+    publisher checks the quantities."""
+    if resources is None:
+        return {}
+    names = ("cpu", "memory", "cpu_limit", "memory_limit")
+    if not isinstance(resources, dict) or set(resources) - set(names):
+        raise MlhubError(f"resources is a dict of {', '.join(names)}, got {resources!r}")
+    return {k: str(v) for k, v in resources.items()}
+
+
 class PublisherClient:
     """Calls the publisher as one hub user.
 
@@ -190,6 +201,7 @@ class PublisherClient:
         *,
         workers=None,
         batching=None,
+        resources=None,
         progress=None,
         wait=True,
         timeout=600,
@@ -199,7 +211,10 @@ class PublisherClient:
         ``name`` (``"name"`` or, for admins, ``"user/name"``) defaults to the bundle's own
         name. ``batching``: ``True`` (micro-batching with the serving runtime's defaults),
         ``False`` (off) or ``{"max_size": rows, "max_wait_ms": ms}``; ``None`` keeps the
-        model's setting. Returns the final ``Model`` (with ``wait``) or the publisher's answer
+        model's setting. ``resources``: ``{"cpu": "500m", "memory": "1Gi", "cpu_limit": "2",
+        "memory_limit": "2Gi"}`` (any of them, Kubernetes quantities) per serving pod; given,
+        they replace the model's, the deployer's defaults fill in the rest; ``None`` keeps the
+        model's. Returns the final ``Model`` (with ``wait``) or the publisher's answer
         ``{"model", "version", "event_id"}``.
         """
         progress = progress or _quiet
@@ -225,7 +240,12 @@ class PublisherClient:
             bundle.validate_name(short)
             name = f"{owner}/{short}" if owner else short
             answer = self.upload(
-                archive, name, workers=workers, batching=batching, progress=progress
+                archive,
+                name,
+                workers=workers,
+                batching=batching,
+                resources=resources,
+                progress=progress,
             )
         if not wait or "event_id" not in answer:
             return answer["model"] if wait else answer
@@ -237,7 +257,7 @@ class PublisherClient:
             timeout=timeout,
         )
 
-    def upload(self, archive, name, *, workers=None, batching=None, progress=None):
+    def upload(self, archive, name, *, workers=None, batching=None, resources=None, progress=None):
         """POST a bundle archive; the answer is ``{"model", "version", "event_id"}``."""
         total = os.path.getsize(archive)
         limit = self.health().get("max_upload_bytes")
@@ -250,6 +270,7 @@ class PublisherClient:
             )
         params = {"workers": workers} if workers else {}
         params.update(batching_params(batching))
+        params.update(resources_params(resources))
         with open(archive, "rb") as fh:
             body = _Reading(fh, total, progress or _quiet)
             return self._json(

@@ -12,6 +12,7 @@ import re
 import mlhub
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from mlhub.bundle import validate_name
+from mlhub.deployers.kube_objects import RESOURCE_PARAMS
 from mlhub.errors import (
     BadRequest,
     MlhubError,
@@ -238,6 +239,7 @@ class VersionsHandler(BaseHandler):
                 workers=self.int_argument("workers", None),
                 max_bundle_bytes=self.settings["max_bundle_bytes"],
                 batching=self.batching_argument(),
+                resources=self.resources_argument(),
             )
         finally:
             self.upload.discard()
@@ -257,6 +259,16 @@ class VersionsHandler(BaseHandler):
             return None
         given = {"max_size": size, "max_wait_ms": wait}
         return {k: v for k, v in given.items() if v is not None}
+
+    def resources_argument(self):
+        """``?cpu=&memory=&cpu_limit=&memory_limit=`` (Kubernetes quantities) as given, or
+        ``UNCHANGED`` if none of them is."""
+        given = {
+            name: self.get_query_argument(name)
+            for name in RESOURCE_PARAMS
+            if self.get_query_argument(name, None) is not None
+        }
+        return given or UNCHANGED
 
     def on_connection_close(self):
         if self.upload is not None:

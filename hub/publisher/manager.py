@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mlhub.bundle import validate_name
 from mlhub.deployers.base import Desired, ModelRef
+from mlhub.deployers.kube_objects import check_resources
 from mlhub.errors import BadRequest, MlhubError, NotFound
 from mlhub.publisher.artifacts import place
 from mlhub.publisher.store import isoformat, utcnow
@@ -86,6 +87,7 @@ class ModelManager:
             "shared_with": list(model.shared_with or []),
             "shared_groups": list(model.shared_groups or []),
             "batching": model.batching,
+            "resources": model.resources,
             "versions": [
                 {
                     "id": v.id,
@@ -166,7 +168,7 @@ class ModelManager:
 
     def serving(self, model):
         """The serving settings of ``model`` for ``Deployer.set_serving``."""
-        return {"batching": model.batching}
+        return {"batching": model.batching, "resources": model.resources}
 
     def _lock(self, owner, name):
         return self._locks.setdefault((owner, name), asyncio.Lock())
@@ -201,20 +203,34 @@ class ModelManager:
     # ------------------------------------------------------------ publish
 
     async def publish(
-        self, caller, owner, name, upload, *, workers, max_bundle_bytes, batching=UNCHANGED
+        self,
+        caller,
+        owner,
+        name,
+        upload,
+        *,
+        workers,
+        max_bundle_bytes,
+        batching=UNCHANGED,
+        resources=UNCHANGED,
     ):
         """Accept an uploaded bundle as a version of ``owner/name`` and start deploying it.
 
         Returns ``(http_status, body)``: 202 while deploying, 200 if that version is already
         live (with the same settings). A bundle that does not load is refused here (400),
         before anything changes. ``batching`` (see ``check_batching``) is kept with the model
-        for every later start; left out, the model keeps its own (off for a new one).
+        for every later start; left out, the model keeps its own (off for a new one). So are
+        ``resources`` (``{"cpu", "memory", "cpu_limit", "memory_limit"}``, Kubernetes
+        quantities, see ``check_resources``): given, they replace the model's; what they leave
+        out is the deployer's default.
         """
         validate_name(name)
         if workers is not None:
             self.check_replicas(workers)
         if batching is not UNCHANGED:
             batching = self.check_batching(batching)
+        if resources is not UNCHANGED:
+            resources = check_resources(resources) or None
         received = utcnow()
         loop = asyncio.get_running_loop()
         ingested = await loop.run_in_executor(
@@ -226,8 +242,14 @@ class ModelManager:
         try:
             unpacked = utcnow()
             model = self.store.find_model(owner, name)
-            stored = self.serving(model) if model is not None else {"batching": None}
-            serving = stored if batching is UNCHANGED else {"batching": batching}
+            stored = (
+                self.serving(model) if model is not None else {"batching": None, "resources": None}
+            )
+            serving = dict(stored)
+            if batching is not UNCHANGED:
+                serving["batching"] = batching
+            if resources is not UNCHANGED:
+                serving["resources"] = resources
             known = model is not None and model.version(ingested.digest) is not None
             if (
                 known
@@ -260,6 +282,7 @@ class ModelManager:
             elif workers is not None:
                 model.replicas = workers
             model.batching = serving["batching"]
+            model.resources = serving["resources"]
             artifact = self.artifacts.commit(ingested)
             self.store.add_version(
                 model, ingested.digest, ingested.size, ingested.manifest, artifact

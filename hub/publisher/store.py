@@ -62,6 +62,8 @@ class Model(Base):
     shared_groups: Mapped[list] = mapped_column(JSON, default=list)
     # micro-batching of concurrent requests: {"max_size", "max_wait_ms"}, or None (off)
     batching: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # CPU/memory given at publish: {"requests": {...}, "limits": {...}}, or None (the defaults)
+    resources: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
     versions: Mapped[list["Version"]] = relationship(
         back_populates="model", cascade="all, delete-orphan", order_by="Version.created"

@@ -4,8 +4,8 @@ replaced, a publisher restart that loses nothing, rollback, a broken version tha
 replaces a working one, and a delete that leaves no object behind.
 
 The tests of this module run in order on one model, ``defect`` (each step starts from what the
-previous one left), plus a second model for the broken version. Nothing asserts how long
-anything takes: waits only guard against hanging.
+previous one left), plus a second model, with its own resources, for the broken version.
+Nothing asserts how long anything takes: waits only guard against hanging.
 """
 
 import os
@@ -201,10 +201,18 @@ def test_rollback_is_one_call(kube_hub):
     assert answer(hub) == [1.0]
 
 
-def test_a_version_that_does_not_load_never_replaces_the_working_one(kube_hub, tmp_path):
+def test_a_version_that_does_not_load_never_replaces_the_working_one(kube_hub, kube_api, tmp_path):
     hub = kube_hub
     bundle = constant_bundle(tmp_path / "good", 5.0, name="fragile")
-    hub.client.publish(bundle, "fragile")
+    # with its own resources: over the hub's (requests 50m CPU, 64Mi), what the publish gives
+    hub.client.publish(bundle, "fragile", resources={"cpu": "100m", "memory_limit": "256Mi"})
+    selector = f"mlhub.io/model-id={kube_objects.model_id(ModelRef('alice', 'fragile'))}"
+    (dep,) = kube_api.items(f"/apis/apps/v1/namespaces/{hub.namespace}/deployments", selector)
+    (serving,) = dep["spec"]["template"]["spec"]["containers"]
+    assert serving["resources"] == {
+        "requests": {"cpu": "100m", "memory": "64Mi"},
+        "limits": {"memory": "256Mi"},
+    }
     broken = constant_bundle(tmp_path / "bad", 6.0, name="fragile")
     (broken / load_manifest(broken)["model_file"]).write_bytes(b"not a pickle")
     with pytest.raises(MlhubError) as failed:

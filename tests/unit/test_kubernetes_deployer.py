@@ -5,7 +5,7 @@ deployer on a real cluster is tested in tests/cluster/."""
 import pytest
 from mlhub.deployers.base import ModelRef
 from mlhub.deployers.kubernetes import KubernetesDeployer, _pod_problem
-from mlhub.errors import InvalidBundle
+from mlhub.errors import BadRequest, InvalidBundle
 
 
 def pod(name, version, ip, ready=True, terminating=False, start="2026-01-01T00:00:00Z"):
@@ -126,3 +126,23 @@ async def test_serving_settings_become_the_serving_containers_environment():
     env = {e["name"]: e.get("value") for e in serving["env"]}
     assert env["MLHUB_BATCHING"] == "on" and env["MLHUB_BATCH_MAX_SIZE"] == "32"
     assert env["MLHUB_BATCH_MAX_WAIT_MS"] == "3" and env["MLHUB_REQUEST_TIMEOUT"] == "30"
+
+
+async def test_publish_resources_go_into_the_serving_container_over_the_setting():
+    deployer = KubernetesDeployer(
+        resources={"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}}
+    )
+    model = ModelRef("alice", "forest")
+    resources = {"requests": {"cpu": "500m"}, "limits": {"cpu": "2", "memory": "1Gi"}}
+    await deployer.set_serving(model, {"batching": None, "resources": resources})
+    spec = deployer._deployment(model, "sha256:" + "1" * 64, "python", 2)["spec"]["template"]
+    (serving,) = spec["spec"]["containers"]
+    assert serving["resources"] == {
+        "requests": {"cpu": "500m", "memory": "256Mi"},
+        "limits": {"cpu": "2", "memory": "1Gi"},
+    }
+    # a request above the setting's limit is refused before anything is applied
+    with pytest.raises(BadRequest, match="above its limit 2Gi"):
+        await deployer.set_serving(
+            ModelRef("alice", "big"), {"resources": {"requests": {"memory": "3Gi"}}}
+        )

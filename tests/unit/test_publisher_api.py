@@ -459,3 +459,57 @@ async def test_batching_survives_a_publisher_restart(api, tmp_path):
     finally:
         restarted.server.stop()
         restarted.store.close()
+
+
+async def test_resources_are_a_publish_option_kept_with_the_model(api):
+    ref = ModelRef("alice", "forest")
+    status, body = await api.publish("forest", query="?cpu=500m&memory_limit=1Gi")
+    assert status == 202, body
+    await api.settle()
+    wanted = {"requests": {"cpu": "500m"}, "limits": {"memory": "1Gi"}}
+    assert body["model"]["resources"] == wanted
+    assert api.deployer.serving_settings(ref)["resources"] == wanted
+    # a later version that does not mention them keeps them
+    status, body = await api.publish("forest", payload=b"v2", query="?batching=on")
+    await api.settle()
+    assert status == 202 and body["model"]["resources"] == wanted
+    # the live version again with other resources is restarted with them
+    status, body = await api.publish("forest", payload=b"v2", query="?memory=2Gi")
+    await api.settle()
+    assert status == 202 and body["model"]["resources"] == {"requests": {"memory": "2Gi"}}
+    assert body["model"]["batching"] == {"max_size": 64, "max_wait_ms": 2}
+    deploys = [c for c in api.deployer.calls if c[0] == "deploy" and c[1] == "alice/forest"]
+    assert len(deploys) == 3
+
+
+@pytest.mark.parametrize(
+    "query, field, bad",
+    [
+        ("?memory=2%20GB", "resources.memory", "'2 GB'"),
+        ("?cpu=abc", "resources.cpu", "'abc'"),
+        ("?cpu_limit=-1", "resources.cpu_limit", "'-1'"),
+        ("?cpu=2&cpu_limit=1", "resources.cpu", "above its limit"),
+    ],
+)
+async def test_bad_resources_are_400_naming_the_value_and_change_nothing(api, query, field, bad):
+    status, body = await api.publish("forest", query=query)
+    assert status == 400 and body["detail"]["field"] == field and bad in body["error"], body
+    status, _ = await api.call("GET", "api/models/alice/forest")
+    assert status == 404
+
+
+async def test_resources_survive_a_publisher_restart(api, tmp_path):
+    await api.publish("forest", query="?cpu=250m&memory=512Mi")
+    await api.settle()
+    restarted = Api(tmp_path)  # a new publisher on the same data directory and database
+    await restarted.manager.adopt()
+    try:
+        wanted = {"requests": {"cpu": "250m", "memory": "512Mi"}}
+        assert (
+            restarted.deployer.serving_settings(ModelRef("alice", "forest"))["resources"] == wanted
+        )
+        status, model = await restarted.call("GET", "api/models/alice/forest")
+        assert model["resources"] == wanted
+    finally:
+        restarted.server.stop()
+        restarted.store.close()

@@ -221,3 +221,23 @@ def test_step_printer():
     assert stream.getvalue() == (
         "\r  upload    [#####.....] 0.5 of 1.0 MB\n  received  received 1 bytes\n"
     )
+
+
+def test_cli_publish_resources_and_show_them(live_api, tmp_path, capsys):
+    client = client_for(live_api)
+    out = io.StringIO()
+    bundle = str(write_bundle(tmp_path / "b"))
+    publish = ("models", "publish", bundle, "--name", "iris")
+    args = parse(*publish, "--cpu", "500m", "--memory-limit", "1Gi")
+    assert run_models(args, client, out) == 0
+    out = io.StringIO()
+    assert run_models(parse("models", "show", "iris"), client, out) == 0
+    assert "resources: requests cpu=500m; limits memory=1Gi" in out.getvalue()
+    # a bad quantity: one line naming it, the model keeps its resources
+    assert run_models(parse(*publish, "--memory", "2 GB"), client, out) == 1
+    err = capsys.readouterr().err
+    assert "memory must be a Kubernetes quantity such as 500m, 2, 512Mi or 1Gi, got '2 GB'" in err
+    assert client.get("iris")["resources"] == {
+        "requests": {"cpu": "500m"},
+        "limits": {"memory": "1Gi"},
+    }

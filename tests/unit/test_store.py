@@ -102,3 +102,21 @@ def test_deleting_a_model_deletes_its_rows(store, tmp_path):
     with sqlite3.connect(tmp_path / "mlhub.sqlite") as db:
         for table in ("models", "versions", "deployments", "events", "api_keys"):
             assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
+
+
+def test_a_database_from_before_per_model_resources_gets_the_column(tmp_path):
+    url = f"sqlite:///{tmp_path}/old.db"
+    store = Store(url)
+    store.create_model("alice", "iris", 1)
+    store.close()
+    with sqlite3.connect(tmp_path / "old.db") as db:  # as an older mlhub made it
+        db.execute("ALTER TABLE models DROP COLUMN resources")
+    store = Store(url)
+    model = store.find_model("alice", "iris")
+    assert model.resources is None
+    model.resources = {"requests": {"cpu": "500m"}}
+    store.commit()
+    store.close()
+    store = Store(url)
+    assert store.find_model("alice", "iris").resources == {"requests": {"cpu": "500m"}}
+    store.close()
