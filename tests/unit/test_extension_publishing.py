@@ -65,6 +65,7 @@ class StandInPublisher:
 
     def __init__(self):
         self.models, self.keys, self.events, self.uploads = {}, {}, [], []
+        self.queries = []  # the query arguments of each upload
         self.pending = {}  # model name -> batches of events released one batch per poll
         self.seen_auth = []
         self.fail_with = self.reject = None
@@ -173,6 +174,9 @@ class StandInPublisher:
             def post(self, user, name):
                 if self.request.headers.get("Content-Type") != "application/gzip":
                     return self.reply(415, {"error": "send application/gzip", "code": "x"})
+                standin.queries.append(
+                    {k: self.get_query_argument(k) for k in self.request.arguments}
+                )
                 self.reply(*standin.receive(name, self.request.body))
 
         class Events(Handler):
@@ -311,6 +315,15 @@ def test_publish_goes_through_each_step_and_returns_endpoint_key_and_snippets(st
     assert result.api_key in result.python and json.dumps(manifest["example"][0]) in result.curl
     assert result.api_key in result._repr_html_()
     assert set(standin.seen_auth) == {f"token {TOKEN}"}
+
+
+def test_publish_sends_resources_as_publish_options(standin, trained):
+    model, X = trained
+    resources = {"cpu": "500m", "memory_limit": "1Gi"}
+    client.publish(model, "defect-lr", X.head(2), resources=resources, progress=Recorder())
+    assert standin.queries == [{"cpu": "500m", "memory_limit": "1Gi"}]
+    with pytest.raises(errors.MlhubError, match="resources is a dict of cpu, memory"):
+        client.publish(model, "defect-lr", X.head(2), resources={"gpu": 1}, progress=Recorder())
 
 
 def test_publishing_again_mints_no_key_and_says_how_to(standin, trained):
