@@ -17,6 +17,15 @@ from kubetest import Cluster, KubeAPI, deployer_config, serving_image
 from mlhub.publisher.client import PublisherClient
 
 
+def pytest_collection_modifyitems(items):
+    """On a cold machine the first test to ask for the cluster or a standard image pays for
+    building Kubernetes (about 5 min) or that image (up to about 6 min) in its fixtures, which
+    the default 300 s per test would cut short; a test's own timeout marker still wins."""
+    for item in items:
+        if item.get_closest_marker("cluster") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(1800))
+
+
 @pytest.fixture(scope="session")
 def kube_cluster():
     """scripts/kube-cluster up (builds Kubernetes once per machine); down at the end only if
