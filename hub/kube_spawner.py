@@ -12,24 +12,13 @@ embedded mode.
 
 from kubespawner import KubeSpawner
 from mlhub.errors import MlhubError
-from mlhub.profiles import load_profiles, profiles_for, resolve_choice, to_profile_list
-from mlhub.settings import hub_settings
-from mlhub.spawner import http_error
-from traitlets import Any, Unicode, default
+from mlhub.profiles import profiles_for, resolve_choice, to_profile_list
+from mlhub.spawner import ProfileSource, http_error
+from traitlets import Any, default
 
 
-class ProfileKubeSpawner(KubeSpawner):
+class ProfileKubeSpawner(ProfileSource, KubeSpawner):
     """KubeSpawner whose ``profile_list`` comes from ``spawner_profiles/``, filtered by group."""
-
-    profiles_dir = Unicode(
-        help="""Folder of the spawner profile files (``*.yaml``); re-read at every spawn page
-        and start. Default: ``MlhubSettings.profiles_dir``.
-        """,
-    ).tag(config=True)
-
-    @default("profiles_dir")
-    def _default_profiles_dir(self):
-        return hub_settings().profiles_dir
 
     profile = Any(None, help="The Profile this server runs (set from user_options at start).")
     size = Any(None, help="The Size this server runs (set from user_options at start).")
@@ -41,16 +30,6 @@ class ProfileKubeSpawner(KubeSpawner):
     @default("options_from_form")
     def _default_options_from_form(self):
         return self._checked_options_from_form
-
-    def _user_groups(self):
-        return [g.name for g in self.user.groups]
-
-    def _load_profiles(self):
-        try:
-            return load_profiles(self.profiles_dir)
-        except MlhubError as e:
-            self.log.error("%s", e.message)
-            raise http_error(e) from None
 
     def _allowed_profile_list(self, spawner):
         """KubeSpawner's ``profile_list`` callable: the profiles this user's groups allow."""

@@ -24,7 +24,7 @@ from mlhub.limits import Cgroups, Limits, preexec
 from mlhub.profiles.loader import SIZE_OPTION, load_profiles, profiles_for, resolve_choice
 from mlhub.settings import hub_settings
 from tornado import web
-from traitlets import Any, Enum, Unicode, default
+from traitlets import Any, Enum, HasTraits, Unicode, default
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$")
@@ -58,8 +58,10 @@ def gpu_count():
         return 0
 
 
-class ProfileLocalSpawner(SimpleLocalProcessSpawner):
-    """Local user servers with a profile picker (profile + size) and per-user workspaces."""
+class ProfileSource(HasTraits):
+    """What both mlhub spawners (local and Kubernetes) need to apply the profile files: where
+    they are, reading them with a clear HTTP error, and the user's groups they are checked
+    against."""
 
     profiles_dir = Unicode(
         help="""Folder of the spawner profile files (``*.yaml``). They are re-read at every
@@ -71,6 +73,20 @@ class ProfileLocalSpawner(SimpleLocalProcessSpawner):
     @default("profiles_dir")
     def _default_profiles_dir(self):
         return hub_settings().profiles_dir
+
+    def _user_groups(self):
+        return [g.name for g in self.user.groups]
+
+    def _load_profiles(self):
+        try:
+            return load_profiles(self.profiles_dir)
+        except MlhubError as e:
+            self.log.error("%s", e.message)
+            raise http_error(e) from None
+
+
+class ProfileLocalSpawner(ProfileSource, SimpleLocalProcessSpawner):
+    """Local user servers with a profile picker (profile + size) and per-user workspaces."""
 
     workspaces_dir = Unicode(
         help="""Folder holding one workspace per user (``<workspaces_dir>/<user>/``), used as the
@@ -171,16 +187,6 @@ class ProfileLocalSpawner(SimpleLocalProcessSpawner):
     @default("apply_user_options")
     def _default_apply_user_options(self):
         return self._apply_user_options
-
-    def _user_groups(self):
-        return [g.name for g in self.user.groups]
-
-    def _load_profiles(self):
-        try:
-            return load_profiles(self.profiles_dir)
-        except MlhubError as e:
-            self.log.error("%s", e.message)
-            raise http_error(e) from None
 
     @staticmethod
     def _unavailable(profile, size, kernels):
