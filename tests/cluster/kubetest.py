@@ -39,7 +39,8 @@ class Cluster:
 
     def down(self):
         if self.started:
-            subprocess.run([SCRIPT, "down"], check=True)
+            # Bounded: it takes about 15 s, and this runs in the teardown of the session's last test.
+            subprocess.run([SCRIPT, "down"], check=True, timeout=180)
 
 
 class KubeAPI:
