@@ -39,7 +39,7 @@ class Cluster:
 
     def down(self):
         if self.started:
-            # Bounded: it takes about 15 s, and this runs in the teardown of the session's last test.
+            # Bounded: it takes about 15 s, in the teardown of the session's last test.
             subprocess.run([SCRIPT, "down"], check=True, timeout=180)
 
 
