@@ -10,10 +10,12 @@ What a deployer does on its own (a crashed process restarted, a process re-adopt
 publisher restart) is reported through ``on_event``.
 """
 
+import os
 import urllib.parse
 from dataclasses import dataclass
 
-from traitlets import Callable
+from mlhub.deployers.routes import ProxyRoutes
+from traitlets import Callable, Float, Instance, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 
@@ -55,7 +57,32 @@ class Deployer(LoggingConfigurable):
     ``progress`` callbacks take ``(step, message)``; a deploy reports, in order, ``starting``,
     ``ready``, ``switched`` (new requests reach the new version) and ``drained`` (the old one
     is gone). The caller records ``done`` or ``failed``.
+
+    Every backend routes ``/models/...`` through the hub's proxy (``routes``), so the proxy
+    settings are here.
     """
+
+    route_check_interval = Float(
+        10.0,
+        help="""Seconds between checks that the proxy still has every model route (a restarted
+        proxy loses them); missing ones are re-added (default 10).""",
+    ).tag(config=True)
+
+    fallback_target = Unicode(
+        help="""Where ``/models`` requests that match no live model go (the publisher, which
+        answers 404 "no such model" or 503 "deploying" in JSON). Default:
+        ``$JUPYTERHUB_SERVICE_URL``; empty = no fallback route.""",
+    ).tag(config=True)
+
+    @default("fallback_target")
+    def _default_fallback_target(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_URL", "")
+
+    routes = Instance(ProxyRoutes)
+
+    @default("routes")
+    def _default_routes(self):
+        return ProxyRoutes(parent=self)
 
     on_event = Callable(
         None,

@@ -39,10 +39,9 @@ from kubernetes_asyncio.client.rest import ApiException
 from mlhub.bundle import load_manifest
 from mlhub.deployers import kube_objects as objects
 from mlhub.deployers.base import Deployer
-from mlhub.deployers.routes import ProxyRoutes
 from mlhub.errors import DeployError, InvalidBundle
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Bool, Dict, Enum, Float, Instance, Integer, List, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
 
 _SELECTOR = f"app.kubernetes.io/component={objects.COMPONENT}"
 _JSON = {200: "object", 201: "object", 202: "object"}
@@ -257,12 +256,6 @@ class KubernetesDeployer(Deployer):
         70, help="The HPA's CPU utilisation target, percent of the CPU request. Default 70."
     ).tag(config=True)
 
-    route_check_interval = Float(
-        10.0,
-        help="""Seconds between checks that the proxy still has every model route (a restarted
-        proxy loses them); missing ones are re-added (default 10).""",
-    ).tag(config=True)
-
     api_retries = Integer(
         6,
         help="""Attempts of one Kubernetes API call that fails with a 5xx, a 409 or a broken
@@ -275,22 +268,6 @@ class KubernetesDeployer(Deployer):
         (default 10). Its objects are deleted at once; pods still stopping after that finish
         their graceful stop and are removed by Kubernetes on its own.""",
     ).tag(config=True)
-
-    fallback_target = Unicode(
-        help="""Where ``/models`` requests that match no live model go (the publisher, which
-        answers 404 "no such model" or 503 "deploying" in JSON). Default:
-        ``$JUPYTERHUB_SERVICE_URL``; empty = no fallback route.""",
-    ).tag(config=True)
-
-    @default("fallback_target")
-    def _default_fallback_target(self):
-        return os.environ.get("JUPYTERHUB_SERVICE_URL", "")
-
-    routes = Instance(ProxyRoutes)
-
-    @default("routes")
-    def _default_routes(self):
-        return ProxyRoutes(parent=self)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

@@ -35,11 +35,10 @@ from pathlib import Path
 from mlhub import rlang
 from mlhub.bundle import load_manifest
 from mlhub.deployers.base import Deployer, ModelRef
-from mlhub.deployers.routes import ProxyRoutes
 from mlhub.deployers.spares import SparePool
 from mlhub.errors import DeployError, InvalidBundle
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Bool, Dict, Float, Instance, Integer, List, Unicode, default
+from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 
 # environment a model process must not inherit: it runs the owner's (untrusted) code
 _SECRET_PREFIXES = ("JUPYTERHUB_", "CONFIGPROXY_", "MLHUB_")
@@ -49,6 +48,8 @@ _POLL = 0.2  # seconds between checks while waiting for a process to exit
 # a small model answers /readyz within a second, a big one may take minutes
 _READY_POLL = (0.02, 0.5)
 _PORT_TRIES = 3  # starts on a fresh port after "Address already in use"
+# where and how wide a serving process listens: the same options in every runtime's command
+_LISTEN_ARGS = ("--port", "{port}", "--workers", "{workers}", "--host", "{host}")
 # what to tell the publisher of a model whose runtime's program is not installed here
 _INSTALL_HINTS = {"r": rlang.INSTALL_HINT}
 
@@ -222,32 +223,11 @@ class LocalDeployer(Deployer):
 
     @default("serve_commands")
     def _default_serve_commands(self):
+        # both runtimes take the same arguments
+        args = ["--bundle", "{bundle}", *_LISTEN_ARGS]
         return {
-            "python": [
-                sys.executable,
-                "-m",
-                "mlhub.serving",
-                "--bundle",
-                "{bundle}",
-                "--port",
-                "{port}",
-                "--workers",
-                "{workers}",
-                "--host",
-                "{host}",
-            ],
-            "r": [
-                rlang.RSCRIPT,
-                str(rlang.serve_script()),
-                "--bundle",
-                "{bundle}",
-                "--port",
-                "{port}",
-                "--workers",
-                "{workers}",
-                "--host",
-                "{host}",
-            ],
+            "python": [sys.executable, "-m", "mlhub.serving", *args],
+            "r": [rlang.RSCRIPT, str(rlang.serve_script()), *args],
         }
 
     check_commands = Dict(
@@ -288,12 +268,6 @@ class LocalDeployer(Deployer):
         1.0, help="Seconds between checks that every live serving process runs (default 1)."
     ).tag(config=True)
 
-    route_check_interval = Float(
-        10.0,
-        help="""Seconds between checks that the proxy still has every model route (a proxy
-        restarted by the hub loses them); missing ones are re-added (default 10).""",
-    ).tag(config=True)
-
     restart_backoff_max = Float(
         60.0,
         help="""Longest wait between restarts of a model that keeps failing to start; the wait
@@ -315,16 +289,6 @@ class LocalDeployer(Deployer):
     @default("hub_api_url")
     def _default_hub_api_url(self):
         return os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
-
-    fallback_target = Unicode(
-        help="""Where ``/models`` requests that match no live model go (the publisher, which
-        answers 404 "no such model" or 503 "deploying" in JSON). Default:
-        ``$JUPYTERHUB_SERVICE_URL``; empty = no fallback route.""",
-    ).tag(config=True)
-
-    @default("fallback_target")
-    def _default_fallback_target(self):
-        return os.environ.get("JUPYTERHUB_SERVICE_URL", "")
 
     extra_env = Dict(
         help="""Extra environment for serving processes, e.g. ``{"MLHUB_REQUEST_TIMEOUT":
@@ -379,25 +343,7 @@ class LocalDeployer(Deployer):
 
     @default("spare_command")
     def _default_spare_command(self):
-        return [
-            sys.executable,
-            "-m",
-            "mlhub.serving",
-            "--spare",
-            "{spare}",
-            "--port",
-            "{port}",
-            "--workers",
-            "{workers}",
-            "--host",
-            "{host}",
-        ]
-
-    routes = Instance(ProxyRoutes)
-
-    @default("routes")
-    def _default_routes(self):
-        return ProxyRoutes(parent=self)
+        return [sys.executable, "-m", "mlhub.serving", "--spare", "{spare}", *_LISTEN_ARGS]
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

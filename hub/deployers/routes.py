@@ -3,7 +3,7 @@
 The publisher owns ``/models/...`` routes in the same proxy JupyterHub uses. Their data carries
 ``"mlhub": true`` and no ``jupyterhub`` key, so the hub's periodic route check leaves them alone
 (it only considers routes with that key). A proxy restarted by the hub comes back without them,
-so callers re-add them periodically (``LocalDeployer.route_check_interval``).
+so callers re-add them periodically (``Deployer.route_check_interval``).
 """
 
 import json

@@ -249,13 +249,7 @@ class PublisherClient:
             )
         if not wait or "event_id" not in answer:
             return answer["model"] if wait else answer
-        return self.wait_for(
-            name,
-            answer["version"],
-            since=answer["event_id"] - 1,
-            progress=progress,
-            timeout=timeout,
-        )
+        return self._follow(name, answer, progress, timeout)
 
     def upload(self, archive, name, *, workers=None, batching=None, resources=None, progress=None):
         """POST a bundle archive; the answer is ``{"model", "version", "event_id"}``."""
@@ -314,10 +308,9 @@ class PublisherClient:
             time.sleep(pause)
             pause = min(pause * 2, self.poll_interval)
 
-    def _operation(self, name, what, body, wait, progress, timeout):
-        answer = self._json("POST", self.model_path(name, what), json=body)
-        if not wait:
-            return answer
+    def _follow(self, name, answer, progress, timeout):
+        """``wait_for`` the version an accepted upload or operation (``answer``, with its
+        ``version`` and first ``event_id``) is making live."""
         return self.wait_for(
             name,
             answer["version"],
@@ -325,6 +318,12 @@ class PublisherClient:
             progress=progress,
             timeout=timeout,
         )
+
+    def _operation(self, name, what, body, wait, progress, timeout):
+        answer = self._json("POST", self.model_path(name, what), json=body)
+        if not wait:
+            return answer
+        return self._follow(name, answer, progress, timeout)
 
     def rollback(self, name, version="previous", *, wait=True, progress=None, timeout=600):
         """Make ``version`` (an id, or ``"previous"``) live again."""
