@@ -613,6 +613,13 @@ def fetch(jp_fetch, jp_asyncio_loop):
     return fetch
 
 
+def upload(fetch, headers=None, **kwargs):
+    """POST a bundle archive (``body`` or ``body_producer``) to the extension's
+    ``models/defect-lr/versions``, as the panel does."""
+    headers = {"Content-Type": "application/gzip", **(headers or {})}
+    return fetch("models", "defect-lr", "versions", method="POST", headers=headers, **kwargs)
+
+
 def bundle_bytes(model, X, tmp_path):
     save_bundle(model, tmp_path / "b", name="defect-lr", example=X.head(2))
     return pack(tmp_path / "b")
@@ -648,15 +655,7 @@ def test_status_reports_an_unreachable_publisher_without_failing(fetch, jp_serve
 def test_upload_streams_through_and_the_publish_can_be_followed(fetch, standin, trained, tmp_path):
     model, X = trained
     body = bundle_bytes(model, X, tmp_path)
-    reply = fetch(
-        "models",
-        "defect-lr",
-        "versions",
-        method="POST",
-        body=body,
-        params={"workers": "2"},
-        headers={"Content-Type": "application/gzip"},
-    )
+    reply = upload(fetch, body=body, params={"workers": "2"})
     assert reply.code == 202, reply.body
     answer = json.loads(reply.body)
     assert answer["version"] == bundle_digest(tmp_path / "b")
@@ -679,14 +678,7 @@ def test_upload_without_a_length_is_sent_chunked(fetch, standin, trained, tmp_pa
         for i in range(0, len(body), 1000):
             await write(body[i : i + 1000])
 
-    reply = fetch(
-        "models",
-        "defect-lr",
-        "versions",
-        method="POST",
-        body_producer=produce,
-        headers={"Content-Type": "application/gzip"},
-    )
+    reply = upload(fetch, body_producer=produce)
     assert reply.code == 202, reply.body
     assert standin.uploads[0]["name"] == "defect-lr"
 
@@ -696,39 +688,18 @@ def test_publisher_errors_pass_through_with_status_and_body(fetch, standin, trai
     assert missing.code == 404
     assert json.loads(missing.body)["code"] == "not_found"
 
-    broken = fetch(
-        "models",
-        "defect-lr",
-        "versions",
-        method="POST",
-        body=gzip.compress(b"not a tar"),
-        headers={"Content-Type": "application/gzip"},
-    )
+    broken = upload(fetch, body=gzip.compress(b"not a tar"))
     assert broken.code == 400 and json.loads(broken.body)["code"] == "invalid_bundle"
 
     standin.reject = (413, {"error": "bundle too large", "code": "payload_too_large"})
-    reply = fetch(
-        "models",
-        "defect-lr",
-        "versions",
-        method="POST",
-        body=bundle_bytes(*trained, tmp_path),
-        headers={"Content-Type": "application/gzip"},
-    )
+    reply = upload(fetch, body=bundle_bytes(*trained, tmp_path))
     assert reply.code == 413
     assert json.loads(reply.body) == {"error": "bundle too large", "code": "payload_too_large"}
 
 
 def test_an_upload_over_the_servers_limit_is_refused_here(fetch, jp_serverapp, standin):
     jp_serverapp.web_app.settings["mlhub"].settings.max_upload_bytes = 100
-    reply = fetch(
-        "models",
-        "defect-lr",
-        "versions",
-        method="POST",
-        body=b"x" * 1000,
-        headers={"Content-Type": "application/gzip"},
-    )
+    reply = upload(fetch, body=b"x" * 1000)
     assert reply.code == 413
     body = json.loads(reply.body)
     assert body["code"] == "payload_too_large" and "max_upload_bytes" in body["error"]
@@ -736,14 +707,7 @@ def test_an_upload_over_the_servers_limit_is_refused_here(fetch, jp_serverapp, s
 
 
 def test_keys_logs_and_delete_are_forwarded(fetch, standin, trained, tmp_path):
-    fetch(
-        "models",
-        "defect-lr",
-        "versions",
-        method="POST",
-        body=bundle_bytes(*trained, tmp_path),
-        headers={"Content-Type": "application/gzip"},
-    )
+    upload(fetch, body=bundle_bytes(*trained, tmp_path))
     minted = fetch(
         "models", "defect-lr", "keys", method="POST", body=json.dumps({"description": "batch"})
     )
@@ -775,15 +739,8 @@ def test_unreachable_publisher_is_a_502_with_a_clear_message(fetch, jp_serverapp
     body = json.loads(reply.body)
     assert body["code"] == "publisher_unreachable" and url in body["error"]
 
-    upload = fetch(
-        "models",
-        "defect-lr",
-        "versions",
-        method="POST",
-        body=tarfile_bytes(),
-        headers={"Content-Type": "application/gzip"},
-    )
-    assert upload.code == 502 and json.loads(upload.body)["code"] == "publisher_unreachable"
+    refused = upload(fetch, body=tarfile_bytes())
+    assert refused.code == 502 and json.loads(refused.body)["code"] == "publisher_unreachable"
 
 
 def test_not_configured_server_says_so(fetch, jp_serverapp):
@@ -796,13 +753,6 @@ def test_not_configured_server_says_so(fetch, jp_serverapp):
 def test_routes_need_an_authenticated_user(fetch, standin):
     reply = fetch("models", headers={"Authorization": "token wrong"})
     assert reply.code == 403
-    upload = fetch(
-        "models",
-        "defect-lr",
-        "versions",
-        method="POST",
-        body=tarfile_bytes(),
-        headers={"Authorization": "token wrong", "Content-Type": "application/gzip"},
-    )
-    assert upload.code == 403
+    refused = upload(fetch, body=tarfile_bytes(), headers={"Authorization": "token wrong"})
+    assert refused.code == 403
     assert standin.seen_auth == []
