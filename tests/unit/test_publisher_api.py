@@ -6,6 +6,7 @@ proxy and serving processes are exercised by tests/component/test_publisher_*.py
 """
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -80,7 +81,21 @@ class FakeDeployer(Deployer):
 class Api:
     """The publisher on a free port; ``call`` returns (status, parsed body)."""
 
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(cls, tmp_path):
+        """A publisher on ``tmp_path``'s data directory and database, after its start-up
+        ``adopt``; stopped at the end. A second one on the same path is a restarted publisher."""
+        api = cls(tmp_path)
+        await api.manager.adopt()
+        try:
+            yield api
+        finally:
+            api.server.stop()
+            api.store.close()
+
     def __init__(self, tmp_path):
+        self.tmp = tmp_path
         self.app = PublisherApp(
             data_dir=str(tmp_path / "data"),
             max_upload_bytes=20_000,
@@ -147,12 +162,8 @@ class Api:
 
 @pytest.fixture
 async def api(tmp_path):
-    api = Api(tmp_path)
-    api.tmp = tmp_path
-    await api.manager.adopt()
-    yield api
-    api.server.stop()
-    api.store.close()
+    async with Api.running(tmp_path) as api:
+        yield api
 
 
 async def test_health_and_openapi_need_no_token(api):
@@ -447,18 +458,11 @@ async def test_bad_batching_is_400_and_changes_nothing(api, query, field):
 async def test_batching_survives_a_publisher_restart(api, tmp_path):
     await api.publish("forest", query="?batching=on&batch_max_wait_ms=5")
     await api.settle()
-    restarted = Api(tmp_path)  # a new publisher on the same data directory and database
-    await restarted.manager.adopt()
-    try:
-        assert (
-            restarted.deployer.serving_env(ModelRef("alice", "forest"))["MLHUB_BATCH_MAX_WAIT_MS"]
-            == "5"
-        )
+    async with Api.running(tmp_path) as restarted:  # the same data directory and database
+        env = restarted.deployer.serving_env(ModelRef("alice", "forest"))
+        assert env["MLHUB_BATCH_MAX_WAIT_MS"] == "5"
         status, model = await restarted.call("GET", "api/models/alice/forest")
         assert model["batching"] == {"max_size": 64, "max_wait_ms": 5}
-    finally:
-        restarted.server.stop()
-        restarted.store.close()
 
 
 async def test_resources_are_a_publish_option_kept_with_the_model(api):
@@ -501,15 +505,9 @@ async def test_bad_resources_are_400_naming_the_value_and_change_nothing(api, qu
 async def test_resources_survive_a_publisher_restart(api, tmp_path):
     await api.publish("forest", query="?cpu=250m&memory=512Mi")
     await api.settle()
-    restarted = Api(tmp_path)  # a new publisher on the same data directory and database
-    await restarted.manager.adopt()
-    try:
+    async with Api.running(tmp_path) as restarted:  # the same data directory and database
         wanted = {"requests": {"cpu": "250m", "memory": "512Mi"}}
-        assert (
-            restarted.deployer.serving_settings(ModelRef("alice", "forest"))["resources"] == wanted
-        )
+        settings = restarted.deployer.serving_settings(ModelRef("alice", "forest"))
+        assert settings["resources"] == wanted
         status, model = await restarted.call("GET", "api/models/alice/forest")
         assert model["resources"] == wanted
-    finally:
-        restarted.server.stop()
-        restarted.store.close()

@@ -27,28 +27,17 @@ from test_publisher_api import MANIFEST, PREFIX, Api
 def live_api(tmp_path):
     box, ready = {}, threading.Event()
 
-    def serve():
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
+    async def serve():
+        async with Api.running(tmp_path) as api:
+            box["api"], box["loop"], box["stop"] = api, asyncio.get_running_loop(), asyncio.Event()
+            ready.set()
+            await box["stop"].wait()
 
-        async def setup():
-            api = Api(tmp_path)
-            api.tmp = tmp_path
-            await api.manager.adopt()
-            return api
-
-        box["api"], box["loop"] = loop.run_until_complete(setup()), loop
-        ready.set()
-        loop.run_forever()
-        box["api"].server.stop()
-        box["api"].store.close()
-        loop.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
     thread.start()
     ready.wait()
     yield box["api"]
-    box["loop"].call_soon_threadsafe(box["loop"].stop)
+    box["loop"].call_soon_threadsafe(box["stop"].set)
     thread.join()
 
 
