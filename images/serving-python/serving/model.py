@@ -36,6 +36,18 @@ def _outputs(result):
     return np.asarray(result)
 
 
+def _run(method, payload_input, what):
+    """``method(payload_input)`` made JSON-ready; an exception of the model's becomes
+    ``PredictionFailed`` ("the model could not <what>: ...") naming it."""
+    try:
+        return _outputs(method(payload_input))
+    except Exception as exc:
+        raise PredictionFailed(
+            f"the model could not {what}: {type(exc).__name__}: {exc}",
+            {"exception": type(exc).__name__},
+        ) from exc
+
+
 class ServedModel:
     """One bundle, loaded once per process tree; every request reads it, none changes it."""
 
@@ -94,13 +106,7 @@ class ServedModel:
 
     def predict(self, payload_input):
         """Run the model on converted input; its exceptions become ``PredictionFailed``."""
-        try:
-            return _outputs(self._predict(payload_input))
-        except Exception as exc:
-            raise PredictionFailed(
-                f"the model could not predict on this input: {type(exc).__name__}: {exc}",
-                {"exception": type(exc).__name__},
-            ) from exc
+        return _run(self._predict, payload_input, "predict on this input")
 
     def predict_proba(self, payload_input):
         if not self.has_proba:
@@ -109,13 +115,7 @@ class ServedModel:
                 "has no predict_proba(): ask for predictions without proba",
                 {"field": "proba"},
             )
-        try:
-            return _outputs(self._proba(payload_input))
-        except Exception as exc:
-            raise PredictionFailed(
-                f"the model could not compute probabilities: {type(exc).__name__}: {exc}",
-                {"exception": type(exc).__name__},
-            ) from exc
+        return _run(self._proba, payload_input, "compute probabilities")
 
     def predict_example(self):
         """Predict the bundle's own example through the request path (validation included).
