@@ -15,7 +15,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from mlhub.deployers.routes import ProxyRoutes
-from traitlets import Callable, Float, Instance, Unicode, default
+from traitlets import Callable, Dict, Float, Instance, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 
@@ -58,9 +58,25 @@ class Deployer(LoggingConfigurable):
     ``ready``, ``switched`` (new requests reach the new version) and ``drained`` (the old one
     is gone). The caller records ``done`` or ``failed``.
 
-    Every backend routes ``/models/...`` through the hub's proxy (``routes``), so the proxy
-    settings are here.
+    Every backend routes ``/models/...`` through the hub's proxy (``routes``), and its serving
+    processes ask the hub API who a token belongs to, so those settings are here.
     """
+
+    hub_api_url = Unicode(
+        help="""Hub API the serving processes ask who a hub token belongs to. Default:
+        ``$JUPYTERHUB_API_URL`` (it must be reachable from where they run: pods, in Kubernetes
+        mode).""",
+    ).tag(config=True)
+
+    @default("hub_api_url")
+    def _default_hub_api_url(self):
+        return os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
+
+    extra_env = Dict(
+        help="""Extra environment of the serving processes, e.g. ``{"MLHUB_REQUEST_TIMEOUT":
+        "60"}``. Default: none. (The publisher's own secrets, its tokens, are never passed
+        on.)""",
+    ).tag(config=True)
 
     route_check_interval = Float(
         10.0,

@@ -187,11 +187,6 @@ class KubernetesDeployer(Deployer):
         utilisation target is a percentage of.""",
     ).tag(config=True)
 
-    extra_env = Dict(
-        help="""Extra environment of the serving container, e.g. ``{"MLHUB_REQUEST_TIMEOUT":
-        "60"}``. Default: none.""",
-    ).tag(config=True)
-
     route_target = Enum(
         ["service", "pod"],
         "service",
@@ -213,15 +208,6 @@ class KubernetesDeployer(Deployer):
         base = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8090").rstrip("/")
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/mlhub-publisher/")
         return base + "/" + prefix.strip("/") + "/"
-
-    hub_api_url = Unicode(
-        help="""Hub API the serving pods ask who a hub token belongs to. Default:
-        ``$JUPYTERHUB_API_URL`` (it must be reachable from pods).""",
-    ).tag(config=True)
-
-    @default("hub_api_url")
-    def _default_hub_api_url(self):
-        return os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
 
     ready_timeout = Float(
         300.0,

@@ -281,20 +281,6 @@ class LocalDeployer(Deployer):
         adopted at its next start.""",
     ).tag(config=True)
 
-    hub_api_url = Unicode(
-        help="""Hub API the serving processes use to identify callers' hub tokens.
-        Default: ``$JUPYTERHUB_API_URL``.""",
-    ).tag(config=True)
-
-    @default("hub_api_url")
-    def _default_hub_api_url(self):
-        return os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
-
-    extra_env = Dict(
-        help="""Extra environment for serving processes, e.g. ``{"MLHUB_REQUEST_TIMEOUT":
-        "60"}``. Secrets of the publisher (tokens) are never passed on.""",
-    ).tag(config=True)
-
     log_tail_lines = Integer(
         20, help="Lines of the model's log quoted in a failed event (default 20)."
     ).tag(config=True)
