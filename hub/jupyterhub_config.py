@@ -48,7 +48,10 @@ c.JupyterHub.cleanup_servers = True
 # -- the proxy: PyPI's configurable-http-proxy, a Python port (no Node needed) -----------------
 proxy_token = ensure_secret(settings.path("proxy_token"))
 c.JupyterHub.proxy_class = "configurable-http-proxy"
-c.ConfigurableHTTPProxy.command = [os.path.join(bin_dir, "configurable-http-proxy")]
+c.ConfigurableHTTPProxy.command = [
+    os.path.join(bin_dir, "configurable-http-proxy"),
+    f"--proxy-timeout={int(settings.proxy_timeout * 1000)}",  # milliseconds
+]
 c.ConfigurableHTTPProxy.api_url = settings.proxy_api_url
 c.ConfigurableHTTPProxy.auth_token = proxy_token
 c.ConfigurableHTTPProxy.pid_file = settings.path("jupyterhub-proxy.pid")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mlhub.errors import MlhubError
 from mlhub.profiles import PROFILES_DIR
-from traitlets import Enum, Integer, Unicode, default, validate
+from traitlets import Enum, Float, Integer, Unicode, default, validate
 from traitlets.config import Config, Configurable, PyFileConfigLoader
 
 CONFIG_FILE_ENV = "MLHUB_CONFIG_FILE"
@@ -90,6 +90,17 @@ class MlhubSettings(Configurable):
         8001,
         help="""Port of the proxy's REST API on 127.0.0.1 (the hub and the publisher add routes
         through it). Default 8001. Environment: ``MLHUB_PROXY_API_PORT``.
+        """,
+    ).tag(config=True)
+
+    proxy_timeout = Float(
+        900.0,
+        help="""Seconds the proxy waits for the answer of what it routes to (a user server,
+        the publisher, a model) before it answers 503. Default 900: an upload waits while the
+        new version loads (its readiness is the load check, up to
+        ``LocalDeployer.ready_timeout``, 300 s by default), and the PyPI proxy's own default
+        of 20 s would cut any model slower to load than that. Environment:
+        ``MLHUB_PROXY_TIMEOUT``.
         """,
     ).tag(config=True)
 

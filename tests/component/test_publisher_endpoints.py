@@ -223,3 +223,42 @@ def test_batching_is_set_per_model_at_publish(hub, tmp_path):
         [MLHUB, "models", "show", "batched"], env=env, capture_output=True, text=True
     )
     assert "batching: on (8 rows, 2 ms)" in shown.stdout, shown.stderr
+
+
+class _Pause:
+    """Unpickles as ``time.sleep(seconds)``: a model file that takes that long to load."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def __reduce__(self):
+        import time
+
+        return (time.sleep, (self.seconds,))
+
+
+class _SlowToLoad:
+    """Pickles as ``(pause, model)[1]``: the model itself, after a pause while it loads
+    (only the standard library and scikit-learn are needed to unpickle it)."""
+
+    def __init__(self, model, seconds):
+        self.model, self.seconds = model, seconds
+
+    def predict(self, rows):
+        return self.model.predict(rows)
+
+    def __reduce__(self):
+        import operator
+
+        return (operator.getitem, ((_Pause(self.seconds), self.model), 1))
+
+
+def test_a_model_slower_to_load_than_the_proxy_default_still_publishes(hub, tmp_path):
+    """The upload waits while the new version loads (its readiness is the load check); the
+    proxy in front must wait as long, not cut the request at tornado's 20 s default."""
+    model = DummyRegressor(strategy="constant", constant=7.0).fit(np.zeros((2, 2)), [0, 0])
+    bundle = tmp_path / "slow"
+    save_bundle(_SlowToLoad(model, 25), bundle, name="slow", example=[[0.0, 0.0]])
+    published = client(hub, hub.alice).publish(bundle, "slow")
+    assert published["status"] == "ready"
+    assert predict(hub, "alice", "slow", hub.alice).json()["predictions"] == [7.0]
