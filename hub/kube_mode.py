@@ -42,8 +42,10 @@ def kubespawner_defaults(publisher_url, public_url):
     comes from the pod's events, shown on the spawn page.
     """
     return {
-        # the image's jupyterhub-singleuser, so the profile's kernel arguments reach it
-        "cmd": ["jupyterhub-singleuser"],
+        # jupyterhub-singleuser through mlhub's launcher (2 s sooner, see the module), as the
+        # standard notebook images' CMD; given here so the profile's kernel arguments reach it.
+        # A profile whose image lacks mlhub sets kubespawner_override {cmd: [...]}.
+        "cmd": ["python", "-m", "mlhub.extension.singleuser"],
         "default_url": "/lab",
         "image_pull_policy": "IfNotPresent",
         "start_timeout": 300,

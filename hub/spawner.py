@@ -164,7 +164,8 @@ class ProfileLocalSpawner(ProfileSource, SimpleLocalProcessSpawner):
 
     @default("cmd")
     def _default_cmd(self):
-        return [os.path.join(os.path.dirname(sys.executable), "jupyterhub-singleuser")]
+        # jupyterhub-singleuser, minus a 2 s import it never uses (see the module)
+        return [sys.executable, "-m", "mlhub.extension.singleuser"]
 
     @default("default_url")
     def _default_default_url(self):

@@ -302,9 +302,12 @@ class EmbeddedHub:
         return wait_for(ready, f"{user}'s server to be ready", timeout=200)
 
     def server_pid(self, user):
-        """The pid of ``user``'s jupyterhub-singleuser process (a descendant of mlhub up)."""
+        """The pid of ``user``'s notebook server (``python -m mlhub.extension.singleuser``, a
+        descendant of mlhub up)."""
         for pid, cmd in tree(self.proc.pid).items():
-            if "jupyterhub-singleuser" in cmd and self._environ(pid).get("JUPYTERHUB_USER") == user:
+            if "mlhub.extension.singleuser" not in cmd:
+                continue
+            if self._environ(pid).get("JUPYTERHUB_USER") == user:
                 return pid
         return None
 

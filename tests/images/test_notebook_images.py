@@ -1,6 +1,7 @@
 """Each notebook image starts jupyterhub-singleuser and a Jupyter server whose kernels start.
 
-KubeSpawner runs these images' default command (``jupyterhub-singleuser``) with the hub's
+KubeSpawner runs these images' default command (``python -m mlhub.extension.singleuser``, which is
+``jupyterhub-singleuser``) with the hub's
 ``JUPYTERHUB_*`` environment, and the server checks in with the hub's API before it serves.
 The hub here is the real hub image (embedded mode, so it needs no cluster), reached through
 its proxy on the Docker bridge. The kernels are listed and each is started through the

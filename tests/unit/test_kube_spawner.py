@@ -89,7 +89,7 @@ async def test_default_choice_makes_a_non_root_pod_with_the_workspace_pvc(spawne
     assert env["MLHUB_SIZE"] == "small"
     assert env["MLHUB_RUNTIME"] == "python"
     assert env["MLHUB_PUBLISHER_URL"] == "http://hub/services/p/"
-    assert container["args"][0] == "jupyterhub-singleuser"
+    assert container["args"][:3] == ["python", "-m", "mlhub.extension.singleuser"]
     assert "--KernelSpecManager.allowed_kernelspecs=['python3']" in container["args"]
     assert spawner.pvc_name == "mlhub-workspace-ada"
     pvc = pod_dict(spawner.get_pvc_manifest())

@@ -83,7 +83,7 @@ def test_workspace_is_home_and_notebook_root(profiles_dir, tmp_path):
     spawner = make_spawner(profiles_dir, tmp_path)
     assert spawner.home_dir == str(tmp_path / "workspaces" / "alice")
     assert spawner.notebook_dir == spawner.home_dir
-    assert spawner.cmd[0].endswith("/jupyterhub-singleuser")
+    assert spawner.cmd[1:] == ["-m", "mlhub.extension.singleuser"]
     assert spawner.default_url == "/lab"
 
 
