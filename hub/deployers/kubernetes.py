@@ -780,7 +780,7 @@ class KubernetesDeployer(Deployer):
         await self._start()
         if self.bundle_token is None:
             raise DeployError("KubernetesDeployer needs the publisher's bundle tokens")
-        await self._apply(
+        secret = await self._apply(
             objects.make_secret(
                 model,
                 self.namespace,
@@ -788,6 +788,70 @@ class KubernetesDeployer(Deployer):
                 bundle_token=self.bundle_token(model),
             )
         )
+        await self._push_access(model, secret)
+
+    async def _push_access(self, model, secret):
+        """Make the model's running pods serve the access list in ``secret`` within a second:
+        annotate each with its revision (``kube_objects.make_access_patch`` says why). Pods
+        made later mount the Secret as it is. Without the right to patch pods the change still
+        arrives, at the kubelet's next periodic sync, so that is a warning, not a failure."""
+        revision = secret["metadata"]["annotations"][objects.ANNOTATION_ACCESS]
+        selector = ",".join(f"{k}={v}" for k, v in objects.selector_labels(model).items())
+        try:
+            listed = await self._call(
+                "GET", self._path("v1", "pods"), query={"labelSelector": selector}
+            )
+        except ApiException as exc:
+            self.log.warning("%s: %s", model.key, self._error("listing pods", exc).message)
+            return
+        stale = [
+            pod["metadata"]["name"]
+            for pod in listed["items"]
+            if not _terminating(pod)
+            and (pod["metadata"].get("annotations") or {}).get(objects.ANNOTATION_ACCESS)
+            != revision
+        ]
+        if not stale:
+            return
+        # The kubelet reads the Secret from its watch of it, fed by the API server's watch
+        # cache. A GET at the new resourceVersion answers once that cache has it, so the pod
+        # syncs below find the new list there, not the one before.
+        name = secret["metadata"]["name"]
+        try:
+            await self._call(
+                "GET",
+                self._path("v1", "secrets", name),
+                query={"resourceVersion": secret["metadata"]["resourceVersion"]},
+            )
+        except ApiException as exc:
+            self.log.warning("%s: reading back Secret %s: %s", model.key, name, exc.reason)
+        refused = await asyncio.gather(
+            *(self._annotate_pod(pod, objects.make_access_patch(revision)) for pod in stale)
+        )
+        for pod, exc in zip(stale, refused, strict=True):
+            if exc is not None:
+                fix = " (give the publisher's Role `patch` on pods)" if exc.status == 403 else ""
+                self.log.warning(
+                    "%s: the access change reaches pod %s only at the kubelet's next sync "
+                    "(about a minute): %s%s",
+                    model.key,
+                    pod,
+                    self._error(f"annotating pod {pod}", exc).message,
+                    fix,
+                )
+
+    async def _annotate_pod(self, name, patch):
+        """Merge-patch pod ``name``; the API's refusal, or None (done, or the pod is gone)."""
+        try:
+            await self._call(
+                "PATCH",
+                self._path("v1", "pods", name),
+                patch,
+                content_type="application/merge-patch+json",
+            )
+        except ApiException as exc:
+            return None if exc.status == 404 else exc
+        return None
 
     async def deploy(self, model, version, bundle_dir, *, replicas, progress):
         await self._start()

@@ -191,6 +191,26 @@ def test_secret_holds_key_hashes_and_the_bundle_token():
         "bundle-token": "mlhb_x",
     }
     assert secret["metadata"]["labels"] == LABELS
+    # the revision names the list (a hash of its JSON), never a key
+    assert secret["metadata"]["annotations"] == {
+        **ANNOTATIONS,
+        "mlhub.io/access-revision": objects.access_revision('{"key_hashes": ["00"]}'),
+    }
+
+
+def test_access_revisions_tell_access_lists_apart():
+    one = objects.access_revision('{"groups": [], "key_hashes": ["aa"], "users": []}')
+    assert re.fullmatch(r"[0-9a-f]{16}", one)
+    assert one == objects.access_revision('{"groups": [], "key_hashes": ["aa"], "users": []}')
+    assert one != objects.access_revision('{"groups": [], "key_hashes": [], "users": []}')
+
+
+def test_the_access_patch_changes_only_the_pods_access_annotation():
+    """A metadata-only merge patch: the kubelet syncs the pod (re-mounting its Secret volume),
+    the pod's spec and so its containers stay as they are."""
+    assert objects.make_access_patch("0123456789abcdef") == {
+        "metadata": {"annotations": {"mlhub.io/access-revision": "0123456789abcdef"}}
+    }
 
 
 @pytest.mark.parametrize("api_version", ["policy/v1", "policy/v1beta1"])

@@ -1,8 +1,13 @@
 """The KubernetesDeployer's decisions on pod states (as the API server reports them), without a
-cluster: which pod the proxy route points at, and when a rollout has failed for good. The
-deployer on a real cluster is tested in tests/cluster/."""
+cluster: which pod the proxy route points at, when a rollout has failed for good, and which pods
+an access change is pushed to. The deployer on a real cluster is tested in tests/cluster/."""
+
+import asyncio
+import json
 
 import pytest
+from kubernetes_asyncio.client.rest import ApiException
+from mlhub.deployers import kube_objects
 from mlhub.deployers.base import ModelRef
 from mlhub.deployers.kubernetes import KubernetesDeployer, _pod_problem
 from mlhub.errors import BadRequest, InvalidBundle
@@ -146,3 +151,90 @@ async def test_publish_resources_go_into_the_serving_container_over_the_setting(
         await deployer.set_serving(
             ModelRef("alice", "big"), {"resources": {"requests": {"memory": "3Gi"}}}
         )
+
+
+class FakeAPI:
+    """Stands in for the API server in ``KubernetesDeployer._call`` (a fake for this unit test
+    of the deployer's decisions only; tests/cluster/test_access_on_cluster.py runs the real
+    one): records each call; lists ``pods``, refuses the patches of the pods in ``refuse``."""
+
+    def __init__(self, pods, refuse=None):
+        self.calls = []
+        self.pods = pods
+        self.refuse = refuse or {}  # pod name -> HTTP status of the refusal
+
+    async def __call__(self, method, path, body=None, query=None, content_type=None, **kw):
+        self.calls.append((method, path, body, query, content_type))
+        name = path.rsplit("/", 1)[-1]
+        if method == "POST":  # the Secret, created
+            return {**body, "metadata": {**body["metadata"], "resourceVersion": "41"}}
+        if method == "GET" and name == "pods":
+            return {"items": self.pods}
+        if method == "PATCH" and name in self.refuse:
+            raise ApiException(status=self.refuse[name], reason="refused")
+        return {}
+
+
+def access_pod(name, revision=None, terminating=False):
+    meta = {"name": name, "annotations": {"mlhub.io/version": "v1"}}
+    if revision:
+        meta["annotations"]["mlhub.io/access-revision"] = revision
+    if terminating:
+        meta["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    return {"metadata": meta, "status": {}}
+
+
+async def push(deployer, api, access):
+    deployer._call = api
+    deployer._start = lambda: asyncio.sleep(0)
+    deployer.bundle_token = lambda model: "mlhb_x"
+    await deployer.set_access(ModelRef("alice", "defect"), access)
+
+
+async def test_an_access_change_is_pushed_to_the_running_pods_after_the_secret():
+    access = {"users": ["bob"], "groups": [], "key_hashes": ["ab" * 32]}
+    revision = kube_objects.access_revision(json.dumps(access, sort_keys=True))
+    api = FakeAPI(
+        [
+            access_pod("new"),
+            access_pod("old", revision="0" * 16),
+            access_pod("current", revision=revision),  # already annotated: left alone
+            access_pod("stopping", terminating=True),
+        ]
+    )
+    deployer = KubernetesDeployer(namespace="models")
+    await push(deployer, api, access)
+    methods = [(method, path.rsplit("/", 1)[-1]) for method, path, *_ in api.calls]
+    name = kube_objects.object_name(ModelRef("alice", "defect"))
+    # the Secret first, then the pods' list, the Secret read back at its new resourceVersion
+    # (once the API server's cache has it, the kubelet's watch of it does), then the patches
+    assert methods[:3] == [("POST", "secrets"), ("GET", "pods"), ("GET", name)]
+    assert api.calls[1][3] == {
+        "labelSelector": "app.kubernetes.io/component=mlhub-model,"
+        f"mlhub.io/model-id={kube_objects.model_id(ModelRef('alice', 'defect'))}"
+    }
+    assert api.calls[2][3] == {"resourceVersion": "41"}
+    patches = {path.rsplit("/", 1)[-1]: (body, ct) for method, path, body, _, ct in api.calls[3:]}
+    assert patches == {
+        pod: (kube_objects.make_access_patch(revision), "application/merge-patch+json")
+        for pod in ("new", "old")
+    }
+
+
+async def test_no_pods_no_patches():
+    api = FakeAPI([])
+    await push(KubernetesDeployer(), api, {"users": [], "groups": [], "key_hashes": []})
+    assert [method for method, *_ in api.calls] == ["POST", "GET"]
+
+
+async def test_a_refused_patch_is_a_warning_naming_the_fix_and_the_key_still_counts(caplog):
+    """The Secret is written (the change arrives at the kubelet's next sync): set_access
+    succeeds, and the log says which right the publisher lacks. A pod gone meanwhile (404)
+    is no problem at all."""
+    api = FakeAPI([access_pod("a"), access_pod("b")], refuse={"a": 403, "b": 404})
+    deployer = KubernetesDeployer(namespace="models")
+    await push(deployer, api, {"users": [], "groups": [], "key_hashes": ["cd" * 32]})
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "pod a only at the kubelet's next sync" in warnings[0]
+    assert "`patch` on pods" in warnings[0]
