@@ -218,6 +218,9 @@ def test_publisher_rights_are_limited_to_the_models_namespace(install):
         "horizontalpodautoscalers",
         "poddisruptionbudgets",
     }
+    # pods are made by ReplicaSets: the publisher annotates (access changes) and deletes them
+    [pods] = [rule for rule in role["rules"] if rule["resources"] == ["pods"]]
+    assert set(pods["verbs"]) == {"get", "list", "watch", "patch", "delete"}
     [policy] = [o for o in objects if o["kind"] == "NetworkPolicy"]
     peers = policy["spec"]["ingress"][0]["from"]
     models_namespace = {"kubernetes.io/metadata.name": install["models"]}
