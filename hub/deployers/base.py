@@ -143,6 +143,12 @@ class Deployer(LoggingConfigurable):
 
         await self.check(load_manifest(bundle_dir), bundle_dir)
 
+    def check_replicas(self, manifest, replicas):
+        """Raise ``BadRequest`` saying why if this backend cannot serve a version with
+        ``manifest`` by ``replicas`` replicas. The publisher asks before it records a scale,
+        so a count that cannot be served is refused, never reported while fewer serve.
+        Default: any count."""
+
     async def set_serving(self, model, settings):
         """Set how the model's serving processes run from their next start: ``settings`` is
         ``{"batching": {"max_size", "max_wait_ms"} or None, "resources": {"requests": {"cpu",

@@ -1,7 +1,9 @@
 """The embedded mode's deployer: supervised local uWSGI processes behind proxy routes.
 
 One uWSGI instance (``python -m mlhub.serving``, which execs uWSGI so the pid is the master) per
-live version; a "replica" is a uWSGI worker. A rolling update starts the new instance on a free
+live version; a "replica" is a uWSGI worker. An R version is one ``mlhub.serving_r.launch``
+(the serving-r image's launcher): a replica is a plumber process behind the instance's nginx,
+the launcher's pid is the instance's. A rolling update starts the new instance on a free
 port, waits for ``/readyz``, switches the proxy route, waits ``drain_seconds`` for requests in
 flight, then stops the old instance with SIGTERM: no request fails in between.
 
@@ -21,10 +23,8 @@ Files (all under the data directory)::
 import asyncio
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,7 +36,9 @@ from mlhub import rlang
 from mlhub.bundle import load_manifest
 from mlhub.deployers.base import Deployer, ModelRef
 from mlhub.deployers.spares import SparePool
-from mlhub.errors import DeployError, InvalidBundle
+from mlhub.errors import BadRequest, DeployError, InvalidBundle
+from mlhub.serving.frontend import free_port
+from mlhub.serving_r import launch as r_launch
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 
@@ -52,6 +54,8 @@ _PORT_TRIES = 3  # starts on a fresh port after "Address already in use"
 _LISTEN_ARGS = ("--port", "{port}", "--workers", "{workers}", "--host", "{host}")
 # what to tell the publisher of a model whose runtime's program is not installed here
 _INSTALL_HINTS = {"r": rlang.INSTALL_HINT}
+# a program every command of a runtime runs, besides the command's own first word
+_RUNTIME_PROGRAMS = {"r": rlang.RSCRIPT}
 
 
 def _stat(pid):
@@ -152,30 +156,6 @@ class _ModelState:
         return ([self.live] if self.live else []) + list(self.others)
 
 
-def free_port(host):
-    """A port free on ``host`` now, below the kernel's ephemeral range.
-
-    The serving process binds it a moment later. A port from ``bind(0)`` lies in the
-    ephemeral range, where any client socket the machine opens meanwhile may take it; below
-    that range ports are only handed to whoever asks for one by number. (A process that still
-    loses the race fails to bind and is started again on another port: ``_start_ready``.)
-    """
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    for port in random.sample(range(max(1024, low - 12000), low), 200):
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return port
-    with socket.socket() as s:  # everything below the range is taken: let the kernel pick
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def tail_lines(path, n):
     """The last ``n`` lines of a text file ('' if it does not exist)."""
     try:
@@ -215,10 +195,13 @@ class LocalDeployer(Deployer):
     serve_commands = Dict(
         help="""Command that serves a bundle, per bundle runtime. Placeholders: ``{bundle}``,
         ``{port}``, ``{workers}``, ``{host}``. The process must keep its pid for its lifetime
-        (exec the server) and stop gracefully on SIGTERM. Default: the Python runtime,
-        ``[sys.executable, "-m", "mlhub.serving", "--bundle", "{bundle}", ...]``, and the R
-        runtime, ``["Rscript", "<mlhub.serving_r>/serve.R", "--bundle", "{bundle}", ...]``
-        (one plumber process; needs R installed, see the README).""",
+        (exec the server, or supervise its children), stop gracefully on SIGTERM with all its
+        children, and exit when it can no longer serve ``{workers}`` (the supervisor starts it
+        again). Default: the Python runtime, ``[sys.executable, "-m", "mlhub.serving",
+        "--bundle", "{bundle}", ...]`` (uWSGI, workers are its processes), and the R runtime,
+        ``[sys.executable, "-m", "mlhub.serving_r.launch", "--bundle", "{bundle}", ...]``
+        (``{workers}`` plumber processes behind nginx, as in the serving-r image; needs R, and
+        nginx for more than one worker, see the README).""",
     ).tag(config=True)
 
     @default("serve_commands")
@@ -227,7 +210,7 @@ class LocalDeployer(Deployer):
         args = ["--bundle", "{bundle}", *_LISTEN_ARGS]
         return {
             "python": [sys.executable, "-m", "mlhub.serving", *args],
-            "r": [rlang.RSCRIPT, str(rlang.serve_script()), *args],
+            "r": [sys.executable, "-m", "mlhub.serving_r.launch", *args],
         }
 
     check_commands = Dict(
@@ -410,19 +393,30 @@ class LocalDeployer(Deployer):
                 {"field": "runtime"},
             )
         cmd = [str(part).format(**values) for part in table[runtime]]
-        if shutil.which(cmd[0]) is None:
-            hint = _INSTALL_HINTS.get(runtime, "install it or change LocalDeployer.serve_commands")
-            raise InvalidBundle(
-                f"runtime {runtime!r} cannot be served here: {cmd[0]} is not installed; {hint}",
-                {"field": "runtime", "runtime": runtime, "missing": cmd[0]},
-            )
+        for program in filter(None, (cmd[0], _RUNTIME_PROGRAMS.get(runtime))):
+            if shutil.which(program) is None:
+                hint = _INSTALL_HINTS.get(
+                    runtime, "install it or change LocalDeployer.serve_commands"
+                )
+                raise InvalidBundle(
+                    f"runtime {runtime!r} cannot be served here: {program} is not installed; "
+                    f"{hint}",
+                    {"field": "runtime", "runtime": runtime, "missing": program},
+                )
         return cmd
+
+    def check_replicas(self, manifest, replicas):
+        """R: more than one worker is more R processes behind nginx (``mlhub.serving_r.launch``),
+        refused when nginx is not installed rather than served by fewer processes."""
+        if manifest["runtime"] == "r" and (reason := r_launch.workers_refused(replicas)):
+            raise BadRequest(reason, {"field": "replicas", "runtime": "r", "missing": "nginx"})
 
     def _runtime(self, bundle_dir):
         return load_manifest(bundle_dir)["runtime"]
 
     async def _spawn(self, model, version, bundle_dir, workers):
         manifest = load_manifest(bundle_dir)
+        self.check_replicas(manifest, workers)
         env = self._env(model, version)
         if self._spares.fits(manifest["runtime"], workers, env, manifest):
             log_path = self.log_file(model)
@@ -808,7 +802,7 @@ class LocalDeployer(Deployer):
             if not Path(want.bundle_dir).is_dir():
                 raise DeployError(f"the bundle directory {want.bundle_dir} is missing")
             inst = await self._start_ready(state, want.version, want.bundle_dir, want.workers)
-        except (DeployError, InvalidBundle) as exc:
+        except (DeployError, BadRequest) as exc:
             state.failures += 1
             wait = min(2 ** (state.failures - 1), self.restart_backoff_max)
             state.next_restart = time.monotonic() + wait

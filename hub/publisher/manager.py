@@ -388,6 +388,7 @@ class ModelManager:
         if model.current_version is None:
             raise BadRequest(f"{model.key} has no live version to scale", {"model": model.key})
         digest = model.current_version
+        self.deployer.check_replicas(model.version(digest).manifest, replicas)
         first = self._record(
             model, digest, "requested", f"scale to {replicas} replica(s) requested by {caller.name}"
         )

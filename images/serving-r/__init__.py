@@ -1,4 +1,6 @@
-"""The R serving runtime (plumber), shipped as package data: ``serve.R`` and ``runtime/*.R``.
+"""The R serving runtime (plumber): ``serve.R`` and ``runtime/*.R`` as package data, and
+``launch`` (N plumber processes behind nginx), which the serving-r image and the embedded
+mode's R serve command run.
 
-No Python runs here; ``mlhub.rlang`` finds these files to start and check R models.
+``mlhub.rlang`` finds these files to start and check R models.
 """

@@ -5,6 +5,9 @@
 ``2*temp + pressure + code(line) + count`` (``code`` = 1, 2, 3 for the levels a, b, c).
 ``constant_bundle``: an intercept-only ``lm`` predicting ``value`` for every row (versions are
 told apart by it), optionally listing extra R packages it claims to need.
+``pid_bundle``: an ``lm`` whose one term is the process id of the R process predicting (its
+formula's environment, saved with the model, holds the function), so an answer says which of
+an instance's R processes gave it.
 """
 
 import subprocess
@@ -34,6 +37,15 @@ FIT_CONSTANT = """
 args <- commandArgs(TRUE)
 df <- data.frame(x = c(0, 1, 2), y = rep(as.numeric(args[2]), 3))
 saveRDS(lm(y ~ 1, data = df), args[1])
+"""
+FIT_PID = """
+model <- local({
+  pid <- function(x) rep(as.numeric(Sys.getpid()), length(x))
+  df <- data.frame(x = c(0, 1, 2))
+  df$y <- pid(df$x)
+  lm(y ~ 0 + pid(x), data = df)
+})
+saveRDS(model, commandArgs(TRUE)[1])
 """
 
 
@@ -76,3 +88,9 @@ def formula_bundle(path, name="formula", example=None):
 def constant_bundle(path, value, name="const-r", packages=()):
     signature = {"kind": "dataframe", "inputs": [{"name": "x", "type": "double"}]}
     return _bundle(path, FIT_CONSTANT, (value,), name, signature, [{"x": 0.0}], packages)
+
+
+def pid_bundle(path, name="pid-r"):
+    """Predicts the process id of the R process that answers (a float: round it)."""
+    signature = {"kind": "dataframe", "inputs": [{"name": "x", "type": "double"}]}
+    return _bundle(path, FIT_PID, (), name, signature, [{"x": 0.0}])

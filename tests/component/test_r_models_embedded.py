@@ -1,8 +1,9 @@
 """R models in embedded mode, through a real ``mlhub up`` (conftest.py's ``hub``): the
-publisher checks an R bundle with the R runtime, the local deployer serves it as a supervised
-plumber process behind the proxy, with the same rolling update, self-healing and rollback as a
-Python model; a model needing R packages the runtime lacks is refused at publish time; and a
-Python client (``mlhub.batch``) scores a table with an R model.
+publisher checks an R bundle with the R runtime, the local deployer serves it with the serving-r
+image's launcher (plumber processes behind nginx) behind the proxy, with the same rolling
+update, self-healing, rollback and scaling as a Python model; a model needing R packages the
+runtime lacks is refused at publish time; and a Python client (``mlhub.batch``) scores a table
+with an R model.
 
 Nothing here asserts how long anything takes: waits only guard against hanging.
 """
@@ -10,6 +11,7 @@ Nothing here asserts how long anything takes: waits only guard against hanging.
 import json
 import os
 import signal
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.dataset as pads
@@ -19,7 +21,7 @@ from embedded_hub import alive, wait_for
 from mlhub.batch import score
 from mlhub.errors import InvalidBundle
 from mlhub.publisher.client import PublisherClient
-from rmodels import constant_bundle, formula_bundle, rscript
+from rmodels import constant_bundle, formula_bundle, pid_bundle, rscript
 from test_publisher_resilience import Load, live_instance, steps
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]
@@ -128,3 +130,58 @@ def test_python_client_scores_a_table_with_an_r_model(hub, tmp_path):
         for line in part.read_text().splitlines()
     ]
     assert len(rejects) == 1 and "'a', 'b', 'c'" in rejects[0]["error"]
+
+
+def r_processes(launcher):
+    """Pids of the R processes a serving instance's launcher runs (its children named R)."""
+    found = set()
+    for entry in os.scandir("/proc"):
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+        except (OSError, ValueError):
+            continue
+        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+        if name == "R" and int(fields[1]) == launcher and fields[0] != "Z":
+            found.add(int(entry.name))
+    return found
+
+
+def pids_of(answers):
+    return [round(a) for a in answers]
+
+
+def test_scaled_r_model_serves_with_that_many_r_processes(hub, tmp_path):
+    """``scale 3`` serves an R model with 3 plumber processes behind nginx: a model that
+    predicts its own process id answers from the 3 R processes of the live instance, in turn
+    from the first request (each had loaded the model before the instance was ready), with no
+    failed request across the rescale. A killed R process gets its instance replaced whole."""
+    hub.client.publish(pid_bundle(tmp_path / "pid"), "pid-r")
+    load = Load(hub, "pid-r", rows=[{"x": 0.0}])
+    load.start()
+    try:
+        wait_for(lambda: len(load.answers) >= 5, "answers from one R process")
+        (single,) = set(pids_of(load.answers))
+        hub.client.scale("pid-r", 3)
+        wait_for(lambda: pids_of(load.answers).count(single) < len(load.answers) - 30, "answers")
+    finally:
+        load.stop()
+    assert load.failures == []
+    pids = pids_of(load.answers)
+    switch = next(i for i, pid in enumerate(pids) if pid != single)
+    assert set(pids[:switch]) == {single}
+    after = pids[switch:]
+    live = live_instance(hub, "pid-r")
+    assert hub.client.get("pid-r")["replicas"] == 3 and live["workers"] == 3
+    assert set(after) == r_processes(live["pid"]) and len(set(after)) == 3
+    assert all(len(set(after[i : i + 3])) == 3 for i in range(len(after) - 2)), after[:12]
+
+    victim = sorted(set(after))[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: "restarted" in steps(hub, "pid-r"), "the instance to be replaced")
+    wait_for(lambda: live_instance(hub, "pid-r")["pid"] != live["pid"], "the new instance")
+    assert not any(alive(pid) for pid in {live["pid"], *after})
+    replaced = live_instance(hub, "pid-r")
+    answers = [
+        predict(hub, "pid-r", [{"x": 0}], hub.alice).json()["predictions"][0] for _ in range(6)
+    ]
+    assert set(pids_of(answers)) == r_processes(replaced["pid"]) and len(set(answers)) == 3

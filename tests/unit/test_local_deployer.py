@@ -20,7 +20,8 @@ from mlhub.deployers import local
 from mlhub.deployers.base import Desired, ModelRef
 from mlhub.deployers.local import LocalDeployer, ServingInstance, tail_lines
 from mlhub.deployers.routes import ProxyRoutes
-from mlhub.errors import DeployError, InvalidBundle
+from mlhub.errors import BadRequest, DeployError, InvalidBundle
+from mlhub.serving_r import launch as r_launch
 
 FAKE_SERVER = textwrap.dedent(
     """
@@ -255,11 +256,40 @@ async def test_a_runtime_whose_program_is_missing_says_how_to_install_it(tmp_pat
 
 
 def test_r_is_served_by_the_plumber_runtime_by_default(tmp_path):
+    """The launcher the serving-r image runs: {workers} plumber processes behind nginx."""
     deployer = LocalDeployer(data_dir=str(tmp_path))
     serve = deployer.serve_commands["r"]
-    assert serve[:2] == ["Rscript", str(rlang.serve_script())] and "{port}" in serve
+    assert serve[:3] == [sys.executable, "-m", "mlhub.serving_r.launch"] and "{port}" in serve
+    assert serve[serve.index("--workers") + 1] == "{workers}"
     assert deployer.check_commands == {}  # the serving process is the load check
     assert rlang.serve_script().is_file()
+
+
+async def test_r_model_without_r_says_how_to_install_it(tmp_path, monkeypatch):
+    """The launcher is Python, so R itself is checked: an R model on a machine without R is
+    refused with the Debian packages to install."""
+    monkeypatch.setattr(local, "_RUNTIME_PROGRAMS", {"r": "no-such-Rscript"})
+    deployer = make_deployer(tmp_path, serve_commands=LocalDeployer().serve_commands)
+    with pytest.raises(InvalidBundle, match="no-such-Rscript is not installed") as caught:
+        await deployer.deploy(MODEL, V1, r_bundle(tmp_path), replicas=1, progress=Progress())
+    assert "apt-get install r-base-core" in caught.value.message
+    assert deployer._models[MODEL].instances() == []
+
+
+async def test_r_replicas_without_nginx_are_refused_not_served_by_fewer(tmp_path, monkeypatch):
+    """Without nginx an R model serves one plumber process: more replicas are refused, with
+    what to install, before anything starts (the publisher asks before a scale too)."""
+    monkeypatch.setattr(r_launch, "find_nginx", lambda: None)
+    deployer = make_deployer(tmp_path, serve_commands=LocalDeployer().serve_commands)
+    r = {"runtime": "r"}
+    deployer.check_replicas(r, 1)
+    deployer.check_replicas({"runtime": "python"}, 3)
+    with pytest.raises(BadRequest, match="apt-get install nginx-light") as caught:
+        deployer.check_replicas(r, 3)
+    assert caught.value.detail == {"field": "replicas", "runtime": "r", "missing": "nginx"}
+    with pytest.raises(BadRequest, match="3 R processes behind nginx"):
+        await deployer.deploy(MODEL, V1, r_bundle(tmp_path), replicas=3, progress=Progress())
+    assert deployer._models[MODEL].instances() == []
 
 
 async def test_crashed_process_is_restarted(deployer, tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlhub import bundle
 from mlhub.deployers.base import Deployer, ModelRef
-from mlhub.errors import InvalidBundle
+from mlhub.errors import BadRequest, InvalidBundle
 from mlhub.publisher.app import PublisherApp
 from mlhub.publisher.artifacts import ArtifactStore
 from mlhub.publisher.manager import ModelManager, hash_key
@@ -299,6 +299,26 @@ async def test_rollback_scale_and_their_limits(api):
         status, body = await api.call("POST", "api/models/alice/iris/scale", body={"replicas": bad})
         assert status == 400, bad
     assert "limit of 4" in body["error"] or "positive integer" in body["error"]
+
+
+async def test_a_scale_the_backend_cannot_serve_is_refused_and_not_recorded(api):
+    """The deployer's ``check_replicas`` (e.g. an R model without nginx in embedded mode) runs
+    before the publisher records the new count, so it never reports replicas that do not
+    serve. The fake's refusal stands in for the backend's reason."""
+    await api.publish("iris")
+    await api.settle()
+
+    def refuse(manifest, replicas):
+        if replicas > 1:
+            raise BadRequest(f"{manifest['runtime']} cannot serve {replicas} here")
+
+    api.deployer.check_replicas = refuse
+    status, body = await api.call("POST", "api/models/alice/iris/scale", body={"replicas": 3})
+    assert status == 400 and body["error"] == "python cannot serve 3 here"
+    _, model = await api.call("GET", "api/models/alice/iris")
+    assert model["replicas"] == 1
+    _, events = await api.call("GET", "api/models/alice/iris/events")
+    assert "scale to 3" not in json.dumps(events)
 
 
 async def test_keys_update_the_access_list(api):

@@ -27,12 +27,12 @@ whole instead of running half a server.
 import os
 import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 from mlhub.errors import MlhubError
 
+from . import frontend
 from .fetch import fetch_bundle
 from .launch import uwsgi_argv
 from .settings import Settings, SettingsError, _int
@@ -47,107 +47,23 @@ def log(message):
 
 
 def nginx_conf(settings, *, port, socket, run_dir):
-    """nginx's whole configuration for one serving container (pure; tested as text)."""
+    """nginx's whole configuration for one serving container: uWSGI's protocol on ``socket``."""
     timeout = settings.request_timeout
-    limit = settings.max_body_bytes
-    too_large = (
-        f'{{"error": "the request body is larger than the limit of {limit} bytes: send fewer '
-        f'rows per request", "code": "payload_too_large", "detail": {{"limit": {limit}}}}}'
+    location = [
+        "include /etc/nginx/uwsgi_params;",
+        f"uwsgi_pass unix:{socket};",
+        f"uwsgi_read_timeout {timeout + 5}s;",
+        f"uwsgi_send_timeout {timeout}s;",
+    ]
+    return frontend.nginx_conf(
+        settings, listen=port, run_dir=run_dir, location=location, writer="mlhub.serving.container"
     )
-    starting = (
-        '{"error": "the model server is starting or restarting: retry shortly", '
-        '"code": "not_ready", "detail": null}'
-    )
-    temp = "\n".join(
-        f"    {kind}_temp_path {run_dir}/{kind};"
-        for kind in ("client_body", "proxy", "uwsgi", "fastcgi", "scgi")
-    )
-    return f"""\
-# Written by mlhub.serving.container at start; the settings come from the environment.
-worker_processes 1;
-pid {run_dir}/nginx.pid;
-error_log stderr warn;
-events {{
-    worker_connections 1024;
-}}
-http {{
-    access_log off;
-    server_tokens off;
-{temp}
-    client_max_body_size {limit};
-    client_body_buffer_size 1m;
-    large_client_header_buffers 4 {settings.header_buffer_bytes};
-    client_body_timeout {timeout}s;
-    send_timeout {timeout}s;
-    keepalive_timeout 75s;
-    server {{
-        listen {port};
-        location / {{
-            include /etc/nginx/uwsgi_params;
-            uwsgi_pass unix:{socket};
-            uwsgi_read_timeout {timeout + 5}s;
-            uwsgi_send_timeout {timeout}s;
-        }}
-        error_page 413 @too_large;
-        location @too_large {{
-            default_type application/json;
-            return 413 '{too_large}';
-        }}
-        error_page 502 504 @starting;
-        location @starting {{
-            default_type application/json;
-            return 503 '{starting}';
-        }}
-    }}
-}}
-"""
 
 
 def _token(env):
     if env.get("MLHUB_BUNDLE_TOKEN_FILE"):
         return Path(env["MLHUB_BUNDLE_TOKEN_FILE"]).read_text().strip()
     return env.get("MLHUB_BUNDLE_TOKEN", "")
-
-
-class Supervisor:
-    """Runs nginx and uWSGI; when one exits (or SIGTERM comes) it stops the other and exits."""
-
-    def __init__(self):
-        self.children = {}
-        self.stopping = False
-
-    def start(self, name, argv, env):
-        self.children[name] = subprocess.Popen(argv, env=env)
-        log(f"started {name} (pid {self.children[name].pid})")
-
-    def stop(self, *_):
-        if self.stopping:
-            return
-        self.stopping = True
-        # nginx: SIGQUIT finishes open requests; uWSGI: SIGTERM drains (gracefully_kill_them_all).
-        for name, sig in (("nginx", signal.SIGQUIT), ("uwsgi", signal.SIGTERM)):
-            child = self.children.get(name)
-            if child and child.poll() is None:
-                child.send_signal(sig)
-
-    def wait(self):
-        """Reap every child (PID 1 inherits orphans); return the exit code for the container."""
-        code = 0
-        while any(c.returncode is None for c in self.children.values()):
-            try:
-                pid, status = os.wait()
-            except ChildProcessError:
-                break
-            except InterruptedError:
-                continue
-            for name, child in self.children.items():
-                if child.pid == pid:
-                    child.returncode = os.waitstatus_to_exitcode(status)
-                    if not self.stopping:
-                        log(f"{name} exited with {child.returncode}; stopping the container")
-                        code = 1
-                    self.stop()
-        return code
 
 
 def main(argv=None):
@@ -187,10 +103,10 @@ def main(argv=None):
     conf = Path(RUN_DIR, "nginx.conf")
     conf.write_text(nginx_conf(settings, port=port, socket=socket, run_dir=RUN_DIR))
 
-    supervisor = Supervisor()
+    supervisor = frontend.Supervisor(log)
     signal.signal(signal.SIGTERM, supervisor.stop)
     signal.signal(signal.SIGINT, supervisor.stop)
     supervisor.start("uwsgi", uwsgi_argv(bundle, socket=socket, env=env), env)
-    supervisor.start("nginx", ["nginx", "-e", "stderr", "-c", str(conf), "-g", "daemon off;"], env)
+    supervisor.start("nginx", frontend.nginx_argv("nginx", conf), env, signal.SIGQUIT)
     log(f"serving {bundle} on port {port} with {settings.workers} workers")
     return supervisor.wait()
