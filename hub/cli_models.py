@@ -52,10 +52,10 @@ def add_models_parser(subparsers):
         "--batch-max-wait-ms", type=int, metavar="MS", help="longest wait for a batch to fill (2)"
     )
     for flag, what in (
-        ("--cpu", "CPU request per serving pod, e.g. 500m or 2"),
-        ("--memory", "memory request per serving pod, e.g. 512Mi or 1Gi"),
-        ("--cpu-limit", "CPU limit per serving pod"),
-        ("--memory-limit", "memory limit per serving pod"),
+        ("--cpu", "CPU request per serving pod, e.g. 500m or 2 (Kubernetes mode only)"),
+        ("--memory", "memory request per serving pod, e.g. 512Mi or 1Gi (Kubernetes mode only)"),
+        ("--cpu-limit", "CPU limit per serving pod (embedded: per replica)"),
+        ("--memory-limit", "memory limit per serving pod (embedded: per replica)"),
     ):
         p.add_argument(
             flag,

@@ -1,4 +1,4 @@
-"""Memory and CPU limits for local user servers, enforced as far as the OS allows.
+"""Memory and CPU limits for local user servers and serving instances, as far as the OS allows.
 
 Preferred: one cgroup per server (the v2 unified hierarchy, else the v1 ``memory`` and ``cpu``
 controllers), which limits the server and all its kernels together. Memory beyond the limit
@@ -178,6 +178,23 @@ class Cgroups:
                 os.rmdir(path)
             except OSError as e:
                 log.warning("could not remove cgroup %s: %s", path, e)
+
+    def oom_kills(self, server):
+        """How many of the server's processes the kernel killed for going over its memory limit
+        (``oom_kill`` of v2 ``memory.events`` or v1 ``memory.oom_control``; 0 if unknown)."""
+        controller, events = (
+            ("", "memory.events") if self.version == 2 else ("memory", "memory.oom_control")
+        )
+        path = self._dirs(server).get(controller)
+        try:
+            with open(os.path.join(path, events)) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, TypeError, ValueError):
+            pass
+        return 0
 
     @staticmethod
     def pids(path):

@@ -197,7 +197,9 @@ def publish(
     ``False`` turns it off; it is kept for later versions (``None``: keep the model's).
     ``resources={"cpu": "500m", "memory": "1Gi", "cpu_limit": "2", "memory_limit": "2Gi"}``
     (any of them, Kubernetes quantities) sizes each serving pod on Kubernetes; kept for later
-    versions, the hub's defaults fill in the rest (embedded mode ignores them). With
+    versions, the hub's defaults fill in the rest. Embedded mode holds each replica to the
+    limits (a process killed for memory fails the publish saying so) and ignores the
+    requests. With
     ``wait=False`` this returns once the publisher has the bundle. ``progress``
     gets ``(step, fraction, message)``; by default a text bar is printed. ``publisher`` is a
     ``PublisherClient``; by default ``connect()`` makes one from the kernel's environment.

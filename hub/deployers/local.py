@@ -35,12 +35,14 @@ from pathlib import Path
 from mlhub import rlang
 from mlhub.bundle import load_manifest
 from mlhub.deployers.base import Deployer, ModelRef
+from mlhub.deployers.kube_objects import quantity
 from mlhub.deployers.spares import SparePool
 from mlhub.errors import BadRequest, DeployError, InvalidBundle
+from mlhub.limits import Cgroups, Limits, preexec
 from mlhub.serving.frontend import free_port
 from mlhub.serving_r import launch as r_launch
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
 
 # environment a model process must not inherit: it runs the owner's (untrusted) code
 _SECRET_PREFIXES = ("JUPYTERHUB_", "CONFIGPROXY_", "MLHUB_")
@@ -98,6 +100,7 @@ class ServingInstance:
     workers: int
     started: float
     proc: subprocess.Popen | None = field(default=None, repr=False, compare=False)
+    cgroup: str | None = None  # its cgroup (mlhub.limits) when the model has limits
 
     def alive(self):
         """Whether the master still runs: ``Popen.poll`` for our children; for adopted ones,
@@ -124,7 +127,7 @@ class ServingInstance:
 
     @classmethod
     def from_dict(cls, data):
-        return cls(**{k: data[k] for k in _RECORDED})
+        return cls(**{k: data[k] for k in _RECORDED if k in data})
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,7 @@ class _Want:
     workers: int
 
 
-_RECORDED = ("version", "bundle_dir", "port", "pid", "workers", "started")
+_RECORDED = ("version", "bundle_dir", "port", "pid", "workers", "started", "cgroup")
 
 
 @dataclass
@@ -173,11 +176,33 @@ def write_json_atomic(path, data):
     os.replace(tmp, path)
 
 
+def replica_limits(resources):
+    """The local ``Limits`` of one replica from a model's publish ``resources`` (Kubernetes
+    quantities, ``{"requests": ..., "limits": ...}``): the memory limit in bytes and the CPU
+    limit in CPUs. Requests are left out: locally nothing reserves them."""
+    limits = (resources or {}).get("limits") or {}
+    memory, cpu = limits.get("memory"), limits.get("cpu")
+    return Limits(
+        mem_limit=int(quantity(memory)) if memory else None,
+        cpu_limit=float(quantity(cpu)) if cpu else None,
+    )
+
+
+def instance_limits(limits, workers):
+    """An instance serving ``workers`` replicas gets each replica's limits ``workers`` times."""
+    return Limits(
+        mem_limit=limits.mem_limit * workers if limits.mem_limit else None,
+        cpu_limit=limits.cpu_limit * workers if limits.cpu_limit else None,
+    )
+
+
 class LocalDeployer(Deployer):
     """Serve models as local uWSGI processes (the embedded mode).
 
-    A model's publish ``resources`` (CPU/memory requests and limits) are ignored here: they size
-    Kubernetes pods; local serving processes share the machine like the publisher does."""
+    A model's publish ``resources`` limits (``memory_limit``, ``cpu_limit``) hold its serving
+    instances as profile limits hold notebook servers (``mlhub.limits``, see ``limit_method``);
+    its requests have no meaning here (nothing reserves a share of one machine) and are
+    ignored."""
 
     data_dir = Unicode(
         help="""The mlhub data directory (run-state, access and log files go below it).
@@ -314,12 +339,34 @@ class LocalDeployer(Deployer):
     def _default_spare_command(self):
         return [sys.executable, "-m", "mlhub.serving", "--spare", "{spare}", *_LISTEN_ARGS]
 
+    limit_method = Enum(
+        ["auto", "cgroup", "rlimit", "none"],
+        "auto",
+        help="""How a model's publish limits hold its serving processes (``mlhub.limits``, as
+        ``MlhubSpawner.limit_method`` for notebook servers): ``cgroup`` (one cgroup per serving
+        instance: memory beyond the limit OOM-kills inside it and the start or the process
+        fails with an event saying so, CPU beyond it is throttled; a start fails if cgroups are
+        not writable), ``rlimit`` (memory only, ``RLIMIT_DATA`` per process: the model's
+        allocation fails), ``auto`` (cgroup if writable, else rlimit) or ``none`` (ignored).
+        An instance serving N replicas gets N times the limits (each replica is what Kubernetes
+        runs as a pod with them). Requests (``cpu``, ``memory``) have no local meaning and are
+        ignored. Default ``auto``.""",
+    ).tag(config=True)
+
+    cgroup_parent = Unicode(
+        "",
+        help="""cgroup v2 only: a delegated directory to create the serving instances' cgroups
+        under (``<dir>/mlhub-models/<owner>.<name>.<port>``). Default "": next to the
+        publisher's own cgroup.""",
+    ).tag(config=True)
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._models = {}
         self._tasks = set()
         self._supervisor = None
         self._spares = SparePool(self)
+        self._cgroup_tree = None  # detected at the first limited start (False: none usable)
 
     # ------------------------------------------------------------ paths
 
@@ -418,7 +465,9 @@ class LocalDeployer(Deployer):
         manifest = load_manifest(bundle_dir)
         self.check_replicas(manifest, workers)
         env = self._env(model, version)
-        if self._spares.fits(manifest["runtime"], workers, env, manifest):
+        limits = replica_limits(self.serving_settings(model).get("resources"))
+        limited = any(vars(limits).values()) and self.limit_method != "none"
+        if not limited and self._spares.fits(manifest["runtime"], workers, env, manifest):
             log_path = self.log_file(model)
             log_path.parent.mkdir(parents=True, exist_ok=True)
             bundle = os.path.realpath(bundle_dir)
@@ -441,20 +490,80 @@ class LocalDeployer(Deployer):
         )
         log_path = self.log_file(model)
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        cgroup, held, preexec_fn = (
+            self._hold(model, port, limits, workers) if limited else (None, "", None)
+        )
         with open(log_path, "ab") as log:
-            log.write(f"--- mlhub: starting {version} on port {port}: {cmd}\n".encode())
+            log.write(f"--- mlhub: starting {version} on port {port}{held}: {cmd}\n".encode())
             log.flush()
-            proc = subprocess.Popen(
-                cmd,
-                env=self._env(model, version),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=bundle_dir,
-                # own session: the process outlives the publisher and gets no terminal signals
-                start_new_session=True,
+            try:
+                proc = subprocess.Popen(
+                    cmd,
+                    env=self._env(model, version),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=bundle_dir,
+                    # own session: the process outlives the publisher and gets no terminal
+                    # signals
+                    start_new_session=True,
+                    preexec_fn=preexec_fn,
+                )
+            except BaseException:
+                if cgroup:
+                    self._cgroups().remove(cgroup)
+                raise
+        return ServingInstance(
+            version, str(bundle_dir), port, proc.pid, workers, time.time(), proc, cgroup
+        )
+
+    def _cgroups(self):
+        """The cgroup tree serving instances get their groups in (detected once), or None."""
+        if self._cgroup_tree is None and self.limit_method in ("auto", "cgroup"):
+            found = Cgroups.detect("mlhub-models", parent=self.cgroup_parent or None)
+            self._cgroup_tree = found or False  # False: looked, none usable
+            if not found and self.limit_method == "cgroup":
+                raise DeployError(
+                    "LocalDeployer.limit_method is 'cgroup' but no writable cgroup hierarchy "
+                    "was found: run the publisher where it may create cgroups, or set it to "
+                    "'auto' (RLIMIT_DATA where cgroups are not writable)"
+                )
+        return self._cgroup_tree or None
+
+    def _hold(self, model, port, limits, workers):
+        """``(cgroup, description, preexec_fn)`` that hold a new instance of ``workers``
+        replicas to the model's per-replica ``limits``: its own cgroup with ``workers`` times
+        them, else (no writable cgroups) ``RLIMIT_DATA`` of one replica's memory per process."""
+        cgroups = self._cgroups()
+        if cgroups is not None:
+            name = f"{model.owner_dir}.{model.name}.{port}"
+            held = instance_limits(limits, workers)
+            procs = cgroups.create(name, held)
+            return name, f" in cgroup {name} ({_describe(held)})", preexec(procs)
+        if limits.mem_limit:
+            return (
+                None,
+                f" with RLIMIT_DATA {limits.mem_limit} per process",
+                preexec([], limits.mem_limit),
             )
-        return ServingInstance(version, str(bundle_dir), port, proc.pid, workers, time.time(), proc)
+        return None, " (cpu_limit not enforced: no writable cgroups)", None
+
+    def _memory_limit(self, model):
+        return ((self.serving_settings(model).get("resources") or {}).get("limits") or {}).get(
+            "memory"
+        )
+
+    def _exit_reason(self, model, inst):
+        """How ``inst`` ended, saying so when the kernel killed part of it for memory."""
+        why = f"the serving process (pid {inst.pid}) exited with code {inst.returncode}"
+        cgroups = self._cgroup_tree
+        if inst.cgroup and cgroups and cgroups.oom_kills(inst.cgroup):
+            why += (
+                f" after the kernel killed it (or one of its processes) for using more memory "
+                f"than the model's memory_limit ({self._memory_limit(model)} per replica); "
+                "publish it with a higher memory_limit or make it need less"
+            )
+        return why
 
     async def _probe(self, inst, model):
         """``(ready, reason)``: whether ``inst`` answers ``/readyz`` (and, if it says, with its
@@ -489,15 +598,13 @@ class LocalDeployer(Deployer):
         pause = _READY_POLL[0]
         while time.monotonic() < deadline:
             if not inst.alive():
-                raise self._failure(
-                    model,
-                    f"the serving process (pid {inst.pid}) exited with code {inst.returncode} "
-                    "before it was ready",
-                )
+                raise self._failure(model, f"{self._exit_reason(model, inst)} before it was ready")
             ready, reason = await self._probe(inst, model)
             if ready:
                 return
             if reason:
+                if limit := self._memory_limit(model):
+                    reason += f" (the model's memory_limit is {limit} per replica)"
                 raise InvalidBundle(
                     f"the model does not load: {reason}",
                     {"field": "model_file", "log_tail": self._log_tail(model)},
@@ -528,6 +635,8 @@ class LocalDeployer(Deployer):
                 pass
         if inst.proc is not None:
             inst.proc.poll()
+        if inst.cgroup and (cgroups := self._cgroups()) is not None:
+            await asyncio.to_thread(cgroups.remove, inst.cgroup)
 
     async def _start_ready(self, state, version, bundle_dir, workers):
         """Start an instance and wait until it is ready; stop it again if it never is.
@@ -830,11 +939,7 @@ class LocalDeployer(Deployer):
             if not self._needs_restart(state):
                 return
             live = state.live
-            why = (
-                f"the serving process (pid {live.pid}) exited with code {live.returncode}"
-                if live is not None
-                else "it is not running"
-            )
+            why = self._exit_reason(state.model, live) if live is not None else "it is not running"
             await self._restart_locked(state, why)
 
     async def _check_routes(self):
@@ -870,6 +975,15 @@ class LocalDeployer(Deployer):
                     await self._check_routes()
                 except DeployError as exc:
                     self.log.warning("route check failed: %s", exc)
+
+
+def _describe(limits):
+    parts = []
+    if limits.mem_limit:
+        parts.append(f"memory {limits.mem_limit} bytes")
+    if limits.cpu_limit:
+        parts.append(f"{limits.cpu_limit:g} CPUs")
+    return ", ".join(parts)
 
 
 def _not_ready_reason(exc):

@@ -14,7 +14,7 @@ import pytest
 import requests
 from embedded_hub import MLHUB, alive, process_table, wait_for
 from mlhub.bundle import pack, save_bundle
-from mlhub.errors import Forbidden
+from mlhub.errors import DeployError, Forbidden
 from mlhub.publisher.client import PublisherClient
 from sklearn.dummy import DummyRegressor
 
@@ -262,3 +262,71 @@ def test_a_model_slower_to_load_than_the_proxy_default_still_publishes(hub, tmp_
     published = client(hub, hub.alice).publish(bundle, "slow")
     assert published["status"] == "ready"
     assert predict(hub, "alice", "slow", hub.alice).json()["predictions"] == [7.0]
+
+
+class Ballast:
+    """Unpickles as ``numpy.ones(n)``: memory the serving process really allocates and writes
+    when it loads the model (the pickle names ``numpy.ones``, not this class)."""
+
+    def __init__(self, mib):
+        self.n = mib * 2**20 // 8
+
+    def __reduce__(self):
+        return (np.ones, (self.n,))
+
+
+def ballast_bundle(path, mib, name):
+    """A model predicting 5.0 whose loading needs ``mib`` MiB besides the runtime's own."""
+    model = DummyRegressor(strategy="constant", constant=5.0).fit(np.zeros((2, 2)), [0, 0])
+    model.ballast = Ballast(mib)
+    save_bundle(model, path, name=name, example=[[0.0, 0.0]])
+    return path
+
+
+def cgroup_limits(pid):
+    """(memory limit in bytes, CPU quota in CPUs or None) of the cgroups ``pid`` runs in."""
+    groups = dict(
+        line.split(":", 2)[1:] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    )
+    root = Path("/sys/fs/cgroup")
+    if "memory" in groups:  # v1
+        memory = root / "memory" / groups["memory"].lstrip("/")
+        cpu = root / "cpu" / groups.get("cpu", "/").lstrip("/")
+        quota = int((cpu / "cpu.cfs_quota_us").read_text())
+        period = int((cpu / "cpu.cfs_period_us").read_text())
+        return int((memory / "memory.limit_in_bytes").read_text()), (
+            quota / period if quota > 0 else None
+        )
+    group = root / groups[""].lstrip("/")
+    quota, period = (group / "cpu.max").read_text().split()
+    return int((group / "memory.max").read_text()), (
+        None if quota == "max" else int(quota) / int(period)
+    )
+
+
+def test_memory_limit_holds_the_model_and_going_over_it_is_refused_saying_so(hub, tmp_path):
+    """A model published with ``memory_limit`` and ``cpu_limit`` serves in its own cgroup with
+    those limits (per replica, so twice for two); one whose loading needs more memory than its
+    limit is killed by the kernel, and its publish is refused saying so, with nothing left
+    running."""
+    alice = client(hub, hub.alice)
+    limits = {"memory_limit": "400Mi", "cpu_limit": "500m"}
+    alice.publish(
+        ballast_bundle(tmp_path / "fits", 16, "fits"), "fits", workers=2, resources=limits
+    )
+    (instance,) = alice.get("fits")["instances"]
+    assert cgroup_limits(instance["pid"]) == (2 * 400 * 2**20, 1.0)
+    assert predict(hub, "alice", "fits", hub.alice).json()["predictions"] == [5.0]
+
+    with pytest.raises(DeployError) as caught:
+        alice.publish(
+            ballast_bundle(tmp_path / "greedy", 800, "greedy"),
+            "greedy",
+            workers=1,
+            resources={"memory_limit": "400Mi"},
+        )
+    message = caught.value.message
+    assert "killed it (or one of its processes) for using more memory" in message, message
+    assert "the model's memory_limit (400Mi per replica)" in message, message
+    assert processes_serving(hub.data_dir / "models" / "alice" / "greedy") == []
+    assert predict(hub, "alice", "fits", hub.alice).json()["predictions"] == [5.0]

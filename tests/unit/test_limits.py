@@ -1,6 +1,6 @@
 """Resource limits of local servers: the cgroup values each size becomes."""
 
-from mlhub.limits import Limits, v1_values, v2_values
+from mlhub.limits import Cgroups, Limits, v1_values, v2_values
 
 G = 1024**3
 
@@ -38,3 +38,18 @@ def test_tiny_cpu_values_stay_valid():
         "cpu.weight": "1",
     }
     assert v1_values(Limits(cpu_guarantee=0.0001))["cpu"] == {"cpu.shares": "2"}
+
+
+def test_oom_kills_are_read_from_the_groups_memory_events(tmp_path):
+    """The kernel's count of processes it killed for memory, v2 and v1 (files as the kernel
+    writes them, in a plain directory standing in for the cgroup tree)."""
+    v2 = tmp_path / "v2"
+    (v2 / "srv").mkdir(parents=True)
+    (v2 / "srv" / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    assert Cgroups(2, {"": str(v2)}).oom_kills("srv") == 1
+    v1 = tmp_path / "v1"
+    (v1 / "srv").mkdir(parents=True)
+    (v1 / "srv" / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
+    assert Cgroups(1, {"memory": str(v1)}).oom_kills("srv") == 2
+    assert Cgroups(1, {"memory": str(v1)}).oom_kills("gone") == 0
+    assert Cgroups(1, {"cpu": str(v1)}).oom_kills("srv") == 0

@@ -21,6 +21,7 @@ from mlhub.deployers.base import Desired, ModelRef
 from mlhub.deployers.local import LocalDeployer, ServingInstance, tail_lines
 from mlhub.deployers.routes import ProxyRoutes
 from mlhub.errors import BadRequest, DeployError, InvalidBundle
+from mlhub.limits import Limits
 from mlhub.serving_r import launch as r_launch
 
 FAKE_SERVER = textwrap.dedent(
@@ -435,3 +436,43 @@ async def test_a_recycled_pid_is_never_signalled(deployer, tmp_path):
     stranger = ServingInstance(V1, bundle(tmp_path), 1, os.getpid(), 1, 0.0)
     assert not stranger.alive() and stranger.leftovers() == []
     await deployer._stop(stranger)  # we are still here
+
+
+def test_publish_limits_map_to_local_limits_and_requests_to_nothing():
+    resources = {
+        "requests": {"cpu": "250m", "memory": "128Mi"},
+        "limits": {"cpu": "500m", "memory": "1.5Gi"},
+    }
+    one = local.replica_limits(resources)
+    assert one == Limits(mem_limit=3 * 512 * 1024**2, cpu_limit=0.5)
+    assert local.instance_limits(one, 3) == Limits(mem_limit=9 * 512 * 1024**2, cpu_limit=1.5)
+    assert local.replica_limits({"requests": {"memory": "1Gi"}}) == Limits()
+    assert local.replica_limits(None) == Limits()
+    assert local.replica_limits({"limits": {"memory": "2G"}}).mem_limit == 2_000_000_000
+
+
+def data_limit(pid):
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max data size"):
+            return line.split()[3]
+    raise AssertionError(f"no data size limit in /proc/{pid}/limits")
+
+
+async def test_memory_limit_without_cgroups_is_each_processs_rlimit(tmp_path):
+    """``limit_method = "rlimit"`` (what ``auto`` falls back to without writable cgroups): each
+    serving process gets one replica's memory limit as RLIMIT_DATA; a model without limits gets
+    none, nor does any with ``limit_method = "none"``."""
+    deployer = make_deployer(tmp_path, limit_method="rlimit")
+    await deployer.set_serving(MODEL, {"resources": {"limits": {"memory": "300Mi"}}})
+    await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=2, progress=Progress())
+    assert data_limit(live_pid(deployer)) == str(300 * 1024**2)
+    assert deployer._models[MODEL].live.cgroup is None
+    assert "with RLIMIT_DATA 314572800 per process" in deployer.log_file(MODEL).read_text()
+    await deployer.set_serving(MODEL, {"resources": {"requests": {"memory": "300Mi"}}})
+    await deployer.scale(MODEL, 1, Progress())
+    assert data_limit(live_pid(deployer)) == "unlimited"
+    deployer.limit_method = "none"
+    await deployer.set_serving(MODEL, {"resources": {"limits": {"memory": "300Mi"}}})
+    await deployer.scale(MODEL, 2, Progress())
+    assert data_limit(live_pid(deployer)) == "unlimited"
+    await deployer.shutdown()
