@@ -12,9 +12,8 @@ import secrets
 import textwrap
 
 import pytest
-from embedded_hub import EmbeddedHub
+from embedded_hub import running_hub
 from kubetest import Cluster, KubeAPI, deployer_config, serving_image
-from mlhub.publisher.client import PublisherClient
 
 
 def pytest_collection_modifyitems(items):
@@ -60,14 +59,6 @@ def kube_hub(request, tmp_path_factory, kube_cluster, image, namespace):
     config = deployer_config(kube_cluster.kubeconfig, namespace, image) + textwrap.dedent(
         getattr(request.module, "HUB_CONFIG", "")
     )
-    hub = EmbeddedHub(tmp_path_factory.mktemp("kubehub"), config=config)
-    try:
-        hub.start()
-        hub.passwords = {"alice": hub.add_user("alice")}
-        hub.alice = hub.token("alice", hub.passwords["alice"])
-        hub.client = PublisherClient(url=hub.url, token=hub.alice, poll_interval=0.2)
+    with running_hub(tmp_path_factory.mktemp("kubehub"), config) as hub:
         hub.namespace = namespace
         yield hub
-        hub.stop()
-    finally:
-        hub.kill()

@@ -10,7 +10,6 @@ Nothing asserts how long anything takes: waits only guard against hanging.
 
 import os
 import signal
-import threading
 
 import pytest
 import requests
@@ -19,45 +18,13 @@ from mlhub.bundle import load_manifest
 from mlhub.deployers import kube_objects
 from mlhub.deployers.base import ModelRef
 from mlhub.errors import MlhubError
+from rolling_update import roll_under_load
 from test_publisher_endpoints import constant_bundle, predict
+from test_publisher_resilience import steps
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 SELECTOR = f"mlhub.io/model-id={kube_objects.model_id(ModelRef('alice', 'defect'))}"
-
-
-class Load(threading.Thread):
-    """Calls ``defect`` through the proxy, one request after another, until stopped."""
-
-    def __init__(self, hub):
-        super().__init__(daemon=True)
-        self.hub = hub
-        self.answers, self.failures = [], []
-        self.halt = threading.Event()
-
-    def run(self):
-        session = requests.Session()
-        url = f"{self.hub.url}models/alice/defect/v1/predict"
-        headers = {"Authorization": f"token {self.hub.alice}"}
-        while not self.halt.is_set():
-            try:
-                resp = session.post(
-                    url, json={"instances": [[0.0, 1.0]]}, headers=headers, timeout=30
-                )
-            except requests.RequestException as exc:
-                self.failures.append(repr(exc))
-                continue
-            if resp.status_code == 200:
-                self.answers.append(resp.json()["predictions"][0])
-            else:
-                self.failures.append(f"{resp.status_code} {resp.text[:200]}")
-
-    def seen(self, value, count=1):
-        return self.answers.count(value) >= count
-
-    def stop(self):
-        self.halt.set()
-        self.join()
 
 
 def pods(hub, kube_api, ready_only=True):
@@ -73,10 +40,6 @@ def pods(hub, kube_api, ready_only=True):
             )
         ]
     return items
-
-
-def steps(hub, name):
-    return [e["step"] for e in hub.client.events(name)]
 
 
 def answer(hub, token=None, name="defect"):
@@ -137,17 +100,7 @@ def test_scale_to_three_replicas(kube_hub, kube_api):
 def test_rolling_update_under_continuous_requests_fails_none(kube_hub, kube_api, tmp_path):
     hub = kube_hub
     before = {p["metadata"]["name"] for p in pods(hub, kube_api)}
-    load = Load(hub)
-    load.start()
-    try:
-        wait_for(lambda: load.seen(1.0, 20), "answers from v1")
-        model = hub.client.publish(constant_bundle(tmp_path / "v2", 2.0), "defect")
-        wait_for(lambda: load.seen(2.0, 20), "answers from v2")
-    finally:
-        load.stop()
-    assert load.failures == []
-    switch = load.answers.index(2.0)
-    assert set(load.answers[:switch]) == {1.0} and set(load.answers[switch:]) == {2.0}
+    model = roll_under_load(hub, "defect", constant_bundle(tmp_path / "v2", 2.0))
     after = pods(hub, kube_api)
     assert len(after) == 3 and not before & {p["metadata"]["name"] for p in after}
     assert {p["metadata"]["annotations"]["mlhub.io/version"] for p in after} == {

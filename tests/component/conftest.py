@@ -3,14 +3,15 @@
 It runs the real hub/jupyterhub_config.py, with the publisher settings below written to the mlhub
 config file, and the accounts ``alice`` and ``bob`` made with ``mlhub users add``: their
 passwords are in ``hub.passwords``, a token of each (made through the hub's REST API after
-logging in through the login form) in ``hub.alice`` and ``hub.bob``. At module end the hub is
-stopped with Ctrl-C, then anything left is killed. test_hub_embedded.py and
+logging in through the login form) in ``hub.alice`` and ``hub.bob``, alice's publisher client
+in ``hub.client`` (``embedded_hub.running_hub``). At module end the hub is stopped with
+Ctrl-C, then anything left is killed. test_hub_embedded.py and
 test_serving_uwsgi.py define a ``hub`` of their own.
 """
 
 import pytest
 from batchtest import Postgres, Redis
-from embedded_hub import EmbeddedHub
+from embedded_hub import running_hub
 
 # Small limits and short waits, so the tests can reach them in seconds.
 PUBLISHER_CONFIG = """
@@ -24,16 +25,8 @@ c.LocalDeployer.route_check_interval = 2
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    hub = EmbeddedHub(tmp_path_factory.mktemp("hub"), config=PUBLISHER_CONFIG)
-    try:
-        hub.start()
-        hub.passwords = {name: hub.add_user(name) for name in ("alice", "bob")}
-        hub.alice = hub.token("alice", hub.passwords["alice"])
-        hub.bob = hub.token("bob", hub.passwords["bob"])
+    with running_hub(tmp_path_factory.mktemp("hub"), PUBLISHER_CONFIG, ("alice", "bob")) as hub:
         yield hub
-        hub.stop()
-    finally:
-        hub.kill()
 
 
 # Debian PostgreSQL and Redis servers of the batch tests, one per test module.

@@ -12,10 +12,14 @@ and waits for its "running" banner and for the publisher to answer; ``stop()`` s
 /hub/token. ``kill()`` is the safety net for failed tests: it kills every process the instance
 started, found from the process tree recorded while it ran and the publisher's run-state files.
 
+``running_hub(dir, config, users)`` is the fixtures' way to have one: started, with accounts
+and tokens and alice's publisher client, stopped (then killed) at the end.
+
 The module also holds the process helpers the tests share (``free_port``, ``process_table``,
 ``tree``, ``alive``, ``wait_for``).
 """
 
+import contextlib
 import json
 import os
 import random
@@ -30,6 +34,7 @@ from pathlib import Path
 
 import requests
 from mlhub.deployers.local import ServingInstance
+from mlhub.publisher.client import PublisherClient
 from mlhub.settings import PUBLISHER_SERVICE
 
 VENV_BIN = Path(sys.executable).parent
@@ -321,3 +326,22 @@ class EmbeddedHub:
 
     def server_env(self, user):
         return self._environ(self.server_pid(user))
+
+
+@contextlib.contextmanager
+def running_hub(dir, config="", users=("alice",)):
+    """A started ``EmbeddedHub`` with the accounts ``users`` (``mlhub users add``; passwords in
+    ``hub.passwords``, a token of each as ``hub.<name>``) and alice's ``PublisherClient`` as
+    ``hub.client``. At the end it is stopped with Ctrl-C, then anything left is killed (also
+    when starting it failed)."""
+    hub = EmbeddedHub(dir, config=config)
+    try:
+        hub.start()
+        hub.passwords = {name: hub.add_user(name) for name in users}
+        for name in users:
+            setattr(hub, name, hub.token(name, hub.passwords[name]))
+        hub.client = PublisherClient(url=hub.url, token=hub.alice, poll_interval=0.2)
+        yield hub
+        hub.stop()
+    finally:
+        hub.kill()

@@ -15,7 +15,6 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 from mlhub.bundle import save_bundle
-from mlhub.publisher.client import PublisherClient
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
@@ -35,7 +34,7 @@ def test_a_named_model_is_scored_through_the_hub(hub, tmp_path):
     X, y = make_classification(2_000, n_features=20, random_state=0)
     model = LogisticRegression().fit(X, y)
     save_bundle(model, tmp_path / "lr", name="batch-lr", example=X[:5])
-    PublisherClient(url=hub.url, token=hub.alice, poll_interval=0.2).publish(tmp_path / "lr")
+    hub.client.publish(tmp_path / "lr")
 
     rows, _ = make_classification(3_000, n_features=20, random_state=5)
     ids = np.arange(3_000) + 50

@@ -7,54 +7,13 @@ Nothing here asserts how long anything takes: waits only guard against hanging.
 
 import os
 import signal
-import threading
 
 import pytest
-import requests
 from embedded_hub import alive, wait_for
-from mlhub.publisher.client import PublisherClient
+from rolling_update import roll_under_load
 from test_publisher_endpoints import constant_bundle, predict
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def hub(hub):
-    """conftest.py's real ``mlhub up``, with a publisher client for alice."""
-    hub.client = PublisherClient(url=hub.url, token=hub.alice, poll_interval=0.2)
-    return hub
-
-
-class Load(threading.Thread):
-    """Calls a model through the proxy, one request after another, until stopped."""
-
-    def __init__(self, hub, name, rows=([0.0, 1.0],)):
-        super().__init__(daemon=True)
-        self.hub, self.name, self.rows = hub, name, list(rows)
-        self.answers, self.failures = [], []
-        self.halt = threading.Event()
-
-    def run(self):
-        session = requests.Session()
-        url = f"{self.hub.url}models/alice/{self.name}/v1/predict"
-        headers = {"Authorization": f"token {self.hub.alice}"}
-        while not self.halt.is_set():
-            try:
-                resp = session.post(url, json={"instances": self.rows}, headers=headers)
-            except requests.RequestException as exc:
-                self.failures.append(repr(exc))
-                continue
-            if resp.status_code == 200:
-                self.answers.append(resp.json()["predictions"][0])
-            else:
-                self.failures.append(f"{resp.status_code} {resp.text[:200]}")
-
-    def seen(self, value, count=1):
-        return self.answers.count(value) >= count
-
-    def stop(self):
-        self.halt.set()
-        self.join()
 
 
 def live_instance(hub, name):
@@ -68,17 +27,7 @@ def steps(hub, name):
 
 def test_rolling_update_under_continuous_requests_fails_none(hub, tmp_path):
     hub.client.publish(constant_bundle(tmp_path / "v1", 1.0), "rolling")
-    load = Load(hub, "rolling")
-    load.start()
-    try:
-        wait_for(lambda: load.seen(1.0, 20), "answers from v1")
-        hub.client.publish(constant_bundle(tmp_path / "v2", 2.0), "rolling")
-        wait_for(lambda: load.seen(2.0, 20), "answers from v2")
-    finally:
-        load.stop()
-    assert load.failures == []
-    switch = load.answers.index(2.0)
-    assert set(load.answers[:switch]) == {1.0} and set(load.answers[switch:]) == {2.0}
+    roll_under_load(hub, "rolling", constant_bundle(tmp_path / "v2", 2.0))
 
 
 def test_killed_serving_process_comes_back_by_itself(hub, tmp_path):

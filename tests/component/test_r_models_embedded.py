@@ -16,61 +16,38 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.dataset as pads
 import pytest
-import requests
 from embedded_hub import alive, wait_for
 from mlhub.batch import score
 from mlhub.errors import InvalidBundle
-from mlhub.publisher.client import PublisherClient
 from rmodels import constant_bundle, formula_bundle, pid_bundle, rscript
-from test_publisher_resilience import Load, live_instance, steps
+from rolling_update import Load, roll_under_load
+from test_publisher_endpoints import predict
+from test_publisher_resilience import live_instance, steps
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def hub(hub):
-    hub.client = PublisherClient(url=hub.url, token=hub.alice, poll_interval=0.2)
-    return hub
-
-
-def predict(hub, name, rows, token):
-    return requests.post(
-        f"{hub.url}models/alice/{name}/v1/predict",
-        json={"instances": rows},
-        headers={"Authorization": f"token {token}"},
-        timeout=30,
-    )
 
 
 def test_r_model_rolls_heals_and_rolls_back_like_a_python_model(hub, tmp_path):
     first = hub.client.publish(constant_bundle(tmp_path / "v1", 1.0), "const-r")
     assert first["status"] == "ready"
     assert first["versions"][0]["runtime"] == "r" and first["versions"][0]["flavor"] == "rds"
-    load = Load(hub, "const-r", rows=[{"x": 0.5}])
-    load.start()
-    try:
-        wait_for(lambda: load.seen(1.0, 20), "answers from v1")
-        hub.client.publish(constant_bundle(tmp_path / "v2", 2.0), "const-r")
-        wait_for(lambda: load.seen(2.0, 20), "answers from v2")
-    finally:
-        load.stop()
-    assert load.failures == []
-    switch = load.answers.index(2.0)
-    assert set(load.answers[:switch]) == {1.0} and set(load.answers[switch:]) == {2.0}
+    roll_under_load(hub, "const-r", constant_bundle(tmp_path / "v2", 2.0), rows=[{"x": 0.5}])
 
     old = live_instance(hub, "const-r")["pid"]
     os.kill(old, signal.SIGKILL)
     wait_for(lambda: "restarted" in steps(hub, "const-r"), "the supervisor to restart it")
     wait_for(lambda: live_instance(hub, "const-r")["pid"] != old, "the new pid in the store")
     assert not alive(old) and alive(live_instance(hub, "const-r")["pid"])
-    answer = wait_for(lambda: predict(hub, "const-r", [{"x": 1}], hub.alice), "predictions")
+    answer = wait_for(
+        lambda: predict(hub, "alice", "const-r", hub.alice, [{"x": 1}]), "predictions"
+    )
     assert answer.json() == {"predictions": [2.0]}
 
     hub.client.rollback("const-r")
-    assert predict(hub, "const-r", [{"x": 1}], hub.alice).json() == {"predictions": [1.0]}
-    bad = predict(hub, "const-r", [{"x": "one"}], hub.alice)
+    assert predict(hub, "alice", "const-r", hub.alice, [{"x": 1}]).json() == {"predictions": [1.0]}
+    bad = predict(hub, "alice", "const-r", hub.alice, [{"x": "one"}])
     assert bad.status_code == 400 and bad.json()["detail"]["column"] == "x"
-    assert predict(hub, "const-r", [{"x": 1}], hub.bob).status_code == 403
+    assert predict(hub, "alice", "const-r", hub.bob, [{"x": 1}]).status_code == 403
 
 
 def test_r_model_needing_missing_packages_is_refused_at_publish(hub, tmp_path):
@@ -181,7 +158,6 @@ def test_scaled_r_model_serves_with_that_many_r_processes(hub, tmp_path):
     wait_for(lambda: live_instance(hub, "pid-r")["pid"] != live["pid"], "the new instance")
     assert not any(alive(pid) for pid in {live["pid"], *after})
     replaced = live_instance(hub, "pid-r")
-    answers = [
-        predict(hub, "pid-r", [{"x": 0}], hub.alice).json()["predictions"][0] for _ in range(6)
-    ]
+    replies = [predict(hub, "alice", "pid-r", hub.alice, [{"x": 0}]) for _ in range(6)]
+    answers = [reply.json()["predictions"][0] for reply in replies]
     assert set(pids_of(answers)) == r_processes(replaced["pid"]) and len(set(answers)) == 3
