@@ -8,49 +8,45 @@ shared users and groups, API keys), not the hub, which test_hub_embedded.py runs
 import hashlib
 import json
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from standin_http import StandInHandler, StandInServer
 
 
 def sha(text):
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class HubStandIn:
+# Who calls the models of the serving tests (alice's): the owner, bob in the group the model is
+# shared with, eve in another group, and a service named like the owner (which is not her).
+PEOPLE = {
+    "hub-token-alice": {"kind": "user", "name": "alice", "groups": []},
+    "hub-token-bob": {"kind": "user", "name": "bob", "groups": ["analysts"]},
+    "hub-token-eve": {"kind": "user", "name": "eve", "groups": ["others"]},
+    "hub-token-svc": {"kind": "service", "name": "alice", "groups": []},
+}
+
+
+class HubStandIn(StandInServer):
     """Stands in for JupyterHub's ``GET /hub/api/user``: token -> user model, else 403."""
 
-    def __init__(self, users):
+    def __init__(self, users=PEOPLE):
         self.users = users
         self.calls = 0
         stand_in = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(StandInHandler):
             def do_GET(self):
                 stand_in.calls += 1
                 scheme, _, token = self.headers.get("Authorization", "").partition(" ")
                 user = stand_in.users.get(token) if scheme == "token" else None
                 if self.path != "/hub/api/user" or user is None:
-                    self.send_response(403)
-                    self.end_headers()
+                    self.reply(403)
                     return
-                body = json.dumps(user).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(200, json.dumps(user).encode(), "application/json")
 
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.api_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hub/api"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
+        self.api_url = f"{self.url}/hub/api"
 
 
 def write_access(path, users=(), groups=(), keys=()):

@@ -105,14 +105,7 @@ def work(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def hub():
-    stand_in = HubStandIn(
-        {
-            "hub-token-alice": {"kind": "user", "name": "alice", "groups": []},
-            "hub-token-bob": {"kind": "user", "name": "bob", "groups": ["analysts"]},
-            "hub-token-eve": {"kind": "user", "name": "eve", "groups": ["others"]},
-            "hub-token-svc": {"kind": "service", "name": "alice", "groups": []},
-        }
-    )
+    stand_in = HubStandIn()
     yield stand_in
     stand_in.close()
 

@@ -101,13 +101,7 @@ def iris_bundle(work):
 
 @pytest.fixture(scope="module")
 def hub():
-    stand_in = HubStandIn(
-        {
-            "hub-token-alice": {"kind": "user", "name": "alice", "groups": []},
-            "hub-token-bob": {"kind": "user", "name": "bob", "groups": ["analysts"]},
-            "hub-token-eve": {"kind": "user", "name": "eve", "groups": ["others"]},
-        }
-    )
+    stand_in = HubStandIn()
     yield stand_in
     stand_in.close()
 

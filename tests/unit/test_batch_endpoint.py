@@ -1,14 +1,12 @@
 """The HTTP side of batch scoring (``mlhub.batch.endpoint``) against a fake model server.
 
-``FakeModelServer`` is a stand-in (a ``ThreadingHTTPServer`` on 127.0.0.1) that answers
+``FakeModelServer`` is a stand-in (a ``standin_http.StandInServer`` on 127.0.0.1) that answers
 ``/v1/metadata`` and ``/v1/predict`` from a script of statuses, so retries and error mapping
 are checked without uWSGI; the real server is in tests/component/test_batch_*.py. With
 ``arrow=False`` it plays a server that reads JSON only and answers Arrow bodies with 415.
 """
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 import pyarrow as pa
@@ -18,26 +16,22 @@ from mlhub.batch.errors import ModelUnreachable
 from mlhub.batch.scoring import bisect
 from mlhub.batch.settings import BatchSettings
 from mlhub.errors import InvalidInput, PayloadTooLarge, Unauthorized
+from standin_http import StandInHandler, StandInServer
 
 METADATA = {"name": "lr", "version": "sha256:abc", "signature": {"kind": "array", "inputs": []}}
 
 
-class FakeModelServer:
+class FakeModelServer(StandInServer):
     def __init__(self, script, arrow):
         self.script = list(script)  # statuses for /v1/predict, in order; then 200s
         self.bodies, self.headers, self.gets = [], [], []
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(StandInHandler):
             protocol_version = "HTTP/1.1"
 
             def _answer(self, status, payload):
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(status, json.dumps(payload).encode(), "application/json")
 
             def do_GET(self):
                 fake.gets.append((self.path, self.headers.get("Authorization")))
@@ -72,23 +66,10 @@ class FakeModelServer:
                 table = pa.table({"predictions": predictions})
                 with pa.ipc.new_stream(sink, table.schema) as writer:
                     writer.write_table(table)
-                body = sink.getvalue().to_pybytes()
-                self.send_response(200)
-                self.send_header("Content-Type", ARROW_STREAM)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(200, sink.getvalue().to_pybytes(), ARROW_STREAM)
 
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
+        self.url += "/"
 
 
 _CODES = {400: "invalid_input", 401: "unauthorized", 503: "not_ready"}

@@ -3,13 +3,11 @@
 A real HTTP server on 127.0.0.1 stands in for the publisher's bundle endpoint.
 """
 
-import http.server
-import threading
-
 import pytest
 from mlhub import bundle
 from mlhub.serving.__main__ import main
 from mlhub.serving.fetch import FetchError, fetch_bundle
+from standin_http import StandInHandler, StandInServer
 
 
 @pytest.fixture
@@ -29,30 +27,20 @@ def publisher(source):
     body = bundle.pack(source)
     state = {"flaky": 2}
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(StandInHandler):
         def do_GET(self):
             if self.headers.get("Authorization") != "token good":
-                self.send_response(401)
-                self.end_headers()
-                self.wfile.write(b'{"error": "this bundle token is not the one of alice/iris"}')
+                self.reply(401, b'{"error": "this bundle token is not the one of alice/iris"}')
                 return
             if self.path == "/flaky" and state["flaky"]:
                 state["flaky"] -= 1
-                self.send_response(503)
-                self.end_headers()
+                self.reply(503)
                 return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(200, body)
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    server = StandInServer(Handler)
+    yield server.url
+    server.close()
 
 
 def test_fetch_unpacks_the_version_asked_for(publisher, source, tmp_path):
