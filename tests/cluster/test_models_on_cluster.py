@@ -8,12 +8,9 @@ previous one left), plus a second model, with its own resources, for the broken 
 Nothing asserts how long anything takes: waits only guard against hanging.
 """
 
-import os
-import signal
-
 import pytest
 import requests
-from embedded_hub import alive, wait_for
+from embedded_hub import wait_for
 from mlhub.bundle import load_manifest
 from mlhub.deployers import kube_objects
 from mlhub.deployers.base import ModelRef
@@ -128,16 +125,10 @@ def test_publisher_restart_loses_nothing_and_adopts_the_pods(kube_hub, kube_api)
     hub = kube_hub
     model = hub.client.get("defect")
     names = {p["metadata"]["name"] for p in pods(hub, kube_api)}
-    publisher = hub.publisher_pid()
-    os.kill(publisher, signal.SIGKILL)
-    wait_for(lambda: not alive(publisher), "the publisher to die")
+    publisher = hub.kill_publisher()
     # models do not need the publisher to serve
     assert answer(hub) == [2.0]
-    wait_for(
-        lambda: hub.publisher_pid() not in (None, publisher) and hub.publisher_up(),
-        "the hub to restart the publisher",
-        timeout=240,
-    )
+    hub.wait_publisher_restarted(publisher)
     wait_for(lambda: "adopted" in steps(hub, "defect"), "the publisher to adopt the model")
     after = hub.client.get("defect")
     assert after["current_version"] == model["current_version"]

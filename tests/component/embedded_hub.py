@@ -194,6 +194,23 @@ class EmbeddedHub:
                 return pid
         return None
 
+    def kill_publisher(self):
+        """SIGKILL the publisher and wait until it is gone; return its pid (for
+        ``wait_publisher_restarted``)."""
+        publisher = self.publisher_pid()
+        os.kill(publisher, signal.SIGKILL)
+        wait_for(lambda: not alive(publisher), "the publisher to die")
+        return publisher
+
+    def wait_publisher_restarted(self, old):
+        """Wait until JupyterHub restarted its managed publisher after ``old`` died, and the new
+        one answers."""
+        wait_for(
+            lambda: self.publisher_pid() not in (None, old) and self.publisher_up(),
+            "the hub to restart the publisher",
+            timeout=240,
+        )
+
     @property
     def output(self):
         return self.output_file.read_text(errors="replace") if self.output_file else ""

@@ -49,18 +49,12 @@ def test_killed_publisher_loses_nothing_and_adopts_what_runs(hub, tmp_path):
     key = hub.client.create_key("adoptee", "before the crash")["key"]
     wait_for(lambda: predict(hub, "alice", "adoptee", key), "the key to be accepted")
 
-    publisher = hub.publisher_pid()
-    os.kill(publisher, signal.SIGKILL)
-    wait_for(lambda: not alive(publisher), "the publisher to die")
+    publisher = hub.kill_publisher()
     # the model does not need the publisher to serve
     assert predict(hub, "alice", "adoptee", hub.alice).json()["predictions"] == [4.0]
 
     # JupyterHub restarts a managed service that exited
-    wait_for(
-        lambda: hub.publisher_pid() not in (None, publisher) and hub.publisher_up(),
-        "the hub to restart the publisher",
-        timeout=240,
-    )
+    hub.wait_publisher_restarted(publisher)
     wait_for(lambda: "adopted" in steps(hub, "adoptee"), "the publisher to adopt the model")
     after = hub.client.get("adoptee")
     assert live_instance(hub, "adoptee")["pid"] == pid and alive(pid)
