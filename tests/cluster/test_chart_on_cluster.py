@@ -45,6 +45,13 @@ def kubectl(kubeconfig, *args, input=None):
     )
 
 
+def server_dry_run(kubeconfig, manifest):
+    """``kubectl apply --dry-run=server --validate=true``: the API server checks every object
+    of ``manifest`` against its schema, and keeps none."""
+    args = ["apply", "--dry-run=server", "--validate=true", "-f", "-"]
+    return kubectl(kubeconfig, *args, input=manifest)
+
+
 def documents(manifest):
     return [doc for doc in yaml.safe_load_all(manifest) if doc]
 
@@ -163,30 +170,15 @@ def test_chart_installs_and_every_object_passes_the_api_servers_validation(
             ("ServiceAccount", ns),
         ]
     )
-    dry_run = kubectl(
-        kube_cluster.kubeconfig,
-        "apply",
-        "--dry-run=server",
-        "--validate=true",
-        "-f",
-        "-",
-        input=install["manifest"],
-    )
+
+    dry_run = server_dry_run(kube_cluster.kubeconfig, install["manifest"])
     assert dry_run.returncode == 0, dry_run.stderr
     assert dry_run.stdout.count("(server dry run)") == len(objects), dry_run.stdout
 
     # the same check refuses what the schema does not allow (a misspelt field)
     deployment = next(o for o in objects if o["kind"] == "Deployment")
     deployment["spec"]["replica"] = deployment["spec"].pop("replicas")
-    bad = kubectl(
-        kube_cluster.kubeconfig,
-        "apply",
-        "--dry-run=server",
-        "--validate=true",
-        "-f",
-        "-",
-        input=json.dumps(deployment),
-    )
+    bad = server_dry_run(kube_cluster.kubeconfig, json.dumps(deployment))
     assert bad.returncode != 0
     assert "replica" in bad.stderr
 
