@@ -579,21 +579,13 @@ def test_a_bad_request_does_not_fail_the_others_in_its_batch(batching_server):
             assert answer.json()["predictions"][0][0] == i
 
 
-def arrow_stream(table):
-    import pyarrow as pa
-
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
 @pytest.mark.parametrize("server_name", ["lr_server", "lr_batching_server"])
 def test_arrow_and_parquet_bodies_equal_json(server_name, request, lr_bundle):
     pa = pytest.importorskip("pyarrow")
     import io
 
     import pyarrow.parquet as pq
+    from mlhub.batch.endpoint import encode_arrow
 
     server = request.getfixturevalue(server_name)
     model, X, _ = lr_bundle
@@ -605,7 +597,7 @@ def test_arrow_and_parquet_bodies_equal_json(server_name, request, lr_bundle):
     as_json = requests.post(url, json={"instances": rows.tolist()}, headers=auth()).json()
     assert as_json == {"predictions": model.predict(rows).tolist()}
     for body, media in (
-        (arrow_stream(table), "application/vnd.apache.arrow.stream"),
+        (encode_arrow(table), "application/vnd.apache.arrow.stream"),
         (parquet.getvalue(), "application/x-parquet"),
     ):
         answer = requests.post(url, data=body, headers={**auth(), "Content-Type": media})
@@ -613,7 +605,7 @@ def test_arrow_and_parquet_bodies_equal_json(server_name, request, lr_bundle):
         assert answer.json() == as_json
     answer = requests.post(
         url + "?proba=true",
-        data=arrow_stream(table),
+        data=encode_arrow(table),
         headers={
             **auth(),
             "Content-Type": "application/vnd.apache.arrow.stream",

@@ -62,11 +62,7 @@ class FakeModelServer(StandInServer):
                     self._answer(200, {"predictions": [sum(r) for r in rows]})
 
             def _answer_arrow(self, predictions):
-                sink = pa.BufferOutputStream()
-                table = pa.table({"predictions": predictions})
-                with pa.ipc.new_stream(sink, table.schema) as writer:
-                    writer.write_table(table)
-                self.reply(200, sink.getvalue().to_pybytes(), ARROW_STREAM)
+                self.reply(200, encode_arrow(pa.table({"predictions": predictions})), ARROW_STREAM)
 
         super().__init__(Handler)
         self.url += "/"

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.ipc
 import pyarrow.parquet as pq
 import pytest
+from mlhub.batch.endpoint import encode_arrow
 from mlhub.bundle import infer_signature
 from mlhub.serving import arrowio
 from mlhub.serving.app import create_app
@@ -39,13 +40,6 @@ def served_model(model, example, name):
 def client_for(served, **settings):
     app = create_app(Settings(bundle="/b", auth=False, **settings), served, metrics=Metrics())
     return Client(app)
-
-
-def arrow_bytes(table):
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
 
 
 def parquet_bytes(table):
@@ -79,7 +73,7 @@ def frame_model():
     return pipe, frame, served_model(pipe, frame.iloc[:5], "frame")
 
 
-@pytest.mark.parametrize("encode, media", [(arrow_bytes, ARROW), (parquet_bytes, PARQUET)])
+@pytest.mark.parametrize("encode, media", [(encode_arrow, ARROW), (parquet_bytes, PARQUET)])
 def test_array_model_bodies_equal_json(array_model, encode, media):
     model, X, served = array_model
     client = client_for(served, batching=True, batch_max_size=8)
@@ -98,7 +92,7 @@ def test_dataframe_pipeline_with_categories(frame_model):
     client = client_for(served)
     sample = frame.iloc[:50]
     table = pa.Table.from_pandas(sample, preserve_index=False)  # site: a dictionary column
-    for body, media in ((arrow_bytes(table), ARROW), (parquet_bytes(table), PARQUET)):
+    for body, media in ((encode_arrow(table), ARROW), (parquet_bytes(table), PARQUET)):
         answer = client.post("/v1/predict?proba=true", data=body, content_type=media)
         assert answer.status_code == 200, answer.json
         assert answer.json["predictions"] == pipe.predict(sample).tolist()
@@ -133,15 +127,15 @@ def test_bad_tables_are_400_with_the_reason(array_model, frame_model):
     assert "not a valid Arrow IPC stream" in error(b"not arrow at all")
     assert "not a valid Parquet file" in error(b"PAR1 nope", PARQUET)
     five = pa.table({f"x{i}": [1.0] for i in range(5)})
-    assert "missing 'x5'" in error(arrow_bytes(five))
+    assert "missing 'x5'" in error(encode_arrow(five))
     strings = pa.table({f"x{i}": ["1.0"] if i == 2 else [1.0] for i in range(6)})
-    assert "row 0, input 'x2': expected a number" in error(arrow_bytes(strings))
+    assert "row 0, input 'x2': expected a number" in error(encode_arrow(strings))
     empty = pa.table({f"x{i}": pa.array([], pa.float64()) for i in range(6)})
-    assert "no rows" in error(arrow_bytes(empty))
+    assert "no rows" in error(encode_arrow(empty))
     frame_client = client_for(frame_model[2])
     unknown = pa.table({"size": [1.0], "count": [1], "site": ["z"]})
     assert "one of the levels 'a', 'b', 'c'" in error(
-        arrow_bytes(unknown), model_client=frame_client
+        encode_arrow(unknown), model_client=frame_client
     )
 
 
@@ -150,7 +144,7 @@ def test_without_pyarrow_arrow_bodies_are_415_and_arrow_answers_406(array_model,
     client = client_for(served)
     monkeypatch.setattr(arrowio, "_pyarrow", lambda: None)
     table = pa.table({f"x{i}": X[:2, i] for i in range(6)})
-    for body, media in ((arrow_bytes(table), ARROW), (parquet_bytes(table), PARQUET)):
+    for body, media in ((encode_arrow(table), ARROW), (parquet_bytes(table), PARQUET)):
         answer = client.post("/v1/predict", data=body, content_type=media)
         assert answer.status_code == 415
         assert answer.json["code"] == "unsupported_media_type"
