@@ -7,11 +7,15 @@ logging in through the login form) in ``hub.alice`` and ``hub.bob``, alice's pub
 in ``hub.client`` (``embedded_hub.running_hub``). At module end the hub is stopped with
 Ctrl-C, then anything left is killed. test_hub_embedded.py and
 test_serving_uwsgi.py define a ``hub`` of their own.
+
+The serving tests (test_serving_uwsgi.py, test_serving_contract.py) run no hub: they share
+``hub_stand_in`` (hubstandin.py) and an ``access_file`` in their module's ``work`` folder.
 """
 
 import pytest
 from batchtest import Postgres, Redis
 from embedded_hub import running_hub
+from hubstandin import KEY, HubStandIn, write_access
 
 # Small limits and short waits, so the tests can reach them in seconds.
 PUBLISHER_CONFIG = """
@@ -44,3 +48,21 @@ def redis_server():
     server = Redis()
     yield server
     server.stop()
+
+
+# The serving tests' stand-ins: a hub answering for hubstandin.PEOPLE, and the publisher's
+# access file sharing the model with bob's group ("analysts") and the API key KEY.
+
+
+@pytest.fixture(scope="module")
+def hub_stand_in():
+    stand_in = HubStandIn()
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture(scope="module")
+def access_file(work):
+    path = work / "access.json"
+    write_access(path, groups=["analysts"], keys=[KEY])
+    return path

@@ -49,6 +49,9 @@ class HubStandIn(StandInServer):
         self.api_url = f"{self.url}/hub/api"
 
 
+KEY = "mlhk_serving-test-key"  # the API key conftest.py's ``access_file`` lets in
+
+
 def write_access(path, users=(), groups=(), keys=()):
     tmp = Path(f"{path}.tmp")
     tmp.write_text(

@@ -20,7 +20,7 @@ import pytest
 import requests
 from batchtest import _stop
 from embedded_hub import free_port, wait_for
-from hubstandin import HubStandIn, write_access
+from hubstandin import KEY, write_access
 from mlhub import rlang
 from mlhub.bundle import save_bundle
 from mlhub.deployers.local import LocalDeployer
@@ -31,7 +31,6 @@ pytestmark = pytest.mark.component
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 RUNTIMES = ["python", "r"]
-KEY = "mlhk_contract-key"
 LEVELS = ["a", "b", "c"]
 ROWS = [
     {"temp": 0.5, "pressure": 1.25, "line": "a", "count": 2},
@@ -103,22 +102,8 @@ def work(tmp_path_factory):
     return tmp_path_factory.mktemp("contract")
 
 
-@pytest.fixture(scope="module")
-def hub():
-    stand_in = HubStandIn()
-    yield stand_in
-    stand_in.close()
-
-
-@pytest.fixture(scope="module")
-def access_file(work):
-    path = work / "access.json"
-    write_access(path, groups=["analysts"], keys=[KEY])
-    return path
-
-
 @pytest.fixture(scope="module", params=RUNTIMES)
-def server(request, work, hub, access_file):
+def server(request, work, hub_stand_in, access_file):
     runtime = request.param
     if runtime == "r" and rlang.rscript() is None:
         pytest.fail(f"R is not installed: {rlang.INSTALL_HINT} (scripts/system-deps does it)")
@@ -134,7 +119,7 @@ def server(request, work, hub, access_file):
         {
             "MLHUB_URL_PREFIX": "/models/alice/formula",
             "MLHUB_ACCESS_FILE": str(access_file),
-            "JUPYTERHUB_API_URL": hub.api_url,
+            "JUPYTERHUB_API_URL": hub_stand_in.api_url,
             "MLHUB_MODEL_OWNER": "alice",
             "MLHUB_MODEL_VERSION": f"sha256:{runtime}",
             "MLHUB_MAX_BODY_BYTES": "4000",

@@ -22,7 +22,7 @@ import pytest
 import requests
 from batchtest import Serving
 from embedded_hub import free_port, wait_for
-from hubstandin import HubStandIn, write_access
+from hubstandin import KEY, write_access
 from mlhub.bundle import save_bundle
 from sklearn.datasets import load_iris, make_classification
 from sklearn.linear_model import LogisticRegression
@@ -34,7 +34,6 @@ pytestmark = pytest.mark.component
 # The slow model class below must travel inside its pickle: uWSGI cannot import this file.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-KEY = "mlhk_component-key"
 LATER_KEY = "mlhk_added-later"
 JSON = {"Content-Type": "application/json"}
 
@@ -100,21 +99,7 @@ def iris_bundle(work):
 
 
 @pytest.fixture(scope="module")
-def hub():
-    stand_in = HubStandIn()
-    yield stand_in
-    stand_in.close()
-
-
-@pytest.fixture(scope="module")
-def access_file(work):
-    path = work / "access.json"
-    write_access(path, groups=["analysts"], keys=[KEY])
-    return path
-
-
-@pytest.fixture(scope="module")
-def lr_server(lr_bundle, work, hub, access_file):
+def lr_server(lr_bundle, work, hub_stand_in, access_file):
     """Authenticated, behind a prefix, with a small body limit: the way the publisher runs it."""
     server = Server(
         lr_bundle[2],
@@ -122,7 +107,7 @@ def lr_server(lr_bundle, work, hub, access_file):
         prefix="/models/alice/lr",
         env={
             "MLHUB_ACCESS_FILE": str(access_file),
-            "JUPYTERHUB_API_URL": hub.api_url,
+            "JUPYTERHUB_API_URL": hub_stand_in.api_url,
             "MLHUB_MODEL_OWNER": "alice",
             "MLHUB_MODEL_VERSION": "sha256:feedface",
             "MLHUB_MAX_BODY_BYTES": "20000",
@@ -358,16 +343,16 @@ def test_a_key_added_to_the_access_file_starts_working(lr_server, access_file):
     )
 
 
-def test_hub_tokens_by_owner_group_and_stranger(lr_server, hub):
+def test_hub_tokens_by_owner_group_and_stranger(lr_server, hub_stand_in):
     url = f"{lr_server.url}/v1/metadata"
     assert requests.get(url, headers=auth("hub-token-alice")).status_code == 200  # owner
     assert requests.get(url, headers=auth("hub-token-bob")).status_code == 200  # group
     error_of(requests.get(url, headers=auth("hub-token-eve")), 403, "forbidden", "'eve'")
     error_of(requests.get(url, headers=auth("not-a-token")), 401, "unauthorized", "neither")
-    calls = hub.calls
+    calls = hub_stand_in.calls
     for _ in range(6):
         requests.get(url, headers=auth("hub-token-bob"))
-    assert hub.calls - calls <= 2  # cached: at most one question per worker
+    assert hub_stand_in.calls - calls <= 2  # cached: at most one question per worker
 
 
 # ---------------------------------------------------------------- lifecycle
