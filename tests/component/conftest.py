@@ -56,9 +56,8 @@ def redis_server():
 
 @pytest.fixture(scope="module")
 def hub_stand_in():
-    stand_in = HubStandIn()
-    yield stand_in
-    stand_in.close()
+    with HubStandIn() as stand_in:
+        yield stand_in
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ class StandInHandler(BaseHTTPRequestHandler):
 
 class StandInServer:
     """Serves ``handler`` (a ``StandInHandler`` class) on ``host`` at a free port until
-    ``close``; ``url`` is ``http://host:port`` (no slash)."""
+    ``close`` (or the end of a ``with`` block); ``url`` is ``http://host:port`` (no slash)."""
 
     def __init__(self, handler, host="127.0.0.1"):
         self.httpd = ThreadingHTTPServer((host, 0), handler)
@@ -38,3 +38,9 @@ class StandInServer:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
