@@ -12,8 +12,9 @@ Measured, each over ``--runs`` runs with a fresh model (median, min, max):
 - rollout v1 -> v2 (1 replica): from the upload until every answer through the proxy is v2,
   and until the publisher reports it done (the old pod drained).
 
-The same real ``mlhub up`` (the cluster tests' harness, KubernetesDeployer with pod routes) and
-the throwaway serving image of the cluster tests are used. Everything it starts is stopped.
+The same real ``mlhub up`` as the cluster tests (their harness and their KubernetesDeployer
+settings, ``kubetest.deployer_config``: pod routes, short drains) and the same standard serving
+image are used. Everything it starts is stopped.
 
     .venv/bin/python bench/kube_times.py --runs 3
 """
@@ -24,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "component"), str(ROOT / "tests" / "cluster")]
 
 from embedded_hub import EmbeddedHub  # noqa: E402
-from kubetest import SCRIPT, Cluster, KubeAPI, serving_image  # noqa: E402
+from kubetest import SCRIPT, Cluster, KubeAPI, deployer_config, serving_image  # noqa: E402
 from mlhub.deployers import kube_objects  # noqa: E402
 from mlhub.deployers.base import ModelRef  # noqa: E402
 from mlhub.publisher.client import PublisherClient  # noqa: E402
@@ -102,20 +102,7 @@ def main():
     namespace = f"mlhub-bench-{int(time.time())}"
     api.create_namespace(namespace)
     tmp = Path(tempfile.mkdtemp(prefix="kube-bench-"))
-    config = textwrap.dedent(
-        f"""
-        c.MlhubSettings.internal_ip = "172.17.0.1"
-        c.PublisherApp.default_workers = 1
-        c.PublisherApp.deployer_class = "mlhub.deployers.kubernetes.KubernetesDeployer"
-        c.KubernetesDeployer.kubeconfig = {cluster.kubeconfig!r}
-        c.KubernetesDeployer.namespace = {namespace!r}
-        c.KubernetesDeployer.images = {{"python": {image!r}}}
-        c.KubernetesDeployer.image_pull_policy = "Never"
-        c.KubernetesDeployer.route_target = "pod"
-        c.KubernetesDeployer.drain_seconds = 3
-        c.KubernetesDeployer.termination_grace_seconds = 10
-        """
-    )
+    config = deployer_config(cluster.kubeconfig, namespace, image)
     hub = EmbeddedHub(tmp, config=config)
     try:
         hub.start()

@@ -83,6 +83,23 @@ class KubeAPI:
     def delete_namespace(self, name):
         self.request("DELETE", f"/api/v1/namespaces/{name}")
 
+    def create_host_path_volume(self, storage_class, path):
+        """A 1 Gi ReadWriteOnce PersistentVolume on the node's directory ``path``, named for and
+        in ``storage_class``: the test cluster has no volume provisioner, so a claim of that
+        class binds this one."""
+        pv = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": storage_class},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": storage_class,
+                "hostPath": {"path": str(path)},
+            },
+        }
+        self.request("POST", "/api/v1/persistentvolumes", json=pv).raise_for_status()
+
 
 def serving_image(runtime="python"):
     """The standard serving image of ``runtime`` (images/serving-<runtime>), built by the
@@ -92,10 +109,10 @@ def serving_image(runtime="python"):
     return ref
 
 
-def deployer_config(kubeconfig, namespace, image):
+def deployer_config(kubeconfig, namespace, image, runtime="python"):
     """Hub config lines of a publisher that runs models with the KubernetesDeployer in
-    ``namespace`` with the serving ``image`` (python), for the test cluster: pods reach the
-    publisher on the docker bridge, the proxy routes to a ready pod's IP, short drains."""
+    ``namespace`` with the serving ``image`` of ``runtime``, for the test cluster: pods reach
+    the publisher on the docker bridge, the proxy routes to a ready pod's IP, short drains."""
     return textwrap.dedent(
         f"""
         c.MlhubSettings.internal_ip = {BRIDGE_IP!r}
@@ -103,7 +120,7 @@ def deployer_config(kubeconfig, namespace, image):
         c.PublisherApp.deployer_class = "mlhub.deployers.kubernetes.KubernetesDeployer"
         c.KubernetesDeployer.kubeconfig = {kubeconfig!r}
         c.KubernetesDeployer.namespace = {namespace!r}
-        c.KubernetesDeployer.images = {{"python": {image!r}}}
+        c.KubernetesDeployer.images = {{{runtime!r}: {image!r}}}
         c.KubernetesDeployer.image_pull_policy = "Never"
         c.KubernetesDeployer.route_target = "pod"
         c.KubernetesDeployer.drain_seconds = 3

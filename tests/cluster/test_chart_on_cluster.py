@@ -98,18 +98,7 @@ def install(helm, chart, kube_api, tmp_path_factory, hub_image):
         # the test cluster has no volume provisioner: a hostPath volume for the publisher's claim
         volume_dir = tmp_path_factory.mktemp("publisher-volume")
         volume_dir.chmod(0o777)
-        pv = {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": storage_class},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": storage_class,
-                "hostPath": {"path": str(volume_dir)},
-            },
-        }
-        kube_api.request("POST", "/api/v1/persistentvolumes", json=pv).raise_for_status()
+        kube_api.create_host_path_volume(storage_class, volume_dir)
         # what the JupyterHub chart's `hub` Secret would hold for the publisher
         tokens = {
             "hub.services.mlhub-publisher.apiToken": secrets.token_hex(16),

@@ -18,6 +18,7 @@ import textwrap
 import pytest
 import requests
 from embedded_hub import EmbeddedHub, wait_for
+from kubetest import BRIDGE_IP
 from labpage import wait_for_kernel
 from mlhub.profiles import load_profiles
 from standard_images import standard_images
@@ -31,7 +32,6 @@ pytestmark = [
     pytest.mark.timeout(3600),
 ]
 
-BRIDGE_IP = "172.17.0.1"
 USER = "ada"
 # Every page load: copy the spawn page's event log (#progress-log) to sessionStorage.
 RECORD_PROGRESS = """
@@ -63,17 +63,6 @@ def kube_mode_hub(tmp_path_factory, kube_cluster, kube_api, extra_config=""):
     kube_api.create_namespace(namespace)
     volume = tmp_path_factory.mktemp("workspace")
     volume.chmod(0o777)
-    pv = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": storage_class},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "storageClassName": storage_class,
-            "hostPath": {"path": str(volume)},
-        },
-    }
     config = textwrap.dedent(
         f"""
         c.MlhubSettings.mode = "kubernetes"
@@ -87,7 +76,7 @@ def kube_mode_hub(tmp_path_factory, kube_cluster, kube_api, extra_config=""):
     ) + textwrap.dedent(extra_config)
     hub = EmbeddedHub(tmp_path_factory.mktemp("kubespawn"), config=config)
     try:
-        kube_api.request("POST", "/api/v1/persistentvolumes", json=pv).raise_for_status()
+        kube_api.create_host_path_volume(storage_class, volume)
         # KubeSpawner's client reads $KUBECONFIG once, when the hub imports it
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("KUBECONFIG", kube_cluster.kubeconfig)
