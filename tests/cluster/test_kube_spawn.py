@@ -19,7 +19,7 @@ import pytest
 import requests
 from embedded_hub import EmbeddedHub, wait_for
 from kubetest import BRIDGE_IP
-from labpage import wait_for_kernel
+from labpage import SUBMIT, log_in, notebook, wait_for_kernel
 from mlhub.profiles import load_profiles
 from standard_images import standard_images
 
@@ -112,11 +112,7 @@ def test_each_profile_spawns_its_image_and_loads_jupyterlab(
 ):
     hub, page = kube_hub, browser_page
     session = hub.login(USER, hub.password)
-    page.goto(f"{hub.url}hub/login")
-    page.fill("input[name=username]", USER)
-    page.fill("input[name=password]", hub.password)
-    page.click("input[type=submit], button[type=submit]")
-    page.wait_for_url("**/hub/spawn**")
+    log_in(page, hub.url, USER, hub.password)
     # the spawn page reloads itself when the server is ready: keep what its event log showed
     page.add_init_script(RECORD_PROGRESS)
     token = hub.token(USER, hub.password)
@@ -128,7 +124,7 @@ def test_each_profile_spawns_its_image_and_loads_jupyterlab(
         page.check(f"input[name=profile][value={profile.slug}]")
         page.select_option(f"select[name='profile-option-{profile.slug}--size']", "small")
         page.evaluate("sessionStorage.removeItem('progress')")
-        page.click("input[type=submit], button[type=submit]")
+        page.click(SUBMIT)
         page.wait_for_url(f"**/user/{USER}/lab**", timeout=240_000)
         # the progress page showed the pod's own events while it started
         events = page.evaluate("JSON.parse(sessionStorage.getItem('progress') || '[]')")
@@ -151,15 +147,15 @@ def test_each_profile_spawns_its_image_and_loads_jupyterlab(
             f"{hub.url}user/{USER}/api/kernelspecs", headers=auth, timeout=30
         ).json()
         assert set(specs["kernelspecs"]) == set(profile.kernels)
-        notebook = f"{profile.slug}.ipynb"
+        filename, kernel = f"{profile.slug}.ipynb", profile.kernels[0]
         requests.put(
-            f"{hub.url}user/{USER}/api/contents/{notebook}",
-            json={"type": "notebook", "content": _notebook(profile.kernels[0])},
+            f"{hub.url}user/{USER}/api/contents/{filename}",
+            json={"type": "notebook", "content": notebook([], kernel, kernel, "")},
             headers=auth,
             timeout=30,
         ).raise_for_status()
         # ?reset: not the tabs of the previous server (its notebooks' kernels may not be here)
-        page.goto(f"{hub.url}user/{USER}/lab/tree/{notebook}?reset")
+        page.goto(f"{hub.url}user/{USER}/lab/tree/{filename}?reset")
         assert wait_for_kernel(page, timeout=180_000).endswith(" | Idle")
 
         # the workspace persists across servers: the earlier profiles' notebooks are here
@@ -176,15 +172,6 @@ def test_each_profile_spawns_its_image_and_loads_jupyterlab(
     assert claim["status"]["phase"] == "Bound"
     saved = {f.name for f in hub.volume.iterdir()}
     assert {f"{p.slug}.ipynb" for p in notebook_images} <= saved
-
-
-def _notebook(kernel):
-    return {
-        "cells": [],
-        "metadata": {"kernelspec": {"name": kernel, "display_name": kernel, "language": ""}},
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
 
 
 def test_an_idle_server_is_stopped_by_the_culler(

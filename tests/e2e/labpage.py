@@ -1,4 +1,6 @@
-"""What the browser tests and ``bench/notebook_times.py`` need to know about JupyterLab's page.
+"""What the browser tests and ``bench/notebook_times.py`` need to know about the hub's and
+JupyterLab's pages: logging in and spawning as a user does, notebooks that name their kernel,
+and when a notebook's kernel is ready.
 
 Kept in one place because the obvious checks are wrong: JupyterLab's execution indicator reads
 ``idle`` while a notebook has no kernel at all ("No Kernel"), so waiting for it alone passes
@@ -7,6 +9,8 @@ before any kernel exists. The kernel is ready when the status bar's kernel item 
 Kernel``) means the kernel did not start by itself, which for a notebook whose metadata names
 an installed kernel is a fault worth failing on, not a step to click through.
 """
+
+import json
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -29,6 +33,46 @@ _KERNEL_STATE = """() => {
     && kernel.endsWith(' | Idle') && !kernel.startsWith('No Kernel');
   return idle ? {kernel: kernel} : null;
 }"""
+
+
+SUBMIT = "input[type=submit], button[type=submit]"
+
+
+def log_in(page, hub_url, user, password):
+    """Log in through the hub's login form, as a user does; returns on the spawn page."""
+    page.goto(f"{hub_url}hub/login")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", password)
+    page.click(SUBMIT)
+    page.wait_for_url("**/hub/spawn**")
+
+
+def spawn(page, user, profile, timeout):
+    """On the spawn page, pick ``profile`` (its slug) and start; returns once the browser is at
+    the user's server."""
+    page.check(f"input[name=profile][value={profile}]")
+    page.click(SUBMIT)
+    page.wait_for_url(f"**/user/{user}/**", timeout=timeout)
+
+
+def notebook(cells, kernel, display_name, language):
+    """An nbformat 4 notebook of code ``cells`` (sources) that names its kernel, as a saved
+    notebook does, so JupyterLab starts that kernel with no "Select Kernel" dialog."""
+    code = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None}
+    return {
+        "cells": [dict(code, source=source) for source in cells],
+        "metadata": {
+            "kernelspec": {"name": kernel, "display_name": display_name, "language": language}
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def write_notebook(path, cells, kernel, display_name, language):
+    """Save ``notebook(...)`` at ``path`` (e.g. in a user's workspace), making its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(notebook(cells, kernel, display_name, language)))
 
 
 class KernelDialog(AssertionError):

@@ -6,11 +6,9 @@ name, click Publish, read the endpoint and key the panel shows, and call the end
 predictions must equal the same pipeline's in-process predictions.
 """
 
-import json
-
 import pytest
 import requests
-from labpage import run_all_cells, wait_for_kernel
+from labpage import log_in, run_all_cells, spawn, wait_for_kernel, write_notebook
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -36,43 +34,15 @@ mlhub.publish_panel(example=X.head(3))
 """
 
 
-def _notebook(cells):
-    return {
-        "cells": [
-            {
-                "cell_type": "code",
-                "metadata": {},
-                "source": src,
-                "outputs": [],
-                "execution_count": None,
-            }
-            for src in cells
-        ],
-        "metadata": {
-            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-        },
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
-
-
 def test_login_spawn_notebook_publish_predict(platform, browser_page):
     user, password = platform.add_user("ada")
-    workspace = platform.workspace(user)
-    workspace.mkdir(parents=True, exist_ok=True)
-    (workspace / "defects.ipynb").write_text(json.dumps(_notebook([TRAIN, PANEL])))
+    notebook = platform.workspace(user) / "defects.ipynb"
+    write_notebook(notebook, [TRAIN, PANEL], "python3", "Python 3", "python")
 
     page = browser_page
-    page.goto(f"{platform.url}hub/login")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", password)
-    page.click("input[type=submit], button[type=submit]")
-
+    log_in(page, platform.url, user, password)
     # The spawn page offers the profiles; choose "Python (standard)", size "small".
-    page.wait_for_url("**/hub/spawn**")
-    page.check("input[name=profile][value=python]")
-    page.click("input[type=submit], button[type=submit]")
-    page.wait_for_url(f"**/user/{user}/**", timeout=90_000)
+    spawn(page, user, "python", timeout=90_000)
 
     # The user server runs the mlhub server extension, and it reaches the publisher.
     status = page.request.get(f"{platform.url}user/{user}/mlhub/api/status")

@@ -13,7 +13,7 @@ import re
 
 import pytest
 import requests
-from labpage import run_all_cells, wait_for_kernel
+from labpage import log_in, run_all_cells, spawn, wait_for_kernel, write_notebook
 from mlhub import rlang
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.component]
@@ -38,41 +38,16 @@ cat(sprintf("publish took %.2f s\\n", took[["elapsed"]]))
 """
 
 
-def _notebook(cells):
-    return {
-        "cells": [
-            {
-                "cell_type": "code",
-                "metadata": {},
-                "source": src,
-                "outputs": [],
-                "execution_count": None,
-            }
-            for src in cells
-        ],
-        "metadata": {"kernelspec": {"name": "ir", "display_name": "R", "language": "R"}},
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
-
-
 def test_r_notebook_publishes_and_predictions_equal_r(platform, browser_page):
     if rlang.rscript() is None:
         pytest.fail(f"R is not installed: {rlang.INSTALL_HINT} (scripts/system-deps does it)")
     user, password = platform.add_user("rosa")
     workspace = platform.workspace(user)
-    workspace.mkdir(parents=True, exist_ok=True)
-    (workspace / "defects-r.ipynb").write_text(json.dumps(_notebook([FIT, PUBLISH])))
+    write_notebook(workspace / "defects-r.ipynb", [FIT, PUBLISH], "ir", "R", "R")
 
     page = browser_page
-    page.goto(f"{platform.url}hub/login")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", password)
-    page.click("input[type=submit], button[type=submit]")
-    page.wait_for_url("**/hub/spawn**")
-    page.check("input[name=profile][value=r]")
-    page.click("input[type=submit], button[type=submit]")
-    page.wait_for_url(f"**/user/{user}/**", timeout=120_000)
+    log_in(page, platform.url, user, password)
+    spawn(page, user, "r", timeout=120_000)
 
     page.goto(f"{platform.url}user/{user}/lab/tree/defects-r.ipynb")
     assert wait_for_kernel(page, timeout=120_000).startswith("R |")
