@@ -8,7 +8,6 @@ never on another network.
 """
 
 import hashlib
-import http.server
 import json
 import subprocess
 import threading
@@ -21,6 +20,7 @@ import requests
 from mlhub.bundle import bundle_digest, pack, save_bundle
 from mlhub.images.smoke import published_port
 from sklearn.ensemble import RandomForestClassifier
+from standin_http import StandInHandler, StandInServer
 
 KEY = "mlhk_image-test-key"
 
@@ -176,7 +176,7 @@ def test_bad_input_gets_a_json_4xx_and_serving_goes_on(server):
     assert ok.status_code == 200
 
 
-class BundleServer:
+class BundleServer(StandInServer):
     """Serves one packed bundle at /bundle.tar.gz to requests with the right token; ``hold``
     makes it wait before answering (a slow network), so a test can act mid-fetch."""
 
@@ -186,30 +186,21 @@ class BundleServer:
         self.requests = 0
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(StandInHandler):
             def do_GET(self):
                 outer.requests += 1
                 outer.hold.wait(60)
                 if self.headers.get("Authorization") != f"token {token}":
                     self.send_error(401)
                     return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/gzip")
-                self.send_header("Content-Length", str(len(archive)))
-                self.end_headers()
-                self.wfile.write(archive)
+                self.reply(200, archive, "application/gzip")
 
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer((host, 0), Handler)
-        self.url = f"http://{host}:{self.httpd.server_address[1]}/bundle.tar.gz"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        super().__init__(Handler, host)
+        self.url += "/bundle.tar.gz"
 
     def close(self):
         self.hold.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().close()
 
 
 def bridge_address():
