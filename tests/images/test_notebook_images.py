@@ -9,12 +9,10 @@ server's REST API and runs code over its websocket: a kernel that is listed but 
 (a broken IRkernel, a missing R library) fails here.
 """
 
-import time
-
 import pytest
 import requests
+from image_containers import run_published, wait_answer
 from kernel_channel import execute
-from mlhub.images.smoke import published_port
 
 KERNELS = {
     "notebook-python": {"python3"},
@@ -25,43 +23,21 @@ TOKEN = "image-test-token"
 
 
 def run(engine, image, command=None, env=None):
-    container = engine.containers.run(
-        image, command, environment=env, ports={"8888/tcp": ("127.0.0.1", None)}, detach=True
-    )
-    port = published_port(container, 8888)
-    assert port, container.logs().decode()
-    return container, f"http://127.0.0.1:{port}"
-
-
-def wait_for(container, url, headers=None, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            reply = requests.get(url, headers=headers, timeout=5)
-            if reply.status_code == 200:
-                return reply
-        except requests.ConnectionError:
-            pass
-        container.reload()
-        assert container.status != "exited", container.logs().decode()
-        time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer in {timeout} s:\n{container.logs().decode()}")
+    return run_published(engine, image, 8888, command=command, environment=env)
 
 
 @pytest.fixture(scope="module")
 def hub_api(engine, built):
     """The hub image's API as other containers reach it (through its proxy)."""
-    hub = engine.containers.run(
+    hub, url = run_published(
+        engine,
         built["hub"],
-        ["mlhub", "up"],
+        8000,
+        command=["mlhub", "up"],
         environment={"MLHUB_MODE": "embedded", "MLHUB_IP": "0.0.0.0"},
-        ports={"8000/tcp": ("127.0.0.1", None)},
-        detach=True,
     )
     try:
-        port = published_port(hub, 8000)
-        assert port, hub.logs().decode()
-        wait_for(hub, f"http://127.0.0.1:{port}/hub/api")
+        wait_answer(hub, f"{url}/hub/api")
         hub.reload()
         yield f"http://{hub.attrs['NetworkSettings']['IPAddress']}:8000/hub/api"
     finally:
@@ -83,7 +59,7 @@ def test_singleuser_starts_as_the_hub_would_start_it(engine, built, hub_api, nam
         },
     )
     try:
-        assert "version" in wait_for(container, f"{url}/user/ada/api").json()
+        assert "version" in wait_answer(container, f"{url}/user/ada/api").json()
         # The server runs as the image's user, not root.
         code, out = container.exec_run(["id", "-u"])
         assert out.decode().strip() == "1000"
@@ -103,7 +79,7 @@ def test_every_expected_kernel_is_listed_and_starts(engine, built, name):
     )
     auth = {"Authorization": f"token {TOKEN}"}
     try:
-        specs = wait_for(container, f"{url}/api/kernelspecs", auth).json()["kernelspecs"]
+        specs = wait_answer(container, f"{url}/api/kernelspecs", auth).json()["kernelspecs"]
         assert KERNELS[name] <= set(specs)
         for kernel in KERNELS[name]:
             started = requests.post(f"{url}/api/kernels", json={"name": kernel}, headers=auth)

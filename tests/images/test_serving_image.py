@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+from image_containers import run_published, wait_answer
 from mlhub.bundle import bundle_digest, pack, save_bundle
 from mlhub.images.smoke import published_port
 from sklearn.ensemble import RandomForestClassifier
@@ -59,31 +60,11 @@ def access(tmp_path_factory):
 
 
 def start(engine, image, env=None, volumes=None):
-    container = engine.containers.run(
-        image,
-        environment=env,
-        volumes=volumes,
-        ports={"8080/tcp": ("127.0.0.1", None)},
-        detach=True,
-    )
-    port = published_port(container, 8080)
-    assert port, container.logs().decode()
-    return container, f"http://127.0.0.1:{port}"
+    return run_published(engine, image, 8080, environment=env, volumes=volumes)
 
 
 def wait_ready(container, url, timeout=90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            reply = requests.get(f"{url}/readyz", timeout=5)
-            if reply.status_code == 200:
-                return reply.json()
-        except requests.ConnectionError:
-            pass
-        container.reload()
-        assert container.status != "exited", container.logs().decode()
-        time.sleep(0.3)
-    raise AssertionError(f"not ready in {timeout} s:\n{container.logs().decode()}")
+    return wait_answer(container, f"{url}/readyz", timeout=timeout, interval=0.3).json()
 
 
 @pytest.fixture(scope="module")
