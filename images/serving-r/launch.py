@@ -23,7 +23,8 @@ instance's lifetime; SIGTERM stops every child (nginx finishes its requests firs
 When a child exits on its own the others are stopped and this exits 1, so the instance is
 replaced whole (by the orchestrator, or by the local deployer's supervisor) rather than serving
 with fewer processes than it reports. Runtime files (nginx's configuration, pid and temp files,
-the metrics) live in a per-instance directory, removed at exit.
+the metrics) live in a per-instance directory, removed at exit (or, if this process was killed,
+by the next launcher).
 
 Without nginx (a machine serving embedded without ``nginx-light``) one worker is plumber
 alone, exec'd in this process (same pid); more are refused with what to install.
@@ -47,6 +48,7 @@ NGINX_HINT = "install nginx where models are served (Debian/Ubuntu: `apt-get ins
 _SBIN = ("/usr/sbin", "/usr/local/sbin")  # where nginx is installed; not on every user's PATH
 _PORT_TRIES = 3  # starts of one plumber on a fresh port after its port was taken
 _POLL = 0.05  # seconds between checks that the plumber processes listen
+RUN_PREFIX = "mlhub-serving-r-"  # + the launcher's pid: run dirs of killed launchers are found
 
 
 def log(message):
@@ -116,6 +118,19 @@ def _taken(port):
     return False
 
 
+def remove_stale_run_dirs(tmp=None):
+    """Remove this user's run dirs whose launcher no longer runs (one killed with SIGKILL had
+    no chance to remove its own)."""
+    for path in Path(tmp or tempfile.gettempdir()).glob(f"{RUN_PREFIX}*-*"):
+        pid = path.name.removeprefix(RUN_PREFIX).split("-", 1)[0]
+        try:
+            mine = path.stat().st_uid == os.geteuid()
+        except OSError:
+            continue
+        if mine and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _start_plumbers(supervisor, workers, env):
     """Start the plumber processes and wait until each listens; return their ports, or None if
     one exited first (or a stop came)."""
@@ -152,7 +167,8 @@ def serve(args, env, nginx):
     supervisor = frontend.Supervisor(log)
     signal.signal(signal.SIGTERM, supervisor.stop)
     signal.signal(signal.SIGINT, supervisor.stop)
-    run_dir = tempfile.mkdtemp(prefix="mlhub-serving-r-")
+    remove_stale_run_dirs()
+    run_dir = tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{os.getpid()}-")
     try:
         metrics = Path(run_dir, "metrics")
         metrics.mkdir()

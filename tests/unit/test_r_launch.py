@@ -3,6 +3,7 @@ plumber processes, and the refusal of several R workers where nginx is not insta
 processes themselves run in tests/component/test_r_models_embedded.py and the serving-r image's
 smoke test."""
 
+import os
 import stat
 
 from mlhub.serving.settings import Settings
@@ -67,3 +68,14 @@ def test_launcher_refuses_several_workers_without_nginx_before_starting_r(
     rscript.chmod(0o755)
     assert launch.main(["--bundle", str(tmp_path), "--workers", "2", "--port", "1"]) == 2
     assert "apt-get install nginx-light" in capsys.readouterr().err
+
+
+def test_run_dirs_of_launchers_that_no_longer_run_are_removed(tmp_path):
+    """A launcher killed with SIGKILL cannot remove its run dir; the next one does."""
+    dead = tmp_path / f"{launch.RUN_PREFIX}4999999-abc"  # above any pid_max: never running
+    running = tmp_path / f"{launch.RUN_PREFIX}{os.getpid()}-def"
+    other = tmp_path / "mlhub-serving-python"
+    for path in (dead, running, other):
+        (path / "metrics").mkdir(parents=True)
+    launch.remove_stale_run_dirs(tmp_path)
+    assert not dead.exists() and running.exists() and other.exists()
