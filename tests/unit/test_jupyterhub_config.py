@@ -36,7 +36,8 @@ def test_embedded_defaults(monkeypatch, tmp_path):
     assert c.JupyterHub.db_url == f"sqlite:///{data}/jupyterhub.sqlite"
     assert c.JupyterHub.cookie_secret_file == str(data / "jupyterhub_cookie_secret")
     assert c.ConfigurableHTTPProxy.command == [
-        str(Path(sys.executable).parent / "configurable-http-proxy")
+        str(Path(sys.executable).parent / "configurable-http-proxy"),
+        "--proxy-timeout=900000",  # MlhubSettings.proxy_timeout, in ms
     ]
     assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:8001"
     token_file = data / "proxy_token"
