@@ -333,12 +333,20 @@ def start_mlhub(name, model_dir, work, batching):
         argv,
         env=env,
         log=work / f"{name}-{model_dir.name}.log",
-        ready_url=f"http://127.0.0.1:{port}/readyz",
-        url=f"http://127.0.0.1:{port}",
-        path="/v1/predict",
-        body=lambda row: {"instances": [row]},
-        headers={"Authorization": f"token {KEY}"},
+        **mlhub_contract(port),
     )
+
+
+def mlhub_contract(port):
+    """How the load generator reaches an mlhub server on ``port`` (the embedded runtime and the
+    image answer the same serving contract): readiness, predict route, body and API key."""
+    return {
+        "ready_url": f"http://127.0.0.1:{port}/readyz",
+        "url": f"http://127.0.0.1:{port}",
+        "path": "/v1/predict",
+        "body": lambda row: {"instances": [row]},
+        "headers": {"Authorization": f"token {KEY}"},
+    }
 
 
 def serving_image():
@@ -371,12 +379,8 @@ def start_image(model_dir, work, image):
             argv,
             env=os.environ.copy(),
             log=work / f"mlhub-image-{model_dir.name}.log",
-            ready_url=f"http://127.0.0.1:{port}/readyz",
-            url=f"http://127.0.0.1:{port}",
-            path="/v1/predict",
-            body=lambda row: {"instances": [row]},
-            headers={"Authorization": f"token {KEY}"},
             container=name,
+            **mlhub_contract(port),
         )
     except Skip:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
