@@ -3,15 +3,23 @@
 #   make test  run the whole test suite: lint, unit, component, browser layers
 # `.ci/run` calls `make test`.
 
-PYTHON ?= python3
+# As root, mlhub runs multi-user mode: every user's server and models run from this venv as
+# their own system account, so its Python must be one every account can run (Debian's), not
+# one under /root such as pyenv's.
+PYTHON ?= $(if $(filter 0,$(shell id -u)),$(or $(wildcard /usr/bin/python3),python3),python3)
+PYTHON_REAL := $(realpath $(shell command -v $(PYTHON)))
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.mlhub-installed
+# one stamp per interpreter: another PYTHON makes the venv again
+STAMP := $(VENV)/.mlhub-installed$(subst /,-,$(PYTHON_REAL))
 PYTEST_ARGS ?=
 
 .PHONY: up test lint install
 
 $(STAMP): setup.py pyproject.toml
+	if [ -x $(BIN)/python ] && [ "$$(readlink -f $(BIN)/python)" != "$(PYTHON_REAL)" ]; then \
+		echo "$(VENV) was made with $$(readlink -f $(BIN)/python); making it with $(PYTHON_REAL)"; \
+		rm -rf $(VENV); fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e .
@@ -33,5 +41,6 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	scripts/system-deps
+	scripts/open-checkout
 	$(MAKE) lint
 	$(BIN)/pytest -ra $(PYTEST_ARGS)

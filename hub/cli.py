@@ -17,7 +17,9 @@ from mlhub.errors import MlhubError
 
 USERS_HELP = """\
 Manage the login accounts of the embedded mode (stored in <data-dir>/accounts.sqlite).
-Changes apply while the hub runs, within a minute or at the user's next login.
+Changes apply while the hub runs, within a minute or at the user's next login. In multi-user
+mode (run as root) each account also gets a system account of its own (mlhub-<name>), which
+its notebook server and published models run as.
 """
 
 
@@ -90,9 +92,16 @@ def _add_users_parser(subparsers, common):
     groups.add_argument("--no-groups", dest="groups", action="store_const", const=[])
 
     delete = actions.add_parser(
-        "delete", help="delete an account (its workspace is kept)", parents=[common]
+        "delete",
+        help="delete an account; its system account is locked and its workspace kept",
+        parents=[common],
     )
     delete.add_argument("name")
+    delete.add_argument(
+        "--remove-workspace",
+        action="store_true",
+        help="also delete the workspace and the system account (cannot be undone)",
+    )
 
 
 def _add_lazy(subparsers, command, help_text, load):
@@ -193,11 +202,38 @@ def _users_list(store, args, settings):
     return 0
 
 
+def _check_single_user(store, settings):
+    """Single-user mode runs every account's code as one system account: a second account
+    would share everything with the first, so it is refused unless asked for."""
+    from mlhub.errors import Conflict
+
+    if settings.multi_user or settings.shared_single_user or not store.list():
+        return
+    raise Conflict(
+        "single-user mode (mlhub runs as this account, not root): everything every account "
+        "runs would share this account's rights, files and the platform's secrets, so a second "
+        "account is refused. For a team, run mlhub as root (multi-user mode: a system account "
+        "per user); to share anyway, set c.MlhubSettings.shared_single_user = True "
+        "(MLHUB_SHARED_SINGLE_USER=1)."
+    )
+
+
 def _users_add(store, args, settings):
+    _check_single_user(store, settings)
+    users = settings.system_users()
     password, generated = _read_password(args.password_stdin)
     account = store.add(args.name, password, admin=args.admin, groups=args.group)
+    system = None
+    if users is not None:
+        try:
+            system = users.ensure(account.name, unlock=True)
+        except MlhubError:
+            store.delete(account.name)  # no half-made user: nothing of theirs could run
+            raise
     print(f"created {'admin ' if account.admin else ''}account {account.name!r}", end="")
     print(f" in groups {', '.join(account.groups)}" if account.groups else "")
+    if system is not None:
+        print(f"system account {system.name!r} (uid {system.uid}), workspace {system.home}")
     if generated:
         print(f"password: {password}")
     return 0
@@ -233,7 +269,23 @@ def _users_set(store, args, settings):
 
 def _users_delete(store, args, settings):
     store.delete(args.name)
-    print(f"deleted account {args.name!r}; workspace kept in {settings.path('workspaces')}")
+    users = settings.system_users()
+    workspace = settings.workspace(args.name)
+    if args.remove_workspace:
+        if users is not None:
+            users.remove(args.name, workspace=True)
+        else:
+            import shutil
+
+            shutil.rmtree(workspace, ignore_errors=True)
+        print(f"deleted account {args.name!r} and its workspace {workspace}")
+        return 0
+    if users is not None:
+        users.lock(args.name)
+        print(f"deleted account {args.name!r}; system account {users.name(args.name)!r} locked")
+    else:
+        print(f"deleted account {args.name!r}")
+    print(f"workspace kept in {workspace}")
     return 0
 
 
@@ -249,6 +301,8 @@ USERS_ACTIONS = {
 def run_users(args, settings):
     from mlhub.accounts import AccountStore
 
+    settings.check_user_mode()
+    os.umask(0o077)  # the account database and secrets are the platform's alone (mlhub.datadir)
     store = AccountStore(settings.path("accounts.sqlite"))
     return USERS_ACTIONS[args.users_command](store, args, settings)
 

@@ -14,6 +14,7 @@ import subprocess
 from importlib.resources import files
 from pathlib import Path
 
+from mlhub.datadir import readable_by_all
 from mlhub.errors import InvalidBundle
 
 RSCRIPT = "Rscript"
@@ -100,4 +101,5 @@ def install_helper(library):
     if result.returncode != 0:
         raise RuntimeError(f"R CMD INSTALL of the mlhub R helper failed:\n{result.stderr[-2000:]}")
     stamp.write_text(wanted)
+    readable_by_all(library)  # installed by the hub (root, umask 077), loaded by every user
     return library

@@ -13,16 +13,28 @@ JupyterHub, Spawner or Authenticator setting, for example::
 """
 
 import functools
+import hashlib
 import os
+import re
 from pathlib import Path
 
 from mlhub.errors import MlhubError
 from mlhub.profiles import PROFILES_DIR
-from traitlets import Enum, Float, Integer, Unicode, default, validate
+from traitlets import Bool, Enum, Float, Integer, Unicode, default, validate
 from traitlets.config import Config, Configurable, PyFileConfigLoader
 
 CONFIG_FILE_ENV = "MLHUB_CONFIG_FILE"
 PUBLISHER_SERVICE = "mlhub-publisher"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$")
+
+
+def safe_name(name):
+    """``name`` if it is safe as one path component, else a readable escaped form + hash
+    (distinct names stay distinct): how a hub user's workspace folder is named."""
+    if _SAFE_NAME.match(name) and len(name) <= 100:
+        return name
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:80].lstrip("._") or "user"
+    return f"{cleaned}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 class MlhubSettings(Configurable):
@@ -146,6 +158,67 @@ class MlhubSettings(Configurable):
         """,
     ).tag(config=True)
 
+    workspaces_dir = Unicode(
+        help="""Folder holding one workspace per hub user (``<workspaces_dir>/<user>/``), the
+        user's notebook root and ``$HOME``; in multi-user mode owned by the user's system
+        account, mode 0700. Default: ``<data_dir>/workspaces``. Environment:
+        ``MLHUB_WORKSPACES_DIR``.
+        """,
+    ).tag(config=True)
+
+    @default("workspaces_dir")
+    def _default_workspaces_dir(self):
+        return self.path("workspaces")
+
+    @validate("workspaces_dir")
+    def _absolute_workspaces_dir(self, proposal):
+        return str(Path(proposal.value).expanduser().resolve())
+
+    user_mode = Enum(
+        ["auto", "multi", "single"],
+        "auto",
+        help="""Embedded mode only: whose rights each user's code runs with.
+
+        ``multi``: every hub user gets a system account of their own
+        (``<system_user_prefix><name>``, made by ``mlhub users add`` or at the first spawn or
+        publish); their notebook server, kernels, terminals and published models run as that
+        account, and the platform's state is readable by root alone. Needs ``mlhub up`` to run
+        as root. ``single``: everything runs as the account that runs ``mlhub up`` (a laptop,
+        one person); a second login account is refused unless ``shared_single_user`` is set.
+        ``auto``: ``multi`` when ``mlhub up`` runs as root, else ``single``.
+
+        Default: ``auto``. Environment: ``MLHUB_USER_MODE``.
+        """,
+    ).tag(config=True)
+
+    system_user_prefix = Unicode(
+        "mlhub-",
+        help="""Multi-user mode: the prefix of the system account of each hub user, e.g.
+        ``mlhub-alice`` for ``alice``. Names that are not valid system user names (or too long)
+        are shortened and given a hash, so every hub user gets an account of their own.
+        Default: ``mlhub-``. Environment: ``MLHUB_SYSTEM_USER_PREFIX``.
+        """,
+    ).tag(config=True)
+
+    @validate("system_user_prefix")
+    def _valid_prefix(self, proposal):
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,11}", proposal.value):
+            raise ValueError(
+                f"system_user_prefix {proposal.value!r}: use 1-12 lower-case letters, digits "
+                "or '-', starting with a letter"
+            )
+        return proposal.value
+
+    shared_single_user = Bool(
+        False,
+        help="""Single-user mode: allow more than one login account although every account's
+        code runs as the same system account (anyone can read and change everyone's files,
+        models and the platform's secrets). ``mlhub up`` then prints a warning at every start.
+        For a trusted group trying mlhub out; a shared server should run multi-user mode
+        (``mlhub up`` as root). Default: False. Environment: ``MLHUB_SHARED_SINGLE_USER``.
+        """,
+    ).tag(config=True)
+
     config_file = Unicode(
         "",
         help="""The mlhub config file these settings were read from ("" if none). Set from
@@ -154,8 +227,49 @@ class MlhubSettings(Configurable):
     )
 
     def path(self, *parts):
-        """A path inside the data directory, e.g. ``settings.path("workspaces", "alice")``."""
+        """A path inside the data directory, e.g. ``settings.path("logs")``."""
         return os.path.join(self.data_dir, *parts)
+
+    def workspace(self, user):
+        """The workspace folder of hub user ``user``."""
+        return os.path.join(self.workspaces_dir, safe_name(user))
+
+    @property
+    def multi_user(self):
+        """Whether users' code runs under system accounts of their own (embedded mode)."""
+        if self.mode != "embedded":
+            return False
+        if self.user_mode == "auto":
+            return os.geteuid() == 0
+        return self.user_mode == "multi"
+
+    def check_user_mode(self):
+        """Refuse what this process cannot do: multi-user mode needs root, and the data
+        directory must be this account's (a root-owned one is a multi-user install)."""
+        if self.multi_user and os.geteuid() != 0:
+            raise MlhubError(
+                "user_mode is 'multi' (a system account per user), which needs root: run "
+                "mlhub as root, or set c.MlhubSettings.user_mode = 'single' for one person"
+            )
+        try:
+            owner = os.stat(self.data_dir).st_uid
+        except FileNotFoundError:
+            return
+        if owner != os.geteuid() and os.geteuid() != 0:
+            raise MlhubError(
+                f"the data directory {self.data_dir} belongs to uid {owner}, not to this "
+                f"account (uid {os.geteuid()}): run mlhub as its owner"
+                + (" (sudo mlhub ...: it is a multi-user install)" if owner == 0 else "")
+            )
+
+    def system_users(self):
+        """The system accounts of multi-user mode (``mlhub.sysusers.SystemUsers``), or None
+        in single-user and Kubernetes mode, where no system account is made."""
+        if not self.multi_user:
+            return None
+        from mlhub.sysusers import SystemUsers
+
+        return SystemUsers(self.system_user_prefix, self.workspace)
 
     @property
     def publisher_url(self):

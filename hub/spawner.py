@@ -1,15 +1,19 @@
 """The embedded mode's spawner: local user servers that honour the spawner profiles.
 
-``ProfileLocalSpawner`` is JupyterHub's ``SimpleLocalProcessSpawner`` (every server runs as the
-hub's OS user, so no system accounts are needed) plus what KubeSpawner's ``profile_list`` gives
-on Kubernetes: a profile and size picker on the spawn page, filtered by the user's JupyterHub
-groups and checked again on the server side, and a server that gets the profile's kernels,
-environment and resource limits. Each user works in ``<data_dir>/workspaces/<user>/``, which is
-both the notebook root and ``$HOME``, so it survives restarts.
+``ProfileLocalSpawner`` is JupyterHub's ``LocalProcessSpawner`` plus what KubeSpawner's
+``profile_list`` gives on Kubernetes: a profile and size picker on the spawn page, filtered by
+the user's JupyterHub groups and checked again on the server side, and a server that gets the
+profile's kernels, environment and resource limits. Each user works in their workspace
+(``MlhubSettings.workspace``), both the notebook root and ``$HOME``, so it survives restarts.
+
+In multi-user mode (``MlhubSettings.multi_user``) the server, and so every kernel and terminal,
+runs as the user's own system account (``mlhub.sysusers``, made at the first spawn if
+``mlhub users add`` has not made it), with LocalProcessSpawner's setuid/setgid, inside the
+size's cgroup (joined while still root, so it cannot leave it). In single-user mode it runs as
+the hub's own account, as JupyterHub's ``SimpleLocalProcessSpawner`` does.
 """
 
 import asyncio
-import hashlib
 import os
 import re
 import sys
@@ -17,25 +21,17 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from jupyter_client.kernelspec import KernelSpecManager
-from jupyterhub.spawner import SimpleLocalProcessSpawner
+from jupyterhub.spawner import LocalProcessSpawner
 from mlhub import rlang
 from mlhub.errors import Conflict, MlhubError
 from mlhub.limits import Cgroups, Limits, preexec
 from mlhub.profiles.loader import SIZE_OPTION, load_profiles, profiles_for, resolve_choice
-from mlhub.settings import hub_settings
+from mlhub.settings import hub_settings, safe_name
 from tornado import web
 from traitlets import Any, Enum, HasTraits, Unicode, default
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$")
-
-
-def safe_name(name):
-    """``name`` if it is safe as one path component, else a readable escaped form + hash."""
-    if _SAFE_NAME.match(name) and len(name) <= 100:
-        return name
-    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:80].lstrip("._") or "user"
-    return f"{cleaned}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+USER_UMASK = 0o022  # what a login gives; the hub itself runs with 077 (mlhub.datadir)
 
 
 def http_error(error):
@@ -85,18 +81,29 @@ class ProfileSource(HasTraits):
             raise http_error(e) from None
 
 
-class ProfileLocalSpawner(ProfileSource, SimpleLocalProcessSpawner):
-    """Local user servers with a profile picker (profile + size) and per-user workspaces."""
+class ProfileLocalSpawner(ProfileSource, LocalProcessSpawner):
+    """Local user servers with a profile picker (profile + size) and per-user workspaces, each
+    run as its user's system account in multi-user mode."""
 
-    workspaces_dir = Unicode(
-        help="""Folder holding one workspace per user (``<workspaces_dir>/<user>/``), used as the
-        notebook root and ``$HOME``. Default: ``<MlhubSettings.data_dir>/workspaces``.
-        """,
-    ).tag(config=True)
+    home_dir = Unicode(
+        help="The user's workspace: notebook root and $HOME (``MlhubSettings.workspace``)."
+    )
 
-    @default("workspaces_dir")
-    def _default_workspaces_dir(self):
-        return hub_settings().path("workspaces")
+    @default("home_dir")
+    def _default_home_dir(self):
+        return hub_settings().workspace(self.user.name)
+
+    system_users = Any(
+        help="""The system accounts servers run as (``mlhub.sysusers.SystemUsers``), or None to
+        run them as the hub's own account. Default: ``MlhubSettings.system_users()``, i.e. per
+        ``MlhubSettings.user_mode``."""
+    )
+
+    @default("system_users")
+    def _default_system_users(self):
+        return hub_settings().system_users()
+
+    account = Any(None, help="The system account this server runs as (set at start), or None.")
 
     r_library = Unicode(
         help="""R library folder where the mlhub R helper (``mlhub::publish``) is installed for
@@ -153,10 +160,6 @@ class ProfileLocalSpawner(ProfileSource, SimpleLocalProcessSpawner):
     size = Any(None, help="The Size this server runs (set from user_options at start).")
 
     # -- where the server runs -------------------------------------------------------------
-
-    @default("home_dir")
-    def _default_home_dir(self):
-        return os.path.join(self.workspaces_dir, safe_name(self.user.name))
 
     @default("notebook_dir")
     def _default_notebook_dir(self):
@@ -274,8 +277,8 @@ class ProfileLocalSpawner(ProfileSource, SimpleLocalProcessSpawner):
 
     def get_args(self):
         args = list(super().get_args())
-        if os.geteuid() == 0:
-            args.append("--allow-root")
+        if os.geteuid() == 0 and self.account is None:
+            args.append("--allow-root")  # single-user mode run as root
         if self.profile is not None:
             kernels = [k for k in self.profile.kernels if k in installed_kernels()]
             args.append(f"--KernelSpecManager.allowed_kernelspecs={kernels!r}")
@@ -296,6 +299,15 @@ class ProfileLocalSpawner(ProfileSource, SimpleLocalProcessSpawner):
         env["MLHUB_PUBLIC_URL"] = self.mlhub_public_url
         return env
 
+    def user_env(self, env):
+        """``USER``, ``HOME`` (the workspace) and ``SHELL`` of the account the server runs as."""
+        if self.account is not None:
+            env.update(self.account.env())
+        else:
+            env.update(USER=self.user.name, SHELL="/bin/bash")
+        env["HOME"] = self.home_dir
+        return env
+
     def _cgroups(self):
         if self.limit_method not in ("auto", "cgroup"):
             return None
@@ -313,14 +325,21 @@ class ProfileLocalSpawner(ProfileSource, SimpleLocalProcessSpawner):
             self.log.info("%s: limits %s in %s", self._log_name, limits, cgroups)
         elif rlimit:
             self.log.info("%s: no cgroups; RLIMIT_DATA %s per process", self._log_name, rlimit)
-        join = preexec(procs, rlimit)
-        chdir = super().make_preexec_fn(name)
+        join = preexec(procs, rlimit)  # as root: a demoted process may not join a cgroup
+        if self.account is not None:
+            return self.account.preexec(chdir=self.home_dir, umask=USER_UMASK, before=join)
+        home = self.home_dir
 
         def preexec_fn():
             join()
-            chdir()
+            os.umask(USER_UMASK)
+            os.chdir(home)
 
         return preexec_fn
+
+    async def move_certs(self, paths):
+        """Internal SSL is not used by the embedded hub: the certificates stay where they are."""
+        return paths
 
     def _wants_r_helper(self):
         return bool(
@@ -331,7 +350,14 @@ class ProfileLocalSpawner(ProfileSource, SimpleLocalProcessSpawner):
         )
 
     async def start(self):
-        os.makedirs(self.home_dir, exist_ok=True)
+        if self.system_users is not None:
+            try:
+                self.account = await asyncio.to_thread(self.system_users.ensure, self.user.name)
+            except MlhubError as e:
+                self.log.error("%s: no system account: %s", self._log_name, e.message)
+                raise http_error(e) from None
+        else:
+            os.makedirs(self.home_dir, 0o700, exist_ok=True)
         if self._wants_r_helper():
             # An R kernel without the helper would only say "no package called 'mlhub'" later.
             try:

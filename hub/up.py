@@ -8,6 +8,11 @@ which stops everything it started; ``mlhub up`` then makes sure of it: it is a *
 uWSGI worker) is re-parented to it instead of to init, and is stopped before ``mlhub up`` exits.
 All state lives in the data directory, so the next ``mlhub up`` finds users, workspaces and
 published models where they were.
+
+Run as root it is multi-user mode (``MlhubSettings.user_mode``): every user's code runs as their
+own system account and the data directory is readable by root alone (``mlhub.datadir``); the
+hub and everything it starts run with umask 077, so nothing is readable by others by accident.
+Run as another account it is single-user mode, and the banner says so.
 """
 
 import contextlib
@@ -24,6 +29,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from mlhub import datadir
 from mlhub.accounts import AccountStore, write_secret_file
 from mlhub.errors import Conflict, MlhubError
 from mlhub.profiles import load_profiles
@@ -43,18 +49,31 @@ def ensure_secret(path, nbytes=32):
         return f.read().strip()
 
 
+PRIVATE_UMASK = 0o077
+
+
 def prepare(settings):
-    """Create the data directory layout, the proxy token and the admin account.
+    """Create the data directory layout, the proxy token and the admin account; set who may
+    read what (``mlhub.datadir``) and, in multi-user mode, give every account its system
+    account and workspace (taking over a data directory of single-user mode or an earlier
+    version: nothing is moved, ownership and modes are fixed).
 
     Returns the admin password if the admin account was created now, else None.
     """
-    for sub in ("workspaces", "logs"):
+    for sub in ("logs",):
         os.makedirs(settings.path(sub), exist_ok=True)
-    os.chmod(settings.data_dir, 0o700)
+    os.makedirs(settings.workspaces_dir, exist_ok=True)
     ensure_secret(settings.path("proxy_token"))
-    password = AccountStore(settings.path("accounts.sqlite")).ensure_admin(settings.admin_user)
+    store = AccountStore(settings.path("accounts.sqlite"))
+    password = store.ensure_admin(settings.admin_user)
     if password:
         write_secret_file(settings.path("admin_password"), password + "\n")
+    datadir.secure(settings, settings.multi_user)
+    users = settings.system_users()
+    if users is not None:
+        for account in store.list():
+            users.ensure(account.name)
+        datadir.check_shareable(settings)
     return password
 
 
@@ -198,6 +217,30 @@ def _hub_answers(url):
         return False
 
 
+def _mode_lines(settings):
+    """Which user mode this is, and a warning when accounts share one system account."""
+    if settings.mode != "embedded":
+        return []
+    if settings.multi_user:
+        prefix = settings.system_user_prefix
+        return [f"  mode:         multi-user (each user runs as their own account, {prefix}NAME)"]
+    import pwd
+
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    lines = [f"  mode:         single-user (everything runs as {me}; for one person)"]
+    accounts = AccountStore(settings.path("accounts.sqlite")).list()
+    if settings.shared_single_user or len(accounts) > 1:
+        lines += [
+            "",
+            "  WARNING: single-user mode with shared accounts "
+            f"({', '.join(a.name for a in accounts)}):",
+            f"  everyone's notebooks and models run as {me} and can read and change each",
+            "  other's files, models and this hub's secrets. Run mlhub as root for multi-user",
+            "  mode (a system account per user).",
+        ]
+    return lines
+
+
 def _login_lines(settings, new_password):
     """How to log in: the admin account, unless another authenticator is configured."""
     if settings.config_file:
@@ -235,7 +278,9 @@ def _tail(path, lines=30):
 
 def up(settings, out=sys.stdout):
     """Run the embedded hub until Ctrl-C/SIGTERM; return the exit code."""
+    os.umask(PRIVATE_UMASK)
     try:
+        settings.check_user_mode()
         load_profiles(settings.profiles_dir)
         os.makedirs(settings.data_dir, exist_ok=True)
         lock = _lock_data_dir(settings)
@@ -288,6 +333,7 @@ def up(settings, out=sys.stdout):
         lines = [
             "",
             f"mlhub is running at {settings.public_url}",
+            *_mode_lines(settings),
             *_login_lines(settings, new_password),
             f"  data:         {settings.data_dir}",
             f"  logs:         {log_path}",

@@ -7,6 +7,14 @@ the launcher's pid is the instance's. A rolling update starts the new instance o
 port, waits for ``/readyz``, switches the proxy route, waits ``drain_seconds`` for requests in
 flight, then stops the old instance with SIGTERM: no request fails in between.
 
+In multi-user mode (``system_users`` set) every process of a model (a fresh uWSGI or R
+launcher, a spare taking the model, a check command) runs as the model owner's system account
+(``mlhub.sysusers``): the owner's pickle is only ever unpickled with the owner's rights. The
+model's access file is readable by that account (``mlhub.datadir.grant_owner``), its log only by
+the publisher (the process writes to a descriptor it inherited), and a route is only ever set to
+a port that the owner's process (or root's) listens on, so another account that binds a port a
+model just gave up never receives the model's callers.
+
 Processes run in their own session, so they outlive the publisher: a publisher killed with
 SIGKILL finds them again through run-state files (``<data>/run/<owner>/<name>.json``) and adopts
 the ones that still answer ``/readyz`` with the right version. A supervisor loop restarts a
@@ -34,6 +42,7 @@ from pathlib import Path
 
 from mlhub import rlang
 from mlhub.bundle import load_manifest
+from mlhub.datadir import grant_owner
 from mlhub.deployers.base import Deployer, ModelRef
 from mlhub.deployers.kube_objects import quantity
 from mlhub.deployers.spares import SparePool
@@ -41,8 +50,9 @@ from mlhub.errors import BadRequest, DeployError, InvalidBundle
 from mlhub.limits import Cgroups, Limits, preexec
 from mlhub.serving.frontend import free_port
 from mlhub.serving_r import launch as r_launch
+from mlhub.sysusers import port_owners
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
+from traitlets import Any, Bool, Dict, Enum, Float, Integer, List, Unicode, default
 
 # environment a model process must not inherit: it runs the owner's (untrusted) code
 _SECRET_PREFIXES = ("JUPYTERHUB_", "CONFIGPROXY_", "MLHUB_")
@@ -52,6 +62,7 @@ _POLL = 0.2  # seconds between checks while waiting for a process to exit
 # a small model answers /readyz within a second, a big one may take minutes
 _READY_POLL = (0.02, 0.5)
 _PORT_TRIES = 3  # starts on a fresh port after "Address already in use"
+OWNER_UMASK = 0o077  # what a model's processes create is their owner's alone
 # where and how wide a serving process listens: the same options in every runtime's command
 _LISTEN_ARGS = ("--port", "{port}", "--workers", "{workers}", "--host", "{host}")
 # what to tell the publisher of a model whose runtime's program is not installed here
@@ -101,6 +112,7 @@ class ServingInstance:
     started: float
     proc: subprocess.Popen | None = field(default=None, repr=False, compare=False)
     cgroup: str | None = None  # its cgroup (mlhub.limits) when the model has limits
+    uid: int | None = None  # the account it runs as (None: the publisher's)
 
     def alive(self):
         """Whether the master still runs: ``Popen.poll`` for our children; for adopted ones,
@@ -139,7 +151,7 @@ class _Want:
     workers: int
 
 
-_RECORDED = ("version", "bundle_dir", "port", "pid", "workers", "started", "cgroup")
+_RECORDED = ("version", "bundle_dir", "port", "pid", "workers", "started", "cgroup", "uid")
 
 
 @dataclass
@@ -168,11 +180,15 @@ def tail_lines(path, n):
         return ""
 
 
-def write_json_atomic(path, data):
+def write_json_atomic(path, data, before_replace=None):
+    """Write ``data`` to ``path`` as JSON, all at once for readers (a rename); ``before_replace``
+    (the temporary file's path) sets its owner and mode before it takes the name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1))
+    if before_replace is not None:
+        before_replace(tmp)
     os.replace(tmp, path)
 
 
@@ -216,6 +232,13 @@ class LocalDeployer(Deployer):
     host = Unicode(
         "127.0.0.1", help="Address serving processes listen on (default 127.0.0.1)."
     ).tag(config=True)
+
+    system_users = Any(
+        None,
+        help="""The system accounts models run as, one per owner
+        (``mlhub.sysusers.SystemUsers``), or None to run them as the publisher's account.
+        The publisher passes ``MlhubSettings.system_users()`` (multi-user mode); default None.""",
+    )
 
     serve_commands = Dict(
         help="""Command that serves a bundle, per bundle runtime. Placeholders: ``{bundle}``,
@@ -416,8 +439,10 @@ class LocalDeployer(Deployer):
         env.update(self.extra_env)
         return env
 
-    def _env(self, model, version):
+    def _env(self, model, version, account=None):
         env = self._base_env()
+        if account is not None:
+            env.update(account.env())
         env.update(
             {
                 "MLHUB_URL_PREFIX": model.url_prefix,
@@ -461,23 +486,31 @@ class LocalDeployer(Deployer):
     def _runtime(self, bundle_dir):
         return load_manifest(bundle_dir)["runtime"]
 
-    async def _spawn(self, model, version, bundle_dir, workers):
+    async def _account(self, model):
+        """The system account ``model``'s processes run as (made if missing), or None."""
+        if self.system_users is None:
+            return None
+        return await asyncio.to_thread(self.system_users.ensure, model.owner)
+
+    def _spawn(self, model, version, bundle_dir, workers, account):
         manifest = load_manifest(bundle_dir)
         self.check_replicas(manifest, workers)
-        env = self._env(model, version)
+        env = self._env(model, version, account)
+        uid = account.uid if account else None
         limits = replica_limits(self.serving_settings(model).get("resources"))
         limited = any(vars(limits).values()) and self.limit_method != "none"
         if not limited and self._spares.fits(manifest["runtime"], workers, env, manifest):
             log_path = self.log_file(model)
             log_path.parent.mkdir(parents=True, exist_ok=True)
             bundle = os.path.realpath(bundle_dir)
-            taken = self._spares.take(bundle, {**env, "MLHUB_BUNDLE": bundle}, log_path)
+            env = {**env, "MLHUB_BUNDLE": bundle}
+            taken = self._spares.take(bundle, env, log_path, account)
             if taken is not None:
                 pid, port, proc = taken
                 with open(log_path, "ab") as log:
                     log.write(f"--- mlhub: {version} on port {port}: spare pid {pid}\n".encode())
                 return ServingInstance(
-                    version, str(bundle_dir), port, pid, workers, time.time(), proc
+                    version, str(bundle_dir), port, pid, workers, time.time(), proc, uid=uid
                 )
         port = free_port(self.host)
         cmd = self._command(
@@ -493,13 +526,16 @@ class LocalDeployer(Deployer):
         cgroup, held, preexec_fn = (
             self._hold(model, port, limits, workers) if limited else (None, "", None)
         )
+        if account is not None:
+            preexec_fn = account.preexec(umask=OWNER_UMASK, before=preexec_fn)
+            held += f" as {account.name}"
         with open(log_path, "ab") as log:
             log.write(f"--- mlhub: starting {version} on port {port}{held}: {cmd}\n".encode())
             log.flush()
             try:
                 proc = subprocess.Popen(
                     cmd,
-                    env=self._env(model, version),
+                    env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -514,7 +550,7 @@ class LocalDeployer(Deployer):
                     self._cgroups().remove(cgroup)
                 raise
         return ServingInstance(
-            version, str(bundle_dir), port, proc.pid, workers, time.time(), proc, cgroup
+            version, str(bundle_dir), port, proc.pid, workers, time.time(), proc, cgroup, uid
         )
 
     def _cgroups(self):
@@ -643,8 +679,9 @@ class LocalDeployer(Deployer):
 
         An instance that dies because its port was taken meanwhile (``free_port`` races with
         every other process on the machine) is started again on another port."""
+        account = await self._account(state.model)
         for attempt in range(_PORT_TRIES):
-            inst = await self._spawn(state.model, version, bundle_dir, workers)
+            inst = self._spawn(state.model, version, bundle_dir, workers, account)
             state.others.append(inst)
             self._save(state)
             try:
@@ -662,6 +699,16 @@ class LocalDeployer(Deployer):
             return inst
 
     async def _route(self, model, inst):
+        """Send ``model``'s requests to ``inst``, once its port is its own (see the module)."""
+        owners = port_owners(inst.port)
+        allowed = {0, os.geteuid() if inst.uid is None else inst.uid}
+        if not owners or not owners <= allowed:
+            raise DeployError(
+                f"port {inst.port} of {model.key} is not (or no longer) held by its serving "
+                f"process but by uid(s) {sorted(owners - allowed) or 'none'}; not routing "
+                "callers there",
+                {"port": inst.port},
+            )
         await self.routes.add(
             model.url_prefix,
             f"http://{self.host}:{inst.port}",
@@ -688,18 +735,23 @@ class LocalDeployer(Deployer):
 
     # ------------------------------------------------------------ the contract
 
-    async def check(self, manifest, bundle_dir):
+    async def check(self, manifest, bundle_dir, account=None):
+        """Run the runtime's check command (if any) on ``bundle_dir``, as ``account``."""
         if manifest["runtime"] not in self.check_commands:
             return  # the serving process's readiness is the check (prepare)
         cmd = self._command(self.check_commands, manifest["runtime"], bundle=bundle_dir)
+        env = self._base_env()
+        if account is not None:
+            env.update(account.env())
         proc = await asyncio.create_subprocess_exec(
             *cmd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env=self._base_env(),
+            env=env,
             cwd=bundle_dir,
             start_new_session=True,
+            preexec_fn=account.preexec(umask=OWNER_UMASK) if account is not None else None,
         )
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), self.check_timeout)
@@ -720,14 +772,23 @@ class LocalDeployer(Deployer):
             )
 
     async def set_access(self, model, access):
-        write_json_atomic(self.access_file(model), access)
+        account = await self._account(model)
+        path = self.access_file(model)
+        if account is None:
+            write_json_atomic(path, access)
+            return
+        # readable by the model's processes (its owner's account) from the moment it exists
+        top = Path(self.data_dir, "access")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        grant_owner(top, path.parent, account)
+        write_json_atomic(path, access, lambda tmp: grant_owner(top, tmp, account))
 
     async def prepare(self, model, version, bundle_dir, *, replicas):
         """Start ``version`` beside what serves, without traffic, and wait until it is ready:
         the publisher calls this before it accepts an upload, so a model that does not load
         is refused (``InvalidBundle``, from its own ``/readyz``) and the next ``deploy`` of
         that version only switches the route. One start, one load of the model."""
-        await self.check(load_manifest(bundle_dir), bundle_dir)
+        await self.check(load_manifest(bundle_dir), bundle_dir, await self._account(model))
         state = self._state(model)
         inst = await self._start_ready(state, version, str(bundle_dir), replicas)
         state.prepared.append(inst)

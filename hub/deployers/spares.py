@@ -6,6 +6,9 @@ master (``python -m mlhub.serving --spare FILE``) that has imported them and wai
 workers and no HTTP router yet, on its port. ``take`` hands one to a deploy: the deployer
 writes the model's directory, environment and log into FILE, and the spare loads the bundle and
 forks its workers there, exactly as a fresh process would from that point on (``wsgi.py``).
+In multi-user mode a spare is started by the (root) publisher and becomes the model owner's
+account (``mlhub.sysusers.demote``) as soon as it reads FILE, before it looks at the bundle: the
+libraries it imported are the platform's, the model is only ever unpickled as its owner.
 
 Only a start that a fresh process would make the same way takes a spare: the Python runtime,
 ``spare_workers`` workers, no micro-batching (it needs uWSGI threads) and no flavor loaded per
@@ -84,9 +87,10 @@ class SparePool:
             )
             self._record()
 
-    def take(self, bundle_dir, env, log_path):
+    def take(self, bundle_dir, env, log_path, account=None):
         """A waiting spare, told to serve ``bundle_dir`` with ``env`` (logging to
-        ``log_path``): ``(pid, port, Popen)``, or None when none is waiting."""
+        ``log_path``) as ``account`` (a ``SystemAccount``; None: stay the publisher's):
+        ``(pid, port, Popen)``, or None when none is waiting."""
         from mlhub.deployers.local import write_json_atomic
 
         while self.spares:
@@ -95,6 +99,8 @@ class SparePool:
             if spare["proc"].poll() is not None:
                 continue
             spec = {"cwd": str(bundle_dir), "env": env, "log": str(log_path)}
+            if account is not None:
+                spec["account"] = account.to_dict()
             write_json_atomic(spare["spec"], spec)
             return spare["pid"], spare["port"], spare["proc"]
         return None

@@ -31,6 +31,7 @@ from mlhub.publisher.handlers import NotFoundHandler, make_handlers
 from mlhub.publisher.manager import ModelManager
 from mlhub.publisher.openapi import load_spec
 from mlhub.publisher.store import Store
+from mlhub.settings import hub_settings
 from tornado import web
 from tornado.httpserver import HTTPServer
 from traitlets import Integer, Type, Unicode, default, validate
@@ -189,9 +190,11 @@ class PublisherApp(Application):
                 fh.write(secrets.token_hex(32))
         return path.read_text().strip()
 
-    def make_deployer(self):
+    def make_deployer(self, system_users=None):
         traits = self.deployer_class.class_traits()
         kwargs = {"data_dir": self.data_dir} if "data_dir" in traits else {}
+        if "system_users" in traits:
+            kwargs["system_users"] = system_users
         configured = self.config.get(self.deployer_class.__name__, {})
         if "spare_workers" in traits and "spare_workers" not in configured:
             kwargs["spare_workers"] = self.default_workers  # what most publishes start with
@@ -225,18 +228,21 @@ class PublisherApp(Application):
     async def run(self):
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
         store = Store(self.db_url)
+        # multi-user mode: every model runs as its owner's system account (mlhub.sysusers)
+        system_users = hub_settings().system_users()
         # bundle tokens are signed with a key derived from the persistent secret
         bundle_secret = hashlib.sha256(b"mlhub bundle tokens\0" + self.cookie_secret().encode())
         manager = ModelManager(
             store=store,
             artifacts=ArtifactStore(Path(self.data_dir, "artifacts")),
-            deployer=self.make_deployer(),
+            deployer=self.make_deployer(system_users),
             data_dir=self.data_dir,
             public_url=self.public_url,
             default_workers=self.default_workers,
             max_workers=self.max_workers,
             log=self.log,
             bundle_secret=bundle_secret.digest(),
+            system_users=system_users,
         )
         hub_auth = HubOAuth(parent=self, base_url=self.service_prefix)
         server = HTTPServer(

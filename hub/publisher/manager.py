@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from mlhub.bundle import validate_name
+from mlhub.datadir import grant_owner
 from mlhub.deployers.base import Desired, ModelRef
 from mlhub.deployers.kube_objects import check_resources
 from mlhub.errors import BadRequest, MlhubError, NotFound
@@ -49,8 +50,11 @@ class ModelManager:
         max_workers,
         log,
         bundle_secret=None,
+        system_users=None,
     ):
         self.store = store
+        # multi-user mode: each owner's account may read their unpacked bundles, nobody else
+        self.system_users = system_users
         self.artifacts = artifacts
         self.deployer = deployer
         self.models_dir = Path(data_dir, "models")
@@ -264,6 +268,7 @@ class ModelManager:
             # before the version is accepted: a model that does not load is refused here
             bundle_dir = place(ingested.bundle_dir, self.bundle_dir(ref, ingested.digest))
             placed = None if known else bundle_dir
+            await self._give_to_owner(ref, bundle_dir)
             replicas = workers or (model.replicas if model is not None else self.default_workers)
             await self.deployer.prepare(ref, ingested.digest, str(bundle_dir), replicas=replicas)
         except BaseException as exc:
@@ -407,7 +412,16 @@ class ModelManager:
         if not path.is_dir():
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, self.artifacts.extract, digest, path)
+        await self._give_to_owner(self.ref(model), path)
         return path
+
+    async def _give_to_owner(self, ref, bundle_dir):
+        """Multi-user mode: the owner's account (its serving processes) may read the unpacked
+        bundle and nobody else may (``mlhub.datadir.grant_owner``)."""
+        if self.system_users is None:
+            return
+        account = await asyncio.to_thread(self.system_users.ensure, ref.owner)
+        await asyncio.to_thread(grant_owner, self.models_dir, bundle_dir, account)
 
     # ------------------------------------------------------------ delete
 

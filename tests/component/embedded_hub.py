@@ -126,9 +126,22 @@ def wait_for(check, what, timeout=120.0, interval=0.2):
     raise AssertionError(f"timed out waiting for {what} (last error: {last!r})")
 
 
+def passable(path):
+    """Let other accounts pass through (not list) every folder on the way to ``path``.
+
+    As root the hub runs multi-user mode, where each user's server runs as their own account
+    and must reach its workspace in the data directory (``mlhub up`` refuses to start
+    otherwise, naming the folder); pytest makes its temporary folders 0700."""
+    for folder in [*reversed(Path(path).resolve().parents), Path(path).resolve()]:
+        mode = folder.stat().st_mode
+        if not mode & 0o001:
+            folder.chmod(mode | 0o001)
+
+
 class EmbeddedHub:
     def __init__(self, dir, profiles_dir=None, config=""):
         self.dir = Path(dir)
+        passable(self.dir)
         self.data_dir = self.dir / "data"
         self.port, self.hub_port = free_port(), free_port()
         self.proxy_api_port, self.publisher_port = free_port(), free_port()

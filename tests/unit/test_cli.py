@@ -18,6 +18,9 @@ def data_dir(tmp_path, monkeypatch):
     for name in ("MLHUB_DATA_DIR", "MLHUB_CONFIG_FILE", "MLHUB_PORT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(os, "environ", dict(os.environ))
+    # one OS account for everyone (as on a laptop): these tests make no system accounts; the
+    # multi-user mode's are made in tests/component/test_tenant_isolation.py
+    monkeypatch.setenv("MLHUB_USER_MODE", "single")
     return tmp_path / "data"
 
 
@@ -70,7 +73,7 @@ def test_users_errors_are_one_line(data_dir, capsys):
 
 
 def test_admin_password_file_follows_passwd(data_dir, capsys):
-    settings = load_settings({"MLHUB_DATA_DIR": str(data_dir)})
+    settings = load_settings({"MLHUB_DATA_DIR": str(data_dir), "MLHUB_USER_MODE": "single"})
     first = up.prepare(settings)
     assert (data_dir / "admin_password").read_text().strip() == first
     _, out, _ = run(capsys, "users", "--data-dir", str(data_dir), "passwd", "admin")
@@ -92,7 +95,9 @@ def test_missing_models_module_gets_a_clear_message(monkeypatch, capsys):
 
 
 def test_prepare_creates_layout_secrets_and_admin_once(tmp_path):
-    settings = load_settings({"MLHUB_DATA_DIR": str(tmp_path / "data")})
+    settings = load_settings(
+        {"MLHUB_DATA_DIR": str(tmp_path / "data"), "MLHUB_USER_MODE": "single"}
+    )
     password = up.prepare(settings)
     assert password
     for name in ("proxy_token", "admin_password", "accounts.sqlite"):

@@ -70,11 +70,16 @@ def make_spawner(profiles_dir, tmp_path, groups=(), admin=False, user_options=No
         groups=[SimpleNamespace(name=g) for g in groups],
         url="/user/alice/",
     )
+    home = tmp_path / "workspaces" / "alice"
+    home.mkdir(parents=True, exist_ok=True)  # as start() does
     return ProfileLocalSpawner(
         user=user,
         hub=Hub(),
         profiles_dir=str(profiles_dir),
-        workspaces_dir=str(tmp_path / "workspaces"),
+        home_dir=str(home),
+        # the hub's own account (single-user mode); multi-user mode's system accounts are
+        # made for real in tests/component/test_tenant_isolation.py
+        system_users=None,
         user_options=user_options or {},
     )
 
