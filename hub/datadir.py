@@ -78,12 +78,15 @@ def secure(settings, multi_user):
 def grant_owner(top, path, account):
     """Let ``account`` (and root) read ``path``, a file or a whole folder below ``top``, and
     nobody else: owner root, group the account's own group, folders 0750 (those between
-    ``top`` and ``path`` too) and files 0640 (0750 if executable). The account can read but
+    ``top`` and ``path`` too; ``top`` itself is root's, 0711) and files 0640 (0750 if
+    executable). The account can read but
     not change what it is given: a bundle stays what its digest says."""
     top, path = Path(top), Path(path)
+    if stat.S_IMODE(os.stat(top).st_mode) != PASSABLE:
+        os.chmod(top, PASSABLE)  # made by the publisher with umask 077
     for folder in [*reversed(path.parents), path]:
         if top not in folder.parents:
-            continue  # top itself stays as it is (root's, 0711)
+            continue
         if folder == path and not path.is_dir():
             break
         os.chown(folder, 0, account.gid)

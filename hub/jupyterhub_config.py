@@ -80,6 +80,9 @@ else:
 
 # -- the publisher, a hub-managed service ------------------------------------------------------
 publisher_env = {
+    # every MLHUB_* setting the hub got (mlhub up --port, MLHUB_USER_MODE, ...): the publisher
+    # reads the same MlhubSettings (JupyterHub gives services none of its own environment)
+    **{name: value for name, value in os.environ.items() if name.startswith("MLHUB_")},
     "MLHUB_DATA_DIR": settings.data_dir,
     "CONFIGPROXY_AUTH_TOKEN": proxy_token,
     "MLHUB_PROXY_API_URL": settings.proxy_api_url,

@@ -132,11 +132,21 @@ class SystemUsers:
         return SystemAccount(entry.pw_name, hub_name, entry.pw_uid, entry.pw_gid, home, gids)
 
     def _check_ours(self, entry, hub_name):
+        """Refuse an account mlhub did not make for ``hub_name`` of this hub: another mlhub
+        on the machine (another data directory) has people of its own."""
         if entry.pw_gecos != account_comment(hub_name) or entry.pw_uid == 0:
             raise Conflict(
                 f"the system account {entry.pw_name!r} (uid {entry.pw_uid}) exists but was not "
                 f"made by mlhub for {hub_name!r} (its comment is {entry.pw_gecos!r}); remove it "
                 "or set c.MlhubSettings.system_user_prefix to another prefix"
+            )
+        if entry.pw_dir != self.workspace(hub_name):
+            raise Conflict(
+                f"the system account {entry.pw_name!r} belongs to another mlhub on this machine "
+                f"(its home is {entry.pw_dir}; this hub's workspace of {hub_name!r} is "
+                f"{self.workspace(hub_name)}). A second mlhub needs its own "
+                "c.MlhubSettings.system_user_prefix; if this data directory was moved, run: "
+                f"usermod --home {self.workspace(hub_name)} {entry.pw_name}"
             )
 
     def ensure(self, hub_name, unlock=False):

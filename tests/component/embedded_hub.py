@@ -17,6 +17,9 @@ and tokens and alice's publisher client, stopped (then killed) at the end.
 
 The module also holds the process helpers the tests share (``free_port``, ``process_table``,
 ``tree``, ``alive``, ``wait_for``).
+
+As root (CI) the hub runs multi-user mode: ``mlhub users add`` makes a system account per
+person (``mlhub-alice``), and ``kill()`` deletes the ones made for this hub.
 """
 
 import contextlib
@@ -261,6 +264,16 @@ class EmbeddedHub:
                 pass
         if self.proc is not None and self.proc.poll() is None:
             self.proc.wait()
+        self.remove_accounts()
+
+    def remove_accounts(self):
+        """Delete the system accounts multi-user mode made for this hub (their home is in its
+        data directory), so the next hub's alice is a new account, as on a new machine."""
+        import pwd
+
+        for entry in pwd.getpwall():
+            if entry.pw_dir.startswith(f"{self.data_dir}/"):
+                subprocess.run(["userdel", entry.pw_name], capture_output=True, check=False)
 
     def model_processes(self):
         """Pids of the serving processes the run-state files name, still running (matched by
