@@ -207,7 +207,8 @@ def _check_single_user(store, settings):
     would share everything with the first, so it is refused unless asked for."""
     from mlhub.errors import Conflict
 
-    if settings.multi_user or settings.shared_single_user or not store.list():
+    single = settings.mode == "embedded" and not settings.multi_user  # pods isolate in k8s mode
+    if not single or settings.shared_single_user or not store.list():
         return
     raise Conflict(
         "single-user mode (mlhub runs as this account, not root): everything every account "

@@ -25,6 +25,7 @@ person (``mlhub-alice``), and ``kill()`` deletes the ones made for this hub.
 import contextlib
 import json
 import os
+import pwd
 import random
 import re
 import signal
@@ -142,9 +143,11 @@ def passable(path):
 
 
 class EmbeddedHub:
-    def __init__(self, dir, profiles_dir=None, config=""):
+    def __init__(self, dir, profiles_dir=None, config="", run_as=None):
         self.dir = Path(dir)
         passable(self.dir)
+        # run_as: the account that runs mlhub (not root: single-user mode, as on a laptop)
+        self.run_as = run_as
         self.data_dir = self.dir / "data"
         self.port, self.hub_port = free_port(), free_port()
         self.proxy_api_port, self.publisher_port = free_port(), free_port()
@@ -167,7 +170,14 @@ class EmbeddedHub:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def command(self, *args):
-        return [MLHUB, *args, "--data-dir", str(self.data_dir), "--config", str(self.config_file)]
+        """``mlhub ARGS`` on this hub's data and config, as ``run_as`` if given."""
+        cmd = [MLHUB, *args, "--data-dir", str(self.data_dir), "--config", str(self.config_file)]
+        if self.run_as is None:
+            return cmd
+        # setpriv execs (one pid, so signals reach mlhub up itself), unlike runuser and su
+        gid = pwd.getpwnam(self.run_as).pw_gid
+        user = f"--reuid={self.run_as}", f"--regid={gid}", "--init-groups"
+        return ["setpriv", *user, "env", f"HOME={self.dir}", *cmd]
 
     def start(self):
         """Run ``mlhub up``; return its banner (everything it printed until "Press Ctrl-C").
@@ -178,7 +188,7 @@ class EmbeddedHub:
         self.output_file = self.dir / f"up-{time.monotonic_ns()}.out"
         with open(self.output_file, "wb") as out:
             self.proc = subprocess.Popen(
-                [MLHUB, "up", "--data-dir", str(self.data_dir), "--config", str(self.config_file)],
+                self.command("up"),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -269,8 +279,6 @@ class EmbeddedHub:
     def remove_accounts(self):
         """Delete the system accounts multi-user mode made for this hub (their home is in its
         data directory), so the next hub's alice is a new account, as on a new machine."""
-        import pwd
-
         for entry in pwd.getpwall():
             if entry.pw_dir.startswith(f"{self.data_dir}/"):
                 subprocess.run(["userdel", entry.pw_name], capture_output=True, check=False)
