@@ -388,6 +388,7 @@ class LocalDeployer(Deployer):
         self._models = {}
         self._tasks = set()
         self._supervisor = None
+        self._closing = False  # shutting down: stopped models keep their routes
         self._spares = SparePool(self)
         self._cgroup_tree = None  # detected at the first limited start (False: none usable)
 
@@ -725,7 +726,45 @@ class LocalDeployer(Deployer):
         if old is not None:
             state.others.append(old)
         self._save(state)
+        self._watch(state, inst)
         return old
+
+    def _watch(self, state, inst):
+        """Take the route away the moment ``inst``'s process ends (a pidfd, no polling): the
+        proxy must not send callers, with their keys, to a port the model gave up, which any
+        local account could bind before the supervisor has the model running again."""
+        try:
+            fd = os.pidfd_open(inst.pid)
+        except OSError:
+            return  # already gone: the supervisor's next check restarts it
+        loop = asyncio.get_running_loop()
+
+        def ended():
+            loop.remove_reader(fd)
+            os.close(fd)
+            if state.live is inst and not self._closing:
+                self._background(self._unroute(state, inst))
+
+        loop.add_reader(fd, ended)
+
+    async def _unroute(self, state, inst):
+        """``inst`` ended while live: until it runs again, callers get the fallback's 503."""
+        if state.live is not inst or self._models.get(state.model) is not state:
+            return  # replaced, or its model deleted (maybe published again since)
+        self.log.warning(
+            "%s: its serving process (pid %d) ended; no route to it until it runs again",
+            state.model.key,
+            inst.pid,
+        )
+        try:
+            await self.routes.delete(state.model.url_prefix)
+        except DeployError as exc:
+            self.log.warning("could not take the route of %s away: %s", state.model.key, exc)
+
+    def _background(self, coro):
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _retire(self, state, inst):
         await self._stop(inst)
@@ -944,6 +983,7 @@ class LocalDeployer(Deployer):
         self.run_file(model).unlink(missing_ok=True)
 
     async def shutdown(self):
+        self._closing = True
         if self._supervisor is not None:
             self._supervisor.cancel()
             self._supervisor = None
@@ -1027,9 +1067,7 @@ class LocalDeployer(Deployer):
                     and now >= state.next_restart
                     and self._needs_restart(state)
                 ):
-                    task = asyncio.ensure_future(self._heal(state))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._background(self._heal(state))
             if now - last_route_check >= self.route_check_interval:
                 last_route_check = now
                 try:

@@ -201,3 +201,42 @@ def test_a_single_user_data_dir_is_taken_over_by_multi_user_mode(tmp_path, lapto
         assert hub.stop() == 0
     finally:
         hub.kill()
+
+
+def shadow_expiry(name):
+    """The account-expiry field of ``name`` in /etc/shadow ("" when it never expires)."""
+    with open("/etc/shadow") as f:
+        return next(line for line in f if line.startswith(f"{name}:")).split(":")[7]
+
+
+def test_deleting_an_account_locks_its_system_account_and_keeps_the_workspace(tmp_path):
+    hub = EmbeddedHub(tmp_path)  # mlhub users works on the data directory; no hub needed
+    try:
+        added = subprocess.run(
+            hub.command("users", "add", "dora"), capture_output=True, text=True, check=True
+        )
+        dora = pwd.getpwnam("mlhub-dora")
+        assert f"system account 'mlhub-dora' (uid {dora.pw_uid})" in added.stdout
+        workspace = hub.workspace("dora")
+        (workspace / "thesis.tex").write_text("chapter 1")
+
+        deleted = hub.users("delete", "dora")
+        assert deleted.returncode == 0
+        assert "system account 'mlhub-dora' locked" in deleted.stdout
+        assert f"workspace kept in {workspace}" in deleted.stdout
+        assert shadow_expiry("mlhub-dora") == "1"  # expired: no login, su included
+        assert (workspace / "thesis.tex").read_text() == "chapter 1"
+
+        # added again: the same account, unlocked, with her workspace as it was
+        hub.add_user("dora")
+        assert pwd.getpwnam("mlhub-dora").pw_uid == dora.pw_uid
+        assert shadow_expiry("mlhub-dora") == ""
+        assert (workspace / "thesis.tex").read_text() == "chapter 1"
+
+        removed = hub.users("delete", "dora", "--remove-workspace")
+        assert removed.returncode == 0 and "and its workspace" in removed.stdout
+        assert not workspace.exists()
+        with pytest.raises(KeyError):
+            pwd.getpwnam("mlhub-dora")
+    finally:
+        hub.kill()

@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from embedded_hub import passable
 from mlhub import rlang
 from mlhub.deployers import local
 from mlhub.deployers.base import Desired, ModelRef
@@ -303,6 +304,34 @@ async def test_crashed_process_is_restarted(deployer, tmp_path):
     state = deployer._models[MODEL]
     assert state.live.pid != pid and state.live.alive() and state.live.version == V1
     assert deployer.routes.table["/models/alice/iris"]["target"].endswith(f":{state.live.port}")
+
+
+async def test_a_process_that_dies_loses_its_route_at_once(deployer, tmp_path):
+    """Not at the supervisor's next check (there is no supervisor here): the moment it ends, so
+    no caller is sent to a port it gave up, which any local account could bind meanwhile."""
+    await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
+    assert "/models/alice/iris" in deployer.routes.table
+    os.kill(live_pid(deployer), signal.SIGKILL)
+    await wait_until(lambda: "/models/alice/iris" not in deployer.routes.table)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to listen as another account")
+async def test_a_port_another_account_listens_on_is_never_routed(tmp_path):
+    """The server answering on the new instance's port is another account's (nobody's, here
+    the whole serve command, standing in for a squatter that bound the port first and answers
+    /readyz with the right version): the publish fails, and no route points there."""
+    d = make_deployer(tmp_path)
+    as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    d.serve_commands = {"python": [*as_nobody, *d.serve_commands["python"]]}
+    (tmp_path / "data").mkdir()
+    passable(tmp_path)  # nobody runs the fake server from here
+    with pytest.raises(
+        DeployError,
+        match=r"not \(or no longer\) held by its serving process but by uid\(s\) \[65534\]",
+    ):
+        await d.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
+    assert "/models/alice/iris" not in d.routes.table
+    await d.shutdown()
 
 
 async def test_adopt_running_process_keeps_its_pid(tmp_path):
