@@ -140,13 +140,16 @@ def check_shareable(settings):
     """Multi-user mode: refuse to start where the users' accounts could not run their servers
     or reach their workspaces, naming what to change (a Python under ``/root``, a checkout or
     data folder inside a mode-0700 folder)."""
+    import jupyterhub
     import mlhub
 
     needed = {
         "the Python interpreter": os.path.realpath(sys.executable),
-        "the Python standard library": os.path.dirname(os.__file__),
+        "the Python standard library": os.__file__,
         "the mlhub environment": sys.prefix,
-        "mlhub's code": os.path.dirname(mlhub.__file__),
+        "mlhub's code": mlhub.__file__,
+        # a file the venv's installer wrote (a umask of 077 there makes every one unreadable)
+        "the installed packages": jupyterhub.__file__,
     }
     problems = [(what, path, unreachable(path)) for what, path in needed.items()]
     workspaces = settings.workspaces_dir
