@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mlhub.errors import MlhubError
 from mlhub.profiles import PROFILES_DIR
-from traitlets import Bool, Enum, Float, Integer, Unicode, default, validate
+from traitlets import Bool, Enum, Float, Integer, TraitError, Unicode, default, validate
 from traitlets.config import Config, Configurable, PyFileConfigLoader
 
 CONFIG_FILE_ENV = "MLHUB_CONFIG_FILE"
@@ -297,8 +297,17 @@ def read_config_file(path):
         raise MlhubError(f"cannot read the mlhub config file {path}: {e!r}") from e
 
 
+# Kubernetes gives every pod ``<SERVICE>_PORT=tcp://<ip>:<port>`` for each Service of its
+# namespace ("service links"): the Service mlhub-publisher sets MLHUB_PUBLISHER_PORT. Not a setting.
+_SERVICE_LINK = re.compile(r"(tcp|udp|sctp)://")
+
+
 def load_settings(environ=None):
-    """Settings from the config file in ``MLHUB_CONFIG_FILE`` (if any) and ``MLHUB_*`` variables."""
+    """Settings from the config file in ``MLHUB_CONFIG_FILE`` (if any) and ``MLHUB_*`` variables.
+
+    A variable whose value does not fit its setting is an error naming both; a Kubernetes
+    service link that happens to look like one (``MLHUB_PUBLISHER_PORT=tcp://...``) is skipped.
+    """
     environ = os.environ if environ is None else environ
     config_file = environ.get(CONFIG_FILE_ENV, "")
     config = read_config_file(config_file) if config_file else Config()
@@ -306,9 +315,16 @@ def load_settings(environ=None):
     if config_file:
         settings.config_file = str(Path(config_file).expanduser().resolve())
     for name, trait in settings.traits(config=True).items():
-        value = environ.get(f"MLHUB_{name.upper()}")
-        if value:
+        variable = f"MLHUB_{name.upper()}"
+        value = environ.get(variable)
+        if not value or _SERVICE_LINK.match(value):
+            continue
+        try:
             setattr(settings, name, trait.from_string(value))
+        except (ValueError, TraitError) as e:
+            raise MlhubError(
+                f"{variable}={value!r} is not a valid MlhubSettings.{name}: {e}"
+            ) from None
     return settings
 
 

@@ -219,8 +219,18 @@ def test_publisher_becomes_ready_and_answers(install, kube_api, hub_image):
         status = kube_api.get(f"/apis/apps/v1/namespaces/{ns}/deployments/mlhub-publisher")
         return status["status"].get("readyReplicas") == 1
 
-    wait_for(ready, "the publisher Deployment to be ready", timeout=240, interval=1)
-    [pod] = kube_api.items(f"/api/v1/namespaces/{ns}/pods", "app.kubernetes.io/component=publisher")
+    selector = "app.kubernetes.io/component=publisher"
+    try:
+        wait_for(ready, "the publisher Deployment to be ready", timeout=240, interval=1)
+    except AssertionError as e:
+        pods = kube_api.items(f"/api/v1/namespaces/{ns}/pods", selector)
+        logs = [
+            kube_api.request("GET", f"/api/v1/namespaces/{ns}/pods/{p['metadata']['name']}/log")
+            for p in pods
+        ]
+        states = [p["status"].get("containerStatuses") for p in pods]
+        raise AssertionError(f"{e}; pods: {states}; logs: {[r.text[-3000:] for r in logs]}")
+    [pod] = kube_api.items(f"/api/v1/namespaces/{ns}/pods", selector)
     assert pod["spec"]["securityContext"]["runAsUser"] == 1000
     health = requests.get(
         f"http://{pod['status']['podIP']}:8090/services/mlhub-publisher/api/health", timeout=10

@@ -67,3 +67,22 @@ def test_bad_values_are_refused(tmp_path):
         MlhubError, match=f"cannot read the mlhub config file {broken}: SyntaxError"
     ):
         load_settings({"MLHUB_CONFIG_FILE": str(broken)})
+
+
+def test_a_variable_that_does_not_fit_is_named_and_service_links_are_not_settings():
+    with pytest.raises(MlhubError, match="MLHUB_PORT='eight' is not a valid MlhubSettings.port"):
+        load_settings({"MLHUB_PORT": "eight"})
+    # what Kubernetes puts in every pod of a namespace holding the Service mlhub-publisher
+    settings = load_settings({"MLHUB_PUBLISHER_PORT": "tcp://10.96.65.5:8090"})
+    assert settings.publisher_port == 8090
+
+
+def test_user_mode_and_workspaces(tmp_path):
+    s = load_settings({"MLHUB_DATA_DIR": str(tmp_path), "MLHUB_USER_MODE": "single"})
+    assert not s.multi_user and s.system_users() is None
+    assert s.workspace("alice") == str(tmp_path / "workspaces" / "alice")
+    assert s.workspace("ada@example.org").startswith(str(tmp_path / "workspaces" / "ada@"))
+    kube = load_settings({"MLHUB_MODE": "kubernetes", "MLHUB_USER_MODE": "multi"})
+    assert not kube.multi_user  # pods isolate users there: no system accounts
+    with pytest.raises(Exception, match="system_user_prefix"):
+        load_settings({"MLHUB_SYSTEM_USER_PREFIX": "Bad_"})
