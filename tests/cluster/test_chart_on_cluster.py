@@ -229,7 +229,7 @@ def test_publisher_becomes_ready_and_answers(install, kube_api, hub_image):
             for p in pods
         ]
         states = [p["status"].get("containerStatuses") for p in pods]
-        raise AssertionError(f"{e}; pods: {states}; logs: {[r.text[-3000:] for r in logs]}")
+        raise AssertionError(f"{e}; pods: {states}; logs: {[r.text[-3000:] for r in logs]}") from e
     [pod] = kube_api.items(f"/api/v1/namespaces/{ns}/pods", selector)
     assert pod["spec"]["securityContext"]["runAsUser"] == 1000
     health = requests.get(
