@@ -64,9 +64,11 @@ def kubespawner_defaults(publisher_url, public_url):
         "gid": USER_GID,
         "fs_gid": USER_GID,
         "allow_privilege_escalation": False,
+        # the restricted Pod Security Standard, for every profile's pod (kube_objects)
         "container_security_context": {
             "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
         },
         "environment": {
             "MLHUB_PUBLISHER_URL": publisher_url,

@@ -17,7 +17,11 @@ Why the shape:
 - Secrets (the model token, database passwords) come from Kubernetes Secrets as environment
   variables; ``$(VAR)`` in an argument, e.g. ``postgresql://me:$(PGPASSWORD)@db/fab``, is
   expanded by Kubernetes, so no secret is written into the manifest.
+- The pod passes the ``restricted`` Pod Security Standard (``kube_objects.pod_security``), gets
+  no service-link variables, and no API token unless a service account is asked for.
 """
+
+from mlhub.deployers.kube_objects import container_security, pod_security
 
 STATE_DIR = "/var/lib/mlhub-batch"
 
@@ -49,6 +53,7 @@ def make_batch_job(
     service_account=None,
     backoff_limit=6,
     ttl_seconds_after_finished=7 * 24 * 3600,
+    run_as_user=1000,
 ):
     """A Job (or, with a cron ``schedule``, a CronJob) that runs ``mlhub batch``.
 
@@ -57,7 +62,9 @@ def make_batch_job(
     e.g. ``["--table", "wafers", "--chunk-size", "20000"]``. ``secret_env``: ``{VAR: (secret,
     key)}``, e.g. ``{"MLHUB_TOKEN": ("defect-batch", "api-key")}``; ``env``: plain variables
     (``MLHUB_URL``...). ``state_claim``: a PVC name for the state file (else an ``emptyDir``).
-    ``resources``: the container's ``{"requests": ..., "limits": ...}``.
+    ``resources``: the container's ``{"requests": ..., "limits": ...}``. The pod runs as
+    ``run_as_user`` (the standard images' uid 1000) under the ``restricted`` Pod Security
+    Standard.
     """
     labels = {"app.kubernetes.io/name": "mlhub-batch", "mlhub/batch-job": name, **(labels or {})}
     command = ["mlhub", "batch", "--model", model, "--source", source, "--dest", dest, *args]
@@ -76,7 +83,14 @@ def make_batch_job(
         if state_claim
         else {"name": "state", "emptyDir": {}}
     )
-    pod_spec = {"restartPolicy": "OnFailure", "containers": [container], "volumes": [volume]}
+    pod_spec = {
+        "restartPolicy": "OnFailure",
+        "automountServiceAccountToken": bool(service_account),
+        "enableServiceLinks": False,
+        "securityContext": pod_security(run_as_user),
+        "containers": [{**container, "securityContext": container_security()}],
+        "volumes": [volume],
+    }
     if service_account:
         pod_spec["serviceAccountName"] = service_account
     job_spec = {

@@ -261,7 +261,7 @@ def make_deployment(
             }
         ],
         "volumeMounts": [{"name": "bundle", "mountPath": BUNDLE_DIR}],
-        "securityContext": _container_security(),
+        "securityContext": container_security(),
     }
     serving_env = [
         {"name": "MLHUB_BUNDLE", "value": bundle_dir},
@@ -293,7 +293,7 @@ def make_deployment(
             {"name": "bundle", "mountPath": BUNDLE_DIR, "readOnly": True},
             {"name": "access", "mountPath": ACCESS_DIR, "readOnly": True},
         ],
-        "securityContext": _container_security(),
+        "securityContext": container_security(),
     }
     if command:
         serving["command"] = list(command)
@@ -304,12 +304,7 @@ def make_deployment(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": max(termination_grace_seconds, drain_seconds + 1),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": run_as_user,
-            "runAsGroup": run_as_user,
-            "fsGroup": run_as_user,
-        },
+        "securityContext": pod_security(run_as_user),
         "initContainers": [fetch],
         "containers": [serving],
         "volumes": [
@@ -349,7 +344,22 @@ def make_deployment(
     }
 
 
-def _container_security():
+def pod_security(uid):
+    """The pod ``securityContext`` of every pod mlhub makes: what the ``restricted`` Pod Security
+    Standard asks of a pod (https://kubernetes.io/docs/concepts/security/pod-security-standards/:
+    non-root, the runtime's default seccomp profile), with ``uid`` as user, group and fsGroup."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security():
+    """The container ``securityContext`` the ``restricted`` standard asks of every container
+    (init containers too): no privilege escalation, every capability dropped."""
     return {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},

@@ -9,6 +9,23 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 CHART = ROOT / "deploy" / "mlhub"
+# The official JupyterHub chart: no registry reachable here serves it, so it lies beside the
+# checkout with its provenance (../shared/vendor/README.md), as an air-gapped install has it.
+VENDOR = ROOT.parent / "shared" / "vendor" / "helm-charts"
+JUPYTERHUB_CHART = "jupyterhub-4.4.0.tgz"
+
+
+def jupyterhub_chart():
+    """The official JupyterHub chart's archive; fails saying what is missing and where."""
+    path = VENDOR / JUPYTERHUB_CHART
+    if not path.is_file():
+        raise AssertionError(
+            f"missing {path}: the official JupyterHub chart 4.4.0 (the mlhub chart's dependency, "
+            "zero-to-jupyterhub-k8s tag 4.4.0 packaged as its chart repository serves it). No "
+            "registry reachable here serves it; put that archive there (see "
+            f"{VENDOR.parent / 'README.md'} on a machine that has it)"
+        )
+    return path
 
 
 class HelmFailed(AssertionError):

@@ -36,6 +36,16 @@ def test_a_job_runs_the_command_with_secrets_and_a_state_volume():
                 "metadata": {"labels": LABELS},
                 "spec": {
                     "restartPolicy": "OnFailure",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    # the restricted Pod Security Standard (tests/chart/pod_security.py)
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 1000,
+                        "runAsGroup": 1000,
+                        "fsGroup": 1000,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "containers": [
                         {
                             "name": "batch",
@@ -70,6 +80,10 @@ def test_a_job_runs_the_command_with_secrets_and_a_state_volume():
                             "volumeMounts": [
                                 {"name": "state", "mountPath": "/var/lib/mlhub-batch"}
                             ],
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
                         }
                     ],
                     "volumes": [{"name": "state", "emptyDir": {}}],

@@ -21,7 +21,9 @@ def data_dir(tmp_path, monkeypatch):
     # one OS account for everyone (as on a laptop): these tests make no system accounts; the
     # multi-user mode's are made in tests/component/test_tenant_isolation.py
     monkeypatch.setenv("MLHUB_USER_MODE", "single")
-    return tmp_path / "data"
+    umask = os.umask(0o022)  # mlhub users sets 077 for itself; keep it to these tests
+    yield tmp_path / "data"
+    os.umask(umask)
 
 
 def run(capsys, *argv):

@@ -73,6 +73,7 @@ def test_deployment_rolls_with_no_unavailable_pod_and_probes_the_serving_contrac
         "runAsUser": 1000,
         "runAsGroup": 1000,
         "fsGroup": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
     }
     serving = pod["containers"][0]
     assert serving["readinessProbe"]["httpGet"] == {

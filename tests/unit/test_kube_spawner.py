@@ -77,6 +77,7 @@ async def test_default_choice_makes_a_non_root_pod_with_the_workspace_pvc(spawne
         "runAsGroup": 100,
         "runAsNonRoot": True,
         "runAsUser": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
     }
     assert pod["spec"]["securityContext"] == {"fsGroup": 100}
     assert {"name": "workspace", "persistentVolumeClaim": {"claimName": "mlhub-workspace-ada"}} in (
