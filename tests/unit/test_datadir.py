@@ -29,8 +29,9 @@ def settings(tmp_path):
 def earlier_layout(data):
     """What an mlhub before multi-user mode left: umask 022 modes inside a 0700 folder."""
     for sub in ("logs", "artifacts/sha256", "models/alice/iris/abc", "access/alice", "R-library/x"):
-        (data / sub).mkdir(parents=True, mode=0o755)
-        os.chmod(data / sub, 0o755)
+        (data / sub).mkdir(parents=True)
+    for folder in data.rglob("*"):
+        os.chmod(folder, 0o755)
     for name in ("admin_password", "jupyterhub.sqlite", "models/alice/iris/abc/model.pkl"):
         (data / name).write_text("x")
         os.chmod(data / name, 0o644)
@@ -85,6 +86,7 @@ def test_unreachable_names_the_folder_to_open(tmp_path):
     passable(tmp_path)  # pytest's own folders are 0700
     closed = tmp_path / "closed"
     (closed / "venv").mkdir(parents=True)
+    os.chmod(closed / "venv", 0o755)
     os.chmod(closed, 0o700)
     assert datadir.unreachable(closed / "venv") == f"{closed} is mode 700 (no o+x)"
     os.chmod(closed, 0o711)

@@ -325,6 +325,7 @@ async def test_a_port_another_account_listens_on_is_never_routed(tmp_path):
     d.serve_commands = {"python": [*as_nobody, *d.serve_commands["python"]]}
     (tmp_path / "data").mkdir()
     passable(tmp_path)  # nobody runs the fake server from here
+    os.chmod(tmp_path / "fake_server.py", 0o644)
     with pytest.raises(
         DeployError,
         match=r"not \(or no longer\) held by its serving process but by uid\(s\) \[65534\]",
