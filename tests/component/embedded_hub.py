@@ -16,7 +16,7 @@ started, found from the process tree recorded while it ran and the publisher's r
 and tokens and alice's publisher client, stopped (then killed) at the end.
 
 The module also holds the process helpers the tests share (``free_port``, ``process_table``,
-``tree``, ``alive``, ``wait_for``).
+``tree``, ``alive``, ``uid_of``, ``wait_for``).
 
 As root (CI) the hub runs multi-user mode: ``mlhub users add`` makes a system account per
 person (``mlhub-alice``), and ``kill()`` deletes the ones made for this hub.
@@ -108,6 +108,12 @@ def alive(pid):
     except OSError:
         return False
     return state != "Z"
+
+
+def uid_of(pid):
+    """The real uid of process ``pid`` (``/proc/<pid>/status``)."""
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("Uid:")).split()[1])
 
 
 def wait_for(check, what, timeout=120.0, interval=0.2):

@@ -10,13 +10,14 @@ Nothing here asserts how long anything takes: waits only guard against hanging.
 
 import json
 import os
+import pwd
 import signal
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.dataset as pads
 import pytest
-from embedded_hub import alive, wait_for
+from embedded_hub import alive, uid_of, wait_for
 from mlhub.batch import score
 from mlhub.errors import InvalidBundle
 from rmodels import constant_bundle, formula_bundle, pid_bundle, rscript
@@ -151,6 +152,10 @@ def test_scaled_r_model_serves_with_that_many_r_processes(hub, tmp_path):
     assert hub.client.get("pid-r")["replicas"] == 3 and live["workers"] == 3
     assert set(after) == r_processes(live["pid"]) and len(set(after)) == 3
     assert all(len(set(after[i : i + 3])) == 3 for i in range(len(after) - 2)), after[:12]
+    # multi-user mode (CI runs as root): the launcher and every R process are alice's account
+    if os.geteuid() == 0:
+        alice = pwd.getpwnam("mlhub-alice").pw_uid
+        assert {uid_of(pid) for pid in {live["pid"], *after}} == {alice}
 
     victim = sorted(set(after))[0]
     os.kill(victim, signal.SIGKILL)

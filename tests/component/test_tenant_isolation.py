@@ -16,7 +16,7 @@ import textwrap
 
 import pytest
 import requests
-from embedded_hub import process_table, wait_for
+from embedded_hub import process_table, uid_of, wait_for
 from kernel_channel import execute, run_in_terminal, start_kernel
 from test_publisher_endpoints import constant_bundle, predict
 
@@ -24,12 +24,6 @@ pytestmark = [pytest.mark.component, pytest.mark.slow]
 
 ALICE_NOTES = "alice's notes\n"
 ALICE_SECRET = "alice's 0600 secret\n"
-
-
-def uid_of(pid):
-    """The real uid of process ``pid`` (``/proc/<pid>/status``)."""
-    with open(f"/proc/{pid}/status") as f:
-        return int(next(line for line in f if line.startswith("Uid:")).split()[1])
 
 
 def account(user):
