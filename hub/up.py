@@ -60,8 +60,7 @@ def prepare(settings):
 
     Returns the admin password if the admin account was created now, else None.
     """
-    for sub in ("logs",):
-        os.makedirs(settings.path(sub), exist_ok=True)
+    os.makedirs(settings.path("logs"), exist_ok=True)
     os.makedirs(settings.workspaces_dir, exist_ok=True)
     ensure_secret(settings.path("proxy_token"))
     store = AccountStore(settings.path("accounts.sqlite"))

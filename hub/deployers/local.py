@@ -816,10 +816,9 @@ class LocalDeployer(Deployer):
         if account is None:
             write_json_atomic(path, access)
             return
-        # readable by the model's processes (its owner's account) from the moment it exists
+        # readable by the model's processes (its owner's account, through every folder from
+        # access/ down) from the moment it has its name
         top = Path(self.data_dir, "access")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        grant_owner(top, path.parent, account)
         write_json_atomic(path, access, lambda tmp: grant_owner(top, tmp, account))
 
     async def prepare(self, model, version, bundle_dir, *, replicas):
