@@ -27,6 +27,7 @@ MIRROR_ARGS = {
     "debian": "MLHUB_DEBIAN_MIRROR",
     "pip": "MLHUB_PIP_INDEX_URL",
     "cran": "MLHUB_CRAN_MIRROR",
+    "npm": "MLHUB_NPM_REGISTRY",
 }
 INPUTS_LABEL = "dev.mlhub.image.inputs"
 # Tags that follow the newest build: the version the spawner profiles name, and "latest".
@@ -85,10 +86,11 @@ class ImagePipeline(Configurable):
         return proposal.value.strip().rstrip("/")
 
     mirrors = Dict(
-        per_key_traits={"debian": Unicode(), "pip": Unicode(), "cran": Unicode()},
+        per_key_traits={"debian": Unicode(), "pip": Unicode(), "cran": Unicode(), "npm": Unicode()},
         help="""Private package mirrors, for networks without the internet: ``debian``
         (replaces ``http://deb.debian.org`` in apt's sources), ``pip`` (a PyPI simple index
-        URL) and ``cran`` (a CRAN URL). Images are built through them (build arguments) and
+        URL), ``cran`` (a CRAN URL) and ``npm`` (an npm registry URL; the proxy image only,
+        while building). Images are built through them (build arguments) and
         keep them for their users (``/etc/pip.conf``, R's ``Rprofile.site``), where
         ``PIP_INDEX_URL`` / ``CRAN_MIRROR`` in a container's environment still override them.
         Default: none (the public ones). Put no credentials in these URLs: they stay in the
