@@ -245,7 +245,11 @@ class MlhubSettings(Configurable):
 
     def check_user_mode(self):
         """Refuse what this process cannot do: multi-user mode needs root, and the data
-        directory must be this account's (a root-owned one is a multi-user install)."""
+        directory must be this account's (a root-owned one is a multi-user install).
+
+        In Kubernetes mode the data directory is the hub's volume, which belongs to whoever
+        the provisioner made it for (root, shared with the pod's ``fsGroup``), and users' code
+        runs in pods of its own: there it only has to be writable."""
         if self.multi_user and os.geteuid() != 0:
             raise MlhubError(
                 "user_mode is 'multi' (a system account per user), which needs root: run "
@@ -254,6 +258,14 @@ class MlhubSettings(Configurable):
         try:
             owner = os.stat(self.data_dir).st_uid
         except FileNotFoundError:
+            return
+        if self.mode != "embedded":
+            if not os.access(self.data_dir, os.W_OK | os.X_OK):
+                raise MlhubError(
+                    f"the data directory {self.data_dir} is not writable by this account (uid "
+                    f"{os.geteuid()}, groups {sorted(os.getgroups())}): give the pod an fsGroup "
+                    "that owns its volume (the JupyterHub chart's hub pod has fsGroup 1000)"
+                )
             return
         if owner != os.geteuid() and os.geteuid() != 0:
             raise MlhubError(

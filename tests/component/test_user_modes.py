@@ -110,6 +110,28 @@ def test_multi_user_mode_needs_root_and_a_root_data_dir_needs_root(laptop, tmp_p
     assert "sudo mlhub" in refused.stderr
 
 
+def test_kubernetes_mode_manages_accounts_on_a_volume_of_the_pods_group(laptop_user, tmp_path):
+    """The hub pod's volume belongs to root and to the pod's fsGroup (what provisioners make):
+    ``kubectl exec deploy/hub -- mlhub users add`` works there, and a volume the hub's account
+    cannot write is refused with what to fix."""
+    gid = pwd.getpwnam(LAPTOP_USER).pw_gid
+    (tmp_path / "pod").mkdir()
+    hub = EmbeddedHub(tmp_path / "pod", config="c.MlhubSettings.mode = 'kubernetes'\n")
+    hub.run_as = LAPTOP_USER
+    hub.data_dir.mkdir()
+    os.chown(hub.data_dir, 0, gid)
+    hub.data_dir.chmod(0o2775)  # as the kubelet leaves a volume for fsGroup
+    assert hub.users("add", "ada").returncode == 0
+    listed = hub.users("list")
+    assert listed.returncode == 0 and "ada" in listed.stdout, listed
+
+    hub.data_dir.chmod(0o755)  # a volume without the pod's group
+    refused = hub.users("add", "bob")
+    assert refused.returncode == 1
+    assert f"the data directory {hub.data_dir} is not writable by this account" in refused.stderr
+    assert "fsGroup" in refused.stderr
+
+
 TRY_ALL = """
 import json, os, sys
 readable = []
