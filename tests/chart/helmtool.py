@@ -54,14 +54,15 @@ class Helm:
         self.python = python
         self.kubeconfig = kubeconfig
 
-    def __call__(self, action, timeout=600, **request):
-        request = {"action": action, "kubeconfig": self.kubeconfig, **request}
+    def __call__(self, action, timeout=300, **request):
+        """Helm's ``action`` with ``request``; ``timeout`` is Helm's wait, in seconds."""
+        request = {"action": action, "kubeconfig": self.kubeconfig, "timeout": timeout, **request}
         proc = subprocess.run(
             [self.python, str(HERE / "helmrun.py")],
             input=json.dumps(request),
             capture_output=True,
             text=True,
-            timeout=timeout,
+            timeout=timeout + 120,
         )
         if proc.returncode != 0:
             raise HelmFailed(action, proc.stderr.strip() or f"exit {proc.returncode}")

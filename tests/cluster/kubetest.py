@@ -83,16 +83,16 @@ class KubeAPI:
     def delete_namespace(self, name):
         self.request("DELETE", f"/api/v1/namespaces/{name}")
 
-    def create_host_path_volume(self, storage_class, path):
-        """A 1 Gi ReadWriteOnce PersistentVolume on the node's directory ``path``, named for and
-        in ``storage_class``: the test cluster has no volume provisioner, so a claim of that
-        class binds this one."""
+    def create_host_path_volume(self, storage_class, path, size="1Gi"):
+        """A ReadWriteOnce PersistentVolume of ``size`` on the node's directory ``path``, named
+        for and in ``storage_class``: the test cluster has no volume provisioner, so a claim of
+        that class binds this one."""
         pv = {
             "apiVersion": "v1",
             "kind": "PersistentVolume",
             "metadata": {"name": storage_class},
             "spec": {
-                "capacity": {"storage": "1Gi"},
+                "capacity": {"storage": size},
                 "accessModes": ["ReadWriteOnce"],
                 "storageClassName": storage_class,
                 "hostPath": {"path": str(path)},

@@ -107,6 +107,47 @@ def stop_server(hub, session):
     wait_for(stopped, f"{USER}'s server to stop", timeout=120)
 
 
+def spawn_profile_in_browser(page, url, namespace, kube_api, auth, profile):
+    """On the hub at ``url`` (``USER`` logged in on ``page``, which records the progress log):
+    pick ``profile`` (size small) on KubeSpawner's form, see the pod's events on the progress
+    page, get a pod of the profile's image with mlhub's security context and workspace, and
+    JupyterLab with the profile's kernels, one of them idle in a notebook."""
+    page.goto(f"{url}hub/spawn")
+    # KubeSpawner's form: one radio per allowed profile, the sizes as its options
+    page.check(f"input[name=profile][value={profile.slug}]")
+    page.select_option(f"select[name='profile-option-{profile.slug}--size']", "small")
+    page.evaluate("sessionStorage.removeItem('progress')")
+    page.click(SUBMIT)
+    page.wait_for_url(f"**/user/{USER}/lab**", timeout=240_000)
+    # the progress page showed the pod's own events while it started
+    events = page.evaluate("JSON.parse(sessionStorage.getItem('progress') || '[]')")
+    assert any(f"Successfully assigned {namespace}/jupyter-{USER}" in e for e in events), events
+
+    pod = kube_api.get(f"/api/v1/namespaces/{namespace}/pods/jupyter-{USER}")
+    [container] = pod["spec"]["containers"]
+    assert container["image"] == profile.image
+    assert container["securityContext"]["runAsUser"] == 1000
+    assert container["securityContext"]["runAsNonRoot"] is True
+    claim = {"claimName": f"mlhub-workspace-{USER}"}
+    assert {"name": "workspace", "persistentVolumeClaim": claim} in pod["spec"]["volumes"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["MLHUB_PROFILE"], env["MLHUB_SIZE"]) == (profile.slug, "small")
+
+    # JupyterLab from the pod, with the profile's kernels only
+    specs = requests.get(f"{url}user/{USER}/api/kernelspecs", headers=auth, timeout=30).json()
+    assert set(specs["kernelspecs"]) == set(profile.kernels)
+    filename, kernel = f"{profile.slug}.ipynb", profile.kernels[0]
+    requests.put(
+        f"{url}user/{USER}/api/contents/{filename}",
+        json={"type": "notebook", "content": notebook([], kernel, kernel, "")},
+        headers=auth,
+        timeout=30,
+    ).raise_for_status()
+    # ?reset: not the tabs of the previous server (its notebooks' kernels may not be here)
+    page.goto(f"{url}user/{USER}/lab/tree/{filename}?reset")
+    assert wait_for_kernel(page, timeout=180_000).endswith(" | Idle")
+
+
 def test_each_profile_spawns_its_image_and_loads_jupyterlab(
     kube_hub, kube_api, browser_page, notebook_images
 ):
@@ -119,44 +160,7 @@ def test_each_profile_spawns_its_image_and_loads_jupyterlab(
     auth = {"Authorization": f"token {token}"}
 
     for i, profile in enumerate(notebook_images):
-        page.goto(f"{hub.url}hub/spawn")
-        # KubeSpawner's form: one radio per allowed profile, the sizes as its options
-        page.check(f"input[name=profile][value={profile.slug}]")
-        page.select_option(f"select[name='profile-option-{profile.slug}--size']", "small")
-        page.evaluate("sessionStorage.removeItem('progress')")
-        page.click(SUBMIT)
-        page.wait_for_url(f"**/user/{USER}/lab**", timeout=240_000)
-        # the progress page showed the pod's own events while it started
-        events = page.evaluate("JSON.parse(sessionStorage.getItem('progress') || '[]')")
-        assert any(f"Successfully assigned {hub.namespace}/jupyter-{USER}" in e for e in events), (
-            events
-        )
-
-        pod = kube_api.get(f"/api/v1/namespaces/{hub.namespace}/pods/jupyter-{USER}")
-        [container] = pod["spec"]["containers"]
-        assert container["image"] == profile.image
-        assert container["securityContext"]["runAsUser"] == 1000
-        assert container["securityContext"]["runAsNonRoot"] is True
-        claim = {"claimName": f"mlhub-workspace-{USER}"}
-        assert {"name": "workspace", "persistentVolumeClaim": claim} in pod["spec"]["volumes"]
-        env = {e["name"]: e.get("value") for e in container["env"]}
-        assert (env["MLHUB_PROFILE"], env["MLHUB_SIZE"]) == (profile.slug, "small")
-
-        # JupyterLab from the pod, with the profile's kernels only
-        specs = requests.get(
-            f"{hub.url}user/{USER}/api/kernelspecs", headers=auth, timeout=30
-        ).json()
-        assert set(specs["kernelspecs"]) == set(profile.kernels)
-        filename, kernel = f"{profile.slug}.ipynb", profile.kernels[0]
-        requests.put(
-            f"{hub.url}user/{USER}/api/contents/{filename}",
-            json={"type": "notebook", "content": notebook([], kernel, kernel, "")},
-            headers=auth,
-            timeout=30,
-        ).raise_for_status()
-        # ?reset: not the tabs of the previous server (its notebooks' kernels may not be here)
-        page.goto(f"{hub.url}user/{USER}/lab/tree/{filename}?reset")
-        assert wait_for_kernel(page, timeout=180_000).endswith(" | Idle")
+        spawn_profile_in_browser(page, hub.url, hub.namespace, kube_api, auth, profile)
 
         # the workspace persists across servers: the earlier profiles' notebooks are here
         contents = f"{hub.url}user/{USER}/api/contents"

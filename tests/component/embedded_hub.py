@@ -148,7 +148,45 @@ def passable(path):
             folder.chmod(mode | 0o001)
 
 
-class EmbeddedHub:
+class HubSite:
+    """A hub as its users' HTTP clients meet it at ``url`` (its public URL, through the
+    proxy): the login form, tokens made as on /hub/token, the REST API with a session."""
+
+    def __init__(self, url):
+        self.url = url
+
+    def login(self, name, password):
+        """A requests session logged in through the hub's login form (with its _xsrf)."""
+        session = requests.Session()
+        session.get(self.url + "hub/login", timeout=30).raise_for_status()
+        session.xsrf = session.cookies.get("_xsrf", path="/hub/")
+        r = session.post(
+            self.url + "hub/login",
+            data={"username": name, "password": password, "_xsrf": session.xsrf},
+            timeout=60,
+        )
+        session.login_response = r
+        # a login starts a new session, with a new XSRF token
+        session.xsrf = session.cookies.get("_xsrf", path="/hub/")
+        return session
+
+    def token(self, user, password, scopes=None):
+        """A new hub API token of ``user``, made as on /hub/token: logged in through the form,
+        then ``POST /hub/api/users/<user>/tokens`` with that session. Without ``scopes`` it
+        carries all of the user's permissions."""
+        body = {"note": "test"} if scopes is None else {"note": "test", "scopes": scopes}
+        reply = self.hub_api(self.login(user, password), "POST", f"/users/{user}/tokens", json=body)
+        reply.raise_for_status()
+        return reply.json()["token"]
+
+    def hub_api(self, session, method, path, **kwargs):
+        headers = {"X-XSRFToken": session.xsrf}
+        return session.request(
+            method, f"{self.url}hub/api{path}", headers=headers, timeout=60, **kwargs
+        )
+
+
+class EmbeddedHub(HubSite):
     def __init__(self, dir, profiles_dir=None, config="", run_as=None):
         self.dir = Path(dir)
         passable(self.dir)
@@ -157,7 +195,7 @@ class EmbeddedHub:
         self.data_dir = self.dir / "data"
         self.port, self.hub_port = free_port(), free_port()
         self.proxy_api_port, self.publisher_port = free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
+        super().__init__(f"http://127.0.0.1:{self.port}/")
         self.publisher_url = f"{self.url}services/{PUBLISHER_SERVICE}/"
         self.config_file = self.dir / "mlhub_config.py"
         lines = f"""\
@@ -315,36 +353,6 @@ class EmbeddedHub:
 
     def workspace(self, user):
         return self.data_dir / "workspaces" / user
-
-    def login(self, name, password):
-        """A requests session logged in through the hub's login form (with its _xsrf)."""
-        session = requests.Session()
-        session.get(self.url + "hub/login", timeout=30).raise_for_status()
-        session.xsrf = session.cookies.get("_xsrf", path="/hub/")
-        r = session.post(
-            self.url + "hub/login",
-            data={"username": name, "password": password, "_xsrf": session.xsrf},
-            timeout=60,
-        )
-        session.login_response = r
-        # a login starts a new session, with a new XSRF token
-        session.xsrf = session.cookies.get("_xsrf", path="/hub/")
-        return session
-
-    def token(self, user, password, scopes=None):
-        """A new hub API token of ``user``, made as on /hub/token: logged in through the form,
-        then ``POST /hub/api/users/<user>/tokens`` with that session. Without ``scopes`` it
-        carries all of the user's permissions."""
-        body = {"note": "test"} if scopes is None else {"note": "test", "scopes": scopes}
-        reply = self.hub_api(self.login(user, password), "POST", f"/users/{user}/tokens", json=body)
-        reply.raise_for_status()
-        return reply.json()["token"]
-
-    def hub_api(self, session, method, path, **kwargs):
-        headers = {"X-XSRFToken": session.xsrf}
-        return session.request(
-            method, f"{self.url}hub/api{path}", headers=headers, timeout=60, **kwargs
-        )
 
     def wait_ready(self, session, user):
         """Wait for ``user``'s server; fail at once, with the hub's log, if the spawn failed.

@@ -1,0 +1,297 @@
+"""The whole chart as a platform engineer installs it: ``deploy/mlhub`` with its real dependency,
+the official JupyterHub chart 4.4.0 (the vendored archive in ``charts/``, where ``helm dependency
+build`` or an air-gapped install puts it), installed on the test cluster by the real Helm engine
+with local builds of every image it runs. Then, as users meet it, through the chart's own proxy
+Service: log in and pick each profile in headless Chromium, publish a model from the notebook in
+the user's pod, and call it with a hub token and with an API key.
+
+What is changed for this cluster, each because Kubernetes 1.20 on one machine cannot run it:
+- the chart copy's ``kubeVersion`` is lowered to >=1.20 (the chart asks for its dependency's 1.28);
+- the official chart's user scheduler (its PodDisruptionBudget is ``policy/v1``, which 1.20 lacks,
+  and it runs registry.k8s.io/kube-scheduler), user placeholders (registry.k8s.io/pause 3.10.1)
+  and image pre-puller (k8s-image-awaiter) are off: no registry here serves their images;
+- ``proxy.chp.image`` is ``mlhub/proxy`` (configurable-http-proxy 5.2.0 from npm,
+  images/proxy), as quay.io cannot be reached; the hub, notebook and serving images are mlhub's;
+- ``proxy-public`` is a ClusterIP Service (no load balancer here), reached with ``kubectl
+  port-forward``, as from any machine outside a cluster;
+- the claims bind hostPath PersistentVolumes the test makes (no volume provisioner);
+- the publisher routes models to ready pods' IPs (``route_target: pod``): without kube-proxy,
+  ClusterIPs do not route. Everything else finds everything by Service name, as on any cluster
+  (the test cluster's DNS, scripts/kube-dns).
+"""
+
+import base64
+import contextlib
+import json
+import re
+import secrets
+import shutil
+import subprocess
+
+import pytest
+import requests
+import yaml
+from embedded_hub import HubSite, free_port, wait_for
+from helmtool import CHART, Helm, helm_python, jupyterhub_chart
+from kernel_channel import execute
+from labpage import log_in
+from mlhub.profiles import load_profiles
+from pod_security import violations
+from standard_images import standard_images
+from test_kube_spawn import RECORD_PROGRESS, USER, spawn_profile_in_browser, stop_server
+from test_publish_from_pod import MODEL, NOTEBOOK_CODE
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.browser,
+    pytest.mark.slow,
+    # a cold machine builds every image first (cached by content afterwards)
+    pytest.mark.timeout(3600),
+]
+
+RELEASE = "mlhub"
+PROFILES = load_profiles()
+IMAGES = {
+    "hub": "mlhub/hub:0.1.0",
+    "proxy": "mlhub/proxy:0.1.0",
+    "serving-python": "mlhub/serving-python:0.1.0",
+}
+
+
+def kubectl(kubeconfig, namespace, *args, timeout=120, **kwargs):
+    return subprocess.run(
+        ["kubectl", "--kubeconfig", kubeconfig, "-n", namespace, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def chart_with_dependency(path):
+    """A copy of the chart with the official chart in charts/ and 1.20 allowed."""
+    shutil.copytree(CHART, path)
+    (path / "charts").mkdir()
+    shutil.copy(jupyterhub_chart(), path / "charts")
+    meta = yaml.safe_load((path / "Chart.yaml").read_text())
+    meta["kubeVersion"] = ">=1.20.0-0"
+    (path / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    return path
+
+
+def values_for_this_cluster(public_url, models, storage):
+    """The values a platform engineer would give, plus the changes this cluster needs (the
+    module's docstring says why each)."""
+    return {
+        "publicUrl": public_url,
+        "models": {"namespace": models},
+        "publisher": {
+            "storage": {"size": "1Gi", "storageClass": storage["publisher"]},
+            "config": {"KubernetesDeployer": {"route_target": "pod"}},
+        },
+        "jupyterhub": {
+            "hub": {"db": {"pvc": {"storage": "1Gi", "storageClassName": storage["hub"]}}},
+            "proxy": {
+                "service": {"type": "ClusterIP"},
+                "chp": {"image": {"name": "mlhub/proxy", "tag": "0.1.0"}},
+            },
+            "singleuser": {"storage": {"dynamic": {"storageClass": storage["user"]}}},
+            "scheduling": {
+                "userScheduler": {"enabled": False},
+                "userPlaceholder": {"enabled": False},
+            },
+            "prePuller": {"hook": {"enabled": False}, "continuous": {"enabled": False}},
+        },
+    }
+
+
+@contextlib.contextmanager
+def port_forward(kubeconfig, namespace, service, port, local):
+    """``kubectl port-forward svc/<service> <local>:<port>``; yields the local URL."""
+    args = ["kubectl", "--kubeconfig", kubeconfig, "-n", namespace, "port-forward"]
+    proc = subprocess.Popen(
+        [*args, "--address", "127.0.0.1", f"svc/{service}", f"{local}:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{local}/"
+    try:
+
+        def answers():
+            assert proc.poll() is None, proc.stderr.read().decode()
+            try:
+                return requests.get(url + "hub/api", timeout=5).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_for(answers, f"port-forward to {service}", timeout=60, interval=0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+class Install:
+    """The installed release: its namespaces, rendered manifest and public URL."""
+
+    def __init__(self, namespace, models, manifest, url, password):
+        self.namespace, self.models, self.manifest = namespace, models, manifest
+        self.site, self.password = HubSite(url), password
+
+    def objects(self):
+        return [doc for doc in yaml.safe_load_all(self.manifest) if doc]
+
+
+@pytest.fixture(scope="module")
+def images(kube_cluster):
+    refs = [*IMAGES.values(), *{p.image for p in PROFILES}]
+    present = standard_images(refs)
+    assert present == refs, f"`mlhub images build` made no {sorted(set(refs) - set(present))}"
+
+
+@pytest.fixture(scope="module")
+def whole_chart(kube_cluster, kube_api, images, tmp_path_factory):
+    suffix = secrets.token_hex(3)
+    namespace, models = f"mlhub-whole-{suffix}", f"mlhub-whole-models-{suffix}"
+    storage = {k: f"mlhub-whole-{k}-{suffix}" for k in ("hub", "publisher", "user")}
+    chart = chart_with_dependency(tmp_path_factory.mktemp("chart") / "mlhub")
+    helm = Helm(helm_python(), kube_cluster.kubeconfig)
+    kc = kube_cluster.kubeconfig
+    installed = False
+    try:
+        for storage_class in storage.values():
+            volume = tmp_path_factory.mktemp(storage_class)
+            volume.chmod(0o777)
+            kube_api.create_host_path_volume(storage_class, volume, size="10Gi")
+        # the public URL is the port-forward's: model URLs and snippets are built from it
+        local = free_port()
+        values = values_for_this_cluster(f"http://127.0.0.1:{local}/", models, storage)
+        release = helm(
+            "install",
+            release=RELEASE,
+            chart=str(chart),
+            namespace=namespace,
+            values=values,
+            wait=True,
+            timeout=600,
+        )
+        installed = True
+        # the deploy README's command: accounts are made in the hub pod
+        added = kubectl(kc, namespace, "exec", "deploy/hub", "--", "mlhub", "users", "add", USER)
+        assert added.returncode == 0, added.stderr
+        password = re.search(r"password: (\S+)", added.stdout).group(1)
+        with port_forward(kc, namespace, "proxy-public", 80, local=local) as url:
+            yield Install(namespace, models, release["manifest"], url, password)
+    finally:
+        if installed:
+            helm("uninstall", release=RELEASE, namespace=namespace, wait=True, timeout=300)
+        kube_api.delete_namespace(namespace)
+        kube_api.delete_namespace(models)
+        for storage_class in storage.values():
+            kube_api.request("DELETE", f"/api/v1/persistentvolumes/{storage_class}")
+
+
+def test_the_chart_renders_both_charts_objects_with_mlhubs_hub_config(whole_chart):
+    """One release holds the official chart's hub and proxy and mlhub's publisher, and the hub
+    config Helm rendered (the hub Secret the official chart's jupyterhub_config.py reads) keeps
+    mlhub's spawner, authenticator, services and no profile list of its own."""
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in whole_chart.objects()}
+    assert {
+        ("Deployment", "hub"),
+        ("Deployment", "proxy"),
+        ("Deployment", "mlhub-publisher"),
+        ("Service", "proxy-public"),
+        ("Service", "proxy-api"),
+        ("NetworkPolicy", "singleuser"),
+        ("Role", "mlhub-publisher"),
+    } <= kinds
+    [secret] = [
+        o for o in whole_chart.objects() if o["kind"] == "Secret" and o["metadata"]["name"] == "hub"
+    ]
+    rendered = yaml.safe_load(base64.b64decode(secret["data"]["values.yaml"]))
+    config = rendered["hub"]["config"]
+    assert config["JupyterHub"]["spawner_class"] == "mlhub.kube_spawner.ProfileKubeSpawner"
+    assert config["JupyterHub"]["authenticator_class"] == "mlhub.authenticator.MlhubAuthenticator"
+    assert "mlhub-publisher" in rendered["hub"]["services"]
+    # the official chart's [] would have become c.KubeSpawner.profile_list
+    assert "profileList" not in rendered["singleuser"]
+    assert rendered["singleuser"]["cloudMetadata"]["blockWithIptables"] is False
+
+
+def test_every_profile_spawns_in_chromium_through_the_charts_proxy(
+    whole_chart, kube_api, browser_page
+):
+    site, page = whole_chart.site, browser_page
+    log_in(page, site.url, USER, whole_chart.password)
+    page.add_init_script(RECORD_PROGRESS)
+    session = site.login(USER, whole_chart.password)
+    auth = {"Authorization": f"token {site.token(USER, whole_chart.password)}"}
+    # the form offers mlhub's profiles (not the official chart's sample image)
+    page.goto(f"{site.url}hub/spawn")
+    offered = page.eval_on_selector_all("input[name=profile]", "els => els.map(e => e.value)")
+    assert sorted(offered) == sorted(p.slug for p in PROFILES)
+    for profile in PROFILES:
+        spawn_profile_in_browser(page, site.url, whole_chart.namespace, kube_api, auth, profile)
+        stop_server(site, session)
+
+
+def test_publish_from_the_notebook_in_the_pod_and_call_with_a_token_and_a_key(
+    whole_chart, kube_api
+):
+    site = whole_chart.site
+    session = site.login(USER, whole_chart.password)
+    token = site.token(USER, whole_chart.password)
+    auth = {"Authorization": f"token {token}"}
+    start = site.hub_api(session, "POST", f"/users/{USER}/server", json={"profile": "python"})
+    assert start.status_code in (201, 202), start.text
+
+    def ready():
+        server = site.hub_api(session, "GET", f"/users/{USER}").json()["servers"].get("")
+        return server and server["ready"]
+
+    wait_for(ready, f"{USER}'s server", timeout=300)
+    server = f"{site.url}user/{USER}"
+    kernel = requests.post(f"{server}/api/kernels", json={"name": "python3"}, headers=auth)
+    assert kernel.status_code == 201, kernel.text
+    printed = execute(server, kernel.json()["id"], NOTEBOOK_CODE, token, timeout=600)
+    seen = json.loads(printed.splitlines()[-1])
+
+    # served from pods in the models namespace, through the chart's proxy
+    url = f"{site.url}models/{USER}/{MODEL}/v1/predict"
+    body = {"instances": seen["rows"]}
+    with_token = requests.post(url, json=body, headers=auth, timeout=60)
+    assert with_token.status_code == 200, with_token.text
+    assert with_token.json()["predictions"] == seen["predictions"]
+    publisher = f"{site.url}services/mlhub-publisher/api/models/{USER}/{MODEL}"
+    key = requests.post(f"{publisher}/keys", json={"description": "ci"}, headers=auth, timeout=60)
+    assert key.status_code == 201, key.text
+    with_key = {"Authorization": f"Bearer {key.json()['key']}"}
+
+    def key_works():
+        return requests.post(url, json=body, headers=with_key, timeout=60).status_code == 200
+
+    wait_for(key_works, "the new API key to reach the model's pods", timeout=60)
+    assert requests.post(url, json=body, timeout=60).status_code == 401
+    pods = kube_api.items(
+        f"/api/v1/namespaces/{whole_chart.models}/pods", "app.kubernetes.io/component=mlhub-model"
+    )
+    assert pods and all(p["status"]["phase"] == "Running" for p in pods)
+
+
+def test_every_pod_the_release_runs_passes_the_restricted_pod_security_standard(
+    whole_chart, kube_api
+):
+    """Not the templates: the pods the cluster really runs (the official chart's hub and proxy,
+    the publisher, the user's server, the model's pods), as the API server admitted them."""
+    running = [
+        pod
+        for ns in (whole_chart.namespace, whole_chart.models)
+        for pod in kube_api.get(f"/api/v1/namespaces/{ns}/pods")["items"]
+    ]
+    names = {p["metadata"]["name"].rsplit("-", 2)[0] for p in running}
+    assert {"hub", "proxy", "mlhub-publisher"} <= names and f"jupyter-{USER}" in {
+        p["metadata"]["name"] for p in running
+    }
+    assert any(p["metadata"]["namespace"] == whole_chart.models for p in running)
+    problems = {p["metadata"]["name"]: violations(p["spec"]) for p in running}
+    assert {name: v for name, v in problems.items() if v} == {}
