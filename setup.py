@@ -66,6 +66,9 @@ DEVELOPER = [
     "lightgbm>=4",
     "pyarrow>=14",  # Arrow/Parquet bodies in mlhub.serving (optional at run time)
     "docker>=7.1",  # mlhub images: the Docker engine's API (a developer's and CI's tool)
+    # the chart tests: every rendered and built object against Kubernetes 1.28 and the newest
+    # OpenAPI schemas it ships (the test cluster is 1.20)
+    "kubernetes-validate>=1.30",
 ]
 
 setup(

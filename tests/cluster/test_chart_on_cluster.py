@@ -155,6 +155,7 @@ def test_chart_installs_and_every_object_passes_the_api_servers_validation(
             ("Deployment", ns),
             ("Namespace", ""),
             ("NetworkPolicy", ns),
+            ("NetworkPolicy", models),  # mlhub-models: who reaches model pods
             ("PersistentVolumeClaim", ns),
             ("Role", models),
             ("RoleBinding", models),
@@ -205,7 +206,11 @@ def test_publisher_rights_are_limited_to_the_models_namespace(install):
     # pods are made by ReplicaSets: the publisher annotates (access changes) and deletes them
     [pods] = [rule for rule in role["rules"] if rule["resources"] == ["pods"]]
     assert set(pods["verbs"]) == {"get", "list", "watch", "patch", "delete"}
-    [policy] = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    [policy] = [
+        o
+        for o in objects
+        if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "mlhub-publisher"
+    ]
     peers = policy["spec"]["ingress"][0]["from"]
     models_namespace = {"kubernetes.io/metadata.name": install["models"]}
     assert {"namespaceSelector": {"matchLabels": models_namespace}} in peers

@@ -34,8 +34,10 @@ import yaml
 from embedded_hub import HubSite, free_port, wait_for
 from helmtool import CHART, Helm, helm_python, jupyterhub_chart
 from kernel_channel import execute
+from kube_schemas import schema_errors
 from labpage import log_in
 from mlhub.profiles import load_profiles
+from network_policy import Endpoint, allowed
 from pod_security import violations
 from standard_images import standard_images
 from test_kube_spawn import RECORD_PROGRESS, USER, spawn_profile_in_browser, stop_server
@@ -217,6 +219,9 @@ def test_the_chart_renders_both_charts_objects_with_mlhubs_hub_config(whole_char
     assert "profileList" not in rendered["singleuser"]
     assert rendered["singleuser"]["cloudMetadata"]["blockWithIptables"] is False
 
+    # every object, both charts', is valid for Kubernetes 1.28 and the newest schemas
+    assert [e for o in whole_chart.objects() for e in schema_errors(o)] == []
+
 
 def test_every_profile_spawns_in_chromium_through_the_charts_proxy(
     whole_chart, kube_api, browser_page
@@ -276,6 +281,57 @@ def test_publish_from_the_notebook_in_the_pod_and_call_with_a_token_and_a_key(
         f"/api/v1/namespaces/{whole_chart.models}/pods", "app.kubernetes.io/component=mlhub-model"
     )
     assert pods and all(p["status"]["phase"] == "Running" for p in pods)
+
+
+def test_network_policies_admit_what_mlhub_needs_and_nothing_around_the_proxy(
+    whole_chart, kube_api
+):
+    """The policies the cluster holds (the official chart's and mlhub's), judged against the
+    pods that run (their real labels, namespaces and ports; tests/chart/network_policy.py). This
+    cluster enforces none (no policy-enforcing network plugin): deploy/README.md says how an
+    operator checks that theirs does."""
+    ns, models = whole_chart.namespace, whole_chart.models
+    policies = [
+        p
+        for n in (ns, models)
+        for p in kube_api.get(f"/apis/networking.k8s.io/v1/namespaces/{n}/networkpolicies")["items"]
+    ]
+    namespaces = {
+        n: kube_api.get(f"/api/v1/namespaces/{n}")["metadata"].get("labels") or {}
+        for n in (ns, models)
+    }
+    pods = {}
+    for n in (ns, models):
+        for pod in kube_api.get(f"/api/v1/namespaces/{n}/pods")["items"]:
+            pods[
+                pod["metadata"]["labels"].get("component")
+                or pod["metadata"]["labels"].get("app.kubernetes.io/component")
+            ] = Endpoint.of_pod(pod)
+    hub, proxy, user = pods["hub"], pods["proxy"], pods["singleuser-server"]
+    publisher, model = pods["publisher"], pods["mlhub-model"]
+    elsewhere = Endpoint("172.17.9.9", "default", {"app": "anything"})
+
+    def ok(source, dest, port, protocol="TCP"):
+        return allowed(policies, namespaces, source, dest, port, protocol)
+
+    # model pods: callers come through the proxy; the publisher manages them
+    assert ok(proxy, model, 8080) and ok(publisher, model, 8080)
+    assert not ok(user, model, 8080), "a notebook reaches a model around the proxy"
+    assert not ok(elsewhere, model, 8080), "any pod reaches a model around the proxy"
+    assert not ok(proxy, model, 9999)
+    # what model pods may reach: the hub API (tokens), the publisher (bundles), DNS
+    assert ok(model, hub, 8081) and ok(model, publisher, 8090)
+    assert ok(model, Endpoint("10.96.0.10"), 53, "UDP")
+    assert not ok(model, proxy, 8001), "a model reaches the proxy's API"
+    assert not ok(model, user, 8888), "a model reaches a notebook"
+    assert not ok(model, Endpoint("8.8.8.8"), 443)
+    # the official chart's own paths still work, with mlhub's additions
+    assert ok(proxy, hub, 8081) and ok(hub, proxy, 8001) and ok(user, hub, 8081)
+    assert ok(user, publisher, 8090) and ok(hub, publisher, 8090)
+    assert not ok(elsewhere, publisher, 8090)
+    # cloud metadata is kept from notebooks by policy (not by a privileged init container)
+    assert not ok(user, Endpoint("169.254.169.254"), 80)
+    assert ok(user, Endpoint("8.8.8.8"), 443)
 
 
 def test_every_pod_the_release_runs_passes_the_restricted_pod_security_standard(

@@ -2,7 +2,7 @@
 tests/chart/pod_security.py): model Deployments with their init container, batch Jobs and
 CronJobs, and the user pod of every shipped profile and size, as KubeSpawner would create it.
 The chart's own pods (the publisher, the official chart's hub and proxy) are checked on the
-cluster, where Helm renders them (tests/cluster/test_chart_on_cluster.py)."""
+cluster, as the installed release runs them (tests/cluster/test_whole_chart.py)."""
 
 import copy
 
@@ -70,8 +70,9 @@ def test_the_rules_refuse_what_the_standard_refuses(change, found):
     assert any(found in v for v in violations(spec)), violations(spec)
 
 
-def test_model_deployments_pass_restricted():
-    deployment = make_deployment(
+def model_deployment():
+    """A model's Deployment as the publisher builds it (two replicas, a memory limit)."""
+    return make_deployment(
         ModelRef("alice", "iris"),
         "models",
         version="sha256:" + "ab" * 32,
@@ -82,7 +83,10 @@ def test_model_deployments_pass_restricted():
         hub_api_url="http://hub:8081/hub/api",
         resources={"limits": {"memory": "1Gi"}},
     )
-    [spec] = pod_specs(deployment)
+
+
+def test_model_deployments_pass_restricted():
+    [spec] = pod_specs(model_deployment())
     assert spec["initContainers"]  # the bundle fetch is checked too
     assert violations(spec) == []
 
