@@ -1,11 +1,11 @@
-"""Login accounts of the embedded mode: names, password hashes, admin flags, groups.
+"""Login accounts: names, password hashes, admin flags, groups.
 
 JupyterHub's own default (``DummyAuthenticator``-like setups, PAM as root) would either accept any
-password or tie logins to OS users, and the embedded mode runs everyone as one OS user. So mlhub
-keeps its own accounts in ``<data_dir>/accounts.sqlite``: a name, a scrypt hash of the password
-(never the password), an admin flag and the user's groups. ``mlhub users ...`` manages them;
-``mlhub.authenticator.MlhubAuthenticator`` checks them at login. This module does not import
-JupyterHub, so ``mlhub users`` starts fast.
+password or tie logins to OS users. So mlhub keeps its own accounts in
+``<data_dir>/accounts.sqlite`` (or a PostgreSQL table, ``MlhubSettings.accounts_db``): a name, a
+scrypt hash of the password (never the password), an admin flag and the user's groups.
+``mlhub users ...`` manages them; ``mlhub.authenticator.MlhubAuthenticator`` checks them at
+login. This module does not import JupyterHub, so ``mlhub users`` starts fast.
 """
 
 import base64
@@ -21,7 +21,7 @@ import time
 from contextlib import closing
 from dataclasses import dataclass
 
-from mlhub.errors import BadRequest, Conflict, InvalidName, NotFound
+from mlhub.errors import BadRequest, Conflict, InvalidName, MlhubError, NotFound
 
 # JupyterHub lower-cases user names; they also name workspace folders, so keep them path-safe.
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -106,28 +106,38 @@ class Account:
     created: float
 
 
-class AccountStore:
-    """The accounts table in one SQLite file (mode 0600), opened per operation.
+POSTGRES_URL = re.compile(r"^postgres(?:ql)?(?:\+\w+)?://", re.IGNORECASE)
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS {table} ("
+    " name TEXT PRIMARY KEY, password_hash TEXT NOT NULL,"
+    " admin INTEGER NOT NULL DEFAULT 0, \"groups\" TEXT NOT NULL DEFAULT '[]',"
+    " created DOUBLE PRECISION NOT NULL)"
+)
 
-    Short-lived connections let ``mlhub users ...`` change accounts while the hub runs; SQLite's
-    locking serialises the writers.
+
+class AccountStore:
+    """The accounts table, opened per operation: in one SQLite file (mode 0600), or in
+    PostgreSQL when ``location`` is a ``postgresql://`` URL.
+
+    Short-lived connections let ``mlhub users ...`` change accounts while the hub runs; the
+    database's locking serialises the writers.
     """
 
-    def __init__(self, path):
-        self.path = str(path)
+    def __init__(self, location):
+        self.location = str(location)
+        self.postgres = bool(POSTGRES_URL.match(self.location))
+        self.table = "mlhub_accounts" if self.postgres else "accounts"
 
     def _connect(self):
-        if not os.path.exists(self.path):
-            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        db = sqlite3.connect(self.path, timeout=30)
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS accounts ("
-            " name TEXT PRIMARY KEY, password_hash TEXT NOT NULL,"
-            " admin INTEGER NOT NULL DEFAULT 0, groups TEXT NOT NULL DEFAULT '[]',"
-            " created REAL NOT NULL)"
-        )
+        db = _Postgres.connect(self.location) if self.postgres else self._sqlite()
+        db.execute(SCHEMA.format(table=self.table))
         return db
+
+    def _sqlite(self):
+        if not os.path.exists(self.location):
+            os.makedirs(os.path.dirname(self.location) or ".", exist_ok=True)
+            os.close(os.open(self.location, os.O_CREAT | os.O_WRONLY, 0o600))
+        return sqlite3.connect(self.location, timeout=30)
 
     @staticmethod
     def _account(row):
@@ -139,13 +149,15 @@ class AccountStore:
     def get(self, name):
         with closing(self._connect()) as db:
             row = db.execute(
-                "SELECT name, admin, groups, created FROM accounts WHERE name = ?", (name,)
+                f'SELECT name, admin, "groups", created FROM {self.table} WHERE name = ?', (name,)
             ).fetchone()
         return self._account(row) if row else None
 
     def list(self):
         with closing(self._connect()) as db:
-            rows = db.execute("SELECT name, admin, groups, created FROM accounts ORDER BY name")
+            rows = db.execute(
+                f'SELECT name, admin, "groups", created FROM {self.table} ORDER BY name'
+            )
             return [self._account(row) for row in rows]
 
     def add(self, name, password, admin=False, groups=()):
@@ -155,7 +167,7 @@ class AccountStore:
         with closing(self._connect()) as db, db:
             try:
                 db.execute(
-                    "INSERT INTO accounts (name, password_hash, admin, groups, created)"
+                    f'INSERT INTO {self.table} (name, password_hash, admin, "groups", created)'
                     " VALUES (?, ?, ?, ?, ?)",
                     (name, password_hash, int(admin), json.dumps(groups), time.time()),
                 )
@@ -169,7 +181,7 @@ class AccountStore:
     def _update(self, name, column, value):
         with closing(self._connect()) as db, db:
             changed = db.execute(
-                f"UPDATE accounts SET {column} = ? WHERE name = ?", (value, name)
+                f'UPDATE {self.table} SET "{column}" = ? WHERE name = ?', (value, name)
             ).rowcount
         if not changed:
             raise NotFound(f"No account named {name!r}; see 'mlhub users list'.")
@@ -185,7 +197,7 @@ class AccountStore:
 
     def delete(self, name):
         with closing(self._connect()) as db, db:
-            deleted = db.execute("DELETE FROM accounts WHERE name = ?", (name,)).rowcount
+            deleted = db.execute(f"DELETE FROM {self.table} WHERE name = ?", (name,)).rowcount
         if not deleted:
             raise NotFound(f"No account named {name!r}; see 'mlhub users list'.")
 
@@ -197,7 +209,7 @@ class AccountStore:
         """
         with closing(self._connect()) as db:
             row = db.execute(
-                "SELECT password_hash FROM accounts WHERE name = ?", (name,)
+                f"SELECT password_hash FROM {self.table} WHERE name = ?", (name,)
             ).fetchone()
         if row is None:
             verify_password(password, _dummy_hash())
@@ -211,6 +223,62 @@ class AccountStore:
         password = generate_password()
         self.add(name, password, admin=True)
         return password
+
+
+class _Postgres:
+    """A psycopg connection that behaves as the sqlite3 module's does where AccountStore relies
+    on it (``?`` placeholders, sqlite3.IntegrityError, commit on leaving ``with``), so one set
+    of statements serves both databases."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    @classmethod
+    def connect(cls, url):
+        import psycopg
+
+        # libpq reads postgresql:// URIs itself; SQLAlchemy's "+driver" part is not its
+        conninfo = POSTGRES_URL.sub("postgresql://", url)
+        try:
+            return cls(psycopg.connect(conninfo, connect_timeout=10))
+        except psycopg.OperationalError as e:
+            where = _where(conninfo)
+            raise MlhubError(
+                f"cannot open the accounts database {where}: {str(e).strip()} (check "
+                "MlhubSettings.accounts_db / MLHUB_ACCOUNTS_DB, and PGPASSWORD for its password)"
+            ) from None
+
+    def execute(self, sql, params=()):
+        import psycopg
+
+        try:
+            return self.conn.execute(sql.replace("?", "%s"), params)
+        except psycopg.IntegrityError as e:
+            raise sqlite3.IntegrityError(str(e)) from e
+
+    def close(self):
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        # like sqlite3's: commit, or roll back on an exception (the connection stays open)
+        if exc[0] is None:
+            self.conn.commit()
+        else:
+            self.conn.rollback()
+
+
+def _where(conninfo):
+    """``host/dbname`` of a connection URL, never its password."""
+    import psycopg.conninfo
+
+    try:
+        parts = psycopg.conninfo.conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        return "(an unreadable URL)"
+    return f"{parts.get('host', 'localhost')}/{parts.get('dbname', '')}"
 
 
 def write_secret_file(path, text):

@@ -24,14 +24,16 @@ class MlhubAuthenticator(Authenticator):
     """
 
     accounts_file = Unicode(
-        help="""SQLite file of the accounts. Default: ``<MlhubSettings.data_dir>/accounts.sqlite``.
+        help="""The accounts database (a SQLite file or a PostgreSQL URL). Default:
+        ``MlhubSettings.accounts_db``, where ``mlhub users`` keeps them too
+        (``<MlhubSettings.data_dir>/accounts.sqlite`` unless set).
         Example: ``c.MlhubAuthenticator.accounts_file = "/srv/mlhub/accounts.sqlite"``.
         """,
     ).tag(config=True)
 
     @default("accounts_file")
     def _default_accounts_file(self):
-        return hub_settings().path("accounts.sqlite")
+        return hub_settings().accounts_location()
 
     @default("manage_groups")
     def _default_manage_groups(self):

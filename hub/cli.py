@@ -16,7 +16,7 @@ from mlhub import __version__
 from mlhub.errors import MlhubError
 
 USERS_HELP = """\
-Manage the login accounts of the embedded mode (stored in <data-dir>/accounts.sqlite).
+Manage the login accounts (stored in <data-dir>/accounts.sqlite, or in MLHUB_ACCOUNTS_DB).
 Changes apply while the hub runs, within a minute or at the user's next login. In multi-user
 mode (run as root) each account also gets a system account of its own (mlhub-<name>), which
 its notebook server and published models run as.
@@ -304,7 +304,7 @@ def run_users(args, settings):
 
     settings.check_user_mode()
     os.umask(0o077)  # the account database and secrets are the platform's alone (mlhub.datadir)
-    store = AccountStore(settings.path("accounts.sqlite"))
+    store = AccountStore(settings.accounts_location())
     return USERS_ACTIONS[args.users_command](store, args, settings)
 
 

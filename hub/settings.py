@@ -57,6 +57,20 @@ class MlhubSettings(Configurable):
     def _absolute_data_dir(self, proposal):
         return str(Path(proposal.value).expanduser().resolve())
 
+    accounts_db = Unicode(
+        help="""Where the login accounts (``mlhub users ...``) are kept: empty (the default) for
+        the SQLite file ``<data_dir>/accounts.sqlite``, or a PostgreSQL URL
+        (``postgresql://user@host:5432/db``; a SQLAlchemy driver such as ``+psycopg`` is
+        ignored) for a table ``mlhub_accounts`` there, e.g. the hub's own database when the
+        Kubernetes chart runs it on PostgreSQL. Put the password in ``PGPASSWORD``, not in the
+        URL. Environment: ``MLHUB_ACCOUNTS_DB``.
+        """,
+    ).tag(config=True)
+
+    def accounts_location(self):
+        """The accounts database: ``accounts_db``, or the SQLite file in the data directory."""
+        return self.accounts_db or self.path("accounts.sqlite")
+
     mode = Enum(
         ["embedded", "kubernetes"],
         "embedded",

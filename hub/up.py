@@ -63,7 +63,7 @@ def prepare(settings):
     os.makedirs(settings.path("logs"), exist_ok=True)
     os.makedirs(settings.workspaces_dir, exist_ok=True)
     ensure_secret(settings.path("proxy_token"))
-    store = AccountStore(settings.path("accounts.sqlite"))
+    store = AccountStore(settings.accounts_location())
     password = store.ensure_admin(settings.admin_user)
     if password:
         write_secret_file(settings.path("admin_password"), password + "\n")
@@ -227,7 +227,7 @@ def _mode_lines(settings):
 
     me = pwd.getpwuid(os.geteuid()).pw_name
     lines = [f"  mode:         single-user (everything runs as {me}; for one person)"]
-    accounts = AccountStore(settings.path("accounts.sqlite")).list()
+    accounts = AccountStore(settings.accounts_location()).list()
     if settings.shared_single_user or len(accounts) > 1:
         lines += [
             "",

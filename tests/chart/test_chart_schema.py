@@ -66,3 +66,15 @@ def test_profiles_are_checked_with_the_spawner_profile_schema():
     broken = {**shipped[0], "sizes": [{"slug": "s", "display_name": "S", "mem_limit": "2 GB"}]}
     with pytest.raises(jsonschema.ValidationError, match="2 GB"):
         validator.validate({**VALUES, "profiles": [broken]})
+
+
+def test_the_production_example_is_valid_and_postgres_needs_a_home_for_accounts():
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    example = yaml.safe_load((CHART.parent / "examples" / "production-values.yaml").read_text())
+    merged = {**VALUES, **example, "jupyterhub": {**VALUES["jupyterhub"], **example["jupyterhub"]}}
+    validator.validate(merged)
+    # with the hub's database on PostgreSQL there is no hub volume: the accounts need a URL
+    hub = {**example["jupyterhub"]["hub"], "extraEnv": {"MLHUB_MODE": "kubernetes"}}
+    without = {**merged, "jupyterhub": {**merged["jupyterhub"], "hub": hub}}
+    with pytest.raises(jsonschema.ValidationError, match="MLHUB_ACCOUNTS_DB"):
+        validator.validate(without)

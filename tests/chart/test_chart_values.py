@@ -62,6 +62,29 @@ def test_extra_config_is_python_that_sets_the_public_url_and_profiles(monkeypatc
     assert "profiles_dir" not in c.ProfileKubeSpawner
 
 
+@pytest.mark.parametrize(
+    "given, used",
+    [
+        # the official chart's documented form, and SQLAlchemy's default driver: psycopg2
+        ("postgresql+psycopg2://hub@db:5432/hub", "postgresql+psycopg://hub@db:5432/hub"),
+        ("postgresql://hub@db/hub", "postgresql+psycopg://hub@db/hub"),
+        ("postgres://hub@db/hub", "postgresql+psycopg://hub@db/hub"),
+        ("postgresql+psycopg://hub@db/hub", "postgresql+psycopg://hub@db/hub"),
+        ("sqlite:///jupyterhub.sqlite", "sqlite:///jupyterhub.sqlite"),
+        ("mysql+pymysql://hub@db/hub", "mysql+pymysql://hub@db/hub"),
+    ],
+)
+def test_extra_config_gives_postgresql_urls_the_hub_images_driver(monkeypatch, given, used):
+    from traitlets.config import Config
+
+    monkeypatch.setenv("MLHUB_PUBLIC_URL", "https://mlhub.example.org/")
+    c = Config()
+    c.KubeSpawner.environment = {}
+    c.JupyterHub.db_url = given
+    exec(HUB["extraConfig"]["mlhub"], {"c": c})
+    assert c.JupyterHub.db_url == used
+
+
 def test_login_scopes_and_roles(kube_config):
     assert HUB["config"]["JupyterHub"]["authenticator_class"] == (
         "mlhub.authenticator.MlhubAuthenticator"

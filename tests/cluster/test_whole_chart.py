@@ -31,10 +31,12 @@ import subprocess
 import pytest
 import requests
 import yaml
+from batchtest import Postgres
 from embedded_hub import HubSite, free_port, wait_for
 from helmtool import CHART, Helm, helm_python, jupyterhub_chart
 from kernel_channel import execute
 from kube_schemas import schema_errors
+from kubetest import BRIDGE_IP
 from labpage import log_in
 from mlhub.profiles import load_profiles
 from network_policy import Endpoint, allowed
@@ -52,6 +54,7 @@ pytestmark = [
 ]
 
 RELEASE = "mlhub"
+PG_PASSWORD = "hub-db-" + secrets.token_hex(8)
 PROFILES = load_profiles()
 IMAGES = {
     "hub": "mlhub/hub:0.1.0",
@@ -133,10 +136,48 @@ def port_forward(kubeconfig, namespace, service, port, local):
         proc.wait(timeout=30)
 
 
+# Run in the hub pod: load the official chart's jupyterhub_config.py (with the Secret and
+# ConfigMap it reads, as the hub does at start) and print what users get from it.
+LOAD_HUB_CONFIG = """
+import json
+from traitlets.config import PyFileConfigLoader
+from mlhub.profiles import load_profiles
+
+c = PyFileConfigLoader("jupyterhub_config.py", "/usr/local/etc/jupyterhub").load_config()
+profiles_dir = c.ProfileKubeSpawner.get("profiles_dir")
+profiles = load_profiles(profiles_dir) if profiles_dir else load_profiles()
+print(json.dumps({
+    "spawner": c.JupyterHub.spawner_class,
+    "authenticator": c.JupyterHub.authenticator_class,
+    "db_url": c.JupyterHub.db_url,
+    "profile_list" : "profile_list" in c.KubeSpawner,
+    "services": sorted(s["name"] for s in c.JupyterHub.services),
+    "profiles": {
+        p.slug: {
+            "groups": list(p.groups),
+            "gpus": [s.gpu for s in p.sizes],
+            "override": p.kubespawner_override,
+        }
+        for p in profiles
+    },
+}))
+"""
+
+
+def official_hub_config(kubeconfig, namespace):
+    """What the official chart's hub configuration makes of the rendered values, in the
+    running hub pod."""
+    args = ["exec", "-i", "deploy/hub", "--", "python3", "-"]
+    loaded = kubectl(kubeconfig, namespace, *args, input=LOAD_HUB_CONFIG)
+    assert loaded.returncode == 0, loaded.stderr
+    return json.loads(loaded.stdout.splitlines()[-1])
+
+
 class Install:
     """The installed release: its namespaces, rendered manifest and public URL."""
 
-    def __init__(self, namespace, models, manifest, url, password):
+    def __init__(self, kubeconfig, namespace, models, manifest, url, password):
+        self.kubeconfig = kubeconfig
         self.namespace, self.models, self.manifest = namespace, models, manifest
         self.site, self.password = HubSite(url), password
 
@@ -151,8 +192,19 @@ def images(kube_cluster):
     assert present == refs, f"`mlhub images build` made no {sorted(set(refs) - set(present))}"
 
 
-@pytest.fixture(scope="module")
-def whole_chart(kube_cluster, kube_api, images, tmp_path_factory):
+def merged(base, extra):
+    """``extra`` over ``base``, maps merged key by key (as Helm merges values files)."""
+    out = dict(base)
+    for key, value in extra.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merged(out[key], value) if both else value
+    return out
+
+
+@contextlib.contextmanager
+def installed_chart(kube_cluster, kube_api, tmp_path_factory, values=None):
+    """The chart with ``values`` (and this cluster's, over them) installed in namespaces of
+    its own, ``USER`` added in the hub pod, its proxy port-forwarded; everything removed after."""
     suffix = secrets.token_hex(3)
     namespace, models = f"mlhub-whole-{suffix}", f"mlhub-whole-models-{suffix}"
     storage = {k: f"mlhub-whole-{k}-{suffix}" for k in ("hub", "publisher", "user")}
@@ -167,13 +219,13 @@ def whole_chart(kube_cluster, kube_api, images, tmp_path_factory):
             kube_api.create_host_path_volume(storage_class, volume, size="10Gi")
         # the public URL is the port-forward's: model URLs and snippets are built from it
         local = free_port()
-        values = values_for_this_cluster(f"http://127.0.0.1:{local}/", models, storage)
+        here = values_for_this_cluster(f"http://127.0.0.1:{local}/", models, storage)
         release = helm(
             "install",
             release=RELEASE,
             chart=str(chart),
             namespace=namespace,
-            values=values,
+            values=merged(values or {}, here),
             wait=True,
             timeout=600,
         )
@@ -183,7 +235,7 @@ def whole_chart(kube_cluster, kube_api, images, tmp_path_factory):
         assert added.returncode == 0, added.stderr
         password = re.search(r"password: (\S+)", added.stdout).group(1)
         with port_forward(kc, namespace, "proxy-public", 80, local=local) as url:
-            yield Install(namespace, models, release["manifest"], url, password)
+            yield Install(kc, namespace, models, release["manifest"], url, password)
     finally:
         if installed:
             helm("uninstall", release=RELEASE, namespace=namespace, wait=True, timeout=300)
@@ -191,6 +243,13 @@ def whole_chart(kube_cluster, kube_api, images, tmp_path_factory):
         kube_api.delete_namespace(models)
         for storage_class in storage.values():
             kube_api.request("DELETE", f"/api/v1/persistentvolumes/{storage_class}")
+
+
+@pytest.fixture(scope="module")
+def whole_chart(kube_cluster, kube_api, images, tmp_path_factory):
+    """The chart with its default values (and this cluster's changes)."""
+    with installed_chart(kube_cluster, kube_api, tmp_path_factory) as install:
+        yield install
 
 
 def test_the_chart_renders_both_charts_objects_with_mlhubs_hub_config(whole_chart):
@@ -221,6 +280,15 @@ def test_the_chart_renders_both_charts_objects_with_mlhubs_hub_config(whole_char
 
     # every object, both charts', is valid for Kubernetes 1.28 and the newest schemas
     assert [e for o in whole_chart.objects() for e in schema_errors(o)] == []
+
+    # and the official chart's own hub configuration, run on them in the hub pod, gives
+    # mlhub's spawner with the hub image's profiles
+    loaded = official_hub_config(whole_chart.kubeconfig, whole_chart.namespace)
+    assert loaded["spawner"] == "mlhub.kube_spawner.ProfileKubeSpawner"
+    assert loaded["profile_list"] is False
+    assert sorted(loaded["profiles"]) == sorted(p.slug for p in PROFILES)
+    assert loaded["db_url"] == "sqlite:///jupyterhub.sqlite"
+    assert "mlhub-publisher" in loaded["services"]
 
 
 def test_every_profile_spawns_in_chromium_through_the_charts_proxy(
@@ -351,3 +419,60 @@ def test_every_pod_the_release_runs_passes_the_restricted_pod_security_standard(
     assert any(p["metadata"]["namespace"] == whole_chart.models for p in running)
     problems = {p["metadata"]["name"]: violations(p["spec"]) for p in running}
     assert {name: v for name, v in problems.items() if v} == {}
+
+
+@pytest.fixture
+def production(kube_cluster, kube_api, images, tmp_path_factory):
+    """deploy/examples/production-values.yaml (ingress, the hub's database on PostgreSQL, a
+    GPU profile), with its database pointed at a real PostgreSQL from Debian on this machine,
+    which pods reach on the docker bridge, with a password. Its URL is the official chart's
+    documented psycopg2 form, which the hub must run with psycopg 3."""
+    example = yaml.safe_load((CHART.parent / "examples" / "production-values.yaml").read_text())
+    pg = Postgres(host=BRIDGE_IP, password=PG_PASSWORD)
+    address = f"postgres@{BRIDGE_IP}:{pg.port}/postgres"
+    database = {
+        "jupyterhub": {
+            "hub": {
+                "db": {"url": f"postgresql+psycopg2://{address}", "password": PG_PASSWORD},
+                "extraEnv": {"MLHUB_ACCOUNTS_DB": f"postgresql://{address}"},
+            }
+        }
+    }
+    try:
+        values = merged(example, database)
+        with installed_chart(kube_cluster, kube_api, tmp_path_factory, values) as install:
+            install.postgres = pg
+            yield install
+    finally:
+        pg.stop()
+
+
+def test_the_production_example_runs_on_postgresql_with_its_ingress_and_gpu_profile(production):
+    objects = production.objects()
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    # no hub volume: the hub's tables and mlhub's accounts are in PostgreSQL
+    assert ("PersistentVolumeClaim", "hub-db-dir") not in kinds
+    assert production.postgres.psql("SELECT name FROM mlhub_accounts") == [USER]
+    session = production.site.login(USER, production.password)
+    assert session.login_response.ok and "/hub/spawn" in session.login_response.url
+    assert USER in production.postgres.psql("SELECT name FROM users")
+    [ingress] = [o for o in objects if o["kind"] == "Ingress"]
+    assert ingress["spec"]["tls"] == [
+        {"hosts": ["mlhub.example.org"], "secretName": "mlhub-example-org-tls"}
+    ]
+    assert [e for o in objects for e in schema_errors(o)] == []
+
+    loaded = official_hub_config(production.kubeconfig, production.namespace)
+    assert loaded["db_url"].startswith("postgresql+psycopg://")
+    assert loaded["profile_list"] is False
+    assert loaded["profiles"]["python-gpu"] == {
+        "groups": ["gpu-users"],
+        "gpus": [1],
+        "override": {
+            "node_selector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+            "tolerations": [
+                {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+            ],
+        },
+    }
+    assert sorted(loaded["profiles"]) == ["python", "python-gpu"]

@@ -77,44 +77,69 @@ def _postgres_bin(name):
 
 
 class Postgres:
-    """A PostgreSQL cluster on 127.0.0.1:<free port>, trust auth; ``url`` for SQLAlchemy."""
+    """A PostgreSQL cluster on ``host``:<free port> (default 127.0.0.1); ``url`` for SQLAlchemy.
 
-    def __init__(self):
+    Without ``password``, trust auth. With one, clients on TCP must give it (scram-sha-256),
+    and clients of the machine's own networks (the docker bridge: pods) may connect too.
+    """
+
+    def __init__(self, host="127.0.0.1", password=None):
         self.dir = Path(tempfile.mkdtemp(prefix="mlhub-pg-"))
         user = {}
         if os.geteuid() == 0:  # PostgreSQL refuses to run as root
             shutil.chown(self.dir, "postgres", "postgres")
             user = {"user": "postgres", "group": "postgres"}
         data = self.dir / "data"
+        auth = ["--auth=trust"]
+        if password:
+            pwfile = self.dir / "pwfile"
+            pwfile.write_text(password + "\n")
+            if user:
+                shutil.chown(pwfile, "postgres", "postgres")
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
         subprocess.run(
-            [_postgres_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
+            [_postgres_bin("initdb"), "-D", str(data), "-U", "postgres", *auth]
             + ["--no-sync", "-E", "UTF8"],
             check=True,
             capture_output=True,
             **user,
         )
-        self.port = free_port()
+        if password:
+            with open(data / "pg_hba.conf", "a") as hba:
+                hba.write("host all all samenet scram-sha-256\n")
+        self.host, self.port = host, free_port()
         self.log = self.dir / "postgres.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [_postgres_bin("postgres"), "-D", str(data), "-p", str(self.port)]
-                + ["-k", str(self.dir), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+                + ["-k", str(self.dir), "-c", f"listen_addresses={host}", "-c", "fsync=off"],
                 stdout=log,
                 stderr=log,
                 **user,
             )
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.url = f"postgresql://postgres@{host}:{self.port}/postgres"
         try:
             wait_for(self._ready, f"PostgreSQL on port {self.port} (log {self.log})", 60)
         except BaseException:
             self.stop()
             raise
 
+    def psql(self, sql):
+        """``sql``'s rows, through the local socket (trust), as ``|``-separated lines."""
+        out = subprocess.run(
+            [_postgres_bin("psql"), "-h", str(self.dir), "-p", str(self.port), "-U", "postgres"]
+            + ["-d", "postgres", "-At", "-c", sql],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.splitlines()
+
     def _ready(self):
         if self.proc.poll() is not None:
             raise AssertionError(f"PostgreSQL exited: {self.log.read_text()[-3000:]}")
         ready = subprocess.run(
-            [_postgres_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+            [_postgres_bin("pg_isready"), "-h", self.host, "-p", str(self.port)],
             capture_output=True,
         )
         return ready.returncode == 0

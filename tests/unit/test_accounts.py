@@ -45,9 +45,9 @@ def test_add_and_authenticate(store):
 
 def test_file_is_private_and_holds_no_plaintext(store):
     store.add("alice", "plaintext-password-123")
-    mode = stat.S_IMODE(os.stat(store.path).st_mode)
+    mode = stat.S_IMODE(os.stat(store.location).st_mode)
     assert mode == 0o600
-    with open(store.path, "rb") as f:
+    with open(store.location, "rb") as f:
         assert b"plaintext-password-123" not in f.read()
 
 
@@ -100,7 +100,7 @@ def test_secret_file_mode(tmp_path):
 
 @pytest.fixture
 def authenticator(store):
-    return MlhubAuthenticator(accounts_file=store.path)
+    return MlhubAuthenticator(accounts_file=store.location)
 
 
 def test_authenticator_settings(authenticator):
