@@ -2,8 +2,8 @@
 the official JupyterHub chart 4.4.0 (the vendored archive in ``charts/``, where ``helm dependency
 build`` or an air-gapped install puts it), installed on the test cluster by the real Helm engine
 with local builds of every image it runs. Then, as users meet it, through the chart's own proxy
-Service: log in and pick each profile in headless Chromium, publish a model from the notebook in
-the user's pod, and call it with a hub token and with an API key.
+Service, in headless Chromium: log in, pick each profile, publish a model with the Publish panel
+of a notebook in the user's pod, and call it with the panel's API key and with a hub token.
 
 What is changed for this cluster, each because Kubernetes 1.20 on one machine cannot run it:
 - the chart copy's ``kubeVersion`` is lowered to >=1.20 (the chart asks for its dependency's 1.28);
@@ -34,16 +34,15 @@ import yaml
 from batchtest import Postgres
 from embedded_hub import HubSite, free_port, wait_for
 from helmtool import CHART, Helm, helm_python, jupyterhub_chart
-from kernel_channel import execute
 from kube_schemas import schema_errors
 from kubetest import BRIDGE_IP
-from labpage import log_in
+from labpage import log_in, notebook, spawn
 from mlhub.profiles import load_profiles
 from network_policy import Endpoint, allowed
 from pod_security import violations
 from standard_images import standard_images
+from test_browser_publish import PANEL, TRAIN, expected_predictions, publish_with_the_panel
 from test_kube_spawn import RECORD_PROGRESS, USER, spawn_profile_in_browser, stop_server
-from test_publish_from_pod import MODEL, NOTEBOOK_CODE
 
 pytestmark = [
     pytest.mark.cluster,
@@ -54,6 +53,7 @@ pytestmark = [
 ]
 
 RELEASE = "mlhub"
+MODEL = "iris-chart"
 PG_PASSWORD = "hub-db-" + secrets.token_hex(8)
 PROFILES = load_profiles()
 IMAGES = {
@@ -309,45 +309,40 @@ def test_every_profile_spawns_in_chromium_through_the_charts_proxy(
 
 
 def test_publish_from_the_notebook_in_the_pod_and_call_with_a_token_and_a_key(
-    whole_chart, kube_api
+    whole_chart, kube_api, browser_page
 ):
-    site = whole_chart.site
-    session = site.login(USER, whole_chart.password)
+    """The README's flow on the installed chart, in Chromium: a Python server from the form, a
+    notebook that trains a model and shows the Publish panel, Publish, then the endpoint the
+    panel shows answers through the chart's proxy with the panel's API key and with a hub
+    token, and refuses a caller with neither."""
+    site, page = whole_chart.site, browser_page
     token = site.token(USER, whole_chart.password)
     auth = {"Authorization": f"token {token}"}
-    start = site.hub_api(session, "POST", f"/users/{USER}/server", json={"profile": "python"})
-    assert start.status_code in (201, 202), start.text
-
-    def ready():
-        server = site.hub_api(session, "GET", f"/users/{USER}").json()["servers"].get("")
-        return server and server["ready"]
-
-    wait_for(ready, f"{USER}'s server", timeout=300)
-    server = f"{site.url}user/{USER}"
-    kernel = requests.post(f"{server}/api/kernels", json={"name": "python3"}, headers=auth)
-    assert kernel.status_code == 201, kernel.text
-    printed = execute(server, kernel.json()["id"], NOTEBOOK_CODE, token, timeout=600)
-    seen = json.loads(printed.splitlines()[-1])
-
-    # served from pods in the models namespace, through the chart's proxy
-    url = f"{site.url}models/{USER}/{MODEL}/v1/predict"
-    body = {"instances": seen["rows"]}
-    with_token = requests.post(url, json=body, headers=auth, timeout=60)
-    assert with_token.status_code == 200, with_token.text
-    assert with_token.json()["predictions"] == seen["predictions"]
-    publisher = f"{site.url}services/mlhub-publisher/api/models/{USER}/{MODEL}"
-    key = requests.post(f"{publisher}/keys", json={"description": "ci"}, headers=auth, timeout=60)
-    assert key.status_code == 201, key.text
-    with_key = {"Authorization": f"Bearer {key.json()['key']}"}
-
-    def key_works():
-        return requests.post(url, json=body, headers=with_key, timeout=60).status_code == 200
-
-    wait_for(key_works, "the new API key to reach the model's pods", timeout=60)
-    assert requests.post(url, json=body, timeout=60).status_code == 401
-    pods = kube_api.items(
-        f"/api/v1/namespaces/{whole_chart.models}/pods", "app.kubernetes.io/component=mlhub-model"
+    log_in(page, site.url, USER, whole_chart.password)
+    spawn(page, USER, "python", timeout=300_000)
+    requests.put(
+        f"{site.url}user/{USER}/api/contents/iris.ipynb",
+        json={"type": "notebook", "content": notebook([TRAIN, PANEL], "python3", "Python 3", "")},
+        headers=auth,
+        timeout=30,
+    ).raise_for_status()
+    endpoint, key = publish_with_the_panel(
+        page, f"{site.url}user/{USER}/lab/tree/iris.ipynb", MODEL
     )
+    # built from publicUrl: what the panel shows is what users call
+    assert f"{site.url}models/{USER}/{MODEL}/" in endpoint
+
+    rows, expected = expected_predictions()
+    url = f"{site.url}models/{USER}/{MODEL}/v1/predict"
+    body = {"instances": rows.to_dict(orient="records")}
+    for credential in (f"Bearer {key}", f"token {token}"):
+        reply = requests.post(url, json=body, headers={"Authorization": credential}, timeout=60)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["predictions"] == expected
+    assert requests.post(url, json=body, timeout=60).status_code == 401
+    # served by pods of the models namespace
+    selector = "app.kubernetes.io/component=mlhub-model"
+    pods = kube_api.items(f"/api/v1/namespaces/{whole_chart.models}/pods", selector)
     assert pods and all(p["status"]["phase"] == "Running" for p in pods)
 
 

@@ -50,24 +50,11 @@ def test_login_spawn_notebook_publish_predict(platform, browser_page):
     assert status.json()["user"] == user
     assert status.json()["publisher"]["reachable"] is True
 
-    page.goto(f"{platform.url}user/{user}/lab/tree/defects.ipynb")
-    # The notebook names the profile's kernel (python3), so it starts with no "Select Kernel".
-    wait_for_kernel(page)
-    run_all_cells(page)
-
-    page.wait_for_selector(".mlhub-publish-button", timeout=90_000)
-    name_input = page.locator(".mlhub-model-name input")
-    name_input.fill("iris-e2e")
-    page.click(".mlhub-publish-button")
-    endpoint = page.wait_for_selector(".mlhub-endpoint :text('/models/')", timeout=120_000)
-    assert f"/models/{user}/iris-e2e/" in endpoint.inner_text()
-    snippet = page.inner_text(".mlhub-snippets")
-    key = next(tok for tok in snippet.replace('"', " ").split() if tok.startswith("mlhk_"))
-
-    iris = load_iris(as_frame=True)
-    X, y = iris.data, iris.target
-    expected = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, y)
-    rows = X.sample(20, random_state=1)
+    endpoint, key = publish_with_the_panel(
+        page, f"{platform.url}user/{user}/lab/tree/defects.ipynb", "iris-e2e"
+    )
+    assert f"/models/{user}/iris-e2e/" in endpoint
+    rows, expected = expected_predictions()
     url = f"{platform.url}models/{user}/iris-e2e/v1/predict"
     resp = requests.post(
         url,
@@ -76,8 +63,34 @@ def test_login_spawn_notebook_publish_predict(platform, browser_page):
         timeout=30,
     )
     assert resp.status_code == 200, resp.text
-    assert resp.json()["predictions"] == expected.predict(rows).tolist()
+    assert resp.json()["predictions"] == expected
 
     # Without the key the same endpoint refuses.
     anon = requests.post(url, json={"instances": rows.to_dict(orient="records")}, timeout=30)
     assert anon.status_code == 401
+
+
+def publish_with_the_panel(page, notebook_url, name):
+    """Open the notebook at ``notebook_url`` (cells TRAIN and PANEL), run it, type ``name`` in
+    the Publish panel and click Publish; return the endpoint the panel shows and the API key
+    of its snippets."""
+    page.goto(notebook_url)
+    # The notebook names the profile's kernel (python3), so it starts with no "Select Kernel".
+    wait_for_kernel(page)
+    run_all_cells(page)
+    page.wait_for_selector(".mlhub-publish-button", timeout=90_000)
+    page.locator(".mlhub-model-name input").fill(name)
+    page.click(".mlhub-publish-button")
+    endpoint = page.wait_for_selector(".mlhub-endpoint :text('/models/')", timeout=180_000)
+    snippet = page.inner_text(".mlhub-snippets")
+    key = next(tok for tok in snippet.replace('"', " ").split() if tok.startswith("mlhk_"))
+    return endpoint.inner_text(), key
+
+
+def expected_predictions():
+    """20 rows and what TRAIN's pipeline, trained here the same way, predicts for them."""
+    iris = load_iris(as_frame=True)
+    X, y = iris.data, iris.target
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, y)
+    rows = X.sample(20, random_state=1)
+    return rows, model.predict(rows).tolist()
