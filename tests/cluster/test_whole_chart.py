@@ -327,7 +327,10 @@ def test_publish_from_the_notebook_in_the_pod_and_call_with_a_token_and_a_key(
         timeout=30,
     ).raise_for_status()
     endpoint, key = publish_with_the_panel(
-        page, f"{site.url}user/{USER}/lab/tree/iris.ipynb", MODEL
+        # ?reset: not the tabs of the profiles' servers (their kernels are not all here)
+        page,
+        f"{site.url}user/{USER}/lab/tree/iris.ipynb?reset",
+        MODEL,
     )
     # built from publicUrl: what the panel shows is what users call
     assert f"{site.url}models/{USER}/{MODEL}/" in endpoint
