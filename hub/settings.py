@@ -58,8 +58,8 @@ class MlhubSettings(Configurable):
         return str(Path(proposal.value).expanduser().resolve())
 
     accounts_db = Unicode(
-        help="""Where the login accounts (``mlhub users ...``) are kept: empty (the default) for
-        the SQLite file ``<data_dir>/accounts.sqlite``, or a PostgreSQL URL
+        help="""Where the login accounts (``mlhub users ...``) are kept. Default: empty, for the
+        SQLite file ``<data_dir>/accounts.sqlite``. Or a PostgreSQL URL
         (``postgresql://user@host:5432/db``; a SQLAlchemy driver such as ``+psycopg`` is
         ignored) for a table ``mlhub_accounts`` there, e.g. the hub's own database when the
         Kubernetes chart runs it on PostgreSQL. Put the password in ``PGPASSWORD``, not in the

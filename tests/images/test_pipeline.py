@@ -29,6 +29,7 @@ def test_every_image_is_tagged_by_hash_and_version_and_labelled(engine, built):
         "notebook-python-r",
         "serving-python",
         "hub",
+        "proxy",
     }
     for name, ref in built.items():
         image = engine.images.get(ref)
@@ -37,7 +38,9 @@ def test_every_image_is_tagged_by_hash_and_version_and_labelled(engine, built):
         assert labels["org.opencontainers.image.version"] == __version__
         assert "org.opencontainers.image.source" in labels
         assert labels["dev.mlhub.image.inputs"] == ref.rsplit(":", 1)[1]
-        assert image.attrs["Config"]["User"] == "1000", name  # never root
+        # never root: the images' own user, or nobody for the proxy (the official JupyterHub
+        # chart runs configurable-http-proxy as 65534)
+        assert image.attrs["Config"]["User"] == ("65534" if name == "proxy" else "1000"), name
         # No secret in the image's configuration (the environment a container starts with).
         for entry in image.attrs["Config"]["Env"] or []:
             key = entry.split("=", 1)[0].upper()
