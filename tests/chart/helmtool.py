@@ -2,9 +2,12 @@
 driven through ``helmrun.py`` one action per process."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -25,6 +28,23 @@ def jupyterhub_chart():
             "registry reachable here serves it; put that archive there (see "
             f"{VENDOR.parent / 'README.md'} on a machine that has it)"
         )
+    return path
+
+
+def chart_for_the_test_cluster(path, dependency=True):
+    """A copy of the chart at ``path`` that Helm installs on the 1.20 test cluster: the official
+    chart in charts/ (``dependency``) or the dependency removed (mlhub's own templates alone),
+    and kubeVersion lowered. The chart asks for 1.28+, its dependency's need; on 1.20 the
+    official chart's parts that need newer APIs are switched off by the test's values."""
+    shutil.copytree(CHART, path)
+    meta = yaml.safe_load((path / "Chart.yaml").read_text())
+    if dependency:
+        (path / "charts").mkdir()
+        shutil.copy(jupyterhub_chart(), path / "charts")
+    else:
+        meta.pop("dependencies")
+    meta["kubeVersion"] = ">=1.20.0-0"
+    (path / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
     return path
 
 

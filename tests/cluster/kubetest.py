@@ -21,6 +21,22 @@ SCRIPT = ROOT / "scripts" / "kube-cluster"
 BRIDGE_IP = "172.17.0.1"  # the docker bridge: pods reach the hub and the publisher there
 
 
+def kubectl(kubeconfig, *args, input=None):
+    """``kubectl ARGS`` on the test cluster; the finished process (output captured)."""
+    return subprocess.run(
+        ["kubectl", "--kubeconfig", kubeconfig, *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def documents(manifest):
+    """The objects of a multi-document YAML manifest (what Helm rendered)."""
+    return [doc for doc in yaml.safe_load_all(manifest) if doc]
+
+
 class Cluster:
     def __init__(self):
         self.started = False

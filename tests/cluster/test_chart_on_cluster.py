@@ -1,48 +1,38 @@
 """The mlhub chart on the real test cluster, installed by the real Helm engine (helm-sdkpy).
 
-The official JupyterHub chart cannot be downloaded here and its files may not be copied, and
-Helm refuses to install a chart whose dependency is missing from charts/. So Helm installs a
-copy of the chart with its ``dependencies:`` removed: mlhub's own templates (the publisher, its
-RBAC, PVC, NetworkPolicy and config, the models namespace, the settings). What the JupyterHub
-chart would add and the publisher needs, the ``hub`` Secret holding the publisher's API token and
-the proxy token, the test makes itself (the JupyterHub values are checked in tests/chart/).
+Here Helm installs mlhub's own templates alone (the publisher, its RBAC, PVC, NetworkPolicies
+and config, the models namespace, the settings), from a copy of the chart with its
+``dependencies:`` removed, to see them in isolation: install, upgrade, a refused second install,
+uninstall. What the JupyterHub chart would add and the publisher needs, the ``hub`` Secret
+holding the publisher's API token and the proxy token, the test makes itself. The whole chart,
+with the official JupyterHub chart, is installed and used in test_whole_chart.py.
 
 Every rendered object is validated twice against the cluster's own schemas: Helm's install
 checks them against the API server's OpenAPI schema, and ``kubectl apply --dry-run=server``
 sends each to the API server, which validates and admits it without storing it.
 
 What this cluster cannot show: it authorizes everything (``--authorization-mode=AlwaysAllow``)
-and has no network plugin, so the Role's limits and the NetworkPolicy are checked as objects
-here; on a real cluster ``kubectl auth can-i --as=system:serviceaccount:<ns>:mlhub-publisher
-create deployments -n <other-namespace>`` answers "no".
+and has no network plugin, so the Role's limits are checked as objects here (the
+NetworkPolicies against the running pods in test_whole_chart.py); on a real cluster
+``kubectl auth can-i --as=system:serviceaccount:<ns>:mlhub-publisher create deployments
+-n <other-namespace>`` answers "no".
 """
 
 import base64
 import json
 import secrets
-import subprocess
 
 import pytest
 import requests
-import yaml
 from embedded_hub import wait_for
-from helmtool import CHART, Helm, HelmFailed, helm_python
+from helmtool import Helm, HelmFailed, chart_for_the_test_cluster, helm_python
+from kubetest import documents, kubectl
 from standard_images import standard_images
 
 # a cold machine builds the hub image first (cached by content afterwards)
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 RELEASE = "mlhub"
-
-
-def kubectl(kubeconfig, *args, input=None):
-    return subprocess.run(
-        ["kubectl", "--kubeconfig", kubeconfig, *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def server_dry_run(kubeconfig, manifest):
@@ -52,10 +42,6 @@ def server_dry_run(kubeconfig, manifest):
     return kubectl(kubeconfig, *args, input=manifest)
 
 
-def documents(manifest):
-    return [doc for doc in yaml.safe_load_all(manifest) if doc]
-
-
 @pytest.fixture(scope="module")
 def helm(kube_cluster):
     return Helm(helm_python(), kube_cluster.kubeconfig)
@@ -63,18 +49,8 @@ def helm(kube_cluster):
 
 @pytest.fixture(scope="module")
 def chart(tmp_path_factory):
-    """The chart without its dependency (the JupyterHub chart is not in charts/ here)."""
-    import shutil
-
-    copy = tmp_path_factory.mktemp("chart") / "mlhub"
-    shutil.copytree(CHART, copy)
-    meta = yaml.safe_load((copy / "Chart.yaml").read_text())
-    meta.pop("dependencies")
-    # the chart asks for 1.28+ (its dependency's need); this test cluster is 1.20, and mlhub's
-    # own templates use no API newer than it has
-    meta["kubeVersion"] = ">=1.20.0-0"
-    (copy / "Chart.yaml").write_text(yaml.safe_dump(meta))
-    return copy
+    """The chart without its dependency: mlhub's own templates alone."""
+    return chart_for_the_test_cluster(tmp_path_factory.mktemp("chart") / "mlhub", dependency=False)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,6 @@ import contextlib
 import json
 import re
 import secrets
-import shutil
 import subprocess
 
 import pytest
@@ -33,9 +32,9 @@ import requests
 import yaml
 from batchtest import Postgres
 from embedded_hub import HubSite, free_port, wait_for
-from helmtool import CHART, Helm, helm_python, jupyterhub_chart
+from helmtool import CHART, Helm, chart_for_the_test_cluster, helm_python
 from kube_schemas import schema_errors
-from kubetest import BRIDGE_IP
+from kubetest import BRIDGE_IP, documents, kubectl
 from labpage import log_in, notebook, spawn
 from mlhub.profiles import load_profiles
 from network_policy import Endpoint, allowed
@@ -61,27 +60,6 @@ IMAGES = {
     "proxy": "mlhub/proxy:0.1.0",
     "serving-python": "mlhub/serving-python:0.1.0",
 }
-
-
-def kubectl(kubeconfig, namespace, *args, timeout=120, **kwargs):
-    return subprocess.run(
-        ["kubectl", "--kubeconfig", kubeconfig, "-n", namespace, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **kwargs,
-    )
-
-
-def chart_with_dependency(path):
-    """A copy of the chart with the official chart in charts/ and 1.20 allowed."""
-    shutil.copytree(CHART, path)
-    (path / "charts").mkdir()
-    shutil.copy(jupyterhub_chart(), path / "charts")
-    meta = yaml.safe_load((path / "Chart.yaml").read_text())
-    meta["kubeVersion"] = ">=1.20.0-0"
-    (path / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
-    return path
 
 
 def values_for_this_cluster(public_url, models, storage):
@@ -168,7 +146,7 @@ def official_hub_config(kubeconfig, namespace):
     """What the official chart's hub configuration makes of the rendered values, in the
     running hub pod."""
     args = ["exec", "-i", "deploy/hub", "--", "python3", "-"]
-    loaded = kubectl(kubeconfig, namespace, *args, input=LOAD_HUB_CONFIG)
+    loaded = kubectl(kubeconfig, "-n", namespace, *args, input=LOAD_HUB_CONFIG)
     assert loaded.returncode == 0, loaded.stderr
     return json.loads(loaded.stdout.splitlines()[-1])
 
@@ -182,7 +160,7 @@ class Install:
         self.site, self.password = HubSite(url), password
 
     def objects(self):
-        return [doc for doc in yaml.safe_load_all(self.manifest) if doc]
+        return documents(self.manifest)
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +186,7 @@ def installed_chart(kube_cluster, kube_api, tmp_path_factory, values=None):
     suffix = secrets.token_hex(3)
     namespace, models = f"mlhub-whole-{suffix}", f"mlhub-whole-models-{suffix}"
     storage = {k: f"mlhub-whole-{k}-{suffix}" for k in ("hub", "publisher", "user")}
-    chart = chart_with_dependency(tmp_path_factory.mktemp("chart") / "mlhub")
+    chart = chart_for_the_test_cluster(tmp_path_factory.mktemp("chart") / "mlhub")
     helm = Helm(helm_python(), kube_cluster.kubeconfig)
     kc = kube_cluster.kubeconfig
     installed = False
@@ -231,7 +209,8 @@ def installed_chart(kube_cluster, kube_api, tmp_path_factory, values=None):
         )
         installed = True
         # the deploy README's command: accounts are made in the hub pod
-        added = kubectl(kc, namespace, "exec", "deploy/hub", "--", "mlhub", "users", "add", USER)
+        add = ["exec", "deploy/hub", "--", "mlhub", "users", "add", USER]
+        added = kubectl(kc, "-n", namespace, *add)
         assert added.returncode == 0, added.stderr
         password = re.search(r"password: (\S+)", added.stdout).group(1)
         with port_forward(kc, namespace, "proxy-public", 80, local=local) as url:
