@@ -69,6 +69,8 @@ DEVELOPER = [
     # the chart tests: every rendered and built object against Kubernetes 1.28 and the newest
     # OpenAPI schemas it ships (the test cluster is 1.20)
     "kubernetes-validate>=1.30",
+    # standard clients the tests call published models with, through the public URL
+    "tritonclient[http]>=2.40",
 ]
 
 setup(

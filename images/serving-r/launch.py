@@ -40,6 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from mlhub import __version__
 from mlhub.serving import frontend
 from mlhub.serving.settings import Settings, SettingsError
 
@@ -221,7 +222,12 @@ def main(argv=None):
     )
     parser.add_argument("--host", default="0.0.0.0", help="address nginx listens on")
     args = parser.parse_args(argv)
-    env = dict(os.environ, MLHUB_BUNDLE=args.bundle, MLHUB_WORKERS=str(args.workers))
+    env = dict(
+        os.environ,
+        MLHUB_BUNDLE=args.bundle,
+        MLHUB_WORKERS=str(args.workers),
+        MLHUB_SERVER_VERSION=__version__,  # GET /v2 names it
+    )
     try:
         args.settings = Settings.from_env(env)
     except SettingsError as e:

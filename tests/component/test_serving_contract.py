@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import cloudpickle
+import mlhub
 import numpy as np
 import pandas as pd
 import pytest
@@ -163,6 +164,16 @@ def test_health_readiness_and_metadata(server):
     }
     assert requests.get(f"{base}/v2/health/live").status_code == 200
     assert requests.get(f"{base}/v2/health/ready").status_code == 200
+    server_meta = requests.get(f"{base}/v2", headers=auth()).json()
+    assert server_meta["name"] == "mlhub" and server_meta["version"] == mlhub.__version__
+    assert server_meta["extensions"] == ["binary_tensor_data"]
+    version = f"sha256:{server.runtime}"
+    model_meta = requests.get(f"{base}/v2/models/formula/versions/{version}", headers=auth())
+    assert model_meta.json()["versions"] == [version]
+    ready = requests.get(f"{base}/v2/models/formula/versions/{version}/ready", headers=auth())
+    assert ready.json() == {"name": "formula", "ready": True}
+    other = requests.get(f"{base}/v2/models/formula/versions/sha256:old/ready", headers=auth())
+    assert other.status_code == 404 and "leave the version out" in other.json()["error"]
     meta = requests.get(f"{base}/v1/metadata", headers=auth()).json()
     assert (meta["name"], meta["owner"], meta["runtime"]) == ("formula", "alice", server.runtime)
     assert [(i["name"], i["type"]) for i in meta["signature"]["inputs"]] == [
@@ -266,7 +277,11 @@ def test_metrics_and_openapi(server):
         "/readyz",
         "/v1/metadata",
         "/v1/predict",
+        "/v2",
         "/v2/models/{name}/infer",
+        "/v2/models/{name}/versions/{version}",
+        "/v2/models/{name}/versions/{version}/ready",
+        "/v2/models/{name}/versions/{version}/infer",
         "/metrics",
         "/openapi.json",
     } <= set(spec["paths"])

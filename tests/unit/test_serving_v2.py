@@ -15,9 +15,9 @@ def tensor(name, shape, data, datatype="FP64"):
 
 def test_one_2d_tensor_flat_or_nested():
     for data in ([1, 2, 3, 4, 5, 6], [[1, 2, 3], [4, 5, 6]]):
-        X, rows, wanted, rid = parse_infer(SCHEMA, {"inputs": [tensor("in", [2, 3], data)]})
-        assert X.tolist() == [[1, 2, 3], [4, 5, 6]] and rows == 2
-        assert wanted == ["predict"] and rid is None
+        infer = parse_infer(SCHEMA, {"inputs": [tensor("in", [2, 3], data)]})
+        assert infer.model_input.tolist() == [[1, 2, 3], [4, 5, 6]] and infer.rows == 2
+        assert infer.outputs == ["predict"] and infer.id is None and infer.binary == set()
 
 
 def test_one_tensor_per_input_in_any_order():
@@ -26,8 +26,9 @@ def test_one_tensor_per_input_in_any_order():
         "inputs": [tensor("c", [1], [3]), tensor("a", [1, 1], [1]), tensor("b", [1], [2])],
         "outputs": [{"name": "predict_proba"}],
     }
-    X, rows, wanted, rid = parse_infer(SCHEMA, body)
-    assert X.tolist() == [[1, 2, 3]] and wanted == ["predict_proba"] and rid == "7"
+    infer = parse_infer(SCHEMA, body)
+    assert infer.model_input.tolist() == [[1, 2, 3]] and infer.outputs == ["predict_proba"]
+    assert infer.id == "7"
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ BODY_READ = "mlhub.body_read"  # environ key: the request body has been consumed
 ROUTE = "mlhub.route"  # environ key: index of the request's route in metrics.ROUTES
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 PREDICT_MEDIA = (JSON, *arrowio.MEDIA)
+DECLARED_OTHER = "declared-other"  # body_media: a type that is neither JSON nor a binary one
 PREDICT_ONLY = (PREDICT,)
 WITH_PROBA = (PREDICT, PREDICT_PROBA)
 _TRUE = ("1", "true", "yes", "on")
@@ -50,6 +51,7 @@ _ENDPOINT_ROUTE = {
     "v2_model": "/v2/models/{name}",
     "v2_ready": "/v2/models/{name}/ready",
     "v2_infer": "/v2/models/{name}/infer",
+    "v2_server": "/v2",
     "v2_live": "/v2/health/live",
     "v2_health_ready": "/v2/health/ready",
     "metrics": "/metrics",
@@ -157,9 +159,14 @@ def _http_message(exc):
 
 
 def body_media(environ, allowed=(JSON,)):
-    """The media type of the request body, one of ``allowed`` (415 otherwise).
+    """How to read the request body: ``JSON``, one of the binary types in ``allowed``, or
+    ``DECLARED_OTHER`` (a body declared as some other type).
 
-    A missing ``Content-Type`` and any ``+json`` type are read as JSON. Arrow and Parquet are
+    A missing ``Content-Type`` and any ``+json`` type are JSON. Other declared types are common
+    on JSON bodies: ``curl -d`` and ``requests.post(data=...)`` declare
+    ``application/x-www-form-urlencoded``, tritonclient declares none and a tornado proxy in
+    between then adds that one. So such a body is read as JSON when it parses as JSON and
+    refused with 415 naming its type when it does not (``parse_body``). Arrow and Parquet are
     refused here, before the body is read, when pyarrow is not installed.
     """
     content_type = environ.get("CONTENT_TYPE", "")
@@ -168,14 +175,10 @@ def body_media(environ, allowed=(JSON,)):
     media = content_type.split(";", 1)[0].strip().lower()
     if media == JSON or media.endswith("+json"):
         return JSON
-    if media in allowed:
+    if media in allowed and media != JSON:
         arrowio.require_for_body(media)
         return media
-    others = "".join(f" or '{m}'" for m in allowed if m != JSON)
-    raise UnsupportedMediaType(
-        f"the body is declared as {media!r}: send JSON with 'Content-Type: {JSON}'{others}",
-        {"content_type": media},
-    )
+    return DECLARED_OTHER
 
 
 def read_body(environ, max_bytes):
@@ -208,21 +211,28 @@ def read_body(environ, max_bytes):
     return data
 
 
-def parse_json(data):
+def parse_body(environ, data, media, binary_types=()):
+    """A JSON request body as Python values (``media`` from ``body_media``).
+
+    A body declared as JSON that does not parse is a 400 saying why; a body declared as another
+    type that does not parse is a 415 naming that type and the ones this route takes.
+    """
     try:
         return loads(data)
     except JSONDecodeError as exc:
+        if media is DECLARED_OTHER:
+            declared = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+            others = "".join(f" or '{m}'" for m in binary_types)
+            raise UnsupportedMediaType(
+                f"the body is declared as {declared!r} and is not JSON: send JSON with "
+                f"'Content-Type: {JSON}'{others}",
+                {"content_type": declared},
+            ) from None
         raise InvalidInput(
             f"the body is not valid JSON ({exc}): send a JSON object such as "
             '{"instances": [[...]]}',
             {"field": "body"},
         ) from None
-
-
-def read_json(environ, max_bytes):
-    """The request body parsed as JSON, after checking its type and size (before reading it)."""
-    body_media(environ)
-    return parse_json(read_body(environ, max_bytes))
 
 
 def _encode(payload):
@@ -265,6 +275,7 @@ def create_app(settings, served, *, metrics, authenticator=None):
     )
     ready_body = dumps({"status": "ready", "name": served.name, "version": served.version})
     v2_metadata = dumps(v2.model_metadata(served)) if served.ready else None
+    server_metadata = dumps(v2.server_metadata())
     metrics.info = {
         "name": served.name,
         "version": served.version or "",
@@ -318,8 +329,9 @@ def create_app(settings, served, *, metrics, authenticator=None):
         )
         with predictor.request() as run:
             data = read_body(environ, max_bytes)
-            if media == JSON:
-                model_input, rows = served.schema.from_payload(parse_json(data))
+            if media in (JSON, DECLARED_OTHER):
+                payload = parse_body(environ, data, media, arrowio.MEDIA)
+                model_input, rows = served.schema.from_payload(payload)
             else:
                 model_input, rows = arrowio.table_input(
                     served.schema, arrowio.read_table(data, media)
@@ -337,33 +349,69 @@ def create_app(settings, served, *, metrics, authenticator=None):
         metrics.add_rows(rows)
         return json_response(body)
 
-    @app.get("/v2/models/<name>", endpoint="v2_model")
-    def v2_model(name):
+    def same_version(version):
+        if version != served.version:
+            raise NotFound(
+                f"this server serves version {served.version!r} of {served.name!r}, "
+                f"not {version!r}: leave the version out to call the live one",
+                {"model": served.name, "version": served.version},
+            )
+
+    def v2_model(name, version=None):
         same_model(name)
+        if version is not None:
+            same_version(version)
         served.require_ready()
         return json_response(v2_metadata)
 
-    @app.get("/v2/models/<name>/ready", endpoint="v2_ready")
-    def v2_ready(name):
+    def v2_ready(name, version=None):
         same_model(name)
+        if version is not None:
+            same_version(version)
         served.require_ready()
         return json_response({"name": served.name, "ready": True})
 
-    @app.post("/v2/models/<name>/infer", endpoint="v2_infer")
-    def v2_infer(name):
+    def v2_infer(name, version=None):
         same_model(name)
+        if version is not None:
+            same_version(version)
         served.require_ready()
+        environ = request.environ
+        media = body_media(environ)
         with predictor.request() as run:
-            body = read_json(request.environ, max_bytes)
-            model_input, rows, wanted, request_id = v2.parse_infer(served.schema, body)
-            results = run(model_input, rows, wanted)
-        outputs = [v2.output_tensor(output, results[output]) for output in wanted]
-        answer = {"model_name": served.name, "model_version": served.version, "outputs": outputs}
-        if request_id is not None:
-            answer["id"] = request_id
-        encoded = _encode(answer)
-        metrics.add_rows(rows)
-        return json_response(encoded)
+            data = read_body(environ, max_bytes)
+            header_length = environ.get(v2.HEADER_LENGTH)
+            if header_length is None:
+                body, binary = parse_body(environ, data, media), b""
+            else:
+                body, binary = v2.split_binary(data, header_length)
+            infer = v2.parse_infer(served.schema, body, binary)
+            results = run(infer.model_input, infer.rows, infer.outputs)
+        answer = {"model_name": served.name, "model_version": served.version}
+        if infer.id is not None:
+            answer["id"] = infer.id
+        header, tail = v2.answer(answer, infer, results, _encode)
+        metrics.add_rows(infer.rows)
+        if not tail:
+            return json_response(header)
+        response = Response(header + tail, 200, content_type="application/octet-stream")
+        response.headers[v2.HEADER_LENGTH_NAME] = str(len(header))
+        return response
+
+    versioned = "/v2/models/<name>/versions/<version>"
+    for rule, endpoint, view, methods in (
+        ("/v2/models/<name>", "v2_model", v2_model, ["GET"]),
+        (versioned, "v2_model", v2_model, ["GET"]),
+        ("/v2/models/<name>/ready", "v2_ready", v2_ready, ["GET"]),
+        (versioned + "/ready", "v2_ready", v2_ready, ["GET"]),
+        ("/v2/models/<name>/infer", "v2_infer", v2_infer, ["POST"]),
+        (versioned + "/infer", "v2_infer", v2_infer, ["POST"]),
+    ):
+        app.add_url_rule(rule, endpoint, view, methods=methods)
+
+    @app.get("/v2", endpoint="v2_server")
+    def v2_server():
+        return json_response(server_metadata)
 
     @app.get("/metrics", endpoint="metrics")
     def metrics_view():

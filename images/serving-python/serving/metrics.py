@@ -30,6 +30,7 @@ ROUTES = (
     "/v2/models/{name}/infer",
     "/v2/health/live",
     "/v2/health/ready",
+    "/v2",
     "/metrics",
     "/openapi.json",
     "other",

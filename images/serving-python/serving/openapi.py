@@ -34,6 +34,25 @@ def _json(schema_ref, description="OK"):
     }
 
 
+def versioned(path_item):
+    """A ``/v2/models/{name}`` route's description for its ``/versions/{version}`` twin."""
+    version_param = {
+        "name": "version",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "the live version (404 for any other)",
+    }
+    return {
+        method: {
+            **operation,
+            "parameters": [*operation["parameters"], version_param],
+            "responses": {**operation["responses"], "404": _error("Another model or version")},
+        }
+        for method, operation in path_item.items()
+    }
+
+
 def build_spec(served, *, owner=None, prefix="", auth=True):
     """The whole document as a dict (the app serializes it once)."""
     signature = served.manifest.get("signature")
@@ -100,7 +119,7 @@ def build_spec(served, *, owner=None, prefix="", auth=True):
         "401": _error("No token, or a token that is not valid"),
         "403": _error("The token's user may not call this model"),
         "413": _error("The body is larger than the server's limit"),
-        "415": _error("The body is not declared as JSON"),
+        "415": _error("The body is neither JSON nor of a type this route takes"),
         "422": _error("The model raised on this input"),
         "503": _error("The model is not loaded"),
     }
@@ -164,7 +183,11 @@ def build_spec(served, *, owner=None, prefix="", auth=True):
             "get": {
                 "summary": "Open Inference Protocol model readiness",
                 "parameters": [name_param],
-                "responses": {"200": {"description": "ready"}, "503": _error("Not ready")},
+                "responses": {
+                    "200": {"description": "ready"},
+                    "404": _error("Another model"),
+                    "503": _error("Not ready"),
+                },
             }
         },
         "/v2/models/{name}/infer": {
@@ -202,6 +225,12 @@ def build_spec(served, *, owner=None, prefix="", auth=True):
                 },
             }
         },
+        "/v2": {
+            "get": {
+                "summary": "Open Inference Protocol server metadata (name, version, extensions)",
+                "responses": {"200": {"description": "metadata"}},
+            }
+        },
         "/v2/health/live": {
             "get": {
                 "summary": "Open Inference Protocol liveness",
@@ -229,6 +258,10 @@ def build_spec(served, *, owner=None, prefix="", auth=True):
             }
         },
     }
+    for route in ("", "/ready", "/infer"):
+        paths[f"/v2/models/{{name}}/versions/{{version}}{route}"] = versioned(
+            paths[f"/v2/models/{{name}}{route}"]
+        )
     spec = {
         "openapi": "3.1.0",
         "info": {

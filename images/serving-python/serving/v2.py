@@ -3,12 +3,26 @@
 A request either carries one 2-D tensor ``[rows, features]`` (any name) or one 1-D tensor per
 input, named after the signature's inputs (``[rows]`` or ``[rows, 1]``). Both end in the same
 ``Schema`` conversion as ``/v1/predict``, so validation and its messages are shared.
+
+Tensors come as JSON ``data`` or, with Triton's binary tensor data extension (tritonclient's
+default), as raw little-endian bytes after a JSON header whose length the
+``Inference-Header-Content-Length`` header gives; outputs go back the same way when the request
+asks (``binary_data_output``, or ``binary_data`` on one output).
 """
 
 import math
+import struct
+from dataclasses import dataclass
 
 import numpy as np
+from mlhub import __version__
 from mlhub.errors import InvalidInput
+
+from .jsonio import JSONDecodeError, loads
+
+HEADER_LENGTH_NAME = "Inference-Header-Content-Length"
+HEADER_LENGTH = "HTTP_INFERENCE_HEADER_CONTENT_LENGTH"  # its WSGI environ key
+EXTENSIONS = ("binary_tensor_data",)
 
 DATATYPES = {
     "BOOL": np.bool_,
@@ -49,8 +63,70 @@ def datatype_of(arr):
     return "BYTES"
 
 
-def _tensor(i, spec):
-    """Validate one request tensor and return ``(name, array shaped as declared)``."""
+def server_metadata():
+    """``GET /v2``: the server's name, version and the protocol extensions it implements."""
+    return {"name": "mlhub", "version": __version__, "extensions": list(EXTENSIONS)}
+
+
+def split_binary(data, header_length):
+    """A binary-extension body -> (its JSON header parsed, the tensors' bytes that follow it)."""
+    if not header_length.isdigit() or not 0 < int(header_length) <= len(data):
+        raise InvalidInput(
+            f"{HEADER_LENGTH_NAME} is {header_length!r}: it must be the byte length of the "
+            f"JSON header at the start of the body ({len(data)} bytes)",
+            {"field": HEADER_LENGTH_NAME},
+        )
+    size = int(header_length)
+    try:
+        return loads(data[:size]), data[size:]
+    except JSONDecodeError as exc:
+        raise InvalidInput(
+            f"the body's first {size} bytes ({HEADER_LENGTH_NAME}) are not JSON ({exc}): "
+            "that header must give the length of the JSON part only, and no header may be "
+            "left over from a request of another size",
+            {"field": HEADER_LENGTH_NAME},
+        ) from None
+
+
+def _binary_values(name, datatype, chunk):
+    """One input's raw bytes (Triton's layout) as a flat numpy array."""
+    if datatype == "BYTES":
+        values, at = [], 0
+        while at < len(chunk):
+            if at + 4 > len(chunk):
+                break
+            (size,) = struct.unpack_from("<I", chunk, at)
+            at += 4
+            if at + size > len(chunk):
+                at = len(chunk) + 1
+                break
+            try:
+                values.append(chunk[at : at + size].decode())
+            except UnicodeDecodeError:
+                raise InvalidInput(
+                    f"input {name!r}: a BYTES element is not UTF-8 text",
+                    {"input": name, "datatype": datatype},
+                ) from None
+            at += size
+        if at != len(chunk):
+            raise InvalidInput(
+                f"input {name!r}: its binary data is not a list of 4-byte lengths, each "
+                "followed by that many bytes",
+                {"input": name, "datatype": datatype},
+            )
+        return np.asarray(values, dtype=object)
+    dtype = np.dtype(DATATYPES[datatype]).newbyteorder("<")
+    if len(chunk) % dtype.itemsize:
+        raise InvalidInput(
+            f"input {name!r}: {len(chunk)} bytes is not a whole number of {datatype} values "
+            f"({dtype.itemsize} bytes each)",
+            {"input": name, "datatype": datatype},
+        )
+    return np.frombuffer(chunk, dtype=dtype)
+
+
+def _tensor(i, spec, binary, offset):
+    """Validate one request tensor -> (name, array shaped as declared, bytes of ``binary`` used)."""
     if not isinstance(spec, dict):
         raise InvalidInput(f"inputs[{i}] must be an object with name, shape, datatype and data")
     name, shape, datatype, data = (spec.get(k) for k in ("name", "shape", "datatype", "data"))
@@ -70,34 +146,71 @@ def _tensor(i, spec):
             f"input {name!r}: datatype {datatype!r} is not one of {', '.join(DATATYPES)}",
             {"input": name, "field": "datatype"},
         )
-    if not isinstance(data, list):
+    parameters = spec.get("parameters") or {}
+    size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+    used = 0
+    if size is not None:
+        if type(size) is not int or size < 0 or offset + size > len(binary):
+            raise InvalidInput(
+                f"input {name!r}: binary_data_size {size!r} does not fit the "
+                f"{len(binary) - offset} bytes left after the JSON header",
+                {"input": name, "field": "parameters.binary_data_size"},
+            )
+        arr, used = _binary_values(name, datatype, binary[offset : offset + size]), size
+    elif not isinstance(data, list):
         raise InvalidInput(
             f"input {name!r}: 'data' must be a list (flat or nested) of the tensor's values",
             {"input": name, "field": "data"},
         )
-    try:
-        arr = np.asarray(data, dtype=DATATYPES[datatype])
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise InvalidInput(
-            f"input {name!r}: data does not hold {datatype} values ({exc})",
-            {"input": name, "datatype": datatype},
-        ) from exc
+    else:
+        try:
+            arr = np.asarray(data, dtype=DATATYPES[datatype])
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise InvalidInput(
+                f"input {name!r}: data does not hold {datatype} values ({exc})",
+                {"input": name, "datatype": datatype},
+            ) from exc
     if arr.size != math.prod(shape):
         raise InvalidInput(
             f"input {name!r}: shape {shape} needs {math.prod(shape)} values, data has {arr.size}",
             {"input": name, "shape": shape, "got": int(arr.size)},
         )
-    return name, arr.reshape(shape)
+    return name, arr.reshape(shape), used
 
 
-def parse_infer(schema, body):
-    """An infer request -> (model input, row count, requested output names, request id)."""
+def _flag(parameters, name):
+    return isinstance(parameters, dict) and parameters.get(name) is True
+
+
+@dataclass
+class Infer:
+    """A parsed infer request: what to predict, and how to answer."""
+
+    model_input: object
+    rows: int
+    outputs: list  # names, in the order the answer lists them
+    binary: set  # the outputs to send as raw bytes
+    id: object = None
+
+
+def parse_infer(schema, body, binary=b""):
+    """An infer request (its JSON and the binary tensors after it) -> ``Infer``."""
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
         raise InvalidInput(
             'an infer request needs "inputs": [{"name", "shape", "datatype", "data"}, ...]',
             {"field": "inputs"},
         )
-    tensors = [_tensor(i, spec) for i, spec in enumerate(body["inputs"])]
+    tensors, offset = [], 0
+    for i, spec in enumerate(body["inputs"]):
+        name, arr, used = _tensor(i, spec, binary, offset)
+        tensors.append((name, arr))
+        offset += used
+    if offset != len(binary):
+        raise InvalidInput(
+            f"the body has {len(binary) - offset} bytes after the JSON header that no input's "
+            "binary_data_size accounts for",
+            {"field": "parameters.binary_data_size"},
+        )
     if len(tensors) == 1 and tensors[0][1].ndim == 2:
         model_input, rows = schema.from_rows(tensors[0][1].tolist())
     else:
@@ -111,7 +224,8 @@ def parse_infer(schema, body):
         model_input, rows = schema.from_columns(
             {name: arr.reshape(-1).tolist() for name, arr in tensors}
         )
-    wanted = ["predict"]
+    all_binary = _flag(body.get("parameters"), "binary_data_output")
+    wanted, binary_out = ["predict"], {"predict"} if all_binary else set()
     if body.get("outputs") is not None:
         outputs = body["outputs"]
         if not isinstance(outputs, list) or not all(
@@ -121,8 +235,44 @@ def parse_infer(schema, body):
                 f'"outputs" must list objects named one of {", ".join(OUTPUTS)}',
                 {"field": "outputs", "allowed": list(OUTPUTS)},
             )
-        wanted = [o["name"] for o in outputs] or wanted
-    return model_input, rows, wanted, body.get("id")
+        if outputs:
+            wanted = [o["name"] for o in outputs]
+            binary_out = {
+                o["name"]
+                for o in outputs
+                if _flag(o.get("parameters"), "binary_data")
+                or (all_binary and not _has(o.get("parameters"), "binary_data"))
+            }
+    return Infer(model_input, rows, wanted, binary_out, body.get("id"))
+
+
+def _has(parameters, name):
+    return isinstance(parameters, dict) and name in parameters
+
+
+def _raw(arr):
+    """An output tensor's bytes in Triton's layout (little-endian; BYTES length-prefixed)."""
+    if arr.dtype.kind in "biuf":
+        return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+    parts = []
+    for value in arr.reshape(-1):
+        item = value if isinstance(value, bytes) else str(value).encode()
+        parts.append(struct.pack("<I", len(item)) + item)
+    return b"".join(parts)
+
+
+def answer(fields, infer, results, encode):
+    """The infer answer: ``(JSON bytes, binary tail)``; the tail is empty when no output is
+    sent as raw bytes."""
+    outputs, tail = [], []
+    for name in infer.outputs:
+        tensor = output_tensor(name, results[name])
+        if name in infer.binary:
+            raw = _raw(np.asarray(tensor.pop("data")))
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            tail.append(raw)
+        outputs.append(tensor)
+    return encode({**fields, "outputs": outputs}), b"".join(tail)
 
 
 def output_tensor(name, values):

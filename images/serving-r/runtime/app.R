@@ -12,7 +12,10 @@ PUBLIC_ROUTES <- c("/healthz", "/readyz", "/v2/health/live", "/v2/health/ready")
 ROUTE_METHODS <- list(
   `/healthz` = "GET", `/readyz` = "GET", `/v1/metadata` = "GET", `/v1/predict` = "POST",
   `/v2/models/<name>` = "GET", `/v2/models/<name>/ready` = "GET",
-  `/v2/models/<name>/infer` = "POST", `/v2/health/live` = "GET", `/v2/health/ready` = "GET",
+  `/v2/models/<name>/infer` = "POST", `/v2/models/<name>/versions/<version>` = "GET",
+  `/v2/models/<name>/versions/<version>/ready` = "GET",
+  `/v2/models/<name>/versions/<version>/infer` = "POST", `/v2` = "GET",
+  `/v2/health/live` = "GET", `/v2/health/ready` = "GET",
   `/metrics` = "GET", `/openapi.json` = "GET")
 ALL_METHODS <- c("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 
@@ -39,15 +42,8 @@ header <- function(req, name) {
   if (is.null(value) || !nzchar(value)) NULL else value
 }
 
-# The JSON body, after checking its declared type and size (before parsing it).
-read_json_body <- function(req, max_bytes) {
-  content_type <- tolower(trimws(sub(";.*", "", header(req, "CONTENT_TYPE") %||%
-                                      header(req, "HTTP_CONTENT_TYPE") %||% "")))
-  if (nzchar(content_type) && content_type != JSON_TYPE_HEADER && !endsWith(content_type, "+json")) {
-    fail(415L, "unsupported_media_type", sprintf(
-      "the body is declared as '%s': send JSON with 'Content-Type: application/json'",
-      content_type), list(content_type = content_type))
-  }
+# The request body as raw bytes, after checking its size (before anything reads it).
+read_raw_body <- function(req, max_bytes) {
   length <- suppressWarnings(as.numeric(header(req, "CONTENT_LENGTH") %||%
                                          header(req, "HTTP_CONTENT_LENGTH") %||% "0"))
   raw <- req$bodyRaw
@@ -61,10 +57,27 @@ read_json_body <- function(req, max_bytes) {
     invalid_input('the body is empty: send JSON such as {"instances": [[...]]}',
                   list(field = "body"))
   }
+  raw
+}
+
+# A JSON body as R values. A missing Content-Type and any JSON type are JSON; a body declared
+# as anything else (curl -d and requests' data= say application/x-www-form-urlencoded,
+# tritonclient says nothing and a tornado proxy then adds that) is read as JSON when it parses,
+# and refused with 415 naming its type when it does not, as in mlhub.serving.app.
+parse_json_body <- function(req, raw) {
+  content_type <- tolower(trimws(sub(";.*", "", header(req, "CONTENT_TYPE") %||%
+                                      header(req, "HTTP_CONTENT_TYPE") %||% "")))
+  declared_json <- !nzchar(content_type) || content_type == JSON_TYPE_HEADER ||
+    endsWith(content_type, "+json")
   text <- tryCatch(rawToChar(raw), error = function(e) NULL)
   body <- if (is.null(text) || !validUTF8(text)) NULL else
     tryCatch(jsonlite::parse_json(text, simplifyVector = FALSE), error = function(e) e)
   if (is.null(body) || inherits(body, "error")) {
+    if (!declared_json) {
+      fail(415L, "unsupported_media_type", sprintf(paste0(
+        "the body is declared as '%s' and is not JSON: send JSON with ",
+        "'Content-Type: application/json'"), content_type), list(content_type = content_type))
+    }
     reason <- if (inherits(body, "error")) gsub("\\s+", " ", conditionMessage(body)) else "not UTF-8 text"
     invalid_input(sprintf(paste0('the body is not valid JSON (%s): send a JSON object such ',
                                  'as {"instances": [[...]]}'), trimws(reason)),
@@ -72,6 +85,8 @@ read_json_body <- function(req, max_bytes) {
   }
   body
 }
+
+read_json_body <- function(req, max_bytes) parse_json_body(req, read_raw_body(req, max_bytes))
 
 # Any body is left as it came (req$bodyRaw): read_json_body checks its type and size and
 # parses it, so plumber's own parser never answers a bad body with its own error.
@@ -91,6 +106,7 @@ create_app <- function(settings, served, metrics = new_metrics(), authenticate =
                                 auth = settings$auth))
   ready_body <- to_json(list(status = "ready", name = served$name, version = served$version))
   v2_metadata <- if (served$ready) to_json(v2_model_metadata(served)) else NULL
+  server_metadata <- to_json(v2_server_metadata())
   metrics$info <- list(name = served$name, version = served$version %||% "",
                        flavor = served$manifest$flavor %||% "")
   metrics$gauges <- list(
@@ -109,10 +125,21 @@ create_app <- function(settings, served, metrics = new_metrics(), authenticate =
     }
   }
 
+  same_version <- function(version) {
+    if (!identical(version, served$version)) {
+      fail(404L, "not_found", sprintf(paste0(
+        "this server serves version '%s' of '%s', not '%s': leave the version out to call ",
+        "the live one"), served$version %||% "", served$name, version),
+        list(model = served$name, version = served$version))
+    }
+  }
+
   # One route: time it, check the token unless public, map every failure.
+  # Versioned OIP routes count under their unversioned label, as in mlhub.serving.
   endpoint <- function(route, handler) {
     force(handler)
-    label <- gsub("<name>", "{name}", route, fixed = TRUE)
+    label <- gsub("<name>", "{name}", sub("/versions/<version>", "", route, fixed = TRUE),
+                  fixed = TRUE)
     public <- label %in% PUBLIC_ROUTES
     named <- grepl("<name>", route, fixed = TRUE)
     function(req, res, ...) {
@@ -121,7 +148,12 @@ create_app <- function(settings, served, metrics = new_metrics(), authenticate =
         if (!public && !is.null(authenticate)) {
           authenticate(header(req, "HTTP_AUTHORIZATION"), header(req, "HTTP_X_API_KEY"))
         }
-        if (named) handler(req, res, list(...)$name) else handler(req, res)
+        if (named) {
+          args <- list(...)
+          same_model(args$name)
+          if (!is.null(args$version)) same_version(utils::URLdecode(args$version))
+          handler(req, res, args$name)
+        } else handler(req, res)
       }, error = function(e) error_response(res, e))
       observe(metrics, label, res$status, proc.time()[["elapsed"]] - started)
       persist(metrics)
@@ -153,30 +185,32 @@ create_app <- function(settings, served, metrics = new_metrics(), authenticate =
       send(res, 200L, to_json(list(predictions = I(predictions))))
     },
     `/v2/models/<name>` = function(req, res, name) {
-      same_model(name)
       require_ready(served)
       send(res, 200L, v2_metadata)
     },
     `/v2/models/<name>/ready` = function(req, res, name) {
-      same_model(name)
       require_ready(served)
       send(res, 200L, to_json(list(name = served$name, ready = TRUE)))
     },
     `/v2/models/<name>/infer` = function(req, res, name) {
-      same_model(name)
       require_ready(served)
-      body <- read_json_body(req, max_bytes)
+      raw <- read_raw_body(req, max_bytes)
+      header_length <- header(req, "HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
+      parts <- if (is.null(header_length)) list(body = parse_json_body(req, raw), binary = raw(0)) else
+        split_binary(raw, header_length)
+      body <- parts$body
       if (is.null(served$schema)) {
         invalid_input("this model was published without an example, so its inputs have no names: use /v1/predict")
       }
-      parsed <- parse_infer(served$schema, body)
+      parsed <- parse_infer(served$schema, body, parts$binary)
       predictions <- predict_frame(served, parsed$frame, timeout)
       add_rows(metrics, nrow(parsed$frame))
-      answer <- list(model_name = served$name, model_version = served$version,
-                     outputs = list(output_tensor(predictions)))
-      if (!is.null(parsed$id)) answer$id <- parsed$id
-      send(res, 200L, to_json(answer))
+      answer <- infer_answer(served, parsed, predictions)
+      if (is.null(answer$tail)) return(send(res, 200L, answer$json))
+      res$setHeader(HEADER_LENGTH_NAME, as.character(length(answer$json)))
+      send(res, 200L, c(answer$json, answer$tail), "application/octet-stream")
     },
+    `/v2` = function(req, res) send(res, 200L, server_metadata),
     `/metrics` = function(req, res) send(res, 200L, render_metrics(metrics), PROMETHEUS),
     `/openapi.json` = function(req, res) send(res, 200L, openapi)
   )
@@ -185,7 +219,8 @@ create_app <- function(settings, served, metrics = new_metrics(), authenticate =
   router <- plumber::pr_set_parsers(router, "mlhub_raw")  # read_json_body reads the body
   for (route in names(ROUTE_METHODS)) {
     method <- ROUTE_METHODS[[route]]
-    router <- plumber::pr_handle(router, method, route, endpoint(route, handlers[[route]]),
+    handler <- handlers[[sub("/versions/<version>", "", route, fixed = TRUE)]]
+    router <- plumber::pr_handle(router, method, route, endpoint(route, handler),
                                  serializer = plumber::serializer_text())
     # Other methods get a JSON 405 naming the right one (plumber's own has no Allow value).
     others <- setdiff(ALL_METHODS, c(method, if (method == "GET") "HEAD"))

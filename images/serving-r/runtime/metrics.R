@@ -4,7 +4,7 @@
 
 ROUTES <- c("/healthz", "/readyz", "/v1/metadata", "/v1/predict", "/v2/models/{name}",
             "/v2/models/{name}/ready", "/v2/models/{name}/infer", "/v2/health/live",
-            "/v2/health/ready", "/metrics", "/openapi.json", "other")
+            "/v2/health/ready", "/v2", "/metrics", "/openapi.json", "other")
 BUCKETS <- c(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 # With several plumber processes behind one endpoint (the serving-r image), each writes its

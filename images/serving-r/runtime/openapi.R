@@ -54,7 +54,7 @@ build_spec <- function(served, owner = NULL, prefix = "", auth = TRUE) {
     `401` = error_ref("No token, or a token that is not valid"),
     `403` = error_ref("The token's user may not call this model"),
     `413` = error_ref("The body is larger than the server's limit"),
-    `415` = error_ref("The body is not declared as JSON"),
+    `415` = error_ref("The body is neither JSON nor of a type this route takes"),
     `422` = error_ref("The model raised on this input"),
     `503` = error_ref("The model is not loaded"))
   name_param <- list(name = "name", `in` = "path", required = TRUE, schema = list(type = "string"))
@@ -85,7 +85,8 @@ build_spec <- function(served, owner = NULL, prefix = "", auth = TRUE) {
       responses = list(`200` = list(description = "metadata"), `404` = error_ref("Another model")))),
     `/v2/models/{name}/ready` = list(get = list(
       summary = "Open Inference Protocol model readiness", parameters = list(name_param),
-      responses = list(`200` = list(description = "ready"), `503` = error_ref("Not ready")))),
+      responses = list(`200` = list(description = "ready"), `404` = error_ref("Another model"),
+                       `503` = error_ref("Not ready")))),
     `/v2/models/{name}/infer` = list(post = list(
       summary = "Open Inference Protocol inference", parameters = list(name_param),
       requestBody = json_body(list(type = "object", required = I("inputs"), properties = list(
@@ -94,6 +95,9 @@ build_spec <- function(served, owner = NULL, prefix = "", auth = TRUE) {
           name = list(enum = I("predict")))))))),
       responses = c(list(`200` = list(description = "outputs"), `404` = error_ref("Another model")),
                     errors))),
+    `/v2` = list(get = list(
+      summary = "Open Inference Protocol server metadata (name, version, extensions)",
+      responses = list(`200` = list(description = "metadata")))),
     `/v2/health/live` = list(get = c(list(summary = "Open Inference Protocol liveness"), public,
                                      list(responses = list(`200` = list(description = "live"))))),
     `/v2/health/ready` = list(get = c(list(summary = "Open Inference Protocol readiness"), public,
@@ -104,6 +108,18 @@ build_spec <- function(served, owner = NULL, prefix = "", auth = TRUE) {
     `/openapi.json` = list(get = list(summary = "This document", responses = list(
       `200` = list(description = "OpenAPI 3.1"))))
   )
+  # each /v2/models/{name} route has a /versions/{version} twin (404 for another version)
+  version_param <- list(name = "version", `in` = "path", required = TRUE,
+                        schema = list(type = "string"),
+                        description = "the live version (404 for any other)")
+  for (route in c("", "/ready", "/infer")) {
+    item <- paths[[paste0("/v2/models/{name}", route)]]
+    paths[[paste0("/v2/models/{name}/versions/{version}", route)]] <- lapply(item, function(op) {
+      op$parameters <- c(op$parameters, list(version_param))
+      op$responses[["404"]] <- error_ref("Another model or version")
+      op
+    })
+  }
   description <- served$manifest$description %||% ""
   if (!is.null(owner)) description <- paste0(description, "\n\nOwner: ", owner)
   spec <- list(

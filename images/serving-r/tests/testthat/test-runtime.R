@@ -101,6 +101,45 @@ test_that("v2 tensors: one 2-D tensor or one per input", {
   expect_match(catch(parse_infer(schema, list(inputs = list(odd))))$message, "datatype 'NOPE'")
 })
 
+test_that("v2 binary tensors (Triton's extension): inputs read, outputs written", {
+  le <- function(x, size) writeBin(x, raw(), size = size, endian = "little")
+  text <- function(v) c(le(nchar(v, "bytes"), 4L), charToRaw(v))
+  binary <- c(le(c(1.5, 2.5), 8L), le(c(2L, 3L), 4L), as.raw(c(1, 0)), text("b"), text("a"))
+  spec <- function(name, datatype, size) list(name = name, shape = list(2), datatype = datatype,
+                                              parameters = list(binary_data_size = size))
+  body <- list(inputs = list(spec("temp", "FP64", 16), spec("n", "INT32", 8),
+                             spec("ok", "BOOL", 2), spec("line", "BYTES", 10)),
+               parameters = list(binary_data_output = TRUE))
+  parsed <- parse_infer(schema, body, binary)
+  expect_equal(parsed$frame$temp, c(1.5, 2.5))
+  expect_identical(parsed$frame$n, c(2L, 3L))
+  expect_identical(parsed$frame$ok, c(TRUE, FALSE))
+  expect_identical(as.character(parsed$frame$line), c("b", "a"))
+  expect_true(parsed$binary_out)
+  answer <- infer_answer(list(name = "m", version = "v1"), parsed, c(0.25, 4))
+  header <- jsonlite::parse_json(rawToChar(answer$json))
+  expect_equal(header$outputs[[1]]$parameters$binary_data_size, 16)
+  expect_null(header$outputs[[1]][["data"]])
+  expect_equal(readBin(answer$tail, "double", n = 2, size = 8, endian = "little"), c(0.25, 4))
+  strings <- infer_answer(list(name = "m"), parsed, c("yes", "no"))$tail
+  expect_identical(strings, c(text("yes"), text("no")))
+  # an output asked for as JSON stays JSON
+  body$outputs <- list(list(name = "predict", parameters = list(binary_data = FALSE)))
+  expect_false(parse_infer(schema, body, binary)$binary_out)
+  # sizes that do not add up are 400s saying so
+  expect_match(catch(parse_infer(schema, body, c(binary, as.raw(0))))$message,
+               "no input's binary_data_size")
+  expect_match(catch(parse_infer(schema, body, binary[-1]))$message, "does not fit")
+  body$inputs[[1]]$parameters$binary_data_size <- 15
+  expect_match(catch(parse_infer(schema, body, binary[-1]))$message, "whole number of FP64")
+  expect_match(catch(split_binary(binary, "99"))$message, "Inference-Header-Content-Length")
+  parts <- split_binary(c(charToRaw('{"a": 1}'), binary), "8")
+  expect_equal(parts$body$a, 1)
+  expect_identical(parts$binary, binary)
+  expect_match(catch(split_binary(c(charToRaw('{"a": 1}'), binary), "5"))$message,
+               "first 5 bytes")
+})
+
 test_that("with a metrics folder, every worker's /metrics shows all workers' counters", {
   dir <- tempfile()
   dir.create(dir)
