@@ -346,8 +346,13 @@ def write_manifest(path, manifest):
 
 def _need(manifest, key, types, allowed=None):
     value = manifest.get(key)
-    if not isinstance(value, types) or (allowed is not None and value not in allowed):
-        hint = f" (one of {', '.join(allowed)})" if allowed else ""
+    # a YAML true is an int to Python: no field here is a boolean
+    if (
+        not isinstance(value, types)
+        or isinstance(value, bool)
+        or (allowed is not None and value not in allowed)
+    ):
+        hint = f" (one of {', '.join(map(str, allowed))})" if allowed else ""
         raise InvalidBundle(
             f"{MANIFEST}: field {key!r} is missing or invalid: got {value!r}{hint}",
             {"field": key},

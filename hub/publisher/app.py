@@ -159,6 +159,12 @@ class PublisherApp(Application):
         8, help="Most workers (replicas) one model may ask for (publish or scale). Default 8."
     ).tag(config=True)
 
+    max_keys_per_model = Integer(
+        100,
+        help="""Most API keys one model may have at once; minting one more is refused (409)
+        until a key is revoked. Default 100.""",
+    ).tag(config=True)
+
     deployer_class = Type(
         LocalDeployer,
         klass=Deployer,
@@ -215,7 +221,7 @@ class PublisherApp(Application):
             make_handlers(self.service_prefix),
             manager=manager,
             hub_auth=hub_auth,
-            openapi=load_spec(self.service_prefix),
+            openapi=load_spec(self.service_prefix, self.max_workers),
             service_prefix=self.service_prefix,
             max_upload_bytes=self.max_upload_bytes,
             max_bundle_bytes=self.max_bundle_bytes,
@@ -240,6 +246,7 @@ class PublisherApp(Application):
             public_url=self.public_url,
             default_workers=self.default_workers,
             max_workers=self.max_workers,
+            max_keys=self.max_keys_per_model,
             log=self.log,
             bundle_secret=bundle_secret.digest(),
             system_users=system_users,

@@ -310,7 +310,10 @@ class PublisherClient:
 
     def _follow(self, name, answer, progress, timeout):
         """``wait_for`` the version an accepted upload or operation (``answer``, with its
-        ``version`` and first ``event_id``) is making live."""
+        ``version`` and first ``event_id``) is making live; an operation with nothing to do
+        (``event_id`` null) is done already."""
+        if answer["event_id"] is None:
+            return answer["model"]
         return self.wait_for(
             name,
             answer["version"],

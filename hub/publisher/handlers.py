@@ -75,7 +75,11 @@ class BaseHandler(web.RequestHandler):
         authorize(caller, action, user, model.shared_with, model.shared_groups)
         return caller, model
 
-    def json_body(self):
+    def json_body(self, example=None):
+        """The request's JSON object; with ``example``, a body is required (an empty one is a
+        400 showing ``example``), so a request that lost its body never changes anything."""
+        if example is not None and not self.request.body.strip():
+            raise BadRequest(f"this call needs a JSON body such as {example}", {"field": "body"})
         try:
             data = json.loads(self.request.body or b"{}")
         except ValueError as exc:
@@ -295,15 +299,22 @@ class RollbackHandler(BaseHandler):
 class ScaleHandler(BaseHandler):
     async def post(self, user, name):
         caller, model = await self.model_for(MANAGE, user, name)
-        replicas = self.json_body().get("replicas")
-        self.write_json(await self.manager.scale(caller, model, replicas), 202)
+        replicas = self.json_body('{"replicas": 2}').get("replicas")
+        answer = await self.manager.scale(caller, model, replicas)
+        self.write_json(answer, 202 if answer["event_id"] is not None else 200)
 
 
 class SharingHandler(BaseHandler):
     async def put(self, user, name):
         _, model = await self.model_for(MANAGE, user, name)
-        body = self.json_body()
-        await self.manager.share(model, body.get("users", []), body.get("groups", []))
+        body = self.json_body('{"users": ["bob"], "groups": []}')
+        if "users" not in body and "groups" not in body:
+            raise BadRequest(
+                'send "users" and/or "groups": the lists of who may call the model (an empty '
+                "list removes everyone from it; a list left out stays as it is)",
+                {"field": "users"},
+            )
+        await self.manager.share(model, body.get("users"), body.get("groups"))
         self.write_json(self.manager.view(model))
 
 
@@ -353,7 +364,7 @@ class KeysHandler(BaseHandler):
 
     async def post(self, user, name):
         _, model = await self.model_for(MANAGE, user, name)
-        description = self.json_body().get("description", "")
+        description = self.json_body('{"description": "my app"}').get("description", "")
         self.write_json(await self.manager.create_key(model, description), 201)
 
 

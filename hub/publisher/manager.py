@@ -18,7 +18,7 @@ from mlhub.bundle import validate_name
 from mlhub.datadir import grant_owner
 from mlhub.deployers.base import Desired, ModelRef
 from mlhub.deployers.kube_objects import check_resources
-from mlhub.errors import BadRequest, MlhubError, NotFound
+from mlhub.errors import BadRequest, Conflict, MlhubError, NotFound
 from mlhub.publisher.artifacts import place
 from mlhub.publisher.store import isoformat, utcnow
 from mlhub.serving.settings import Settings as ServingSettings
@@ -49,6 +49,7 @@ class ModelManager:
         default_workers,
         max_workers,
         log,
+        max_keys=100,
         bundle_secret=None,
         system_users=None,
     ):
@@ -61,6 +62,7 @@ class ModelManager:
         self.public_url = public_url.rstrip("/")
         self.default_workers = default_workers
         self.max_workers = max_workers
+        self.max_keys = max_keys
         self.log = log
         self._locks = {}
         self._tasks = set()
@@ -389,10 +391,14 @@ class ModelManager:
         return {"model": self.view(model), "version": digest, "event_id": first.id}
 
     async def scale(self, caller, model, replicas):
+        """Serve the live version with ``replicas`` replicas; a scale to the number it is
+        serving with already changes nothing (``event_id`` None)."""
         self.check_replicas(replicas)
         if model.current_version is None:
             raise BadRequest(f"{model.key} has no live version to scale", {"model": model.key})
         digest = model.current_version
+        if replicas == model.replicas and model.status == "ready":
+            return {"model": self.view(model), "version": digest, "event_id": None}
         self.deployer.check_replicas(model.version(digest).manifest, replicas)
         first = self._record(
             model, digest, "requested", f"scale to {replicas} replica(s) requested by {caller.name}"
@@ -444,19 +450,31 @@ class ModelManager:
             "key_hashes": [k.key_sha256 for k in model.api_keys],
         }
 
-    async def share(self, model, users, groups):
-        """Let hub ``users`` and members of hub ``groups`` call the endpoint (replaces both)."""
+    async def share(self, model, users=None, groups=None):
+        """Let hub ``users`` and members of hub ``groups`` call the endpoint (each list given
+        replaces the one it names; ``None`` keeps it)."""
         for field, names in (("users", users), ("groups", groups)):
-            if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            if names is not None and (
+                not isinstance(names, list) or not all(isinstance(n, str) and n for n in names)
+            ):
                 raise BadRequest(f"{field} must be a list of names", {"field": field})
-        model.shared_with = sorted(set(users) - {model.owner})
-        model.shared_groups = sorted(set(groups))
+        if users is not None:
+            model.shared_with = sorted(set(users) - {model.owner})
+        if groups is not None:
+            model.shared_groups = sorted(set(groups))
         self.store.commit()
         await self.deployer.set_access(self.ref(model), self.access(model))
 
     async def create_key(self, model, description):
         if not isinstance(description, str):
             raise BadRequest("description must be a string", {"field": "description"})
+        if len(model.api_keys) >= self.max_keys:
+            raise Conflict(
+                f"{model.key} has {len(model.api_keys)} API keys, the most one model may have "
+                "(PublisherApp.max_keys_per_model): revoke keys no one uses "
+                f"(mlhub models keys delete {model.name} ID) before minting another",
+                {"limit": self.max_keys},
+            )
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         row = self.store.add_key(model, secrets.token_hex(8), hash_key(key), description)
         await self.deployer.set_access(self.ref(model), self.access(model))

@@ -406,7 +406,16 @@ async def test_sharing_lets_others_read_and_call_but_not_change(api):
     assert status == 403
     status, body = await api.call("PUT", "api/models/alice/iris/sharing", body={"users": "bob"})
     assert status == 400 and "users must be a list" in body["error"]
-    status, model = await api.call("PUT", "api/models/alice/iris/sharing", body={})
+    # a body that names neither list, or no body at all, changes nothing
+    for empty in ({}, b"", {"user": ["bob"]}):
+        status, body = await api.call("PUT", "api/models/alice/iris/sharing", body=empty)
+        assert status == 400 and "users" in body["error"], empty
+    _, model = await api.call("GET", "api/models/alice/iris")
+    assert model["shared_with"] == ["bob"] and model["shared_groups"] == ["ds"]
+    # a list left out stays as it is
+    status, model = await api.call("PUT", "api/models/alice/iris/sharing", body={"groups": []})
+    assert model["shared_with"] == ["bob"] and model["shared_groups"] == []
+    status, model = await api.call("PUT", "api/models/alice/iris/sharing", body={"users": []})
     assert model["shared_with"] == [] and api.deployer.access[ref]["users"] == ["alice"]
 
 
@@ -531,3 +540,65 @@ async def test_resources_survive_a_publisher_restart(api, tmp_path):
         assert settings["resources"] == wanted
         status, model = await restarted.call("GET", "api/models/alice/forest")
         assert model["resources"] == wanted
+
+
+async def test_a_scale_to_the_count_serving_already_changes_nothing(api):
+    await api.publish("iris")
+    await api.settle()
+    deploys = len(api.deployer.calls)
+    status, body = await api.call("POST", "api/models/alice/iris/scale", body={"replicas": 1})
+    assert status == 200 and body["event_id"] is None and body["model"]["replicas"] == 1
+    await api.settle()
+    assert len(api.deployer.calls) == deploys  # no restart
+    _, events = await api.call("GET", "api/models/alice/iris/events")
+    assert "scale to" not in json.dumps(events)
+    # no body at all: a 400 showing what to send
+    status, body = await api.call("POST", "api/models/alice/iris/scale", body=b"")
+    assert status == 400 and '{"replicas": 2}' in body["error"]
+
+
+async def test_replicas_bound_is_in_the_openapi_document(api):
+    _, spec = await api.call("GET", "api/openapi.json", token=None)
+    scale = spec["paths"]["/api/models/{user}/{name}/scale"]["post"]
+    replicas = scale["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert replicas["replicas"] == {"type": "integer", "minimum": 1, "maximum": 4}
+    assert "200" in scale["responses"] and "202" in scale["responses"]
+
+
+async def test_keys_per_model_are_bounded_and_a_bodyless_mint_is_refused(api):
+    api.manager.max_keys = 3
+    await api.publish("iris")
+    await api.settle()
+    status, body = await api.call("POST", "api/models/alice/iris/keys", body=b"")
+    assert status == 400 and "description" in body["error"]
+    ids = []
+    for _ in range(3):
+        status, key = await api.call("POST", "api/models/alice/iris/keys", body={})
+        assert status == 201
+        ids.append(key["id"])
+    status, body = await api.call("POST", "api/models/alice/iris/keys", body={})
+    assert status == 409 and body["code"] == "conflict"
+    assert "max_keys_per_model" in body["error"] and body["detail"] == {"limit": 3}
+    _, listed = await api.call("GET", "api/models/alice/iris/keys")
+    assert len(listed["keys"]) == 3
+    await api.call("DELETE", f"api/models/alice/iris/keys/{ids[0]}")
+    status, _ = await api.call("POST", "api/models/alice/iris/keys", body={})
+    assert status == 201
+
+
+@pytest.mark.parametrize(
+    "line", ["", "format: 2", "format: '1'", "format: true", "format: [1]", "format: null"]
+)
+async def test_a_manifest_with_a_wrong_format_is_400_naming_the_field(api, line, tmp_path):
+    path = api.bundle_dir("iris", b"weights")
+    manifest = (path / "mlhub.yaml").read_text().replace("format: 1\n", line + "\n" if line else "")
+    (path / "mlhub.yaml").write_text(manifest)
+    status, body = await api.call(
+        "POST",
+        "api/models/alice/iris/versions",
+        body=bundle.pack(path),
+        headers={"Content-Type": "application/gzip"},
+    )
+    assert status == 400, body
+    assert body["code"] == "invalid_bundle" and "'format'" in body["error"]
+    assert "(one of 1)" in body["error"]
