@@ -51,6 +51,9 @@ RUNTIME = [
     "tqdm>=4.66",
     # Kubernetes mode: the KubernetesDeployer's API client and shared watches.
     "kubernetes_asyncio>=29",
+    # MLflow models other than scikit-learn ones are served by MLflow's own loader
+    # (mlhub.mlflow_models); the skinny package has it without MLflow's server.
+    "mlflow-skinny>=3",
 ]
 # DESIGN.md: one `pip install -e .` installs everything a developer needs, so the test and
 # lint tools are installed too. Images install the pinned runtime set from their own requirements.

@@ -17,12 +17,10 @@ import hashlib
 import importlib.metadata
 import io
 import json
-import os
 import pickletools
 import platform
 import re
 import shutil
-import sys
 import tarfile
 from pathlib import Path
 
@@ -566,7 +564,11 @@ def load_model(path, manifest=None):
     model_file = Path(path, manifest["model_file"])
     serialization = manifest.get("serialization", "cloudpickle")
     try:
-        if serialization == "skops":
+        if serialization == "mlflow":  # a whole MLflow model (mlhub.mlflow_models)
+            import mlflow.pyfunc
+
+            model = mlflow.pyfunc.load_model(str(model_file.parent))
+        elif serialization == "skops":
             import skops.io as sio
 
             trusted = manifest.get("skops_trusted", [])
@@ -603,95 +605,3 @@ def load_model(path, manifest=None):
             {"field": "predict_method"},
         )
     return model
-
-
-# ---------------------------------------------------------------- MLflow input
-
-
-def from_mlflow(mlflow_dir, dest, name):
-    """Convert an MLflow model directory (sklearn or cloudpickle pyfunc) into a bundle."""
-    src = Path(mlflow_dir)
-    mlmodel_path = src / "MLmodel"
-    if not mlmodel_path.is_file():
-        raise InvalidBundle(
-            "not an MLflow model directory: MLmodel is missing", {"field": "MLmodel"}
-        )
-    mlmodel = yaml.safe_load(mlmodel_path.read_text()) or {}
-    flavors = mlmodel.get("flavors", {})
-    sk = flavors.get("sklearn")
-    if not sk or sk.get("serialization_format", "cloudpickle") not in ("cloudpickle", "pickle"):
-        raise InvalidBundle(
-            "only MLflow models with the sklearn flavor saved as (cloud)pickle can be converted; "
-            f"this one has flavors {sorted(flavors)}",
-            {"field": "flavors"},
-        )
-    validate_name(name)
-    dest = Path(dest)
-    if dest.exists():
-        shutil.rmtree(dest)
-    (dest / "model").mkdir(parents=True)
-    shutil.copyfile(src / sk["pickled_model"], dest / "model" / "model.pkl")
-    signature = None
-    sig = (mlmodel.get("signature") or {}).get("inputs")
-    if sig:
-        cols = json.loads(sig) if isinstance(sig, str) else sig
-        typemap = {
-            "double": "double",
-            "float": "float",
-            "long": "long",
-            "integer": "integer",
-            "boolean": "boolean",
-            "string": "string",
-        }
-        if cols and all("name" in c for c in cols):
-            signature = {
-                "kind": "dataframe",
-                "inputs": [
-                    {"name": c["name"], "type": typemap.get(c.get("type"), "double")} for c in cols
-                ],
-            }
-    example = None
-    ex_file = src / "input_example.json"
-    if ex_file.is_file():
-        raw = json.loads(ex_file.read_text())
-        if isinstance(raw, dict) and "columns" in raw and "data" in raw:
-            example = [
-                dict(zip(raw["columns"], row, strict=True)) for row in raw["data"][:EXAMPLE_ROWS]
-            ]
-        elif isinstance(raw, dict) and "dataframe_split" in raw:
-            split = raw["dataframe_split"]
-            example = [
-                dict(zip(split["columns"], row, strict=True))
-                for row in split["data"][:EXAMPLE_ROWS]
-            ]
-    reqs = []
-    req_file = src / "requirements.txt"
-    if req_file.is_file():
-        reqs = [
-            ln.strip()
-            for ln in req_file.read_text().splitlines()
-            if ln.strip() and not ln.startswith(("#", "-"))
-        ]
-    (dest / "requirements.txt").write_text("".join(f"{r}\n" for r in reqs))
-    manifest = {
-        "format": FORMAT,
-        "name": name,
-        "description": f"converted from MLflow model {src.name}",
-        "runtime": "python",
-        "flavor": "sklearn",
-        "serialization": "cloudpickle",
-        "model_file": "model/model.pkl",
-        "predict_method": "predict",
-        "signature": signature,
-        "example": example,
-        "python": mlmodel.get("flavors", {})
-        .get("python_function", {})
-        .get("python_version", sys.version.split()[0]),
-        "requirements": reqs,
-    }
-    write_manifest(dest, manifest)
-    return manifest
-
-
-def is_mlflow_dir(path):
-    return os.path.isfile(os.path.join(path, "MLmodel"))

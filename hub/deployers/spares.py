@@ -24,7 +24,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from mlhub.serving.launch import LAZY_FLAVORS
+from mlhub.serving.launch import loads_per_worker
 
 SPEC = "spare-{port}.json"
 
@@ -49,7 +49,7 @@ class SparePool:
             runtime == "python"
             and workers == self.deployer.spare_workers
             and env.get("MLHUB_BATCHING", "off") == "off"
-            and manifest.get("flavor") not in LAZY_FLAVORS
+            and not loads_per_worker(manifest)
         )
 
     def fill(self):

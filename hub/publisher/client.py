@@ -28,7 +28,7 @@ import urllib.parse
 from pathlib import Path
 
 import requests
-from mlhub import bundle
+from mlhub import bundle, mlflow_models
 from mlhub.errors import (
     DeployError,
     MlhubError,
@@ -221,12 +221,12 @@ class PublisherClient:
         owner, _, short = (name or "").rpartition("/")
         path = Path(path)
         with tempfile.TemporaryDirectory(prefix="mlhub-publish-") as tmp:
-            if path.is_dir() and bundle.is_mlflow_dir(path):
+            if path.is_dir() and mlflow_models.is_mlflow_dir(path):
                 if not short:
                     raise MlhubError("an MLflow model needs a name: pass name=")
                 progress("convert", f"converting MLflow model {path.name}", None)
                 converted = Path(tmp, "bundle")
-                bundle.from_mlflow(path, converted, short)
+                mlflow_models.from_mlflow(path, converted, short)
                 path = converted
             if path.is_dir():
                 short = short or bundle.load_manifest(path)["name"]

@@ -185,38 +185,6 @@ def test_skops_round_trip(tmp_path, lr, data):
     np.testing.assert_array_equal(model.predict(X), lr.predict(X))
 
 
-def test_mlflow_directory_is_converted(tmp_path, lr, data):
-    import cloudpickle
-
-    X, _ = data
-    src = tmp_path / "mlflow-model"
-    src.mkdir()
-    (src / "model.pkl").write_bytes(cloudpickle.dumps(lr))
-    (src / "requirements.txt").write_text("mlflow==3.17.2\nscikit-learn==1.9.1\n")
-    (src / "MLmodel").write_text(
-        yaml.safe_dump(
-            {
-                "flavors": {
-                    "python_function": {
-                        "loader_module": "mlflow.sklearn",
-                        "python_version": "3.11.7",
-                    },
-                    "sklearn": {
-                        "pickled_model": "model.pkl",
-                        "serialization_format": "cloudpickle",
-                    },
-                }
-            }
-        )
-    )
-    assert bundle.is_mlflow_dir(src)
-    manifest = bundle.from_mlflow(src, tmp_path / "b", name="from-mlflow")
-    assert manifest["flavor"] == "sklearn"
-    assert "scikit-learn==1.9.1" in manifest["requirements"]
-    model = bundle.load_model(tmp_path / "b")
-    np.testing.assert_array_equal(model.predict(X), lr.predict(X))
-
-
 # ---------------------------------------------------------------- R bundles
 
 R_SIGNATURE = {

@@ -38,6 +38,15 @@ from .settings import Settings, SettingsError
 WSGI_MODULE = "mlhub.serving.wsgi:application"
 # Flavors whose libraries start OpenMP thread pools while loading: fork-unsafe with libgomp.
 LAZY_FLAVORS = ("xgboost", "lightgbm")
+
+
+def loads_per_worker(manifest):
+    """Whether each worker must load the model itself (uWSGI ``--lazy-apps``): the flavors
+    above, and whole MLflow models (``mlhub.mlflow_models``), which may wrap any library
+    (an XGBoost model loaded before the fork hangs its workers' first predict)."""
+    return manifest.get("flavor") in LAZY_FLAVORS or manifest.get("serialization") == "mlflow"
+
+
 _PASSED_ENV = (
     "MLHUB_BUNDLE",
     "MLHUB_URL_PREFIX",
@@ -80,7 +89,7 @@ def _lazy(settings):
     try:
         from mlhub.bundle import load_manifest
 
-        return load_manifest(settings.bundle).get("flavor") in LAZY_FLAVORS
+        return loads_per_worker(load_manifest(settings.bundle))
     except Exception:  # a broken bundle is reported by the app itself (/readyz)
         return False
 
