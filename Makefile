@@ -16,13 +16,15 @@ PYTEST_ARGS ?=
 
 .PHONY: up test lint install
 
-$(STAMP): setup.py pyproject.toml
+$(STAMP): setup.py pyproject.toml images/proxy/package-lock.json
 	if [ -x $(BIN)/python ] && [ "$$(readlink -f $(BIN)/python)" != "$(PYTHON_REAL)" ]; then \
 		echo "$(VENV) was made with $$(readlink -f $(BIN)/python); making it with $(PYTHON_REAL)"; \
 		rm -rf $(VENV); fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e .
+	# the embedded mode's proxy: configurable-http-proxy and its Node.js, from npm
+	scripts/install-proxy $(VENV)
 	# uWSGI embeds libpython: a uwsgi wheel pip cached from another Python 3.11 (pyenv's, say)
 	# links that one's, which users' accounts cannot load. Build it again for this Python.
 	libdir=$$($(BIN)/python -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"); \

@@ -25,7 +25,6 @@ RUNTIME = [
     # Kubernetes mode: user servers as pods, and idle notebook servers stopped.
     "jupyterhub-kubespawner>=7.1,<8",
     "jupyterhub-idle-culler>=1.4",
-    "configurable-http-proxy>=0.4",
     "jupyterlab>=4.2,<5",
     "jupyter_server>=2.10,<3",
     "ipywidgets>=8",
@@ -84,7 +83,7 @@ setup(
     package_dir=PACKAGE_DIR,
     packages=list(PACKAGE_DIR),
     package_data={
-        "mlhub": ["jupyterhub_config.py", "templates/*.html"],
+        "mlhub": ["jupyterhub_config.py", "proxy_timeouts.js", "templates/*.html"],
         "mlhub.profiles": ["*.yaml", "*.json"],
         "mlhub.publisher": ["openapi.yaml"],
         "mlhub.serving_r": ["*.R", "runtime/*.R"],

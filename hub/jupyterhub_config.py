@@ -29,7 +29,6 @@ from mlhub.up import ensure_secret
 
 c = get_config()  # noqa: F821 (defined by traitlets when it runs this file)
 settings = load_settings()
-bin_dir = os.path.dirname(sys.executable)
 
 # A broken profile stops start-up here, with the file and field named.
 load_profiles(settings.profiles_dir)
@@ -45,13 +44,11 @@ c.JupyterHub.pid_file = settings.path("jupyterhub.pid")
 # Stopping the hub stops every user server; the next start begins clean.
 c.JupyterHub.cleanup_servers = True
 
-# -- the proxy: PyPI's configurable-http-proxy, a Python port (no Node needed) -----------------
+# -- the proxy: configurable-http-proxy from npm, JupyterHub's reference proxy ---------------
+# (it passes headers and the WebSocket subprotocol as clients send them; the PyPI port did not)
 proxy_token = ensure_secret(settings.path("proxy_token"))
 c.JupyterHub.proxy_class = "configurable-http-proxy"
-c.ConfigurableHTTPProxy.command = [
-    os.path.join(bin_dir, "configurable-http-proxy"),
-    f"--proxy-timeout={int(settings.proxy_timeout * 1000)}",  # milliseconds
-]
+c.ConfigurableHTTPProxy.command = settings.proxy_command()
 c.ConfigurableHTTPProxy.api_url = settings.proxy_api_url
 c.ConfigurableHTTPProxy.auth_token = proxy_token
 c.ConfigurableHTTPProxy.pid_file = settings.path("jupyterhub-proxy.pid")

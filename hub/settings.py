@@ -16,6 +16,7 @@ import functools
 import hashlib
 import os
 import re
+import sys
 from pathlib import Path
 
 from mlhub.errors import MlhubError
@@ -127,6 +128,33 @@ class MlhubSettings(Configurable):
         ``LocalDeployer.ready_timeout``, 300 s by default), and the PyPI proxy's own default
         of 20 s would cut any model slower to load than that. Environment:
         ``MLHUB_PROXY_TIMEOUT``.
+        """,
+    ).tag(config=True)
+
+    proxy_dir = Unicode(
+        help="""Where the embedded mode's proxy is installed: configurable-http-proxy from npm
+        and its Node.js, pinned by ``images/proxy/package-lock.json``, which
+        ``scripts/install-proxy`` (run by ``make install``) puts there. Default
+        ``<venv>/share/mlhub/proxy``. Environment: ``MLHUB_PROXY_DIR``.
+        """,
+    ).tag(config=True)
+
+    @default("proxy_dir")
+    def _default_proxy_dir(self):
+        return os.path.join(sys.prefix, "share", "mlhub", "proxy")
+
+    proxy_headers_timeout = Float(
+        20.0,
+        help="""Seconds a client has to send a request's headers to the proxy; one slower is
+        answered 408 and closed. Default 20. Environment: ``MLHUB_PROXY_HEADERS_TIMEOUT``.
+        """,
+    ).tag(config=True)
+
+    proxy_request_timeout = Float(
+        300.0,
+        help="""Seconds a client has to send a whole request, body included, to the proxy; one
+        slower is answered 408 and closed (a 100 MB bundle at 1 MB/s fits). Default 300.
+        Environment: ``MLHUB_PROXY_REQUEST_TIMEOUT``.
         """,
     ).tag(config=True)
 
@@ -310,6 +338,42 @@ class MlhubSettings(Configurable):
     @property
     def proxy_api_url(self):
         return f"http://127.0.0.1:{self.proxy_api_port}"
+
+    def proxy_command(self):
+        """The proxy's command: configurable-http-proxy from npm on the Node.js installed beside
+        it, with ``proxy_timeouts.js`` loaded first and its settings in its environment (``env``
+        sets them: JupyterHub starts the proxy with its own environment). ``MlhubError`` saying
+        how to install it when it is not there."""
+        modules = os.path.join(self.proxy_dir, "node_modules")
+        node = os.path.join(modules, ".bin", "node")
+        chp = os.path.join(modules, "configurable-http-proxy", "bin", "configurable-http-proxy")
+        if not (os.access(node, os.X_OK) and os.path.isfile(chp)):
+            raise MlhubError(
+                f"the proxy (configurable-http-proxy from npm) is not installed in "
+                f"{self.proxy_dir}: run `make install`, or `scripts/install-proxy {sys.prefix}` "
+                "(MlhubSettings.proxy_dir says where it is)"
+            )
+        timeouts = [f"{k}={v}" for k, v in self._proxy_timeouts().items()]
+        return [
+            "env",
+            *timeouts,
+            node,
+            "--require",
+            str(Path(__file__).with_name("proxy_timeouts.js")),
+            chp,
+            f"--proxy-timeout={int(self.proxy_timeout * 1000)}",  # milliseconds
+        ]
+
+    def _proxy_timeouts(self):
+        """What ``proxy_timeouts.js`` reads: the proxy's read timeouts, in milliseconds."""
+        headers_ms = int(self.proxy_headers_timeout * 1000)
+        return {
+            "MLHUB_PROXY_HEADERS_TIMEOUT_MS": str(headers_ms),
+            "MLHUB_PROXY_REQUEST_TIMEOUT_MS": str(int(self.proxy_request_timeout * 1000)),
+            # Node checks the timeouts at this interval (its default, 30 s, would let a slow
+            # client stay up to that much longer)
+            "MLHUB_PROXY_TIMEOUT_CHECK_MS": str(max(250, min(headers_ms // 4, 5000))),
+        }
 
 
 def read_config_file(path):

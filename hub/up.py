@@ -283,6 +283,7 @@ def up(settings, out=sys.stdout):
         load_profiles(settings.profiles_dir)
         os.makedirs(settings.data_dir, exist_ok=True)
         lock = _lock_data_dir(settings)
+        settings.proxy_command()  # installed, or an error saying how to install it
         _stop_stale_proxy(settings)
         check_ports(settings)
         new_password = prepare(settings)

@@ -137,10 +137,8 @@ class PublisherApp(Application):
     max_upload_bytes = Integer(
         100 * MB,
         help="""Largest bundle upload (the tar.gz) accepted, in bytes; bigger ones get 413.
-        Default 100 MB: the embedded mode's proxy (PyPI configurable-http-proxy, a tornado
-        server) refuses request bodies over 100 MiB itself, so raise this only behind a proxy
-        that passes bigger ones (the npm configurable-http-proxy, an ingress). The upload
-        streams to disk here, so this bounds disk, not memory.""",
+        Default 100 MB. The upload streams to disk here, so this bounds disk, not memory; an
+        ingress in front may have a limit of its own.""",
     ).tag(config=True)
 
     max_bundle_bytes = Integer(

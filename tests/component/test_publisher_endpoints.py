@@ -1,5 +1,5 @@
 """The publisher against real processes: a real ``mlhub up`` (JupyterHub with mlhub's own
-configuration, accounts and login, real tokens and scopes), the PyPI configurable-http-proxy, and
+configuration, accounts and login, real tokens and scopes), configurable-http-proxy from npm, and
 uWSGI serving processes started by the LocalDeployer (the ``hub`` fixture is in conftest.py).
 
 Every request to a model goes through the proxy at ``/models/<user>/<name>/...``, as users'.

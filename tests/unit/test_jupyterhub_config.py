@@ -35,8 +35,16 @@ def test_embedded_defaults(monkeypatch, tmp_path):
     assert (c.JupyterHub.hub_ip, c.JupyterHub.hub_port) == ("127.0.0.1", 8081)
     assert c.JupyterHub.db_url == f"sqlite:///{data}/jupyterhub.sqlite"
     assert c.JupyterHub.cookie_secret_file == str(data / "jupyterhub_cookie_secret")
+    modules = Path(sys.prefix, "share", "mlhub", "proxy", "node_modules")  # make install's
     assert c.ConfigurableHTTPProxy.command == [
-        str(Path(sys.executable).parent / "configurable-http-proxy"),
+        "env",
+        "MLHUB_PROXY_HEADERS_TIMEOUT_MS=20000",  # MlhubSettings.proxy_headers_timeout
+        "MLHUB_PROXY_REQUEST_TIMEOUT_MS=300000",  # MlhubSettings.proxy_request_timeout
+        "MLHUB_PROXY_TIMEOUT_CHECK_MS=5000",
+        str(modules / ".bin" / "node"),
+        "--require",
+        str(Path(mlhub.__file__).with_name("proxy_timeouts.js")),
+        str(modules / "configurable-http-proxy" / "bin" / "configurable-http-proxy"),
         "--proxy-timeout=900000",  # MlhubSettings.proxy_timeout, in ms
     ]
     assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:8001"

@@ -36,6 +36,8 @@ BODY_READ = "mlhub.body_read"  # environ key: the request body has been consumed
 ROUTE = "mlhub.route"  # environ key: index of the request's route in metrics.ROUTES
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 PREDICT_MEDIA = (JSON, *arrowio.MEDIA)
+DRAIN_BYTES = 1 << 30  # settle_body: most of an oversized body read to answer its 413 cleanly
+DRAIN_SECONDS = 10.0
 DECLARED_OTHER = "declared-other"  # body_media: a type that is neither JSON nor a binary one
 PREDICT_ONLY = (PREDICT,)
 WITH_PROBA = (PREDICT, PREDICT_PROBA)
@@ -101,19 +103,30 @@ class Gateway:
 
 
 def settle_body(environ, headers, max_bytes):
-    """Keep the connection usable when a response goes out with the request body unread.
+    """Read what is left of an unread request body before a response goes out.
 
-    uWSGI's HTTP router resets a keep-alive connection whose request body the worker left
-    unread (errors are answered before reading: 401, 413, 415, 503...), which would fail the
-    client's *next* request. So a body within the limit is read and dropped; a larger or
-    chunked one is left unread and the connection is closed after this response.
+    Errors are answered before the body is read (401, 413, 415, 503...). A server that answers
+    and closes while a proxy in front still sends the body makes that proxy fail the request
+    (a broken pipe: an HTML 503 instead of the JSON answer), and uWSGI's HTTP router resets a
+    kept-alive connection whose body the worker left unread. So the body is read and dropped
+    first, as nginx's lingering close does: all of one within the limit; of a larger one up to
+    ``DRAIN_BYTES`` for at most ``DRAIN_SECONDS``, after which the connection is closed after
+    this response. A chunked body is not read.
     """
     length = environ.get("CONTENT_LENGTH") or ""
     size = int(length) if length.isdigit() else None
     if size is not None and size <= max_bytes:
         if size:
             environ["wsgi.input"].read(size)
-    elif length or environ.get("HTTP_TRANSFER_ENCODING"):
+        return
+    if size is not None and size <= DRAIN_BYTES:
+        stream, left, deadline = environ["wsgi.input"], size, perf_counter() + DRAIN_SECONDS
+        while left > 0 and perf_counter() < deadline:
+            chunk = stream.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            left -= len(chunk)
+    if length or environ.get("HTTP_TRANSFER_ENCODING"):
         headers.append(("Connection", "close"))
 
 
