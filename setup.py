@@ -73,6 +73,8 @@ DEVELOPER = [
     "kubernetes-validate>=1.30",
     # standard clients the tests call published models with, through the public URL
     "tritonclient[http]>=2.40",
+    # the fuzz tests: requests generated from the publisher's and the models' OpenAPI documents
+    "schemathesis>=4.3",
 ]
 
 setup(

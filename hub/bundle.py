@@ -459,7 +459,11 @@ def load_manifest(path):
         raise InvalidBundle(f"{MANIFEST} is not valid YAML: {exc}", {"field": MANIFEST}) from exc
     check_manifest(manifest)
     model_file = Path(path, manifest["model_file"])
-    if not model_file.resolve().is_relative_to(Path(path).resolve()) or not model_file.exists():
+    try:
+        inside = model_file.resolve().is_relative_to(Path(path).resolve()) and model_file.exists()
+    except (OSError, ValueError):  # a name too long, or with a NUL byte
+        inside = False
+    if not inside:
         raise InvalidBundle(
             f"{MANIFEST}: model_file {manifest['model_file']!r} is not in the bundle",
             {"field": "model_file"},

@@ -26,6 +26,7 @@ from mlhub.publisher.auth import MANAGE, READ, Caller, authorize, require_api_sc
 from mlhub.publisher.manager import BUNDLE_TOKEN_PREFIX, UNCHANGED
 from tornado import web
 
+MAX_LOG_LINES = 100_000  # ?tail= of the logs: at most this many lines in one answer
 BUNDLE_TYPES = (
     "application/gzip",
     "application/x-gzip",
@@ -88,14 +89,22 @@ class BaseHandler(web.RequestHandler):
             raise BadRequest("the request body must be a JSON object")
         return data
 
-    def int_argument(self, name, default):
+    def int_argument(self, name, default, minimum=-(2**63), maximum=2**63 - 1):
+        """``?name=`` as an int within ``[minimum, maximum]`` (at most a 64-bit one, what the
+        store can compare with), or ``default`` when left out; a 400 naming the range."""
         raw = self.get_query_argument(name, None)
         if raw is None:
             return default
         try:
-            return int(raw)
+            value = int(raw)
         except ValueError:
             raise BadRequest(f"?{name}= must be an integer, got {raw!r}", {"field": name}) from None
+        if not minimum <= value <= maximum:
+            raise BadRequest(
+                f"?{name}= must be between {minimum} and {maximum}, got {value}",
+                {"field": name, "minimum": minimum, "maximum": maximum},
+            )
+        return value
 
     def write_json(self, data, status=200):
         self.set_status(status)
@@ -283,7 +292,7 @@ class VersionsHandler(BaseHandler):
 class EventsHandler(BaseHandler):
     async def get(self, user, name):
         _, model = await self.model_for(READ, user, name)
-        events = self.manager.store.events(model, since=self.int_argument("since", 0))
+        events = self.manager.store.events(model, since=self.int_argument("since", 0, minimum=0))
         self.write_json({"events": [e.to_dict() for e in events]})
 
 
@@ -321,9 +330,7 @@ class SharingHandler(BaseHandler):
 class LogsHandler(BaseHandler):
     async def get(self, user, name):
         _, model = await self.model_for(MANAGE, user, name)
-        tail = self.int_argument("tail", 200)
-        if tail < 1:
-            raise BadRequest("?tail= must be at least 1", {"field": "tail"})
+        tail = self.int_argument("tail", 200, minimum=1, maximum=MAX_LOG_LINES)
         text = await self.manager.deployer.logs(self.manager.ref(model), tail)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish(text)
