@@ -396,16 +396,16 @@ class EmbeddedHub(HubSite):
 @contextlib.contextmanager
 def running_hub(dir, config="", users=("alice",)):
     """A started ``EmbeddedHub`` with the accounts ``users`` (``mlhub users add``; passwords in
-    ``hub.passwords``, a token of each as ``hub.<name>``) and alice's ``PublisherClient`` as
-    ``hub.client``. At the end it is stopped with Ctrl-C, then anything left is killed (also
-    when starting it failed)."""
+    ``hub.passwords``, a token of each as ``hub.<name>``) and the first one's (alice's)
+    ``PublisherClient`` as ``hub.client``. At the end it is stopped with Ctrl-C, then anything
+    left is killed (also when starting it failed)."""
     hub = EmbeddedHub(dir, config=config)
     try:
         hub.start()
         hub.passwords = {name: hub.add_user(name) for name in users}
         for name in users:
             setattr(hub, name, hub.token(name, hub.passwords[name]))
-        hub.client = PublisherClient(url=hub.url, token=hub.alice, poll_interval=0.2)
+        hub.client = PublisherClient(url=hub.url, token=getattr(hub, users[0]), poll_interval=0.2)
         yield hub
         hub.stop()
     finally:

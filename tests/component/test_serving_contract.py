@@ -162,8 +162,8 @@ def test_health_readiness_and_metadata(server):
         "name": "formula",
         "version": f"sha256:{server.runtime}",
     }
-    assert requests.get(f"{base}/v2/health/live").status_code == 200
-    assert requests.get(f"{base}/v2/health/ready").status_code == 200
+    assert requests.get(f"{base}/v2/health/live").json() == {"live": True}
+    assert requests.get(f"{base}/v2/health/ready").json() == {"ready": True}
     server_meta = requests.get(f"{base}/v2", headers=auth()).json()
     assert server_meta["name"] == "mlhub" and server_meta["version"] == mlhub.__version__
     assert server_meta["extensions"] == ["binary_tensor_data"]

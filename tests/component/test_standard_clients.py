@@ -143,3 +143,61 @@ def test_curl_and_requests_with_no_json_type(hub, models, name):
     answer = requests.post(url, data={"a": "1"}, headers={"Authorization": f"Bearer {key}"})
     assert answer.status_code == 415, answer.text
     assert "application/x-www-form-urlencoded" in answer.json()["error"]
+
+
+KSERVE = "kserve==0.21.0"
+KSERVE_SCRIPT = """
+import asyncio, json, sys
+import numpy as np
+from kserve import InferenceRESTClient, RESTConfig
+from kserve.protocol.infer_type import InferInput, InferRequest
+
+base, name, key = sys.argv[1:4]
+rows = json.loads(sys.argv[4])
+headers = {"Authorization": f"Bearer {key}"}
+
+async def main():
+    client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=60))
+    live = await client.is_server_live(base, headers=headers)
+    ready = await client.is_server_ready(base, headers=headers)
+    model_ready = await client.is_model_ready(base, name, headers=headers)
+    answers = []
+    for binary in (False, True):
+        tensor = InferInput("x", [len(rows), len(rows[0])], "FP64")
+        tensor.set_data_from_numpy(np.array(rows, dtype=np.float64), binary_data=binary)
+        response = await client.infer(
+            base, InferRequest(model_name=name, infer_inputs=[tensor]), model_name=name,
+            headers=dict(headers),
+        )
+        answers.append(response.outputs[0].as_numpy().astype(str).tolist())
+    await client.close()
+    print(json.dumps({"live": live, "ready": ready, "model_ready": model_ready,
+                      "answers": answers}))
+
+asyncio.run(main())
+"""
+
+
+def test_kserve_sdk_rest_client(hub, models):
+    """KServe's own Python SDK (its REST client, v2 protocol), in a venv of its own."""
+    from client_venvs import client_python
+
+    expected, key = models["iris"]
+    done = subprocess.run(
+        [
+            client_python(KSERVE),
+            "-c",
+            KSERVE_SCRIPT,
+            f"{hub.url}models/alice/iris",
+            "iris",
+            key,
+            json.dumps(ROWS),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["live"] is True and result["ready"] is True and result["model_ready"] is True
+    assert result["answers"] == [expected, expected]

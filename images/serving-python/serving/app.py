@@ -282,6 +282,8 @@ def create_app(settings, served, *, metrics, authenticator=None):
         predictor = Unbatched(served)
 
     healthz = dumps({"status": "ok"})
+    v2_live_body = dumps({"live": True})
+    v2_ready_body = dumps({"ready": True})
     metadata = _encode(served.metadata(settings.owner))
     openapi = dumps(
         build_spec(served, owner=settings.owner, prefix=settings.url_prefix, auth=settings.auth)
@@ -322,10 +324,19 @@ def create_app(settings, served, *, metrics, authenticator=None):
     def healthz_view():
         return json_response(healthz)
 
+    # OIP's health routes answer with {"live"} / {"ready"}, as KServe's servers (its client
+    # reads them); the status code says the same for clients that read only that (Triton's)
+    def v2_live():
+        return json_response(v2_live_body)
+
+    def v2_health_ready():
+        served.require_ready()
+        return json_response(v2_ready_body)
+
     app.add_url_rule("/healthz", "healthz", healthz_view)
-    app.add_url_rule("/v2/health/live", "v2_live", healthz_view)
+    app.add_url_rule("/v2/health/live", "v2_live", v2_live)
     app.add_url_rule("/readyz", "readyz", readiness)
-    app.add_url_rule("/v2/health/ready", "v2_health_ready", readiness)
+    app.add_url_rule("/v2/health/ready", "v2_health_ready", v2_health_ready)
 
     @app.get("/v1/metadata", endpoint="metadata")
     def metadata_view():

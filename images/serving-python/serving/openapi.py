@@ -4,11 +4,17 @@ OpenAPI 3.1 (JSON Schema 2020-12) is used so a row can be described exactly, one
 position per input (``prefixItems``), next to the record form keyed by input name.
 """
 
+# What the runtime accepts (mlhub.serving.validation): null is a missing number or string, and
+# a boolean is read as 0 or 1 in a number input (numpy's rule).
 _JSON_TYPE = {
-    "double": {"type": ["number", "null"]},
-    "float": {"type": ["number", "null"]},
-    "long": {"type": "integer"},
-    "integer": {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
+    "double": {"type": ["number", "boolean", "null"]},
+    "float": {"type": ["number", "boolean", "null"]},
+    "long": {"type": ["integer", "boolean"]},
+    "integer": {
+        "type": ["integer", "boolean"],
+        "minimum": -(2**31),
+        "maximum": 2**31 - 1,
+    },
     "boolean": {"type": "boolean"},
     "string": {"type": ["string", "null"]},
 }
@@ -71,11 +77,16 @@ def build_spec(served, *, owner=None, prefix="", auth=True):
             "minItems": len(inputs),
             "description": "values in the order " + ", ".join(i["name"] for i in inputs),
         }
-        columns = {"type": "array", "items": {"enum": [i["name"] for i in inputs]}}
+        columns = {
+            "type": "array",
+            "items": {"enum": [i["name"] for i in inputs]},
+            "minItems": 1,
+            "uniqueItems": True,
+        }
     else:
         record = {"type": "object"}
         row = {"type": "array"}
-        columns = {"type": "array", "items": {"type": "string"}}
+        columns = {"type": "array", "items": {"type": "string"}, "minItems": 1, "uniqueItems": True}
     example = served.manifest.get("example")
     predict_request = {
         "oneOf": [
@@ -97,7 +108,11 @@ def build_spec(served, *, owner=None, prefix="", auth=True):
                 "required": ["columns", "data"],
                 "properties": {
                     "columns": columns,
-                    "data": {"type": "array", "items": {"type": "array"}, "minItems": 1},
+                    "data": {
+                        "type": "array",
+                        "items": {"type": "array", "minItems": 1},
+                        "minItems": 1,
+                    },
                 },
             },
         ]

@@ -167,9 +167,13 @@ create_app <- function(settings, served, metrics = new_metrics(), authenticate =
   }
   handlers <- list(
     `/healthz` = function(req, res) send(res, 200L, healthz),
-    `/v2/health/live` = function(req, res) send(res, 200L, healthz),
+    # OIP's health routes answer {"live"} / {"ready"}, as KServe's servers (its client reads them)
+    `/v2/health/live` = function(req, res) send(res, 200L, to_json(list(live = TRUE))),
     `/readyz` = readiness,
-    `/v2/health/ready` = readiness,
+    `/v2/health/ready` = function(req, res) {
+      require_ready(served)
+      send(res, 200L, to_json(list(ready = TRUE)))
+    },
     `/v1/metadata` = function(req, res) send(res, 200L, metadata),
     `/v1/predict` = function(req, res) {
       require_ready(served)
