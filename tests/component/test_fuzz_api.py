@@ -198,7 +198,7 @@ def test_broken_bundles_are_4xx_naming_the_problem_and_change_nothing(hub, tmp_p
     assert seen > 70
     after = client(hub, hub.alice).get("target")
     assert after["current_version"] == before["current_version"]
-    assert after["versions"] == before["versions"]
+    assert [v["id"] for v in after["versions"]] == [v["id"] for v in before["versions"]]
     predict = requests.post(
         f"{hub.url}models/alice/target/v1/predict",
         json={"instances": [[0.0, 0.0]]},
