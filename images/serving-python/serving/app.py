@@ -188,7 +188,7 @@ def body_media(environ, allowed=(JSON,)):
     media = content_type.split(";", 1)[0].strip().lower()
     if media == JSON or media.endswith("+json"):
         return JSON
-    if media in allowed and media != JSON:
+    if media in allowed:
         arrowio.require_for_body(media)
         return media
     return DECLARED_OTHER
@@ -314,11 +314,18 @@ def create_app(settings, served, *, metrics, authenticator=None):
         served.require_ready()
         return json_response(ready_body)
 
-    def same_model(name):
+    def same_model(name, version=None):
+        """404 unless the URL names this model (and, if it names one, its live version)."""
         if name != served.name:
             raise NotFound(
                 f"this server serves the model {served.name!r}, not {name!r}",
                 {"model": served.name},
+            )
+        if version is not None and version != served.version:
+            raise NotFound(
+                f"this server serves version {served.version!r} of {served.name!r}, "
+                f"not {version!r}: leave the version out to call the live one",
+                {"model": served.name, "version": served.version},
             )
 
     def healthz_view():
@@ -373,32 +380,18 @@ def create_app(settings, served, *, metrics, authenticator=None):
         metrics.add_rows(rows)
         return json_response(body)
 
-    def same_version(version):
-        if version != served.version:
-            raise NotFound(
-                f"this server serves version {served.version!r} of {served.name!r}, "
-                f"not {version!r}: leave the version out to call the live one",
-                {"model": served.name, "version": served.version},
-            )
-
     def v2_model(name, version=None):
-        same_model(name)
-        if version is not None:
-            same_version(version)
+        same_model(name, version)
         served.require_ready()
         return json_response(v2_metadata)
 
     def v2_ready(name, version=None):
-        same_model(name)
-        if version is not None:
-            same_version(version)
+        same_model(name, version)
         served.require_ready()
         return json_response({"name": served.name, "ready": True})
 
     def v2_infer(name, version=None):
-        same_model(name)
-        if version is not None:
-            same_version(version)
+        same_model(name, version)
         served.require_ready()
         environ = request.environ
         media = body_media(environ)
