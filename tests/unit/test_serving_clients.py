@@ -224,3 +224,29 @@ def test_a_partial_float_is_400(client):
     headers["Inference-Header-Content-Length"] = str(len(new_head))
     answer = client.post("/v2/models/iris/infer", data=new_head + body[head:-1], headers=headers)
     assert answer.status_code == 400 and "whole number of FP64" in answer.json["error"]
+
+
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        (struct.pack("<I", 5) + b"ab", "4-byte lengths"),  # says 5 bytes, has 2
+        (struct.pack("<I", 1) + b"a" + b"\x01\x00", "4-byte lengths"),  # half a length
+        (struct.pack("<I", 2) + b"\xff\xfe", "not UTF-8"),
+    ],
+)
+def test_broken_bytes_tensors_are_400(client, raw, fragment):
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "line",
+                    "shape": [1],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ]
+        }
+    ).encode()
+    headers = {"Inference-Header-Content-Length": str(len(header)), **AUTH}
+    answer = client.post("/v2/models/iris/infer", data=header + raw, headers=headers)
+    assert answer.status_code == 400 and fragment in answer.json["error"], answer.json

@@ -92,22 +92,18 @@ def _binary_values(name, datatype, chunk):
     """One input's raw bytes (Triton's layout) as a flat numpy array."""
     if datatype == "BYTES":
         values, at = [], 0
-        while at < len(chunk):
-            if at + 4 > len(chunk):
-                break
+        while at + 4 <= len(chunk):
             (size,) = struct.unpack_from("<I", chunk, at)
-            at += 4
-            if at + size > len(chunk):
-                at = len(chunk) + 1
+            if at + 4 + size > len(chunk):
                 break
             try:
-                values.append(chunk[at : at + size].decode())
+                values.append(chunk[at + 4 : at + 4 + size].decode())
             except UnicodeDecodeError:
                 raise InvalidInput(
                     f"input {name!r}: a BYTES element is not UTF-8 text",
                     {"input": name, "datatype": datatype},
                 ) from None
-            at += size
+            at += 4 + size
         if at != len(chunk):
             raise InvalidInput(
                 f"input {name!r}: its binary data is not a list of 4-byte lengths, each "
