@@ -218,3 +218,15 @@ def test_slow_clients_get_408_while_others_are_served(hub, model):
         stop.set()
         caller.join()
     assert len(served) > 10 and set(served) == {200}
+
+
+def test_api_clients_get_json_for_any_method(hub, model):
+    """Methods a route does not take (TRACE included) are JSON 405s naming the right one, from
+    the model and from the publisher alike: no HTML page reaches an API client."""
+    auth = {"Authorization": f"token {hub.alice}"}
+    for url in (model, f"{hub.publisher_url}api/models"):
+        for method in ("TRACE", "PATCH", "DELETE"):
+            answer = requests.request(method, url, headers=auth)
+            assert answer.status_code == 405, (method, url, answer.text[:200])
+            assert answer.headers["Content-Type"].startswith("application/json"), answer.text
+            assert answer.json()["error"], answer.text
