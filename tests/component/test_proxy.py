@@ -19,6 +19,7 @@ import pytest
 import requests
 import websocket
 from embedded_hub import running_hub
+from rmodels import formula_bundle
 from standin_http import StandInHandler, StandInServer
 from test_publisher_endpoints import client, constant_bundle
 
@@ -119,8 +120,19 @@ def json_413(status, body):
     assert answer["code"] == "payload_too_large" and "limit" in answer["error"], answer
 
 
+@pytest.fixture(scope="module")
+def r_model(hub, tmp_path_factory):
+    """alice's R model (plumber behind nginx), with the same default body limit."""
+    client(hub, hub.alice).publish(formula_bundle(tmp_path_factory.mktemp("r") / "b"), "r")
+    return f"{hub.url}models/alice/r/v1/predict"
+
+
+@pytest.mark.parametrize("runtime", ["python", "r"])
 @pytest.mark.parametrize("expect", ["", "100-continue"])
-def test_a_body_over_the_limit_gets_the_json_413_every_time(hub, model, tmp_path, expect):
+def test_a_body_over_the_limit_gets_the_json_413_every_time(
+    hub, request, tmp_path, expect, runtime
+):
+    model = request.getfixturevalue("model" if runtime == "python" else "r_model")
     big = tmp_path / "big.json"
     with open(big, "wb") as fh:  # 50 MB of JSON, over the runtime's 16 MB default
         fh.write(b'{"instances": [' + b"[1.0, 2.0], " * 4_500_000 + b"[1.0, 2.0]]}")
@@ -150,10 +162,11 @@ def test_a_body_over_the_limit_gets_the_json_413_every_time(hub, model, tmp_path
         body, _, status = done.stdout.rpartition("\n")
         json_413(int(status), body)
     # and the model keeps serving
+    row = [1.0, 2.0] if runtime == "python" else {"temp": 1, "pressure": 0, "line": "a", "count": 1}
     ok = requests.post(
-        model, json={"instances": [[1.0, 2.0]]}, headers={"Authorization": f"token {hub.alice}"}
+        model, json={"instances": [row]}, headers={"Authorization": f"token {hub.alice}"}
     )
-    assert ok.json() == {"predictions": [1.0]}
+    assert ok.json() == {"predictions": [1.0 if runtime == "python" else 4.0]}
 
 
 def slow_request(hub, request_line_and_headers, trickle):

@@ -152,9 +152,9 @@ import numpy as np
 from kserve import InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferInput, InferRequest
 
-base, name, key = sys.argv[1:4]
-rows = json.loads(sys.argv[4])
+base, name, key, tensors = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 headers = {"Authorization": f"Bearer {key}"}
+DTYPES = {"FP64": np.float64, "INT32": np.int32, "BYTES": object}
 
 async def main():
     client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=60))
@@ -163,13 +163,18 @@ async def main():
     model_ready = await client.is_model_ready(base, name, headers=headers)
     answers = []
     for binary in (False, True):
-        tensor = InferInput("x", [len(rows), len(rows[0])], "FP64")
-        tensor.set_data_from_numpy(np.array(rows, dtype=np.float64), binary_data=binary)
+        inputs = []
+        for t in tensors:
+            tensor = InferInput(t["name"], t["shape"], t["datatype"])
+            data = np.array(t["data"], dtype=DTYPES[t["datatype"]])
+            tensor.set_data_from_numpy(data, binary_data=binary)
+            inputs.append(tensor)
         response = await client.infer(
-            base, InferRequest(model_name=name, infer_inputs=[tensor]), model_name=name,
+            base, InferRequest(model_name=name, infer_inputs=inputs), model_name=name,
             headers=dict(headers),
         )
-        answers.append(response.outputs[0].as_numpy().astype(str).tolist())
+        values = response.outputs[0].as_numpy().ravel().tolist()
+        answers.append([v.decode() if isinstance(v, bytes) else v for v in values])
     await client.close()
     print(json.dumps({"live": live, "ready": ready, "model_ready": model_ready,
                       "answers": answers}))
@@ -178,20 +183,18 @@ asyncio.run(main())
 """
 
 
-def test_kserve_sdk_rest_client(hub, models):
-    """KServe's own Python SDK (its REST client, v2 protocol), in a venv of its own."""
+def kserve_client(hub, name, key, tensors):
     from client_venvs import client_python
 
-    expected, key = models["iris"]
     done = subprocess.run(
         [
             client_python(KSERVE),
             "-c",
             KSERVE_SCRIPT,
-            f"{hub.url}models/alice/iris",
-            "iris",
+            f"{hub.url}models/alice/{name}",
+            name,
             key,
-            json.dumps(ROWS),
+            json.dumps(tensors),
         ],
         capture_output=True,
         text=True,
@@ -200,4 +203,21 @@ def test_kserve_sdk_rest_client(hub, models):
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["live"] is True and result["ready"] is True and result["model_ready"] is True
-    assert result["answers"] == [expected, expected]
+    return result["answers"]
+
+
+def test_kserve_sdk_rest_client(hub, models):
+    """KServe's own Python SDK (its REST client, v2 protocol, JSON and binary tensors), in a
+    venv of its own, against the Python and the R model."""
+    expected, key = models["iris"]
+    tensors = [{"name": "x", "shape": [2, 4], "datatype": "FP64", "data": ROWS}]
+    answers = kserve_client(hub, "iris", key, tensors)
+    assert answers == [expected, expected]
+    _, r_key = models["lines"]
+    types = {"temp": "FP64", "pressure": "FP64", "line": "BYTES", "count": "INT32"}
+    tensors = [
+        {"name": n, "shape": [2], "datatype": types[n], "data": values}
+        for n, values in R_ROWS.items()
+    ]
+    for answer in kserve_client(hub, "lines", r_key, tensors):
+        assert np.allclose(answer, r_expected(R_ROWS))
