@@ -125,9 +125,8 @@ class MlhubSettings(Configurable):
         help="""Seconds the proxy waits for the answer of what it routes to (a user server,
         the publisher, a model) before it answers 503. Default 900: an upload waits while the
         new version loads (its readiness is the load check, up to
-        ``LocalDeployer.ready_timeout``, 300 s by default), and the PyPI proxy's own default
-        of 20 s would cut any model slower to load than that. Environment:
-        ``MLHUB_PROXY_TIMEOUT``.
+        ``LocalDeployer.ready_timeout``, 300 s by default), so a shorter wait would cut any
+        model slower to load than that. Environment: ``MLHUB_PROXY_TIMEOUT``.
         """,
     ).tag(config=True)
 
