@@ -7,7 +7,8 @@ MLflow model with a ``python_function`` flavor (XGBoost, LightGBM, a ``PythonMod
 artifacts, ...) travels whole, as MLflow saved it, and is served by MLflow's own loader
 (``mlflow.pyfunc.load_model``, flavor ``pyfunc`` with serialization ``mlflow``), so it predicts
 exactly what ``mlflow.pyfunc.load_model(DIR).predict`` gives in the notebook; serving it needs
-``mlflow-skinny`` where the model runs (the refusal says so). Nothing here loads the model.
+``mlflow-skinny`` where the model runs (the refusal says so): in Kubernetes mode the
+serving-mlflow image, which the deployer picks for such bundles. Nothing here loads the model.
 """
 
 import json

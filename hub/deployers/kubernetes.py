@@ -154,11 +154,18 @@ class KubernetesDeployer(Deployer):
         return os.environ.get("KUBECONFIG", "")
 
     images = Dict(
-        {"python": "mlhub/serving-python:latest", "r": "mlhub/serving-r:latest"},
+        {
+            "python": "mlhub/serving-python:latest",
+            "r": "mlhub/serving-r:latest",
+            "mlflow": "mlhub/serving-mlflow:latest",
+        },
         help="""Serving image per bundle runtime. Default ``{"python":
-        "mlhub/serving-python:latest", "r": "mlhub/serving-r:latest"}`` (built by ``mlhub images
-        build serving-python serving-r``). A bundle whose runtime has no image is refused at
-        publish time.""",
+        "mlhub/serving-python:latest", "r": "mlhub/serving-r:latest", "mlflow":
+        "mlhub/serving-mlflow:latest"}`` (built by ``mlhub images build serving-python
+        serving-r serving-mlflow``). ``mlflow`` serves the MLflow models mlhub runs whole
+        through ``mlflow.pyfunc`` (``serialization: mlflow``: custom ``python_model``, xgboost,
+        lightgbm); without that key they get the ``python`` image, which must then have MLflow.
+        A bundle whose runtime has no image is refused at publish time.""",
     ).tag(config=True)
 
     serving_command = List(
@@ -615,7 +622,12 @@ class KubernetesDeployer(Deployer):
 
     # ------------------------------------------------------------ building
 
-    def _image(self, runtime):
+    def _image(self, manifest):
+        """The image of a bundle: its runtime's, or the ``mlflow`` one for a whole MLflow
+        model."""
+        runtime = manifest["runtime"]
+        if manifest.get("serialization") == "mlflow" and "mlflow" in self.images:
+            return self.images["mlflow"]
         if runtime not in self.images:
             raise InvalidBundle(
                 f"runtime {runtime!r} cannot be served here (KubernetesDeployer.images has "
@@ -631,13 +643,14 @@ class KubernetesDeployer(Deployer):
             f"{urllib.parse.quote(version, safe='')}/bundle"
         )
 
-    def _deployment(self, model, version, runtime, replicas):
+    def _deployment(self, model, version, manifest, replicas):
+        runtime = manifest["runtime"]
         return objects.make_deployment(
             model,
             self.namespace,
             version=version,
             replicas=replicas,
-            image=self._image(runtime),
+            image=self._image(manifest),
             bundle_url=self._bundle_url(model, version),
             url_prefix=model.url_prefix,
             hub_api_url=self.hub_api_url,
@@ -768,7 +781,7 @@ class KubernetesDeployer(Deployer):
     async def check(self, manifest, bundle_dir):
         # The bundle is loaded in its pod, never in the publisher: a bundle that does not
         # load fails its rollout (readiness) and the previous version keeps serving.
-        self._image(manifest["runtime"])
+        self._image(manifest)
 
     async def set_serving(self, model, settings):
         """As the contract says; resources a publish gives that cannot be combined with
@@ -856,21 +869,21 @@ class KubernetesDeployer(Deployer):
     async def deploy(self, model, version, bundle_dir, *, replicas, progress):
         await self._start()
         mid = objects.model_id(model)
-        runtime = load_manifest(bundle_dir)["runtime"]
+        manifest = load_manifest(bundle_dir)
         async with self._lock(model):
             self._models[mid] = model
             self._busy.add(mid)
             try:
-                await self._rollout(model, mid, version, runtime, replicas, progress)
+                await self._rollout(model, mid, version, manifest, replicas, progress)
             finally:
                 self._busy.discard(mid)
 
-    async def _rollout(self, model, mid, version, runtime, replicas, progress):
+    async def _rollout(self, model, mid, version, manifest, replicas, progress):
         previous = self._deployments.get(mid)
         self._wanted[mid] = version
         await self._apply_companions(model, replicas)
         progress("starting", f"rolling out {version[:19]} to {replicas} pod(s)")
-        applied = await self._apply(self._deployment(model, version, runtime, replicas))
+        applied = await self._apply(self._deployment(model, version, manifest, replicas))
         generation = applied["metadata"].get("generation", 1)
         started = time.monotonic()
 

@@ -20,7 +20,7 @@ from mlhub.errors import EngineUnavailable, ImageError
 from traitlets import Dict, Integer, List, Unicode, default, validate
 from traitlets.config import Configurable
 
-from .spec import build_context, content_hash, discover
+from .spec import build_context, build_order, content_hash, discover, load_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MIRROR_ARGS = {
@@ -158,7 +158,12 @@ class ImagePipeline(Configurable):
     # ------------------------------------------------------------------ inputs and tags
 
     def build_args(self):
-        args = {"MLHUB_VERSION": __version__, "MLHUB_SOURCE": self.source_url}
+        args = {
+            "MLHUB_VERSION": __version__,
+            "MLHUB_SOURCE": self.source_url,
+            # an image built from another standard image names it ${MLHUB_IMAGES_NAMESPACE}/...
+            "MLHUB_IMAGES_NAMESPACE": self.namespace,
+        }
         for key, arg in MIRROR_ARGS.items():
             args[arg] = self.mirrors.get(key, "")
         return args
@@ -176,13 +181,18 @@ class ImagePipeline(Configurable):
         import docker
 
         ids = []
-        for base in spec.base_images():
+        for base in spec.base_images(self.build_args()):
             try:
                 ids.append(self.client.images.get(base).id)
             except docker.errors.ImageNotFound:
+                own = base.startswith(f"{self.namespace}/")
+                hint = (
+                    f"`mlhub images build {base.split('/', 1)[1].split(':')[0]}` builds it"
+                    if own
+                    else "scripts/docker-engine up makes a local debian:bookworm-slim"
+                )
                 raise ImageError(
-                    f"{spec.name}: base image {base} is not in the engine; "
-                    "scripts/docker-engine up makes a local debian:bookworm-slim",
+                    f"{spec.name}: base image {base} is not in the engine; {hint}",
                     {"image": spec.name, "base": base},
                 ) from None
         return ids
@@ -196,8 +206,11 @@ class ImagePipeline(Configurable):
         args = self.build_args()
         return context, args, content_hash(context, args, self._base_ids(spec))
 
-    def images(self, names=None):
-        return discover(self.root, names)
+    def images(self, names=None, with_bases=False):
+        """The named images (default all), each after the standard image it is built from
+        (``with_bases``: that image added where it was not named)."""
+        load = (lambda name: load_spec(self.root, name)) if with_bases else None
+        return build_order(discover(self.root, names), self.namespace, self.build_args(), load)
 
     def tag_of(self, spec):
         return self.inputs(spec)[2]
@@ -215,7 +228,7 @@ class ImagePipeline(Configurable):
     def build(self, names=None):
         """Build each image whose inputs changed; return ``{name: "repo:hash"}``."""
         built = {}
-        for spec in self.images(names):
+        for spec in self.images(names, with_bases=True):
             built[spec.name] = self.build_one(spec)
         return built
 

@@ -110,12 +110,28 @@ class ImageSpec:
         """The Dockerfile's path inside the build context."""
         return f"images/{self.name}/Dockerfile"
 
-    def base_images(self):
-        """The images the Dockerfile starts from (stages named ``AS x`` excluded)."""
-        stages, bases = set(), []
+    def base_images(self, build_args=None):
+        """The images the Dockerfile starts from (stages named ``AS x`` excluded), with
+        ``${ARG}`` references resolved from ``build_args`` or the ``ARG`` defaults declared
+        before the first ``FROM`` (as the engine resolves them)."""
         text = (self.folder / "Dockerfile").read_text()
+        first_from = re.search(r"^\s*FROM\s", text, re.I | re.M)
+        values = {
+            m.group(1): m.group(2) or ""
+            for m in re.finditer(
+                r"^\s*ARG\s+(\w+)(?:=(\S*))?",
+                text[: first_from.start() if first_from else 0],
+                re.I | re.M,
+            )
+        }
+        values.update({k: v for k, v in (build_args or {}).items() if k in values})
+
+        def resolve(ref):
+            return re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m.group(1), m.group(0)), ref)
+
+        stages, bases = set(), []
         for match in re.finditer(r"^\s*FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, re.I | re.M):
-            ref, alias = match.group(1), match.group(2)
+            ref, alias = resolve(match.group(1)), match.group(2)
             if ref.lower() not in stages and ref not in bases and "$" not in ref:
                 bases.append(ref)
             if alias:
@@ -189,6 +205,35 @@ def image_names(root):
 def discover(root, names=None):
     """Every image under ``root/images`` (or the named ones, in the order given)."""
     return [load_spec(root, n) for n in (names or image_names(root))]
+
+
+def build_order(specs, namespace, build_args=None, load=None):
+    """``specs`` ordered so an image built ``FROM <namespace>/<other image>`` comes after that
+    image (serving-mlflow after serving-python); otherwise in the order given. With ``load``
+    (name -> ImageSpec), such a base missing from ``specs`` is added before its image."""
+    by_name = {s.name: s for s in specs}
+    ordered, placed = [], set()
+
+    def place(spec, seen=()):
+        if spec.name in placed:
+            return
+        if spec.name in seen:
+            raise InvalidImageSpec(f"images built from each other: {' -> '.join(seen)}")
+        for base in spec.base_images(build_args):
+            repo = base.rsplit(":", 1)[0]
+            if not repo.startswith(f"{namespace}/"):
+                continue
+            name = repo[len(namespace) + 1 :]
+            if name not in by_name and load is not None and name in image_names(spec.root):
+                by_name[name] = load(name)
+            if name in by_name:
+                place(by_name[name], (*seen, spec.name))
+        placed.add(spec.name)
+        ordered.append(spec)
+
+    for spec in specs:
+        place(spec)
+    return ordered
 
 
 def _walk(path):

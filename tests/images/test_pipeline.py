@@ -28,9 +28,17 @@ def test_every_image_is_tagged_by_hash_and_version_and_labelled(engine, built):
         "notebook-r",
         "notebook-python-r",
         "serving-python",
+        "serving-r",
+        "serving-mlflow",
         "hub",
         "proxy",
     }
+    # serving-mlflow is serving-python plus MLflow: its layers start with every one of
+    # serving-python's, so a node that has one pulls only the difference
+    python_layers = engine.images.get(built["serving-python"]).attrs["RootFS"]["Layers"]
+    mlflow_layers = engine.images.get(built["serving-mlflow"]).attrs["RootFS"]["Layers"]
+    assert mlflow_layers[: len(python_layers)] == python_layers
+    assert len(mlflow_layers) > len(python_layers)
     for name, ref in built.items():
         image = engine.images.get(ref)
         assert {f"mlhub/{name}:{__version__}", f"mlhub/{name}:latest"} <= set(image.tags)
@@ -58,6 +66,13 @@ def test_unchanged_inputs_are_not_rebuilt(engine, built):
     assert said == [
         f"serving-python: up to date ({built['serving-python']})",
         f"hub: up to date ({built['hub']})",
+    ]
+    # naming an image built from another standard image builds (here: checks) that one first
+    said.clear()
+    assert list(pipeline.build(["serving-mlflow"])) == ["serving-python", "serving-mlflow"]
+    assert said == [
+        f"serving-python: up to date ({built['serving-python']})",
+        f"serving-mlflow: up to date ({built['serving-mlflow']})",
     ]
 
 

@@ -5,7 +5,7 @@ import tarfile
 
 import pytest
 from mlhub.errors import InvalidImageSpec
-from mlhub.images.spec import build_context, content_hash, discover, load_spec
+from mlhub.images.spec import build_context, build_order, content_hash, discover, load_spec
 
 
 @pytest.fixture
@@ -47,6 +47,45 @@ def test_context_holds_the_listed_paths_and_no_caches(repo):
 
 def test_base_images_skip_build_stages(repo):
     assert load_spec(repo, "app").base_images() == ["debian:bookworm-slim"]
+
+
+def image_from(repo, name, base):
+    folder = repo / "images" / name
+    folder.mkdir()
+    (folder / "Dockerfile").write_text(
+        f"ARG MLHUB_IMAGES_NAMESPACE=mlhub\nARG TAG=0.1.0\nFROM {base}\nARG TAG\nUSER 1000\n"
+    )
+
+
+def test_a_base_named_with_build_args_resolves_as_the_engine_does(repo):
+    image_from(repo, "child", "${MLHUB_IMAGES_NAMESPACE}/app:$TAG")
+    spec = load_spec(repo, "child")
+    assert spec.base_images() == ["mlhub/app:0.1.0"]  # the ARG defaults
+    assert spec.base_images({"MLHUB_IMAGES_NAMESPACE": "acme", "OTHER": "x"}) == ["acme/app:0.1.0"]
+
+
+def test_an_image_builds_after_the_standard_image_it_starts_from(repo):
+    image_from(repo, "aa-child", "${MLHUB_IMAGES_NAMESPACE}/app:$TAG")
+    image_from(repo, "grandchild", "mlhub/aa-child:latest")
+    order = [s.name for s in build_order(discover(repo), "mlhub")]
+    assert order == ["app", "aa-child", "grandchild"]  # alphabetical would put aa-child first
+    # another namespace: mlhub/aa-child is then not one of ours, the rest follows the namespace
+    order = [
+        s.name for s in build_order(discover(repo), "acme", {"MLHUB_IMAGES_NAMESPACE": "acme"})
+    ]
+    assert order == ["app", "aa-child", "grandchild"]
+    # naming only the child adds its bases when asked to (mlhub images build grandchild)
+    alone = discover(repo, ["grandchild"])
+    assert [s.name for s in build_order(alone, "mlhub")] == ["grandchild"]
+    loaded = build_order(alone, "mlhub", load=lambda n: load_spec(repo, n))
+    assert [s.name for s in loaded] == ["app", "aa-child", "grandchild"]
+
+
+def test_images_built_from_each_other_are_refused(repo):
+    image_from(repo, "one", "mlhub/two:latest")
+    image_from(repo, "two", "mlhub/one:latest")
+    with pytest.raises(InvalidImageSpec, match="built from each other"):
+        build_order(discover(repo), "mlhub")
 
 
 def test_the_hash_changes_with_every_input_and_only_then(repo):
