@@ -16,13 +16,13 @@ PYTEST_ARGS ?=
 
 .PHONY: up test lint install
 
-$(STAMP): setup.py pyproject.toml images/proxy/package-lock.json
+$(STAMP): pyproject.toml images/proxy/package-lock.json
 	if [ -x $(BIN)/python ] && [ "$$(readlink -f $(BIN)/python)" != "$(PYTHON_REAL)" ]; then \
 		echo "$(VENV) was made with $$(readlink -f $(BIN)/python); making it with $(PYTHON_REAL)"; \
 		rm -rf $(VENV); fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e '.[dev]'
 	# the embedded mode's proxy: configurable-http-proxy and its Node.js, from npm
 	scripts/install-proxy $(VENV)
 	# uWSGI embeds libpython: a uwsgi wheel pip cached from another Python 3.11 (pyenv's, say)
@@ -31,7 +31,7 @@ $(STAMP): setup.py pyproject.toml images/proxy/package-lock.json
 	ldd $(BIN)/uwsgi | grep libpython | grep -q "=> $$libdir/" || \
 		$(BIN)/python -m pip install -q --no-cache-dir --force-reinstall --no-deps \
 			"uwsgi==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("uwsgi"))')"
-	# An editable install skips setup.py's data_files: put the file that enables the notebook
+	# An editable install skips the package's data-files: put the file that enables the notebook
 	# server extension into the venv's Jupyter config so every user server gets /mlhub/api.
 	# (`jupyter server extension enable` refuses an extension no config lists yet.)
 	install -D -m 644 extension/jupyter-config/jupyter_server_config.d/mlhub.json \
@@ -43,9 +43,9 @@ install: $(STAMP)
 up: $(STAMP)
 	$(BIN)/mlhub up $(UP_ARGS)
 
+# the pre-commit hooks (ruff check and format, pinned) over every tracked file, scripts included
 lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/pre-commit run --all-files --show-diff-on-failure
 
 test: $(STAMP)
 	scripts/system-deps

@@ -47,11 +47,12 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import requests
 import sklearn
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+
 from mlhub.batch import BatchSettings, Scorer, score
 from mlhub.batch.endpoint import ModelEndpoint
 from mlhub.bundle import bundle_digest, load_manifest, load_model, save_bundle
-from sklearn.datasets import make_classification
-from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "component"))
 from batchtest import Serving  # noqa: E402
@@ -239,7 +240,7 @@ def report(results, args):
     print()
     print(f"# mlhub batch, {args.rows:,} rows, LR on 20 features; median of {args.trials}")
     print(
-        f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+        f"# {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, Python "
         f"{platform.python_version()}, scikit-learn {sklearn.__version__}, pyarrow "
         f"{pa.__version__}; server: {args.workers} uWSGI workers, auth on; chunk "

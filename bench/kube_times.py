@@ -35,10 +35,11 @@ sys.path[:0] = [str(ROOT / "tests" / "component"), str(ROOT / "tests" / "cluster
 
 from embedded_hub import EmbeddedHub  # noqa: E402
 from kubetest import SCRIPT, Cluster, KubeAPI, deployer_config, serving_image  # noqa: E402
+from test_publisher_endpoints import constant_bundle  # noqa: E402
+
 from mlhub.deployers import kube_objects  # noqa: E402
 from mlhub.deployers.base import ModelRef  # noqa: E402
 from mlhub.publisher.client import PublisherClient  # noqa: E402
-from test_publisher_endpoints import constant_bundle  # noqa: E402
 
 
 def timed(fn):

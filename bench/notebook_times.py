@@ -1,6 +1,6 @@
 """How long a data scientist waits in mlhub's browser flow, next to what they would otherwise run.
 
-DESIGN.md wants every number to come from a benchmark under ``bench/``, measured side by side
+docs/design.md wants every number to come from a benchmark under ``bench/``, measured side by side
 with the tools users would pick instead. This script starts one real ``mlhub up`` (the
 ``EmbeddedHub`` harness of the component tests) and drives headless Debian Chromium through
 Playwright, as the browser test does, over ``--runs`` runs:

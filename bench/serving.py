@@ -1,6 +1,6 @@
 """Serving speed, side by side: mlhub's uWSGI runtime next to what users would run instead.
 
-DESIGN.md wants every number from a benchmark under ``bench/``, measured against the tools
+docs/design.md wants every number from a benchmark under ``bench/``, measured against the tools
 users would pick. This script serves the same two scikit-learn models, trained here on
 ``make_classification(50_000, n_features=20, random_state=0)``:
 
@@ -64,10 +64,11 @@ from pathlib import Path
 import numpy as np
 import requests
 import sklearn
-from mlhub.bundle import save_bundle
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+
+from mlhub.bundle import save_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path.home() / ".cache" / "mlhub-bench"

@@ -3,8 +3,8 @@
 Serves one model, ``2*temp + pressure + code(line) + count`` (a factor column and an integer
 column; an ``lm`` in R, a small pyfunc class in Python: tests/component/rmodels.py), with
 
-- ``r``: the R runtime (``Rscript images/serving-r/serve.R``: plumber, one R process, which is
-  what embedded mode runs for an R model whatever its replicas);
+- ``r``: the R runtime (``Rscript images/serving-r/mlhub/serving_r/serve.R``: plumber, one R
+  process, which is what embedded mode runs for an R model whatever its replicas);
 - ``python-1``: the Python runtime, ``python -m mlhub.serving --workers 1`` (uWSGI, one worker:
   the same number of processes as ``r``);
 - ``python-2``: the same with 2 workers (the publisher's default);
@@ -30,10 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests" / "component")]
 
 import serving as base  # noqa: E402  (bench/serving.py: wrk, processes)
-from mlhub import rlang  # noqa: E402
-from mlhub.bundle import save_bundle  # noqa: E402
 from rmodels import formula_bundle  # noqa: E402
 from test_serving_contract import Formula, example_frame  # noqa: E402
+
+from mlhub import rlang  # noqa: E402
+from mlhub.bundle import save_bundle  # noqa: E402
 
 KEY = "mlhk_bench-key"
 

@@ -3,6 +3,8 @@ the JupyterHub dependency, which cannot be downloaded here and is absent from ch
 
 import pytest
 
+from mlhub import __version__ as VERSION
+
 pytestmark = pytest.mark.component
 
 INFO, WARNING, ERROR = 1, 2, 3
@@ -49,7 +51,7 @@ def test_a_good_profile_list_is_accepted(helm, chart_copy):
     profile = {
         "slug": "gpu-python",
         "display_name": "Python on GPUs",
-        "image": "mlhub/notebook-python:0.1.0",
+        "image": f"mlhub/notebook-python:{VERSION}",
         "kernels": ["python3"],
         "groups": ["gpu-users"],
         "sizes": [{"slug": "one", "display_name": "1 GPU", "gpu": 1, "mem_limit": "16G"}],

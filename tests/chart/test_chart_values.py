@@ -1,15 +1,17 @@
-"""The JupyterHub values the chart passes to the official chart mirror hub/jupyterhub_config.py
-in kubernetes mode: the same spawner and its settings, scopes, roles, publisher service and
-culling. The config file is loaded as JupyterHub loads it; the values as Helm reads them."""
+"""The JupyterHub values the chart passes to the official chart mirror
+hub/mlhub/jupyterhub_config.py in kubernetes mode: the same spawner and its settings, scopes,
+roles, publisher service and culling. The config file is loaded as JupyterHub loads it; the
+values as Helm reads them."""
 
 from pathlib import Path
 
-import mlhub
 import pytest
 import yaml
 from helmtool import CHART
-from mlhub.kube_mode import CULLER_SCOPES, IdleCuller, kubespawner_defaults
 from traitlets.config import PyFileConfigLoader
+
+import mlhub
+from mlhub.kube_mode import CULLER_SCOPES, IdleCuller, kubespawner_defaults
 
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 JUPYTERHUB = VALUES["jupyterhub"]
@@ -19,7 +21,7 @@ PUBLISHER_URL = "http://mlhub-publisher:8090/services/mlhub-publisher/"
 
 @pytest.fixture
 def kube_config(monkeypatch, tmp_path):
-    """hub/jupyterhub_config.py as the hub loads it in kubernetes mode."""
+    """hub/mlhub/jupyterhub_config.py as the hub loads it in kubernetes mode."""
     monkeypatch.delenv("MLHUB_CONFIG_FILE", raising=False)
     monkeypatch.setenv("MLHUB_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("MLHUB_MODE", "kubernetes")

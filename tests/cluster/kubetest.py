@@ -16,6 +16,8 @@ import urllib3
 import yaml
 from standard_images import standard_images
 
+from mlhub import __version__ as VERSION
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "kube-cluster"
 BRIDGE_IP = "172.17.0.1"  # the docker bridge: pods reach the hub and the publisher there
@@ -120,7 +122,7 @@ class KubeAPI:
 def serving_image(runtime="python"):
     """The standard serving image of ``runtime`` (images/serving-<runtime>), built by the
     images pipeline (a no-op for unchanged inputs): the cluster tests run what users run."""
-    ref = f"mlhub/serving-{runtime}:0.1.0"
+    ref = f"mlhub/serving-{runtime}:{VERSION}"
     assert standard_images([ref]) == [ref], f"`mlhub images build serving-{runtime}` made no {ref}"
     return ref
 

@@ -17,6 +17,6 @@ def standard_images(refs):
     ``mlhub images build`` (a no-op for unchanged inputs). Where this mlhub has no image
     pipeline yet, the ones already there."""
     names = sorted({ref.split("/", 1)[1].split(":")[0] for ref in refs})
-    if importlib.util.find_spec("mlhub.images") is not None:
+    if importlib.util.find_spec("mlhub.image_pipeline") is not None:
         subprocess.run([str(VENV_BIN / "mlhub"), "images", "build", *names], check=True)
     return [ref for ref in refs if present(ref)]

@@ -24,18 +24,20 @@ import pytest
 import requests
 from embedded_hub import wait_for
 from kubetest import serving_image
-from mlhub.deployers import kube_objects
-from mlhub.deployers.base import ModelRef
 from rmodels import constant_bundle as r_constant_bundle
 from test_publisher_endpoints import constant_bundle
+
+from mlhub import __version__ as VERSION
+from mlhub.deployers import kube_objects
+from mlhub.deployers.base import ModelRef
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 BOUND = 20.0
 # model name -> (bundle maker, one row of its input)
 MODELS = {"gate": (constant_bundle, [1.0, 2.0]), "gate-r": (r_constant_bundle, {"x": 1.0})}
-HUB_CONFIG = """
-c.KubernetesDeployer.images["r"] = "mlhub/serving-r:0.1.0"
+HUB_CONFIG = f"""
+c.KubernetesDeployer.images["r"] = "mlhub/serving-r:{VERSION}"
 c.KubernetesDeployer.ready_timeout = 180
 """
 GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")

@@ -29,6 +29,8 @@ from helmtool import Helm, HelmFailed, chart_for_the_test_cluster, helm_python
 from kubetest import documents, kubectl
 from standard_images import standard_images
 
+from mlhub import __version__ as VERSION
+
 # a cold machine builds the hub image first (cached by content afterwards)
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -56,7 +58,7 @@ def chart(tmp_path_factory):
 @pytest.fixture(scope="module")
 def hub_image(kube_cluster):
     """The chart's publisher image (the standard hub image), or None if it cannot be had."""
-    ref = "mlhub/hub:0.1.0"
+    ref = f"mlhub/hub:{VERSION}"
     return ref if standard_images([ref]) else None
 
 

@@ -20,8 +20,9 @@ import requests
 from embedded_hub import EmbeddedHub, wait_for
 from kubetest import BRIDGE_IP
 from labpage import SUBMIT, log_in, notebook, wait_for_kernel
-from mlhub.profiles import load_profiles
 from standard_images import standard_images
+
+from mlhub.profiles import load_profiles
 
 pytestmark = [
     pytest.mark.cluster,

@@ -5,9 +5,10 @@ never scales (docs/internals.md says how to check that on a real cluster)."""
 
 import pytest
 from embedded_hub import wait_for
+from test_publisher_endpoints import constant_bundle, predict
+
 from mlhub.deployers import kube_objects
 from mlhub.deployers.base import ModelRef
-from test_publisher_endpoints import constant_bundle, predict
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -16,24 +16,26 @@ import numpy as np
 import pytest
 from embedded_hub import MLHUB
 from kubetest import serving_image
+from sklearn.datasets import load_iris
+
+from mlhub import __version__ as VERSION
 from mlhub.deployers import kube_objects
 from mlhub.deployers.base import ModelRef
-from sklearn.datasets import load_iris
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 mlflow = pytest.importorskip("mlflow", reason="mlflow-skinny is a development dependency")
 from mlflowmodels import KINDS, save  # noqa: E402 (needs mlflow)
 
-HUB_CONFIG = """
-c.KubernetesDeployer.images["mlflow"] = "mlhub/serving-mlflow:0.1.0"
+HUB_CONFIG = f"""
+c.KubernetesDeployer.images["mlflow"] = "mlhub/serving-mlflow:{VERSION}"
 c.KubernetesDeployer.ready_timeout = 180
 """
 # what each kind of MLflow model runs in
 IMAGE = {
-    "sklearn-skops": "mlhub/serving-python:0.1.0",
-    "xgboost": "mlhub/serving-mlflow:0.1.0",
-    "lightgbm": "mlhub/serving-mlflow:0.1.0",
-    "pyfunc": "mlhub/serving-mlflow:0.1.0",
+    "sklearn-skops": f"mlhub/serving-python:{VERSION}",
+    "xgboost": f"mlhub/serving-mlflow:{VERSION}",
+    "lightgbm": f"mlhub/serving-mlflow:{VERSION}",
+    "pyfunc": f"mlhub/serving-mlflow:{VERSION}",
 }
 
 

@@ -11,13 +11,14 @@ Nothing asserts how long anything takes: waits only guard against hanging.
 import pytest
 import requests
 from embedded_hub import wait_for
+from rolling_update import roll_under_load
+from test_publisher_endpoints import constant_bundle, predict
+from test_publisher_resilience import steps
+
 from mlhub.bundle import load_manifest
 from mlhub.deployers import kube_objects
 from mlhub.deployers.base import ModelRef
 from mlhub.errors import MlhubError
-from rolling_update import roll_under_load
-from test_publisher_endpoints import constant_bundle, predict
-from test_publisher_resilience import steps
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

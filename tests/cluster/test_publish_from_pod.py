@@ -15,12 +15,13 @@ import requests
 from embedded_hub import wait_for
 from kernel_channel import execute
 from kubetest import deployer_config
+from standard_images import standard_images
+from test_kube_spawn import USER, kube_mode_hub, stop_server
+
 from mlhub.deployers import kube_objects
 from mlhub.deployers.base import ModelRef
 from mlhub.profiles import load_profiles
 from mlhub.publisher.client import PublisherClient
-from standard_images import standard_images
-from test_kube_spawn import USER, kube_mode_hub, stop_server
 
 pytestmark = [
     pytest.mark.cluster,

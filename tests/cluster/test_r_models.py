@@ -12,10 +12,11 @@ import textwrap
 import pytest
 from embedded_hub import running_hub, wait_for
 from kubetest import deployer_config, serving_image
-from mlhub.errors import MlhubError
 from rmodels import constant_bundle, formula_bundle
 from rolling_update import roll_under_load
 from test_publisher_endpoints import predict
+
+from mlhub.errors import MlhubError
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

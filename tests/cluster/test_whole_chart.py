@@ -36,12 +36,14 @@ from helmtool import CHART, Helm, chart_for_the_test_cluster, helm_python
 from kube_schemas import schema_errors
 from kubetest import BRIDGE_IP, documents, kubectl
 from labpage import log_in, notebook, spawn
-from mlhub.profiles import load_profiles
 from network_policy import Endpoint, allowed
 from pod_security import violations
 from standard_images import standard_images
 from test_browser_publish import PANEL, TRAIN, expected_predictions, publish_with_the_panel
 from test_kube_spawn import RECORD_PROGRESS, USER, spawn_profile_in_browser, stop_server
+
+from mlhub import __version__ as VERSION
+from mlhub.profiles import load_profiles
 
 pytestmark = [
     pytest.mark.cluster,
@@ -56,9 +58,9 @@ MODEL = "iris-chart"
 PG_PASSWORD = "hub-db-" + secrets.token_hex(8)
 PROFILES = load_profiles()
 IMAGES = {
-    "hub": "mlhub/hub:0.1.0",
-    "proxy": "mlhub/proxy:0.1.0",
-    "serving-python": "mlhub/serving-python:0.1.0",
+    "hub": f"mlhub/hub:{VERSION}",
+    "proxy": f"mlhub/proxy:{VERSION}",
+    "serving-python": f"mlhub/serving-python:{VERSION}",
 }
 
 
@@ -76,7 +78,7 @@ def values_for_this_cluster(public_url, models, storage):
             "hub": {"db": {"pvc": {"storage": "1Gi", "storageClassName": storage["hub"]}}},
             "proxy": {
                 "service": {"type": "ClusterIP"},
-                "chp": {"image": {"name": "mlhub/proxy", "tag": "0.1.0"}},
+                "chp": {"image": {"name": "mlhub/proxy", "tag": VERSION}},
             },
             "singleuser": {"storage": {"dynamic": {"storageClass": storage["user"]}}},
             "scheduling": {

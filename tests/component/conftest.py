@@ -1,7 +1,7 @@
 """The hub the publisher and batch tests share: one real ``mlhub up`` per test module.
 
-It runs the real hub/jupyterhub_config.py, with the publisher settings below written to the mlhub
-config file, and the accounts ``alice`` and ``bob`` made with ``mlhub users add``: their
+It runs the real hub/mlhub/jupyterhub_config.py, with the publisher settings below written to the
+mlhub config file, and the accounts ``alice`` and ``bob`` made with ``mlhub users add``: their
 passwords are in ``hub.passwords``, a token of each (made through the hub's REST API after
 logging in through the login form) in ``hub.alice`` and ``hub.bob``, alice's publisher client
 in ``hub.client`` (``embedded_hub.running_hub``). At module end the hub is stopped with

@@ -1,4 +1,4 @@
-"""The one test harness for a running hub: a real ``mlhub up`` (hub/up.py, the real
+"""The one test harness for a running hub: a real ``mlhub up`` (hub/mlhub/up.py, the real
 jupyterhub_config.py, MlhubAuthenticator) in a temp data dir on free ports, so tests exercise the
 configuration users run, not a copy of it. The component tests (hub, publisher) and the browser
 tests use it.
@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import requests
+
 from mlhub.deployers.local import ServingInstance
 from mlhub.publisher.client import PublisherClient
 from mlhub.settings import PUBLISHER_SERVICE

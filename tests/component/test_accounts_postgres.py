@@ -10,6 +10,7 @@ import subprocess
 import pytest
 from batchtest import Postgres
 from embedded_hub import MLHUB
+
 from mlhub.accounts import AccountStore
 from mlhub.errors import Conflict, MlhubError
 

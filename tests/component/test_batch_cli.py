@@ -28,9 +28,10 @@ import redis
 import sqlalchemy as sa
 from batchtest import Serving
 from embedded_hub import wait_for
-from mlhub.bundle import save_bundle
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
+
+from mlhub.bundle import save_bundle
 
 pytestmark = pytest.mark.component
 

@@ -14,9 +14,10 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
-from mlhub.bundle import save_bundle
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
+
+from mlhub.bundle import save_bundle
 
 pytestmark = pytest.mark.component
 

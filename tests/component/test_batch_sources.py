@@ -18,10 +18,11 @@ import pytest
 import redis
 import sqlalchemy as sa
 from batchtest import Serving
-from mlhub.batch import score
-from mlhub.bundle import save_bundle
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
+
+from mlhub.batch import score
+from mlhub.bundle import save_bundle
 
 pytestmark = pytest.mark.component
 

@@ -20,7 +20,6 @@ from embedded_hub import running_hub
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
-from mlhub.bundle import pack
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -28,6 +27,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 from test_publisher_endpoints import client, constant_bundle
+
+from mlhub.bundle import pack
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]
 

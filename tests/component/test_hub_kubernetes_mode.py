@@ -17,6 +17,7 @@ import shutil
 
 import pytest
 from embedded_hub import EmbeddedHub, wait_for
+
 from mlhub.profiles import PROFILES_DIR
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]

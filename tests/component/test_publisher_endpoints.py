@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import requests
 from embedded_hub import MLHUB, alive, process_table, wait_for
+from sklearn.dummy import DummyRegressor
+
 from mlhub.bundle import pack, save_bundle
 from mlhub.errors import DeployError, Forbidden
 from mlhub.publisher.client import PublisherClient
-from sklearn.dummy import DummyRegressor
 
 pytestmark = pytest.mark.component
 

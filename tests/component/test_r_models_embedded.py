@@ -18,12 +18,13 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pytest
 from embedded_hub import alive, uid_of, wait_for
-from mlhub.batch import score
-from mlhub.errors import InvalidBundle
 from rmodels import constant_bundle, formula_bundle, pid_bundle, rscript
 from rolling_update import Load, roll_under_load
 from test_publisher_endpoints import predict
 from test_publisher_resilience import live_instance, steps
+
+from mlhub.batch import score
+from mlhub.errors import InvalidBundle
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from embedded_hub import VENV_BIN, running_hub
+from sklearn.linear_model import LinearRegression
+
 from mlhub.bundle import save_bundle
 from mlhub.publisher.client import PublisherClient
-from sklearn.linear_model import LinearRegression
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]
 README = Path(__file__).resolve().parents[2] / "README.md"

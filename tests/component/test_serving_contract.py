@@ -14,7 +14,6 @@ import subprocess
 import sys
 
 import cloudpickle
-import mlhub
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,10 +21,12 @@ import requests
 from batchtest import _stop
 from embedded_hub import free_port, wait_for
 from hubstandin import KEY, write_access
+from rmodels import formula_bundle
+
+import mlhub
 from mlhub import rlang
 from mlhub.bundle import save_bundle
 from mlhub.deployers.local import LocalDeployer
-from rmodels import formula_bundle
 
 pytestmark = pytest.mark.component
 

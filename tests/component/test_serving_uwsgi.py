@@ -23,11 +23,12 @@ import requests
 from batchtest import Serving
 from embedded_hub import free_port, wait_for
 from hubstandin import KEY, write_access
-from mlhub.bundle import save_bundle
 from sklearn.datasets import load_iris, make_classification
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from mlhub.bundle import save_bundle
 
 pytestmark = pytest.mark.component
 
@@ -573,6 +574,7 @@ def test_arrow_and_parquet_bodies_equal_json(server_name, request, lr_bundle):
     import io
 
     import pyarrow.parquet as pq
+
     from mlhub.batch.endpoint import encode_arrow
 
     server = request.getfixturevalue(server_name)

@@ -12,11 +12,12 @@ import subprocess
 import numpy as np
 import pytest
 import requests
-from mlhub.bundle import save_bundle
 from rmodels import formula_bundle
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from test_publisher_endpoints import client
+
+from mlhub.bundle import save_bundle
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]
 

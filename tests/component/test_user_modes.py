@@ -21,9 +21,10 @@ import requests
 from conftest import PUBLISHER_CONFIG
 from embedded_hub import EmbeddedHub, uid_of, wait_for
 from kernel_channel import execute, start_kernel
-from mlhub.publisher.client import PublisherClient
 from test_publisher_endpoints import constant_bundle, predict
 from test_tenant_isolation import model_pids
+
+from mlhub.publisher.client import PublisherClient
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]
 

@@ -11,7 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from mlhub.images.pipeline import ImagePipeline, connect
+
+from mlhub.image_pipeline.pipeline import ImagePipeline, connect
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE = ROOT / "scripts" / "docker-engine"

@@ -5,7 +5,8 @@ if the container exits first)."""
 import time
 
 import requests
-from mlhub.images.smoke import published_port
+
+from mlhub.image_pipeline.smoke import published_port
 
 
 def run_published(engine, image, port, **run_args):

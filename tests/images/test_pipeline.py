@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 import requests
 from embedded_hub import free_port
+
 from mlhub import __version__
 from mlhub.errors import ImageError
-from mlhub.images.pipeline import ImagePipeline
+from mlhub.image_pipeline.pipeline import ImagePipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 MLHUB = str(Path(sys.executable).parent / "mlhub")
-SERVING_CONTEXT = ["setup.py", "pyproject.toml", "hub", "spawner_profiles", "extension", "images"]
+SERVING_CONTEXT = ["pyproject.toml", "LICENSE", "hub", "spawner_profiles", "extension", "images"]
 
 
 def test_every_image_is_tagged_by_hash_and_version_and_labelled(engine, built):
@@ -100,7 +101,7 @@ def scratch(engine):
 
 
 def test_a_code_change_rebuilds_only_the_layers_after_the_stack(engine, built, repo_copy, scratch):
-    changed = repo_copy / "hub" / "errors.py"
+    changed = repo_copy / "hub" / "mlhub" / "errors.py"
     # Unique, so no earlier run of this test left the changed layer in the engine's cache.
     changed.write_text(changed.read_text() + f"\n# a code change {uuid.uuid4().hex}\n")
     said = []

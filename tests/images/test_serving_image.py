@@ -18,10 +18,11 @@ import pandas as pd
 import pytest
 import requests
 from image_containers import run_published, wait_answer
-from mlhub.bundle import bundle_digest, pack, save_bundle
-from mlhub.images.smoke import published_port
 from sklearn.ensemble import RandomForestClassifier
 from standin_http import StandInHandler, StandInServer
+
+from mlhub.bundle import bundle_digest, pack, save_bundle
+from mlhub.image_pipeline.smoke import published_port
 
 KEY = "mlhk_image-test-key"
 

@@ -5,6 +5,7 @@ import stat
 from types import SimpleNamespace
 
 import pytest
+
 from mlhub.accounts import (
     ADMIN_GROUP,
     AccountStore,

@@ -11,12 +11,13 @@ import json
 import orjson
 import pyarrow as pa
 import pytest
+from standin_http import StandInHandler, StandInServer
+
 from mlhub.batch.endpoint import ARROW_STREAM, ModelEndpoint, encode, encode_arrow
 from mlhub.batch.errors import ModelUnreachable
 from mlhub.batch.scoring import bisect
 from mlhub.batch.settings import BatchSettings
 from mlhub.errors import InvalidInput, PayloadTooLarge, Unauthorized
-from standin_http import StandInHandler, StandInServer
 
 METADATA = {"name": "lr", "version": "sha256:abc", "signature": {"kind": "array", "inputs": []}}
 

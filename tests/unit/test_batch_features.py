@@ -2,6 +2,7 @@
 
 import pyarrow as pa
 import pytest
+
 from mlhub.batch.errors import InvalidBatch
 from mlhub.batch.features import Features
 

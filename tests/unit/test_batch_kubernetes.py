@@ -5,6 +5,7 @@ import io
 
 import pytest
 import yaml
+
 from mlhub import cli
 from mlhub.batch.cli import print_job
 from mlhub.batch.errors import InvalidBatch

@@ -14,6 +14,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+
 from mlhub.batch import BatchSettings, Scorer, score
 from mlhub.batch.errors import InvalidBatch, ModelUnreachable
 from mlhub.errors import InvalidInput

@@ -9,6 +9,7 @@ import math
 
 import pyarrow as pa
 import pytest
+
 from mlhub.batch.features import Features
 from mlhub.batch.scorer import Scorer
 from mlhub.batch.scoring import bisect, score_chunk

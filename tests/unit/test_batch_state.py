@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from mlhub.batch.errors import StateMismatch
 from mlhub.batch.state import RunState
 

@@ -7,12 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from mlhub import bundle
-from mlhub.errors import InvalidBundle, InvalidName
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from mlhub import bundle
+from mlhub.errors import InvalidBundle, InvalidName
 
 
 @pytest.fixture(scope="module")

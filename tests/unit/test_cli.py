@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+
 from mlhub import cli, up
 from mlhub.accounts import AccountStore
 from mlhub.settings import load_settings

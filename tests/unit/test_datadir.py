@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from embedded_hub import passable
+
 from mlhub import datadir
 from mlhub.errors import Conflict
 from mlhub.settings import load_settings

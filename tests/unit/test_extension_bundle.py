@@ -14,15 +14,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import sklearn
-from mlhub.bundle import load_manifest
-from mlhub.errors import InvalidBundle, InvalidName
-from mlhub.extension.client import bundle_model
 from sklearn.compose import make_column_transformer
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from mlhub.bundle import load_manifest
+from mlhub.errors import InvalidBundle, InvalidName
+from mlhub.extension.client import bundle_model
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,11 @@ import types
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
 from mlhub.bundle import validate_name
 from mlhub.extension.client import find_models
 from mlhub.extension.namespace import (
@@ -22,10 +27,6 @@ from mlhub.extension.namespace import (
 )
 from mlhub.extension.progress import STEPS, TextProgress, overall
 from mlhub.extension.snippets import KEY_ENV, curl_snippet, python_snippet
-from sklearn.datasets import make_classification
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 
 class Doubler:

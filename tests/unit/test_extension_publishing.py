@@ -25,6 +25,13 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
+from pytest_jupyter import jupyter_server as _jupyter_server_fixtures
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from tornado import httpserver, netutil, web
+
 from mlhub import errors
 from mlhub.bundle import bundle_digest, pack, save_bundle, unpack
 from mlhub.errors import PublisherUnreachable
@@ -32,12 +39,6 @@ from mlhub.extension import client
 from mlhub.extension.errors import NotConfigured
 from mlhub.extension.progress import STEPS
 from mlhub.extension.widget import NO_EXAMPLE, publish_panel
-from pytest_jupyter import jupyter_server as _jupyter_server_fixtures
-from sklearn.datasets import make_classification
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from tornado import httpserver, netutil, web
 
 globals().update(
     (name, obj)

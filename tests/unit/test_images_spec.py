@@ -4,8 +4,9 @@ import io
 import tarfile
 
 import pytest
+
 from mlhub.errors import InvalidImageSpec
-from mlhub.images.spec import build_context, build_order, content_hash, discover, load_spec
+from mlhub.image_pipeline.spec import build_context, build_order, content_hash, discover, load_spec
 
 
 @pytest.fixture

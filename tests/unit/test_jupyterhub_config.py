@@ -5,11 +5,12 @@ import stat
 import sys
 from pathlib import Path
 
-import mlhub
 import pytest
+from traitlets.config import PyFileConfigLoader
+
+import mlhub
 from mlhub.authenticator import MlhubAuthenticator
 from mlhub.profiles import ProfileError
-from traitlets.config import PyFileConfigLoader
 
 CONFIG = Path(mlhub.__file__).parent / "jupyterhub_config.py"
 

@@ -4,6 +4,7 @@ import re
 from decimal import Decimal
 
 import pytest
+
 from mlhub.deployers import kube_objects as objects
 from mlhub.deployers.base import ModelRef
 from mlhub.errors import BadRequest

@@ -4,10 +4,11 @@ checked the same way on the cluster (tests/cluster/test_whole_chart.py)."""
 
 import pytest
 from kube_schemas import VERSIONS, schema_errors
+from test_pod_security import model_deployment
+
 from mlhub.batch.kubernetes import make_batch_job
 from mlhub.deployers.base import ModelRef
 from mlhub.deployers.kube_objects import make_hpa, make_pdb, make_secret, make_service
-from test_pod_security import model_deployment
 
 MODEL = ModelRef("alice", "iris")
 

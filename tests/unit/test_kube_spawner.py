@@ -13,6 +13,8 @@ from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.config import kube_config
 from tornado import web
 
+from mlhub import __version__ as VERSION
+
 GiB = 1024**3
 KUBECONFIG = """
 apiVersion: v1
@@ -30,9 +32,10 @@ def spawner_for(monkeypatch, tmp_path):
     kubeconfig.write_text(KUBECONFIG)
     # kubernetes_asyncio reads $KUBECONFIG once, at import: point its default there instead
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+    from traitlets.config import Config
+
     from mlhub.kube_mode import kubespawner_defaults
     from mlhub.kube_spawner import ProfileKubeSpawner
-    from traitlets.config import Config
 
     config = Config()
     for trait, value in kubespawner_defaults("http://hub/services/p/", "http://hub/").items():
@@ -66,7 +69,7 @@ async def test_default_choice_makes_a_non_root_pod_with_the_workspace_pvc(spawne
     spawner = spawner_for()
     pod = await pod_for(spawner)
     [container] = pod["spec"]["containers"]
-    assert container["image"] == "mlhub/notebook-python:0.1.0"
+    assert container["image"] == f"mlhub/notebook-python:{VERSION}"
     assert container["resources"] == {
         "limits": {"cpu": 1.0, "memory": 2 * GiB},
         "requests": {"cpu": 0.25, "memory": GiB},
@@ -107,7 +110,7 @@ async def test_gpu_size_asks_for_nvidia_gpus_and_r_profile_offers_the_r_kernel(s
 
     pod = await pod_for(spawner_for(options={"profile": "r", "size": "medium"}))
     [container] = pod["spec"]["containers"]
-    assert container["image"] == "mlhub/notebook-r:0.1.0"
+    assert container["image"] == f"mlhub/notebook-r:{VERSION}"
     assert container["resources"]["limits"] == {"cpu": 2.0, "memory": 4 * GiB}
     assert "--MappingKernelManager.default_kernel_name=ir" in container["args"]
 
@@ -146,7 +149,7 @@ async def test_group_restricted_profile_is_hidden_and_refused_server_side(spawne
     member = spawner_for(groups=["r-users"], options={"profile": "r"})
     assert [p["slug"] for p in member.profile_list(member)] == ["python", "r"]
     pod = await pod_for(member)
-    assert pod["spec"]["containers"][0]["image"] == "mlhub/notebook-r:0.1.0"
+    assert pod["spec"]["containers"][0]["image"] == f"mlhub/notebook-r:{VERSION}"
     assert member.options_from_form({"profile": ["r"], "profile-option-r--size": ["large"]}) == {
         "profile": "r",
         "size": "large",

@@ -7,6 +7,7 @@ import json
 
 import pytest
 from kubernetes_asyncio.client.rest import ApiException
+
 from mlhub.deployers import kube_objects
 from mlhub.deployers.base import ModelRef
 from mlhub.deployers.kubernetes import KubernetesDeployer, _pod_problem

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from embedded_hub import passable
+
 from mlhub import rlang
 from mlhub.deployers import local
 from mlhub.deployers.base import Desired, ModelRef

@@ -8,6 +8,9 @@ tests/component/test_mlflow_publish.py.
 import numpy as np
 import pytest
 import yaml
+from sklearn.datasets import load_iris
+from werkzeug.test import Client
+
 from mlhub.bundle import load_manifest, load_model
 from mlhub.errors import InvalidBundle
 from mlhub.mlflow_models import from_mlflow, is_mlflow_dir
@@ -15,8 +18,6 @@ from mlhub.serving.app import create_app
 from mlhub.serving.metrics import Metrics
 from mlhub.serving.model import ServedModel
 from mlhub.serving.settings import Settings
-from sklearn.datasets import load_iris
-from werkzeug.test import Client
 
 mlflow = pytest.importorskip("mlflow", reason="mlflow-skinny is a development dependency")
 from mlflowmodels import KINDS, save  # noqa: E402 (needs mlflow)

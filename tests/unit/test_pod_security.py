@@ -7,12 +7,13 @@ cluster, as the installed release runs them (tests/cluster/test_whole_chart.py).
 import copy
 
 import pytest
+from pod_security import pod_specs, violations
+from test_kube_spawner import pod_for, spawner_for  # noqa: F401 (a fixture)
+
 from mlhub.batch.kubernetes import make_batch_job
 from mlhub.deployers.base import ModelRef
 from mlhub.deployers.kube_objects import make_deployment
 from mlhub.profiles import PROFILES_DIR, load_profiles
-from pod_security import pod_specs, violations
-from test_kube_spawner import pod_for, spawner_for  # noqa: F401 (a fixture)
 
 GOOD = {
     "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},

@@ -1,6 +1,8 @@
 """Spawner profiles: shipped files, the KubeSpawner profile_list they become, group filtering."""
 
 import pytest
+
+from mlhub import __version__ as VERSION
 from mlhub.errors import BadRequest, Forbidden
 from mlhub.profiles import (
     PROFILES_DIR,
@@ -30,7 +32,7 @@ PYTHON = Profile(
     default=True,
     kernels=("python3",),
     sizes=(SMALL, GPU),
-    image="mlhub/notebook-python:0.1.0",
+    image=f"mlhub/notebook-python:{VERSION}",
     environment={"MLHUB_RUNTIME": "python"},
     kubespawner_override={"node_selector": {"pool": "cpu"}},
 )
@@ -60,7 +62,7 @@ def test_profile_list_entry_is_kubespawner_shaped():
         "default": True,
         "kubespawner_override": {
             "environment": {"MLHUB_RUNTIME": "python", "MLHUB_PROFILE": "python"},
-            "image": "mlhub/notebook-python:0.1.0",
+            "image": f"mlhub/notebook-python:{VERSION}",
             "node_selector": {"pool": "cpu"},
         },
         "profile_options": {

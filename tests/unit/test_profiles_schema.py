@@ -3,6 +3,7 @@
 import textwrap
 
 import pytest
+
 from mlhub.profiles import PROFILES_DIR, ProfileError, load_profiles
 
 GOOD = """\

@@ -14,6 +14,10 @@ import os
 from pathlib import Path
 
 import pytest
+from tornado.httpclient import AsyncHTTPClient
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+
 from mlhub import bundle
 from mlhub.deployers.base import Deployer, ModelRef
 from mlhub.errors import BadRequest, InvalidBundle
@@ -21,9 +25,6 @@ from mlhub.publisher.app import PublisherApp
 from mlhub.publisher.artifacts import ArtifactStore
 from mlhub.publisher.manager import ModelManager, hash_key
 from mlhub.publisher.store import Store
-from tornado.httpclient import AsyncHTTPClient
-from tornado.httpserver import HTTPServer
-from tornado.testing import bind_unused_port
 
 PREFIX = "/services/mlhub-publisher/"
 MANIFEST = "format: 1\nname: {name}\nruntime: python\nflavor: sklearn\nmodel_file: model/m.pkl\n"

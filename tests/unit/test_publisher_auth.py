@@ -1,6 +1,7 @@
 """Authorization decisions: pure functions of the hub's user model for the token."""
 
 import pytest
+
 from mlhub.errors import Forbidden
 from mlhub.publisher.auth import MANAGE, READ, Caller, authorize, require_api_scope, visible_owner
 

@@ -9,6 +9,8 @@ import os
 import threading
 
 import pytest
+from test_publisher_api import MANIFEST, PREFIX, Api
+
 from mlhub.bundle import save_bundle
 from mlhub.cli_models import StepPrinter, add_models_parser, run_models
 from mlhub.errors import (
@@ -20,7 +22,6 @@ from mlhub.errors import (
     Unauthorized,
 )
 from mlhub.publisher.client import PublisherClient
-from test_publisher_api import MANIFEST, PREFIX, Api
 
 
 @pytest.fixture

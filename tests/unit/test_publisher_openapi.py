@@ -2,9 +2,10 @@
 
 import re
 
+from tornado.web import RequestHandler
+
 from mlhub.publisher.handlers import API_ROUTES, make_handlers, url_pattern
 from mlhub.publisher.openapi import load_spec
-from tornado.web import RequestHandler
 
 METHODS = ("get", "post", "put", "patch", "delete")
 

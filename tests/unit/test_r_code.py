@@ -1,14 +1,19 @@
 """The R code's own unit tests (testthat, from Debian), driven by pytest so CI runs them:
 the R serving runtime's pure logic (images/serving-r/tests/testthat) and the R helper package
-(extension/r/mlhub/tests/testthat), the latter installed the way the hub installs it for R
-kernels (``mlhub.rlang.install_helper``)."""
+(extension/mlhub/extension_r/mlhub/tests/testthat), the latter installed the way the hub
+installs it for R kernels (``mlhub.rlang.install_helper``)."""
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
+
 from mlhub import rlang
 
+SERVING_R_TESTS = (
+    Path(__file__).resolve().parents[2] / "images" / "serving-r" / "tests" / "testthat"
+)
 RUN = """
 results <- as.data.frame(testthat::test_dir(commandArgs(TRUE)[1], reporter = "summary",
                                             stop_on_failure = FALSE, env = %s))
@@ -40,7 +45,7 @@ def run_testthat(folder, env_expr, extra_env):
 def test_serving_runtime_logic():
     runtime = rlang.runtime_dir()
     run_testthat(
-        runtime / "tests" / "testthat",
+        SERVING_R_TESTS,
         "new.env()",
         {"MLHUB_R_RUNTIME": str(runtime / "runtime")},
     )

@@ -12,17 +12,18 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from werkzeug.test import Client
+
 from mlhub.bundle import infer_signature, save_bundle
 from mlhub.serving.app import create_app
 from mlhub.serving.auth import AccessList, Authenticator
 from mlhub.serving.metrics import Metrics
 from mlhub.serving.model import ServedModel
 from mlhub.serving.settings import Settings
-from sklearn.datasets import load_iris
-from sklearn.linear_model import LinearRegression, LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from werkzeug.test import Client
 
 KEY = "mlhk_unit-test-key"
 AUTH = {"Authorization": f"token {KEY}"}

@@ -13,6 +13,13 @@ import pyarrow as pa
 import pyarrow.ipc
 import pyarrow.parquet as pq
 import pytest
+from sklearn.compose import make_column_transformer
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
+from werkzeug.test import Client
+
 from mlhub.batch.endpoint import encode_arrow
 from mlhub.bundle import infer_signature
 from mlhub.serving import arrowio
@@ -20,12 +27,6 @@ from mlhub.serving.app import create_app
 from mlhub.serving.metrics import Metrics
 from mlhub.serving.model import ServedModel
 from mlhub.serving.settings import Settings
-from sklearn.compose import make_column_transformer
-from sklearn.datasets import make_classification
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder
-from werkzeug.test import Client
 
 ARROW = arrowio.ARROW_STREAM
 PARQUET = arrowio.PARQUET

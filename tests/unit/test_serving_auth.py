@@ -10,6 +10,7 @@ import json
 import os
 
 import pytest
+
 from mlhub.errors import Forbidden, Unauthorized
 from mlhub.serving.auth import (
     AccessList,

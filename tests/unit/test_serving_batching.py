@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+
 from mlhub.serving.batching import PREDICT, PREDICT_PROBA, MicroBatcher, Unbatched
 from mlhub.serving.model import PredictionFailed, ServedModel
 

@@ -4,10 +4,11 @@ A real HTTP server on 127.0.0.1 stands in for the publisher's bundle endpoint.
 """
 
 import pytest
+from standin_http import StandInHandler, StandInServer
+
 from mlhub import bundle
 from mlhub.serving.__main__ import main
 from mlhub.serving.fetch import FetchError, fetch_bundle
-from standin_http import StandInHandler, StandInServer
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 import sys
 
 import pytest
+
 from mlhub.serving.launch import find_uwsgi, uwsgi_argv
 from mlhub.serving.metrics import area_pages
 from mlhub.serving.settings import Settings, SettingsError, normalize_prefix

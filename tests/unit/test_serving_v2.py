@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from mlhub.errors import InvalidInput
 from mlhub.serving.v2 import datatype_of, output_tensor, parse_infer
 from mlhub.serving.validation import Schema

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+
 from mlhub.errors import InvalidInput
 from mlhub.serving.validation import Schema, UntypedSchema, schema_for
 

@@ -1,6 +1,7 @@
 """mlhub settings: defaults, the config file, MLHUB_* variables on top."""
 
 import pytest
+
 from mlhub.errors import MlhubError
 from mlhub.profiles import PROFILES_DIR
 from mlhub.settings import MlhubSettings, load_settings

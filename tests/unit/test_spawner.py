@@ -8,10 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 from jupyterhub.objects import Hub
+from tornado import web
+
 from mlhub import spawner as spawner_module
 from mlhub.errors import Conflict
 from mlhub.spawner import ProfileLocalSpawner, safe_name
-from tornado import web
 
 PROFILES = {
     "python.yaml": """\

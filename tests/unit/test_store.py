@@ -3,6 +3,7 @@
 import sqlite3
 
 import pytest
+
 from mlhub.errors import NotFound
 from mlhub.publisher.store import Store, utcnow
 

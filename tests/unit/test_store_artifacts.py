@@ -4,6 +4,7 @@ import io
 import tarfile
 
 import pytest
+
 from mlhub import bundle
 from mlhub.errors import InvalidBundle
 from mlhub.publisher.artifacts import ArtifactStore

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+
 from mlhub.sysusers import SystemAccount, account_comment, port_owners, system_username
 
 VALID = re.compile(r"[a-z][a-z0-9_-]*")  # what useradd takes on every distribution

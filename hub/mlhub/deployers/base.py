@@ -1,0 +1,220 @@
+"""The deployer contract: how the publisher starts, replaces and stops a model's serving processes.
+
+The publisher owns the *desired* state (which version of which model is live, with how many
+replicas) in its store; a deployer makes it real on one backend (local uWSGI processes, Kubernetes
+Deployments) and reports what it did through ``progress(step, message)`` callbacks, which the
+publisher records as events. Everything is async and may take seconds; a deployer raises
+``mlhub.errors.DeployError`` (or ``InvalidBundle`` from ``check``) with a message that says why.
+
+What a deployer does on its own (a crashed process restarted, a process re-adopted after a
+publisher restart) is reported through ``on_event``.
+"""
+
+import os
+import urllib.parse
+from dataclasses import dataclass
+
+from traitlets import Callable, Dict, Float, Instance, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from mlhub.deployers.routes import ProxyRoutes
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Names a published model: ``/models/<owner>/<name>``."""
+
+    owner: str
+    name: str
+
+    @property
+    def key(self):
+        return f"{self.owner}/{self.name}"
+
+    @property
+    def url_prefix(self):
+        """The public path prefix, escaped as JupyterHub escapes user names in URLs."""
+        return f"/models/{urllib.parse.quote(self.owner, safe='@~')}/{self.name}"
+
+    @property
+    def owner_dir(self):
+        """The owner as one safe path component (no '/', and never '.' or '..')."""
+        return urllib.parse.quote(self.owner, safe="@+").replace(".", "%2E")
+
+
+@dataclass(frozen=True)
+class Desired:
+    """A model that should be live: what ``adopt`` reconciles against at publisher start."""
+
+    model: ModelRef
+    version: str
+    bundle_dir: str
+    replicas: int
+
+
+class Deployer(LoggingConfigurable):
+    """Base class. Subclasses implement every ``async`` method below.
+
+    ``progress`` callbacks take ``(step, message)``; a deploy reports, in order, ``starting``,
+    ``ready``, ``switched`` (new requests reach the new version) and ``drained`` (the old one
+    is gone). The caller records ``done`` or ``failed``.
+
+    Every backend routes ``/models/...`` through the hub's proxy (``routes``), and its serving
+    processes ask the hub API who a token belongs to, so those settings are here.
+    """
+
+    hub_api_url = Unicode(
+        help="""Hub API the serving processes ask who a hub token belongs to. Default:
+        ``$JUPYTERHUB_API_URL`` (it must be reachable from where they run: pods, in Kubernetes
+        mode).""",
+    ).tag(config=True)
+
+    @default("hub_api_url")
+    def _default_hub_api_url(self):
+        return os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
+
+    extra_env = Dict(
+        help="""Extra environment of the serving processes, e.g. ``{"MLHUB_REQUEST_TIMEOUT":
+        "60"}``. Default: none. (The publisher's own secrets, its tokens, are never passed
+        on.)""",
+    ).tag(config=True)
+
+    route_check_interval = Float(
+        10.0,
+        help="""Seconds between checks that the proxy still has every model route (a restarted
+        proxy loses them); missing ones are re-added (default 10).""",
+    ).tag(config=True)
+
+    fallback_target = Unicode(
+        help="""Where ``/models`` requests that match no live model go (the publisher, which
+        answers 404 "no such model" or 503 "deploying" in JSON). Default:
+        ``$JUPYTERHUB_SERVICE_URL``; empty = no fallback route.""",
+    ).tag(config=True)
+
+    @default("fallback_target")
+    def _default_fallback_target(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_URL", "")
+
+    routes = Instance(ProxyRoutes)
+
+    @default("routes")
+    def _default_routes(self):
+        return ProxyRoutes(parent=self)
+
+    on_event = Callable(
+        None,
+        allow_none=True,
+        help="""Called as ``on_event(model, version, step, message, level)`` for what the
+        deployer does on its own: ``restarting``/``restarted`` after a crash, ``adopted`` after a
+        publisher restart, ``failed``. Set by the publisher, which records them as events.
+        """,
+    )
+
+    bundle_token = Callable(
+        None,
+        allow_none=True,
+        help="""Called as ``bundle_token(model)``: the token with which the model's serving
+        processes may download its bundles from the publisher (``GET .../versions/<v>/bundle``).
+        Set by the publisher; used by deployers whose serving processes run elsewhere.
+        """,
+    )
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._serving = {}  # model -> settings (set_serving)
+
+    def emit(self, model, version, step, message, level="info"):
+        """Report an event: to ``on_event`` (which records and logs it), else to the log."""
+        if self.on_event is not None:
+            self.on_event(model, version, step, message, level)
+            return
+        log = self.log.error if level == "error" else self.log.info
+        log("%s %s %s: %s", model.key, (version or "")[:19], step, message)
+
+    async def check(self, manifest, bundle_dir):
+        """Verify the bundle loads in this backend's runtime; raise ``InvalidBundle`` if not."""
+        raise NotImplementedError
+
+    async def prepare(self, model, version, bundle_dir, *, replicas):
+        """Called before the publisher accepts an uploaded version (``bundle_dir`` is where it
+        stays): raise ``InvalidBundle`` if it will not serve; nothing changes for the live
+        version. A backend may start the version here, without traffic, so that the next
+        ``deploy`` of it only switches over. Default: ``check``."""
+        from mlhub.bundle import load_manifest
+
+        await self.check(load_manifest(bundle_dir), bundle_dir)
+
+    def check_replicas(self, manifest, replicas):
+        """Raise ``BadRequest`` saying why if this backend cannot serve a version with
+        ``manifest`` by ``replicas`` replicas. The publisher asks before it records a scale,
+        so a count that cannot be served is refused, never reported while fewer serve.
+        Default: any count."""
+
+    async def set_serving(self, model, settings):
+        """Set how the model's serving processes run from their next start: ``settings`` is
+        ``{"batching": {"max_size", "max_wait_ms"} or None, "resources": {"requests": {"cpu",
+        "memory"}, "limits": {"cpu", "memory"}} or None}`` (micro-batching of concurrent
+        requests, ``mlhub.serving.batching``; CPU and memory as Kubernetes quantities, only
+        those the publish gave). The publisher calls it before every prepare, deploy and adopt.
+        A backend applies ``serving_env(model)`` to the processes it starts (environment
+        variables of the serving runtime) and ``resources`` where it can (a backend may refuse
+        them with ``BadRequest``)."""
+        self._serving[model] = dict(settings)
+
+    def serving_settings(self, model):
+        """The settings last given for ``model`` by ``set_serving`` (``{}`` if none)."""
+        return self._serving.get(model, {})
+
+    def serving_env(self, model):
+        """The serving runtime's environment for the settings last given for ``model``."""
+        batching = self.serving_settings(model).get("batching")
+        if not batching:
+            return {}  # the runtime's default: off
+        return {
+            "MLHUB_BATCHING": "on",
+            "MLHUB_BATCH_MAX_SIZE": str(batching["max_size"]),
+            "MLHUB_BATCH_MAX_WAIT_MS": str(batching["max_wait_ms"]),
+        }
+
+    async def set_access(self, model, access):
+        """Publish who may call the endpoint: ``{"users": [...], "groups": [...],
+        "key_hashes": [...]}`` (sha256 hex of each API key). Called before the first deploy and
+        whenever it changes; serving processes pick changes up without a restart."""
+        raise NotImplementedError
+
+    async def deploy(self, model, version, bundle_dir, *, replicas, progress):
+        """Make ``version`` the live one with a readiness-gated rolling update."""
+        raise NotImplementedError
+
+    async def status(self, model):
+        """``{"state": "running"|"stopped", "version", "replicas", "instances": [...]}``."""
+        raise NotImplementedError
+
+    async def scale(self, model, replicas, progress):
+        """Serve the live version with ``replicas`` (a rolling replace, no failed request)."""
+        raise NotImplementedError
+
+    async def rollback(self, model, version, bundle_dir, progress):
+        """Make an older version live again: a deploy with the current replica count."""
+        status = await self.status(model)
+        await self.deploy(
+            model, version, bundle_dir, replicas=status.get("replicas") or 1, progress=progress
+        )
+
+    async def delete(self, model):
+        """Stop every process of the model and remove its route and local state."""
+        raise NotImplementedError
+
+    async def logs(self, model, tail):
+        """The last ``tail`` lines the model's serving processes wrote."""
+        raise NotImplementedError
+
+    async def adopt(self, desired):
+        """At publisher start: keep what runs as desired, restart the rest, stop strays.
+
+        ``desired`` is a list of ``Desired``. Afterwards the deployer supervises what it runs.
+        """
+        raise NotImplementedError
+
+    async def shutdown(self):
+        """At publisher exit: stop supervising (and, if the backend says so, serving)."""

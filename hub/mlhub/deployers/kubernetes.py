@@ -1,0 +1,1140 @@
+"""The Kubernetes mode's deployer: a Deployment, Service, Secret, PDB (and HPA) per model.
+
+Objects come from the pure builders in ``kube_objects``; this module is the bridge from settings
+(traits) to those builders and the cluster. What it relies on:
+
+- **Shared watches, no per-model polling.** One watch on the models namespace's Deployments and
+  one on its pods (label ``app.kubernetes.io/component=mlhub-model``) keep a local cache; every
+  change wakes the operations waiting on it (a rollout's progress) and re-checks the model's
+  proxy route. A broken watch is listed again with backoff.
+- **Rolling updates by Kubernetes.** A new version is a new pod template (``maxUnavailable: 0``,
+  readiness on ``/readyz``): old pods serve until new ones are ready. A version that never gets
+  ready (it does not load, its image is missing, the bundle cannot be fetched) fails the deploy
+  with the pod's reason and log, and the previous template is put back, so the old version
+  keeps serving.
+- **Routing through the hub's proxy.** ``/models/<user>/<name>`` points at the model's Service
+  (``route_target = "service"``, for clusters with kube-proxy) or at one ready pod of the live
+  version (``"pod"``, for clusters whose ClusterIPs do not route, like the test cluster); the
+  pod target moves to another ready pod as soon as its pod stops being ready or starts
+  terminating (pods keep serving ``drain_seconds`` after they are told to stop).
+- **Re-adoption.** Everything is labelled and annotated with its owner and model, so a restarted
+  publisher finds what runs (``adopt``), keeps what matches the store, deploys what is missing
+  and deletes what nobody published.
+
+API errors are handled by status: 404 on delete is done, 409 on create means it exists (then it
+is replaced), 5xx and connection errors are retried with exponential backoff;
+``asyncio.CancelledError`` always propagates.
+"""
+
+import asyncio
+import json
+import os
+import random
+import time
+import urllib.parse
+
+import aiohttp
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.rest import ApiException
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
+
+from mlhub.bundle import load_manifest
+from mlhub.deployers import kube_objects as objects
+from mlhub.deployers.base import Deployer
+from mlhub.errors import DeployError, InvalidBundle
+
+_SELECTOR = f"app.kubernetes.io/component={objects.COMPONENT}"
+_JSON = {200: "object", 201: "object", 202: "object"}
+# container states that will not get better by waiting
+_FATAL_WAITING = {
+    "ErrImageNeverPull",
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+}
+
+
+_PLURALS = {
+    "Deployment": "deployments",
+    "Service": "services",
+    "Secret": "secrets",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+}
+
+
+class _Gone(Exception):
+    """A watch's resourceVersion is too old (410): list again."""
+
+
+def _ready(pod):
+    conditions = pod.get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def _terminating(pod):
+    return bool(pod["metadata"].get("deletionTimestamp"))
+
+
+def _version(obj):
+    return (obj.get("metadata", {}).get("annotations") or {}).get(objects.ANNOTATION_VERSION)
+
+
+def _template_version(deployment):
+    return _version(deployment["spec"]["template"])
+
+
+def _pod_problem(pod):
+    """Why a pod will not become ready by waiting, or None while it still might."""
+    status = pod.get("status", {})
+    for kind in ("initContainerStatuses", "containerStatuses"):
+        for cs in status.get(kind) or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in _FATAL_WAITING:
+                return f"{cs['name']}: {waiting['reason']}: {waiting.get('message', '')}".strip()
+            last = (cs.get("lastState") or {}).get("terminated") or {}
+            now = (cs.get("state") or {}).get("terminated") or {}
+            ended = now or last
+            if ended and ended.get("exitCode", 0) != 0 and cs.get("restartCount", 0) >= 1:
+                return f"{cs['name']} exited with code {ended['exitCode']} ({ended.get('reason')})"
+            if kind == "initContainerStatuses" and now and now.get("exitCode", 0) != 0:
+                return f"{cs['name']} exited with code {now['exitCode']}"
+    return None
+
+
+def _load_error(exc):
+    """The reason in a serving runtime's 503 ``/readyz`` answer, if the load failed."""
+    if exc.code != 503 or exc.response is None:
+        return None
+    try:
+        detail = json.loads(exc.response.body).get("detail") or {}
+    except (ValueError, AttributeError):
+        return None
+    return detail.get("reason") if isinstance(detail, dict) else None
+
+
+def _pod_state(pod, live):
+    if _terminating(pod):
+        return "terminating"
+    if _version(pod) != live:
+        return "other"
+    return "live" if _ready(pod) else "starting"
+
+
+def _started(pod):
+    text = pod.get("status", {}).get("startTime")
+    if not text:
+        return None
+    return time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+
+
+class KubernetesDeployer(Deployer):
+    """Serve models as Kubernetes Deployments in one namespace."""
+
+    namespace = Unicode(
+        help="""Namespace the models' objects are created in (it must exist; the publisher's
+        service account needs rights there only). Default: ``$MLHUB_MODELS_NAMESPACE``, else
+        ``mlhub-models``.""",
+    ).tag(config=True)
+
+    @default("namespace")
+    def _default_namespace(self):
+        return os.environ.get("MLHUB_MODELS_NAMESPACE", "mlhub-models")
+
+    kubeconfig = Unicode(
+        help="""Kubeconfig file to reach the cluster with. Default: ``$KUBECONFIG``; if that is
+        unset too, the in-cluster service account (the publisher running in a pod).""",
+    ).tag(config=True)
+
+    @default("kubeconfig")
+    def _default_kubeconfig(self):
+        return os.environ.get("KUBECONFIG", "")
+
+    images = Dict(
+        {
+            "python": "mlhub/serving-python:latest",
+            "r": "mlhub/serving-r:latest",
+            "mlflow": "mlhub/serving-mlflow:latest",
+        },
+        help="""Serving image per bundle runtime. Default ``{"python":
+        "mlhub/serving-python:latest", "r": "mlhub/serving-r:latest", "mlflow":
+        "mlhub/serving-mlflow:latest"}`` (built by ``mlhub images build serving-python
+        serving-r serving-mlflow``). ``mlflow`` serves the MLflow models mlhub runs whole
+        through ``mlflow.pyfunc`` (``serialization: mlflow``: custom ``python_model``, xgboost,
+        lightgbm); without that key they get the ``python`` image, which must then have MLflow.
+        A bundle whose runtime has no image is refused at publish time.""",
+    ).tag(config=True)
+
+    serving_command = List(
+        help="""Command of the serving container; it must serve ``$MLHUB_BUNDLE`` on
+        ``$MLHUB_PORT`` (8080) with ``$MLHUB_WORKERS`` workers under ``$MLHUB_URL_PREFIX``.
+        Default: empty, the image's own entrypoint (the standard serving images do exactly
+        that). Example: ``["python3", "-m", "mlhub.serving", "--host", "0.0.0.0"]``.""",
+    ).tag(config=True)
+
+    image_pull_policy = Enum(
+        ["IfNotPresent", "Always", "Never"],
+        "IfNotPresent",
+        help="""``imagePullPolicy`` of the serving pods. Default ``IfNotPresent``; ``Never``
+        for images loaded straight into the node's container engine.""",
+    ).tag(config=True)
+
+    workers_per_pod = Integer(
+        2, help="Serving worker processes in each pod (``MLHUB_WORKERS``). Default 2."
+    ).tag(config=True)
+
+    resources = Dict(
+        {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}},
+        help="""``resources`` of each serving container (requests and limits) for what a
+        publish does not give (``?cpu=``, ``memory``, ``cpu_limit``, ``memory_limit``). Default:
+        requests 100m CPU and 256Mi, limit 2Gi memory. The CPU request is what the HPA's
+        utilisation target is a percentage of.""",
+    ).tag(config=True)
+
+    route_target = Enum(
+        ["service", "pod"],
+        "service",
+        help="""What the proxy route ``/models/<user>/<name>`` points at: ``service`` (the
+        model's Service ClusterIP; clusters with kube-proxy, the default) or ``pod`` (one
+        ready pod's IP, moved when that pod stops; clusters whose ClusterIPs do not route from
+        the proxy, such as the test cluster of ``scripts/kube-cluster``).""",
+    ).tag(config=True)
+
+    publisher_url = Unicode(
+        help="""The publisher as the serving pods reach it (they fetch their bundle from
+        ``<publisher_url>api/models/<user>/<name>/versions/<v>/bundle``). Default:
+        ``$JUPYTERHUB_SERVICE_URL`` + ``$JUPYTERHUB_SERVICE_PREFIX``, the address the hub
+        reaches it at; set it when pods see it elsewhere.""",
+    ).tag(config=True)
+
+    @default("publisher_url")
+    def _default_publisher_url(self):
+        base = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8090").rstrip("/")
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/mlhub-publisher/")
+        return base + "/" + prefix.strip("/") + "/"
+
+    ready_timeout = Float(
+        300.0,
+        help="""Seconds a new version's pods may take to be ready (fetch, start, load) before
+        the deploy fails and the previous version is put back (default 300).""",
+    ).tag(config=True)
+
+    drain_seconds = Integer(
+        5,
+        help="""Seconds a pod keeps serving after it is told to stop (a ``preStop`` sleep), so
+        the proxy route or Service has moved away before it exits (default 5).""",
+    ).tag(config=True)
+
+    termination_grace_seconds = Integer(
+        30,
+        help="""``terminationGracePeriodSeconds`` of serving pods: the drain plus the time the
+        server gets to finish requests after SIGTERM before it is killed (default 30).""",
+    ).tag(config=True)
+
+    autoscaling = Bool(
+        False,
+        help="""Give each model a HorizontalPodAutoscaler between its replicas (the minimum)
+        and ``max_replicas``, on CPU utilisation. Needs the cluster's metrics-server. Default
+        False: the replica count is what the owner asked for.""",
+    ).tag(config=True)
+
+    max_replicas = Integer(
+        8, help="Most pods the HPA may scale a model to (with ``autoscaling``). Default 8."
+    ).tag(config=True)
+
+    cpu_utilization = Integer(
+        70, help="The HPA's CPU utilisation target, percent of the CPU request. Default 70."
+    ).tag(config=True)
+
+    api_retries = Integer(
+        6,
+        help="""Attempts of one Kubernetes API call that fails with a 5xx, a 409 or a broken
+        connection; the wait doubles from 0.5 s between them (default 6).""",
+    ).tag(config=True)
+
+    delete_timeout = Float(
+        10.0,
+        help="""Seconds a delete waits for the model's pods to be gone before it answers
+        (default 10). Its objects are deleted at once; pods still stopping after that finish
+        their graceful stop and are removed by Kubernetes on its own.""",
+    ).tag(config=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._api = None
+        self._served = set()  # group/version strings the cluster serves
+        self._models = {}  # model id -> ModelRef we manage
+        self._deployments = {}  # model id -> Deployment (dict), from the watch
+        self._pods = {}  # model id -> {pod name: pod}, from the watch
+        self._routed = {}  # model id -> proxy target we set
+        self._wanted = {}  # model id -> the version that should serve (what routes prefer)
+        self._locks = {}
+        self._busy = set()  # model ids with an operation running (their pod changes are ours)
+        self._healing = set()  # model ids that lost a pod outside our operations
+        self._load_errors = {}  # pod name -> why its model will not load (from its /readyz)
+        self._changed = asyncio.Condition()
+        self._tasks = []
+        self._started = None
+
+    # ------------------------------------------------------------ API plumbing
+
+    async def _start(self):
+        """Connect, discover API versions and start the shared watches (once; again after a
+        failed attempt)."""
+        if self._started is None or (self._started.done() and self._started.exception()):
+            self._started = asyncio.ensure_future(self._connect())
+        await self._started
+
+    async def _connect(self):
+        configuration = client.Configuration()
+        try:
+            if self.kubeconfig:
+                await config.load_kube_config(
+                    config_file=self.kubeconfig, client_configuration=configuration
+                )
+            else:
+                config.load_incluster_config(client_configuration=configuration)
+        except (OSError, config.ConfigException) as exc:
+            raise DeployError(
+                f"cannot load the Kubernetes configuration ({exc}); set "
+                "KubernetesDeployer.kubeconfig or run the publisher in a pod",
+            ) from exc
+        self._api = client.ApiClient(configuration)
+        try:
+            groups = await self._call("GET", "/apis")
+            # fails here, with the reason, if the namespace is missing or out of reach
+            await self._call("GET", self._path("v1", "pods"), query={"limit": "1"})
+        except ApiException as exc:
+            raise self._error("listing pods", exc) from exc
+        self._served = {"v1"} | {
+            v["groupVersion"] for g in groups.get("groups", []) for v in g["versions"]
+        }
+        synced = [asyncio.Event(), asyncio.Event()]
+        self._tasks = [
+            asyncio.ensure_future(
+                self._watch("apps/v1", "deployments", self._on_deployment, synced[0])
+            ),
+            asyncio.ensure_future(self._watch("v1", "pods", self._on_pod, synced[1])),
+        ]
+        await asyncio.gather(*(e.wait() for e in synced))
+
+    def _path(self, api_version, plural, name=None):
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        path = f"{base}/namespaces/{self.namespace}/{plural}"
+        return f"{path}/{name}" if name else path
+
+    async def _call(self, method, path, body=None, query=None, content_type=None, types=_JSON):
+        """One API call with retries of what may pass (5xx, connection errors)."""
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        for attempt in range(1, self.api_retries + 1):
+            try:
+                return await self._api.call_api(
+                    path,
+                    method,
+                    query_params=list((query or {}).items()),
+                    header_params=headers,
+                    body=body,
+                    response_types_map=types,
+                    auth_settings=["BearerToken"],
+                    _return_http_data_only=True,
+                    _request_timeout=30,
+                )
+            except ApiException as exc:
+                if exc.status < 500 or attempt == self.api_retries:
+                    raise
+                self.log.warning("%s %s: %s; retrying", method, path, exc.status)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                if attempt == self.api_retries:
+                    raise DeployError(
+                        f"cannot reach the Kubernetes API ({exc}); check "
+                        "KubernetesDeployer.kubeconfig",
+                    ) from exc
+                self.log.warning("%s %s: %s; retrying", method, path, exc)
+            await asyncio.sleep(0.5 * 2 ** (attempt - 1) * (0.5 + random.random()))
+
+    async def _apply(self, obj):
+        """Create ``obj``, or replace it if it exists (409), keeping its resourceVersion."""
+        api_version, kind = obj["apiVersion"], obj["kind"]
+        plural = _PLURALS[kind]
+        name = obj["metadata"]["name"]
+        for attempt in range(1, self.api_retries + 1):
+            try:
+                return await self._call("POST", self._path(api_version, plural), obj)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise self._error(f"creating {kind} {name}", exc) from exc
+            try:
+                current = await self._call("GET", self._path(api_version, plural, name))
+                body = {**obj, "metadata": {**obj["metadata"]}}
+                body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                if kind == "Service":  # immutable once set
+                    body["spec"] = {**obj["spec"], "clusterIP": current["spec"].get("clusterIP")}
+                return await self._call("PUT", self._path(api_version, plural, name), body)
+            except ApiException as exc:
+                # 404: deleted meanwhile, 409: changed meanwhile; both: try again
+                if exc.status not in (404, 409) or attempt == self.api_retries:
+                    raise self._error(f"replacing {kind} {name}", exc) from exc
+        raise DeployError(f"could not create or replace {kind} {name}")
+
+    async def _delete(self, api_version, plural, name):
+        """Delete one object; True if it was there (404 means it is already gone)."""
+        try:
+            await self._call(
+                "DELETE",
+                self._path(api_version, plural, name),
+                {"propagationPolicy": "Background"},
+            )
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise self._error(f"deleting {plural}/{name}", exc) from exc
+
+    def _error(self, what, exc):
+        try:
+            message = json.loads(exc.body).get("message", exc.reason)
+        except (TypeError, ValueError, AttributeError):
+            message = exc.reason
+        return DeployError(
+            f"Kubernetes refused {what} in namespace {self.namespace}: {message}",
+            {"status": exc.status},
+        )
+
+    # ------------------------------------------------------------ shared watches
+
+    async def _watch(self, api_version, plural, handle, synced):
+        """List, then watch from the list's resourceVersion; list again when it breaks."""
+        failures = 0
+        while True:
+            try:
+                listed = await self._call(
+                    "GET", self._path(api_version, plural), query={"labelSelector": _SELECTOR}
+                )
+                await handle("SYNC", listed["items"])
+                synced.set()
+                failures = 0
+                await self._stream(
+                    api_version, plural, listed["metadata"]["resourceVersion"], handle
+                )
+            except asyncio.CancelledError:
+                raise
+            except _Gone:
+                continue
+            except Exception as exc:  # a watch must outlive any one failure
+                failures += 1
+                wait = min(2**failures, 30)
+                self.log.warning("watch of %s broke (%s); again in %d s", plural, exc, wait)
+                await asyncio.sleep(wait)
+
+    async def _stream(self, api_version, plural, resource_version, handle):
+        query = {
+            "labelSelector": _SELECTOR,
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": "300",
+        }
+        response = await self._api.call_api(
+            self._path(api_version, plural),
+            "GET",
+            query_params=list(query.items()),
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=aiohttp.ClientTimeout(total=None, sock_read=330),
+        )
+        try:
+            if response.status == 410:
+                raise _Gone()
+            if response.status != 200:
+                raise DeployError(f"watch of {plural} answered {response.status}")
+            async for line in response.content:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event["type"] == "ERROR":
+                    if event["object"].get("code") == 410:
+                        raise _Gone()
+                    raise DeployError(f"watch of {plural}: {event['object'].get('message')}")
+                if event["type"] != "BOOKMARK":
+                    await handle(event["type"], [event["object"]])
+        finally:
+            response.release()
+
+    def _model_of(self, obj):
+        return (obj["metadata"].get("labels") or {}).get(objects.LABEL_MODEL)
+
+    async def _on_deployment(self, kind, items):
+        if kind == "SYNC":
+            self._deployments = {}
+        for dep in items:
+            mid = self._model_of(dep)
+            if kind == "DELETED":
+                self._deployments.pop(mid, None)
+            elif mid:
+                self._deployments[mid] = dep
+        await self._notify()
+
+    async def _on_pod(self, kind, items):
+        if kind == "SYNC":
+            self._pods = {}
+        touched = set()
+        for pod in items:
+            mid = self._model_of(pod)
+            if not mid:
+                continue
+            pods = self._pods.setdefault(mid, {})
+            name = pod["metadata"]["name"]
+            old = pods.get(name)
+            stopping = kind == "DELETED" or _terminating(pod)
+            if stopping and old is not None and not _terminating(old):
+                self._on_pod_stopping(mid, pod)
+            if kind == "DELETED":
+                pods.pop(name, None)
+                self._load_errors.pop(name, None)
+            else:
+                pods[name] = pod
+            touched.add(mid)
+        await self._notify()
+        for mid in touched & set(self._models):
+            if self.route_target == "pod":
+                await self._route_pod(mid)
+            self._check_healed(mid)
+
+    def _on_pod_stopping(self, mid, pod):
+        """A pod of a live model is stopping outside our own operations (deleted, evicted):
+        say so. Kubernetes starts a replacement; the route moves off it at this event."""
+        model = self._models.get(mid)
+        if model is None or mid in self._busy or mid not in self._deployments:
+            return
+        if _version(pod) != self._wanted.get(mid):
+            return  # an old or failed version being cleaned up
+        self._healing.add(mid)
+        self.emit(
+            model,
+            _version(pod),
+            "restarting",
+            f"pod {pod['metadata']['name']} is stopping; Kubernetes starts a replacement",
+        )
+
+    def _check_healed(self, mid):
+        dep = self._deployments.get(mid)
+        if mid not in self._healing or dep is None:
+            return
+        live = _template_version(dep)
+        ready = self._serving_pods(mid, live)
+        if len(ready) >= dep["spec"].get("replicas", 1):
+            self._healing.discard(mid)
+            self.emit(self._models[mid], live, "restarted", f"{len(ready)} pod(s) ready again")
+
+    async def _notify(self):
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _wait(self, check, timeout, what):
+        """Until ``check()`` returns something truthy (re-checked at every watch event)."""
+        deadline = time.monotonic() + timeout
+        async with self._changed:
+            while True:
+                result = check()
+                if result:
+                    return result
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(what)
+                try:
+                    await asyncio.wait_for(self._changed.wait(), min(left, 5))
+                except TimeoutError:
+                    pass
+
+    # ------------------------------------------------------------ routes
+
+    def _serving_pods(self, mid, version=None):
+        """Ready, not terminating pods of a model (of ``version`` if given), oldest first."""
+        pods = [
+            p
+            for p in self._pods.get(mid, {}).values()
+            if _ready(p) and not _terminating(p) and p["status"].get("podIP")
+        ]
+        if version:
+            pods = [p for p in pods if _version(p) == version]
+        return sorted(pods, key=lambda p: (p["status"].get("startTime", ""), p["metadata"]["name"]))
+
+    def _pod_target(self, mid):
+        """Where the route of a model points in pod mode: the current pod while it serves the
+        wanted version, else the oldest ready pod of that version, else any ready pod."""
+        wanted = self._wanted.get(mid)
+        pods = (self._serving_pods(mid, wanted) if wanted else []) or self._serving_pods(mid)
+        targets = [f"http://{p['status']['podIP']}:{objects.SERVING_PORT}" for p in pods]
+        current = self._routed.get(mid)
+        return current if current in targets else (targets[0] if targets else None)
+
+    async def _route_pod(self, mid):
+        target = self._pod_target(mid)
+        if target and target != self._routed.get(mid):
+            await self._set_route(self._models[mid], target)
+
+    async def _set_route(self, model, target):
+        mid = objects.model_id(model)
+        try:
+            await self.routes.add(model.url_prefix, target, owner=model.owner, model=model.name)
+        except DeployError as exc:
+            self.log.warning("route of %s not set yet: %s", model.key, exc)
+            return False
+        self._routed[mid] = target
+        return True
+
+    async def _service_target(self, model):
+        svc = await self._call("GET", self._path("v1", "services", objects.object_name(model)))
+        return f"http://{svc['spec']['clusterIP']}:80"
+
+    async def _ensure_route(self, model):
+        mid = objects.model_id(model)
+        if self.route_target == "pod":
+            target = self._pod_target(mid)
+        else:
+            target = await self._service_target(model)
+        if target:
+            await self._set_route(model, target)
+        return target
+
+    async def _check_routes(self):
+        while True:
+            await asyncio.sleep(self.route_check_interval)
+            try:
+                routes = await self.routes.get_all()
+                if self.fallback_target and "/models" not in routes:
+                    await self.routes.add("/models", self.fallback_target)
+                for mid, model in list(self._models.items()):
+                    route = routes.get(model.url_prefix)
+                    routed = self._routed.get(mid)
+                    if routed and (route is None or route.get("target") != routed):
+                        self.log.warning("re-adding the proxy route of %s", model.key)
+                        await self._set_route(model, routed)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log.warning("route check failed: %s", exc)
+
+    # ------------------------------------------------------------ building
+
+    def _image(self, manifest):
+        """The image of a bundle: its runtime's, or the ``mlflow`` one for a whole MLflow
+        model."""
+        runtime = manifest["runtime"]
+        if manifest.get("serialization") == "mlflow" and "mlflow" in self.images:
+            return self.images["mlflow"]
+        if runtime not in self.images:
+            raise InvalidBundle(
+                f"runtime {runtime!r} cannot be served here (KubernetesDeployer.images has "
+                f"{', '.join(sorted(self.images)) or 'no image'})",
+                {"field": "runtime"},
+            )
+        return self.images[runtime]
+
+    def _bundle_url(self, model, version):
+        quoted = urllib.parse.quote(model.owner, safe="")
+        return (
+            f"{self.publisher_url}api/models/{quoted}/{model.name}/versions/"
+            f"{urllib.parse.quote(version, safe='')}/bundle"
+        )
+
+    def _deployment(self, model, version, manifest, replicas):
+        runtime = manifest["runtime"]
+        return objects.make_deployment(
+            model,
+            self.namespace,
+            version=version,
+            replicas=replicas,
+            image=self._image(manifest),
+            bundle_url=self._bundle_url(model, version),
+            url_prefix=model.url_prefix,
+            hub_api_url=self.hub_api_url,
+            workers=self.workers_per_pod,
+            command=self.serving_command if runtime == "python" else None,
+            resources=objects.container_resources(
+                self.resources, self.serving_settings(model).get("resources")
+            ),
+            env={**self.extra_env, **self.serving_env(model)},
+            image_pull_policy=self.image_pull_policy,
+            termination_grace_seconds=self.termination_grace_seconds,
+            drain_seconds=self.drain_seconds,
+            progress_deadline_seconds=max(int(self.ready_timeout), 60),
+        )
+
+    async def _apply_companions(self, model, replicas):
+        """Service, PDB and (with ``autoscaling``) HPA, at the versions the cluster serves."""
+        await self._apply(objects.make_service(model, self.namespace))
+        pdb = objects.pick_api_version(self._served, ["policy/v1", "policy/v1beta1"])
+        if pdb:
+            await self._apply(objects.make_pdb(model, self.namespace, api_version=pdb))
+        if self.autoscaling:
+            hpa = objects.pick_api_version(self._served, ["autoscaling/v2", "autoscaling/v2beta2"])
+            if hpa is None:
+                raise DeployError("the cluster serves neither autoscaling/v2 nor v2beta2")
+            await self._apply(
+                objects.make_hpa(
+                    model,
+                    self.namespace,
+                    min_replicas=replicas,
+                    max_replicas=self.max_replicas,
+                    cpu_utilization=self.cpu_utilization,
+                    api_version=hpa,
+                )
+            )
+
+    # ------------------------------------------------------------ rollout checks
+
+    def _failure(self, mid, version):
+        """A pod of ``version`` that cannot become ready, as ``(pod, reason)``."""
+        for pod in self._pods.get(mid, {}).values():
+            if _version(pod) == version and not _terminating(pod):
+                problem = _pod_problem(pod) or self._load_errors.get(pod["metadata"]["name"])
+                if problem:
+                    return pod, problem
+        dep = self._deployments.get(mid)
+        for cond in (dep or {}).get("status", {}).get("conditions") or []:
+            if cond["type"] == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+                return None, cond.get("message", "the rollout made no progress")
+        return None
+
+    async def _diagnose(self, model, mid, version, interval=2.0):
+        """While a rollout waits: ask the running, not ready pods of the new version why. A
+        serving runtime whose model failed to load stays up and says so in its ``/readyz``
+        (503 with ``detail.reason``); that ends the wait at once instead of at
+        ``ready_timeout``. Pods the publisher cannot reach are simply waited for."""
+        http = AsyncHTTPClient()
+        while True:
+            await asyncio.sleep(interval)
+            for pod in list(self._pods.get(mid, {}).values()):
+                ip, name = pod["status"].get("podIP"), pod["metadata"]["name"]
+                if _version(pod) != version or _ready(pod) or not ip:
+                    continue
+                url = f"http://{ip}:{objects.SERVING_PORT}{model.url_prefix}/readyz"
+                try:
+                    await http.fetch(url, request_timeout=3)
+                except HTTPClientError as exc:
+                    reason = _load_error(exc)
+                    if reason:
+                        self._load_errors[name] = f"the model does not load: {reason}"
+                        await self._notify()
+                except OSError:
+                    pass
+
+    def _rolled_out(self, mid, generation, replicas):
+        dep = self._deployments.get(mid)
+        if dep is None:
+            return False
+        status = dep.get("status", {})
+        return (
+            status.get("observedGeneration", 0) >= generation
+            and status.get("updatedReplicas", 0) == replicas
+            and status.get("availableReplicas", 0) >= replicas
+            and status.get("replicas", 0) == replicas
+        )
+
+    async def _pod_log(self, pod, tail=20):
+        containers = [c["name"] for c in pod["spec"].get("initContainers", [])]
+        containers += [c["name"] for c in pod["spec"]["containers"]]
+        parts = []
+        for container in containers:
+            for previous in ("true", "false"):
+                try:
+                    text = await self._call(
+                        "GET",
+                        self._path("v1", "pods", pod["metadata"]["name"]) + "/log",
+                        query={
+                            "container": container,
+                            "tailLines": str(tail),
+                            "previous": previous,
+                        },
+                        types={200: "str"},
+                    )
+                except (ApiException, DeployError):
+                    continue
+                if text and text.strip():
+                    parts.append(f"[{container}]\n{text.rstrip()}")
+                    break
+        return "\n".join(parts)
+
+    async def _fail(self, mid, version, what):
+        found = self._failure(mid, version)
+        pod, reason = found if found else (None, None)
+        if pod is None:
+            candidates = [p for p in self._pods.get(mid, {}).values() if _version(p) == version]
+            pod = candidates[0] if candidates else None
+        tail = await self._pod_log(pod) if pod else ""
+        message = f"{what}: {reason}" if reason else what
+        if tail:
+            message += f"; last lines of pod {pod['metadata']['name']}:\n{tail}"
+        return DeployError(message, {"log_tail": tail, "reason": reason})
+
+    # ------------------------------------------------------------ the contract
+
+    def _lock(self, model):
+        return self._locks.setdefault(objects.model_id(model), asyncio.Lock())
+
+    async def check(self, manifest, bundle_dir):
+        # The bundle is loaded in its pod, never in the publisher: a bundle that does not
+        # load fails its rollout (readiness) and the previous version keeps serving.
+        self._image(manifest)
+
+    async def set_serving(self, model, settings):
+        """As the contract says; resources a publish gives that cannot be combined with
+        ``resources`` (a request above the limit) are refused here, before anything changes."""
+        objects.container_resources(self.resources, settings.get("resources"))
+        await super().set_serving(model, settings)
+
+    async def set_access(self, model, access):
+        await self._start()
+        if self.bundle_token is None:
+            raise DeployError("KubernetesDeployer needs the publisher's bundle tokens")
+        secret = await self._apply(
+            objects.make_secret(
+                model,
+                self.namespace,
+                access_json=json.dumps(access, sort_keys=True),
+                bundle_token=self.bundle_token(model),
+            )
+        )
+        await self._push_access(model, secret)
+
+    async def _push_access(self, model, secret):
+        """Make the model's running pods serve the access list in ``secret`` within a second:
+        annotate each with its revision (``kube_objects.make_access_patch`` says why). Pods
+        made later mount the Secret as it is. Without the right to patch pods the change still
+        arrives, at the kubelet's next periodic sync, so that is a warning, not a failure."""
+        revision = secret["metadata"]["annotations"][objects.ANNOTATION_ACCESS]
+        selector = ",".join(f"{k}={v}" for k, v in objects.selector_labels(model).items())
+        try:
+            listed = await self._call(
+                "GET", self._path("v1", "pods"), query={"labelSelector": selector}
+            )
+        except ApiException as exc:
+            self.log.warning("%s: %s", model.key, self._error("listing pods", exc).message)
+            return
+        stale = [
+            pod["metadata"]["name"]
+            for pod in listed["items"]
+            if not _terminating(pod)
+            and (pod["metadata"].get("annotations") or {}).get(objects.ANNOTATION_ACCESS)
+            != revision
+        ]
+        if not stale:
+            return
+        # The kubelet reads the Secret from its watch of it, fed by the API server's watch
+        # cache. A GET at the new resourceVersion answers once that cache has it, so the pod
+        # syncs below find the new list there, not the one before.
+        name = secret["metadata"]["name"]
+        try:
+            await self._call(
+                "GET",
+                self._path("v1", "secrets", name),
+                query={"resourceVersion": secret["metadata"]["resourceVersion"]},
+            )
+        except ApiException as exc:
+            self.log.warning("%s: reading back Secret %s: %s", model.key, name, exc.reason)
+        refused = await asyncio.gather(
+            *(self._annotate_pod(pod, objects.make_access_patch(revision)) for pod in stale)
+        )
+        for pod, exc in zip(stale, refused, strict=True):
+            if exc is not None:
+                fix = " (give the publisher's Role `patch` on pods)" if exc.status == 403 else ""
+                self.log.warning(
+                    "%s: the access change reaches pod %s only at the kubelet's next sync "
+                    "(about a minute): %s%s",
+                    model.key,
+                    pod,
+                    self._error(f"annotating pod {pod}", exc).message,
+                    fix,
+                )
+
+    async def _annotate_pod(self, name, patch):
+        """Merge-patch pod ``name``; the API's refusal, or None (done, or the pod is gone)."""
+        try:
+            await self._call(
+                "PATCH",
+                self._path("v1", "pods", name),
+                patch,
+                content_type="application/merge-patch+json",
+            )
+        except ApiException as exc:
+            return None if exc.status == 404 else exc
+        return None
+
+    async def deploy(self, model, version, bundle_dir, *, replicas, progress):
+        await self._start()
+        mid = objects.model_id(model)
+        manifest = load_manifest(bundle_dir)
+        async with self._lock(model):
+            self._models[mid] = model
+            self._busy.add(mid)
+            try:
+                await self._rollout(model, mid, version, manifest, replicas, progress)
+            finally:
+                self._busy.discard(mid)
+
+    async def _rollout(self, model, mid, version, manifest, replicas, progress):
+        previous = self._deployments.get(mid)
+        self._wanted[mid] = version
+        await self._apply_companions(model, replicas)
+        progress("starting", f"rolling out {version[:19]} to {replicas} pod(s)")
+        applied = await self._apply(self._deployment(model, version, manifest, replicas))
+        generation = applied["metadata"].get("generation", 1)
+        started = time.monotonic()
+
+        def left():
+            return self.ready_timeout - (time.monotonic() - started)
+
+        diagnose = asyncio.ensure_future(self._diagnose(model, mid, version))
+        try:
+            first = await self._wait(
+                lambda: self._serving_pods(mid, version) or self._failure(mid, version),
+                left(),
+                "a ready pod",
+            )
+            if isinstance(first, tuple):
+                raise await self._fail(mid, version, f"{version[:19]} did not start")
+            progress("ready", f"pod {first[0]['metadata']['name']} is ready")
+            if self.route_target == "pod":
+                await self._route_pod(mid)
+                progress("switched", f"{model.url_prefix} now goes to {version[:19]}")
+            await self._wait(
+                lambda: self._rolled_out(mid, generation, replicas) or self._failure(mid, version),
+                left(),
+                "the rollout",
+            )
+            found = self._failure(mid, version)
+            if found and not self._rolled_out(mid, generation, replicas):
+                raise await self._fail(mid, version, f"{version[:19]} did not roll out")
+        except TimeoutError:
+            error = await self._fail(
+                mid,
+                version,
+                f"{version[:19]} was not ready after {self.ready_timeout:g} s "
+                "(KubernetesDeployer.ready_timeout)",
+            )
+            await self._undo(model, mid, previous)
+            raise error from None
+        except DeployError:
+            await self._undo(model, mid, previous)
+            raise
+        finally:
+            diagnose.cancel()
+        if self.route_target == "service":
+            await self._ensure_route(model)
+            progress("switched", f"{model.url_prefix} now goes to {version[:19]}")
+        else:
+            await self._route_pod(mid)
+        try:
+            await self._wait(
+                lambda: not [p for p in self._pods.get(mid, {}).values() if _version(p) != version],
+                self.termination_grace_seconds + 30,
+                "old pods to stop",
+            )
+        except TimeoutError:
+            self.log.warning("%s: old pods still stopping", model.key)
+        progress("drained", "no pod of an earlier version is left")
+
+    async def _undo(self, model, mid, previous):
+        """Put the previous pod template back (the old version keeps serving), or remove the
+        Deployment of a first version that never served."""
+        name = objects.object_name(model)
+        if previous is None:
+            self._wanted.pop(mid, None)
+            await self._delete("apps/v1", "deployments", name)
+            return
+        self._wanted[mid] = _template_version(previous)
+        current = await self._call("GET", self._path("apps/v1", "deployments", name))
+        current["spec"]["template"] = previous["spec"]["template"]
+        current["spec"]["replicas"] = previous["spec"]["replicas"]
+        current["metadata"]["annotations"] = previous["metadata"].get("annotations", {})
+        try:
+            await self._call("PUT", self._path("apps/v1", "deployments", name), current)
+        except ApiException as exc:
+            raise self._error(f"restoring the previous version of {name}", exc) from exc
+
+    async def status(self, model):
+        mid = objects.model_id(model)
+        dep = self._deployments.get(mid)
+        pods = sorted(self._pods.get(mid, {}).values(), key=lambda p: p["metadata"]["name"])
+        live = _template_version(dep) if dep else None
+        instances = [
+            {
+                "version": _version(p),
+                "state": _pod_state(p, live),
+                "pid": None,
+                "port": objects.SERVING_PORT,
+                "workers": self.workers_per_pod,
+                "started": _started(p),
+                "pod": p["metadata"]["name"],
+                "ip": p["status"].get("podIP"),
+            }
+            for p in pods
+        ]
+        return {
+            "state": "running" if self._serving_pods(mid, live) else "stopped",
+            "version": live,
+            "replicas": dep["spec"].get("replicas") if dep else None,
+            "instances": instances,
+        }
+
+    async def scale(self, model, replicas, progress):
+        await self._start()
+        mid = objects.model_id(model)
+        name = objects.object_name(model)
+        async with self._lock(model):
+            if mid not in self._deployments:
+                raise DeployError(f"{model.key} has no live version to scale", {"model": model.key})
+            self._busy.add(mid)
+            try:
+                progress("starting", f"scaling to {replicas} pod(s)")
+                await self._apply_companions(model, replicas)
+                try:
+                    patched = await self._call(
+                        "PATCH",
+                        self._path("apps/v1", "deployments", name),
+                        {"spec": {"replicas": replicas}},
+                        content_type="application/merge-patch+json",
+                    )
+                except ApiException as exc:
+                    raise self._error(f"scaling {name}", exc) from exc
+                generation = patched["metadata"].get("generation", 1)
+                try:
+                    await self._wait(
+                        lambda: self._rolled_out(mid, generation, replicas),
+                        self.ready_timeout,
+                        "the scale",
+                    )
+                except TimeoutError:
+                    live = _template_version(self._deployments[mid])
+                    raise await self._fail(
+                        mid, live, f"not {replicas} ready pod(s) after {self.ready_timeout:g} s"
+                    ) from None
+                progress("ready", f"{replicas} pod(s) ready")
+            finally:
+                self._busy.discard(mid)
+
+    async def delete(self, model):
+        await self._start()
+        mid = objects.model_id(model)
+        name = objects.object_name(model)
+        async with self._lock(model):
+            self._busy.add(mid)
+            try:
+                await self.routes.delete(model.url_prefix)
+                self._routed.pop(mid, None)
+                self._models.pop(mid, None)
+                self._wanted.pop(mid, None)
+                await self._delete_objects(name)
+                try:
+                    await self._wait(
+                        lambda: not self._pods.get(mid) and mid not in self._deployments,
+                        self.delete_timeout,
+                        "the model's pods to stop",
+                    )
+                except TimeoutError:
+                    # the objects are gone: the rest is the pods' graceful stop
+                    self.log.info("%s deleted; its pods are still stopping", model.key)
+            finally:
+                self._busy.discard(mid)
+
+    async def _delete_objects(self, name):
+        kinds = [("apps/v1", "deployments"), ("v1", "services"), ("v1", "secrets")]
+        for api_version in ("policy/v1", "policy/v1beta1"):
+            if api_version in self._served:
+                kinds.append((api_version, "poddisruptionbudgets"))
+                break
+        for api_version in ("autoscaling/v2", "autoscaling/v2beta2"):
+            if api_version in self._served:
+                kinds.append((api_version, "horizontalpodautoscalers"))
+                break
+        for api_version, plural in kinds:
+            await self._delete(api_version, plural, name)
+
+    async def logs(self, model, tail):
+        await self._start()
+        mid = objects.model_id(model)
+        parts = []
+        for pod in sorted(self._pods.get(mid, {}).values(), key=lambda p: p["metadata"]["name"]):
+            try:
+                text = await self._call(
+                    "GET",
+                    self._path("v1", "pods", pod["metadata"]["name"]) + "/log",
+                    query={"container": "serving", "tailLines": str(tail)},
+                    types={200: "str"},
+                )
+            except ApiException:
+                continue
+            parts.append(f"--- pod {pod['metadata']['name']} ({(_version(pod) or '')[:19]})\n")
+            parts.append(text or "")
+        return "".join(parts)
+
+    async def adopt(self, desired):
+        await self._start()
+        wanted = {objects.model_id(d.model): d for d in desired}
+        for d in desired:
+            self._models[objects.model_id(d.model)] = d.model
+        await asyncio.gather(*(self._adopt_one(d) for d in desired))
+        for mid, dep in list(self._deployments.items()):
+            if mid not in wanted:
+                annotations = dep["metadata"].get("annotations") or {}
+                self.log.info(
+                    "deleting the objects of unpublished model %s/%s",
+                    annotations.get(objects.ANNOTATION_OWNER),
+                    annotations.get(objects.ANNOTATION_MODEL),
+                )
+                await self._delete_objects(dep["metadata"]["name"])
+        if self.fallback_target:
+            try:
+                await self.routes.add("/models", self.fallback_target)
+            except DeployError as exc:
+                self.log.warning("could not add the /models fallback route: %s", exc)
+        self._tasks.append(asyncio.ensure_future(self._check_routes()))
+
+    async def _adopt_one(self, d):
+        mid = objects.model_id(d.model)
+        dep = self._deployments.get(mid)
+        if dep is not None and _template_version(dep) == d.version:
+            self._wanted[mid] = d.version
+            if dep["spec"].get("replicas") != d.replicas:
+                await self.scale(d.model, d.replicas, lambda step, message: None)
+            await self._ensure_route(d.model)
+            ready = len(self._serving_pods(mid, d.version))
+            self.emit(
+                d.model,
+                d.version,
+                "adopted",
+                f"re-adopted Deployment {dep['metadata']['name']} ({ready} ready pod(s))",
+            )
+            return
+        why = "it was not running" if dep is None else "another version was running"
+        self.emit(d.model, d.version, "restarting", f"{why}; deploying it again", "info")
+        try:
+            await self.deploy(
+                d.model,
+                d.version,
+                d.bundle_dir,
+                replicas=d.replicas,
+                progress=lambda step, message: None,
+            )
+        except (DeployError, InvalidBundle) as exc:
+            self.emit(d.model, d.version, "failed", exc.message, "error")
+            return
+        self.emit(d.model, d.version, "restarted", "serving again")
+
+    async def shutdown(self):
+        # Pods keep serving: Kubernetes supervises them, and the next publisher adopts them.
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+        self._started = None

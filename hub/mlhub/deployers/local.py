@@ -1,0 +1,1100 @@
+"""The embedded mode's deployer: supervised local uWSGI processes behind proxy routes.
+
+One uWSGI instance (``python -m mlhub.serving``, which execs uWSGI so the pid is the master) per
+live version; a "replica" is a uWSGI worker. An R version is one ``mlhub.serving_r.launch``
+(the serving-r image's launcher): a replica is a plumber process behind the instance's nginx,
+the launcher's pid is the instance's. A rolling update starts the new instance on a free
+port, waits for ``/readyz``, switches the proxy route, waits ``drain_seconds`` for requests in
+flight, then stops the old instance with SIGTERM: no request fails in between.
+
+In multi-user mode (``system_users`` set) every process of a model (a fresh uWSGI or R
+launcher, a spare taking the model, a check command) runs as the model owner's system account
+(``mlhub.sysusers``): the owner's pickle is only ever unpickled with the owner's rights. The
+model's access file is readable by that account (``mlhub.datadir.grant_owner``), its log only by
+the publisher (the process writes to a descriptor it inherited), and a route is only ever set to
+a port that the owner's process (or root's) listens on, so another account that binds a port a
+model just gave up never receives the model's callers.
+
+Processes run in their own session, so they outlive the publisher: a publisher killed with
+SIGKILL finds them again through run-state files (``<data>/run/<owner>/<name>.json``) and adopts
+the ones that still answer ``/readyz`` with the right version. A supervisor loop restarts a
+serving process that died (with backoff if it keeps dying) and re-adds routes a restarted proxy
+lost.
+
+Files (all under the data directory)::
+
+    run/<owner>/<name>.json          instances we started and have not seen die (for adoption)
+    access/<owner>/<name>.json       who may call the endpoint (MLHUB_ACCESS_FILE)
+    logs/models/<owner>/<name>.log   output of the model's serving processes
+"""
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from traitlets import Any, Bool, Dict, Enum, Float, Integer, List, Unicode, default
+
+from mlhub import rlang
+from mlhub.bundle import load_manifest
+from mlhub.datadir import grant_owner
+from mlhub.deployers.base import Deployer, ModelRef
+from mlhub.deployers.kube_objects import quantity
+from mlhub.deployers.spares import SparePool
+from mlhub.errors import BadRequest, DeployError, InvalidBundle
+from mlhub.limits import Cgroups, Limits, preexec
+from mlhub.serving.frontend import free_port
+from mlhub.serving_r import launch as r_launch
+from mlhub.sysusers import port_owners
+
+# environment a model process must not inherit: it runs the owner's (untrusted) code
+_SECRET_PREFIXES = ("JUPYTERHUB_", "CONFIGPROXY_", "MLHUB_")
+_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD")
+_POLL = 0.2  # seconds between checks while waiting for a process to exit
+# readiness is polled every _READY_POLL[0] s at first, growing by half each time up to [1]:
+# a small model answers /readyz within a second, a big one may take minutes
+_READY_POLL = (0.02, 0.5)
+_PORT_TRIES = 3  # starts on a fresh port after "Address already in use"
+OWNER_UMASK = 0o077  # what a model's processes create is their owner's alone
+# where and how wide a serving process listens: the same options in every runtime's command
+_LISTEN_ARGS = ("--port", "{port}", "--workers", "{workers}", "--host", "{host}")
+# what to tell the publisher of a model whose runtime's program is not installed here
+_INSTALL_HINTS = {"r": rlang.INSTALL_HINT}
+# a program every command of a runtime runs, besides the command's own first word
+_RUNTIME_PROGRAMS = {"r": rlang.RSCRIPT}
+
+
+def _stat(pid):
+    """(state, process group) of a process from /proc, or None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[2])
+
+
+def _cwd(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return None
+
+
+def _group(pgid, cwd):
+    """Live processes of process group ``pgid`` working in ``cwd``: a serving instance's master,
+    workers and gateway (they run in the bundle directory). Matching the directory as well as
+    the group means a recycled pid never gets one of our signals."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            stat = _stat(entry.name)
+            if stat and stat[1] == pgid and stat[0] != "Z" and _cwd(entry.name) == cwd:
+                found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class ServingInstance:
+    """One uWSGI master serving one version on one port."""
+
+    version: str
+    bundle_dir: str
+    port: int
+    pid: int
+    workers: int
+    started: float
+    proc: subprocess.Popen | None = field(default=None, repr=False, compare=False)
+    cgroup: str | None = None  # its cgroup (mlhub.limits) when the model has limits
+    uid: int | None = None  # the account it runs as (None: the publisher's)
+
+    def alive(self):
+        """Whether the master still runs: ``Popen.poll`` for our children; for adopted ones,
+        a live process with that pid working in the bundle directory (pids get recycled)."""
+        if self.proc is not None:
+            return self.proc.poll() is None
+        stat = _stat(self.pid)
+        return stat is not None and stat[0] != "Z" and _cwd(self.pid) == self.cwd
+
+    @property
+    def cwd(self):
+        return os.path.realpath(self.bundle_dir)
+
+    def leftovers(self):
+        """Processes of this instance still running (its group started in the bundle dir)."""
+        return _group(self.pid, self.cwd)
+
+    @property
+    def returncode(self):
+        return None if self.proc is None else self.proc.returncode
+
+    def to_dict(self):
+        return {k: getattr(self, k) for k in _RECORDED}
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(**{k: data[k] for k in _RECORDED if k in data})
+
+
+@dataclass(frozen=True)
+class _Want:
+    """What should be live for a model (kept so a dead process can be started again)."""
+
+    version: str
+    bundle_dir: str
+    workers: int
+
+
+_RECORDED = ("version", "bundle_dir", "port", "pid", "workers", "started", "cgroup", "uid")
+
+
+@dataclass
+class _ModelState:
+    """What runs for one model: the live instance and any being started or retired."""
+
+    model: ModelRef
+    want: _Want | None = None
+    live: ServingInstance | None = None
+    others: list = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    prepared: list = field(default_factory=list)  # started by ``prepare``, not deployed yet
+    failures: int = 0
+    next_restart: float = 0.0
+
+    def instances(self):
+        return ([self.live] if self.live else []) + list(self.others)
+
+
+def tail_lines(path, n):
+    """The last ``n`` lines of a text file ('' if it does not exist)."""
+    try:
+        with open(path, errors="replace") as fh:
+            return "".join(deque(fh, maxlen=n))
+    except FileNotFoundError:
+        return ""
+
+
+def write_json_atomic(path, data, before_replace=None):
+    """Write ``data`` to ``path`` as JSON, all at once for readers (a rename); ``before_replace``
+    (the temporary file's path) sets its owner and mode before it takes the name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    if before_replace is not None:
+        before_replace(tmp)
+    os.replace(tmp, path)
+
+
+def replica_limits(resources):
+    """The local ``Limits`` of one replica from a model's publish ``resources`` (Kubernetes
+    quantities, ``{"requests": ..., "limits": ...}``): the memory limit in bytes and the CPU
+    limit in CPUs. Requests are left out: locally nothing reserves them."""
+    limits = (resources or {}).get("limits") or {}
+    memory, cpu = limits.get("memory"), limits.get("cpu")
+    return Limits(
+        mem_limit=int(quantity(memory)) if memory else None,
+        cpu_limit=float(quantity(cpu)) if cpu else None,
+    )
+
+
+def instance_limits(limits, workers):
+    """An instance serving ``workers`` replicas gets each replica's limits ``workers`` times."""
+    return Limits(
+        mem_limit=limits.mem_limit * workers if limits.mem_limit else None,
+        cpu_limit=limits.cpu_limit * workers if limits.cpu_limit else None,
+    )
+
+
+class LocalDeployer(Deployer):
+    """Serve models as local uWSGI processes (the embedded mode).
+
+    A model's publish ``resources`` limits (``memory_limit``, ``cpu_limit``) hold its serving
+    instances as profile limits hold notebook servers (``mlhub.limits``, see ``limit_method``);
+    its requests have no meaning here (nothing reserves a share of one machine) and are
+    ignored."""
+
+    data_dir = Unicode(
+        help="""The mlhub data directory (run-state, access and log files go below it).
+        Default: ``$MLHUB_DATA_DIR``, else ``./mlhub-data``. The publisher passes its own.""",
+    ).tag(config=True)
+
+    @default("data_dir")
+    def _default_data_dir(self):
+        return os.path.abspath(os.environ.get("MLHUB_DATA_DIR", "mlhub-data"))
+
+    host = Unicode(
+        "127.0.0.1", help="Address serving processes listen on (default 127.0.0.1)."
+    ).tag(config=True)
+
+    system_users = Any(
+        None,
+        help="""The system accounts models run as, one per owner
+        (``mlhub.sysusers.SystemUsers``), or None to run them as the publisher's account.
+        The publisher passes ``MlhubSettings.system_users()`` (multi-user mode); default None.""",
+    )
+
+    serve_commands = Dict(
+        help="""Command that serves a bundle, per bundle runtime. Placeholders: ``{bundle}``,
+        ``{port}``, ``{workers}``, ``{host}``. The process must keep its pid for its lifetime
+        (exec the server, or supervise its children), stop gracefully on SIGTERM with all its
+        children, and exit when it can no longer serve ``{workers}`` (the supervisor starts it
+        again). Default: the Python runtime, ``[sys.executable, "-m", "mlhub.serving",
+        "--bundle", "{bundle}", ...]`` (uWSGI, workers are its processes), and the R runtime,
+        ``[sys.executable, "-m", "mlhub.serving_r.launch", "--bundle", "{bundle}", ...]``
+        (``{workers}`` plumber processes behind nginx, as in the serving-r image; needs R, and
+        nginx for more than one worker, see the README).""",
+    ).tag(config=True)
+
+    @default("serve_commands")
+    def _default_serve_commands(self):
+        # both runtimes take the same arguments
+        args = ["--bundle", "{bundle}", *_LISTEN_ARGS]
+        return {
+            "python": [sys.executable, "-m", "mlhub.serving", *args],
+            "r": [sys.executable, "-m", "mlhub.serving_r.launch", *args],
+        }
+
+    check_commands = Dict(
+        help="""Extra command that exits 0 if a bundle loads, per runtime (``{bundle}``
+        placeholder), run before a new version is started; its last output line is the reason
+        on failure. Default: none. Both runtimes' serving processes are the check (a version
+        whose model does not load, lacks R packages, or cannot predict its own example answers
+        ``/readyz`` with 503 and the reason, and is refused while the version before keeps
+        serving); a separate check would load the model and its libraries a second time.
+        E.g. ``{"r": ["Rscript", "<mlhub.serving_r>/serve.R", "check", "--bundle",
+        "{bundle}"]}``.""",
+    ).tag(config=True)
+
+    check_timeout = Float(
+        300.0, help="Seconds a bundle's load check may take before it is refused (default 300)."
+    ).tag(config=True)
+
+    ready_timeout = Float(
+        300.0,
+        help="""Seconds a new serving process may take to answer /readyz (default 300).
+        If it is not ready by then the deploy fails and the old version keeps serving.""",
+    ).tag(config=True)
+
+    drain_seconds = Float(
+        5.0,
+        help="""Seconds to keep the old instance running after the route switched to the new
+        one, so requests already in flight finish (default 5). Set it above your slowest
+        prediction.""",
+    ).tag(config=True)
+
+    stop_timeout = Float(
+        20.0,
+        help="""Seconds a serving process gets to exit after SIGTERM before it is killed
+        (default 20).""",
+    ).tag(config=True)
+
+    supervise_interval = Float(
+        1.0, help="Seconds between checks that every live serving process runs (default 1)."
+    ).tag(config=True)
+
+    restart_backoff_max = Float(
+        60.0,
+        help="""Longest wait between restarts of a model that keeps failing to start; the wait
+        doubles from 1 s after each failure (default 60).""",
+    ).tag(config=True)
+
+    stop_models_on_exit = Bool(
+        True,
+        help="""Stop the model processes when the publisher exits normally (SIGTERM/SIGINT),
+        default True. If False, or if the publisher is killed, they keep serving and are
+        adopted at its next start.""",
+    ).tag(config=True)
+
+    log_tail_lines = Integer(
+        20, help="Lines of the model's log quoted in a failed event (default 20)."
+    ).tag(config=True)
+
+    python_path = List(
+        help="""Directories put on the serving processes' PYTHONPATH. Default: none (the
+        serving runtime is importable from the interpreter's site-packages).""",
+    ).tag(config=True)
+
+    spares = Integer(
+        1,
+        help="""Python serving processes kept started ahead of need, with the usual libraries
+        imported (``spare_imports``), so a publish does not wait for them (default 1; 0: none).
+        A spare serves a start with ``spare_workers`` workers, no micro-batching and a flavor
+        that is not loaded per worker; other starts start a fresh process.""",
+    ).tag(config=True)
+
+    spare_workers = Integer(
+        2,
+        help="""Workers of the spare processes (default 2; the publisher sets it to its
+        PublisherApp.default_workers unless configured).""",
+    ).tag(config=True)
+
+    spare_imports = List(
+        Unicode(),
+        [
+            "numpy",
+            "pandas",
+            "flask",
+            "mlhub.serving.app",
+            "sklearn.pipeline",
+            "sklearn.linear_model",
+            "sklearn.ensemble",
+            "sklearn.preprocessing",
+        ],
+        help="""Modules a spare process imports while it waits (a missing one is skipped).
+        Default: numpy, pandas, Flask, the serving app and the common scikit-learn modules.""",
+    ).tag(config=True)
+
+    spare_command = List(
+        help="""Command that starts a spare Python serving process. Placeholders: ``{spare}``
+        (the file it waits for), ``{port}``, ``{workers}``, ``{host}``. Default:
+        ``[sys.executable, "-m", "mlhub.serving", "--spare", "{spare}", ...]``; empty: no
+        spares.""",
+    ).tag(config=True)
+
+    @default("spare_command")
+    def _default_spare_command(self):
+        return [sys.executable, "-m", "mlhub.serving", "--spare", "{spare}", *_LISTEN_ARGS]
+
+    limit_method = Enum(
+        ["auto", "cgroup", "rlimit", "none"],
+        "auto",
+        help="""How a model's publish limits hold its serving processes (``mlhub.limits``, as
+        ``MlhubSpawner.limit_method`` for notebook servers): ``cgroup`` (one cgroup per serving
+        instance: memory beyond the limit OOM-kills inside it and the start or the process
+        fails with an event saying so, CPU beyond it is throttled; a start fails if cgroups are
+        not writable), ``rlimit`` (memory only, ``RLIMIT_DATA`` per process: the model's
+        allocation fails), ``auto`` (cgroup if writable, else rlimit) or ``none`` (ignored).
+        An instance serving N replicas gets N times the limits (each replica is what Kubernetes
+        runs as a pod with them). Requests (``cpu``, ``memory``) have no local meaning and are
+        ignored. Default ``auto``.""",
+    ).tag(config=True)
+
+    cgroup_parent = Unicode(
+        "",
+        help="""cgroup v2 only: a delegated directory to create the serving instances' cgroups
+        under (``<dir>/mlhub-models/<owner>.<name>.<port>``). Default "": next to the
+        publisher's own cgroup.""",
+    ).tag(config=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._models = {}
+        self._tasks = set()
+        self._supervisor = None
+        self._closing = False  # shutting down: stopped models keep their routes
+        self._spares = SparePool(self)
+        self._cgroup_tree = None  # detected at the first limited start (False: none usable)
+
+    # ------------------------------------------------------------ paths
+
+    def _path(self, kind, model, suffix):
+        return Path(self.data_dir, kind, model.owner_dir, model.name + suffix)
+
+    def run_file(self, model):
+        return self._path("run", model, ".json")
+
+    def access_file(self, model):
+        return self._path("access", model, ".json")
+
+    def log_file(self, model):
+        return Path(self.data_dir, "logs", "models", model.owner_dir, model.name + ".log")
+
+    def _state(self, model):
+        if model not in self._models:
+            self._models[model] = _ModelState(model)
+        return self._models[model]
+
+    def _save(self, state, stopped_on_exit=False):
+        write_json_atomic(
+            self.run_file(state.model),
+            {
+                "owner": state.model.owner,
+                "name": state.model.name,
+                "live": state.live.to_dict() if state.live else None,
+                "others": [i.to_dict() for i in state.others],
+                # set when the publisher stopped the processes on purpose as it exited
+                "stopped_on_exit": stopped_on_exit,
+            },
+        )
+
+    # ------------------------------------------------------------ processes
+
+    def _base_env(self):
+        """The publisher's environment without its secrets, plus ``extra_env``."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(_SECRET_PREFIXES) and not any(w in k for w in _SECRET_WORDS)
+        }
+        if self.python_path:
+            env["PYTHONPATH"] = os.pathsep.join(
+                [*self.python_path, *filter(None, [env.get("PYTHONPATH")])]
+            )
+        env.update(self.extra_env)
+        return env
+
+    def _env(self, model, version, account=None):
+        env = self._base_env()
+        if account is not None:
+            env.update(account.env())
+        env.update(
+            {
+                "MLHUB_URL_PREFIX": model.url_prefix,
+                "MLHUB_MODEL_OWNER": model.owner,
+                "MLHUB_MODEL_NAME": model.name,
+                "MLHUB_MODEL_VERSION": version,
+                "MLHUB_ACCESS_FILE": str(self.access_file(model)),
+                "MLHUB_AUTH": "on",
+                "JUPYTERHUB_API_URL": self.hub_api_url,
+                **self.serving_env(model),
+            }
+        )
+        return env
+
+    def _command(self, table, runtime, **values):
+        if runtime not in table:
+            raise InvalidBundle(
+                f"runtime {runtime!r} cannot be served here (this deployer serves "
+                f"{', '.join(sorted(table)) or 'nothing'}); see LocalDeployer.serve_commands",
+                {"field": "runtime"},
+            )
+        cmd = [str(part).format(**values) for part in table[runtime]]
+        for program in filter(None, (cmd[0], _RUNTIME_PROGRAMS.get(runtime))):
+            if shutil.which(program) is None:
+                hint = _INSTALL_HINTS.get(
+                    runtime, "install it or change LocalDeployer.serve_commands"
+                )
+                raise InvalidBundle(
+                    f"runtime {runtime!r} cannot be served here: {program} is not installed; "
+                    f"{hint}",
+                    {"field": "runtime", "runtime": runtime, "missing": program},
+                )
+        return cmd
+
+    def check_replicas(self, manifest, replicas):
+        """R: more than one worker is more R processes behind nginx (``mlhub.serving_r.launch``),
+        refused when nginx is not installed rather than served by fewer processes."""
+        if manifest["runtime"] == "r" and (reason := r_launch.workers_refused(replicas)):
+            raise BadRequest(reason, {"field": "replicas", "runtime": "r", "missing": "nginx"})
+
+    def _runtime(self, bundle_dir):
+        return load_manifest(bundle_dir)["runtime"]
+
+    async def _account(self, model):
+        """The system account ``model``'s processes run as (made if missing), or None."""
+        if self.system_users is None:
+            return None
+        return await asyncio.to_thread(self.system_users.ensure, model.owner)
+
+    def _spawn(self, model, version, bundle_dir, workers, account):
+        manifest = load_manifest(bundle_dir)
+        self.check_replicas(manifest, workers)
+        env = self._env(model, version, account)
+        uid = account.uid if account else None
+        limits = replica_limits(self.serving_settings(model).get("resources"))
+        limited = any(vars(limits).values()) and self.limit_method != "none"
+        if not limited and self._spares.fits(manifest["runtime"], workers, env, manifest):
+            log_path = self.log_file(model)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            bundle = os.path.realpath(bundle_dir)
+            env = {**env, "MLHUB_BUNDLE": bundle}
+            taken = self._spares.take(bundle, env, log_path, account)
+            if taken is not None:
+                pid, port, proc = taken
+                with open(log_path, "ab") as log:
+                    log.write(f"--- mlhub: {version} on port {port}: spare pid {pid}\n".encode())
+                return ServingInstance(
+                    version, str(bundle_dir), port, pid, workers, time.time(), proc, uid=uid
+                )
+        port = free_port(self.host)
+        cmd = self._command(
+            self.serve_commands,
+            self._runtime(bundle_dir),
+            bundle=bundle_dir,
+            port=port,
+            workers=workers,
+            host=self.host,
+        )
+        log_path = self.log_file(model)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        cgroup, held, preexec_fn = (
+            self._hold(model, port, limits, workers) if limited else (None, "", None)
+        )
+        if account is not None:
+            preexec_fn = account.preexec(umask=OWNER_UMASK, before=preexec_fn)
+            held += f" as {account.name}"
+        with open(log_path, "ab") as log:
+            log.write(f"--- mlhub: starting {version} on port {port}{held}: {cmd}\n".encode())
+            log.flush()
+            try:
+                proc = subprocess.Popen(
+                    cmd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=bundle_dir,
+                    # own session: the process outlives the publisher and gets no terminal
+                    # signals
+                    start_new_session=True,
+                    preexec_fn=preexec_fn,
+                )
+            except BaseException:
+                if cgroup:
+                    self._cgroups().remove(cgroup)
+                raise
+        return ServingInstance(
+            version, str(bundle_dir), port, proc.pid, workers, time.time(), proc, cgroup, uid
+        )
+
+    def _cgroups(self):
+        """The cgroup tree serving instances get their groups in (detected once), or None."""
+        if self._cgroup_tree is None and self.limit_method in ("auto", "cgroup"):
+            found = Cgroups.detect("mlhub-models", parent=self.cgroup_parent or None)
+            self._cgroup_tree = found or False  # False: looked, none usable
+            if not found and self.limit_method == "cgroup":
+                raise DeployError(
+                    "LocalDeployer.limit_method is 'cgroup' but no writable cgroup hierarchy "
+                    "was found: run the publisher where it may create cgroups, or set it to "
+                    "'auto' (RLIMIT_DATA where cgroups are not writable)"
+                )
+        return self._cgroup_tree or None
+
+    def _hold(self, model, port, limits, workers):
+        """``(cgroup, description, preexec_fn)`` that hold a new instance of ``workers``
+        replicas to the model's per-replica ``limits``: its own cgroup with ``workers`` times
+        them, else (no writable cgroups) ``RLIMIT_DATA`` of one replica's memory per process."""
+        cgroups = self._cgroups()
+        if cgroups is not None:
+            name = f"{model.owner_dir}.{model.name}.{port}"
+            held = instance_limits(limits, workers)
+            procs = cgroups.create(name, held)
+            return name, f" in cgroup {name} ({_describe(held)})", preexec(procs)
+        if limits.mem_limit:
+            return (
+                None,
+                f" with RLIMIT_DATA {limits.mem_limit} per process",
+                preexec([], limits.mem_limit),
+            )
+        return None, " (cpu_limit not enforced: no writable cgroups)", None
+
+    def _memory_limit(self, model):
+        return ((self.serving_settings(model).get("resources") or {}).get("limits") or {}).get(
+            "memory"
+        )
+
+    def _exit_reason(self, model, inst):
+        """How ``inst`` ended, saying so when the kernel killed part of it for memory."""
+        why = f"the serving process (pid {inst.pid}) exited with code {inst.returncode}"
+        cgroups = self._cgroup_tree
+        if inst.cgroup and cgroups and cgroups.oom_kills(inst.cgroup):
+            why += (
+                f" after the kernel killed it (or one of its processes) for using more memory "
+                f"than the model's memory_limit ({self._memory_limit(model)} per replica); "
+                "publish it with a higher memory_limit or make it need less"
+            )
+        return why
+
+    async def _probe(self, inst, model):
+        """``(ready, reason)``: whether ``inst`` answers ``/readyz`` (and, if it says, with its
+        own version); ``reason`` is why its model is not ready when it answers 503 saying so."""
+        url = f"http://{self.host}:{inst.port}{model.url_prefix}/readyz"
+        try:
+            resp = await AsyncHTTPClient().fetch(url, request_timeout=5)
+        except HTTPClientError as exc:
+            return False, _not_ready_reason(exc)
+        except OSError:
+            return False, None
+        try:
+            reported = json.loads(resp.body).get("version")
+        except (ValueError, AttributeError):
+            reported = None
+        return reported in (None, inst.version), None
+
+    async def _ready(self, inst, model):
+        return (await self._probe(inst, model))[0]
+
+    def _log_tail(self, model):
+        return tail_lines(self.log_file(model), self.log_tail_lines).rstrip()
+
+    def _failure(self, model, what):
+        tail = self._log_tail(model)
+        return DeployError(f"{what}; last lines of its log:\n{tail}", {"log_tail": tail})
+
+    async def _wait_ready(self, model, inst):
+        """Return when ``inst`` is ready. Raise ``InvalidBundle`` when it answers that its model
+        is not ready (the model does not load), ``DeployError`` when it exits or times out."""
+        deadline = time.monotonic() + self.ready_timeout
+        pause = _READY_POLL[0]
+        while time.monotonic() < deadline:
+            if not inst.alive():
+                raise self._failure(model, f"{self._exit_reason(model, inst)} before it was ready")
+            ready, reason = await self._probe(inst, model)
+            if ready:
+                return
+            if reason:
+                if limit := self._memory_limit(model):
+                    reason += f" (the model's memory_limit is {limit} per replica)"
+                raise InvalidBundle(
+                    f"the model does not load: {reason}",
+                    {"field": "model_file", "log_tail": self._log_tail(model)},
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, _READY_POLL[1])
+        raise self._failure(
+            model,
+            f"the serving process (pid {inst.pid}) was not ready after {self.ready_timeout:g} s "
+            "(LocalDeployer.ready_timeout)",
+        )
+
+    async def _stop(self, inst):
+        """SIGTERM the master, wait ``stop_timeout``, then kill whatever is left of it
+        (a master killed with SIGKILL can leave its workers behind)."""
+        if inst.alive():
+            try:
+                os.kill(inst.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + self.stop_timeout
+            while inst.alive() and time.monotonic() < deadline:
+                await asyncio.sleep(_POLL / 2)
+        for pid in inst.leftovers():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if inst.proc is not None:
+            inst.proc.poll()
+        if inst.cgroup and (cgroups := self._cgroups()) is not None:
+            await asyncio.to_thread(cgroups.remove, inst.cgroup)
+
+    async def _start_ready(self, state, version, bundle_dir, workers):
+        """Start an instance and wait until it is ready; stop it again if it never is.
+
+        An instance that dies because its port was taken meanwhile (``free_port`` races with
+        every other process on the machine) is started again on another port."""
+        account = await self._account(state.model)
+        for attempt in range(_PORT_TRIES):
+            inst = self._spawn(state.model, version, bundle_dir, workers, account)
+            state.others.append(inst)
+            self._save(state)
+            try:
+                await self._wait_ready(state.model, inst)
+                self._spares.fill()  # replace a spare this start took, now that it is ready
+            except BaseException as exc:
+                await self._stop(inst)
+                state.others.remove(inst)
+                self._save(state)
+                clash = isinstance(exc, DeployError) and "Address already in use" in exc.message
+                if clash and attempt + 1 < _PORT_TRIES:
+                    self.log.warning("port %d of %s was taken; retrying", inst.port, version)
+                    continue
+                raise
+            return inst
+
+    async def _route(self, model, inst):
+        """Send ``model``'s requests to ``inst``, once its port is its own (see the module)."""
+        owners = port_owners(inst.port)
+        allowed = {0, os.geteuid() if inst.uid is None else inst.uid}
+        if not owners or not owners <= allowed:
+            raise DeployError(
+                f"port {inst.port} of {model.key} is not (or no longer) held by its serving "
+                f"process but by uid(s) {sorted(owners - allowed) or 'none'}; not routing "
+                "callers there",
+                {"port": inst.port},
+            )
+        await self.routes.add(
+            model.url_prefix,
+            f"http://{self.host}:{inst.port}",
+            owner=model.owner,
+            model=model.name,
+            version=inst.version,
+        )
+
+    def _make_live(self, state, inst):
+        """Record ``inst`` as live; the previous live instance (if any) is now retiring."""
+        if inst in state.others:
+            state.others.remove(inst)
+        old, state.live = state.live, inst
+        if old is not None:
+            state.others.append(old)
+        self._save(state)
+        self._watch(state, inst)
+        return old
+
+    def _watch(self, state, inst):
+        """Take the route away the moment ``inst``'s process ends (a pidfd, no polling): the
+        proxy must not send callers, with their keys, to a port the model gave up, which any
+        local account could bind before the supervisor has the model running again."""
+        try:
+            fd = os.pidfd_open(inst.pid)
+        except OSError:
+            return  # already gone: the supervisor's next check restarts it
+        loop = asyncio.get_running_loop()
+
+        def ended():
+            loop.remove_reader(fd)
+            os.close(fd)
+            if state.live is inst and not self._closing:
+                self._background(self._unroute(state, inst))
+
+        loop.add_reader(fd, ended)
+
+    async def _unroute(self, state, inst):
+        """``inst`` ended while live: until it runs again, callers get the fallback's 503."""
+        if state.live is not inst or self._models.get(state.model) is not state:
+            return  # replaced, or its model deleted (maybe published again since)
+        self.log.warning(
+            "%s: its serving process (pid %d) ended; no route to it until it runs again",
+            state.model.key,
+            inst.pid,
+        )
+        try:
+            await self.routes.delete(state.model.url_prefix)
+        except DeployError as exc:
+            self.log.warning("could not take the route of %s away: %s", state.model.key, exc)
+
+    def _background(self, coro):
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _retire(self, state, inst):
+        await self._stop(inst)
+        if inst in state.others:
+            state.others.remove(inst)
+        self._save(state)
+
+    # ------------------------------------------------------------ the contract
+
+    async def check(self, manifest, bundle_dir, account=None):
+        """Run the runtime's check command (if any) on ``bundle_dir``, as ``account``."""
+        if manifest["runtime"] not in self.check_commands:
+            return  # the serving process's readiness is the check (prepare)
+        cmd = self._command(self.check_commands, manifest["runtime"], bundle=bundle_dir)
+        env = self._base_env()
+        if account is not None:
+            env.update(account.env())
+        proc = await asyncio.create_subprocess_exec(
+            *cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=bundle_dir,
+            start_new_session=True,
+            preexec_fn=account.preexec(umask=OWNER_UMASK) if account is not None else None,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), self.check_timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise InvalidBundle(
+                f"loading the model took longer than {self.check_timeout:g} s "
+                "(LocalDeployer.check_timeout)",
+                {"field": "model_file"},
+            ) from None
+        if proc.returncode != 0:
+            text = out.decode(errors="replace").replace(str(bundle_dir), "the bundle")
+            lines = [ln for ln in text.splitlines() if ln.strip()]
+            reason = lines[-1] if lines else f"exit code {proc.returncode}"
+            raise InvalidBundle(
+                f"the model does not load: {reason}", {"field": "model_file", "output": lines[-20:]}
+            )
+
+    async def set_access(self, model, access):
+        account = await self._account(model)
+        path = self.access_file(model)
+        if account is None:
+            write_json_atomic(path, access)
+            return
+        # readable by the model's processes (its owner's account, through every folder from
+        # access/ down) from the moment it has its name
+        top = Path(self.data_dir, "access")
+        write_json_atomic(path, access, lambda tmp: grant_owner(top, tmp, account))
+
+    async def prepare(self, model, version, bundle_dir, *, replicas):
+        """Start ``version`` beside what serves, without traffic, and wait until it is ready:
+        the publisher calls this before it accepts an upload, so a model that does not load
+        is refused (``InvalidBundle``, from its own ``/readyz``) and the next ``deploy`` of
+        that version only switches the route. One start, one load of the model."""
+        await self.check(load_manifest(bundle_dir), bundle_dir, await self._account(model))
+        state = self._state(model)
+        inst = await self._start_ready(state, version, str(bundle_dir), replicas)
+        state.prepared.append(inst)
+
+    def _take_prepared(self, state, version, bundle_dir, workers):
+        """The instance ``prepare`` started for this deploy, if it still runs."""
+        for inst in state.prepared:
+            wanted = (inst.version, inst.bundle_dir, inst.workers) == (version, bundle_dir, workers)
+            if wanted and inst.alive() and inst in state.others:
+                state.prepared.remove(inst)
+                return inst
+        return None
+
+    async def deploy(self, model, version, bundle_dir, *, replicas, progress):
+        state = self._state(model)
+        async with state.lock:
+            new = self._take_prepared(state, version, str(bundle_dir), replicas)
+            if new is None:
+                progress("starting", f"starting {replicas} worker(s) of {version[:19]}")
+                new = await self._start_ready(state, version, bundle_dir, replicas)
+            else:
+                progress("starting", f"started {replicas} worker(s) of {version[:19]} on upload")
+            progress("ready", f"ready on port {new.port} (pid {new.pid})")
+            try:
+                await self._route(model, new)
+            except DeployError:
+                await self._retire(state, new)
+                raise
+            old = self._make_live(state, new)
+            state.want = _Want(version, str(bundle_dir), replicas)
+            state.failures = 0
+            # started by a publish that never got to its deploy (or a concurrent one, which
+            # will start its own): not left running unseen
+            for stale in list(state.prepared):
+                state.prepared.remove(stale)
+                await self._retire(state, stale)
+            progress("switched", f"{model.url_prefix} now goes to {version[:19]}")
+            if old is None:
+                progress("drained", "no previous instance to drain")
+                return
+            await asyncio.sleep(self.drain_seconds)
+            await self._retire(state, old)
+            progress("drained", f"stopped the previous instance (pid {old.pid})")
+
+    async def status(self, model):
+        state = self._models.get(model)
+        live = state.live if state else None
+        instances = []
+        for inst in state.instances() if state else []:
+            info = inst.to_dict()
+            info["state"] = ("live" if inst is live else "other") if inst.alive() else "exited"
+            instances.append(info)
+        return {
+            "state": "running" if live and live.alive() else "stopped",
+            "version": state.want.version if state and state.want else None,
+            "replicas": state.want.workers if state and state.want else None,
+            "instances": instances,
+        }
+
+    async def scale(self, model, replicas, progress):
+        state = self._models.get(model)
+        if state is None or state.want is None:
+            raise DeployError(f"{model.key} has no live version to scale", {"model": model.key})
+        want = state.want
+        await self.deploy(
+            model, want.version, want.bundle_dir, replicas=replicas, progress=progress
+        )
+
+    async def delete(self, model):
+        state = self._state(model)
+        async with state.lock:
+            state.want = None
+            await asyncio.gather(*(self._stop(i) for i in state.instances()))
+            await self.routes.delete(model.url_prefix)
+            self._models.pop(model, None)
+        for path in (self.run_file(model), self.access_file(model), self.log_file(model)):
+            path.unlink(missing_ok=True)
+
+    async def logs(self, model, tail):
+        return tail_lines(self.log_file(model), tail)
+
+    async def adopt(self, desired):
+        wanted = {d.model for d in desired}
+        strays, stopped = [], set()
+        for path in Path(self.data_dir, "run").glob("*/*.json"):
+            try:
+                data = json.loads(path.read_text())
+                model = ModelRef(data["owner"], data["name"])
+                recorded = [data["live"], *data["others"]] if data["live"] else data["others"]
+                instances = [ServingInstance.from_dict(i) for i in recorded]
+            except (ValueError, KeyError, TypeError) as exc:
+                self.log.warning("ignoring unreadable run-state file %s: %s", path, exc)
+                continue
+            if model in wanted:
+                self._state(model).others.extend(instances)
+                if data.get("stopped_on_exit"):
+                    stopped.add(model)
+            else:
+                strays.append((model, instances))
+        await asyncio.gather(
+            *(self._adopt_one(d, d.model in stopped) for d in desired),
+            *(self._remove_stray(model, instances) for model, instances in strays),
+        )
+        if self.fallback_target:
+            try:
+                await self.routes.add("/models", self.fallback_target)
+            except DeployError as exc:
+                self.log.warning("could not add the /models fallback route: %s", exc)
+        if self._supervisor is None:
+            self._supervisor = asyncio.ensure_future(self._supervise())
+        self._spares.stop()  # a killed predecessor's
+        self._spares.fill()
+
+    async def _adopt_one(self, d, stopped_on_exit):
+        state = self._state(d.model)
+        async with state.lock:
+            state.want = _Want(d.version, str(d.bundle_dir), d.replicas)
+            found = None
+            for inst in list(state.others):
+                if (
+                    found is None
+                    and inst.version == d.version
+                    and inst.workers == d.replicas
+                    and inst.alive()
+                    and await self._ready(inst, d.model)
+                ):
+                    found = inst
+                    continue
+                await self._stop(inst)
+                state.others.remove(inst)
+            if found is None:
+                self._save(state)
+                if stopped_on_exit:
+                    await self._restart_locked(state, "it was stopped with the publisher", "info")
+                else:
+                    await self._restart_locked(state, "it was not running")
+                return
+            self._make_live(state, found)
+            self.emit(
+                d.model,
+                d.version,
+                "adopted",
+                f"re-adopted the running process (pid {found.pid}, port {found.port})",
+            )
+            try:
+                await self._route(d.model, found)
+            except DeployError as exc:
+                self.log.warning("route for %s not re-added yet: %s", d.model.key, exc)
+
+    async def _remove_stray(self, model, instances):
+        self.log.info("stopping %d process(es) of unpublished %s", len(instances), model.key)
+        await asyncio.gather(*(self._stop(i) for i in instances))
+        self.run_file(model).unlink(missing_ok=True)
+
+    async def shutdown(self):
+        self._closing = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            self._supervisor = None
+        for task in list(self._tasks):
+            task.cancel()
+        self._spares.stop()
+        if self.stop_models_on_exit:
+            await asyncio.gather(
+                *(self._stop(i) for s in self._models.values() for i in s.instances())
+            )
+            for state in self._models.values():
+                self._save(state, stopped_on_exit=True)
+            self.log.info("stopped the model processes (LocalDeployer.stop_models_on_exit)")
+
+    # ------------------------------------------------------------ supervision
+
+    async def _restart_locked(self, state, why, level="error"):
+        """Start the wanted version again; the caller holds ``state.lock``.
+
+        On failure the supervisor tries again after a doubling wait, so a model whose process
+        cannot start does not spin.
+        """
+        model, want = state.model, state.want
+        self.emit(model, want.version, "restarting", f"{why}; starting it again", level)
+        try:
+            if not Path(want.bundle_dir).is_dir():
+                raise DeployError(f"the bundle directory {want.bundle_dir} is missing")
+            inst = await self._start_ready(state, want.version, want.bundle_dir, want.workers)
+        except (DeployError, BadRequest) as exc:
+            state.failures += 1
+            wait = min(2 ** (state.failures - 1), self.restart_backoff_max)
+            state.next_restart = time.monotonic() + wait
+            self.emit(
+                model, want.version, "failed", f"{exc.message} (next try in {wait:g} s)", "error"
+            )
+            return
+        old = self._make_live(state, inst)
+        if old is not None:
+            await self._retire(state, old)
+        state.failures = 0
+        try:
+            await self._route(model, inst)
+        except DeployError as exc:
+            self.log.warning("route for %s not re-added yet: %s", model.key, exc)
+        self.emit(
+            model, want.version, "restarted", f"serving again on port {inst.port} (pid {inst.pid})"
+        )
+
+    def _needs_restart(self, state):
+        return state.want is not None and (state.live is None or not state.live.alive())
+
+    async def _heal(self, state):
+        async with state.lock:
+            if not self._needs_restart(state):
+                return
+            live = state.live
+            why = self._exit_reason(state.model, live) if live is not None else "it is not running"
+            await self._restart_locked(state, why)
+
+    async def _check_routes(self):
+        routes = await self.routes.get_all()
+        if self.fallback_target and "/models" not in routes:
+            await self.routes.add("/models", self.fallback_target)
+        for state in list(self._models.values()):
+            live = state.live
+            if live is None or state.lock.locked() or not live.alive():
+                continue
+            route = routes.get(state.model.url_prefix)
+            if route is None or route.get("target") != f"http://{self.host}:{live.port}":
+                self.log.warning("re-adding the proxy route of %s", state.model.key)
+                await self._route(state.model, live)
+
+    async def _supervise(self):
+        last_route_check = time.monotonic()
+        while True:
+            await asyncio.sleep(self.supervise_interval)
+            now = time.monotonic()
+            for state in list(self._models.values()):
+                if (
+                    not state.lock.locked()
+                    and now >= state.next_restart
+                    and self._needs_restart(state)
+                ):
+                    self._background(self._heal(state))
+            if now - last_route_check >= self.route_check_interval:
+                last_route_check = now
+                try:
+                    await self._check_routes()
+                except DeployError as exc:
+                    self.log.warning("route check failed: %s", exc)
+
+
+def _describe(limits):
+    parts = []
+    if limits.mem_limit:
+        parts.append(f"memory {limits.mem_limit} bytes")
+    if limits.cpu_limit:
+        parts.append(f"{limits.cpu_limit:g} CPUs")
+    return ", ".join(parts)
+
+
+def _not_ready_reason(exc):
+    """The reason in a serving process's 503 ``not_ready`` answer (the contract's error body),
+    or None for any other failure (not listening yet, another status, no JSON)."""
+    if exc.code != 503 or exc.response is None:
+        return None
+    try:
+        body = json.loads(exc.response.body)
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(body, dict) or body.get("code") != "not_ready":
+        return None
+    detail = body.get("detail") or {}
+    return detail.get("reason") or body.get("error")

@@ -1,0 +1,459 @@
+"""The publisher's HTTP handlers and its one route table (``API_ROUTES``).
+
+Handlers authenticate, authorize and parse; ``ModelManager`` does the work. Every error, typed
+(``mlhub.errors``) or not, becomes the JSON body ``{"error", "code", "detail"}`` in one place,
+``BaseHandler.write_error``. Routes are written as OpenAPI path templates (``{user}``), so the
+OpenAPI document can be checked against them.
+"""
+
+import json
+import re
+
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from tornado import web
+
+import mlhub
+from mlhub.bundle import validate_name
+from mlhub.deployers.kube_objects import RESOURCE_PARAMS
+from mlhub.errors import (
+    BadRequest,
+    MlhubError,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from mlhub.publisher.auth import MANAGE, READ, Caller, authorize, require_api_scope, visible_owner
+from mlhub.publisher.manager import BUNDLE_TOKEN_PREFIX, UNCHANGED
+
+MAX_LOG_LINES = 100_000  # ?tail= of the logs: at most this many lines in one answer
+BUNDLE_TYPES = (
+    "application/gzip",
+    "application/x-gzip",
+    "application/x-tar",
+    "application/octet-stream",
+)
+
+
+class BaseHandler(web.RequestHandler):
+    """JSON in, JSON out, hub identity, typed errors mapped to HTTP."""
+
+    @property
+    def manager(self):
+        return self.settings["manager"]
+
+    @property
+    def hub_auth(self):
+        return self.settings["hub_auth"]
+
+    async def caller(self):
+        """The authenticated caller, or 401 (no or unknown token) / 403 (missing scope).
+
+        ``HubOAuth`` takes the token from the Authorization header, else from its OAuth cookie;
+        a cookie only counts on unsafe methods with a valid xsrf token (it checks that itself).
+        """
+        user = await self.hub_auth.get_user(self, sync=False)
+        if not user:
+            raise Unauthorized(
+                "no valid JupyterHub token: send 'Authorization: token <token>' "
+                "(create one at <hub>/hub/token)",
+            )
+        caller = Caller.from_hub_model(user)
+        require_api_scope(caller)
+        return caller
+
+    async def model_for(self, action, user, name):
+        """``(caller, model)`` for ``user/name`` once the caller may ``action`` it.
+
+        Authorization comes first, so someone else's namespace answers 403 whether or not the
+        model exists; the owner and admins get 404 for a model that does not.
+        """
+        caller = await self.caller()
+        model = self.manager.store.find_model(user, name)
+        if model is None:
+            authorize(caller, action, user)
+            self.manager.store.get_model(user, name)  # raises the NotFound
+        authorize(caller, action, user, model.shared_with, model.shared_groups)
+        return caller, model
+
+    def json_body(self, example=None):
+        """The request's JSON object; with ``example``, a body is required (an empty one is a
+        400 showing ``example``), so a request that lost its body never changes anything."""
+        if example is not None and not self.request.body.strip():
+            raise BadRequest(f"this call needs a JSON body such as {example}", {"field": "body"})
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except ValueError as exc:
+            raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise BadRequest("the request body must be a JSON object")
+        return data
+
+    def int_argument(self, name, default, minimum=-(2**63), maximum=2**63 - 1):
+        """``?name=`` as an int within ``[minimum, maximum]`` (at most a 64-bit one, what the
+        store can compare with), or ``default`` when left out; a 400 naming the range."""
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise BadRequest(f"?{name}= must be an integer, got {raw!r}", {"field": name}) from None
+        if not minimum <= value <= maximum:
+            raise BadRequest(
+                f"?{name}= must be between {minimum} and {maximum}, got {value}",
+                {"field": name, "minimum": minimum, "maximum": maximum},
+            )
+        return value
+
+    def write_json(self, data, status=200):
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+    def write_error(self, status_code, **kwargs):
+        """The one place errors become HTTP answers."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, MlhubError):
+            self.set_status(exc.status)
+            body = exc.to_dict()
+        elif isinstance(exc, web.HTTPError):
+            body = {
+                "error": exc.log_message or self._reason,
+                "code": f"http_{status_code}",
+                "detail": None,
+            }
+        else:
+            body = {
+                "error": "internal error in the publisher; its log has the details",
+                "code": "internal_error",
+                "detail": None,
+            }
+        if isinstance(exc, Unauthorized):
+            self.set_header("WWW-Authenticate", 'token realm="jupyterhub"')
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def log_exception(self, typ, value, tb):
+        # typed errors are expected answers: their message is the whole story
+        if isinstance(value, MlhubError):
+            log = self.log.error if value.status >= 500 else self.log.warning
+            log("%s %s: %s", self.request.method, self.request.path, value.message)
+        else:
+            super().log_exception(typ, value, tb)
+
+    @property
+    def log(self):
+        return self.settings["log"]
+
+
+class HealthHandler(BaseHandler):
+    def get(self):
+        self.write_json(
+            {
+                "status": "ok",
+                "version": mlhub.__version__,
+                "max_upload_bytes": self.settings["max_upload_bytes"],
+            }
+        )
+
+
+class OpenAPIHandler(BaseHandler):
+    def get(self):
+        self.write_json(self.settings["openapi"])
+
+
+class WhoAmIHandler(BaseHandler):
+    async def get(self):
+        self.write_json((await self.caller()).to_dict())
+
+
+class ModelListHandler(BaseHandler):
+    async def get(self):
+        caller = await self.caller()
+        owner = visible_owner(caller, self.get_query_argument("user", None))
+        models = self.manager.store.list_models(owner)
+        self.write_json({"models": [self.manager.view(m) for m in models]})
+
+
+class ModelHandler(BaseHandler):
+    async def get(self, user, name):
+        _, model = await self.model_for(READ, user, name)
+        self.write_json(self.manager.view(model))
+
+    async def delete(self, user, name):
+        _, model = await self.model_for(MANAGE, user, name)
+        await self.manager.delete(model)
+        self.set_status(204)
+        self.finish()
+
+
+@web.stream_request_body
+class VersionsHandler(BaseHandler):
+    """``POST .../versions``: the bundle streams to a temporary file, never into memory."""
+
+    upload = None
+    refused = None  # the error to answer with once the body is read
+
+    async def prepare(self):
+        # A refusal is answered only after the body is read and dropped (up to
+        # max_upload_bytes, or the size it declared if that is the refusal): answering while
+        # the client still sends closes the connection, and the proxy in between then answers
+        # 503 (broken pipe) instead of the 401/403/400/413.
+        try:
+            self.publisher = await self.accept()
+        except MlhubError as exc:
+            self.refused = exc
+            return
+        self.upload = self.manager.artifacts.new_upload()
+
+    async def accept(self):
+        """The caller, once the upload may go ahead; raises the refusal otherwise."""
+        user, name = self.path_kwargs["user"], self.path_kwargs["name"]
+        caller = await self.caller()
+        authorize(caller, MANAGE, user)
+        validate_name(name)
+        ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip()
+        if ctype not in BUNDLE_TYPES:
+            raise UnsupportedMediaType(
+                f"send the bundle as a tar.gz with Content-Type: application/gzip (got {ctype!r})",
+                {"content_type": ctype},
+            )
+        limit = self.settings["max_upload_bytes"]
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            self.request.connection.set_max_body_size(int(length))
+            raise self.too_large(limit)
+        self.request.connection.set_max_body_size(limit)
+        return caller
+
+    @staticmethod
+    def too_large(limit):
+        return PayloadTooLarge(
+            f"the bundle is larger than the upload limit of {limit} bytes "
+            f"({limit / 1e6:.0f} MB, PublisherApp.max_upload_bytes)",
+            {"limit": limit},
+        )
+
+    def data_received(self, chunk):
+        if self.upload is not None:
+            self.upload.write(chunk)
+
+    async def post(self, user, name):
+        if self.refused is not None:
+            raise self.refused
+        self.upload.close()
+        try:
+            status, body = await self.manager.publish(
+                self.publisher,
+                user,
+                name,
+                self.upload,
+                workers=self.int_argument("workers", None),
+                max_bundle_bytes=self.settings["max_bundle_bytes"],
+                batching=self.batching_argument(),
+                resources=self.resources_argument(),
+            )
+        finally:
+            self.upload.discard()
+        self.write_json(body, status)
+
+    def batching_argument(self):
+        """``?batching=on|off`` with ``batch_max_size``/``batch_max_wait_ms`` (the serving
+        runtime's defaults when left out), or ``UNCHANGED`` if none of them is given."""
+        switch = self.get_query_argument("batching", None)
+        size = self.int_argument("batch_max_size", None)
+        wait = self.int_argument("batch_max_wait_ms", None)
+        if switch is None and size is None and wait is None:
+            return UNCHANGED
+        if switch not in (None, "on", "off"):
+            raise BadRequest(f"?batching= must be on or off, got {switch!r}", {"field": "batching"})
+        if switch == "off":
+            return None
+        given = {"max_size": size, "max_wait_ms": wait}
+        return {k: v for k, v in given.items() if v is not None}
+
+    def resources_argument(self):
+        """``?cpu=&memory=&cpu_limit=&memory_limit=`` (Kubernetes quantities) as given, or
+        ``UNCHANGED`` if none of them is."""
+        given = {
+            name: self.get_query_argument(name)
+            for name in RESOURCE_PARAMS
+            if self.get_query_argument(name, None) is not None
+        }
+        return given or UNCHANGED
+
+    def on_connection_close(self):
+        if self.upload is not None:
+            self.upload.discard()
+        super().on_connection_close()
+
+
+class EventsHandler(BaseHandler):
+    async def get(self, user, name):
+        _, model = await self.model_for(READ, user, name)
+        events = self.manager.store.events(model, since=self.int_argument("since", 0, minimum=0))
+        self.write_json({"events": [e.to_dict() for e in events]})
+
+
+class RollbackHandler(BaseHandler):
+    async def post(self, user, name):
+        caller, model = await self.model_for(MANAGE, user, name)
+        version = self.json_body().get("version", "previous")
+        if not isinstance(version, str):
+            raise BadRequest("version must be 'sha256:...' or 'previous'", {"field": "version"})
+        self.write_json(await self.manager.rollback(caller, model, version), 202)
+
+
+class ScaleHandler(BaseHandler):
+    async def post(self, user, name):
+        caller, model = await self.model_for(MANAGE, user, name)
+        replicas = self.json_body('{"replicas": 2}').get("replicas")
+        answer = await self.manager.scale(caller, model, replicas)
+        self.write_json(answer, 202 if answer["event_id"] is not None else 200)
+
+
+class SharingHandler(BaseHandler):
+    async def put(self, user, name):
+        _, model = await self.model_for(MANAGE, user, name)
+        body = self.json_body('{"users": ["bob"], "groups": []}')
+        if "users" not in body and "groups" not in body:
+            raise BadRequest(
+                'send "users" and/or "groups": the lists of who may call the model (an empty '
+                "list removes everyone from it; a list left out stays as it is)",
+                {"field": "users"},
+            )
+        await self.manager.share(model, body.get("users"), body.get("groups"))
+        self.write_json(self.manager.view(model))
+
+
+class LogsHandler(BaseHandler):
+    async def get(self, user, name):
+        _, model = await self.model_for(MANAGE, user, name)
+        tail = self.int_argument("tail", 200, minimum=1, maximum=MAX_LOG_LINES)
+        text = await self.manager.deployer.logs(self.manager.ref(model), tail)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(text)
+
+
+class BundleHandler(BaseHandler):
+    """``GET .../versions/{version}/bundle``: a version's bundle as stored (``tar.gz``).
+
+    For the owner (or an admin) with a hub token, and for the model's own pods with its bundle
+    token (``mlhb_...``, kept in the model's Kubernetes Secret): a pod fetches the bundle it
+    serves instead of an image being built per model.
+    """
+
+    async def get(self, user, name, version):
+        header = self.request.headers.get("Authorization", "")
+        token = header.split(None, 1)[1].strip() if " " in header else ""
+        if token.startswith(BUNDLE_TOKEN_PREFIX):
+            if not self.manager.check_bundle_token(user, name, token):
+                raise Unauthorized(f"this bundle token is not the one of {user}/{name}")
+            model = self.manager.store.get_model(user, name)
+        else:
+            _, model = await self.model_for(MANAGE, user, name)
+        stored = model.version(version)
+        if stored is None:
+            raise NotFound(f"{model.key} has no version {version!r}", {"version": version})
+        self.set_header("Content-Type", "application/gzip")
+        with open(self.manager.artifacts.path_for(stored.id), "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                self.write(chunk)
+                await self.flush()
+        self.finish()
+
+
+class KeysHandler(BaseHandler):
+    async def get(self, user, name):
+        _, model = await self.model_for(MANAGE, user, name)
+        self.write_json({"keys": [k.to_dict() for k in model.api_keys]})
+
+    async def post(self, user, name):
+        _, model = await self.model_for(MANAGE, user, name)
+        description = self.json_body('{"description": "my app"}').get("description", "")
+        self.write_json(await self.manager.create_key(model, description), 201)
+
+
+class KeyHandler(BaseHandler):
+    async def delete(self, user, name, key_id):
+        _, model = await self.model_for(MANAGE, user, name)
+        await self.manager.delete_key(model, key_id)
+        self.set_status(204)
+        self.finish()
+
+
+class ModelsFallbackHandler(BaseHandler):
+    """``/models/...`` requests no live model route matched (the proxy's ``/models`` route).
+
+    Says in JSON whether the model does not exist (404) or is not serving yet (503), instead
+    of the hub's HTML 404 page.
+    """
+
+    async def prepare(self):
+        user, name = self.path_kwargs["user"], self.path_kwargs["name"]
+        model = self.manager.store.find_model(user, name)
+        if model is None:
+            raise NotFound(f"no model {user}/{name} is published", {"owner": user, "name": name})
+        raise NotReady(
+            f"model {user}/{name} is not serving right now (status {model.status}); "
+            "its events say why",
+            {"owner": user, "name": name, "status": model.status},
+        )
+
+
+class NotFoundHandler(BaseHandler):
+    def prepare(self):
+        raise NotFound(f"no such publisher endpoint: {self.request.path}")
+
+
+class IndexHandler(HubOAuthenticated, BaseHandler):
+    """Browsers visiting the service log in with the hub (OAuth), then see their models."""
+
+    def initialize(self):
+        self.hub_auth = self.settings["hub_auth"]
+
+    @web.authenticated
+    def get(self):
+        self.redirect(self.settings["service_prefix"] + "api/models")
+
+
+class OAuthCallbackHandler(HubOAuthCallbackHandler):
+    def initialize(self):
+        self.hub_auth = self.settings["hub_auth"]
+
+
+# (template, handler): templates are OpenAPI paths below the service prefix
+API_ROUTES = [
+    ("/api/health", HealthHandler),
+    ("/api/openapi.json", OpenAPIHandler),
+    ("/api/user", WhoAmIHandler),
+    ("/api/models", ModelListHandler),
+    ("/api/models/{user}/{name}", ModelHandler),
+    ("/api/models/{user}/{name}/versions", VersionsHandler),
+    ("/api/models/{user}/{name}/versions/{version}/bundle", BundleHandler),
+    ("/api/models/{user}/{name}/events", EventsHandler),
+    ("/api/models/{user}/{name}/rollback", RollbackHandler),
+    ("/api/models/{user}/{name}/scale", ScaleHandler),
+    ("/api/models/{user}/{name}/sharing", SharingHandler),
+    ("/api/models/{user}/{name}/logs", LogsHandler),
+    ("/api/models/{user}/{name}/keys", KeysHandler),
+    ("/api/models/{user}/{name}/keys/{key_id}", KeyHandler),
+]
+
+
+def url_pattern(template):
+    """``/api/models/{user}`` -> ``/api/models/(?P<user>[^/]+)$``."""
+    return re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$"
+
+
+def make_handlers(service_prefix):
+    """Tornado's handler list: the API under the service prefix, and the ``/models`` fallback."""
+    base = service_prefix.rstrip("/")
+    return [
+        *((base + url_pattern(t), cls) for t, cls in API_ROUTES),
+        (base + "/oauth_callback", OAuthCallbackHandler),
+        (base + "/?", IndexHandler),
+        (r"/models/(?P<user>[^/]+)/(?P<name>[^/]+)(?:/.*)?", ModelsFallbackHandler),
+    ]
