@@ -20,6 +20,8 @@ import signal
 import time
 from dataclasses import dataclass
 
+from mlhub.resources import quantity
+
 CGROUP_ROOT = "/sys/fs/cgroup"
 CFS_PERIOD_US = 100_000
 
@@ -219,3 +221,51 @@ def preexec(procs_files, rlimit_data=None):
             resource.setrlimit(resource.RLIMIT_DATA, (rlimit_data, rlimit_data))
 
     return apply
+
+
+def replica_limits(resources):
+    """The local ``Limits`` of one replica from a model's publish ``resources`` (Kubernetes
+    quantities, ``{"requests": ..., "limits": ...}``): the memory limit in bytes and the CPU
+    limit in CPUs. Requests are left out: locally nothing reserves them."""
+    limits = (resources or {}).get("limits") or {}
+    memory, cpu = limits.get("memory"), limits.get("cpu")
+    return Limits(
+        mem_limit=int(quantity(memory)) if memory else None,
+        cpu_limit=float(quantity(cpu)) if cpu else None,
+    )
+
+
+def instance_limits(limits, workers):
+    """An instance serving ``workers`` replicas gets each replica's limits ``workers`` times."""
+    return Limits(
+        mem_limit=limits.mem_limit * workers if limits.mem_limit else None,
+        cpu_limit=limits.cpu_limit * workers if limits.cpu_limit else None,
+    )
+
+
+def describe(limits):
+    """``limits`` in words for a log line (``memory 536870912 bytes, 1.5 CPUs``)."""
+    parts = []
+    if limits.mem_limit:
+        parts.append(f"memory {limits.mem_limit} bytes")
+    if limits.cpu_limit:
+        parts.append(f"{limits.cpu_limit:g} CPUs")
+    return ", ".join(parts)
+
+
+def hold(cgroups, name, limits, workers):
+    """``(cgroup, description, preexec_fn)`` that hold a new serving instance of ``workers``
+    replicas to per-replica ``limits``: its own cgroup ``name`` under ``cgroups`` (a
+    ``Cgroups`` tree) with ``workers`` times them, else (no writable cgroups: ``cgroups`` is
+    None) ``RLIMIT_DATA`` of one replica's memory per process; CPU is then not bounded."""
+    if cgroups is not None:
+        held = instance_limits(limits, workers)
+        procs = cgroups.create(name, held)
+        return name, f" in cgroup {name} ({describe(held)})", preexec(procs)
+    if limits.mem_limit:
+        return (
+            None,
+            f" with RLIMIT_DATA {limits.mem_limit} per process",
+            preexec([], limits.mem_limit),
+        )
+    return None, " (cpu_limit not enforced: no writable cgroups)", None

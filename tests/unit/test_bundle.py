@@ -13,6 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mlhub import bundle
+from mlhub.bundle import requirements
 from mlhub.errors import InvalidBundle, InvalidName
 
 
@@ -172,7 +173,7 @@ def test_pickled_module_scan_runs_no_code():
             return (print, ("this must not run",))
 
     data = pickle.dumps({"a": Boom(), "b": np.float64(1.0)}, protocol=4)
-    assert {"builtins", "numpy"} <= bundle._pickled_modules(data)
+    assert {"builtins", "numpy"} <= requirements._pickled_modules(data)
 
 
 def test_skops_round_trip(tmp_path, lr, data):

@@ -20,7 +20,11 @@ MLFLOW = {"runtime": "python", "serialization": "mlflow", "flavor": "pyfunc"}
 
 
 def pod(name, version, ip, ready=True, terminating=False, start="2026-01-01T00:00:00Z"):
-    meta = {"name": name, "annotations": {"mlhub.io/version": version}}
+    meta = {
+        "name": name,
+        "labels": {kube_objects.LABEL_MODEL: "m"},
+        "annotations": {"mlhub.io/version": version},
+    }
     if terminating:
         meta["deletionTimestamp"] = "2026-01-01T00:01:00Z"
     status = "True" if ready else "False"
@@ -37,10 +41,12 @@ def pod(name, version, ip, ready=True, terminating=False, start="2026-01-01T00:0
 @pytest.fixture
 def deployer():
     d = KubernetesDeployer()
-    d._pods["m"] = {
-        "a": pod("a", "v1", "10.0.0.1", start="2026-01-01T00:00:01Z"),
-        "b": pod("b", "v1", "10.0.0.2", start="2026-01-01T00:00:02Z"),
-    }
+    d.pods.replace(
+        [
+            pod("a", "v1", "10.0.0.1", start="2026-01-01T00:00:01Z"),
+            pod("b", "v1", "10.0.0.2", start="2026-01-01T00:00:02Z"),
+        ]
+    )
     d._wanted["m"] = "v1"
     return d
 
@@ -53,18 +59,18 @@ def test_route_goes_to_the_oldest_ready_pod_and_stays_there(deployer):
 
 def test_route_leaves_a_terminating_or_unready_pod(deployer):
     deployer._routed["m"] = "http://10.0.0.1:8080"
-    deployer._pods["m"]["a"] = pod("a", "v1", "10.0.0.1", terminating=True)
+    deployer.pods.update("MODIFIED", pod("a", "v1", "10.0.0.1", terminating=True))
     assert deployer._pod_target("m") == "http://10.0.0.2:8080"
-    deployer._pods["m"]["b"] = pod("b", "v1", "10.0.0.2", ready=False)
+    deployer.pods.update("MODIFIED", pod("b", "v1", "10.0.0.2", ready=False))
     assert deployer._pod_target("m") is None
 
 
 def test_route_moves_to_the_new_version_once_one_of_its_pods_is_ready(deployer):
     deployer._routed["m"] = "http://10.0.0.1:8080"
     deployer._wanted["m"] = "v2"
-    deployer._pods["m"]["c"] = pod("c", "v2", "10.0.0.3", ready=False)
+    deployer.pods.update("ADDED", pod("c", "v2", "10.0.0.3", ready=False))
     assert deployer._pod_target("m") == "http://10.0.0.1:8080"  # old serves meanwhile
-    deployer._pods["m"]["c"] = pod("c", "v2", "10.0.0.3")
+    deployer.pods.update("MODIFIED", pod("c", "v2", "10.0.0.3"))
     assert deployer._pod_target("m") == "http://10.0.0.3:8080"
 
 
@@ -177,7 +183,7 @@ async def test_publish_resources_go_into_the_serving_container_over_the_setting(
 
 
 class FakeAPI:
-    """Stands in for the API server in ``KubernetesDeployer._call`` (a fake for this unit test
+    """Stands in for the API server in ``KubeClient.call`` (a fake for this unit test
     of the deployer's decisions only; tests/cluster/test_access_on_cluster.py runs the real
     one): records each call; lists ``pods``, refuses the patches of the pods in ``refuse``."""
 
@@ -208,7 +214,7 @@ def access_pod(name, revision=None, terminating=False):
 
 
 async def push(deployer, api, access):
-    deployer._call = api
+    deployer.kube.call = api
     deployer._start = lambda: asyncio.sleep(0)
     deployer.bundle_token = lambda model: "mlhb_x"
     await deployer.set_access(ModelRef("alice", "defect"), access)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from embedded_hub import passable
 
-from mlhub import rlang
+from mlhub import limits, rlang
 from mlhub.deployers import local
 from mlhub.deployers.base import Desired, ModelRef
 from mlhub.deployers.local import LocalDeployer, ServingInstance, tail_lines
@@ -474,12 +474,12 @@ def test_publish_limits_map_to_local_limits_and_requests_to_nothing():
         "requests": {"cpu": "250m", "memory": "128Mi"},
         "limits": {"cpu": "500m", "memory": "1.5Gi"},
     }
-    one = local.replica_limits(resources)
+    one = limits.replica_limits(resources)
     assert one == Limits(mem_limit=3 * 512 * 1024**2, cpu_limit=0.5)
-    assert local.instance_limits(one, 3) == Limits(mem_limit=9 * 512 * 1024**2, cpu_limit=1.5)
-    assert local.replica_limits({"requests": {"memory": "1Gi"}}) == Limits()
-    assert local.replica_limits(None) == Limits()
-    assert local.replica_limits({"limits": {"memory": "2G"}}).mem_limit == 2_000_000_000
+    assert limits.instance_limits(one, 3) == Limits(mem_limit=9 * 512 * 1024**2, cpu_limit=1.5)
+    assert limits.replica_limits({"requests": {"memory": "1Gi"}}) == Limits()
+    assert limits.replica_limits(None) == Limits()
+    assert limits.replica_limits({"limits": {"memory": "2G"}}).mem_limit == 2_000_000_000
 
 
 def data_limit(pid):

@@ -12,8 +12,8 @@ from sklearn.datasets import load_iris
 from werkzeug.test import Client
 
 from mlhub.bundle import load_manifest, load_model
+from mlhub.bundle.mlflow_models import from_mlflow, is_mlflow_dir
 from mlhub.errors import InvalidBundle
-from mlhub.mlflow_models import from_mlflow, is_mlflow_dir
 from mlhub.serving.app import create_app
 from mlhub.serving.metrics import Metrics
 from mlhub.serving.model import ServedModel

@@ -5,15 +5,15 @@ installs it for R kernels (``mlhub.rlang.install_helper``)."""
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from mlhub import rlang
 
-SERVING_R_TESTS = (
-    Path(__file__).resolve().parents[2] / "images" / "serving-r" / "tests" / "testthat"
-)
+ROOT = Path(__file__).resolve().parents[2]
+SERVING_R_TESTS = ROOT / "images" / "serving-r" / "tests" / "testthat"
 RUN = """
 results <- as.data.frame(testthat::test_dir(commandArgs(TRUE)[1], reporter = "summary",
                                             stop_on_failure = FALSE, env = %s))
@@ -61,3 +61,14 @@ def test_r_helper_package(tmp_path):
     env = {"R_LIBS": str(library)}
     env = {**env, **{k: "" for k in ("JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_API_TOKEN")}}
     run_testthat(rlang.helper_source() / "tests" / "testthat", 'asNamespace("mlhub")', env)
+
+
+def test_the_r_runtime_has_the_one_signature_type_table():
+    """types.R is generated from hub/mlhub/bundle/signature_types.json (scripts/signature-types),
+    the table every Python reader of signatures uses: the two runtimes refuse alike."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "signature-types"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout

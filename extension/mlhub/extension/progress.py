@@ -7,18 +7,26 @@ reported to a ``progress(step, fraction, message)`` callback: the panel's bar, o
 
 import sys
 
+from mlhub.steps import DEPLOY_STEPS
+
 STEPS = ("bundle", "upload", "start", "ready")
 
-# publisher event step -> (our step, fraction of it done); docs/internals.md, "Event"
-EVENT_STEPS = {
-    "received": ("start", 0.1),
-    "unpacked": ("start", 0.4),
-    "starting": ("start", 0.7),
-    "ready": ("ready", 0.25),
-    "switched": ("ready", 0.5),
-    "drained": ("ready", 0.75),
-    "done": ("ready", 1.0),
-}
+# publisher event step (mlhub.steps) -> (our step, fraction of it done)
+EVENT_STEPS = dict(
+    zip(
+        DEPLOY_STEPS,
+        [
+            ("start", 0.1),
+            ("start", 0.4),
+            ("start", 0.7),
+            ("ready", 0.25),
+            ("ready", 0.5),
+            ("ready", 0.75),
+            ("ready", 1.0),
+        ],
+        strict=True,
+    )
+)
 
 
 def overall(step, fraction):

@@ -11,24 +11,13 @@ with the same kind of reason the server would give; the server still judges ever
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlhub.bundle.signature import TYPE_TABLE
+
 from .errors import InvalidBatch
 
-_ARROW = {
-    "double": pa.float64(),
-    "float": pa.float32(),
-    "long": pa.int64(),
-    "integer": pa.int32(),
-    "boolean": pa.bool_(),
-    "string": pa.string(),
-    "category": pa.string(),
-}
-_EXPECTED = {
-    "double": "a number",
-    "float": "a number",
-    "long": "a whole number",
-    "integer": "a whole number",
-    "boolean": "true or false",
-}
+# the signature types (mlhub.bundle.signature's table): Arrow type and what each takes in words
+_ARROW = {typ: pa.type_for_alias(spec["arrow"]) for typ, spec in TYPE_TABLE.items()}
+_EXPECTED = {typ: spec["expected"] for typ, spec in TYPE_TABLE.items()}
 _TRUE = {"true": True, "1": True, "false": False, "0": False}
 
 

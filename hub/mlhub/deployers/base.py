@@ -10,6 +10,7 @@ What a deployer does on its own (a crashed process restarted, a process re-adopt
 publisher restart) is reported through ``on_event``.
 """
 
+import json
 import os
 import urllib.parse
 from dataclasses import dataclass
@@ -18,6 +19,20 @@ from traitlets import Callable, Dict, Float, Instance, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from mlhub.deployers.routes import ProxyRoutes
+
+
+def load_failure(exc):
+    """Why a serving process's model does not load, from its ``/readyz`` answer (a tornado
+    ``HTTPClientError``): both runtimes answer 503 ``not_ready`` with ``detail.reason`` once the
+    load failed. None for anything else, including a runtime that is still starting (its
+    front answers 503 with no reason): that is waited for, not refused."""
+    if exc.code != 503 or exc.response is None:
+        return None
+    try:
+        detail = json.loads(exc.response.body).get("detail") or {}
+    except (ValueError, AttributeError):
+        return None
+    return detail.get("reason") if isinstance(detail, dict) else None
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,14 @@ class Deployer(LoggingConfigurable):
         help="""Extra environment of the serving processes, e.g. ``{"MLHUB_REQUEST_TIMEOUT":
         "60"}``. Default: none. (The publisher's own secrets, its tokens, are never passed
         on.)""",
+    ).tag(config=True)
+
+    drain_seconds = Float(
+        5.0,
+        help="""Seconds an old version keeps serving after the new one took over, so requests
+        already in flight finish (default 5; set it above your slowest prediction). Locally the
+        old process runs that long after the route switched; in Kubernetes a pod told to stop
+        keeps serving that long (a ``preStop`` sleep) while the route or Service moves away.""",
     ).tag(config=True)
 
     route_check_interval = Float(

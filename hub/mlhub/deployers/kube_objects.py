@@ -24,10 +24,8 @@ model name as annotations, since a hub user name need not be a valid label value
 """
 
 import hashlib
+import math
 import re
-from decimal import Decimal
-
-from mlhub.errors import BadRequest
 
 LABEL_MODEL = "mlhub.io/model-id"
 LABEL_VERSION = "mlhub.io/version"
@@ -41,78 +39,6 @@ BUNDLE_TOKEN_KEY = "bundle-token"
 BUNDLE_DIR = "/srv/mlhub/bundle"
 ACCESS_DIR = "/etc/mlhub/access"
 SERVING_PORT = 8080
-# a Kubernetes resource quantity: a non-negative decimal with an optional SI/binary suffix
-QUANTITY = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
-SUFFIXES = {
-    None: 1,
-    "m": Decimal("0.001"),
-    **{s: 1000**i for i, s in enumerate("kMGTPE", 1)},
-    **{s + "i": 1024**i for i, s in enumerate("KMGTPE", 1)},
-}
-# publish parameter -> (section, resource) of a container's ``resources``
-RESOURCE_PARAMS = {
-    "cpu": ("requests", "cpu"),
-    "memory": ("requests", "memory"),
-    "cpu_limit": ("limits", "cpu"),
-    "memory_limit": ("limits", "memory"),
-}
-
-
-def quantity(value, field="quantity"):
-    """The amount a Kubernetes quantity (``500m``, ``2``, ``1Gi``, ``512Mi``) stands for, as a
-    ``Decimal``; ``BadRequest`` naming ``field`` and the value for anything else (``2 GB``,
-    ``abc``, negative), so a publish is refused before the API server would refuse the pod."""
-    match = QUANTITY.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise BadRequest(
-            f"{field.removeprefix('resources.')} must be a Kubernetes quantity such as 500m, 2, "
-            f"512Mi or 1Gi, got {value!r}",
-            {"field": field},
-        )
-    return Decimal(match.group(1)) * SUFFIXES[match.group(2)]
-
-
-def check_resources(given):
-    """``{"cpu", "memory", "cpu_limit", "memory_limit"}`` (any of them) -> the
-    ``{"requests": ..., "limits": ...}`` stored with a model; each value is checked with
-    ``quantity`` and a request above its own limit is refused."""
-    unknown = set(given) - set(RESOURCE_PARAMS)
-    if unknown:
-        raise BadRequest(
-            f"resources take {', '.join(RESOURCE_PARAMS)}, not {', '.join(sorted(unknown))}",
-            {"field": "resources"},
-        )
-    out = {}
-    for param, value in given.items():
-        quantity(value, f"resources.{param}")
-        section, name = RESOURCE_PARAMS[param]
-        out.setdefault(section, {})[name] = value
-    check_request_within_limit(out)
-    return out
-
-
-def check_request_within_limit(resources):
-    """``BadRequest`` if a request is above the limit of the same resource (the API server would
-    refuse every pod)."""
-    requests, limits = resources.get("requests", {}), resources.get("limits", {})
-    for name in set(requests) & set(limits):
-        if quantity(requests[name]) > quantity(limits[name]):
-            raise BadRequest(
-                f"the {name} request {requests[name]} is above its limit {limits[name]}",
-                {"field": f"resources.{name}"},
-            )
-
-
-def container_resources(default, given):
-    """A serving container's ``resources``: ``given`` (a model's, see ``check_resources``) over
-    ``default`` (``KubernetesDeployer.resources``), request by request and limit by limit."""
-    merged = {}
-    for section in ("requests", "limits"):
-        values = {**(default or {}).get(section, {}), **(given or {}).get(section, {})}
-        if values:
-            merged[section] = values
-    check_request_within_limit(merged)
-    return merged
 
 
 def model_id(model):
@@ -288,7 +214,7 @@ def make_deployment(
             # a big model may take long to load; liveness only starts judging after that
             "initialDelaySeconds": 30,
         },
-        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(drain_seconds)]}}},
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", f"{drain_seconds:g}"]}}},
         "volumeMounts": [
             {"name": "bundle", "mountPath": BUNDLE_DIR, "readOnly": True},
             {"name": "access", "mountPath": ACCESS_DIR, "readOnly": True},
@@ -303,7 +229,9 @@ def make_deployment(
     pod_spec = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": max(termination_grace_seconds, drain_seconds + 1),
+        "terminationGracePeriodSeconds": max(
+            termination_grace_seconds, math.ceil(drain_seconds) + 1
+        ),
         "securityContext": pod_security(run_as_user),
         "initContainers": [fetch],
         "containers": [serving],

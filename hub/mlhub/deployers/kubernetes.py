@@ -21,31 +21,28 @@ Objects come from the pure builders in ``kube_objects``; this module is the brid
   publisher finds what runs (``adopt``), keeps what matches the store, deploys what is missing
   and deletes what nobody published.
 
-API errors are handled by status: 404 on delete is done, 409 on create means it exists (then it
-is replaced), 5xx and connection errors are retried with exponential backoff;
-``asyncio.CancelledError`` always propagates.
+The API calls (retries, errors by status) are ``kube_api.KubeClient``'s, the shared watches
+``kube_reflector.Reflector``'s; this module decides what to do with them.
 """
 
 import asyncio
 import json
 import os
-import random
 import time
 import urllib.parse
 
-import aiohttp
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.rest import ApiException
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default, observe
 
 from mlhub.bundle import load_manifest
 from mlhub.deployers import kube_objects as objects
-from mlhub.deployers.base import Deployer
+from mlhub.deployers.base import Deployer, load_failure
+from mlhub.deployers.kube_api import MERGE_PATCH, ApiException, KubeClient
+from mlhub.deployers.kube_reflector import Reflector
 from mlhub.errors import DeployError, InvalidBundle
+from mlhub.resources import container_resources
 
 _SELECTOR = f"app.kubernetes.io/component={objects.COMPONENT}"
-_JSON = {200: "object", 201: "object", 202: "object"}
 # container states that will not get better by waiting
 _FATAL_WAITING = {
     "ErrImageNeverPull",
@@ -56,19 +53,6 @@ _FATAL_WAITING = {
     "CreateContainerError",
     "RunContainerError",
 }
-
-
-_PLURALS = {
-    "Deployment": "deployments",
-    "Service": "services",
-    "Secret": "secrets",
-    "PodDisruptionBudget": "poddisruptionbudgets",
-    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
-}
-
-
-class _Gone(Exception):
-    """A watch's resourceVersion is too old (410): list again."""
 
 
 def _ready(pod):
@@ -104,17 +88,6 @@ def _pod_problem(pod):
             if kind == "initContainerStatuses" and now and now.get("exitCode", 0) != 0:
                 return f"{cs['name']} exited with code {now['exitCode']}"
     return None
-
-
-def _load_error(exc):
-    """The reason in a serving runtime's 503 ``/readyz`` answer, if the load failed."""
-    if exc.code != 503 or exc.response is None:
-        return None
-    try:
-        detail = json.loads(exc.response.body).get("detail") or {}
-    except (ValueError, AttributeError):
-        return None
-    return detail.get("reason") if isinstance(detail, dict) else None
 
 
 def _pod_state(pod, live):
@@ -223,12 +196,6 @@ class KubernetesDeployer(Deployer):
         the deploy fails and the previous version is put back (default 300).""",
     ).tag(config=True)
 
-    drain_seconds = Integer(
-        5,
-        help="""Seconds a pod keeps serving after it is told to stop (a ``preStop`` sleep), so
-        the proxy route or Service has moved away before it exits (default 5).""",
-    ).tag(config=True)
-
     termination_grace_seconds = Integer(
         30,
         help="""``terminationGracePeriodSeconds`` of serving pods: the drain plus the time the
@@ -265,11 +232,21 @@ class KubernetesDeployer(Deployer):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._api = None
-        self._served = set()  # group/version strings the cluster serves
+        self.kube = KubeClient(self.namespace, retries=self.api_retries, log=self.log)
+        # the shared caches: the models' Deployments and pods, grouped by model id
+        self.deployments = Reflector(
+            self.kube,
+            "apps/v1",
+            "deployments",
+            _SELECTOR,
+            objects.LABEL_MODEL,
+            self._on_deployments,
+            self.log,
+        )
+        self.pods = Reflector(
+            self.kube, "v1", "pods", _SELECTOR, objects.LABEL_MODEL, self._on_pods, self.log
+        )
         self._models = {}  # model id -> ModelRef we manage
-        self._deployments = {}  # model id -> Deployment (dict), from the watch
-        self._pods = {}  # model id -> {pod name: pod}, from the watch
         self._routed = {}  # model id -> proxy target we set
         self._wanted = {}  # model id -> the version that should serve (what routes prefer)
         self._locks = {}
@@ -280,7 +257,14 @@ class KubernetesDeployer(Deployer):
         self._tasks = []
         self._started = None
 
-    # ------------------------------------------------------------ API plumbing
+    @observe("namespace", "api_retries")
+    def _client_settings(self, change):
+        """Settings changed after start-up reach the client (set in __init__ from them)."""
+        kube = self.__dict__.get("kube")
+        if kube is not None:
+            kube.namespace, kube.retries = self.namespace, self.api_retries
+
+    # ------------------------------------------------------------ the cluster
 
     async def _start(self):
         """Connect, discover API versions and start the shared watches (once; again after a
@@ -290,215 +274,25 @@ class KubernetesDeployer(Deployer):
         await self._started
 
     async def _connect(self):
-        configuration = client.Configuration()
-        try:
-            if self.kubeconfig:
-                await config.load_kube_config(
-                    config_file=self.kubeconfig, client_configuration=configuration
-                )
-            else:
-                config.load_incluster_config(client_configuration=configuration)
-        except (OSError, config.ConfigException) as exc:
-            raise DeployError(
-                f"cannot load the Kubernetes configuration ({exc}); set "
-                "KubernetesDeployer.kubeconfig or run the publisher in a pod",
-            ) from exc
-        self._api = client.ApiClient(configuration)
-        try:
-            groups = await self._call("GET", "/apis")
-            # fails here, with the reason, if the namespace is missing or out of reach
-            await self._call("GET", self._path("v1", "pods"), query={"limit": "1"})
-        except ApiException as exc:
-            raise self._error("listing pods", exc) from exc
-        self._served = {"v1"} | {
-            v["groupVersion"] for g in groups.get("groups", []) for v in g["versions"]
-        }
-        synced = [asyncio.Event(), asyncio.Event()]
-        self._tasks = [
-            asyncio.ensure_future(
-                self._watch("apps/v1", "deployments", self._on_deployment, synced[0])
-            ),
-            asyncio.ensure_future(self._watch("v1", "pods", self._on_pod, synced[1])),
-        ]
-        await asyncio.gather(*(e.wait() for e in synced))
+        await self.kube.connect(self.kubeconfig)
+        await asyncio.gather(self.deployments.start(), self.pods.start())
 
-    def _path(self, api_version, plural, name=None):
-        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-        path = f"{base}/namespaces/{self.namespace}/{plural}"
-        return f"{path}/{name}" if name else path
+    def _deployment_of(self, mid):
+        """The model's Deployment from the watch, or None."""
+        return next(iter(self.deployments.of(mid).values()), None)
 
-    async def _call(self, method, path, body=None, query=None, content_type=None, types=_JSON):
-        """One API call with retries of what may pass (5xx, connection errors)."""
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        for attempt in range(1, self.api_retries + 1):
-            try:
-                return await self._api.call_api(
-                    path,
-                    method,
-                    query_params=list((query or {}).items()),
-                    header_params=headers,
-                    body=body,
-                    response_types_map=types,
-                    auth_settings=["BearerToken"],
-                    _return_http_data_only=True,
-                    _request_timeout=30,
-                )
-            except ApiException as exc:
-                if exc.status < 500 or attempt == self.api_retries:
-                    raise
-                self.log.warning("%s %s: %s; retrying", method, path, exc.status)
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                if attempt == self.api_retries:
-                    raise DeployError(
-                        f"cannot reach the Kubernetes API ({exc}); check "
-                        "KubernetesDeployer.kubeconfig",
-                    ) from exc
-                self.log.warning("%s %s: %s; retrying", method, path, exc)
-            await asyncio.sleep(0.5 * 2 ** (attempt - 1) * (0.5 + random.random()))
-
-    async def _apply(self, obj):
-        """Create ``obj``, or replace it if it exists (409), keeping its resourceVersion."""
-        api_version, kind = obj["apiVersion"], obj["kind"]
-        plural = _PLURALS[kind]
-        name = obj["metadata"]["name"]
-        for attempt in range(1, self.api_retries + 1):
-            try:
-                return await self._call("POST", self._path(api_version, plural), obj)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise self._error(f"creating {kind} {name}", exc) from exc
-            try:
-                current = await self._call("GET", self._path(api_version, plural, name))
-                body = {**obj, "metadata": {**obj["metadata"]}}
-                body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-                if kind == "Service":  # immutable once set
-                    body["spec"] = {**obj["spec"], "clusterIP": current["spec"].get("clusterIP")}
-                return await self._call("PUT", self._path(api_version, plural, name), body)
-            except ApiException as exc:
-                # 404: deleted meanwhile, 409: changed meanwhile; both: try again
-                if exc.status not in (404, 409) or attempt == self.api_retries:
-                    raise self._error(f"replacing {kind} {name}", exc) from exc
-        raise DeployError(f"could not create or replace {kind} {name}")
-
-    async def _delete(self, api_version, plural, name):
-        """Delete one object; True if it was there (404 means it is already gone)."""
-        try:
-            await self._call(
-                "DELETE",
-                self._path(api_version, plural, name),
-                {"propagationPolicy": "Background"},
-            )
-            return True
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise self._error(f"deleting {plural}/{name}", exc) from exc
-
-    def _error(self, what, exc):
-        try:
-            message = json.loads(exc.body).get("message", exc.reason)
-        except (TypeError, ValueError, AttributeError):
-            message = exc.reason
-        return DeployError(
-            f"Kubernetes refused {what} in namespace {self.namespace}: {message}",
-            {"status": exc.status},
-        )
-
-    # ------------------------------------------------------------ shared watches
-
-    async def _watch(self, api_version, plural, handle, synced):
-        """List, then watch from the list's resourceVersion; list again when it breaks."""
-        failures = 0
-        while True:
-            try:
-                listed = await self._call(
-                    "GET", self._path(api_version, plural), query={"labelSelector": _SELECTOR}
-                )
-                await handle("SYNC", listed["items"])
-                synced.set()
-                failures = 0
-                await self._stream(
-                    api_version, plural, listed["metadata"]["resourceVersion"], handle
-                )
-            except asyncio.CancelledError:
-                raise
-            except _Gone:
-                continue
-            except Exception as exc:  # a watch must outlive any one failure
-                failures += 1
-                wait = min(2**failures, 30)
-                self.log.warning("watch of %s broke (%s); again in %d s", plural, exc, wait)
-                await asyncio.sleep(wait)
-
-    async def _stream(self, api_version, plural, resource_version, handle):
-        query = {
-            "labelSelector": _SELECTOR,
-            "watch": "1",
-            "resourceVersion": resource_version,
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": "300",
-        }
-        response = await self._api.call_api(
-            self._path(api_version, plural),
-            "GET",
-            query_params=list(query.items()),
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=aiohttp.ClientTimeout(total=None, sock_read=330),
-        )
-        try:
-            if response.status == 410:
-                raise _Gone()
-            if response.status != 200:
-                raise DeployError(f"watch of {plural} answered {response.status}")
-            async for line in response.content:
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                if event["type"] == "ERROR":
-                    if event["object"].get("code") == 410:
-                        raise _Gone()
-                    raise DeployError(f"watch of {plural}: {event['object'].get('message')}")
-                if event["type"] != "BOOKMARK":
-                    await handle(event["type"], [event["object"]])
-        finally:
-            response.release()
-
-    def _model_of(self, obj):
-        return (obj["metadata"].get("labels") or {}).get(objects.LABEL_MODEL)
-
-    async def _on_deployment(self, kind, items):
-        if kind == "SYNC":
-            self._deployments = {}
-        for dep in items:
-            mid = self._model_of(dep)
-            if kind == "DELETED":
-                self._deployments.pop(mid, None)
-            elif mid:
-                self._deployments[mid] = dep
+    async def _on_deployments(self, changes):
         await self._notify()
 
-    async def _on_pod(self, kind, items):
-        if kind == "SYNC":
-            self._pods = {}
+    async def _on_pods(self, changes):
         touched = set()
-        for pod in items:
-            mid = self._model_of(pod)
-            if not mid:
-                continue
-            pods = self._pods.setdefault(mid, {})
-            name = pod["metadata"]["name"]
-            old = pods.get(name)
+        for kind, pod, previous in changes:
+            mid = pod["metadata"]["labels"][objects.LABEL_MODEL]
             stopping = kind == "DELETED" or _terminating(pod)
-            if stopping and old is not None and not _terminating(old):
+            if stopping and previous is not None and not _terminating(previous):
                 self._on_pod_stopping(mid, pod)
             if kind == "DELETED":
-                pods.pop(name, None)
-                self._load_errors.pop(name, None)
-            else:
-                pods[name] = pod
+                self._load_errors.pop(pod["metadata"]["name"], None)
             touched.add(mid)
         await self._notify()
         for mid in touched & set(self._models):
@@ -510,7 +304,7 @@ class KubernetesDeployer(Deployer):
         """A pod of a live model is stopping outside our own operations (deleted, evicted):
         say so. Kubernetes starts a replacement; the route moves off it at this event."""
         model = self._models.get(mid)
-        if model is None or mid in self._busy or mid not in self._deployments:
+        if model is None or mid in self._busy or self._deployment_of(mid) is None:
             return
         if _version(pod) != self._wanted.get(mid):
             return  # an old or failed version being cleaned up
@@ -523,7 +317,7 @@ class KubernetesDeployer(Deployer):
         )
 
     def _check_healed(self, mid):
-        dep = self._deployments.get(mid)
+        dep = self._deployment_of(mid)
         if mid not in self._healing or dep is None:
             return
         live = _template_version(dep)
@@ -558,7 +352,7 @@ class KubernetesDeployer(Deployer):
         """Ready, not terminating pods of a model (of ``version`` if given), oldest first."""
         pods = [
             p
-            for p in self._pods.get(mid, {}).values()
+            for p in self.pods.of(mid).values()
             if _ready(p) and not _terminating(p) and p["status"].get("podIP")
         ]
         if version:
@@ -590,7 +384,9 @@ class KubernetesDeployer(Deployer):
         return True
 
     async def _service_target(self, model):
-        svc = await self._call("GET", self._path("v1", "services", objects.object_name(model)))
+        svc = await self.kube.call(
+            "GET", self.kube.path("v1", "services", objects.object_name(model))
+        )
         return f"http://{svc['spec']['clusterIP']}:80"
 
     async def _ensure_route(self, model):
@@ -657,7 +453,7 @@ class KubernetesDeployer(Deployer):
             hub_api_url=self.hub_api_url,
             workers=self.workers_per_pod,
             command=self.serving_command if runtime == "python" else None,
-            resources=objects.container_resources(
+            resources=container_resources(
                 self.resources, self.serving_settings(model).get("resources")
             ),
             env={**self.extra_env, **self.serving_env(model)},
@@ -669,15 +465,17 @@ class KubernetesDeployer(Deployer):
 
     async def _apply_companions(self, model, replicas):
         """Service, PDB and (with ``autoscaling``) HPA, at the versions the cluster serves."""
-        await self._apply(objects.make_service(model, self.namespace))
-        pdb = objects.pick_api_version(self._served, ["policy/v1", "policy/v1beta1"])
+        await self.kube.apply(objects.make_service(model, self.namespace))
+        pdb = objects.pick_api_version(self.kube.served, ["policy/v1", "policy/v1beta1"])
         if pdb:
-            await self._apply(objects.make_pdb(model, self.namespace, api_version=pdb))
+            await self.kube.apply(objects.make_pdb(model, self.namespace, api_version=pdb))
         if self.autoscaling:
-            hpa = objects.pick_api_version(self._served, ["autoscaling/v2", "autoscaling/v2beta2"])
+            hpa = objects.pick_api_version(
+                self.kube.served, ["autoscaling/v2", "autoscaling/v2beta2"]
+            )
             if hpa is None:
                 raise DeployError("the cluster serves neither autoscaling/v2 nor v2beta2")
-            await self._apply(
+            await self.kube.apply(
                 objects.make_hpa(
                     model,
                     self.namespace,
@@ -692,12 +490,12 @@ class KubernetesDeployer(Deployer):
 
     def _failure(self, mid, version):
         """A pod of ``version`` that cannot become ready, as ``(pod, reason)``."""
-        for pod in self._pods.get(mid, {}).values():
+        for pod in self.pods.of(mid).values():
             if _version(pod) == version and not _terminating(pod):
                 problem = _pod_problem(pod) or self._load_errors.get(pod["metadata"]["name"])
                 if problem:
                     return pod, problem
-        dep = self._deployments.get(mid)
+        dep = self._deployment_of(mid)
         for cond in (dep or {}).get("status", {}).get("conditions") or []:
             if cond["type"] == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
                 return None, cond.get("message", "the rollout made no progress")
@@ -711,7 +509,7 @@ class KubernetesDeployer(Deployer):
         http = AsyncHTTPClient()
         while True:
             await asyncio.sleep(interval)
-            for pod in list(self._pods.get(mid, {}).values()):
+            for pod in list(self.pods.of(mid).values()):
                 ip, name = pod["status"].get("podIP"), pod["metadata"]["name"]
                 if _version(pod) != version or _ready(pod) or not ip:
                     continue
@@ -719,7 +517,7 @@ class KubernetesDeployer(Deployer):
                 try:
                     await http.fetch(url, request_timeout=3)
                 except HTTPClientError as exc:
-                    reason = _load_error(exc)
+                    reason = load_failure(exc)
                     if reason:
                         self._load_errors[name] = f"the model does not load: {reason}"
                         await self._notify()
@@ -727,7 +525,7 @@ class KubernetesDeployer(Deployer):
                     pass
 
     def _rolled_out(self, mid, generation, replicas):
-        dep = self._deployments.get(mid)
+        dep = self._deployment_of(mid)
         if dep is None:
             return False
         status = dep.get("status", {})
@@ -743,17 +541,10 @@ class KubernetesDeployer(Deployer):
         containers += [c["name"] for c in pod["spec"]["containers"]]
         parts = []
         for container in containers:
-            for previous in ("true", "false"):
+            for previous in (True, False):
                 try:
-                    text = await self._call(
-                        "GET",
-                        self._path("v1", "pods", pod["metadata"]["name"]) + "/log",
-                        query={
-                            "container": container,
-                            "tailLines": str(tail),
-                            "previous": previous,
-                        },
-                        types={200: "str"},
+                    text = await self.kube.pod_log(
+                        pod["metadata"]["name"], container, tail, previous=previous
                     )
                 except (ApiException, DeployError):
                     continue
@@ -766,7 +557,7 @@ class KubernetesDeployer(Deployer):
         found = self._failure(mid, version)
         pod, reason = found if found else (None, None)
         if pod is None:
-            candidates = [p for p in self._pods.get(mid, {}).values() if _version(p) == version]
+            candidates = [p for p in self.pods.of(mid).values() if _version(p) == version]
             pod = candidates[0] if candidates else None
         tail = await self._pod_log(pod) if pod else ""
         message = f"{what}: {reason}" if reason else what
@@ -787,14 +578,14 @@ class KubernetesDeployer(Deployer):
     async def set_serving(self, model, settings):
         """As the contract says; resources a publish gives that cannot be combined with
         ``resources`` (a request above the limit) are refused here, before anything changes."""
-        objects.container_resources(self.resources, settings.get("resources"))
+        container_resources(self.resources, settings.get("resources"))
         await super().set_serving(model, settings)
 
     async def set_access(self, model, access):
         await self._start()
         if self.bundle_token is None:
             raise DeployError("KubernetesDeployer needs the publisher's bundle tokens")
-        secret = await self._apply(
+        secret = await self.kube.apply(
             objects.make_secret(
                 model,
                 self.namespace,
@@ -812,11 +603,11 @@ class KubernetesDeployer(Deployer):
         revision = secret["metadata"]["annotations"][objects.ANNOTATION_ACCESS]
         selector = ",".join(f"{k}={v}" for k, v in objects.selector_labels(model).items())
         try:
-            listed = await self._call(
-                "GET", self._path("v1", "pods"), query={"labelSelector": selector}
+            listed = await self.kube.call(
+                "GET", self.kube.path("v1", "pods"), query={"labelSelector": selector}
             )
         except ApiException as exc:
-            self.log.warning("%s: %s", model.key, self._error("listing pods", exc).message)
+            self.log.warning("%s: %s", model.key, self.kube.error("listing pods", exc).message)
             return
         stale = [
             pod["metadata"]["name"]
@@ -832,9 +623,9 @@ class KubernetesDeployer(Deployer):
         # syncs below find the new list there, not the one before.
         name = secret["metadata"]["name"]
         try:
-            await self._call(
+            await self.kube.call(
                 "GET",
-                self._path("v1", "secrets", name),
+                self.kube.path("v1", "secrets", name),
                 query={"resourceVersion": secret["metadata"]["resourceVersion"]},
             )
         except ApiException as exc:
@@ -850,18 +641,18 @@ class KubernetesDeployer(Deployer):
                     "(about a minute): %s%s",
                     model.key,
                     pod,
-                    self._error(f"annotating pod {pod}", exc).message,
+                    self.kube.error(f"annotating pod {pod}", exc).message,
                     fix,
                 )
 
     async def _annotate_pod(self, name, patch):
         """Merge-patch pod ``name``; the API's refusal, or None (done, or the pod is gone)."""
         try:
-            await self._call(
+            await self.kube.call(
                 "PATCH",
-                self._path("v1", "pods", name),
+                self.kube.path("v1", "pods", name),
                 patch,
-                content_type="application/merge-patch+json",
+                content_type=MERGE_PATCH,
             )
         except ApiException as exc:
             return None if exc.status == 404 else exc
@@ -880,11 +671,11 @@ class KubernetesDeployer(Deployer):
                 self._busy.discard(mid)
 
     async def _rollout(self, model, mid, version, manifest, replicas, progress):
-        previous = self._deployments.get(mid)
+        previous = self._deployment_of(mid)
         self._wanted[mid] = version
         await self._apply_companions(model, replicas)
         progress("starting", f"rolling out {version[:19]} to {replicas} pod(s)")
-        applied = await self._apply(self._deployment(model, version, manifest, replicas))
+        applied = await self.kube.apply(self._deployment(model, version, manifest, replicas))
         generation = applied["metadata"].get("generation", 1)
         started = time.monotonic()
 
@@ -933,7 +724,7 @@ class KubernetesDeployer(Deployer):
             await self._route_pod(mid)
         try:
             await self._wait(
-                lambda: not [p for p in self._pods.get(mid, {}).values() if _version(p) != version],
+                lambda: not [p for p in self.pods.of(mid).values() if _version(p) != version],
                 self.termination_grace_seconds + 30,
                 "old pods to stop",
             )
@@ -947,22 +738,22 @@ class KubernetesDeployer(Deployer):
         name = objects.object_name(model)
         if previous is None:
             self._wanted.pop(mid, None)
-            await self._delete("apps/v1", "deployments", name)
+            await self.kube.delete("apps/v1", "deployments", name)
             return
         self._wanted[mid] = _template_version(previous)
-        current = await self._call("GET", self._path("apps/v1", "deployments", name))
+        current = await self.kube.call("GET", self.kube.path("apps/v1", "deployments", name))
         current["spec"]["template"] = previous["spec"]["template"]
         current["spec"]["replicas"] = previous["spec"]["replicas"]
         current["metadata"]["annotations"] = previous["metadata"].get("annotations", {})
         try:
-            await self._call("PUT", self._path("apps/v1", "deployments", name), current)
+            await self.kube.call("PUT", self.kube.path("apps/v1", "deployments", name), current)
         except ApiException as exc:
-            raise self._error(f"restoring the previous version of {name}", exc) from exc
+            raise self.kube.error(f"restoring the previous version of {name}", exc) from exc
 
     async def status(self, model):
         mid = objects.model_id(model)
-        dep = self._deployments.get(mid)
-        pods = sorted(self._pods.get(mid, {}).values(), key=lambda p: p["metadata"]["name"])
+        dep = self._deployment_of(mid)
+        pods = sorted(self.pods.of(mid).values(), key=lambda p: p["metadata"]["name"])
         live = _template_version(dep) if dep else None
         instances = [
             {
@@ -989,21 +780,19 @@ class KubernetesDeployer(Deployer):
         mid = objects.model_id(model)
         name = objects.object_name(model)
         async with self._lock(model):
-            if mid not in self._deployments:
+            if self._deployment_of(mid) is None:
                 raise DeployError(f"{model.key} has no live version to scale", {"model": model.key})
             self._busy.add(mid)
             try:
                 progress("starting", f"scaling to {replicas} pod(s)")
                 await self._apply_companions(model, replicas)
-                try:
-                    patched = await self._call(
-                        "PATCH",
-                        self._path("apps/v1", "deployments", name),
-                        {"spec": {"replicas": replicas}},
-                        content_type="application/merge-patch+json",
-                    )
-                except ApiException as exc:
-                    raise self._error(f"scaling {name}", exc) from exc
+                patched = await self.kube.patch(
+                    "apps/v1",
+                    "deployments",
+                    name,
+                    {"spec": {"replicas": replicas}},
+                    f"scaling {name}",
+                )
                 generation = patched["metadata"].get("generation", 1)
                 try:
                     await self._wait(
@@ -1012,7 +801,7 @@ class KubernetesDeployer(Deployer):
                         "the scale",
                     )
                 except TimeoutError:
-                    live = _template_version(self._deployments[mid])
+                    live = _template_version(self._deployment_of(mid))
                     raise await self._fail(
                         mid, live, f"not {replicas} ready pod(s) after {self.ready_timeout:g} s"
                     ) from None
@@ -1034,7 +823,7 @@ class KubernetesDeployer(Deployer):
                 await self._delete_objects(name)
                 try:
                     await self._wait(
-                        lambda: not self._pods.get(mid) and mid not in self._deployments,
+                        lambda: not self.pods.of(mid) and self._deployment_of(mid) is None,
                         self.delete_timeout,
                         "the model's pods to stop",
                     )
@@ -1047,28 +836,23 @@ class KubernetesDeployer(Deployer):
     async def _delete_objects(self, name):
         kinds = [("apps/v1", "deployments"), ("v1", "services"), ("v1", "secrets")]
         for api_version in ("policy/v1", "policy/v1beta1"):
-            if api_version in self._served:
+            if api_version in self.kube.served:
                 kinds.append((api_version, "poddisruptionbudgets"))
                 break
         for api_version in ("autoscaling/v2", "autoscaling/v2beta2"):
-            if api_version in self._served:
+            if api_version in self.kube.served:
                 kinds.append((api_version, "horizontalpodautoscalers"))
                 break
         for api_version, plural in kinds:
-            await self._delete(api_version, plural, name)
+            await self.kube.delete(api_version, plural, name)
 
     async def logs(self, model, tail):
         await self._start()
         mid = objects.model_id(model)
         parts = []
-        for pod in sorted(self._pods.get(mid, {}).values(), key=lambda p: p["metadata"]["name"]):
+        for pod in sorted(self.pods.of(mid).values(), key=lambda p: p["metadata"]["name"]):
             try:
-                text = await self._call(
-                    "GET",
-                    self._path("v1", "pods", pod["metadata"]["name"]) + "/log",
-                    query={"container": "serving", "tailLines": str(tail)},
-                    types={200: "str"},
-                )
+                text = await self.kube.pod_log(pod["metadata"]["name"], "serving", tail)
             except ApiException:
                 continue
             parts.append(f"--- pod {pod['metadata']['name']} ({(_version(pod) or '')[:19]})\n")
@@ -1081,8 +865,9 @@ class KubernetesDeployer(Deployer):
         for d in desired:
             self._models[objects.model_id(d.model)] = d.model
         await asyncio.gather(*(self._adopt_one(d) for d in desired))
-        for mid, dep in list(self._deployments.items()):
-            if mid not in wanted:
+        for mid in self.deployments.groups():
+            dep = self._deployment_of(mid)
+            if mid not in wanted and dep is not None:
                 annotations = dep["metadata"].get("annotations") or {}
                 self.log.info(
                     "deleting the objects of unpublished model %s/%s",
@@ -1099,7 +884,7 @@ class KubernetesDeployer(Deployer):
 
     async def _adopt_one(self, d):
         mid = objects.model_id(d.model)
-        dep = self._deployments.get(mid)
+        dep = self._deployment_of(mid)
         if dep is not None and _template_version(dep) == d.version:
             self._wanted[mid] = d.version
             if dep["spec"].get("replicas") != d.replicas:
@@ -1134,7 +919,6 @@ class KubernetesDeployer(Deployer):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        if self._api is not None:
-            await self._api.close()
-            self._api = None
+        await asyncio.gather(self.deployments.stop(), self.pods.stop())
+        await self.kube.close()
         self._started = None

@@ -46,11 +46,10 @@ from traitlets import Any, Bool, Dict, Enum, Float, Integer, List, Unicode, defa
 from mlhub import rlang
 from mlhub.bundle import load_manifest
 from mlhub.datadir import grant_owner
-from mlhub.deployers.base import Deployer, ModelRef
-from mlhub.deployers.kube_objects import quantity
+from mlhub.deployers.base import Deployer, ModelRef, load_failure
 from mlhub.deployers.spares import SparePool
 from mlhub.errors import BadRequest, DeployError, InvalidBundle
-from mlhub.limits import Cgroups, Limits, preexec
+from mlhub.limits import Cgroups, hold, replica_limits
 from mlhub.serving.frontend import free_port
 from mlhub.serving_r import launch as r_launch
 from mlhub.sysusers import port_owners
@@ -193,26 +192,6 @@ def write_json_atomic(path, data, before_replace=None):
     os.replace(tmp, path)
 
 
-def replica_limits(resources):
-    """The local ``Limits`` of one replica from a model's publish ``resources`` (Kubernetes
-    quantities, ``{"requests": ..., "limits": ...}``): the memory limit in bytes and the CPU
-    limit in CPUs. Requests are left out: locally nothing reserves them."""
-    limits = (resources or {}).get("limits") or {}
-    memory, cpu = limits.get("memory"), limits.get("cpu")
-    return Limits(
-        mem_limit=int(quantity(memory)) if memory else None,
-        cpu_limit=float(quantity(cpu)) if cpu else None,
-    )
-
-
-def instance_limits(limits, workers):
-    """An instance serving ``workers`` replicas gets each replica's limits ``workers`` times."""
-    return Limits(
-        mem_limit=limits.mem_limit * workers if limits.mem_limit else None,
-        cpu_limit=limits.cpu_limit * workers if limits.cpu_limit else None,
-    )
-
-
 class LocalDeployer(Deployer):
     """Serve models as local uWSGI processes (the embedded mode).
 
@@ -281,13 +260,6 @@ class LocalDeployer(Deployer):
         300.0,
         help="""Seconds a new serving process may take to answer /readyz (default 300).
         If it is not ready by then the deploy fails and the old version keeps serving.""",
-    ).tag(config=True)
-
-    drain_seconds = Float(
-        5.0,
-        help="""Seconds to keep the old instance running after the route switched to the new
-        one, so requests already in flight finish (default 5). Set it above your slowest
-        prediction.""",
     ).tag(config=True)
 
     stop_timeout = Float(
@@ -570,21 +542,9 @@ class LocalDeployer(Deployer):
 
     def _hold(self, model, port, limits, workers):
         """``(cgroup, description, preexec_fn)`` that hold a new instance of ``workers``
-        replicas to the model's per-replica ``limits``: its own cgroup with ``workers`` times
-        them, else (no writable cgroups) ``RLIMIT_DATA`` of one replica's memory per process."""
-        cgroups = self._cgroups()
-        if cgroups is not None:
-            name = f"{model.owner_dir}.{model.name}.{port}"
-            held = instance_limits(limits, workers)
-            procs = cgroups.create(name, held)
-            return name, f" in cgroup {name} ({_describe(held)})", preexec(procs)
-        if limits.mem_limit:
-            return (
-                None,
-                f" with RLIMIT_DATA {limits.mem_limit} per process",
-                preexec([], limits.mem_limit),
-            )
-        return None, " (cpu_limit not enforced: no writable cgroups)", None
+        replicas to the model's per-replica ``limits`` (``mlhub.limits.hold``)."""
+        name = f"{model.owner_dir}.{model.name}.{port}"
+        return hold(self._cgroups(), name, limits, workers)
 
     def _memory_limit(self, model):
         return ((self.serving_settings(model).get("resources") or {}).get("limits") or {}).get(
@@ -610,7 +570,7 @@ class LocalDeployer(Deployer):
         try:
             resp = await AsyncHTTPClient().fetch(url, request_timeout=5)
         except HTTPClientError as exc:
-            return False, _not_ready_reason(exc)
+            return False, load_failure(exc)
         except OSError:
             return False, None
         try:
@@ -1074,27 +1034,3 @@ class LocalDeployer(Deployer):
                     await self._check_routes()
                 except DeployError as exc:
                     self.log.warning("route check failed: %s", exc)
-
-
-def _describe(limits):
-    parts = []
-    if limits.mem_limit:
-        parts.append(f"memory {limits.mem_limit} bytes")
-    if limits.cpu_limit:
-        parts.append(f"{limits.cpu_limit:g} CPUs")
-    return ", ".join(parts)
-
-
-def _not_ready_reason(exc):
-    """The reason in a serving process's 503 ``not_ready`` answer (the contract's error body),
-    or None for any other failure (not listening yet, another status, no JSON)."""
-    if exc.code != 503 or exc.response is None:
-        return None
-    try:
-        body = json.loads(exc.response.body)
-    except (ValueError, TypeError):
-        return None
-    if not isinstance(body, dict) or body.get("code") != "not_ready":
-        return None
-    detail = body.get("detail") or {}
-    return detail.get("reason") or body.get("error")

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import requests
 
-from mlhub import bundle, mlflow_models
+from mlhub import bundle
+from mlhub.bundle import mlflow_models
 from mlhub.errors import (
     DeployError,
     MlhubError,
@@ -39,11 +40,11 @@ from mlhub.errors import (
     Unauthorized,
     from_reply,
 )
+from mlhub.steps import DEPLOY_STEPS
 
 SERVICE_PATH = "services/mlhub-publisher/"
 DEFAULT_URL = "http://127.0.0.1:8000"
 FIRST_POLL = 0.05  # seconds before the first repeated poll of events while waiting
-DEPLOY_STEPS = ("received", "unpacked", "starting", "ready", "switched", "drained", "done")
 
 
 class _Reading:

@@ -14,7 +14,6 @@ from tornado import web
 
 import mlhub
 from mlhub.bundle import validate_name
-from mlhub.deployers.kube_objects import RESOURCE_PARAMS
 from mlhub.errors import (
     BadRequest,
     MlhubError,
@@ -26,6 +25,7 @@ from mlhub.errors import (
 )
 from mlhub.publisher.auth import MANAGE, READ, Caller, authorize, require_api_scope, visible_owner
 from mlhub.publisher.manager import BUNDLE_TOKEN_PREFIX, UNCHANGED
+from mlhub.resources import RESOURCE_PARAMS
 
 MAX_LOG_LINES = 100_000  # ?tail= of the logs: at most this many lines in one answer
 BUNDLE_TYPES = (

@@ -17,18 +17,17 @@ from pathlib import Path
 from mlhub.bundle import validate_name
 from mlhub.datadir import grant_owner
 from mlhub.deployers.base import Desired, ModelRef
-from mlhub.deployers.kube_objects import check_resources
 from mlhub.errors import BadRequest, Conflict, MlhubError, NotFound
 from mlhub.publisher.artifacts import place
 from mlhub.publisher.store import isoformat, utcnow
+from mlhub.resources import check_resources
 from mlhub.serving.settings import Settings as ServingSettings
+from mlhub.steps import IN_PROGRESS, REQUESTED
 
 KEY_PREFIX = "mlhk_"
 BUNDLE_TOKEN_PREFIX = "mlhb_"
 UNCHANGED = object()  # a publish that does not mention a setting keeps the model's
 MAX_BATCH_SIZE = 512  # one serving thread per row a batch may hold (MLHUB_THREADS)
-# steps of an operation in progress: if one is a model's last event at start, it was interrupted
-OPERATION_STEPS = ("requested", "received", "unpacked", "starting", "ready", "switched", "drained")
 
 
 def hash_key(key):
@@ -381,7 +380,7 @@ class ModelManager:
         digest = target.id
         bundle_dir = await self._ensure_bundle_dir(model, digest)
         first = self._record(
-            model, digest, "requested", f"rollback to {digest[:19]} requested by {caller.name}"
+            model, digest, REQUESTED, f"rollback to {digest[:19]} requested by {caller.name}"
         )
 
         async def operation(ref, progress):
@@ -401,7 +400,7 @@ class ModelManager:
             return {"model": self.view(model), "version": digest, "event_id": None}
         self.deployer.check_replicas(model.version(digest).manifest, replicas)
         first = self._record(
-            model, digest, "requested", f"scale to {replicas} replica(s) requested by {caller.name}"
+            model, digest, REQUESTED, f"scale to {replicas} replica(s) requested by {caller.name}"
         )
         model.replicas = replicas
         self.store.commit()
@@ -491,7 +490,7 @@ class ModelManager:
         desired = []
         for model in self.store.list_models():
             last = self.store.last_event(model)
-            if last is not None and last.step in OPERATION_STEPS:
+            if last is not None and last.step in IN_PROGRESS:
                 self._record(
                     model,
                     last.version,

@@ -42,7 +42,7 @@ LAZY_FLAVORS = ("xgboost", "lightgbm")
 
 def loads_per_worker(manifest):
     """Whether each worker must load the model itself (uWSGI ``--lazy-apps``): the flavors
-    above, and whole MLflow models (``mlhub.mlflow_models``), which may wrap any library
+    above, and whole MLflow models (``mlhub.bundle.mlflow_models``), which may wrap any library
     (an XGBoost model loaded before the fork hangs its workers' first predict)."""
     return manifest.get("flavor") in LAZY_FLAVORS or manifest.get("serialization") == "mlflow"
 

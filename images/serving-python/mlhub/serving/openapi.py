@@ -4,20 +4,12 @@ OpenAPI 3.1 (JSON Schema 2020-12) is used so a row can be described exactly, one
 position per input (``prefixItems``), next to the record form keyed by input name.
 """
 
-# What the runtime accepts (mlhub.serving.validation): null is a missing number or string, and
-# a boolean is read as 0 or 1 in a number input (numpy's rule).
-_JSON_TYPE = {
-    "double": {"type": ["number", "boolean", "null"]},
-    "float": {"type": ["number", "boolean", "null"]},
-    "long": {"type": ["integer", "boolean"]},
-    "integer": {
-        "type": ["integer", "boolean"],
-        "minimum": -(2**31),
-        "maximum": 2**31 - 1,
-    },
-    "boolean": {"type": "boolean"},
-    "string": {"type": ["string", "null"]},
-}
+from mlhub.bundle.signature import TYPE_TABLE
+
+# What the runtime accepts (mlhub.serving.validation; the JSON Schema of mlhub.bundle.signature's
+# table): null is a missing number or string, and a boolean is read as 0 or 1 in a number input
+# (numpy's rule). A category's schema is its levels.
+_JSON_TYPE = {typ: spec["json"] for typ, spec in TYPE_TABLE.items() if spec["json"]}
 
 
 def _input_schema(entry):

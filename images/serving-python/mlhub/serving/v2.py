@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlhub import __version__
+from mlhub.bundle.signature import TYPE_TABLE
 from mlhub.errors import InvalidInput
 
 from .jsonio import JSONDecodeError, loads
@@ -40,15 +41,7 @@ DATATYPES = {
     "FP64": np.float64,
     "BYTES": object,
 }
-_SIGNATURE_DATATYPE = {
-    "double": "FP64",
-    "float": "FP32",
-    "long": "INT64",
-    "integer": "INT32",
-    "boolean": "BOOL",
-    "string": "BYTES",
-    "category": "BYTES",
-}
+_SIGNATURE_DATATYPE = {typ: spec["v2"] for typ, spec in TYPE_TABLE.items()}
 OUTPUTS = ("predict", "predict_proba")
 
 

@@ -23,26 +23,12 @@ from operator import itemgetter
 
 import numpy as np
 
+from mlhub.bundle.signature import TYPE_TABLE
 from mlhub.errors import InvalidInput
 
-_NUMPY = {
-    "double": np.dtype(np.float64),
-    "float": np.dtype(np.float32),
-    "long": np.dtype(np.int64),
-    "integer": np.dtype(np.int32),
-    "boolean": np.dtype(np.bool_),
-    "string": np.dtype(object),
-    "category": np.dtype(object),
-}
-_EXPECTED = {
-    "double": "a number",
-    "float": "a number",
-    "long": "a whole number",
-    "integer": "a whole number (32-bit)",
-    "boolean": "true or false",
-    "string": "a string",
-    "category": "a string",
-}
+# the signature types (mlhub.bundle.signature's table): numpy dtype and, in words, what each takes
+_NUMPY = {typ: np.dtype(spec["numpy"]) for typ, spec in TYPE_TABLE.items()}
+_EXPECTED = {typ: spec["expected"] for typ, spec in TYPE_TABLE.items()}
 _SHOW = 5  # how many names a message lists before "..."
 
 

@@ -3,7 +3,7 @@
 # `runtime` is the folder of the runtime's R files (set by the pytest driver).
 
 runtime <- Sys.getenv("MLHUB_R_RUNTIME")
-for (part in c("errors", "settings", "auth", "schema", "model", "metrics", "openapi", "v2")) {
+for (part in c("errors", "types", "settings", "auth", "schema", "model", "metrics", "openapi", "v2")) {
   source(file.path(runtime, paste0(part, ".R")), local = TRUE)
 }
 

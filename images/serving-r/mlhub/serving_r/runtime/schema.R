@@ -10,9 +10,7 @@
 # with the example's levels: any other value is refused, naming the levels.
 
 SHOW <- 5L
-EXPECTED <- c(double = "a number", float = "a number", long = "a whole number",
-              integer = "a whole number (32-bit)", boolean = "true or false",
-              string = "a string", category = "a string")
+# EXPECTED (each type in words) is in types.R, generated from the one signature type table
 
 json_type <- function(value) {
   if (is.null(value)) return("null")

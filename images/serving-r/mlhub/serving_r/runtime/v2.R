@@ -23,8 +23,7 @@ BINARY_TYPES <- list(
 
 DATATYPES <- c("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
                "INT64", "FP16", "FP32", "FP64", "BYTES")
-SIGNATURE_DATATYPE <- c(double = "FP64", float = "FP32", long = "INT64", integer = "INT32",
-                        boolean = "BOOL", string = "BYTES", category = "BYTES")
+# SIGNATURE_DATATYPE (signature type -> datatype) is in types.R, generated from the one table
 
 flatten <- function(data) {
   if (!is.list(data)) return(list(data))

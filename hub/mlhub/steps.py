@@ -1,0 +1,12 @@
+"""The steps of an operation on a published model, declared once.
+
+The publisher records each as an event (``step``; docs/internals.md, "Event"), its client
+follows them to show progress (``mlhub models publish``), and the notebook's Publish panel maps
+them onto the four steps users see (``mlhub.extension.progress``).
+"""
+
+REQUESTED = "requested"  # the operation was accepted (publish, scale, rollback)
+# what a publish or a rollout goes through, in order; "done" ends it
+DEPLOY_STEPS = ("received", "unpacked", "starting", "ready", "switched", "drained", "done")
+# an operation whose model's last event is one of these did not finish (the publisher stopped)
+IN_PROGRESS = (REQUESTED, *DEPLOY_STEPS[:-1])

@@ -1,0 +1,29 @@
+"""What both deployers share: reading a serving runtime's ``/readyz`` refusal."""
+
+import io
+import json
+
+from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
+
+from mlhub.deployers.base import load_failure
+
+
+def refusal(code, body):
+    request = HTTPRequest("http://127.0.0.1:1/models/alice/m/readyz")
+    response = HTTPResponse(request, code, buffer=io.BytesIO(body.encode()))
+    return HTTPClientError(code, response=response)
+
+
+def test_a_model_that_does_not_load_is_told_apart_from_one_still_starting():
+    failed = {
+        "error": "the model is not loaded: No module named 'xgboost'",
+        "code": "not_ready",
+        "detail": {"bundle": "/b", "reason": "No module named 'xgboost'"},
+    }
+    assert load_failure(refusal(503, json.dumps(failed))) == "No module named 'xgboost'"
+    # the serving front (nginx) while the runtime behind it starts: wait, do not refuse
+    starting = {"error": "the model server is starting", "code": "not_ready", "detail": None}
+    assert load_failure(refusal(503, json.dumps(starting))) is None
+    assert load_failure(refusal(502, json.dumps(failed))) is None
+    assert load_failure(refusal(503, "<html>Service Unavailable</html>")) is None
+    assert load_failure(HTTPClientError(599)) is None  # no answer at all
