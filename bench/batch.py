@@ -54,8 +54,8 @@ from mlhub.batch import BatchSettings, Scorer, score
 from mlhub.batch.endpoint import ModelEndpoint
 from mlhub.bundle import bundle_digest, load_manifest, load_model, save_bundle
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "component"))
-from batchtest import Serving  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.batchtest import Serving  # noqa: E402
 
 FEATURES = [f"f{i}" for i in range(20)]
 KEY = "mlhk_bench-batch"

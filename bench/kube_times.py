@@ -31,10 +31,10 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests" / "component"), str(ROOT / "tests" / "cluster")]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "component")]
 
-from embedded_hub import EmbeddedHub  # noqa: E402
-from kubetest import SCRIPT, Cluster, KubeAPI, deployer_config, serving_image  # noqa: E402
+from support.embedded_hub import EmbeddedHub  # noqa: E402
+from support.kubetest import SCRIPT, Cluster, KubeAPI, deployer_config, serving_image  # noqa: E402
 from test_publisher_endpoints import constant_bundle  # noqa: E402
 
 from mlhub.deployers import kube_objects  # noqa: E402

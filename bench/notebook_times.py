@@ -55,10 +55,10 @@ from playwright.sync_api import sync_playwright
 from sklearn.datasets import load_iris
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests" / "component"), str(ROOT / "tests" / "e2e")]
+sys.path.insert(0, str(ROOT / "tests"))
 
-from embedded_hub import EmbeddedHub, free_port, tree  # noqa: E402
-from labpage import CHROMIUM_ARGS, KernelDialog, run_all_cells, wait_for_kernel  # noqa: E402
+from support.embedded_hub import EmbeddedHub, free_port, tree  # noqa: E402
+from support.labpage import CHROMIUM_ARGS, KernelDialog, run_all_cells, wait_for_kernel  # noqa: E402
 
 USER = "bench"
 NOTEBOOK = "bench.ipynb"

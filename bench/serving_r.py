@@ -1,7 +1,7 @@
 """R serving next to Python serving: the same model, the same contract, requests per second.
 
 Serves one model, ``2*temp + pressure + code(line) + count`` (a factor column and an integer
-column; an ``lm`` in R, a small pyfunc class in Python: tests/component/rmodels.py), with
+column; an ``lm`` in R, a small pyfunc class in Python: tests/support/rmodels.py), with
 
 - ``r``: the R runtime (``Rscript images/serving-r/mlhub/serving_r/serve.R``: plumber, one R
   process, which is what embedded mode runs for an R model whatever its replicas);
@@ -27,10 +27,10 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests" / "component")]
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests"), str(ROOT / "tests" / "component")]
 
 import serving as base  # noqa: E402  (bench/serving.py: wrk, processes)
-from rmodels import formula_bundle  # noqa: E402
+from support.rmodels import formula_bundle  # noqa: E402
 from test_serving_contract import Formula, example_frame  # noqa: E402
 
 from mlhub import rlang  # noqa: E402

@@ -31,8 +31,8 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "component"))
-from embedded_hub import EmbeddedHub, wait_for  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests"))
+from support.embedded_hub import EmbeddedHub, wait_for  # noqa: E402
 
 COMMANDS = {
     "jupyterhub-singleuser": (

@@ -3,7 +3,7 @@
 import shutil
 
 import pytest
-from labpage import CHROMIUM_ARGS
+from support.labpage import CHROMIUM_ARGS
 
 
 @pytest.fixture(scope="module")

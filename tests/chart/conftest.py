@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 import yaml
-from helmtool import CHART, Helm, helm_python
+from support.helmtool import CHART, Helm, helm_python
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import tarfile
 
 import pytest
 import yaml
-from helmtool import CHART, jupyterhub_chart
+from support.helmtool import CHART, jupyterhub_chart
 
 pytestmark = pytest.mark.component
 

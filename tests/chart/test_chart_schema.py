@@ -6,7 +6,7 @@ import runpy
 import jsonschema
 import pytest
 import yaml
-from helmtool import CHART, ROOT
+from support.helmtool import CHART, ROOT
 
 SCHEMA_YAML = yaml.safe_load((CHART / "values.schema.yaml").read_text())
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())

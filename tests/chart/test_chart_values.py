@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helmtool import CHART
+from support.helmtool import CHART
 from traitlets.config import PyFileConfigLoader
 
 import mlhub

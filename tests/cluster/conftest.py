@@ -12,8 +12,8 @@ import secrets
 import textwrap
 
 import pytest
-from embedded_hub import running_hub
-from kubetest import Cluster, KubeAPI, deployer_config, serving_image
+from support.embedded_hub import running_hub
+from support.kubetest import Cluster, KubeAPI, deployer_config, serving_image
 
 
 def pytest_collection_modifyitems(items):

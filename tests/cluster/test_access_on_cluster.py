@@ -22,9 +22,9 @@ import time
 
 import pytest
 import requests
-from embedded_hub import wait_for
-from kubetest import serving_image
-from rmodels import constant_bundle as r_constant_bundle
+from support.embedded_hub import wait_for
+from support.kubetest import serving_image
+from support.rmodels import constant_bundle as r_constant_bundle
 from test_publisher_endpoints import constant_bundle
 
 from mlhub import __version__ as VERSION

@@ -24,10 +24,10 @@ import secrets
 
 import pytest
 import requests
-from embedded_hub import wait_for
-from helmtool import Helm, HelmFailed, chart_for_the_test_cluster, helm_python
-from kubetest import documents, kubectl
-from standard_images import standard_images
+from support.embedded_hub import wait_for
+from support.helmtool import Helm, HelmFailed, chart_for_the_test_cluster, helm_python
+from support.kubetest import documents, kubectl
+from support.standard_images import standard_images
 
 from mlhub import __version__ as VERSION
 

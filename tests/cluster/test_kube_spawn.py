@@ -17,10 +17,10 @@ import textwrap
 
 import pytest
 import requests
-from embedded_hub import EmbeddedHub, wait_for
-from kubetest import BRIDGE_IP
-from labpage import SUBMIT, log_in, notebook, wait_for_kernel
-from standard_images import standard_images
+from support.embedded_hub import EmbeddedHub, wait_for
+from support.kubetest import BRIDGE_IP
+from support.labpage import SUBMIT, log_in, notebook, wait_for_kernel
+from support.standard_images import standard_images
 
 from mlhub.profiles import load_profiles
 

@@ -4,7 +4,7 @@ step with a scale, and deleted with the model. The test cluster has no metrics-s
 never scales (docs/internals.md says how to check that on a real cluster)."""
 
 import pytest
-from embedded_hub import wait_for
+from support.embedded_hub import wait_for
 from test_publisher_endpoints import constant_bundle, predict
 
 from mlhub.deployers import kube_objects

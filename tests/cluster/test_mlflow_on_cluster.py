@@ -14,9 +14,9 @@ import subprocess
 
 import numpy as np
 import pytest
-from embedded_hub import MLHUB
-from kubetest import serving_image
 from sklearn.datasets import load_iris
+from support.embedded_hub import MLHUB
+from support.kubetest import serving_image
 
 from mlhub import __version__ as VERSION
 from mlhub.deployers import kube_objects
@@ -24,7 +24,7 @@ from mlhub.deployers.base import ModelRef
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 mlflow = pytest.importorskip("mlflow", reason="mlflow-skinny is a development dependency")
-from mlflowmodels import KINDS, save  # noqa: E402 (needs mlflow)
+from support.mlflowmodels import KINDS, save  # noqa: E402 (needs mlflow)
 
 HUB_CONFIG = f"""
 c.KubernetesDeployer.images["mlflow"] = "mlhub/serving-mlflow:{VERSION}"

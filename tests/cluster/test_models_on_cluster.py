@@ -10,8 +10,8 @@ Nothing asserts how long anything takes: waits only guard against hanging.
 
 import pytest
 import requests
-from embedded_hub import wait_for
-from rolling_update import roll_under_load
+from support.embedded_hub import wait_for
+from support.rolling_update import roll_under_load
 from test_publisher_endpoints import constant_bundle, predict
 from test_publisher_resilience import steps
 

@@ -12,10 +12,10 @@ import json
 
 import pytest
 import requests
-from embedded_hub import wait_for
-from kernel_channel import execute
-from kubetest import deployer_config
-from standard_images import standard_images
+from support.embedded_hub import wait_for
+from support.kernel_channel import execute
+from support.kubetest import deployer_config
+from support.standard_images import standard_images
 from test_kube_spawn import USER, kube_mode_hub, stop_server
 
 from mlhub.deployers import kube_objects

@@ -10,10 +10,10 @@ Nothing asserts how long anything takes: waits only guard against hanging.
 import textwrap
 
 import pytest
-from embedded_hub import running_hub, wait_for
-from kubetest import deployer_config, serving_image
-from rmodels import constant_bundle, formula_bundle
-from rolling_update import roll_under_load
+from support.embedded_hub import running_hub, wait_for
+from support.kubetest import deployer_config, serving_image
+from support.rmodels import constant_bundle, formula_bundle
+from support.rolling_update import roll_under_load
 from test_publisher_endpoints import predict
 
 from mlhub.errors import MlhubError

@@ -30,15 +30,15 @@ import subprocess
 import pytest
 import requests
 import yaml
-from batchtest import Postgres
-from embedded_hub import HubSite, free_port, wait_for
-from helmtool import CHART, Helm, chart_for_the_test_cluster, helm_python
-from kube_schemas import schema_errors
-from kubetest import BRIDGE_IP, documents, kubectl
-from labpage import log_in, notebook, spawn
-from network_policy import Endpoint, allowed
-from pod_security import violations
-from standard_images import standard_images
+from support.batchtest import Postgres
+from support.embedded_hub import HubSite, free_port, wait_for
+from support.helmtool import CHART, Helm, chart_for_the_test_cluster, helm_python
+from support.kube_schemas import schema_errors
+from support.kubetest import BRIDGE_IP, documents, kubectl
+from support.labpage import log_in, notebook, spawn
+from support.network_policy import Endpoint, allowed
+from support.pod_security import violations
+from support.standard_images import standard_images
 from test_browser_publish import PANEL, TRAIN, expected_predictions, publish_with_the_panel
 from test_kube_spawn import RECORD_PROGRESS, USER, spawn_profile_in_browser, stop_server
 
@@ -334,7 +334,7 @@ def test_network_policies_admit_what_mlhub_needs_and_nothing_around_the_proxy(
     whole_chart, kube_api
 ):
     """The policies the cluster holds (the official chart's and mlhub's), judged against the
-    pods that run (their real labels, namespaces and ports; tests/chart/network_policy.py). This
+    pods that run (their real labels, namespaces and ports; tests/support/network_policy.py). This
     cluster enforces none (no policy-enforcing network plugin): deploy/README.md says how an
     operator checks that theirs does."""
     ns, models = whole_chart.namespace, whole_chart.models

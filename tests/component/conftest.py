@@ -13,9 +13,9 @@ The serving tests (test_serving_uwsgi.py, test_serving_contract.py) run no hub: 
 """
 
 import pytest
-from batchtest import Postgres, Redis
-from embedded_hub import running_hub
-from hubstandin import KEY, HubStandIn, write_access
+from support.batchtest import Postgres, Redis
+from support.embedded_hub import running_hub
+from support.hubstandin import KEY, HubStandIn, write_access
 
 # Small limits and short waits, so the tests can reach them in seconds.
 PUBLISHER_CONFIG = """

@@ -8,8 +8,8 @@ import os
 import subprocess
 
 import pytest
-from batchtest import Postgres
-from embedded_hub import MLHUB
+from support.batchtest import Postgres
+from support.embedded_hub import MLHUB
 
 from mlhub.accounts import AccountStore
 from mlhub.errors import Conflict, MlhubError

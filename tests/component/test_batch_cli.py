@@ -26,10 +26,10 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 import sqlalchemy as sa
-from batchtest import Serving
-from embedded_hub import wait_for
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
+from support.batchtest import Serving
+from support.embedded_hub import wait_for
 
 from mlhub.bundle import save_bundle
 

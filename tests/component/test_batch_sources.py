@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 import sqlalchemy as sa
-from batchtest import Serving
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
+from support.batchtest import Serving
 
 from mlhub.batch import score
 from mlhub.bundle import save_bundle

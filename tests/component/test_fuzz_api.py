@@ -16,7 +16,6 @@ from collections import Counter
 import pytest
 import requests
 import schemathesis
-from embedded_hub import running_hub
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
@@ -26,6 +25,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from support.embedded_hub import running_hub
 from test_publisher_endpoints import client, constant_bundle
 
 from mlhub.bundle import pack

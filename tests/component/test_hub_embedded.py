@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from embedded_hub import MLHUB, EmbeddedHub, process_table, wait_for
+from support.embedded_hub import MLHUB, EmbeddedHub, process_table, wait_for
 
 from mlhub.profiles import PROFILES_DIR
 

@@ -16,7 +16,7 @@ nothing here makes the hub call it (a refused choice never reaches the API).
 import shutil
 
 import pytest
-from embedded_hub import EmbeddedHub, wait_for
+from support.embedded_hub import EmbeddedHub, wait_for
 
 from mlhub.profiles import PROFILES_DIR
 

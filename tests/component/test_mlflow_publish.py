@@ -10,12 +10,12 @@ import subprocess
 
 import numpy as np
 import pytest
-from embedded_hub import MLHUB
 from sklearn.datasets import load_iris
+from support.embedded_hub import MLHUB
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]
 mlflow = pytest.importorskip("mlflow", reason="mlflow-skinny is a development dependency")
-from mlflowmodels import KINDS, save  # noqa: E402 (needs mlflow)
+from support.mlflowmodels import KINDS, save  # noqa: E402 (needs mlflow)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -18,9 +18,9 @@ import time
 import pytest
 import requests
 import websocket
-from embedded_hub import running_hub
-from rmodels import formula_bundle
-from standin_http import StandInHandler, StandInServer
+from support.embedded_hub import running_hub
+from support.rmodels import formula_bundle
+from support.standin_http import StandInHandler, StandInServer
 from test_publisher_endpoints import client, constant_bundle
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from embedded_hub import MLHUB, alive, process_table, wait_for
 from sklearn.dummy import DummyRegressor
+from support.embedded_hub import MLHUB, alive, process_table, wait_for
 
 from mlhub.bundle import pack, save_bundle
 from mlhub.errors import DeployError, Forbidden

@@ -9,8 +9,8 @@ import os
 import signal
 
 import pytest
-from embedded_hub import alive, wait_for
-from rolling_update import roll_under_load
+from support.embedded_hub import alive, wait_for
+from support.rolling_update import roll_under_load
 from test_publisher_endpoints import constant_bundle, predict
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]

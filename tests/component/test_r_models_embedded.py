@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.dataset as pads
 import pytest
-from embedded_hub import alive, uid_of, wait_for
-from rmodels import constant_bundle, formula_bundle, pid_bundle, rscript
-from rolling_update import Load, roll_under_load
+from support.embedded_hub import alive, uid_of, wait_for
+from support.rmodels import constant_bundle, formula_bundle, pid_bundle, rscript
+from support.rolling_update import Load, roll_under_load
 from test_publisher_endpoints import predict
 from test_publisher_resilience import live_instance, steps
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from embedded_hub import VENV_BIN, running_hub
 from sklearn.linear_model import LinearRegression
+from support.embedded_hub import VENV_BIN, running_hub
 
 from mlhub.bundle import save_bundle
 from mlhub.publisher.client import PublisherClient

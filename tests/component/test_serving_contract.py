@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from batchtest import _stop
-from embedded_hub import free_port, wait_for
-from hubstandin import KEY, write_access
-from rmodels import formula_bundle
+from support.batchtest import _stop
+from support.embedded_hub import free_port, wait_for
+from support.hubstandin import KEY, write_access
+from support.rmodels import formula_bundle
 
 import mlhub
 from mlhub import rlang

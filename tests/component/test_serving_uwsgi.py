@@ -20,13 +20,13 @@ import cloudpickle
 import numpy as np
 import pytest
 import requests
-from batchtest import Serving
-from embedded_hub import free_port, wait_for
-from hubstandin import KEY, write_access
 from sklearn.datasets import load_iris, make_classification
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from support.batchtest import Serving
+from support.embedded_hub import free_port, wait_for
+from support.hubstandin import KEY, write_access
 
 from mlhub.bundle import save_bundle
 

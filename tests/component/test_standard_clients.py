@@ -12,9 +12,9 @@ import subprocess
 import numpy as np
 import pytest
 import requests
-from rmodels import formula_bundle
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
+from support.rmodels import formula_bundle
 from test_publisher_endpoints import client
 
 from mlhub.bundle import save_bundle
@@ -185,7 +185,7 @@ asyncio.run(main())
 
 
 def kserve_client(hub, name, key, tensors):
-    from client_venvs import client_python
+    from support.client_venvs import client_python
 
     done = subprocess.run(
         [

@@ -16,8 +16,8 @@ import textwrap
 
 import pytest
 import requests
-from embedded_hub import process_table, uid_of, wait_for
-from kernel_channel import execute, run_in_terminal, start_kernel
+from support.embedded_hub import process_table, uid_of, wait_for
+from support.kernel_channel import execute, run_in_terminal, start_kernel
 from test_publisher_endpoints import constant_bundle, predict
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]

@@ -19,8 +19,8 @@ import sys
 import pytest
 import requests
 from conftest import PUBLISHER_CONFIG
-from embedded_hub import EmbeddedHub, uid_of, wait_for
-from kernel_channel import execute, start_kernel
+from support.embedded_hub import EmbeddedHub, uid_of, wait_for
+from support.kernel_channel import execute, start_kernel
 from test_publisher_endpoints import constant_bundle, predict
 from test_tenant_isolation import model_pids
 

@@ -2,7 +2,7 @@
 shared with the cluster layer)."""
 
 import pytest
-from embedded_hub import EmbeddedHub
+from support.embedded_hub import EmbeddedHub
 
 
 class Platform(EmbeddedHub):

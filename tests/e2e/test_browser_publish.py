@@ -8,11 +8,11 @@ predictions must equal the same pipeline's in-process predictions.
 
 import pytest
 import requests
-from labpage import log_in, run_all_cells, spawn, wait_for_kernel, write_notebook
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from support.labpage import log_in, run_all_cells, spawn, wait_for_kernel, write_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.component]
 

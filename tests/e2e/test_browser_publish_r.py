@@ -13,7 +13,7 @@ import re
 
 import pytest
 import requests
-from labpage import log_in, run_all_cells, spawn, wait_for_kernel, write_notebook
+from support.labpage import log_in, run_all_cells, spawn, wait_for_kernel, write_notebook
 
 from mlhub import rlang
 

@@ -11,8 +11,8 @@ server's REST API and runs code over its websocket: a kernel that is listed but 
 
 import pytest
 import requests
-from image_containers import run_published, wait_answer
-from kernel_channel import execute
+from support.image_containers import run_published, wait_answer
+from support.kernel_channel import execute
 
 KERNELS = {
     "notebook-python": {"python3"},

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from embedded_hub import free_port
+from support.embedded_hub import free_port
 
 from mlhub import __version__
 from mlhub.errors import ImageError

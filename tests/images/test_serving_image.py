@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from image_containers import run_published, wait_answer
 from sklearn.ensemble import RandomForestClassifier
-from standin_http import StandInHandler, StandInServer
+from support.image_containers import run_published, wait_answer
+from support.standin_http import StandInHandler, StandInServer
 
 from mlhub.bundle import bundle_digest, pack, save_bundle
 from mlhub.image_pipeline.smoke import published_port

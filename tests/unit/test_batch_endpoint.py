@@ -11,7 +11,7 @@ import json
 import orjson
 import pyarrow as pa
 import pytest
-from standin_http import StandInHandler, StandInServer
+from support.standin_http import StandInHandler, StandInServer
 
 from mlhub.batch.endpoint import ARROW_STREAM, ModelEndpoint, encode, encode_arrow
 from mlhub.batch.errors import ModelUnreachable

@@ -39,7 +39,7 @@ def test_a_job_runs_the_command_with_secrets_and_a_state_volume():
                     "restartPolicy": "OnFailure",
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
-                    # the restricted Pod Security Standard (tests/chart/pod_security.py)
+                    # the restricted Pod Security Standard (tests/support/pod_security.py)
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": 1000,

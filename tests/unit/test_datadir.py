@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from embedded_hub import passable
+from support.embedded_hub import passable
 
 from mlhub import datadir
 from mlhub.errors import Conflict

@@ -1,9 +1,9 @@
 """Every object mlhub builds is valid for Kubernetes 1.28 and the newest schemas (strict), at
-the API versions the publisher picks there (tests/chart/kube_schemas.py); the rendered chart is
+the API versions the publisher picks there (tests/support/kube_schemas.py); the rendered chart is
 checked the same way on the cluster (tests/cluster/test_whole_chart.py)."""
 
 import pytest
-from kube_schemas import VERSIONS, schema_errors
+from support.kube_schemas import VERSIONS, schema_errors
 from test_pod_security import model_deployment
 
 from mlhub.batch.kubernetes import make_batch_job

@@ -15,12 +15,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from embedded_hub import passable
+from support.embedded_hub import passable
 
 from mlhub import limits, rlang
 from mlhub.deployers import local
 from mlhub.deployers.base import Desired, ModelRef
-from mlhub.deployers.local import LocalDeployer, ServingInstance, tail_lines
+from mlhub.deployers.local import LocalDeployer
+from mlhub.deployers.processes import ServingInstance, tail_lines
 from mlhub.deployers.routes import ProxyRoutes
 from mlhub.errors import BadRequest, DeployError, InvalidBundle
 from mlhub.limits import Limits

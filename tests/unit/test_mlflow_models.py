@@ -20,7 +20,7 @@ from mlhub.serving.model import ServedModel
 from mlhub.serving.settings import Settings
 
 mlflow = pytest.importorskip("mlflow", reason="mlflow-skinny is a development dependency")
-from mlflowmodels import KINDS, save  # noqa: E402 (needs mlflow)
+from support.mlflowmodels import KINDS, save  # noqa: E402 (needs mlflow)
 
 
 @pytest.fixture(scope="module")

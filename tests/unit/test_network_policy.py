@@ -1,7 +1,7 @@
-"""The NetworkPolicy rules the chart tests judge policies by (tests/chart/network_policy.py),
+"""The NetworkPolicy rules the chart tests judge policies by (tests/support/network_policy.py),
 on policies whose answers the Kubernetes documentation gives."""
 
-from network_policy import Endpoint, allowed, selects
+from support.network_policy import Endpoint, allowed, selects
 
 WEB = Endpoint("10.0.0.2", "shop", {"app": "web"}, {"http": 8080})
 DB = Endpoint("10.0.0.3", "shop", {"app": "db"}, {"pg": 5432})

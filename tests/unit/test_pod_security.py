@@ -1,5 +1,5 @@
 """Every pod mlhub builds passes the ``restricted`` Pod Security Standard (the rules are in
-tests/chart/pod_security.py): model Deployments with their init container, batch Jobs and
+tests/support/pod_security.py): model Deployments with their init container, batch Jobs and
 CronJobs, and the user pod of every shipped profile and size, as KubeSpawner would create it.
 The chart's own pods (the publisher, the official chart's hub and proxy) are checked on the
 cluster, as the installed release runs them (tests/cluster/test_whole_chart.py)."""
@@ -7,7 +7,7 @@ cluster, as the installed release runs them (tests/cluster/test_whole_chart.py).
 import copy
 
 import pytest
-from pod_security import pod_specs, violations
+from support.pod_security import pod_specs, violations
 from test_kube_spawner import pod_for, spawner_for  # noqa: F401 (a fixture)
 
 from mlhub.batch.kubernetes import make_batch_job

@@ -4,7 +4,7 @@ A real HTTP server on 127.0.0.1 stands in for the publisher's bundle endpoint.
 """
 
 import pytest
-from standin_http import StandInHandler, StandInServer
+from support.standin_http import StandInHandler, StandInServer
 
 from mlhub import bundle
 from mlhub.serving.__main__ import main

@@ -36,7 +36,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from mlhub import rlang
 from mlhub.bundle import load_manifest
 from mlhub.datadir import grant_owner
 from mlhub.deployers.base import Deployer, ModelRef, load_failure
+from mlhub.deployers.processes import ServingInstance, tail_lines, write_json_atomic
 from mlhub.deployers.spares import SparePool
 from mlhub.errors import BadRequest, DeployError, InvalidBundle
 from mlhub.limits import Cgroups, hold, replica_limits
@@ -71,77 +71,6 @@ _INSTALL_HINTS = {"r": rlang.INSTALL_HINT}
 _RUNTIME_PROGRAMS = {"r": rlang.RSCRIPT}
 
 
-def _stat(pid):
-    """(state, process group) of a process from /proc, or None if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields[0], int(fields[2])
-
-
-def _cwd(pid):
-    try:
-        return os.readlink(f"/proc/{pid}/cwd")
-    except OSError:
-        return None
-
-
-def _group(pgid, cwd):
-    """Live processes of process group ``pgid`` working in ``cwd``: a serving instance's master,
-    workers and gateway (they run in the bundle directory). Matching the directory as well as
-    the group means a recycled pid never gets one of our signals."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            stat = _stat(entry.name)
-            if stat and stat[1] == pgid and stat[0] != "Z" and _cwd(entry.name) == cwd:
-                found.append(int(entry.name))
-    return found
-
-
-@dataclass
-class ServingInstance:
-    """One uWSGI master serving one version on one port."""
-
-    version: str
-    bundle_dir: str
-    port: int
-    pid: int
-    workers: int
-    started: float
-    proc: subprocess.Popen | None = field(default=None, repr=False, compare=False)
-    cgroup: str | None = None  # its cgroup (mlhub.limits) when the model has limits
-    uid: int | None = None  # the account it runs as (None: the publisher's)
-
-    def alive(self):
-        """Whether the master still runs: ``Popen.poll`` for our children; for adopted ones,
-        a live process with that pid working in the bundle directory (pids get recycled)."""
-        if self.proc is not None:
-            return self.proc.poll() is None
-        stat = _stat(self.pid)
-        return stat is not None and stat[0] != "Z" and _cwd(self.pid) == self.cwd
-
-    @property
-    def cwd(self):
-        return os.path.realpath(self.bundle_dir)
-
-    def leftovers(self):
-        """Processes of this instance still running (its group started in the bundle dir)."""
-        return _group(self.pid, self.cwd)
-
-    @property
-    def returncode(self):
-        return None if self.proc is None else self.proc.returncode
-
-    def to_dict(self):
-        return {k: getattr(self, k) for k in _RECORDED}
-
-    @classmethod
-    def from_dict(cls, data):
-        return cls(**{k: data[k] for k in _RECORDED if k in data})
-
-
 @dataclass(frozen=True)
 class _Want:
     """What should be live for a model (kept so a dead process can be started again)."""
@@ -149,9 +78,6 @@ class _Want:
     version: str
     bundle_dir: str
     workers: int
-
-
-_RECORDED = ("version", "bundle_dir", "port", "pid", "workers", "started", "cgroup", "uid")
 
 
 @dataclass
@@ -169,27 +95,6 @@ class _ModelState:
 
     def instances(self):
         return ([self.live] if self.live else []) + list(self.others)
-
-
-def tail_lines(path, n):
-    """The last ``n`` lines of a text file ('' if it does not exist)."""
-    try:
-        with open(path, errors="replace") as fh:
-            return "".join(deque(fh, maxlen=n))
-    except FileNotFoundError:
-        return ""
-
-
-def write_json_atomic(path, data, before_replace=None):
-    """Write ``data`` to ``path`` as JSON, all at once for readers (a rename); ``before_replace``
-    (the temporary file's path) sets its owner and mode before it takes the name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    if before_replace is not None:
-        before_replace(tmp)
-    os.replace(tmp, path)
 
 
 class LocalDeployer(Deployer):

@@ -24,6 +24,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+from mlhub.deployers.processes import write_json_atomic
+from mlhub.serving.frontend import free_port
 from mlhub.serving.launch import loads_per_worker
 
 SPEC = "spare-{port}.json"
@@ -38,8 +40,6 @@ class SparePool:
         self.spares = []  # {"pid", "port", "workers", "spec", "proc"}
 
     def _record(self):
-        from mlhub.deployers.local import write_json_atomic
-
         rows = [{k: v for k, v in s.items() if k != "proc"} for s in self.spares]
         write_json_atomic(self.dir / "spares.json", rows)
 
@@ -54,8 +54,6 @@ class SparePool:
 
     def fill(self):
         """Start spares until there are ``LocalDeployer.spares`` of them (non-blocking)."""
-        from mlhub.deployers.local import free_port
-
         d = self.deployer
         self.spares = [s for s in self.spares if s["proc"].poll() is None]
         while d.spare_command and len(self.spares) < d.spares:
@@ -91,8 +89,6 @@ class SparePool:
         """A waiting spare, told to serve ``bundle_dir`` with ``env`` (logging to
         ``log_path``) as ``account`` (a ``SystemAccount``; None: stay the publisher's):
         ``(pid, port, Popen)``, or None when none is waiting."""
-        from mlhub.deployers.local import write_json_atomic
-
         while self.spares:
             spare = self.spares.pop(0)
             self._record()

@@ -70,10 +70,10 @@ class BaseHandler(web.RequestHandler):
         model exists; the owner and admins get 404 for a model that does not.
         """
         caller = await self.caller()
-        model = self.manager.store.find_model(user, name)
+        model = self.manager.find(user, name)
         if model is None:
             authorize(caller, action, user)
-            self.manager.store.get_model(user, name)  # raises the NotFound
+            self.manager.get(user, name)  # raises the NotFound
         authorize(caller, action, user, model.shared_with, model.shared_groups)
         return caller, model
 
@@ -173,8 +173,7 @@ class ModelListHandler(BaseHandler):
     async def get(self):
         caller = await self.caller()
         owner = visible_owner(caller, self.get_query_argument("user", None))
-        models = self.manager.store.list_models(owner)
-        self.write_json({"models": [self.manager.view(m) for m in models]})
+        self.write_json({"models": self.manager.models(owner)})
 
 
 class ModelHandler(BaseHandler):
@@ -206,7 +205,7 @@ class VersionsHandler(BaseHandler):
         except MlhubError as exc:
             self.refused = exc
             return
-        self.upload = self.manager.artifacts.new_upload()
+        self.upload = self.manager.new_upload()
 
     async def accept(self):
         """The caller, once the upload may go ahead; raises the refusal otherwise."""
@@ -245,7 +244,7 @@ class VersionsHandler(BaseHandler):
             raise self.refused
         self.upload.close()
         try:
-            status, body = await self.manager.publish(
+            outcome = await self.manager.publish(
                 self.publisher,
                 user,
                 name,
@@ -257,7 +256,7 @@ class VersionsHandler(BaseHandler):
             )
         finally:
             self.upload.discard()
-        self.write_json(body, status)
+        self.write_json(outcome.body, 202 if outcome.started else 200)
 
     def batching_argument(self):
         """``?batching=on|off`` with ``batch_max_size``/``batch_max_wait_ms`` (the serving
@@ -293,8 +292,8 @@ class VersionsHandler(BaseHandler):
 class EventsHandler(BaseHandler):
     async def get(self, user, name):
         _, model = await self.model_for(READ, user, name)
-        events = self.manager.store.events(model, since=self.int_argument("since", 0, minimum=0))
-        self.write_json({"events": [e.to_dict() for e in events]})
+        since = self.int_argument("since", 0, minimum=0)
+        self.write_json({"events": self.manager.events(model, since)})
 
 
 class RollbackHandler(BaseHandler):
@@ -332,7 +331,7 @@ class LogsHandler(BaseHandler):
     async def get(self, user, name):
         _, model = await self.model_for(MANAGE, user, name)
         tail = self.int_argument("tail", 200, minimum=1, maximum=MAX_LOG_LINES)
-        text = await self.manager.deployer.logs(self.manager.ref(model), tail)
+        text = await self.manager.logs(model, tail)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish(text)
 
@@ -351,14 +350,12 @@ class BundleHandler(BaseHandler):
         if token.startswith(BUNDLE_TOKEN_PREFIX):
             if not self.manager.check_bundle_token(user, name, token):
                 raise Unauthorized(f"this bundle token is not the one of {user}/{name}")
-            model = self.manager.store.get_model(user, name)
+            model = self.manager.get(user, name)
         else:
             _, model = await self.model_for(MANAGE, user, name)
-        stored = model.version(version)
-        if stored is None:
-            raise NotFound(f"{model.key} has no version {version!r}", {"version": version})
+        path = self.manager.bundle_file(model, version)
         self.set_header("Content-Type", "application/gzip")
-        with open(self.manager.artifacts.path_for(stored.id), "rb") as fh:
+        with open(path, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 self.write(chunk)
                 await self.flush()
@@ -393,7 +390,7 @@ class ModelsFallbackHandler(BaseHandler):
 
     async def prepare(self):
         user, name = self.path_kwargs["user"], self.path_kwargs["name"]
-        model = self.manager.store.find_model(user, name)
+        model = self.manager.find(user, name)
         if model is None:
             raise NotFound(f"no model {user}/{name} is published", {"owner": user, "name": name})
         raise NotReady(

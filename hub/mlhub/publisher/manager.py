@@ -12,6 +12,7 @@ import hmac
 import secrets
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlhub.bundle import validate_name
@@ -28,6 +29,15 @@ KEY_PREFIX = "mlhk_"
 BUNDLE_TOKEN_PREFIX = "mlhb_"
 UNCHANGED = object()  # a publish that does not mention a setting keeps the model's
 MAX_BATCH_SIZE = 512  # one serving thread per row a batch may hold (MLHUB_THREADS)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an operation did: the API's answer, and whether it started work that goes on after
+    the answer (a deploy; its events say how it ends). The handler turns that into 202 or 200."""
+
+    body: dict
+    started: bool
 
 
 def hash_key(key):
@@ -71,6 +81,38 @@ class ModelManager:
         self._bundle_secret = bundle_secret or secrets.token_bytes(32)
         deployer.on_event = self._on_deployer_event
         deployer.bundle_token = self.bundle_token
+
+    # ------------------------------------------------------------ reading
+
+    def find(self, owner, name):
+        """The stored model ``owner/name``, or None."""
+        return self.store.find_model(owner, name)
+
+    def get(self, owner, name):
+        """The stored model ``owner/name``; ``NotFound`` naming it if there is none."""
+        return self.store.get_model(owner, name)
+
+    def models(self, owner=None):
+        """The API views of every model (of ``owner`` if given)."""
+        return [self.view(m) for m in self.store.list_models(owner)]
+
+    def events(self, model, since=0):
+        return [e.to_dict() for e in self.store.events(model, since=since)]
+
+    async def logs(self, model, tail):
+        """The last ``tail`` lines of the model's serving output, as its deployer keeps it."""
+        return await self.deployer.logs(self.ref(model), tail)
+
+    def new_upload(self):
+        """A spool file for a bundle upload (``ArtifactStore.new_upload``)."""
+        return self.artifacts.new_upload()
+
+    def bundle_file(self, model, version):
+        """The stored ``tar.gz`` of one version of ``model``; ``NotFound`` if it has none."""
+        stored = model.version(version)
+        if stored is None:
+            raise NotFound(f"{model.key} has no version {version!r}", {"version": version})
+        return self.artifacts.path_for(stored.id)
 
     # ------------------------------------------------------------ views
 
@@ -221,8 +263,8 @@ class ModelManager:
     ):
         """Accept an uploaded bundle as a version of ``owner/name`` and start deploying it.
 
-        Returns ``(http_status, body)``: 202 while deploying, 200 if that version is already
-        live (with the same settings). A bundle that does not load is refused here (400),
+        Returns an ``Outcome``: started while deploying, not started if that version is
+        already live (with the same settings). A bundle that does not load is refused here (400),
         before anything changes. ``batching`` (see ``check_batching``) is kept with the model
         for every later start; left out, the model keeps its own (off for a new one). So are
         ``resources`` (``{"cpu", "memory", "cpu_limit", "memory_limit"}``, Kubernetes
@@ -263,7 +305,7 @@ class ModelManager:
                 and serving == stored
             ):
                 ingested.discard()
-                return 200, {"model": self.view(model), "version": ingested.digest}
+                return Outcome({"model": self.view(model), "version": ingested.digest}, False)
             await self.deployer.set_serving(ref, serving)
             # the bundle goes where it is served from, and is started there (without traffic)
             # before the version is accepted: a model that does not load is refused here
@@ -320,7 +362,8 @@ class ModelManager:
             )
 
         self._background(self._deploy(model, digest, operation))
-        return 202, {"model": self.view(model), "version": ingested.digest, "event_id": first.id}
+        body = {"model": self.view(model), "version": ingested.digest, "event_id": first.id}
+        return Outcome(body, True)
 
     def _background(self, coro):
         task = asyncio.ensure_future(coro)

@@ -5,7 +5,7 @@ profiles' pods)."""
 import importlib.util
 import subprocess
 
-from embedded_hub import VENV_BIN
+from support.embedded_hub import VENV_BIN
 
 
 def present(ref):

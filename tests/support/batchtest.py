@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 
 import requests
-from embedded_hub import free_port, wait_for
+
+from support.embedded_hub import free_port, wait_for
 
 
 def _stop(proc, seconds=30):

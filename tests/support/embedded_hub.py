@@ -38,7 +38,7 @@ from pathlib import Path
 
 import requests
 
-from mlhub.deployers.local import ServingInstance
+from mlhub.deployers.processes import ServingInstance
 from mlhub.publisher.client import PublisherClient
 from mlhub.settings import PUBLISHER_SERVICE
 

@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from standin_http import StandInHandler, StandInServer
+from support.standin_http import StandInHandler, StandInServer
 
 
 def sha(text):

@@ -14,9 +14,9 @@ from pathlib import Path
 import requests
 import urllib3
 import yaml
-from standard_images import standard_images
 
 from mlhub import __version__ as VERSION
+from support.standard_images import standard_images
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "kube-cluster"

@@ -10,7 +10,8 @@ version answered the old one never answers again.
 import threading
 
 import requests
-from embedded_hub import wait_for
+
+from support.embedded_hub import wait_for
 
 
 class Load(threading.Thread):
