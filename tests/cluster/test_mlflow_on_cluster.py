@@ -8,14 +8,9 @@ the rest (custom ``python_model`` with an artifact, xgboost, lightgbm) are serve
 Nothing asserts how long anything takes: waits only guard against hanging.
 """
 
-import json
-import os
-import subprocess
-
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris
-from support.embedded_hub import MLHUB
 from support.kubetest import serving_image
 
 from mlhub import __version__ as VERSION
@@ -24,7 +19,7 @@ from mlhub.deployers.base import ModelRef
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 mlflow = pytest.importorskip("mlflow", reason="mlflow-skinny is a development dependency")
-from support.mlflowmodels import KINDS, save  # noqa: E402 (needs mlflow)
+from support.mlflowmodels import KINDS, predict_with_curl, publish_with_the_cli, save  # noqa: E402 (needs mlflow)
 
 HUB_CONFIG = f"""
 c.KubernetesDeployer.images["mlflow"] = "mlhub/serving-mlflow:{VERSION}"
@@ -53,15 +48,7 @@ def test_an_mlflow_model_answers_on_the_cluster_as_in_the_notebook(
     src = save(kind, tmp_path / "mlflow-model", X, y)
     expected = np.asarray(mlflow.pyfunc.load_model(str(src)).predict(X.head(5)))
     name = f"mlflow-{kind}"
-    env = {**os.environ, "MLHUB_URL": kube_hub.url, "MLHUB_TOKEN": kube_hub.alice}
-    done = subprocess.run(
-        [MLHUB, "models", "publish", str(src), "--name", name],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    publish_with_the_cli(kube_hub, src, name)
 
     selector = f"mlhub.io/model-id={kube_objects.model_id(ModelRef('alice', name))}"
     path = f"/apis/apps/v1/namespaces/{kube_hub.namespace}/deployments"
@@ -69,22 +56,6 @@ def test_an_mlflow_model_answers_on_the_cluster_as_in_the_notebook(
     (serving,) = deployment["spec"]["template"]["spec"]["containers"]
     assert serving["image"] == IMAGE[kind]
 
-    body = json.dumps({"instances": X.head(5).to_dict(orient="records")})
-    answer = subprocess.run(
-        [
-            "curl",
-            "-sS",
-            "-H",
-            f"Authorization: Bearer {kube_hub.alice}",
-            "-d",
-            body,
-            f"{kube_hub.url}models/alice/{name}/v1/predict",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    got = json.loads(answer.stdout)
-    assert "predictions" in got, got
-    np.testing.assert_allclose(np.asarray(got["predictions"]), expected)
+    got = predict_with_curl(kube_hub, name, X.head(5))
+    np.testing.assert_allclose(np.asarray(got), expected)
     kube_hub.client.delete(name)

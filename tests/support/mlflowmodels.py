@@ -2,6 +2,9 @@
 for the unit tests of their conversion (tests/unit/test_mlflow_models.py) and their publish
 through the hub (test_mlflow_publish.py)."""
 
+import json
+import os
+import subprocess
 import sys
 
 import cloudpickle
@@ -67,3 +70,42 @@ def save(kind, path, X, y):
 
 
 KINDS = ["sklearn-skops", "sklearn-cloudpickle", "xgboost", "lightgbm", "pyfunc"]
+
+
+def publish_with_the_cli(hub, src, name):
+    """``mlhub models publish DIR --name NAME`` as the README shows it (``MLHUB_URL`` and
+    ``MLHUB_TOKEN`` of alice); asserts it succeeded."""
+    from support.embedded_hub import MLHUB
+
+    env = {**os.environ, "MLHUB_URL": hub.url, "MLHUB_TOKEN": hub.alice}
+    done = subprocess.run(
+        [MLHUB, "models", "publish", str(src), "--name", name],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def predict_with_curl(hub, name, frame):
+    """alice's ``curl -d`` of ``frame``'s rows to the model through the hub's public URL: the
+    predictions it answers (asserting it answered some)."""
+    body = json.dumps({"instances": frame.to_dict(orient="records")})
+    answer = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-H",
+            f"Authorization: Bearer {hub.alice}",
+            "-d",
+            body,
+            f"{hub.url}models/alice/{name}/v1/predict",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    got = json.loads(answer.stdout)
+    assert "predictions" in got, got
+    return got["predictions"]
