@@ -9,7 +9,7 @@ import pytest
 from kubernetes_asyncio.client.rest import ApiException
 
 from mlhub.deployers import kube_objects
-from mlhub.deployers.base import ModelRef
+from mlhub.deployers.base import ModelRef, Serving
 from mlhub.deployers.kubernetes import KubernetesDeployer, _pod_problem
 from mlhub.errors import BadRequest, InvalidBundle
 
@@ -17,6 +17,7 @@ from mlhub.errors import BadRequest, InvalidBundle
 PY = {"runtime": "python"}
 R = {"runtime": "r"}
 MLFLOW = {"runtime": "python", "serialization": "mlflow", "flavor": "pyfunc"}
+NONE = Serving()  # no publish options
 
 
 def pod(name, version, ip, ready=True, terminating=False, start="2026-01-01T00:00:00Z"):
@@ -116,20 +117,20 @@ def test_r_models_run_the_serving_r_image_with_its_own_entrypoint():
     """serving-r starts nginx -> plumber itself; the Python launcher is for serving-python."""
     deployer = KubernetesDeployer(publisher_url="http://publisher:8090/")
     model = ModelRef("alice", "defect-r")
-    r = deployer._deployment(model, "sha256:" + "a" * 64, R, 2)
+    r = deployer._deployment(model, "sha256:" + "a" * 64, R, 2, Serving())
     (serving,) = r["spec"]["template"]["spec"]["containers"]
     assert serving["image"] == "mlhub/serving-r:latest"
     assert serving.get("command") is None
     (fetch,) = r["spec"]["template"]["spec"]["initContainers"]
     assert fetch["image"] == "mlhub/serving-r:latest"  # python3 -m mlhub.serving fetch is in it
-    python = deployer._deployment(model, "sha256:" + "a" * 64, PY, 2)
+    python = deployer._deployment(model, "sha256:" + "a" * 64, PY, 2, Serving())
     (serving,) = python["spec"]["template"]["spec"]["containers"]
     assert serving.get("command") is None  # serving-python's entrypoint serves $MLHUB_BUNDLE
     deployer.serving_command = ["python3", "-m", "mlhub.serving", "--host", "0.0.0.0"]
-    python = deployer._deployment(model, "sha256:" + "a" * 64, PY, 2)
+    python = deployer._deployment(model, "sha256:" + "a" * 64, PY, 2, Serving())
     (serving,) = python["spec"]["template"]["spec"]["containers"]
     assert serving["command"][:3] == ["python3", "-m", "mlhub.serving"]
-    r = deployer._deployment(model, "sha256:" + "a" * 64, R, 2)
+    r = deployer._deployment(model, "sha256:" + "a" * 64, R, 2, Serving())
     (serving,) = r["spec"]["template"]["spec"]["containers"]
     assert serving.get("command") is None  # a configured command is for the Python image only
 
@@ -139,23 +140,27 @@ def test_whole_mlflow_models_run_the_serving_mlflow_image():
     to stay small; without an ``mlflow`` image they get the ``python`` one."""
     deployer = KubernetesDeployer(publisher_url="http://publisher:8090/")
     model = ModelRef("alice", "custom")
-    spec = deployer._deployment(model, "sha256:" + "a" * 64, MLFLOW, 1)["spec"]["template"]
+    spec = deployer._deployment(model, "sha256:" + "a" * 64, MLFLOW, 1, Serving())["spec"][
+        "template"
+    ]
     (serving,) = spec["spec"]["containers"]
     assert serving["image"] == "mlhub/serving-mlflow:latest"
-    native = deployer._deployment(model, "sha256:" + "a" * 64, PY, 1)["spec"]["template"]
+    native = deployer._deployment(model, "sha256:" + "a" * 64, PY, 1, Serving())["spec"]["template"]
     assert native["spec"]["containers"][0]["image"] == "mlhub/serving-python:latest"
     deployer.images = {"python": "acme/serving-with-mlflow:1"}
-    spec = deployer._deployment(model, "sha256:" + "a" * 64, MLFLOW, 1)["spec"]["template"]
+    spec = deployer._deployment(model, "sha256:" + "a" * 64, MLFLOW, 1, Serving())["spec"][
+        "template"
+    ]
     assert spec["spec"]["containers"][0]["image"] == "acme/serving-with-mlflow:1"
     with pytest.raises(InvalidBundle, match="runtime 'r' cannot be served here"):
-        deployer._deployment(model, "sha256:" + "a" * 64, R, 1)
+        deployer._deployment(model, "sha256:" + "a" * 64, R, 1, Serving())
 
 
 async def test_serving_settings_become_the_serving_containers_environment():
     deployer = KubernetesDeployer(extra_env={"MLHUB_REQUEST_TIMEOUT": "30"})
     model = ModelRef("alice", "forest")
-    await deployer.set_serving(model, {"batching": {"max_size": 32, "max_wait_ms": 3}})
-    spec = deployer._deployment(model, "sha256:" + "1" * 64, PY, 2)["spec"]["template"]
+    batching = Serving(batching={"max_size": 32, "max_wait_ms": 3})
+    spec = deployer._deployment(model, "sha256:" + "1" * 64, PY, 2, batching)["spec"]["template"]
     (serving,) = [c for c in spec["spec"]["containers"] if c["name"] == "serving"]
     env = {e["name"]: e.get("value") for e in serving["env"]}
     assert env["MLHUB_BATCHING"] == "on" and env["MLHUB_BATCH_MAX_SIZE"] == "32"
@@ -168,17 +173,22 @@ async def test_publish_resources_go_into_the_serving_container_over_the_setting(
     )
     model = ModelRef("alice", "forest")
     resources = {"requests": {"cpu": "500m"}, "limits": {"cpu": "2", "memory": "1Gi"}}
-    await deployer.set_serving(model, {"batching": None, "resources": resources})
-    spec = deployer._deployment(model, "sha256:" + "1" * 64, PY, 2)["spec"]["template"]
+    given = Serving(resources=resources)
+    spec = deployer._deployment(model, "sha256:" + "1" * 64, PY, 2, given)["spec"]["template"]
     (serving,) = spec["spec"]["containers"]
     assert serving["resources"] == {
         "requests": {"cpu": "500m", "memory": "256Mi"},
         "limits": {"cpu": "2", "memory": "1Gi"},
     }
-    # a request above the setting's limit is refused before anything is applied
+    # a request above the setting's limit is refused when the version is prepared, before
+    # anything is applied
     with pytest.raises(BadRequest, match="above its limit 2Gi"):
-        await deployer.set_serving(
-            ModelRef("alice", "big"), {"resources": {"requests": {"memory": "3Gi"}}}
+        await deployer.prepare(
+            ModelRef("alice", "big"),
+            "sha256:" + "2" * 64,
+            "/nowhere",
+            replicas=1,
+            serving=Serving(resources={"requests": {"memory": "3Gi"}}),
         )
 
 

@@ -19,7 +19,7 @@ from support.embedded_hub import passable
 
 from mlhub import limits, rlang
 from mlhub.deployers import local
-from mlhub.deployers.base import Desired, ModelRef
+from mlhub.deployers.base import Desired, ModelRef, Serving
 from mlhub.deployers.local import LocalDeployer
 from mlhub.deployers.processes import ServingInstance, tail_lines
 from mlhub.deployers.routes import ProxyRoutes
@@ -229,8 +229,10 @@ async def test_a_taken_port_is_retried_on_another(deployer, tmp_path, monkeypatc
 
 
 async def test_serving_settings_reach_the_serving_process(deployer, tmp_path):
-    await deployer.set_serving(MODEL, {"batching": {"max_size": 8, "max_wait_ms": 1}})
-    await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
+    batching = Serving(batching={"max_size": 8, "max_wait_ms": 1})
+    await deployer.deploy(
+        MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress(), serving=batching
+    )
     raw = Path(f"/proc/{live_pid(deployer)}/environ").read_bytes().decode()
     environ = dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
     assert environ["MLHUB_BATCHING"] == "on"
@@ -426,7 +428,7 @@ def test_serving_environment_has_no_publisher_secrets(tmp_path, monkeypatch):
     monkeypatch.setenv("CONFIGPROXY_AUTH_TOKEN", "proxy-s3cr3t")
     monkeypatch.setenv("SOME_PASSWORD", "pw")
     deployer = make_deployer(tmp_path, extra_env={"MLHUB_REQUEST_TIMEOUT": "30"})
-    env = deployer._env(ModelRef("bob.smith", "iris"), V1)
+    env = deployer._env(ModelRef("bob.smith", "iris"), V1, Serving())
     assert "s3cr3t" not in " ".join(env.values()) and "SOME_PASSWORD" not in env
     assert env["MLHUB_URL_PREFIX"] == "/models/bob.smith/iris"
     assert env["MLHUB_MODEL_VERSION"] == V1 and env["MLHUB_AUTH"] == "on"
@@ -495,16 +497,21 @@ async def test_memory_limit_without_cgroups_is_each_processs_rlimit(tmp_path):
     serving process gets one replica's memory limit as RLIMIT_DATA; a model without limits gets
     none, nor does any with ``limit_method = "none"``."""
     deployer = make_deployer(tmp_path, limit_method="rlimit")
-    await deployer.set_serving(MODEL, {"resources": {"limits": {"memory": "300Mi"}}})
-    await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=2, progress=Progress())
+    limited = Serving(resources={"limits": {"memory": "300Mi"}})
+    await deployer.deploy(
+        MODEL, V1, bundle(tmp_path), replicas=2, progress=Progress(), serving=limited
+    )
     assert data_limit(live_pid(deployer)) == str(300 * 1024**2)
     assert deployer._models[MODEL].live.cgroup is None
     assert "with RLIMIT_DATA 314572800 per process" in deployer.log_file(MODEL).read_text()
-    await deployer.set_serving(MODEL, {"resources": {"requests": {"memory": "300Mi"}}})
-    await deployer.scale(MODEL, 1, Progress())
+    requested = Serving(resources={"requests": {"memory": "300Mi"}})
+    await deployer.deploy(
+        MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress(), serving=requested
+    )
     assert data_limit(live_pid(deployer)) == "unlimited"
     deployer.limit_method = "none"
-    await deployer.set_serving(MODEL, {"resources": {"limits": {"memory": "300Mi"}}})
-    await deployer.scale(MODEL, 2, Progress())
+    await deployer.deploy(
+        MODEL, V1, bundle(tmp_path), replicas=2, progress=Progress(), serving=limited
+    )
     assert data_limit(live_pid(deployer)) == "unlimited"
     await deployer.shutdown()

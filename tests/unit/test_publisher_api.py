@@ -46,7 +46,8 @@ class FakeHubAuth:
 class FakeDeployer(Deployer):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.live, self.access, self.calls = {}, {}, []
+        # serving: the Serving each model was last deployed or adopted with
+        self.live, self.access, self.calls, self.serving = {}, {}, [], {}
 
     async def check(self, manifest, bundle_dir):
         if Path(bundle_dir, "model", "m.pkl").read_bytes().startswith(b"corrupt"):
@@ -55,8 +56,9 @@ class FakeDeployer(Deployer):
     async def set_access(self, model, access):
         self.access[model] = access
 
-    async def deploy(self, model, version, bundle_dir, *, replicas, progress):
+    async def deploy(self, model, version, bundle_dir, *, replicas, progress, serving=None):
         self.calls.append(("deploy", model.key, version, replicas))
+        self.serving[model] = serving
         for step in ("starting", "ready", "switched", "drained"):
             progress(step, step)
         self.live[model] = (version, replicas)
@@ -66,7 +68,8 @@ class FakeDeployer(Deployer):
         return {"state": "running", "version": version, "replicas": replicas, "instances": []}
 
     async def scale(self, model, replicas, progress):
-        await self.deploy(model, self.live[model][0], "", replicas=replicas, progress=progress)
+        version, serving = self.live[model][0], self.serving.get(model)
+        await self.deploy(model, version, "", replicas=replicas, progress=progress, serving=serving)
 
     async def delete(self, model):
         self.calls.append(("delete", model.key))
@@ -77,6 +80,7 @@ class FakeDeployer(Deployer):
 
     async def adopt(self, desired):
         self.calls.append(("adopt", len(desired)))
+        self.serving.update({d.model: d.serving for d in desired})
 
 
 class Api:
@@ -450,7 +454,7 @@ async def test_batching_is_a_publish_option_kept_with_the_model(api):
     assert status == 202, body
     await api.settle()
     assert body["model"]["batching"] == {"max_size": 16, "max_wait_ms": 2}
-    assert api.deployer.serving_env(ref) == {
+    assert api.deployer.serving[ref].env() == {
         "MLHUB_BATCHING": "on",
         "MLHUB_BATCH_MAX_SIZE": "16",
         "MLHUB_BATCH_MAX_WAIT_MS": "2",
@@ -463,7 +467,7 @@ async def test_batching_is_a_publish_option_kept_with_the_model(api):
     status, body = await api.publish("forest", payload=b"v2", query="?batching=off")
     await api.settle()
     assert status == 202 and body["model"]["batching"] is None
-    assert api.deployer.serving_env(ref) == {}
+    assert api.deployer.serving[ref].env() == {}
     deploys = [c for c in api.deployer.calls if c[0] == "deploy" and c[1] == "alice/forest"]
     assert len(deploys) == 3
 
@@ -489,7 +493,7 @@ async def test_batching_survives_a_publisher_restart(api, tmp_path):
     await api.publish("forest", query="?batching=on&batch_max_wait_ms=5")
     await api.settle()
     async with Api.running(tmp_path) as restarted:  # the same data directory and database
-        env = restarted.deployer.serving_env(ModelRef("alice", "forest"))
+        env = restarted.deployer.serving[ModelRef("alice", "forest")].env()
         assert env["MLHUB_BATCH_MAX_WAIT_MS"] == "5"
         status, model = await restarted.call("GET", "api/models/alice/forest")
         assert model["batching"] == {"max_size": 64, "max_wait_ms": 5}
@@ -502,7 +506,7 @@ async def test_resources_are_a_publish_option_kept_with_the_model(api):
     await api.settle()
     wanted = {"requests": {"cpu": "500m"}, "limits": {"memory": "1Gi"}}
     assert body["model"]["resources"] == wanted
-    assert api.deployer.serving_settings(ref)["resources"] == wanted
+    assert api.deployer.serving[ref].resources == wanted
     # a later version that does not mention them keeps them
     status, body = await api.publish("forest", payload=b"v2", query="?batching=on")
     await api.settle()
@@ -537,8 +541,7 @@ async def test_resources_survive_a_publisher_restart(api, tmp_path):
     await api.settle()
     async with Api.running(tmp_path) as restarted:  # the same data directory and database
         wanted = {"requests": {"cpu": "250m", "memory": "512Mi"}}
-        settings = restarted.deployer.serving_settings(ModelRef("alice", "forest"))
-        assert settings["resources"] == wanted
+        assert restarted.deployer.serving[ModelRef("alice", "forest")].resources == wanted
         status, model = await restarted.call("GET", "api/models/alice/forest")
         assert model["resources"] == wanted
 

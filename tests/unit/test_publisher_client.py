@@ -131,7 +131,7 @@ def test_oversized_bundles_are_refused_before_the_upload(live_api, tmp_path):
 
 
 def test_a_failed_deploy_raises_deploy_error(live_api, tmp_path):
-    async def broken(model, version, bundle_dir, *, replicas, progress):
+    async def broken(model, version, bundle_dir, *, replicas, progress, serving=None):
         progress("starting", "starting")
         raise DeployError("the serving process exited with code 1 before it was ready")
 

@@ -58,6 +58,32 @@ class ModelRef:
 
 
 @dataclass(frozen=True)
+class Serving:
+    """How a model's serving processes run, as its owner published it: ``batching``
+    (``{"max_size", "max_wait_ms"}`` or None: micro-batching of concurrent requests,
+    ``mlhub.serving.batching``) and ``resources`` (``{"requests": {...}, "limits": {...}}`` in
+    Kubernetes quantities, only those the publish gave, or None). It travels with every call
+    that starts processes (``prepare``, ``deploy``, ``adopt``); a backend applies ``env()`` to
+    the processes it starts and ``resources`` where it can."""
+
+    batching: dict | None = None
+    resources: dict | None = None
+
+    def env(self):
+        """The serving runtime's environment variables for these settings."""
+        if not self.batching:
+            return {}  # the runtime's default: off
+        return {
+            "MLHUB_BATCHING": "on",
+            "MLHUB_BATCH_MAX_SIZE": str(self.batching["max_size"]),
+            "MLHUB_BATCH_MAX_WAIT_MS": str(self.batching["max_wait_ms"]),
+        }
+
+
+DEFAULT_SERVING = Serving()
+
+
+@dataclass(frozen=True)
 class Desired:
     """A model that should be live: what ``adopt`` reconciles against at publisher start."""
 
@@ -65,6 +91,7 @@ class Desired:
     version: str
     bundle_dir: str
     replicas: int
+    serving: Serving = DEFAULT_SERVING
 
 
 class Deployer(LoggingConfigurable):
@@ -142,10 +169,6 @@ class Deployer(LoggingConfigurable):
         """,
     )
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self._serving = {}  # model -> settings (set_serving)
-
     def emit(self, model, version, step, message, level="info"):
         """Report an event: to ``on_event`` (which records and logs it), else to the log."""
         if self.on_event is not None:
@@ -158,11 +181,12 @@ class Deployer(LoggingConfigurable):
         """Verify the bundle loads in this backend's runtime; raise ``InvalidBundle`` if not."""
         raise NotImplementedError
 
-    async def prepare(self, model, version, bundle_dir, *, replicas):
+    async def prepare(self, model, version, bundle_dir, *, replicas, serving=DEFAULT_SERVING):
         """Called before the publisher accepts an uploaded version (``bundle_dir`` is where it
-        stays): raise ``InvalidBundle`` if it will not serve; nothing changes for the live
-        version. A backend may start the version here, without traffic, so that the next
-        ``deploy`` of it only switches over. Default: ``check``."""
+        stays): raise ``InvalidBundle`` if it will not serve (``BadRequest`` if ``serving``
+        cannot be applied); nothing changes for the live version. A backend may start the
+        version here, without traffic, so that the next ``deploy`` of it with the same
+        ``serving`` only switches over. Default: ``check``."""
         from mlhub.bundle import load_manifest
 
         await self.check(load_manifest(bundle_dir), bundle_dir)
@@ -173,40 +197,17 @@ class Deployer(LoggingConfigurable):
         so a count that cannot be served is refused, never reported while fewer serve.
         Default: any count."""
 
-    async def set_serving(self, model, settings):
-        """Set how the model's serving processes run from their next start: ``settings`` is
-        ``{"batching": {"max_size", "max_wait_ms"} or None, "resources": {"requests": {"cpu",
-        "memory"}, "limits": {"cpu", "memory"}} or None}`` (micro-batching of concurrent
-        requests, ``mlhub.serving.batching``; CPU and memory as Kubernetes quantities, only
-        those the publish gave). The publisher calls it before every prepare, deploy and adopt.
-        A backend applies ``serving_env(model)`` to the processes it starts (environment
-        variables of the serving runtime) and ``resources`` where it can (a backend may refuse
-        them with ``BadRequest``)."""
-        self._serving[model] = dict(settings)
-
-    def serving_settings(self, model):
-        """The settings last given for ``model`` by ``set_serving`` (``{}`` if none)."""
-        return self._serving.get(model, {})
-
-    def serving_env(self, model):
-        """The serving runtime's environment for the settings last given for ``model``."""
-        batching = self.serving_settings(model).get("batching")
-        if not batching:
-            return {}  # the runtime's default: off
-        return {
-            "MLHUB_BATCHING": "on",
-            "MLHUB_BATCH_MAX_SIZE": str(batching["max_size"]),
-            "MLHUB_BATCH_MAX_WAIT_MS": str(batching["max_wait_ms"]),
-        }
-
     async def set_access(self, model, access):
         """Publish who may call the endpoint: ``{"users": [...], "groups": [...],
         "key_hashes": [...]}`` (sha256 hex of each API key). Called before the first deploy and
         whenever it changes; serving processes pick changes up without a restart."""
         raise NotImplementedError
 
-    async def deploy(self, model, version, bundle_dir, *, replicas, progress):
-        """Make ``version`` the live one with a readiness-gated rolling update."""
+    async def deploy(
+        self, model, version, bundle_dir, *, replicas, progress, serving=DEFAULT_SERVING
+    ):
+        """Make ``version`` the live one, run as ``serving`` says, with a readiness-gated
+        rolling update. Later restarts (a crash, a scale) keep that ``serving``."""
         raise NotImplementedError
 
     async def status(self, model):
@@ -217,11 +218,16 @@ class Deployer(LoggingConfigurable):
         """Serve the live version with ``replicas`` (a rolling replace, no failed request)."""
         raise NotImplementedError
 
-    async def rollback(self, model, version, bundle_dir, progress):
+    async def rollback(self, model, version, bundle_dir, progress, serving=DEFAULT_SERVING):
         """Make an older version live again: a deploy with the current replica count."""
         status = await self.status(model)
         await self.deploy(
-            model, version, bundle_dir, replicas=status.get("replicas") or 1, progress=progress
+            model,
+            version,
+            bundle_dir,
+            replicas=status.get("replicas") or 1,
+            progress=progress,
+            serving=serving,
         )
 
     async def delete(self, model):

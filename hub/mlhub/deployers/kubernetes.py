@@ -36,7 +36,7 @@ from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default, 
 
 from mlhub.bundle import load_manifest
 from mlhub.deployers import kube_objects as objects
-from mlhub.deployers.base import Deployer, load_failure
+from mlhub.deployers.base import DEFAULT_SERVING, Deployer, load_failure
 from mlhub.deployers.kube_api import MERGE_PATCH, ApiException, KubeClient
 from mlhub.deployers.kube_reflector import Reflector
 from mlhub.errors import DeployError, InvalidBundle
@@ -440,7 +440,7 @@ class KubernetesDeployer(Deployer):
             f"{urllib.parse.quote(version, safe='')}/bundle"
         )
 
-    def _deployment(self, model, version, manifest, replicas):
+    def _deployment(self, model, version, manifest, replicas, serving):
         runtime = manifest["runtime"]
         return objects.make_deployment(
             model,
@@ -453,10 +453,8 @@ class KubernetesDeployer(Deployer):
             hub_api_url=self.hub_api_url,
             workers=self.workers_per_pod,
             command=self.serving_command if runtime == "python" else None,
-            resources=container_resources(
-                self.resources, self.serving_settings(model).get("resources")
-            ),
-            env={**self.extra_env, **self.serving_env(model)},
+            resources=container_resources(self.resources, serving.resources),
+            env={**self.extra_env, **serving.env()},
             image_pull_policy=self.image_pull_policy,
             termination_grace_seconds=self.termination_grace_seconds,
             drain_seconds=self.drain_seconds,
@@ -575,11 +573,12 @@ class KubernetesDeployer(Deployer):
         # load fails its rollout (readiness) and the previous version keeps serving.
         self._image(manifest)
 
-    async def set_serving(self, model, settings):
-        """As the contract says; resources a publish gives that cannot be combined with
-        ``resources`` (a request above the limit) are refused here, before anything changes."""
-        container_resources(self.resources, settings.get("resources"))
-        await super().set_serving(model, settings)
+    async def prepare(self, model, version, bundle_dir, *, replicas, serving=DEFAULT_SERVING):
+        """As the contract says; ``serving`` resources that cannot be combined with
+        ``resources`` (a request above the limit) are refused here, before anything changes.
+        The version starts in its pods at ``deploy`` (its readiness gates the rollout)."""
+        container_resources(self.resources, serving.resources)
+        await super().prepare(model, version, bundle_dir, replicas=replicas, serving=serving)
 
     async def set_access(self, model, access):
         await self._start()
@@ -658,7 +657,9 @@ class KubernetesDeployer(Deployer):
             return None if exc.status == 404 else exc
         return None
 
-    async def deploy(self, model, version, bundle_dir, *, replicas, progress):
+    async def deploy(
+        self, model, version, bundle_dir, *, replicas, progress, serving=DEFAULT_SERVING
+    ):
         await self._start()
         mid = objects.model_id(model)
         manifest = load_manifest(bundle_dir)
@@ -666,16 +667,18 @@ class KubernetesDeployer(Deployer):
             self._models[mid] = model
             self._busy.add(mid)
             try:
-                await self._rollout(model, mid, version, manifest, replicas, progress)
+                await self._rollout(model, mid, version, manifest, replicas, serving, progress)
             finally:
                 self._busy.discard(mid)
 
-    async def _rollout(self, model, mid, version, manifest, replicas, progress):
+    async def _rollout(self, model, mid, version, manifest, replicas, serving, progress):
         previous = self._deployment_of(mid)
         self._wanted[mid] = version
         await self._apply_companions(model, replicas)
         progress("starting", f"rolling out {version[:19]} to {replicas} pod(s)")
-        applied = await self.kube.apply(self._deployment(model, version, manifest, replicas))
+        applied = await self.kube.apply(
+            self._deployment(model, version, manifest, replicas, serving)
+        )
         generation = applied["metadata"].get("generation", 1)
         started = time.monotonic()
 
@@ -907,6 +910,7 @@ class KubernetesDeployer(Deployer):
                 d.bundle_dir,
                 replicas=d.replicas,
                 progress=lambda step, message: None,
+                serving=d.serving,
             )
         except (DeployError, InvalidBundle) as exc:
             self.emit(d.model, d.version, "failed", exc.message, "error")

@@ -45,7 +45,7 @@ from traitlets import Any, Bool, Dict, Enum, Float, Integer, List, Unicode, defa
 from mlhub import rlang
 from mlhub.bundle import load_manifest
 from mlhub.datadir import grant_owner
-from mlhub.deployers.base import Deployer, ModelRef, load_failure
+from mlhub.deployers.base import DEFAULT_SERVING, Deployer, ModelRef, Serving, load_failure
 from mlhub.deployers.processes import ServingInstance, tail_lines, write_json_atomic
 from mlhub.deployers.spares import SparePool
 from mlhub.errors import BadRequest, DeployError, InvalidBundle
@@ -78,6 +78,7 @@ class _Want:
     version: str
     bundle_dir: str
     workers: int
+    serving: Serving = DEFAULT_SERVING
 
 
 @dataclass
@@ -318,7 +319,7 @@ class LocalDeployer(Deployer):
         env.update(self.extra_env)
         return env
 
-    def _env(self, model, version, account=None):
+    def _env(self, model, version, serving, account=None):
         env = self._base_env()
         if account is not None:
             env.update(account.env())
@@ -331,7 +332,7 @@ class LocalDeployer(Deployer):
                 "MLHUB_ACCESS_FILE": str(self.access_file(model)),
                 "MLHUB_AUTH": "on",
                 "JUPYTERHUB_API_URL": self.hub_api_url,
-                **self.serving_env(model),
+                **serving.env(),
             }
         )
         return env
@@ -371,12 +372,12 @@ class LocalDeployer(Deployer):
             return None
         return await asyncio.to_thread(self.system_users.ensure, model.owner)
 
-    def _spawn(self, model, version, bundle_dir, workers, account):
+    def _spawn(self, model, version, bundle_dir, workers, account, serving):
         manifest = load_manifest(bundle_dir)
         self.check_replicas(manifest, workers)
-        env = self._env(model, version, account)
+        env = self._env(model, version, serving, account)
         uid = account.uid if account else None
-        limits = replica_limits(self.serving_settings(model).get("resources"))
+        limits = replica_limits(serving.resources)
         limited = any(vars(limits).values()) and self.limit_method != "none"
         if not limited and self._spares.fits(manifest["runtime"], workers, env, manifest):
             log_path = self.log_file(model)
@@ -389,7 +390,15 @@ class LocalDeployer(Deployer):
                 with open(log_path, "ab") as log:
                     log.write(f"--- mlhub: {version} on port {port}: spare pid {pid}\n".encode())
                 return ServingInstance(
-                    version, str(bundle_dir), port, pid, workers, time.time(), proc, uid=uid
+                    version,
+                    str(bundle_dir),
+                    port,
+                    pid,
+                    workers,
+                    time.time(),
+                    proc,
+                    uid=uid,
+                    serving=serving,
                 )
         port = free_port(self.host)
         cmd = self._command(
@@ -429,7 +438,16 @@ class LocalDeployer(Deployer):
                     self._cgroups().remove(cgroup)
                 raise
         return ServingInstance(
-            version, str(bundle_dir), port, proc.pid, workers, time.time(), proc, cgroup, uid
+            version,
+            str(bundle_dir),
+            port,
+            proc.pid,
+            workers,
+            time.time(),
+            proc,
+            cgroup,
+            uid,
+            serving=serving,
         )
 
     def _cgroups(self):
@@ -451,10 +469,11 @@ class LocalDeployer(Deployer):
         name = f"{model.owner_dir}.{model.name}.{port}"
         return hold(self._cgroups(), name, limits, workers)
 
-    def _memory_limit(self, model):
-        return ((self.serving_settings(model).get("resources") or {}).get("limits") or {}).get(
-            "memory"
-        )
+    @staticmethod
+    def _memory_limit(inst):
+        """The per-replica memory limit ``inst`` was started with, if any."""
+        resources = inst.serving.resources if inst.serving is not None else None
+        return ((resources or {}).get("limits") or {}).get("memory")
 
     def _exit_reason(self, model, inst):
         """How ``inst`` ended, saying so when the kernel killed part of it for memory."""
@@ -463,7 +482,7 @@ class LocalDeployer(Deployer):
         if inst.cgroup and cgroups and cgroups.oom_kills(inst.cgroup):
             why += (
                 f" after the kernel killed it (or one of its processes) for using more memory "
-                f"than the model's memory_limit ({self._memory_limit(model)} per replica); "
+                f"than the model's memory_limit ({self._memory_limit(inst)} per replica); "
                 "publish it with a higher memory_limit or make it need less"
             )
         return why
@@ -506,7 +525,7 @@ class LocalDeployer(Deployer):
             if ready:
                 return
             if reason:
-                if limit := self._memory_limit(model):
+                if limit := self._memory_limit(inst):
                     reason += f" (the model's memory_limit is {limit} per replica)"
                 raise InvalidBundle(
                     f"the model does not load: {reason}",
@@ -541,14 +560,14 @@ class LocalDeployer(Deployer):
         if inst.cgroup and (cgroups := self._cgroups()) is not None:
             await asyncio.to_thread(cgroups.remove, inst.cgroup)
 
-    async def _start_ready(self, state, version, bundle_dir, workers):
+    async def _start_ready(self, state, version, bundle_dir, workers, serving):
         """Start an instance and wait until it is ready; stop it again if it never is.
 
         An instance that dies because its port was taken meanwhile (``free_port`` races with
         every other process on the machine) is started again on another port."""
         account = await self._account(state.model)
         for attempt in range(_PORT_TRIES):
-            inst = self._spawn(state.model, version, bundle_dir, workers, account)
+            inst = self._spawn(state.model, version, bundle_dir, workers, account, serving)
             state.others.append(inst)
             self._save(state)
             try:
@@ -687,32 +706,36 @@ class LocalDeployer(Deployer):
         top = Path(self.data_dir, "access")
         write_json_atomic(path, access, lambda tmp: grant_owner(top, tmp, account))
 
-    async def prepare(self, model, version, bundle_dir, *, replicas):
+    async def prepare(self, model, version, bundle_dir, *, replicas, serving=DEFAULT_SERVING):
         """Start ``version`` beside what serves, without traffic, and wait until it is ready:
         the publisher calls this before it accepts an upload, so a model that does not load
         is refused (``InvalidBundle``, from its own ``/readyz``) and the next ``deploy`` of
         that version only switches the route. One start, one load of the model."""
         await self.check(load_manifest(bundle_dir), bundle_dir, await self._account(model))
         state = self._state(model)
-        inst = await self._start_ready(state, version, str(bundle_dir), replicas)
+        inst = await self._start_ready(state, version, str(bundle_dir), replicas, serving)
         state.prepared.append(inst)
 
-    def _take_prepared(self, state, version, bundle_dir, workers):
+    def _take_prepared(self, state, want):
         """The instance ``prepare`` started for this deploy, if it still runs."""
         for inst in state.prepared:
-            wanted = (inst.version, inst.bundle_dir, inst.workers) == (version, bundle_dir, workers)
+            started = (inst.version, inst.bundle_dir, inst.workers, inst.serving)
+            wanted = started == (want.version, want.bundle_dir, want.workers, want.serving)
             if wanted and inst.alive() and inst in state.others:
                 state.prepared.remove(inst)
                 return inst
         return None
 
-    async def deploy(self, model, version, bundle_dir, *, replicas, progress):
+    async def deploy(
+        self, model, version, bundle_dir, *, replicas, progress, serving=DEFAULT_SERVING
+    ):
         state = self._state(model)
+        want = _Want(version, str(bundle_dir), replicas, serving)
         async with state.lock:
-            new = self._take_prepared(state, version, str(bundle_dir), replicas)
+            new = self._take_prepared(state, want)
             if new is None:
                 progress("starting", f"starting {replicas} worker(s) of {version[:19]}")
-                new = await self._start_ready(state, version, bundle_dir, replicas)
+                new = await self._start_ready(state, version, bundle_dir, replicas, serving)
             else:
                 progress("starting", f"started {replicas} worker(s) of {version[:19]} on upload")
             progress("ready", f"ready on port {new.port} (pid {new.pid})")
@@ -722,7 +745,7 @@ class LocalDeployer(Deployer):
                 await self._retire(state, new)
                 raise
             old = self._make_live(state, new)
-            state.want = _Want(version, str(bundle_dir), replicas)
+            state.want = want
             state.failures = 0
             # started by a publish that never got to its deploy (or a concurrent one, which
             # will start its own): not left running unseen
@@ -758,7 +781,12 @@ class LocalDeployer(Deployer):
             raise DeployError(f"{model.key} has no live version to scale", {"model": model.key})
         want = state.want
         await self.deploy(
-            model, want.version, want.bundle_dir, replicas=replicas, progress=progress
+            model,
+            want.version,
+            want.bundle_dir,
+            replicas=replicas,
+            progress=progress,
+            serving=want.serving,
         )
 
     async def delete(self, model):
@@ -809,7 +837,7 @@ class LocalDeployer(Deployer):
     async def _adopt_one(self, d, stopped_on_exit):
         state = self._state(d.model)
         async with state.lock:
-            state.want = _Want(d.version, str(d.bundle_dir), d.replicas)
+            state.want = _Want(d.version, str(d.bundle_dir), d.replicas, d.serving)
             found = None
             for inst in list(state.others):
                 if (
@@ -876,7 +904,9 @@ class LocalDeployer(Deployer):
         try:
             if not Path(want.bundle_dir).is_dir():
                 raise DeployError(f"the bundle directory {want.bundle_dir} is missing")
-            inst = await self._start_ready(state, want.version, want.bundle_dir, want.workers)
+            inst = await self._start_ready(
+                state, want.version, want.bundle_dir, want.workers, want.serving
+            )
         except (DeployError, BadRequest) as exc:
             state.failures += 1
             wait = min(2 ** (state.failures - 1), self.restart_backoff_max)

@@ -57,6 +57,8 @@ class ServingInstance:
     proc: subprocess.Popen | None = field(default=None, repr=False, compare=False)
     cgroup: str | None = None  # its cgroup (mlhub.limits) when the model has limits
     uid: int | None = None  # the account it runs as (None: the publisher's)
+    # how it was started (deployers.base.Serving); not recorded: an adopted instance has None
+    serving: object = field(default=None, repr=False, compare=False)
 
     def alive(self):
         """Whether the master still runs: ``Popen.poll`` for our children; for adopted ones,

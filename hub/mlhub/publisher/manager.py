@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mlhub.bundle import validate_name
 from mlhub.datadir import grant_owner
-from mlhub.deployers.base import Desired, ModelRef
+from mlhub.deployers.base import Desired, ModelRef, Serving
 from mlhub.errors import BadRequest, Conflict, MlhubError, NotFound
 from mlhub.publisher.artifacts import place
 from mlhub.publisher.store import isoformat, utcnow
@@ -214,8 +214,8 @@ class ModelManager:
         return {"max_size": size, "max_wait_ms": wait}
 
     def serving(self, model):
-        """The serving settings of ``model`` for ``Deployer.set_serving``."""
-        return {"batching": model.batching, "resources": model.resources}
+        """How ``model``'s serving processes run (``Deployer`` calls take it along)."""
+        return Serving(model.batching, model.resources)
 
     def _lock(self, owner, name):
         return self._locks.setdefault((owner, name), asyncio.Lock())
@@ -289,14 +289,11 @@ class ModelManager:
         try:
             unpacked = utcnow()
             model = self.store.find_model(owner, name)
-            stored = (
-                self.serving(model) if model is not None else {"batching": None, "resources": None}
+            stored = self.serving(model) if model is not None else Serving()
+            serving = Serving(
+                stored.batching if batching is UNCHANGED else batching,
+                stored.resources if resources is UNCHANGED else resources,
             )
-            serving = dict(stored)
-            if batching is not UNCHANGED:
-                serving["batching"] = batching
-            if resources is not UNCHANGED:
-                serving["resources"] = resources
             known = model is not None and model.version(ingested.digest) is not None
             if (
                 known
@@ -306,20 +303,19 @@ class ModelManager:
             ):
                 ingested.discard()
                 return Outcome({"model": self.view(model), "version": ingested.digest}, False)
-            await self.deployer.set_serving(ref, serving)
             # the bundle goes where it is served from, and is started there (without traffic)
             # before the version is accepted: a model that does not load is refused here
             bundle_dir = place(ingested.bundle_dir, self.bundle_dir(ref, ingested.digest))
             placed = None if known else bundle_dir
             await self._give_to_owner(ref, bundle_dir)
             replicas = workers or (model.replicas if model is not None else self.default_workers)
-            await self.deployer.prepare(ref, ingested.digest, str(bundle_dir), replicas=replicas)
+            await self.deployer.prepare(
+                ref, ingested.digest, str(bundle_dir), replicas=replicas, serving=serving
+            )
         except BaseException as exc:
             ingested.discard()
             if placed is not None:
                 shutil.rmtree(placed, ignore_errors=True)
-            if model is not None:
-                await self.deployer.set_serving(ref, self.serving(model))
             if isinstance(exc, MlhubError) and model is not None:
                 self._record(model, ingested.digest, "failed", exc.message, "error")
             raise
@@ -329,8 +325,8 @@ class ModelManager:
                 model = self.store.create_model(owner, name, workers or self.default_workers)
             elif workers is not None:
                 model.replicas = workers
-            model.batching = serving["batching"]
-            model.resources = serving["resources"]
+            model.batching = serving.batching
+            model.resources = serving.resources
             artifact = self.artifacts.commit(ingested)
             self.store.add_version(
                 model, ingested.digest, ingested.size, ingested.manifest, artifact
@@ -358,7 +354,12 @@ class ModelManager:
 
         async def operation(ref, progress):
             await self.deployer.deploy(
-                ref, digest, str(bundle_dir), replicas=model.replicas, progress=progress
+                ref,
+                digest,
+                str(bundle_dir),
+                replicas=model.replicas,
+                progress=progress,
+                serving=self.serving(model),
             )
 
         self._background(self._deploy(model, digest, operation))
@@ -389,7 +390,6 @@ class ModelManager:
                 return  # deleted while waiting
             try:
                 await self.deployer.set_access(ref, self.access(model))
-                await self.deployer.set_serving(ref, self.serving(model))
                 await operation(ref, progress)
             except Exception as exc:
                 message = exc.message if isinstance(exc, MlhubError) else f"internal error: {exc}"
@@ -427,7 +427,9 @@ class ModelManager:
         )
 
         async def operation(ref, progress):
-            await self.deployer.rollback(ref, digest, str(bundle_dir), progress)
+            await self.deployer.rollback(
+                ref, digest, str(bundle_dir), progress, serving=self.serving(model)
+            )
 
         self._background(self._deploy(model, digest, operation))
         return {"model": self.view(model), "version": digest, "event_id": first.id}
@@ -545,9 +547,14 @@ class ModelManager:
             if model.current_version:
                 bundle_dir = await self._ensure_bundle_dir(model, model.current_version)
                 await self.deployer.set_access(self.ref(model), self.access(model))
-                await self.deployer.set_serving(self.ref(model), self.serving(model))
                 desired.append(
-                    Desired(self.ref(model), model.current_version, str(bundle_dir), model.replicas)
+                    Desired(
+                        self.ref(model),
+                        model.current_version,
+                        str(bundle_dir),
+                        model.replicas,
+                        self.serving(model),
+                    )
                 )
         self.store.commit()
         started = time.monotonic()
