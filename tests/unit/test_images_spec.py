@@ -2,6 +2,7 @@
 
 import io
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,15 @@ def test_bad_specs_say_what_to_fix(repo):
         load_spec(repo, "app")
     with pytest.raises(InvalidImageSpec, match=r"no image 'nope'.*\(known: app\)"):
         discover(repo, ["nope"])
+
+
+def test_the_standard_images_build_after_the_ones_they_start_from():
+    """The repository's own images: hub takes the npm proxy tree from the proxy image and
+    serving-mlflow starts from serving-python, so those build first (by name they come after)."""
+    root = Path(__file__).resolve().parents[2]
+    args = {"MLHUB_IMAGES_NAMESPACE": "mlhub", "MLHUB_VERSION": "9.9.9"}
+    assert load_spec(root, "hub").base_images(args) == ["mlhub/proxy:9.9.9", "debian:bookworm-slim"]
+    order = [s.name for s in build_order(discover(root), "mlhub", args)]
+    assert order.index("proxy") < order.index("hub")
+    assert order.index("serving-python") < order.index("serving-mlflow")
+    assert sorted(order) == sorted(s.name for s in discover(root))
