@@ -98,9 +98,11 @@ class MlhubExtension(Configurable):
     max_upload_bytes = Int(
         2 * 1024**3,
         config=True,
-        help="""Largest bundle, in bytes, the server extension forwards (default 2 GiB).
-
-        The upload route streams, so this bounds traffic, not memory.
+        help="""Largest bundle, in bytes, the server extension forwards (default 2 GiB): a
+        guard of this notebook server's traffic, not the publish limit. The publisher's own
+        limit (``PublisherApp.max_upload_bytes``, default 100 MB, an operator's setting) is
+        what refuses a bundle first, with a 413 naming it, before the body is read. The upload
+        route streams, so this bounds traffic, not memory.
         """,
     )
 
