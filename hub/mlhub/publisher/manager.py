@@ -20,15 +20,14 @@ from mlhub.datadir import grant_owner
 from mlhub.deployers.base import Desired, ModelRef, Serving
 from mlhub.errors import BadRequest, Conflict, MlhubError, NotFound
 from mlhub.publisher.artifacts import place
-from mlhub.publisher.store import isoformat, utcnow
+from mlhub.publisher.store import utcnow
+from mlhub.publisher.views import check_batching, model_view
 from mlhub.resources import check_resources
-from mlhub.serving.settings import Settings as ServingSettings
 from mlhub.steps import IN_PROGRESS, REQUESTED
 
 KEY_PREFIX = "mlhk_"
 BUNDLE_TOKEN_PREFIX = "mlhb_"
 UNCHANGED = object()  # a publish that does not mention a setting keeps the model's
-MAX_BATCH_SIZE = 512  # one serving thread per row a batch may hold (MLHUB_THREADS)
 
 
 @dataclass(frozen=True)
@@ -120,48 +119,8 @@ class ModelManager:
         return ModelRef(model.owner, model.name)
 
     def view(self, model):
-        """The API's ``Model`` object."""
-        url = f"{self.public_url}{self.ref(model).url_prefix}/"
-        versions = sorted(model.versions, key=lambda v: v.created, reverse=True)
-        return {
-            "owner": model.owner,
-            "name": model.name,
-            "status": model.status,
-            "current_version": model.current_version,
-            "replicas": model.replicas,
-            "url": url,
-            "predict_url": url + "v1/predict",
-            "shared_with": list(model.shared_with or []),
-            "shared_groups": list(model.shared_groups or []),
-            "batching": model.batching,
-            "resources": model.resources,
-            "versions": [
-                {
-                    "id": v.id,
-                    "created": isoformat(v.created),
-                    "live_since": isoformat(v.live_since),
-                    "flavor": v.manifest.get("flavor"),
-                    "runtime": v.manifest.get("runtime"),
-                    "size": v.size,
-                    "signature": v.manifest.get("signature"),
-                    "example": v.manifest.get("example"),
-                }
-                for v in versions
-            ],
-            "instances": [
-                {
-                    "version": d.version,
-                    "state": d.state,
-                    "pid": d.pid,
-                    "port": d.port,
-                    "workers": d.workers,
-                    "started": isoformat(d.started),
-                }
-                for d in model.deployments
-            ],
-            "created": isoformat(model.created),
-            "updated": isoformat(model.updated),
-        }
+        """The API's ``Model`` object (``views.model_view``)."""
+        return model_view(model, self.public_url)
 
     def bundle_dir(self, model, digest):
         return self.models_dir / self.ref(model).owner_dir / model.name / digest.split(":", 1)[1]
@@ -187,31 +146,6 @@ class ModelManager:
                 {"field": "replicas", "limit": self.max_workers},
             )
         return replicas
-
-    @staticmethod
-    def check_batching(batching):
-        """``True``/``"on"`` (the serving runtime's defaults), ``False``/``"off"``/``None``, or
-        ``{"max_size": rows, "max_wait_ms": ms}`` -> what is stored (a dict, or None for off)."""
-        if batching in (None, False, "off"):
-            return None
-        if batching in (True, "on"):
-            batching = {}
-        if not isinstance(batching, dict) or set(batching) - {"max_size", "max_wait_ms"}:
-            raise BadRequest(
-                "batching must be on, off or {max_size, max_wait_ms}", {"field": "batching"}
-            )
-        size = batching.get("max_size", ServingSettings.batch_max_size)
-        wait = batching.get("max_wait_ms", ServingSettings.batch_max_wait_ms)
-        for field, value, low, high in (
-            ("max_size", size, 1, MAX_BATCH_SIZE),
-            ("max_wait_ms", wait, 0, 1000),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise BadRequest(
-                    f"batching {field} must be a whole number from {low} to {high}, got {value!r}",
-                    {"field": f"batching.{field}"},
-                )
-        return {"max_size": size, "max_wait_ms": wait}
 
     def serving(self, model):
         """How ``model``'s serving processes run (``Deployer`` calls take it along)."""
@@ -275,7 +209,7 @@ class ModelManager:
         if workers is not None:
             self.check_replicas(workers)
         if batching is not UNCHANGED:
-            batching = self.check_batching(batching)
+            batching = check_batching(batching)
         if resources is not UNCHANGED:
             resources = check_resources(resources) or None
         received = utcnow()
