@@ -319,6 +319,19 @@ def test_publish_from_the_notebook_in_the_pod_and_call_with_a_token_and_a_key(
     rows, expected = expected_predictions()
     url = f"{site.url}models/{USER}/{MODEL}/v1/predict"
     body = {"instances": rows.to_dict(orient="records")}
+    # A new key reaches the model's pods through its Secret: a second or two after it was
+    # minted (docs/internals.md; the bound test_access_on_cluster checks is 20 s), so the
+    # panel's key is tried until then, as a user pasting it would retry a first 401.
+    wait_for(
+        lambda: (
+            requests.post(
+                url, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60
+            ).status_code
+            == 200
+        ),
+        "the panel's new API key to reach the model's pods",
+        timeout=20,
+    )
     for credential in (f"Bearer {key}", f"token {token}"):
         reply = requests.post(url, json=body, headers={"Authorization": credential}, timeout=60)
         assert reply.status_code == 200, reply.text

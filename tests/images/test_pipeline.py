@@ -60,12 +60,15 @@ def test_every_image_is_tagged_by_hash_and_version_and_labelled(engine, built):
 def test_unchanged_inputs_are_not_rebuilt(engine, built):
     said = []
     pipeline = ImagePipeline(client=engine, say=said.append)
+    # hub is built from the proxy image (its npm proxy tree): that one is checked first
     assert pipeline.build(["serving-python", "hub"]) == {
         "serving-python": built["serving-python"],
+        "proxy": built["proxy"],
         "hub": built["hub"],
     }
     assert said == [
         f"serving-python: up to date ({built['serving-python']})",
+        f"proxy: up to date ({built['proxy']})",
         f"hub: up to date ({built['hub']})",
     ]
     # naming an image built from another standard image builds (here: checks) that one first
