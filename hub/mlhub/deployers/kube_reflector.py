@@ -87,10 +87,12 @@ class Reflector:
         await self._synced.wait()
 
     async def stop(self):
+        """Stop watching; a later ``start`` waits for a fresh list again."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        self._synced.clear()
 
     async def _run(self):
         """List, then watch from the list's resourceVersion; list again when it breaks."""
