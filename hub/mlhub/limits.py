@@ -223,6 +223,22 @@ def preexec(procs_files, rlimit_data=None):
     return apply
 
 
+def cgroups_for(method, setting, error, name="mlhub", parent=None):
+    """The writable cgroup tree a ``limit_method`` holds processes in (``Cgroups.detect``), or
+    None: for ``rlimit`` and ``none``, and for ``auto`` where none is writable. ``cgroup``
+    without one raises ``error`` (the caller's typed error), naming the ``setting``."""
+    if method not in ("auto", "cgroup"):
+        return None
+    cgroups = Cgroups.detect(name=name, parent=parent)
+    if cgroups is None and method == "cgroup":
+        raise error(
+            f"{setting} is 'cgroup' but no writable cgroup hierarchy was found: run where "
+            "cgroups may be created, or set it to 'auto' (RLIMIT_DATA where cgroups are not "
+            "writable)"
+        )
+    return cgroups
+
+
 def replica_limits(resources):
     """The local ``Limits`` of one replica from a model's publish ``resources`` (Kubernetes
     quantities, ``{"requests": ..., "limits": ...}``): the memory limit in bytes and the CPU

@@ -27,7 +27,7 @@ from traitlets import Any, Enum, HasTraits, Unicode, default
 
 from mlhub import rlang
 from mlhub.errors import Conflict, MlhubError
-from mlhub.limits import Cgroups, Limits, preexec
+from mlhub.limits import Cgroups, Limits, cgroups_for, preexec
 from mlhub.profiles.loader import SIZE_OPTION, load_profiles, profiles_for, resolve_choice
 from mlhub.settings import hub_settings, safe_name
 
@@ -310,12 +310,12 @@ class ProfileLocalSpawner(ProfileSource, LocalProcessSpawner):
         return env
 
     def _cgroups(self):
-        if self.limit_method not in ("auto", "cgroup"):
-            return None
-        cgroups = Cgroups.detect(parent=self.cgroup_parent or None)
-        if cgroups is None and self.limit_method == "cgroup":
-            raise Conflict("limit_method is 'cgroup' but no writable cgroup hierarchy was found")
-        return cgroups
+        return cgroups_for(
+            self.limit_method,
+            "MlhubSpawner.limit_method",
+            Conflict,
+            parent=self.cgroup_parent or None,
+        )
 
     def make_preexec_fn(self, name):
         limits = Limits(self.mem_limit, self.mem_guarantee, self.cpu_limit, self.cpu_guarantee)

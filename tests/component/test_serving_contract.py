@@ -68,7 +68,7 @@ class ContractServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         deployer = LocalDeployer(data_dir=str(log_dir))
-        cmd = deployer._command(
+        cmd = deployer.launcher.command(
             deployer.serve_commands,
             runtime,
             bundle=bundle,

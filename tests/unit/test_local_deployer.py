@@ -18,7 +18,7 @@ import pytest
 from support.embedded_hub import passable
 
 from mlhub import limits, rlang
-from mlhub.deployers import local
+from mlhub.deployers import launcher
 from mlhub.deployers.base import Desired, ModelRef, Serving
 from mlhub.deployers.local import LocalDeployer
 from mlhub.deployers.processes import ServingInstance, tail_lines
@@ -112,7 +112,7 @@ class Progress(list):
 
 
 def live_pid(deployer):
-    return deployer._models[MODEL].live.pid
+    return deployer.processes(MODEL).live.pid
 
 
 async def wait_until(check):
@@ -135,7 +135,7 @@ async def test_deploy_then_rolling_update(deployer, tmp_path):
     progress = Progress()
     await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=2, progress=progress)
     assert progress == ["starting", "ready", "switched", "drained"]
-    first = deployer._models[MODEL].live
+    first = deployer.processes(MODEL).live
     route = deployer.routes.table["/models/alice/iris"]
     assert route["target"] == f"http://127.0.0.1:{first.port}"
     assert route["mlhub"] is True and "jupyterhub" not in route
@@ -143,7 +143,7 @@ async def test_deploy_then_rolling_update(deployer, tmp_path):
     progress.clear()
     await deployer.deploy(MODEL, V2, bundle(tmp_path), replicas=2, progress=progress)
     assert progress == ["starting", "ready", "switched", "drained"]
-    second = deployer._models[MODEL].live
+    second = deployer.processes(MODEL).live
     assert second.version == V2 and second.port != first.port
     assert not first.alive(), "the old instance is stopped after draining"
     assert deployer.routes.table["/models/alice/iris"]["target"].endswith(f":{second.port}")
@@ -155,13 +155,13 @@ async def test_deploy_then_rolling_update(deployer, tmp_path):
 
 async def test_failed_start_keeps_the_old_version(deployer, tmp_path):
     await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
-    old = deployer._models[MODEL].live
+    old = deployer.processes(MODEL).live
     deployer.serve_commands = {"python": [*deployer.serve_commands["python"][:3], "crash"]}
     with pytest.raises(DeployError) as info:
         await deployer.deploy(MODEL, V2, bundle(tmp_path), replicas=1, progress=Progress())
     assert "exited with code 3 before it was ready" in info.value.message
     assert "fake: cannot load the model" in info.value.message, "the log tail says why"
-    assert deployer._models[MODEL].live is old and old.alive()
+    assert deployer.processes(MODEL).live is old and old.alive()
     assert deployer.routes.table["/models/alice/iris"]["target"].endswith(f":{old.port}")
 
 
@@ -169,7 +169,7 @@ async def test_not_ready_in_time(tmp_path):
     d = make_deployer(tmp_path, mode="never-ready", ready_timeout=0.5)
     with pytest.raises(DeployError, match="not ready after 0.5 s"):
         await d.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
-    assert d._models[MODEL].others == [], "the unready process was stopped"
+    assert d.processes(MODEL).others == [], "the unready process was stopped"
     assert "/models/alice/iris" not in d.routes.table
     await d.shutdown()
 
@@ -187,28 +187,28 @@ def r_bundle(tmp_path):
 
 async def test_prepare_starts_the_version_its_deploy_switches_to(deployer, tmp_path):
     await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
-    old = deployer._models[MODEL].live
+    old = deployer.processes(MODEL).live
     path = bundle(tmp_path, "v2")
     await deployer.prepare(MODEL, V2, path, replicas=1)
-    (prepared,) = deployer._models[MODEL].prepared
+    (prepared,) = deployer.processes(MODEL).prepared
     assert prepared.alive() and prepared.version == V2
     assert deployer.routes.table["/models/alice/iris"]["target"].endswith(f":{old.port}")
 
     await deployer.deploy(MODEL, V2, path, replicas=1, progress=Progress())
-    live = deployer._models[MODEL].live
+    live = deployer.processes(MODEL).live
     assert live.pid == prepared.pid, "the deploy switched to the prepared process, no new start"
     assert deployer.routes.table["/models/alice/iris"]["target"].endswith(f":{live.port}")
-    assert not old.alive() and deployer._models[MODEL].prepared == []
+    assert not old.alive() and deployer.processes(MODEL).prepared == []
 
 
 async def test_a_model_that_does_not_load_is_refused_by_its_readiness(deployer, tmp_path):
     await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
-    old = deployer._models[MODEL].live
+    old = deployer.processes(MODEL).live
     deployer.serve_commands = {"python": [*deployer.serve_commands["python"][:3], "broken"]}
     with pytest.raises(InvalidBundle) as info:
         await deployer.prepare(MODEL, V2, bundle(tmp_path, "v2"), replicas=1)
     assert info.value.message == "the model does not load: UnpicklingError: bad"
-    state = deployer._models[MODEL]
+    state = deployer.processes(MODEL)
     assert state.live is old and old.alive() and state.others == [] and state.prepared == []
     assert deployer.routes.table["/models/alice/iris"]["target"].endswith(f":{old.port}")
 
@@ -219,11 +219,11 @@ async def test_a_taken_port_is_retried_on_another(deployer, tmp_path, monkeypatc
     taken.listen()
     port = taken.getsockname()[1]
     ports = [port]
-    real = local.free_port
-    monkeypatch.setattr(local, "free_port", lambda host: ports.pop() if ports else real(host))
+    real = launcher.free_port
+    monkeypatch.setattr(launcher, "free_port", lambda host: ports.pop() if ports else real(host))
     with taken:
         await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
-    live = deployer._models[MODEL].live
+    live = deployer.processes(MODEL).live
     assert live.port != port and live.alive()
     assert "Address already in use" in deployer.log_file(MODEL).read_text()
 
@@ -241,7 +241,7 @@ async def test_serving_settings_reach_the_serving_process(deployer, tmp_path):
 
 def test_free_port_is_below_the_ephemeral_range():
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    assert all(1024 <= local.free_port("127.0.0.1") < low for _ in range(20))
+    assert all(1024 <= launcher.free_port("127.0.0.1") < low for _ in range(20))
 
 
 async def test_unknown_runtime_is_refused(deployer, tmp_path):
@@ -274,12 +274,12 @@ def test_r_is_served_by_the_plumber_runtime_by_default(tmp_path):
 async def test_r_model_without_r_says_how_to_install_it(tmp_path, monkeypatch):
     """The launcher is Python, so R itself is checked: an R model on a machine without R is
     refused with the Debian packages to install."""
-    monkeypatch.setattr(local, "_RUNTIME_PROGRAMS", {"r": "no-such-Rscript"})
+    monkeypatch.setattr(launcher, "_RUNTIME_PROGRAMS", {"r": "no-such-Rscript"})
     deployer = make_deployer(tmp_path, serve_commands=LocalDeployer().serve_commands)
     with pytest.raises(InvalidBundle, match="no-such-Rscript is not installed") as caught:
         await deployer.deploy(MODEL, V1, r_bundle(tmp_path), replicas=1, progress=Progress())
     assert "apt-get install r-base-core" in caught.value.message
-    assert deployer._models[MODEL].instances() == []
+    assert deployer.processes(MODEL).instances() == []
 
 
 async def test_r_replicas_without_nginx_are_refused_not_served_by_fewer(tmp_path, monkeypatch):
@@ -295,7 +295,7 @@ async def test_r_replicas_without_nginx_are_refused_not_served_by_fewer(tmp_path
     assert caught.value.detail == {"field": "replicas", "runtime": "r", "missing": "nginx"}
     with pytest.raises(BadRequest, match="3 R processes behind nginx"):
         await deployer.deploy(MODEL, V1, r_bundle(tmp_path), replicas=3, progress=Progress())
-    assert deployer._models[MODEL].instances() == []
+    assert deployer.processes(MODEL).instances() == []
 
 
 async def test_crashed_process_is_restarted(deployer, tmp_path):
@@ -305,7 +305,7 @@ async def test_crashed_process_is_restarted(deployer, tmp_path):
     os.kill(pid, signal.SIGKILL)
     await wait_until(lambda: "restarted" in deployer.events)
     assert deployer.events[:2] == ["restarting", "restarted"]
-    state = deployer._models[MODEL]
+    state = deployer.processes(MODEL)
     assert state.live.pid != pid and state.live.alive() and state.live.version == V1
     assert deployer.routes.table["/models/alice/iris"]["target"].endswith(f":{state.live.port}")
 
@@ -350,16 +350,16 @@ async def test_adopt_running_process_keeps_its_pid(tmp_path):
     assert second.events == ["adopted"]
     assert live_pid(second) == pid
     assert second.routes.table["/models/alice/iris"]["target"].endswith(
-        f":{second._models[MODEL].live.port}"
+        f":{second.processes(MODEL).live.port}"
     )
     await second.shutdown()
-    assert not second._models[MODEL].live.alive()
+    assert not second.processes(MODEL).live.alive()
 
 
 async def test_adopt_restarts_dead_and_mismatched_processes(tmp_path):
     first = make_deployer(tmp_path, stop_models_on_exit=False)
     await first.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
-    old = first._models[MODEL].live
+    old = first.processes(MODEL).live
     await first.shutdown()
 
     second = make_deployer(tmp_path)
@@ -367,14 +367,14 @@ async def test_adopt_restarts_dead_and_mismatched_processes(tmp_path):
     await second.adopt([Desired(MODEL, V2, bundle(tmp_path), 1)])
     assert second.events == ["restarting", "restarted"]
     await wait_until(lambda: not old.alive())
-    assert second._models[MODEL].live.version == V2
+    assert second.processes(MODEL).live.version == V2
     await second.shutdown()
 
 
 async def test_adopt_stops_processes_of_unpublished_models(tmp_path):
     first = make_deployer(tmp_path, stop_models_on_exit=False)
     await first.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
-    old = first._models[MODEL].live
+    old = first.processes(MODEL).live
     await first.shutdown()
 
     second = make_deployer(tmp_path)
@@ -386,10 +386,10 @@ async def test_adopt_stops_processes_of_unpublished_models(tmp_path):
 
 async def test_scale_is_a_rolling_replace(deployer, tmp_path):
     await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
-    before = deployer._models[MODEL].live
+    before = deployer.processes(MODEL).live
     progress = Progress()
     await deployer.scale(MODEL, 3, progress)
-    after = deployer._models[MODEL].live
+    after = deployer.processes(MODEL).live
     assert progress == ["starting", "ready", "switched", "drained"]
     assert after.workers == 3 and after.version == V1 and not before.alive()
 
@@ -397,14 +397,14 @@ async def test_scale_is_a_rolling_replace(deployer, tmp_path):
 async def test_rollback_uses_the_current_replicas(deployer, tmp_path):
     await deployer.deploy(MODEL, V2, bundle(tmp_path), replicas=2, progress=Progress())
     await deployer.rollback(MODEL, V1, bundle(tmp_path), Progress())
-    live = deployer._models[MODEL].live
+    live = deployer.processes(MODEL).live
     assert live.version == V1 and live.workers == 2
 
 
 async def test_delete_stops_everything_and_removes_state(deployer, tmp_path):
     await deployer.set_access(MODEL, {"users": ["alice"], "groups": [], "key_hashes": []})
     await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
-    inst = deployer._models[MODEL].live
+    inst = deployer.processes(MODEL).live
     await deployer.delete(MODEL)
     assert not inst.alive()
     assert "/models/alice/iris" not in deployer.routes.table
@@ -428,7 +428,7 @@ def test_serving_environment_has_no_publisher_secrets(tmp_path, monkeypatch):
     monkeypatch.setenv("CONFIGPROXY_AUTH_TOKEN", "proxy-s3cr3t")
     monkeypatch.setenv("SOME_PASSWORD", "pw")
     deployer = make_deployer(tmp_path, extra_env={"MLHUB_REQUEST_TIMEOUT": "30"})
-    env = deployer._env(ModelRef("bob.smith", "iris"), V1, Serving())
+    env = deployer.launcher.env(ModelRef("bob.smith", "iris"), V1, Serving())
     assert "s3cr3t" not in " ".join(env.values()) and "SOME_PASSWORD" not in env
     assert env["MLHUB_URL_PREFIX"] == "/models/bob.smith/iris"
     assert env["MLHUB_MODEL_VERSION"] == V1 and env["MLHUB_AUTH"] == "on"
@@ -452,7 +452,7 @@ def test_tail_lines(tmp_path):
 async def test_models_stopped_on_exit_are_started_again_without_alarm(tmp_path):
     first = make_deployer(tmp_path)  # stop_models_on_exit defaults to True
     await first.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
-    old = first._models[MODEL].live
+    old = first.processes(MODEL).live
     await first.shutdown()
     assert not old.alive()
 
@@ -461,7 +461,7 @@ async def test_models_stopped_on_exit_are_started_again_without_alarm(tmp_path):
     second.on_event = lambda model, version, step, message, level: levels.append((step, level))
     await second.adopt([Desired(MODEL, V1, bundle(tmp_path), 1)])
     assert levels == [("restarting", "info"), ("restarted", "info")]
-    assert second._models[MODEL].live.alive()
+    assert second.processes(MODEL).live.alive()
     await second.shutdown()
 
 
@@ -469,7 +469,7 @@ async def test_a_recycled_pid_is_never_signalled(deployer, tmp_path):
     # a run-state file naming a pid that now belongs to another process (here: this test)
     stranger = ServingInstance(V1, bundle(tmp_path), 1, os.getpid(), 1, 0.0)
     assert not stranger.alive() and stranger.leftovers() == []
-    await deployer._stop(stranger)  # we are still here
+    await deployer.launcher.stop(stranger)  # we are still here
 
 
 def test_publish_limits_map_to_local_limits_and_requests_to_nothing():
@@ -502,7 +502,7 @@ async def test_memory_limit_without_cgroups_is_each_processs_rlimit(tmp_path):
         MODEL, V1, bundle(tmp_path), replicas=2, progress=Progress(), serving=limited
     )
     assert data_limit(live_pid(deployer)) == str(300 * 1024**2)
-    assert deployer._models[MODEL].live.cgroup is None
+    assert deployer.processes(MODEL).live.cgroup is None
     assert "with RLIMIT_DATA 314572800 per process" in deployer.log_file(MODEL).read_text()
     requested = Serving(resources={"requests": {"memory": "300Mi"}})
     await deployer.deploy(

@@ -19,6 +19,7 @@ from traitlets import Callable, Dict, Float, Instance, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from mlhub.deployers.routes import ProxyRoutes
+from mlhub.errors import DeployError
 
 
 def load_failure(exc):
@@ -176,6 +177,35 @@ class Deployer(LoggingConfigurable):
             return
         log = self.log.error if level == "error" else self.log.info
         log("%s %s %s: %s", model.key, (version or "")[:19], step, message)
+
+    # ------------------------------------------------------------ route keeping (shared)
+
+    async def add_fallback_route(self):
+        """Point ``/models`` at ``fallback_target`` (if any); a proxy that refuses is only a
+        warning, the next ``lost_routes`` adds it again."""
+        if not self.fallback_target:
+            return
+        try:
+            await self.routes.add("/models", self.fallback_target)
+        except DeployError as exc:
+            self.log.warning("could not add the /models fallback route: %s", exc)
+
+    async def lost_routes(self, expected):
+        """The models of ``expected`` (``{ModelRef: target}``) whose proxy route is missing or
+        points elsewhere (a proxy restarted by the hub comes back without them), after putting
+        the fallback route back if it went too. The caller re-adds each its own way."""
+        routes = await self.routes.get_all()
+        if self.fallback_target and "/models" not in routes:
+            await self.routes.add("/models", self.fallback_target)
+        lost = []
+        for model, target in expected.items():
+            route = routes.get(model.url_prefix)
+            if route is None or route.get("target") != target:
+                self.log.warning("re-adding the proxy route of %s", model.key)
+                lost.append(model)
+        return lost
+
+    # ------------------------------------------------------------ the contract
 
     async def check(self, manifest, bundle_dir):
         """Verify the bundle loads in this backend's runtime; raise ``InvalidBundle`` if not."""

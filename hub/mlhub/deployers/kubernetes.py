@@ -403,15 +403,13 @@ class KubernetesDeployer(Deployer):
         while True:
             await asyncio.sleep(self.route_check_interval)
             try:
-                routes = await self.routes.get_all()
-                if self.fallback_target and "/models" not in routes:
-                    await self.routes.add("/models", self.fallback_target)
-                for mid, model in list(self._models.items()):
-                    route = routes.get(model.url_prefix)
-                    routed = self._routed.get(mid)
-                    if routed and (route is None or route.get("target") != routed):
-                        self.log.warning("re-adding the proxy route of %s", model.key)
-                        await self._set_route(model, routed)
+                expected = {
+                    model: self._routed[mid]
+                    for mid, model in list(self._models.items())
+                    if self._routed.get(mid)
+                }
+                for model in await self.lost_routes(expected):
+                    await self._set_route(model, expected[model])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -878,11 +876,7 @@ class KubernetesDeployer(Deployer):
                     annotations.get(objects.ANNOTATION_MODEL),
                 )
                 await self._delete_objects(dep["metadata"]["name"])
-        if self.fallback_target:
-            try:
-                await self.routes.add("/models", self.fallback_target)
-            except DeployError as exc:
-                self.log.warning("could not add the /models fallback route: %s", exc)
+        await self.add_fallback_route()
         self._tasks.append(asyncio.ensure_future(self._check_routes()))
 
     async def _adopt_one(self, d):

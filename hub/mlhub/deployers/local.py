@@ -21,6 +21,11 @@ the ones that still answer ``/readyz`` with the right version. A supervisor loop
 serving process that died (with backoff if it keeps dying) and re-adds routes a restarted proxy
 lost.
 
+How one instance is started, probed and stopped is ``launcher.Launcher``'s (with the spares of
+``spares``, the limits of ``mlhub.limits``); what an instance is and how its processes are found
+is ``processes``'. This module decides when: the contract, per-model state, routes, adoption and
+the supervisor. About a third of it is its settings (traits whose help states each default).
+
 Files (all under the data directory)::
 
     run/<owner>/<name>.json          instances we started and have not seen die (for adoption)
@@ -31,44 +36,25 @@ Files (all under the data directory)::
 import asyncio
 import json
 import os
-import shutil
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Any, Bool, Dict, Enum, Float, Integer, List, Unicode, default
 
-from mlhub import rlang
 from mlhub.bundle import load_manifest
 from mlhub.datadir import grant_owner
-from mlhub.deployers.base import DEFAULT_SERVING, Deployer, ModelRef, Serving, load_failure
+from mlhub.deployers.base import DEFAULT_SERVING, Deployer, ModelRef, Serving
+from mlhub.deployers.launcher import Launcher
 from mlhub.deployers.processes import ServingInstance, tail_lines, write_json_atomic
-from mlhub.deployers.spares import SparePool
-from mlhub.errors import BadRequest, DeployError, InvalidBundle
-from mlhub.limits import Cgroups, hold, replica_limits
-from mlhub.serving.frontend import free_port
+from mlhub.errors import BadRequest, DeployError
 from mlhub.serving_r import launch as r_launch
 from mlhub.sysusers import port_owners
 
-# environment a model process must not inherit: it runs the owner's (untrusted) code
-_SECRET_PREFIXES = ("JUPYTERHUB_", "CONFIGPROXY_", "MLHUB_")
-_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD")
-_POLL = 0.2  # seconds between checks while waiting for a process to exit
-# readiness is polled every _READY_POLL[0] s at first, growing by half each time up to [1]:
-# a small model answers /readyz within a second, a big one may take minutes
-_READY_POLL = (0.02, 0.5)
 _PORT_TRIES = 3  # starts on a fresh port after "Address already in use"
-OWNER_UMASK = 0o077  # what a model's processes create is their owner's alone
 # where and how wide a serving process listens: the same options in every runtime's command
 _LISTEN_ARGS = ("--port", "{port}", "--workers", "{workers}", "--host", "{host}")
-# what to tell the publisher of a model whose runtime's program is not installed here
-_INSTALL_HINTS = {"r": rlang.INSTALL_HINT}
-# a program every command of a runtime runs, besides the command's own first word
-_RUNTIME_PROGRAMS = {"r": rlang.RSCRIPT}
 
 
 @dataclass(frozen=True)
@@ -82,7 +68,7 @@ class _Want:
 
 
 @dataclass
-class _ModelState:
+class ModelProcesses:
     """What runs for one model: the live instance and any being started or retired."""
 
     model: ModelRef
@@ -268,8 +254,7 @@ class LocalDeployer(Deployer):
         self._tasks = set()
         self._supervisor = None
         self._closing = False  # shutting down: stopped models keep their routes
-        self._spares = SparePool(self)
-        self._cgroup_tree = None  # detected at the first limited start (False: none usable)
+        self.launcher = Launcher(self)
 
     # ------------------------------------------------------------ paths
 
@@ -285,9 +270,14 @@ class LocalDeployer(Deployer):
     def log_file(self, model):
         return Path(self.data_dir, "logs", "models", model.owner_dir, model.name + ".log")
 
+    def processes(self, model):
+        """What runs for ``model`` (its ``ModelProcesses``: ``live``, ``others``, ``prepared``),
+        or None: the read-only view tests and tools use."""
+        return self._models.get(model)
+
     def _state(self, model):
         if model not in self._models:
-            self._models[model] = _ModelState(model)
+            self._models[model] = ModelProcesses(model)
         return self._models[model]
 
     def _save(self, state, stopped_on_exit=False):
@@ -305,260 +295,17 @@ class LocalDeployer(Deployer):
 
     # ------------------------------------------------------------ processes
 
-    def _base_env(self):
-        """The publisher's environment without its secrets, plus ``extra_env``."""
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(_SECRET_PREFIXES) and not any(w in k for w in _SECRET_WORDS)
-        }
-        if self.python_path:
-            env["PYTHONPATH"] = os.pathsep.join(
-                [*self.python_path, *filter(None, [env.get("PYTHONPATH")])]
-            )
-        env.update(self.extra_env)
-        return env
-
-    def _env(self, model, version, serving, account=None):
-        env = self._base_env()
-        if account is not None:
-            env.update(account.env())
-        env.update(
-            {
-                "MLHUB_URL_PREFIX": model.url_prefix,
-                "MLHUB_MODEL_OWNER": model.owner,
-                "MLHUB_MODEL_NAME": model.name,
-                "MLHUB_MODEL_VERSION": version,
-                "MLHUB_ACCESS_FILE": str(self.access_file(model)),
-                "MLHUB_AUTH": "on",
-                "JUPYTERHUB_API_URL": self.hub_api_url,
-                **serving.env(),
-            }
-        )
-        return env
-
-    def _command(self, table, runtime, **values):
-        if runtime not in table:
-            raise InvalidBundle(
-                f"runtime {runtime!r} cannot be served here (this deployer serves "
-                f"{', '.join(sorted(table)) or 'nothing'}); see LocalDeployer.serve_commands",
-                {"field": "runtime"},
-            )
-        cmd = [str(part).format(**values) for part in table[runtime]]
-        for program in filter(None, (cmd[0], _RUNTIME_PROGRAMS.get(runtime))):
-            if shutil.which(program) is None:
-                hint = _INSTALL_HINTS.get(
-                    runtime, "install it or change LocalDeployer.serve_commands"
-                )
-                raise InvalidBundle(
-                    f"runtime {runtime!r} cannot be served here: {program} is not installed; "
-                    f"{hint}",
-                    {"field": "runtime", "runtime": runtime, "missing": program},
-                )
-        return cmd
-
     def check_replicas(self, manifest, replicas):
         """R: more than one worker is more R processes behind nginx (``mlhub.serving_r.launch``),
         refused when nginx is not installed rather than served by fewer processes."""
         if manifest["runtime"] == "r" and (reason := r_launch.workers_refused(replicas)):
             raise BadRequest(reason, {"field": "replicas", "runtime": "r", "missing": "nginx"})
 
-    def _runtime(self, bundle_dir):
-        return load_manifest(bundle_dir)["runtime"]
-
     async def _account(self, model):
         """The system account ``model``'s processes run as (made if missing), or None."""
         if self.system_users is None:
             return None
         return await asyncio.to_thread(self.system_users.ensure, model.owner)
-
-    def _spawn(self, model, version, bundle_dir, workers, account, serving):
-        manifest = load_manifest(bundle_dir)
-        self.check_replicas(manifest, workers)
-        env = self._env(model, version, serving, account)
-        uid = account.uid if account else None
-        limits = replica_limits(serving.resources)
-        limited = any(vars(limits).values()) and self.limit_method != "none"
-        if not limited and self._spares.fits(manifest["runtime"], workers, env, manifest):
-            log_path = self.log_file(model)
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            bundle = os.path.realpath(bundle_dir)
-            env = {**env, "MLHUB_BUNDLE": bundle}
-            taken = self._spares.take(bundle, env, log_path, account)
-            if taken is not None:
-                pid, port, proc = taken
-                with open(log_path, "ab") as log:
-                    log.write(f"--- mlhub: {version} on port {port}: spare pid {pid}\n".encode())
-                return ServingInstance(
-                    version,
-                    str(bundle_dir),
-                    port,
-                    pid,
-                    workers,
-                    time.time(),
-                    proc,
-                    uid=uid,
-                    serving=serving,
-                )
-        port = free_port(self.host)
-        cmd = self._command(
-            self.serve_commands,
-            self._runtime(bundle_dir),
-            bundle=bundle_dir,
-            port=port,
-            workers=workers,
-            host=self.host,
-        )
-        log_path = self.log_file(model)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        cgroup, held, preexec_fn = (
-            self._hold(model, port, limits, workers) if limited else (None, "", None)
-        )
-        if account is not None:
-            preexec_fn = account.preexec(umask=OWNER_UMASK, before=preexec_fn)
-            held += f" as {account.name}"
-        with open(log_path, "ab") as log:
-            log.write(f"--- mlhub: starting {version} on port {port}{held}: {cmd}\n".encode())
-            log.flush()
-            try:
-                proc = subprocess.Popen(
-                    cmd,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=bundle_dir,
-                    # own session: the process outlives the publisher and gets no terminal
-                    # signals
-                    start_new_session=True,
-                    preexec_fn=preexec_fn,
-                )
-            except BaseException:
-                if cgroup:
-                    self._cgroups().remove(cgroup)
-                raise
-        return ServingInstance(
-            version,
-            str(bundle_dir),
-            port,
-            proc.pid,
-            workers,
-            time.time(),
-            proc,
-            cgroup,
-            uid,
-            serving=serving,
-        )
-
-    def _cgroups(self):
-        """The cgroup tree serving instances get their groups in (detected once), or None."""
-        if self._cgroup_tree is None and self.limit_method in ("auto", "cgroup"):
-            found = Cgroups.detect("mlhub-models", parent=self.cgroup_parent or None)
-            self._cgroup_tree = found or False  # False: looked, none usable
-            if not found and self.limit_method == "cgroup":
-                raise DeployError(
-                    "LocalDeployer.limit_method is 'cgroup' but no writable cgroup hierarchy "
-                    "was found: run the publisher where it may create cgroups, or set it to "
-                    "'auto' (RLIMIT_DATA where cgroups are not writable)"
-                )
-        return self._cgroup_tree or None
-
-    def _hold(self, model, port, limits, workers):
-        """``(cgroup, description, preexec_fn)`` that hold a new instance of ``workers``
-        replicas to the model's per-replica ``limits`` (``mlhub.limits.hold``)."""
-        name = f"{model.owner_dir}.{model.name}.{port}"
-        return hold(self._cgroups(), name, limits, workers)
-
-    @staticmethod
-    def _memory_limit(inst):
-        """The per-replica memory limit ``inst`` was started with, if any."""
-        resources = inst.serving.resources if inst.serving is not None else None
-        return ((resources or {}).get("limits") or {}).get("memory")
-
-    def _exit_reason(self, model, inst):
-        """How ``inst`` ended, saying so when the kernel killed part of it for memory."""
-        why = f"the serving process (pid {inst.pid}) exited with code {inst.returncode}"
-        cgroups = self._cgroup_tree
-        if inst.cgroup and cgroups and cgroups.oom_kills(inst.cgroup):
-            why += (
-                f" after the kernel killed it (or one of its processes) for using more memory "
-                f"than the model's memory_limit ({self._memory_limit(inst)} per replica); "
-                "publish it with a higher memory_limit or make it need less"
-            )
-        return why
-
-    async def _probe(self, inst, model):
-        """``(ready, reason)``: whether ``inst`` answers ``/readyz`` (and, if it says, with its
-        own version); ``reason`` is why its model is not ready when it answers 503 saying so."""
-        url = f"http://{self.host}:{inst.port}{model.url_prefix}/readyz"
-        try:
-            resp = await AsyncHTTPClient().fetch(url, request_timeout=5)
-        except HTTPClientError as exc:
-            return False, load_failure(exc)
-        except OSError:
-            return False, None
-        try:
-            reported = json.loads(resp.body).get("version")
-        except (ValueError, AttributeError):
-            reported = None
-        return reported in (None, inst.version), None
-
-    async def _ready(self, inst, model):
-        return (await self._probe(inst, model))[0]
-
-    def _log_tail(self, model):
-        return tail_lines(self.log_file(model), self.log_tail_lines).rstrip()
-
-    def _failure(self, model, what):
-        tail = self._log_tail(model)
-        return DeployError(f"{what}; last lines of its log:\n{tail}", {"log_tail": tail})
-
-    async def _wait_ready(self, model, inst):
-        """Return when ``inst`` is ready. Raise ``InvalidBundle`` when it answers that its model
-        is not ready (the model does not load), ``DeployError`` when it exits or times out."""
-        deadline = time.monotonic() + self.ready_timeout
-        pause = _READY_POLL[0]
-        while time.monotonic() < deadline:
-            if not inst.alive():
-                raise self._failure(model, f"{self._exit_reason(model, inst)} before it was ready")
-            ready, reason = await self._probe(inst, model)
-            if ready:
-                return
-            if reason:
-                if limit := self._memory_limit(inst):
-                    reason += f" (the model's memory_limit is {limit} per replica)"
-                raise InvalidBundle(
-                    f"the model does not load: {reason}",
-                    {"field": "model_file", "log_tail": self._log_tail(model)},
-                )
-            await asyncio.sleep(pause)
-            pause = min(pause * 1.5, _READY_POLL[1])
-        raise self._failure(
-            model,
-            f"the serving process (pid {inst.pid}) was not ready after {self.ready_timeout:g} s "
-            "(LocalDeployer.ready_timeout)",
-        )
-
-    async def _stop(self, inst):
-        """SIGTERM the master, wait ``stop_timeout``, then kill whatever is left of it
-        (a master killed with SIGKILL can leave its workers behind)."""
-        if inst.alive():
-            try:
-                os.kill(inst.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            deadline = time.monotonic() + self.stop_timeout
-            while inst.alive() and time.monotonic() < deadline:
-                await asyncio.sleep(_POLL / 2)
-        for pid in inst.leftovers():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if inst.proc is not None:
-            inst.proc.poll()
-        if inst.cgroup and (cgroups := self._cgroups()) is not None:
-            await asyncio.to_thread(cgroups.remove, inst.cgroup)
 
     async def _start_ready(self, state, version, bundle_dir, workers, serving):
         """Start an instance and wait until it is ready; stop it again if it never is.
@@ -567,14 +314,14 @@ class LocalDeployer(Deployer):
         every other process on the machine) is started again on another port."""
         account = await self._account(state.model)
         for attempt in range(_PORT_TRIES):
-            inst = self._spawn(state.model, version, bundle_dir, workers, account, serving)
+            inst = self.launcher.spawn(state.model, version, bundle_dir, workers, account, serving)
             state.others.append(inst)
             self._save(state)
             try:
-                await self._wait_ready(state.model, inst)
-                self._spares.fill()  # replace a spare this start took, now that it is ready
+                await self.launcher.wait_ready(state.model, inst)
+                self.launcher.spares.fill()  # replace a spare this start took, now that it is ready
             except BaseException as exc:
-                await self._stop(inst)
+                await self.launcher.stop(inst)
                 state.others.remove(inst)
                 self._save(state)
                 clash = isinstance(exc, DeployError) and "Address already in use" in exc.message
@@ -652,7 +399,7 @@ class LocalDeployer(Deployer):
         task.add_done_callback(self._tasks.discard)
 
     async def _retire(self, state, inst):
-        await self._stop(inst)
+        await self.launcher.stop(inst)
         if inst in state.others:
             state.others.remove(inst)
         self._save(state)
@@ -661,39 +408,7 @@ class LocalDeployer(Deployer):
 
     async def check(self, manifest, bundle_dir, account=None):
         """Run the runtime's check command (if any) on ``bundle_dir``, as ``account``."""
-        if manifest["runtime"] not in self.check_commands:
-            return  # the serving process's readiness is the check (prepare)
-        cmd = self._command(self.check_commands, manifest["runtime"], bundle=bundle_dir)
-        env = self._base_env()
-        if account is not None:
-            env.update(account.env())
-        proc = await asyncio.create_subprocess_exec(
-            *cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=bundle_dir,
-            start_new_session=True,
-            preexec_fn=account.preexec(umask=OWNER_UMASK) if account is not None else None,
-        )
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), self.check_timeout)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise InvalidBundle(
-                f"loading the model took longer than {self.check_timeout:g} s "
-                "(LocalDeployer.check_timeout)",
-                {"field": "model_file"},
-            ) from None
-        if proc.returncode != 0:
-            text = out.decode(errors="replace").replace(str(bundle_dir), "the bundle")
-            lines = [ln for ln in text.splitlines() if ln.strip()]
-            reason = lines[-1] if lines else f"exit code {proc.returncode}"
-            raise InvalidBundle(
-                f"the model does not load: {reason}", {"field": "model_file", "output": lines[-20:]}
-            )
+        await self.launcher.check(manifest, bundle_dir, account)
 
     async def set_access(self, model, access):
         account = await self._account(model)
@@ -793,7 +508,7 @@ class LocalDeployer(Deployer):
         state = self._state(model)
         async with state.lock:
             state.want = None
-            await asyncio.gather(*(self._stop(i) for i in state.instances()))
+            await asyncio.gather(*(self.launcher.stop(i) for i in state.instances()))
             await self.routes.delete(model.url_prefix)
             self._models.pop(model, None)
         for path in (self.run_file(model), self.access_file(model), self.log_file(model)):
@@ -824,15 +539,11 @@ class LocalDeployer(Deployer):
             *(self._adopt_one(d, d.model in stopped) for d in desired),
             *(self._remove_stray(model, instances) for model, instances in strays),
         )
-        if self.fallback_target:
-            try:
-                await self.routes.add("/models", self.fallback_target)
-            except DeployError as exc:
-                self.log.warning("could not add the /models fallback route: %s", exc)
+        await self.add_fallback_route()
         if self._supervisor is None:
             self._supervisor = asyncio.ensure_future(self._supervise())
-        self._spares.stop()  # a killed predecessor's
-        self._spares.fill()
+        self.launcher.spares.stop()  # a killed predecessor's
+        self.launcher.spares.fill()
 
     async def _adopt_one(self, d, stopped_on_exit):
         state = self._state(d.model)
@@ -845,11 +556,11 @@ class LocalDeployer(Deployer):
                     and inst.version == d.version
                     and inst.workers == d.replicas
                     and inst.alive()
-                    and await self._ready(inst, d.model)
+                    and (await self.launcher.probe(inst, d.model))[0]
                 ):
                     found = inst
                     continue
-                await self._stop(inst)
+                await self.launcher.stop(inst)
                 state.others.remove(inst)
             if found is None:
                 self._save(state)
@@ -872,7 +583,7 @@ class LocalDeployer(Deployer):
 
     async def _remove_stray(self, model, instances):
         self.log.info("stopping %d process(es) of unpublished %s", len(instances), model.key)
-        await asyncio.gather(*(self._stop(i) for i in instances))
+        await asyncio.gather(*(self.launcher.stop(i) for i in instances))
         self.run_file(model).unlink(missing_ok=True)
 
     async def shutdown(self):
@@ -882,10 +593,10 @@ class LocalDeployer(Deployer):
             self._supervisor = None
         for task in list(self._tasks):
             task.cancel()
-        self._spares.stop()
+        self.launcher.spares.stop()
         if self.stop_models_on_exit:
             await asyncio.gather(
-                *(self._stop(i) for s in self._models.values() for i in s.instances())
+                *(self.launcher.stop(i) for s in self._models.values() for i in s.instances())
             )
             for state in self._models.values():
                 self._save(state, stopped_on_exit=True)
@@ -935,21 +646,17 @@ class LocalDeployer(Deployer):
             if not self._needs_restart(state):
                 return
             live = state.live
-            why = self._exit_reason(state.model, live) if live is not None else "it is not running"
+            why = self.launcher.exit_reason(live) if live is not None else "it is not running"
             await self._restart_locked(state, why)
 
     async def _check_routes(self):
-        routes = await self.routes.get_all()
-        if self.fallback_target and "/models" not in routes:
-            await self.routes.add("/models", self.fallback_target)
-        for state in list(self._models.values()):
-            live = state.live
-            if live is None or state.lock.locked() or not live.alive():
-                continue
-            route = routes.get(state.model.url_prefix)
-            if route is None or route.get("target") != f"http://{self.host}:{live.port}":
-                self.log.warning("re-adding the proxy route of %s", state.model.key)
-                await self._route(state.model, live)
+        expected = {
+            state.model: f"http://{self.host}:{state.live.port}"
+            for state in list(self._models.values())
+            if state.live is not None and not state.lock.locked() and state.live.alive()
+        }
+        for model in await self.lost_routes(expected):
+            await self._route(model, self._models[model].live)
 
     async def _supervise(self):
         last_route_check = time.monotonic()

@@ -32,10 +32,12 @@ SPEC = "spare-{port}.json"
 
 
 class SparePool:
-    """The spare processes of one ``LocalDeployer`` (which owns the settings)."""
+    """The spare processes of one ``LocalDeployer`` (which owns the settings); ``base_env()``
+    is the environment a serving process starts with (``Launcher.base_env``)."""
 
-    def __init__(self, deployer):
+    def __init__(self, deployer, base_env):
         self.deployer = deployer
+        self.base_env = base_env
         self.dir = Path(deployer.data_dir, "spare")
         self.spares = []  # {"pid", "port", "workers", "spec", "proc"}
 
@@ -63,7 +65,7 @@ class SparePool:
             spec.unlink(missing_ok=True)
             values = {"spare": spec, "port": port, "workers": d.spare_workers, "host": d.host}
             cmd = [str(part).format(**values) for part in d.spare_command]
-            env = {**d._base_env(), "MLHUB_SPARE_IMPORTS": ",".join(d.spare_imports)}
+            env = {**self.base_env(), "MLHUB_SPARE_IMPORTS": ",".join(d.spare_imports)}
             with open(self.dir / f"spare-{port}.log", "ab") as log:
                 proc = subprocess.Popen(
                     cmd,
