@@ -10,7 +10,8 @@ from kubernetes_asyncio.client.rest import ApiException
 
 from mlhub.deployers import kube_objects
 from mlhub.deployers.base import ModelRef, Serving
-from mlhub.deployers.kubernetes import KubernetesDeployer, _pod_problem
+from mlhub.deployers.kube_pods import pod_problem, rolled_out, rollout_failure, serving_pods
+from mlhub.deployers.kubernetes import KubernetesDeployer
 from mlhub.errors import BadRequest, InvalidBundle
 
 # the manifest fields that choose a serving image
@@ -48,31 +49,31 @@ def deployer():
             pod("b", "v1", "10.0.0.2", start="2026-01-01T00:00:02Z"),
         ]
     )
-    d._wanted["m"] = "v1"
+    d.routing.wanted["m"] = "v1"
     return d
 
 
 def test_route_goes_to_the_oldest_ready_pod_and_stays_there(deployer):
-    assert deployer._pod_target("m") == "http://10.0.0.1:8080"
-    deployer._routed["m"] = "http://10.0.0.2:8080"
-    assert deployer._pod_target("m") == "http://10.0.0.2:8080"
+    assert deployer.routing.pod_target("m") == "http://10.0.0.1:8080"
+    deployer.routing.routed["m"] = "http://10.0.0.2:8080"
+    assert deployer.routing.pod_target("m") == "http://10.0.0.2:8080"
 
 
 def test_route_leaves_a_terminating_or_unready_pod(deployer):
-    deployer._routed["m"] = "http://10.0.0.1:8080"
+    deployer.routing.routed["m"] = "http://10.0.0.1:8080"
     deployer.pods.update("MODIFIED", pod("a", "v1", "10.0.0.1", terminating=True))
-    assert deployer._pod_target("m") == "http://10.0.0.2:8080"
+    assert deployer.routing.pod_target("m") == "http://10.0.0.2:8080"
     deployer.pods.update("MODIFIED", pod("b", "v1", "10.0.0.2", ready=False))
-    assert deployer._pod_target("m") is None
+    assert deployer.routing.pod_target("m") is None
 
 
 def test_route_moves_to_the_new_version_once_one_of_its_pods_is_ready(deployer):
-    deployer._routed["m"] = "http://10.0.0.1:8080"
-    deployer._wanted["m"] = "v2"
+    deployer.routing.routed["m"] = "http://10.0.0.1:8080"
+    deployer.routing.wanted["m"] = "v2"
     deployer.pods.update("ADDED", pod("c", "v2", "10.0.0.3", ready=False))
-    assert deployer._pod_target("m") == "http://10.0.0.1:8080"  # old serves meanwhile
+    assert deployer.routing.pod_target("m") == "http://10.0.0.1:8080"  # old serves meanwhile
     deployer.pods.update("MODIFIED", pod("c", "v2", "10.0.0.3"))
-    assert deployer._pod_target("m") == "http://10.0.0.3:8080"
+    assert deployer.routing.pod_target("m") == "http://10.0.0.3:8080"
 
 
 def status(kind, name, **state):
@@ -80,16 +81,16 @@ def status(kind, name, **state):
 
 
 def test_hopeless_pods_are_told_apart_from_slow_ones():
-    assert _pod_problem(status("containerStatuses", "serving", state={"running": {}})) is None
-    assert _pod_problem(status("containerStatuses", "serving", state={"waiting": {}})) is None
+    assert pod_problem(status("containerStatuses", "serving", state={"running": {}})) is None
+    assert pod_problem(status("containerStatuses", "serving", state={"waiting": {}})) is None
     never = status(
         "containerStatuses",
         "serving",
         state={"waiting": {"reason": "ErrImageNeverPull", "message": "image x not present"}},
     )
-    assert _pod_problem(never) == "serving: ErrImageNeverPull: image x not present"
+    assert pod_problem(never) == "serving: ErrImageNeverPull: image x not present"
     fetch = status("initContainerStatuses", "fetch-bundle", state={"terminated": {"exitCode": 1}})
-    assert _pod_problem(fetch) == "fetch-bundle exited with code 1"
+    assert pod_problem(fetch) == "fetch-bundle exited with code 1"
     crash = status(
         "containerStatuses",
         "serving",
@@ -97,7 +98,56 @@ def test_hopeless_pods_are_told_apart_from_slow_ones():
         state={"waiting": {"reason": "CrashLoopBackOff"}},
         lastState={"terminated": {"exitCode": 3, "reason": "Error"}},
     )
-    assert _pod_problem(crash) == "serving exited with code 3 (Error)"
+    assert pod_problem(crash) == "serving exited with code 3 (Error)"
+
+
+def test_a_rollout_is_done_when_the_new_generation_runs_exactly_the_replicas():
+    def deployment(**status):
+        return {"status": status}
+
+    done = {"observedGeneration": 3, "updatedReplicas": 2, "availableReplicas": 2, "replicas": 2}
+    assert rolled_out(deployment(**done), 3, 2)
+    assert not rolled_out(deployment(**{**done, "observedGeneration": 2}), 3, 2)  # not seen
+    assert not rolled_out(deployment(**{**done, "replicas": 3}), 3, 2)  # an old pod is left
+    assert not rolled_out(deployment(**{**done, "availableReplicas": 1}), 3, 2)
+    assert not rolled_out(None, 1, 1)  # deleted meanwhile
+
+
+def test_a_rollout_fails_on_the_new_versions_pods_not_on_old_or_stopping_ones():
+    crash = status(
+        "containerStatuses",
+        "serving",
+        restarts=1,
+        lastState={"terminated": {"exitCode": 3, "reason": "Error"}},
+    )["status"]
+    old = pod("a", "v1", "10.0.0.1", ready=False)
+    old["status"].update(crash)
+    stopping = pod("b", "v2", "10.0.0.2", ready=False, terminating=True)
+    stopping["status"].update(crash)
+    new = pod("c", "v2", "10.0.0.3", ready=False)
+    assert rollout_failure([old, stopping, new], None, "v2", {}) is None
+    found = rollout_failure([old, new], None, "v2", {"c": "the model does not load: boom"})
+    assert found == (new, "the model does not load: boom")
+    stuck = {
+        "status": {
+            "conditions": [
+                {"type": "Progressing", "reason": "ProgressDeadlineExceeded", "message": "late"}
+            ]
+        }
+    }
+    assert rollout_failure([new], stuck, "v2", {}) == (None, "late")
+
+
+def test_serving_pods_are_ready_running_ones_oldest_first():
+    pods = [
+        pod("b", "v1", "10.0.0.2", start="2026-01-01T00:00:02Z"),
+        pod("a", "v1", "10.0.0.1", start="2026-01-01T00:00:01Z"),
+        pod("c", "v2", "10.0.0.3"),
+        pod("d", "v1", "10.0.0.4", terminating=True),
+        pod("e", "v1", None),  # no IP yet
+    ]
+    assert [p["metadata"]["name"] for p in serving_pods(pods, "v1")] == ["a", "b"]
+    assert [p["metadata"]["name"] for p in serving_pods(pods)] == ["c", "a", "b"]
 
 
 async def test_a_runtime_without_an_image_is_refused_at_publish():

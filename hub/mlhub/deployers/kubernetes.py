@@ -22,7 +22,10 @@ Objects come from the pure builders in ``kube_objects``; this module is the brid
   and deletes what nobody published.
 
 The API calls (retries, errors by status) are ``kube_api.KubeClient``'s, the shared watches
-``kube_reflector.Reflector``'s; this module decides what to do with them.
+``kube_reflector.Reflector``'s, what a watched pod or Deployment says ``kube_pods``' (pure), the
+proxy routes ``kube_routing.ModelRoutes``', the access push to running pods ``kube_access``'.
+This module decides what to do with them: the settings (a fifth of it, traits with their help),
+the rollout with its diagnosis and undo, and the deployer contract.
 """
 
 import asyncio
@@ -32,77 +35,30 @@ import time
 import urllib.parse
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default, observe
+from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
 
 from mlhub.bundle import load_manifest
 from mlhub.deployers import kube_objects as objects
 from mlhub.deployers.base import DEFAULT_SERVING, Deployer, load_failure
-from mlhub.deployers.kube_api import MERGE_PATCH, ApiException, KubeClient
+from mlhub.deployers.kube_access import push_access
+from mlhub.deployers.kube_api import ApiException, KubeClient
+from mlhub.deployers.kube_pods import (
+    pod_state,
+    ready,
+    rolled_out,
+    rollout_failure,
+    serving_pods,
+    started,
+    template_version,
+    terminating,
+    version_of,
+)
 from mlhub.deployers.kube_reflector import Reflector
+from mlhub.deployers.kube_routing import ModelRoutes
 from mlhub.errors import DeployError, InvalidBundle
 from mlhub.resources import container_resources
 
 _SELECTOR = f"app.kubernetes.io/component={objects.COMPONENT}"
-# container states that will not get better by waiting
-_FATAL_WAITING = {
-    "ErrImageNeverPull",
-    "ErrImagePull",
-    "ImagePullBackOff",
-    "InvalidImageName",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-    "RunContainerError",
-}
-
-
-def _ready(pod):
-    conditions = pod.get("status", {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
-def _terminating(pod):
-    return bool(pod["metadata"].get("deletionTimestamp"))
-
-
-def _version(obj):
-    return (obj.get("metadata", {}).get("annotations") or {}).get(objects.ANNOTATION_VERSION)
-
-
-def _template_version(deployment):
-    return _version(deployment["spec"]["template"])
-
-
-def _pod_problem(pod):
-    """Why a pod will not become ready by waiting, or None while it still might."""
-    status = pod.get("status", {})
-    for kind in ("initContainerStatuses", "containerStatuses"):
-        for cs in status.get(kind) or []:
-            waiting = (cs.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in _FATAL_WAITING:
-                return f"{cs['name']}: {waiting['reason']}: {waiting.get('message', '')}".strip()
-            last = (cs.get("lastState") or {}).get("terminated") or {}
-            now = (cs.get("state") or {}).get("terminated") or {}
-            ended = now or last
-            if ended and ended.get("exitCode", 0) != 0 and cs.get("restartCount", 0) >= 1:
-                return f"{cs['name']} exited with code {ended['exitCode']} ({ended.get('reason')})"
-            if kind == "initContainerStatuses" and now and now.get("exitCode", 0) != 0:
-                return f"{cs['name']} exited with code {now['exitCode']}"
-    return None
-
-
-def _pod_state(pod, live):
-    if _terminating(pod):
-        return "terminating"
-    if _version(pod) != live:
-        return "other"
-    return "live" if _ready(pod) else "starting"
-
-
-def _started(pod):
-    text = pod.get("status", {}).get("startTime")
-    if not text:
-        return None
-    return time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
 
 
 class KubernetesDeployer(Deployer):
@@ -247,8 +203,7 @@ class KubernetesDeployer(Deployer):
             self.kube, "v1", "pods", _SELECTOR, objects.LABEL_MODEL, self._on_pods, self.log
         )
         self._models = {}  # model id -> ModelRef we manage
-        self._routed = {}  # model id -> proxy target we set
-        self._wanted = {}  # model id -> the version that should serve (what routes prefer)
+        self.routing = ModelRoutes(self)
         self._locks = {}
         self._busy = set()  # model ids with an operation running (their pod changes are ours)
         self._healing = set()  # model ids that lost a pod outside our operations
@@ -256,13 +211,6 @@ class KubernetesDeployer(Deployer):
         self._changed = asyncio.Condition()
         self._tasks = []
         self._started = None
-
-    @observe("namespace", "api_retries")
-    def _client_settings(self, change):
-        """Settings changed after start-up reach the client (set in __init__ from them)."""
-        kube = self.__dict__.get("kube")
-        if kube is not None:
-            kube.namespace, kube.retries = self.namespace, self.api_retries
 
     # ------------------------------------------------------------ the cluster
 
@@ -274,6 +222,9 @@ class KubernetesDeployer(Deployer):
         await self._started
 
     async def _connect(self):
+        # the settings as they are now: a deployer configured after it was made connects with
+        # what it was given
+        self.kube.namespace, self.kube.retries = self.namespace, self.api_retries
         await self.kube.connect(self.kubeconfig)
         await asyncio.gather(self.deployments.start(), self.pods.start())
 
@@ -288,8 +239,8 @@ class KubernetesDeployer(Deployer):
         touched = set()
         for kind, pod, previous in changes:
             mid = pod["metadata"]["labels"][objects.LABEL_MODEL]
-            stopping = kind == "DELETED" or _terminating(pod)
-            if stopping and previous is not None and not _terminating(previous):
+            stopping = kind == "DELETED" or terminating(pod)
+            if stopping and previous is not None and not terminating(previous):
                 self._on_pod_stopping(mid, pod)
             if kind == "DELETED":
                 self._load_errors.pop(pod["metadata"]["name"], None)
@@ -297,7 +248,7 @@ class KubernetesDeployer(Deployer):
         await self._notify()
         for mid in touched & set(self._models):
             if self.route_target == "pod":
-                await self._route_pod(mid)
+                await self.routing.follow_pods(self._models[mid])
             self._check_healed(mid)
 
     def _on_pod_stopping(self, mid, pod):
@@ -306,12 +257,12 @@ class KubernetesDeployer(Deployer):
         model = self._models.get(mid)
         if model is None or mid in self._busy or self._deployment_of(mid) is None:
             return
-        if _version(pod) != self._wanted.get(mid):
+        if version_of(pod) != self.routing.wanted.get(mid):
             return  # an old or failed version being cleaned up
         self._healing.add(mid)
         self.emit(
             model,
-            _version(pod),
+            version_of(pod),
             "restarting",
             f"pod {pod['metadata']['name']} is stopping; Kubernetes starts a replacement",
         )
@@ -320,7 +271,7 @@ class KubernetesDeployer(Deployer):
         dep = self._deployment_of(mid)
         if mid not in self._healing or dep is None:
             return
-        live = _template_version(dep)
+        live = template_version(dep)
         ready = self._serving_pods(mid, live)
         if len(ready) >= dep["spec"].get("replicas", 1):
             self._healing.discard(mid)
@@ -346,74 +297,8 @@ class KubernetesDeployer(Deployer):
                 except TimeoutError:
                     pass
 
-    # ------------------------------------------------------------ routes
-
     def _serving_pods(self, mid, version=None):
-        """Ready, not terminating pods of a model (of ``version`` if given), oldest first."""
-        pods = [
-            p
-            for p in self.pods.of(mid).values()
-            if _ready(p) and not _terminating(p) and p["status"].get("podIP")
-        ]
-        if version:
-            pods = [p for p in pods if _version(p) == version]
-        return sorted(pods, key=lambda p: (p["status"].get("startTime", ""), p["metadata"]["name"]))
-
-    def _pod_target(self, mid):
-        """Where the route of a model points in pod mode: the current pod while it serves the
-        wanted version, else the oldest ready pod of that version, else any ready pod."""
-        wanted = self._wanted.get(mid)
-        pods = (self._serving_pods(mid, wanted) if wanted else []) or self._serving_pods(mid)
-        targets = [f"http://{p['status']['podIP']}:{objects.SERVING_PORT}" for p in pods]
-        current = self._routed.get(mid)
-        return current if current in targets else (targets[0] if targets else None)
-
-    async def _route_pod(self, mid):
-        target = self._pod_target(mid)
-        if target and target != self._routed.get(mid):
-            await self._set_route(self._models[mid], target)
-
-    async def _set_route(self, model, target):
-        mid = objects.model_id(model)
-        try:
-            await self.routes.add(model.url_prefix, target, owner=model.owner, model=model.name)
-        except DeployError as exc:
-            self.log.warning("route of %s not set yet: %s", model.key, exc)
-            return False
-        self._routed[mid] = target
-        return True
-
-    async def _service_target(self, model):
-        svc = await self.kube.call(
-            "GET", self.kube.path("v1", "services", objects.object_name(model))
-        )
-        return f"http://{svc['spec']['clusterIP']}:80"
-
-    async def _ensure_route(self, model):
-        mid = objects.model_id(model)
-        if self.route_target == "pod":
-            target = self._pod_target(mid)
-        else:
-            target = await self._service_target(model)
-        if target:
-            await self._set_route(model, target)
-        return target
-
-    async def _check_routes(self):
-        while True:
-            await asyncio.sleep(self.route_check_interval)
-            try:
-                expected = {
-                    model: self._routed[mid]
-                    for mid, model in list(self._models.items())
-                    if self._routed.get(mid)
-                }
-                for model in await self.lost_routes(expected):
-                    await self._set_route(model, expected[model])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.log.warning("route check failed: %s", exc)
+        return serving_pods(self.pods.of(mid).values(), version)
 
     # ------------------------------------------------------------ building
 
@@ -486,16 +371,8 @@ class KubernetesDeployer(Deployer):
 
     def _failure(self, mid, version):
         """A pod of ``version`` that cannot become ready, as ``(pod, reason)``."""
-        for pod in self.pods.of(mid).values():
-            if _version(pod) == version and not _terminating(pod):
-                problem = _pod_problem(pod) or self._load_errors.get(pod["metadata"]["name"])
-                if problem:
-                    return pod, problem
-        dep = self._deployment_of(mid)
-        for cond in (dep or {}).get("status", {}).get("conditions") or []:
-            if cond["type"] == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
-                return None, cond.get("message", "the rollout made no progress")
-        return None
+        pods = self.pods.of(mid).values()
+        return rollout_failure(pods, self._deployment_of(mid), version, self._load_errors)
 
     async def _diagnose(self, model, mid, version, interval=2.0):
         """While a rollout waits: ask the running, not ready pods of the new version why. A
@@ -507,7 +384,7 @@ class KubernetesDeployer(Deployer):
             await asyncio.sleep(interval)
             for pod in list(self.pods.of(mid).values()):
                 ip, name = pod["status"].get("podIP"), pod["metadata"]["name"]
-                if _version(pod) != version or _ready(pod) or not ip:
+                if version_of(pod) != version or ready(pod) or not ip:
                     continue
                 url = f"http://{ip}:{objects.SERVING_PORT}{model.url_prefix}/readyz"
                 try:
@@ -521,16 +398,7 @@ class KubernetesDeployer(Deployer):
                     pass
 
     def _rolled_out(self, mid, generation, replicas):
-        dep = self._deployment_of(mid)
-        if dep is None:
-            return False
-        status = dep.get("status", {})
-        return (
-            status.get("observedGeneration", 0) >= generation
-            and status.get("updatedReplicas", 0) == replicas
-            and status.get("availableReplicas", 0) >= replicas
-            and status.get("replicas", 0) == replicas
-        )
+        return rolled_out(self._deployment_of(mid), generation, replicas)
 
     async def _pod_log(self, pod, tail=20):
         containers = [c["name"] for c in pod["spec"].get("initContainers", [])]
@@ -553,7 +421,7 @@ class KubernetesDeployer(Deployer):
         found = self._failure(mid, version)
         pod, reason = found if found else (None, None)
         if pod is None:
-            candidates = [p for p in self.pods.of(mid).values() if _version(p) == version]
+            candidates = [p for p in self.pods.of(mid).values() if version_of(p) == version]
             pod = candidates[0] if candidates else None
         tail = await self._pod_log(pod) if pod else ""
         message = f"{what}: {reason}" if reason else what
@@ -590,70 +458,7 @@ class KubernetesDeployer(Deployer):
                 bundle_token=self.bundle_token(model),
             )
         )
-        await self._push_access(model, secret)
-
-    async def _push_access(self, model, secret):
-        """Make the model's running pods serve the access list in ``secret`` within a second:
-        annotate each with its revision (``kube_objects.make_access_patch`` says why). Pods
-        made later mount the Secret as it is. Without the right to patch pods the change still
-        arrives, at the kubelet's next periodic sync, so that is a warning, not a failure."""
-        revision = secret["metadata"]["annotations"][objects.ANNOTATION_ACCESS]
-        selector = ",".join(f"{k}={v}" for k, v in objects.selector_labels(model).items())
-        try:
-            listed = await self.kube.call(
-                "GET", self.kube.path("v1", "pods"), query={"labelSelector": selector}
-            )
-        except ApiException as exc:
-            self.log.warning("%s: %s", model.key, self.kube.error("listing pods", exc).message)
-            return
-        stale = [
-            pod["metadata"]["name"]
-            for pod in listed["items"]
-            if not _terminating(pod)
-            and (pod["metadata"].get("annotations") or {}).get(objects.ANNOTATION_ACCESS)
-            != revision
-        ]
-        if not stale:
-            return
-        # The kubelet reads the Secret from its watch of it, fed by the API server's watch
-        # cache. A GET at the new resourceVersion answers once that cache has it, so the pod
-        # syncs below find the new list there, not the one before.
-        name = secret["metadata"]["name"]
-        try:
-            await self.kube.call(
-                "GET",
-                self.kube.path("v1", "secrets", name),
-                query={"resourceVersion": secret["metadata"]["resourceVersion"]},
-            )
-        except ApiException as exc:
-            self.log.warning("%s: reading back Secret %s: %s", model.key, name, exc.reason)
-        refused = await asyncio.gather(
-            *(self._annotate_pod(pod, objects.make_access_patch(revision)) for pod in stale)
-        )
-        for pod, exc in zip(stale, refused, strict=True):
-            if exc is not None:
-                fix = " (give the publisher's Role `patch` on pods)" if exc.status == 403 else ""
-                self.log.warning(
-                    "%s: the access change reaches pod %s only at the kubelet's next sync "
-                    "(about a minute): %s%s",
-                    model.key,
-                    pod,
-                    self.kube.error(f"annotating pod {pod}", exc).message,
-                    fix,
-                )
-
-    async def _annotate_pod(self, name, patch):
-        """Merge-patch pod ``name``; the API's refusal, or None (done, or the pod is gone)."""
-        try:
-            await self.kube.call(
-                "PATCH",
-                self.kube.path("v1", "pods", name),
-                patch,
-                content_type=MERGE_PATCH,
-            )
-        except ApiException as exc:
-            return None if exc.status == 404 else exc
-        return None
+        await push_access(self.kube, model, secret, self.log)
 
     async def deploy(
         self, model, version, bundle_dir, *, replicas, progress, serving=DEFAULT_SERVING
@@ -671,7 +476,7 @@ class KubernetesDeployer(Deployer):
 
     async def _rollout(self, model, mid, version, manifest, replicas, serving, progress):
         previous = self._deployment_of(mid)
-        self._wanted[mid] = version
+        self.routing.wanted[mid] = version
         await self._apply_companions(model, replicas)
         progress("starting", f"rolling out {version[:19]} to {replicas} pod(s)")
         applied = await self.kube.apply(
@@ -694,7 +499,7 @@ class KubernetesDeployer(Deployer):
                 raise await self._fail(mid, version, f"{version[:19]} did not start")
             progress("ready", f"pod {first[0]['metadata']['name']} is ready")
             if self.route_target == "pod":
-                await self._route_pod(mid)
+                await self.routing.follow_pods(self._models[mid])
                 progress("switched", f"{model.url_prefix} now goes to {version[:19]}")
             await self._wait(
                 lambda: self._rolled_out(mid, generation, replicas) or self._failure(mid, version),
@@ -719,13 +524,13 @@ class KubernetesDeployer(Deployer):
         finally:
             diagnose.cancel()
         if self.route_target == "service":
-            await self._ensure_route(model)
+            await self.routing.ensure(model)
             progress("switched", f"{model.url_prefix} now goes to {version[:19]}")
         else:
-            await self._route_pod(mid)
+            await self.routing.follow_pods(self._models[mid])
         try:
             await self._wait(
-                lambda: not [p for p in self.pods.of(mid).values() if _version(p) != version],
+                lambda: not [p for p in self.pods.of(mid).values() if version_of(p) != version],
                 self.termination_grace_seconds + 30,
                 "old pods to stop",
             )
@@ -738,10 +543,10 @@ class KubernetesDeployer(Deployer):
         Deployment of a first version that never served."""
         name = objects.object_name(model)
         if previous is None:
-            self._wanted.pop(mid, None)
+            self.routing.wanted.pop(mid, None)
             await self.kube.delete("apps/v1", "deployments", name)
             return
-        self._wanted[mid] = _template_version(previous)
+        self.routing.wanted[mid] = template_version(previous)
         current = await self.kube.call("GET", self.kube.path("apps/v1", "deployments", name))
         current["spec"]["template"] = previous["spec"]["template"]
         current["spec"]["replicas"] = previous["spec"]["replicas"]
@@ -755,15 +560,15 @@ class KubernetesDeployer(Deployer):
         mid = objects.model_id(model)
         dep = self._deployment_of(mid)
         pods = sorted(self.pods.of(mid).values(), key=lambda p: p["metadata"]["name"])
-        live = _template_version(dep) if dep else None
+        live = template_version(dep) if dep else None
         instances = [
             {
-                "version": _version(p),
-                "state": _pod_state(p, live),
+                "version": version_of(p),
+                "state": pod_state(p, live),
                 "pid": None,
                 "port": objects.SERVING_PORT,
                 "workers": self.workers_per_pod,
-                "started": _started(p),
+                "started": started(p),
                 "pod": p["metadata"]["name"],
                 "ip": p["status"].get("podIP"),
             }
@@ -802,7 +607,7 @@ class KubernetesDeployer(Deployer):
                         "the scale",
                     )
                 except TimeoutError:
-                    live = _template_version(self._deployment_of(mid))
+                    live = template_version(self._deployment_of(mid))
                     raise await self._fail(
                         mid, live, f"not {replicas} ready pod(s) after {self.ready_timeout:g} s"
                     ) from None
@@ -817,10 +622,8 @@ class KubernetesDeployer(Deployer):
         async with self._lock(model):
             self._busy.add(mid)
             try:
-                await self.routes.delete(model.url_prefix)
-                self._routed.pop(mid, None)
+                await self.routing.delete(model)
                 self._models.pop(mid, None)
-                self._wanted.pop(mid, None)
                 await self._delete_objects(name)
                 try:
                     await self._wait(
@@ -856,7 +659,7 @@ class KubernetesDeployer(Deployer):
                 text = await self.kube.pod_log(pod["metadata"]["name"], "serving", tail)
             except ApiException:
                 continue
-            parts.append(f"--- pod {pod['metadata']['name']} ({(_version(pod) or '')[:19]})\n")
+            parts.append(f"--- pod {pod['metadata']['name']} ({(version_of(pod) or '')[:19]})\n")
             parts.append(text or "")
         return "".join(parts)
 
@@ -877,16 +680,16 @@ class KubernetesDeployer(Deployer):
                 )
                 await self._delete_objects(dep["metadata"]["name"])
         await self.add_fallback_route()
-        self._tasks.append(asyncio.ensure_future(self._check_routes()))
+        self._tasks.append(asyncio.ensure_future(self.routing.keep(self._models)))
 
     async def _adopt_one(self, d):
         mid = objects.model_id(d.model)
         dep = self._deployment_of(mid)
-        if dep is not None and _template_version(dep) == d.version:
-            self._wanted[mid] = d.version
+        if dep is not None and template_version(dep) == d.version:
+            self.routing.wanted[mid] = d.version
             if dep["spec"].get("replicas") != d.replicas:
                 await self.scale(d.model, d.replicas, lambda step, message: None)
-            await self._ensure_route(d.model)
+            await self.routing.ensure(d.model)
             ready = len(self._serving_pods(mid, d.version))
             self.emit(
                 d.model,
