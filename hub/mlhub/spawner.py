@@ -147,16 +147,6 @@ class ProfileLocalSpawner(ProfileSource, LocalProcessSpawner):
     def _default_mlhub_publisher_url(self):
         return hub_settings().publisher_url
 
-    mlhub_public_url = Unicode(
-        help="""Public hub URL given to user servers as ``MLHUB_PUBLIC_URL``.
-        Default: ``MlhubSettings.public_url``.
-        """,
-    ).tag(config=True)
-
-    @default("mlhub_public_url")
-    def _default_mlhub_public_url(self):
-        return hub_settings().public_url
-
     profile = Any(None, help="The Profile this server runs (set from user_options at start).")
     size = Any(None, help="The Size this server runs (set from user_options at start).")
 
@@ -297,7 +287,7 @@ class ProfileLocalSpawner(ProfileSource, LocalProcessSpawner):
         if self._wants_r_helper():
             env["R_LIBS"] = os.pathsep.join(filter(None, [self.r_library, env.get("R_LIBS")]))
         env["MLHUB_PUBLISHER_URL"] = self.mlhub_publisher_url
-        env["MLHUB_PUBLIC_URL"] = self.mlhub_public_url
+        env["MLHUB_PUBLIC_URL"] = hub_settings().public_url
         return env
 
     def user_env(self, env):

@@ -71,6 +71,7 @@ class StandInPublisher:
         self.seen_auth = []
         self.fail_with = self.reject = None
         self.stall = self.live = False
+        self.max_upload_bytes = 100_000_000  # what its health check reports
         self._ids = itertools.count(1)
 
     # --- contract objects
@@ -150,7 +151,8 @@ class StandInPublisher:
 
         class Health(Handler):
             def get(self):
-                self.reply(200, {"status": "ok", "version": "stand-in"})
+                health = {"max_upload_bytes": standin.max_upload_bytes}
+                self.reply(200, {"status": "ok", "version": "stand-in", **health})
 
         class WhoAmI(Handler):
             def get(self):
@@ -642,7 +644,12 @@ def test_status_says_who_and_whether_the_publisher_answers(fetch, standin):
         "publisher_url": standin.url,
         "public_url": PUBLIC,
         "models_url": f"{PUBLIC}models/{USER}/",
-        "publisher": {"reachable": True, "status": "ok", "version": "stand-in"},
+        "publisher": {
+            "reachable": True,
+            "status": "ok",
+            "version": "stand-in",
+            "max_upload_bytes": 100_000_000,
+        },
     }
 
 
@@ -698,13 +705,15 @@ def test_publisher_errors_pass_through_with_status_and_body(fetch, standin, trai
     assert json.loads(reply.body) == {"error": "bundle too large", "code": "payload_too_large"}
 
 
-def test_an_upload_over_the_servers_limit_is_refused_here(fetch, jp_serverapp, standin):
-    jp_serverapp.web_app.settings["mlhub"].settings.max_upload_bytes = 100
+def test_an_upload_over_the_publishers_limit_is_refused_here_before_forwarding(fetch, standin):
+    standin.max_upload_bytes = 100
     reply = upload(fetch, body=b"x" * 1000)
     assert reply.code == 413
     body = json.loads(reply.body)
-    assert body["code"] == "payload_too_large" and "max_upload_bytes" in body["error"]
-    assert standin.uploads == [] and standin.seen_auth == []
+    assert body["code"] == "payload_too_large"
+    assert "PublisherApp.max_upload_bytes" in body["error"]
+    assert body["detail"] == {"limit": 100, "size": 1000}
+    assert standin.uploads == []  # only its health check was asked
 
 
 def test_keys_logs_and_delete_are_forwarded(fetch, standin, trained, tmp_path):

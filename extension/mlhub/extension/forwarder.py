@@ -64,3 +64,14 @@ class Forwarder:
             error = f"the publisher's health check answered HTTP {reply.code}"
             return {**found, "publisher": {"reachable": False, "error": error}}
         return {**found, "publisher": {"reachable": True, **json.loads(reply.body)}}
+
+    async def upload_limit(self):
+        """The publisher's upload limit in bytes (``PublisherApp.max_upload_bytes``, from its
+        health check): the one limit a bundle meets, so this server refuses a larger upload
+        before reading it and never holds a body the publisher would refuse."""
+        reply = await self.fetch("GET", ("health",))
+        limit = json.loads(reply.body).get("max_upload_bytes") if reply.code == 200 else None
+        if not isinstance(limit, int):
+            why = f"its health check answered HTTP {reply.code} without its upload limit"
+            raise unreachable(self.settings.publisher_url, why)
+        return limit

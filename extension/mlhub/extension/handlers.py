@@ -115,14 +115,14 @@ class UploadHandler(MlhubHandler):
             return
         name = validate_name(self.path_kwargs["name"])
         settings = self.forwarder.settings
-        limit = settings.max_upload_bytes
+        limit = await self.forwarder.upload_limit()
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > limit:
             # read and drop the body, so the client gets this answer rather than a reset
             self.request.connection.set_max_body_size(int(length))
             raise PayloadTooLarge(
-                f"the bundle ({int(length)} bytes) is larger than this server forwards "
-                f"({limit} bytes, c.MlhubExtension.max_upload_bytes)",
+                f"the bundle ({int(length)} bytes) is larger than the publisher accepts "
+                f"({limit / 1e6:.0f} MB, PublisherApp.max_upload_bytes)",
                 {"limit": limit, "size": int(length)},
             )
         self.request.connection.set_max_body_size(limit)
@@ -181,8 +181,10 @@ class RBundleHandler(MlhubHandler):
 
     async def prepare(self):
         await super().prepare()
-        # the JSON carries the model: allow bodies up to the upload limit (base64 is 4/3)
-        self.request.connection.set_max_body_size(self.forwarder.settings.max_upload_bytes)
+        # the JSON carries the model as base64 (4/3 of its size): allow that much of the
+        # publisher's upload limit, which the bundle made from it meets again
+        limit = await self.forwarder.upload_limit()
+        self.request.connection.set_max_body_size(limit * 4 // 3 + 64 * 1024)
 
     @web.authenticated
     async def post(self, name):

@@ -10,7 +10,7 @@ names and on the message when something is missing.
 import os
 from urllib.parse import quote
 
-from traitlets import Float, Int, Unicode, default, validate
+from traitlets import Float, Unicode, default, validate
 from traitlets.config import Configurable
 
 from mlhub.extension.errors import NotConfigured
@@ -92,17 +92,6 @@ class MlhubExtension(Configurable):
         help="""Seconds allowed for uploading one bundle to the publisher (default 600).
 
         Large models on slow links need more; the publisher applies its own limit too.
-        """,
-    )
-
-    max_upload_bytes = Int(
-        2 * 1024**3,
-        config=True,
-        help="""Largest bundle, in bytes, the server extension forwards (default 2 GiB): a
-        guard of this notebook server's traffic, not the publish limit. The publisher's own
-        limit (``PublisherApp.max_upload_bytes``, default 100 MB, an operator's setting) is
-        what refuses a bundle first, with a 413 naming it, before the body is read. The upload
-        route streams, so this bounds traffic, not memory.
         """,
     )
 

@@ -93,9 +93,10 @@ class LocalDeployer(Deployer):
     ignored."""
 
     data_dir = Unicode(
-        help="""The mlhub data directory (run-state, access and log files go below it).
-        Default: ``$MLHUB_DATA_DIR``, else ``./mlhub-data``. The publisher passes its own.""",
-    ).tag(config=True)
+        help="""The data folder run-state, access and log files go below: the publisher's
+        (``PublisherApp.data_dir``, which passes it), so not a setting of its own. Alone (in
+        tests): ``$MLHUB_DATA_DIR``, else ``./mlhub-data``.""",
+    )
 
     @default("data_dir")
     def _default_data_dir(self):

@@ -105,7 +105,9 @@ class PublisherApp(Application):
 
     data_dir = Unicode(
         help="""mlhub data directory: the store, artifacts, unpacked bundles, run-state and
-        logs live below it. Default: ``$MLHUB_DATA_DIR``, else ``./mlhub-data``.""",
+        logs live below it (the deployer gets it from here). Default: ``$MLHUB_DATA_DIR``,
+        which ``mlhub up`` sets from ``MlhubSettings.data_dir`` and the chart to the
+        publisher's volume; else ``./mlhub-data``.""",
     ).tag(config=True)
 
     @default("data_dir")
@@ -128,7 +130,8 @@ class PublisherApp(Application):
 
     public_url = Unicode(
         help="""URL users reach mlhub at; model URLs are ``<public_url>models/<user>/<name>/``.
-        Default: ``$MLHUB_PUBLIC_URL``, else ``http://127.0.0.1:8000/``.""",
+        Default: ``$MLHUB_PUBLIC_URL``, which ``mlhub up`` sets from ``MlhubSettings.public_url``
+        and the chart from ``publicUrl``; else ``http://127.0.0.1:8000/``.""",
     ).tag(config=True)
 
     @default("public_url")
