@@ -69,6 +69,8 @@ def test_the_wheel_carries_every_file_the_parts_read(wheel):
         "mlhub/publisher/openapi.yaml",
         "mlhub/profiles/python.yaml",
         "mlhub/profiles/profile.schema.json",
+        "mlhub/bundle/signature_types.json",
+        "mlhub/bundle/manifest.schema.json",
         "mlhub/serving/app.py",
         "mlhub/serving_r/serve.R",
         "mlhub/serving_r/runtime/app.R",

@@ -1,5 +1,12 @@
 """``mlhub.yaml``, the bundle's manifest: its fields, their checks (a refusal names the field
-and what to write instead), reading and writing it, and model names."""
+and what to write instead), reading and writing it, and model names.
+
+``check_manifest`` is what every part runs (a refusal says which field and what to write; it
+imports nothing slow, so a serving process starts fast). ``manifest_schema`` states the same
+rules as a JSON Schema, built from the same constants, for editors and other tools; it is
+written to ``manifest.schema.json`` beside this module by ``scripts/manifest-schema``, and a unit
+test keeps the file current and the two in agreement on real bundles and every refusal.
+"""
 
 import re
 from pathlib import Path
@@ -27,6 +34,10 @@ def validate_name(name, what="model name"):
             {"field": "name", "value": name if isinstance(name, str) else repr(name)},
         )
     return name
+
+
+_R_VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+)?$")
+_R_PACKAGE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$")
 
 
 def write_manifest(path, manifest):
@@ -95,10 +106,6 @@ def check_manifest(manifest):
     return manifest
 
 
-_R_VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+)?$")
-_R_PACKAGE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$")
-
-
 def check_r_manifest(manifest):
     """The fields an R bundle needs: an RDS model, the R version and the packages it uses."""
     _need(manifest, "flavor", str, ("rds",))
@@ -160,3 +167,79 @@ def load_manifest(path):
             {"field": "model_file"},
         )
     return manifest
+
+
+def manifest_schema():
+    """The manifest's rules as a JSON Schema (draft 2020-12), from the constants
+    ``check_manifest`` uses: the same rules, no more (fields it does not check are described,
+    not typed; fields it does not name are allowed)."""
+    column = {
+        "type": "object",
+        "required": ["name", "type"],
+        "properties": {"name": {"type": "string"}, "type": {"enum": list(TYPES)}},
+    }
+    r_package = {
+        "type": "object",
+        "required": ["name", "version"],
+        "properties": {
+            "name": {"type": "string", "pattern": _R_PACKAGE_RE.pattern},
+            "version": {"type": "string"},
+        },
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"{MANIFEST}, the manifest of an mlhub model bundle (format {FORMAT})",
+        "type": "object",
+        "required": ["format", "name", "runtime", "flavor", "model_file"],
+        "properties": {
+            "format": {"const": FORMAT},
+            "name": {
+                "type": "string",
+                "pattern": _NAME_RE.pattern,
+                "description": "a DNS label: 1-63 lowercase letters, digits or '-'",
+            },
+            "description": {"description": "what the model does, in words"},
+            "runtime": {"enum": list(RUNTIMES)},
+            "flavor": {"enum": list(FLAVORS)},
+            "serialization": {
+                "description": f"how model_file was written: {', '.join(SERIALIZATIONS)}, or "
+                "mlflow (an MLflow model directory served whole)"
+            },
+            "model_file": {"type": "string", "description": "a path inside the bundle"},
+            "predict_method": {"description": "the method the runtime calls (predict)"},
+            "model_class": {"description": "the model's class, for people"},
+            "signature": {
+                "type": ["object", "null"],
+                "description": "the input columns and their types",
+                "required": ["kind", "inputs"],
+                "properties": {
+                    "kind": {"enum": list(SIGNATURE_KINDS)},
+                    "inputs": {"type": "array", "minItems": 1, "items": column},
+                },
+            },
+            "example": {"description": "a few input rows, as JSON"},
+            "python": {"description": "the Python version it was saved with"},
+            "requirements": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "the pip requirements it was captured with",
+            },
+        },
+        "if": {"properties": {"runtime": {"const": "r"}}, "required": ["runtime"]},
+        "then": {
+            "required": ["serialization", "r_version"],
+            "properties": {
+                "flavor": {"const": "rds"},
+                "serialization": {"const": "rds"},
+                "model_file": {"pattern": r"\.rds$"},
+                "r_version": {"type": "string", "pattern": _R_VERSION_RE.pattern},
+                "r_packages": {"type": "array", "items": r_package},
+                "predict_args": {
+                    "type": "object",
+                    "propertyNames": {"type": "string"},
+                    "description": "arguments of predict()",
+                },
+            },
+        },
+        "else": {"properties": {"flavor": {"not": {"const": "rds"}}}},
+    }
