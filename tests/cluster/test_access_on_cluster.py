@@ -24,8 +24,8 @@ import pytest
 import requests
 from support.embedded_hub import wait_for
 from support.kubetest import serving_image
+from support.publishing import constant_bundle
 from support.rmodels import constant_bundle as r_constant_bundle
-from test_publisher_endpoints import constant_bundle
 
 from mlhub import __version__ as VERSION
 from mlhub.deployers import kube_objects

@@ -5,7 +5,7 @@ never scales (docs/internals.md says how to check that on a real cluster)."""
 
 import pytest
 from support.embedded_hub import wait_for
-from test_publisher_endpoints import constant_bundle, predict
+from support.publishing import constant_bundle, predict
 
 from mlhub.deployers import kube_objects
 from mlhub.deployers.base import ModelRef

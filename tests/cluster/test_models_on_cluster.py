@@ -11,9 +11,8 @@ Nothing asserts how long anything takes: waits only guard against hanging.
 import pytest
 import requests
 from support.embedded_hub import wait_for
+from support.publishing import constant_bundle, predict, steps
 from support.rolling_update import roll_under_load
-from test_publisher_endpoints import constant_bundle, predict
-from test_publisher_resilience import steps
 
 from mlhub.bundle import load_manifest
 from mlhub.deployers import kube_objects

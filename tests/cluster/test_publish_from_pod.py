@@ -14,9 +14,9 @@ import pytest
 import requests
 from support.embedded_hub import wait_for
 from support.kernel_channel import execute
+from support.kube_hub import USER, kube_mode_hub, stop_server
 from support.kubetest import deployer_config
 from support.standard_images import standard_images
-from test_kube_spawn import USER, kube_mode_hub, stop_server
 
 from mlhub.deployers import kube_objects
 from mlhub.deployers.base import ModelRef

@@ -12,9 +12,9 @@ import textwrap
 import pytest
 from support.embedded_hub import running_hub, wait_for
 from support.kubetest import deployer_config, serving_image
+from support.publishing import predict
 from support.rmodels import constant_bundle, formula_bundle
 from support.rolling_update import roll_under_load
-from test_publisher_endpoints import predict
 
 from mlhub.errors import MlhubError
 

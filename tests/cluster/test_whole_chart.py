@@ -31,16 +31,16 @@ import pytest
 import requests
 import yaml
 from support.batchtest import Postgres
+from support.browser_publish import PANEL, TRAIN, expected_predictions, publish_with_the_panel
 from support.embedded_hub import HubSite, free_port, wait_for
 from support.helmtool import CHART, Helm, chart_for_the_test_cluster, helm_python
+from support.kube_hub import RECORD_PROGRESS, USER, spawn_profile_in_browser, stop_server
 from support.kube_schemas import schema_errors
 from support.kubetest import BRIDGE_IP, documents, kubectl
 from support.labpage import log_in, notebook, spawn
 from support.network_policy import Endpoint, allowed
 from support.pod_security import violations
 from support.standard_images import standard_images
-from test_browser_publish import PANEL, TRAIN, expected_predictions, publish_with_the_panel
-from test_kube_spawn import RECORD_PROGRESS, USER, spawn_profile_in_browser, stop_server
 
 from mlhub import __version__ as VERSION
 from mlhub.profiles import load_profiles

@@ -14,17 +14,8 @@ The serving tests (test_serving_uwsgi.py, test_serving_contract.py) run no hub: 
 
 import pytest
 from support.batchtest import Postgres, Redis
-from support.embedded_hub import running_hub
+from support.embedded_hub import PUBLISHER_CONFIG, running_hub
 from support.hubstandin import KEY, HubStandIn, write_access
-
-# Small limits and short waits, so the tests can reach them in seconds.
-PUBLISHER_CONFIG = """
-c.PublisherApp.max_upload_bytes = 1_000_000
-c.PublisherApp.default_workers = 1
-c.LocalDeployer.drain_seconds = 1
-c.LocalDeployer.supervise_interval = 0.5
-c.LocalDeployer.route_check_interval = 2
-"""
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 from support.embedded_hub import running_hub
-from test_publisher_endpoints import client, constant_bundle
+from support.publishing import client, constant_bundle
 
 from mlhub.bundle import pack
 

@@ -19,9 +19,9 @@ import pytest
 import requests
 import websocket
 from support.embedded_hub import running_hub
+from support.publishing import client, constant_bundle
 from support.rmodels import formula_bundle
 from support.standin_http import StandInHandler, StandInServer
-from test_publisher_endpoints import client, constant_bundle
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]
 

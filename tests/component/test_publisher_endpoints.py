@@ -13,55 +13,19 @@ import numpy as np
 import pytest
 import requests
 from sklearn.dummy import DummyRegressor
-from support.embedded_hub import MLHUB, alive, process_table, wait_for
+from support.embedded_hub import MLHUB, alive, wait_for
+from support.publishing import client, constant_bundle, predict, processes_serving
 
 from mlhub.bundle import pack, save_bundle
 from mlhub.errors import DeployError, Forbidden
-from mlhub.publisher.client import PublisherClient
 
 pytestmark = pytest.mark.component
-
-
-def constant_bundle(path, value, name="const"):
-    """A bundle whose model predicts ``value`` for every row: versions are told apart by it."""
-    model = DummyRegressor(strategy="constant", constant=value).fit(np.zeros((2, 2)), [0, 0])
-    save_bundle(model, path, name=name, example=[[0.0, 0.0]])
-    return path
-
-
-def client(hub, token):
-    return PublisherClient(url=hub.url, token=token, poll_interval=0.2)
-
-
-def predict(hub, owner, name, token, rows=([1.0, 2.0],)):
-    return requests.post(
-        f"{hub.url}models/{owner}/{name}/v1/predict",
-        json={"instances": list(rows)},
-        headers={"Authorization": f"token {token}"} if token else {},
-        timeout=30,
-    )
 
 
 def api(hub, method, path, token, **kwargs):
     headers = {"Authorization": f"token {token}"} if token else {}
     headers.update(kwargs.pop("headers", {}))
     return requests.request(method, hub.publisher_url + path, headers=headers, timeout=60, **kwargs)
-
-
-def processes_serving(path):
-    """Pids working in ``path`` (the unpacked bundles of one model): every process of a serving
-    instance runs in its bundle directory, also one that began as a spare (whose command line
-    names no bundle)."""
-    root = os.path.realpath(path) + os.sep
-    pids = []
-    for pid in process_table():
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            continue
-        if (cwd + os.sep).startswith(root):
-            pids.append(pid)
-    return pids
 
 
 def test_publish_and_predict_with_token_and_key(hub, tmp_path):

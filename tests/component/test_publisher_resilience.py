@@ -10,19 +10,10 @@ import signal
 
 import pytest
 from support.embedded_hub import alive, wait_for
+from support.publishing import constant_bundle, live_instance, predict, steps
 from support.rolling_update import roll_under_load
-from test_publisher_endpoints import constant_bundle, predict
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]
-
-
-def live_instance(hub, name):
-    (instance,) = [i for i in hub.client.get(name)["instances"] if i["state"] == "live"]
-    return instance
-
-
-def steps(hub, name):
-    return [e["step"] for e in hub.client.events(name)]
 
 
 def test_rolling_update_under_continuous_requests_fails_none(hub, tmp_path):

@@ -18,10 +18,9 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pytest
 from support.embedded_hub import alive, uid_of, wait_for
+from support.publishing import live_instance, predict, steps
 from support.rmodels import constant_bundle, formula_bundle, pid_bundle, rscript
 from support.rolling_update import Load, roll_under_load
-from test_publisher_endpoints import predict
-from test_publisher_resilience import live_instance, steps
 
 from mlhub.batch import score
 from mlhub.errors import InvalidBundle

@@ -14,8 +14,8 @@ import pytest
 import requests
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
+from support.publishing import client
 from support.rmodels import formula_bundle
-from test_publisher_endpoints import client
 
 from mlhub.bundle import save_bundle
 

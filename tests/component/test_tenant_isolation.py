@@ -18,7 +18,7 @@ import pytest
 import requests
 from support.embedded_hub import process_table, uid_of, wait_for
 from support.kernel_channel import execute, run_in_terminal, start_kernel
-from test_publisher_endpoints import constant_bundle, predict
+from support.publishing import constant_bundle, model_pids, predict
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]
 
@@ -99,19 +99,6 @@ def people(hub, tmp_path_factory):
     alice.files = her_files(alice.workspace)
     assert alice.files["secret.txt"] == hashlib.sha256(ALICE_SECRET.encode()).hexdigest()
     return alice, bob
-
-
-def model_pids(hub, owner, name):
-    """Pids of every process serving ``owner``'s model (each works in one of its bundles)."""
-    root = os.path.realpath(hub.data_dir / "models" / owner / name) + os.sep
-    pids = []
-    for pid in process_table():
-        try:
-            if (os.readlink(f"/proc/{pid}/cwd") + os.sep).startswith(root):
-                pids.append(pid)
-        except OSError:
-            continue
-    return pids
 
 
 def test_everyone_runs_as_their_own_account(hub, people):

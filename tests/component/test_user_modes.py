@@ -18,11 +18,9 @@ import sys
 
 import pytest
 import requests
-from conftest import PUBLISHER_CONFIG
-from support.embedded_hub import EmbeddedHub, uid_of, wait_for
+from support.embedded_hub import PUBLISHER_CONFIG, EmbeddedHub, uid_of, wait_for
 from support.kernel_channel import execute, start_kernel
-from test_publisher_endpoints import constant_bundle, predict
-from test_tenant_isolation import model_pids
+from support.publishing import constant_bundle, model_pids, predict
 
 from mlhub.publisher.client import PublisherClient
 

@@ -411,3 +411,13 @@ def running_hub(dir, config="", users=("alice",)):
         hub.stop()
     finally:
         hub.kill()
+
+
+# Small limits and short waits, so the tests can reach them in seconds.
+PUBLISHER_CONFIG = """
+c.PublisherApp.max_upload_bytes = 1_000_000
+c.PublisherApp.default_workers = 1
+c.LocalDeployer.drain_seconds = 1
+c.LocalDeployer.supervise_interval = 0.5
+c.LocalDeployer.route_check_interval = 2
+"""

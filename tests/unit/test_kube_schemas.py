@@ -3,8 +3,8 @@ the API versions the publisher picks there (tests/support/kube_schemas.py); the 
 checked the same way on the cluster (tests/cluster/test_whole_chart.py)."""
 
 import pytest
+from support.kube_objects import model_deployment
 from support.kube_schemas import VERSIONS, schema_errors
-from test_pod_security import model_deployment
 
 from mlhub.batch.kubernetes import make_batch_job
 from mlhub.deployers.base import ModelRef

@@ -6,63 +6,13 @@ local port is enough for its client to load, and nothing is ever sent to it.
 are on the pod spec itself, as a dict.
 """
 
-from types import SimpleNamespace
-
 import pytest
-from kubernetes_asyncio.client import ApiClient
-from kubernetes_asyncio.config import kube_config
+from support.kube_spawner import pod_dict, pod_for
 from tornado import web
 
 from mlhub import __version__ as VERSION
 
 GiB = 1024**3
-KUBECONFIG = """
-apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]
-users: [{name: u, user: {token: unused}}]
-contexts: [{name: c, context: {cluster: c, user: u}}]
-current-context: c
-"""
-
-
-@pytest.fixture
-def spawner_for(monkeypatch, tmp_path):
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(KUBECONFIG)
-    # kubernetes_asyncio reads $KUBECONFIG once, at import: point its default there instead
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
-    from traitlets.config import Config
-
-    from mlhub.kube_mode import kubespawner_defaults
-    from mlhub.kube_spawner import ProfileKubeSpawner
-
-    config = Config()
-    for trait, value in kubespawner_defaults("http://hub/services/p/", "http://hub/").items():
-        setattr(config.KubeSpawner, trait, value)
-
-    def make(name="ada", groups=(), admin=False, options=None):
-        user = SimpleNamespace(
-            name=name,
-            id=7,
-            url=f"/user/{name}/",
-            admin=admin,
-            groups=[SimpleNamespace(name=g) for g in groups],
-        )
-        spawner = ProfileKubeSpawner(config=config, user=user, _mock=True)
-        spawner.user_options = options or {}
-        return spawner
-
-    return make
-
-
-def pod_dict(pod):
-    return ApiClient().sanitize_for_serialization(pod)
-
-
-async def pod_for(spawner):
-    await spawner.load_user_options()
-    return pod_dict(await spawner.get_pod_manifest())
 
 
 async def test_default_choice_makes_a_non_root_pod_with_the_workspace_pvc(spawner_for):

@@ -7,12 +7,11 @@ cluster, as the installed release runs them (tests/cluster/test_whole_chart.py).
 import copy
 
 import pytest
+from support.kube_objects import model_deployment
+from support.kube_spawner import pod_for
 from support.pod_security import pod_specs, violations
-from test_kube_spawner import pod_for, spawner_for  # noqa: F401 (a fixture)
 
 from mlhub.batch.kubernetes import make_batch_job
-from mlhub.deployers.base import ModelRef
-from mlhub.deployers.kube_objects import make_deployment
 from mlhub.profiles import PROFILES_DIR, load_profiles
 
 GOOD = {
@@ -69,21 +68,6 @@ def test_the_rules_refuse_what_the_standard_refuses(change, found):
     assert violations(spec) == []
     change(spec)
     assert any(found in v for v in violations(spec)), violations(spec)
-
-
-def model_deployment():
-    """A model's Deployment as the publisher builds it (two replicas, a memory limit)."""
-    return make_deployment(
-        ModelRef("alice", "iris"),
-        "models",
-        version="sha256:" + "ab" * 32,
-        replicas=2,
-        image="mlhub/serving-python:1",
-        bundle_url="http://pub/bundle",
-        url_prefix="/models/alice/iris",
-        hub_api_url="http://hub:8081/hub/api",
-        resources={"limits": {"memory": "1Gi"}},
-    )
 
 
 def test_model_deployments_pass_restricted():

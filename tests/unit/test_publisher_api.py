@@ -5,164 +5,17 @@
 proxy and serving processes are exercised by tests/component/test_publisher_*.py.
 """
 
-import asyncio
-import contextlib
 import io
 import json
-import logging
 import os
-from pathlib import Path
 
 import pytest
-from tornado.httpclient import AsyncHTTPClient
-from tornado.httpserver import HTTPServer
-from tornado.testing import bind_unused_port
+from support.publisher_api import Api
 
 from mlhub import bundle
-from mlhub.deployers.base import Deployer, ModelRef
-from mlhub.errors import BadRequest, InvalidBundle
-from mlhub.publisher.app import PublisherApp
-from mlhub.publisher.artifacts import ArtifactStore
-from mlhub.publisher.manager import ModelManager, hash_key
-from mlhub.publisher.store import Store
-
-PREFIX = "/services/mlhub-publisher/"
-MANIFEST = "format: 1\nname: {name}\nruntime: python\nflavor: sklearn\nmodel_file: model/m.pkl\n"
-SCOPES = ["custom:mlhub:models", "access:services"]
-USERS = {
-    "alice-token": {"name": "alice", "kind": "user", "admin": False, "scopes": SCOPES},
-    "bob-token": {"name": "bob", "kind": "user", "admin": False, "scopes": SCOPES},
-    "admin-token": {"name": "root", "kind": "user", "admin": True, "scopes": ["admin:users"]},
-    "narrow-token": {"name": "alice", "kind": "user", "admin": False, "scopes": ["read:users"]},
-}
-
-
-class FakeHubAuth:
-    async def get_user(self, handler, sync=True):
-        header = handler.request.headers.get("Authorization", "")
-        return USERS.get(header.partition(" ")[2])
-
-
-class FakeDeployer(Deployer):
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        # serving: the Serving each model was last deployed or adopted with
-        self.live, self.access, self.calls, self.serving = {}, {}, [], {}
-
-    async def check(self, manifest, bundle_dir):
-        if Path(bundle_dir, "model", "m.pkl").read_bytes().startswith(b"corrupt"):
-            raise InvalidBundle("the model does not load: UnpicklingError: invalid load key")
-
-    async def set_access(self, model, access):
-        self.access[model] = access
-
-    async def deploy(self, model, version, bundle_dir, *, replicas, progress, serving=None):
-        self.calls.append(("deploy", model.key, version, replicas))
-        self.serving[model] = serving
-        for step in ("starting", "ready", "switched", "drained"):
-            progress(step, step)
-        self.live[model] = (version, replicas)
-
-    async def status(self, model):
-        version, replicas = self.live.get(model, (None, None))
-        return {"state": "running", "version": version, "replicas": replicas, "instances": []}
-
-    async def scale(self, model, replicas, progress):
-        version, serving = self.live[model][0], self.serving.get(model)
-        await self.deploy(model, version, "", replicas=replicas, progress=progress, serving=serving)
-
-    async def delete(self, model):
-        self.calls.append(("delete", model.key))
-        self.live.pop(model, None)
-
-    async def logs(self, model, tail):
-        return "".join(f"line {i}\n" for i in range(tail))
-
-    async def adopt(self, desired):
-        self.calls.append(("adopt", len(desired)))
-        self.serving.update({d.model: d.serving for d in desired})
-
-
-class Api:
-    """The publisher on a free port; ``call`` returns (status, parsed body)."""
-
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def running(cls, tmp_path):
-        """A publisher on ``tmp_path``'s data directory and database, after its start-up
-        ``adopt``; stopped at the end. A second one on the same path is a restarted publisher."""
-        api = cls(tmp_path)
-        await api.manager.adopt()
-        try:
-            yield api
-        finally:
-            api.server.stop()
-            api.store.close()
-
-    def __init__(self, tmp_path):
-        self.tmp = tmp_path
-        self.app = PublisherApp(
-            data_dir=str(tmp_path / "data"),
-            max_upload_bytes=20_000,
-            max_workers=4,
-            default_workers=1,
-            service_prefix=PREFIX,
-            public_url="http://hub.test/",
-        )
-        self.app.log = logging.getLogger("test-publisher")
-        self.store = Store(self.app.db_url)
-        self.deployer = FakeDeployer()
-        self.manager = ModelManager(
-            store=self.store,
-            artifacts=ArtifactStore(tmp_path / "data" / "artifacts"),
-            deployer=self.deployer,
-            data_dir=self.app.data_dir,
-            public_url=self.app.public_url,
-            default_workers=1,
-            max_workers=4,
-            log=self.app.log,
-        )
-        sock, port = bind_unused_port()
-        self.server = HTTPServer(self.app.make_web_app(self.manager, FakeHubAuth()))
-        self.server.add_sockets([sock])
-        self.base = f"http://127.0.0.1:{port}"
-
-    async def call(self, method, path, token="alice-token", body=None, headers=None, raw=False):
-        headers = dict(headers or {})
-        if token:
-            headers["Authorization"] = f"token {token}"
-        if body is not None and not isinstance(body, bytes):
-            body = json.dumps(body).encode()
-        url = self.base + (path if path.startswith("/models") else PREFIX + path)
-        resp = await AsyncHTTPClient().fetch(
-            url,
-            method=method,
-            headers=headers,
-            body=body,
-            raise_error=False,
-            allow_nonstandard_methods=True,
-        )
-        if raw:
-            return resp
-        return resp.code, (json.loads(resp.body) if resp.body else None)
-
-    async def publish(self, name, payload=b"weights", token="alice-token", owner="alice", **kw):
-        data = bundle.pack(self.bundle_dir(name, payload))
-        headers = {"Content-Type": "application/gzip"}
-        return await self.call(
-            "POST", f"api/models/{owner}/{name}/versions{kw.get('query', '')}", token, data, headers
-        )
-
-    def bundle_dir(self, name, payload):
-        path = self.tmp / f"src-{name}-{abs(hash(payload))}"
-        (path / "model").mkdir(parents=True, exist_ok=True)
-        (path / "mlhub.yaml").write_text(MANIFEST.format(name=name))
-        (path / "model" / "m.pkl").write_bytes(payload)
-        return path
-
-    async def settle(self):
-        while self.manager._tasks:
-            await asyncio.gather(*self.manager._tasks)
+from mlhub.deployers.base import ModelRef
+from mlhub.errors import BadRequest
+from mlhub.publisher.manager import hash_key
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import os
 import threading
 
 import pytest
-from test_publisher_api import MANIFEST, PREFIX, Api
+from support.publisher_api import MANIFEST, PREFIX, Api
 
 from mlhub.bundle import save_bundle
 from mlhub.cli_models import StepPrinter, add_models_parser, run_models

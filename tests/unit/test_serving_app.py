@@ -6,7 +6,6 @@ plus one bundle on disk whose pickle is corrupt. Authentication goes through the
 test_serving_auth.py and the uWSGI component test).
 """
 
-import hashlib
 import json
 
 import numpy as np
@@ -16,17 +15,14 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from support.serving_app import AUTH, make_client, served_model
 from werkzeug.test import Client
 
-from mlhub.bundle import infer_signature, save_bundle
+from mlhub.bundle import save_bundle
 from mlhub.serving.app import create_app
-from mlhub.serving.auth import AccessList, Authenticator
 from mlhub.serving.metrics import Metrics
 from mlhub.serving.model import ServedModel
 from mlhub.serving.settings import Settings
-
-KEY = "mlhk_unit-test-key"
-AUTH = {"Authorization": f"token {KEY}"}
 
 
 class NoNegatives:
@@ -47,20 +43,6 @@ def iris():
     return frame, data.target
 
 
-def served_model(model, example, name="iris"):
-    signature, rows = infer_signature(example)
-    manifest = {
-        "name": name,
-        "runtime": "python",
-        "flavor": "sklearn",
-        "signature": signature,
-        "example": rows,
-        "requirements": ["scikit-learn"],
-        "model_class": type(model).__name__,
-    }
-    return ServedModel("/bundles/x", manifest=manifest, model=model, version="sha256:abc")
-
-
 @pytest.fixture(scope="module")
 def frame_model(iris):
     X, y = iris
@@ -73,23 +55,6 @@ def array_model(iris):
     X, y = iris
     lr = LogisticRegression(max_iter=500).fit(X.to_numpy(), y)
     return lr, served_model(lr, X.to_numpy(), name="iris-array")
-
-
-def make_client(served, tmp_path, **overrides):
-    access = tmp_path / "access.json"
-    access.write_text(json.dumps({"key_hashes": [hashlib.sha256(KEY.encode()).hexdigest()]}))
-    settings = Settings(
-        bundle="/bundles/x", access_file=str(access), owner="alice", max_body_bytes=4096
-    )
-    settings = Settings(**{**settings.__dict__, **overrides})
-    metrics = Metrics()
-    app = create_app(
-        settings,
-        served,
-        metrics=metrics,
-        authenticator=Authenticator(AccessList(settings.access_file), None, owner="alice"),
-    )
-    return Client(app), metrics
 
 
 def post(client, path, body, headers=AUTH, **kw):

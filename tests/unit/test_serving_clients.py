@@ -12,7 +12,7 @@ import struct
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris
-from test_serving_app import AUTH, make_client, served_model
+from support.serving_app import AUTH, make_client, served_model
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 

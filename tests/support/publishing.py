@@ -1,0 +1,63 @@
+"""Helpers of the tests that publish to a live hub (``support.embedded_hub``) and call the
+models through its proxy, as users do: a bundle told apart by what it predicts, a publisher
+client, a prediction, and what a published model runs as."""
+
+import os
+
+import numpy as np
+import requests
+from sklearn.dummy import DummyRegressor
+
+from mlhub.bundle import save_bundle
+from mlhub.publisher.client import PublisherClient
+from support.embedded_hub import process_table
+
+
+def constant_bundle(path, value, name="const"):
+    """A bundle whose model predicts ``value`` for every row: versions are told apart by it."""
+    model = DummyRegressor(strategy="constant", constant=value).fit(np.zeros((2, 2)), [0, 0])
+    save_bundle(model, path, name=name, example=[[0.0, 0.0]])
+    return path
+
+
+def client(hub, token):
+    return PublisherClient(url=hub.url, token=token, poll_interval=0.2)
+
+
+def predict(hub, owner, name, token, rows=([1.0, 2.0],)):
+    return requests.post(
+        f"{hub.url}models/{owner}/{name}/v1/predict",
+        json={"instances": list(rows)},
+        headers={"Authorization": f"token {token}"} if token else {},
+        timeout=30,
+    )
+
+
+def processes_serving(path):
+    """Pids working in ``path`` (the unpacked bundles of one model): every process of a serving
+    instance runs in its bundle directory, also one that began as a spare (whose command line
+    names no bundle)."""
+    root = os.path.realpath(path) + os.sep
+    pids = []
+    for pid in process_table():
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if (cwd + os.sep).startswith(root):
+            pids.append(pid)
+    return pids
+
+
+def live_instance(hub, name):
+    (instance,) = [i for i in hub.client.get(name)["instances"] if i["state"] == "live"]
+    return instance
+
+
+def steps(hub, name):
+    return [e["step"] for e in hub.client.events(name)]
+
+
+def model_pids(hub, owner, name):
+    """Pids of every process serving ``owner``'s model (each works in one of its bundles)."""
+    return processes_serving(hub.data_dir / "models" / owner / name)
