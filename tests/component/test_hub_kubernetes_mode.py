@@ -17,19 +17,11 @@ import shutil
 
 import pytest
 from support.embedded_hub import EmbeddedHub, wait_for
+from support.kube_spawner import UNREACHABLE_KUBECONFIG
 
 from mlhub.profiles import PROFILES_DIR
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]
-
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters: [{name: none, cluster: {server: "https://127.0.0.1:9"}}]
-users: [{name: none, user: {token: unused}}]
-contexts: [{name: none, context: {cluster: none, user: none}}]
-current-context: none
-"""
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +32,7 @@ def hub(tmp_path_factory):
     with open(profiles / "r.yaml", "a") as f:
         f.write("groups: [r-users]\n")
     kubeconfig = root / "kubeconfig"
-    kubeconfig.write_text(KUBECONFIG)
+    kubeconfig.write_text(UNREACHABLE_KUBECONFIG)
     instance = EmbeddedHub(
         root,
         profiles_dir=profiles,

@@ -4,21 +4,13 @@ from types import SimpleNamespace
 
 import pytest
 from kubernetes_asyncio.config import kube_config
-
-KUBECONFIG = """
-apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]
-users: [{name: u, user: {token: unused}}]
-contexts: [{name: c, context: {cluster: c, user: u}}]
-current-context: c
-"""
+from support.kube_spawner import UNREACHABLE_KUBECONFIG
 
 
 @pytest.fixture
 def spawner_for(monkeypatch, tmp_path):
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(KUBECONFIG)
+    kubeconfig.write_text(UNREACHABLE_KUBECONFIG)
     # kubernetes_asyncio reads $KUBECONFIG once, at import: point its default there instead
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
     from traitlets.config import Config

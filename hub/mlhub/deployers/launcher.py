@@ -23,7 +23,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from mlhub import rlang
 from mlhub.bundle import load_manifest
 from mlhub.deployers.base import load_failure
-from mlhub.deployers.processes import ServingInstance, tail_lines
+from mlhub.deployers.processes import ServingInstance, start_detached, tail_lines
 from mlhub.deployers.spares import SparePool
 from mlhub.errors import DeployError, InvalidBundle
 from mlhub.limits import cgroups_for, hold, replica_limits
@@ -198,18 +198,7 @@ class Launcher:
             log.write(f"--- mlhub: starting {version} on port {port}{held}: {cmd}\n".encode())
             log.flush()
             try:
-                proc = subprocess.Popen(
-                    cmd,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=bundle_dir,
-                    # own session: the process outlives the publisher and gets no terminal
-                    # signals
-                    start_new_session=True,
-                    preexec_fn=preexec_fn,
-                )
+                proc = start_detached(cmd, env=env, cwd=bundle_dir, log=log, preexec_fn=preexec_fn)
             except BaseException:
                 if cgroup:
                     self._cgroups().remove(cgroup)

@@ -110,3 +110,19 @@ def write_json_atomic(path, data, before_replace=None):
     if before_replace is not None:
         before_replace(tmp)
     os.replace(tmp, path)
+
+
+def start_detached(cmd, *, env, cwd, log, preexec_fn=None):
+    """Start ``cmd`` in its own session, so it outlives the publisher and gets no terminal
+    signals, with its output appended to the open file ``log``: how every serving process and
+    spare starts."""
+    return subprocess.Popen(
+        cmd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+        start_new_session=True,
+        preexec_fn=preexec_fn,
+    )

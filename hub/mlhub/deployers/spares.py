@@ -21,10 +21,9 @@ is stopped with SIGKILL (uWSGI ignores SIGTERM while it loads an app).
 import json
 import os
 import signal
-import subprocess
 from pathlib import Path
 
-from mlhub.deployers.processes import write_json_atomic
+from mlhub.deployers.processes import start_detached, write_json_atomic
 from mlhub.serving.frontend import free_port
 from mlhub.serving.launch import loads_per_worker
 
@@ -67,15 +66,7 @@ class SparePool:
             cmd = [str(part).format(**values) for part in d.spare_command]
             env = {**self.base_env(), "MLHUB_SPARE_IMPORTS": ",".join(d.spare_imports)}
             with open(self.dir / f"spare-{port}.log", "ab") as log:
-                proc = subprocess.Popen(
-                    cmd,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.dir,
-                    start_new_session=True,
-                )
+                proc = start_detached(cmd, env=env, cwd=self.dir, log=log)
             self.spares.append(
                 {
                     "pid": proc.pid,
