@@ -44,8 +44,10 @@ def test_every_image_is_tagged_by_hash_and_version_and_labelled(engine, built):
         image = engine.images.get(ref)
         assert {f"mlhub/{name}:{__version__}", f"mlhub/{name}:latest"} <= set(image.tags)
         labels = image.labels
+        assert labels["org.opencontainers.image.title"] == f"mlhub {name}"
         assert labels["org.opencontainers.image.version"] == __version__
         assert "org.opencontainers.image.source" in labels
+        assert labels["org.opencontainers.image.description"]  # the Dockerfile's
         assert labels["dev.mlhub.image.inputs"] == ref.rsplit(":", 1)[1]
         # never root: the images' own user, or nobody for the proxy (the official JupyterHub
         # chart runs configurable-http-proxy as 65534)

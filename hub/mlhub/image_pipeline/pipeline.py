@@ -161,7 +161,6 @@ class ImagePipeline(Configurable):
     def build_args(self):
         args = {
             "MLHUB_VERSION": __version__,
-            "MLHUB_SOURCE": self.source_url,
             # an image built from another standard image names it ${MLHUB_IMAGES_NAMESPACE}/...
             "MLHUB_IMAGES_NAMESPACE": self.namespace,
         }
@@ -201,11 +200,20 @@ class ImagePipeline(Configurable):
     def repository(self, spec):
         return f"{self.namespace}/{spec.name}"
 
+    def labels(self, spec):
+        """The OCI labels the pipeline gives every image (its Dockerfile adds the description
+        and base name): what it is, mlhub's version and where the source lives."""
+        return {
+            "org.opencontainers.image.title": f"mlhub {spec.name}",
+            "org.opencontainers.image.version": __version__,
+            "org.opencontainers.image.source": self.source_url,
+        }
+
     def inputs(self, spec):
         """``(context tar bytes, build args, content-hash tag)`` of one image."""
         context = build_context(spec, self._extra_files())
         args = self.build_args()
-        return context, args, content_hash(context, args, self._base_ids(spec))
+        return context, args, content_hash(context, args, self._base_ids(spec), self.labels(spec))
 
     def images(self, names=None, with_bases=False):
         """The named images (default all), each after the standard image it is built from
@@ -278,7 +286,7 @@ class ImagePipeline(Configurable):
                 dockerfile=spec.dockerfile,
                 tag=f"{repo}:{tag}",
                 buildargs=args,
-                labels={INPUTS_LABEL: tag},
+                labels={**self.labels(spec), INPUTS_LABEL: tag},
                 rm=True,
                 forcerm=True,
                 pull=False,

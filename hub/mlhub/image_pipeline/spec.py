@@ -283,12 +283,15 @@ def build_context(spec, extra_files=None):
     return out.getvalue()
 
 
-def content_hash(context, build_args, base_ids):
-    """The image's tag: sha256 over the context bytes, the build arguments and the ids of the
-    base images (a re-made ``debian:bookworm-slim`` is a different input), 16 hex digits."""
+def content_hash(context, build_args, base_ids, labels=None):
+    """The image's tag: sha256 over the context bytes, the build arguments, the labels the
+    pipeline gives it and the ids of the base images (a re-made ``debian:bookworm-slim`` is a
+    different input), 16 hex digits."""
     h = hashlib.sha256(context)
     for key in sorted(build_args):
         h.update(f"\0arg {key}={build_args[key]}".encode())
+    for key in sorted(labels or {}):
+        h.update(f"\0label {key}={labels[key]}".encode())
     for base in base_ids:
         h.update(f"\0base {base}".encode())
     return h.hexdigest()[:16]
