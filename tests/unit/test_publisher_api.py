@@ -15,7 +15,7 @@ from support.publisher_api import Api
 from mlhub import bundle
 from mlhub.deployers.base import ModelRef
 from mlhub.errors import BadRequest
-from mlhub.publisher.manager import hash_key
+from mlhub.publisher.credentials import hash_key
 
 
 @pytest.fixture

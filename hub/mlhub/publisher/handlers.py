@@ -24,7 +24,8 @@ from mlhub.errors import (
     UnsupportedMediaType,
 )
 from mlhub.publisher.auth import MANAGE, READ, Caller, authorize, require_api_scope, visible_owner
-from mlhub.publisher.manager import BUNDLE_TOKEN_PREFIX, UNCHANGED
+from mlhub.publisher.credentials import BUNDLE_TOKEN_PREFIX
+from mlhub.publisher.manager import UNCHANGED
 from mlhub.resources import RESOURCE_PARAMS
 
 MAX_LOG_LINES = 100_000  # ?tail= of the logs: at most this many lines in one answer
@@ -348,7 +349,7 @@ class BundleHandler(BaseHandler):
         header = self.request.headers.get("Authorization", "")
         token = header.split(None, 1)[1].strip() if " " in header else ""
         if token.startswith(BUNDLE_TOKEN_PREFIX):
-            if not self.manager.check_bundle_token(user, name, token):
+            if not self.manager.bundle_tokens.valid(user, name, token):
                 raise Unauthorized(f"this bundle token is not the one of {user}/{name}")
             model = self.manager.get(user, name)
         else:

@@ -3,12 +3,12 @@
 Handlers authenticate and parse; this module decides and acts, over the store (desired state and
 history), the artifact store (bundles) and a deployer (running processes). Operations on one
 model are serialized by a per-model lock; the slow part of a deploy runs in the background and
-reports progress as events, which clients poll.
+reports progress as events, which clients poll. The credentials it mints and checks (API keys,
+bundle tokens) and the access list they feed are ``credentials``'; the API's views are
+``views``'.
 """
 
 import asyncio
-import hashlib
-import hmac
 import secrets
 import shutil
 import time
@@ -20,13 +20,12 @@ from mlhub.datadir import grant_owner
 from mlhub.deployers.base import Desired, ModelRef, Serving
 from mlhub.errors import BadRequest, Conflict, MlhubError, NotFound
 from mlhub.publisher.artifacts import place
+from mlhub.publisher.credentials import BundleTokens, access_list, new_key
 from mlhub.publisher.store import utcnow
 from mlhub.publisher.views import check_batching, model_view
 from mlhub.resources import check_resources
 from mlhub.steps import IN_PROGRESS, REQUESTED
 
-KEY_PREFIX = "mlhk_"
-BUNDLE_TOKEN_PREFIX = "mlhb_"
 UNCHANGED = object()  # a publish that does not mention a setting keeps the model's
 
 
@@ -37,10 +36,6 @@ class Outcome:
 
     body: dict
     started: bool
-
-
-def hash_key(key):
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 class ModelManager:
@@ -75,11 +70,11 @@ class ModelManager:
         self._locks = {}
         self._tasks = set()
         self.adopted = asyncio.Event()
-        # signs bundle tokens; the app derives it from its persistent secret so tokens held by
-        # running pods stay valid across publisher restarts
-        self._bundle_secret = bundle_secret or secrets.token_bytes(32)
+        # the app derives the secret from its persistent one, so tokens held by running pods
+        # stay valid across publisher restarts
+        self.bundle_tokens = BundleTokens(bundle_secret)
         deployer.on_event = self._on_deployer_event
-        deployer.bundle_token = self.bundle_token
+        deployer.bundle_token = self.bundle_tokens.token
 
     # ------------------------------------------------------------ reading
 
@@ -124,15 +119,6 @@ class ModelManager:
 
     def bundle_dir(self, model, digest):
         return self.models_dir / self.ref(model).owner_dir / model.name / digest.split(":", 1)[1]
-
-    def bundle_token(self, ref):
-        """The token that lets ``ref``'s pods read its bundles, and nothing else: an HMAC of the
-        model's key, so nothing is stored and a restarted publisher accepts the same token."""
-        mac = hmac.new(self._bundle_secret, f"bundle:{ref.key}".encode(), hashlib.sha256)
-        return BUNDLE_TOKEN_PREFIX + mac.hexdigest()
-
-    def check_bundle_token(self, owner, name, token):
-        return hmac.compare_digest(self.bundle_token(ModelRef(owner, name)), token)
 
     def check_replicas(self, replicas):
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
@@ -323,7 +309,7 @@ class ModelManager:
             if self.store.find_model(model.owner, model.name) is None:
                 return  # deleted while waiting
             try:
-                await self.deployer.set_access(ref, self.access(model))
+                await self.deployer.set_access(ref, access_list(model))
                 await operation(ref, progress)
             except Exception as exc:
                 message = exc.message if isinstance(exc, MlhubError) else f"internal error: {exc}"
@@ -420,14 +406,6 @@ class ModelManager:
 
     # ------------------------------------------------------------ access and keys
 
-    def access(self, model):
-        """Who may call the model's endpoint (written for the serving processes)."""
-        return {
-            "users": [model.owner, *(model.shared_with or [])],
-            "groups": list(model.shared_groups or []),
-            "key_hashes": [k.key_sha256 for k in model.api_keys],
-        }
-
     async def share(self, model, users=None, groups=None):
         """Let hub ``users`` and members of hub ``groups`` call the endpoint (each list given
         replaces the one it names; ``None`` keeps it)."""
@@ -441,7 +419,7 @@ class ModelManager:
         if groups is not None:
             model.shared_groups = sorted(set(groups))
         self.store.commit()
-        await self.deployer.set_access(self.ref(model), self.access(model))
+        await self.deployer.set_access(self.ref(model), access_list(model))
 
     async def create_key(self, model, description):
         if not isinstance(description, str):
@@ -453,14 +431,14 @@ class ModelManager:
                 f"(mlhub models keys delete {model.name} ID) before minting another",
                 {"limit": self.max_keys},
             )
-        key = KEY_PREFIX + secrets.token_urlsafe(32)
-        row = self.store.add_key(model, secrets.token_hex(8), hash_key(key), description)
-        await self.deployer.set_access(self.ref(model), self.access(model))
+        key, key_hash = new_key()
+        row = self.store.add_key(model, secrets.token_hex(8), key_hash, description)
+        await self.deployer.set_access(self.ref(model), access_list(model))
         return {**row.to_dict(), "key": key}
 
     async def delete_key(self, model, key_id):
         self.store.delete_key(model, key_id)
-        await self.deployer.set_access(self.ref(model), self.access(model))
+        await self.deployer.set_access(self.ref(model), access_list(model))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -480,7 +458,7 @@ class ModelManager:
             model.status = "ready" if model.current_version else "failed"
             if model.current_version:
                 bundle_dir = await self._ensure_bundle_dir(model, model.current_version)
-                await self.deployer.set_access(self.ref(model), self.access(model))
+                await self.deployer.set_access(self.ref(model), access_list(model))
                 desired.append(
                     Desired(
                         self.ref(model),

@@ -1,0 +1,55 @@
+"""The credentials of a published model besides hub tokens, and who they let in.
+
+- **API keys** (``mlhk_...``) let programs without a hub account call one model. Only their
+  sha256 is stored and handed to the serving processes (``access_list``); the key itself is
+  shown once, when it is minted.
+- **Bundle tokens** (``mlhb_...``) let a model's own pods download its bundles from the
+  publisher, and nothing else. A token is an HMAC of the model's name under the publisher's
+  secret, so nothing is stored and a restarted publisher accepts the tokens running pods hold.
+"""
+
+import hashlib
+import hmac
+import secrets
+
+from mlhub.deployers.base import ModelRef
+
+KEY_PREFIX = "mlhk_"
+BUNDLE_TOKEN_PREFIX = "mlhb_"
+
+
+def hash_key(key):
+    """What is stored of an API key, and what a serving process compares with."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key():
+    """A fresh API key, as ``(key, its hash)``."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    return key, hash_key(key)
+
+
+def access_list(model):
+    """Who may call ``model``'s endpoint, as its serving processes read it: the owner and the
+    users and groups it is shared with, and the hashes of its API keys."""
+    return {
+        "users": [model.owner, *(model.shared_with or [])],
+        "groups": list(model.shared_groups or []),
+        "key_hashes": [k.key_sha256 for k in model.api_keys],
+    }
+
+
+class BundleTokens:
+    """Bundle tokens under one secret (random when none is given: valid for this process)."""
+
+    def __init__(self, secret=None):
+        self._secret = secret or secrets.token_bytes(32)
+
+    def token(self, ref):
+        """The token that lets ``ref``'s (a ``ModelRef``) pods read its bundles."""
+        mac = hmac.new(self._secret, f"bundle:{ref.key}".encode(), hashlib.sha256)
+        return BUNDLE_TOKEN_PREFIX + mac.hexdigest()
+
+    def valid(self, owner, name, token):
+        """Whether ``token`` is the bundle token of ``owner``'s model ``name``."""
+        return hmac.compare_digest(self.token(ModelRef(owner, name)), token)
