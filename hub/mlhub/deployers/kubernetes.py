@@ -24,8 +24,10 @@ Objects come from the pure builders in ``kube_objects``; this module is the brid
 The API calls (retries, errors by status) are ``kube_api.KubeClient``'s, the shared watches
 ``kube_reflector.Reflector``'s, what a watched pod or Deployment says ``kube_pods``' (pure), the
 proxy routes ``kube_routing.ModelRoutes``', the access push to running pods ``kube_access``'.
-This module decides what to do with them: the settings (a fifth of it, traits with their help),
-the rollout with its diagnosis and undo, and the deployer contract.
+This module decides what to do with them: the settings, the rollout with its diagnosis and undo,
+and the deployer contract. It is longer than most modules because each operation waits on the
+shared caches under the model's lock and marks the model busy (so pod events during it are not
+taken for a crash); those must stay together.
 """
 
 import asyncio

@@ -24,7 +24,8 @@ lost.
 How one instance is started, probed and stopped is ``launcher.Launcher``'s (with the spares of
 ``spares``, the limits of ``mlhub.limits``); what an instance is and how its processes are found
 is ``processes``'. This module decides when: the contract, per-model state, routes, adoption and
-the supervisor. About a third of it is its settings (traits whose help states each default).
+the supervisor. It is longer than most modules because those share one per-model state and lock
+(splitting them would pass that state around), and a fifth of it is its twenty settings.
 
 Files (all under the data directory)::
 
