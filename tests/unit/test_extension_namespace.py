@@ -26,7 +26,7 @@ from mlhub.extension.namespace import (
     suggest_name,
 )
 from mlhub.extension.progress import STEPS, TextProgress, overall
-from mlhub.extension.snippets import KEY_ENV, curl_snippet, python_snippet
+from mlhub.snippets import KEY_ENV, curl_snippet, python_snippet
 
 
 class Doubler:

@@ -35,5 +35,5 @@ def test_templates_become_tornado_patterns():
     match = re.match(pattern, "/api/models/alice/iris/keys/k1")
     assert match.groupdict() == {"user": "alice", "name": "iris", "key_id": "k1"}
     assert not re.match(pattern, "/api/models/alice/iris/keys/k1/extra")
-    handlers = dict(make_handlers("/services/mlhub-publisher/"))
+    handlers = {route[0]: route[1] for route in make_handlers("/services/mlhub-publisher/")}
     assert "/services/mlhub-publisher/api/models$" in handlers

@@ -22,8 +22,8 @@ from mlhub.errors import InvalidBundle, NotFound
 from mlhub.extension.namespace import find_models, is_model
 from mlhub.extension.progress import PublisherProgress, TextProgress
 from mlhub.extension.settings import MlhubExtension
-from mlhub.extension.snippets import curl_snippet, python_snippet
 from mlhub.publisher.client import PublisherClient
+from mlhub.snippets import curl_snippet, python_snippet
 
 __all__ = [
     "PublishResult",

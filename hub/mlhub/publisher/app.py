@@ -35,6 +35,7 @@ from mlhub.publisher.artifacts import ArtifactStore
 from mlhub.publisher.handlers import NotFoundHandler, make_handlers
 from mlhub.publisher.manager import ModelManager
 from mlhub.publisher.openapi import load_spec
+from mlhub.publisher.pages import page_templates
 from mlhub.publisher.store import Store
 from mlhub.settings import hub_settings
 
@@ -228,6 +229,7 @@ class PublisherApp(Application):
             max_upload_bytes=self.max_upload_bytes,
             max_bundle_bytes=self.max_bundle_bytes,
             cookie_secret=self.cookie_secret(),
+            page_templates=page_templates(),
             default_handler_class=NotFoundHandler,
             log_function=self.log_request,
             log=self.log,

@@ -82,6 +82,15 @@ def authorize(caller, action, owner, shared_with=(), shared_groups=()):
     )
 
 
+def may(caller, action, model):
+    """Whether ``caller`` may ``action`` a stored ``model`` (``authorize``, as a yes or no)."""
+    try:
+        authorize(caller, action, model.owner, model.shared_with or (), model.shared_groups or ())
+    except Forbidden:
+        return False
+    return True
+
+
 def visible_owner(caller, requested):
     """The owner whose models ``GET /api/models`` lists: yourself, or anyone for admins."""
     require_api_scope(caller)

@@ -9,7 +9,7 @@ OpenAPI document can be checked against them.
 import json
 import re
 
-from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.services.auth import HubOAuthCallbackHandler
 from tornado import web
 
 import mlhub
@@ -26,6 +26,7 @@ from mlhub.errors import (
 from mlhub.publisher.auth import MANAGE, READ, Caller, authorize, require_api_scope, visible_owner
 from mlhub.publisher.credentials import BUNDLE_TOKEN_PREFIX
 from mlhub.publisher.manager import UNCHANGED
+from mlhub.publisher.pages import page_routes
 from mlhub.resources import RESOURCE_PARAMS
 
 MAX_LOG_LINES = 100_000  # ?tail= of the logs: at most this many lines in one answer
@@ -406,17 +407,6 @@ class NotFoundHandler(BaseHandler):
         raise NotFound(f"no such publisher endpoint: {self.request.path}")
 
 
-class IndexHandler(HubOAuthenticated, BaseHandler):
-    """Browsers visiting the service log in with the hub (OAuth), then see their models."""
-
-    def initialize(self):
-        self.hub_auth = self.settings["hub_auth"]
-
-    @web.authenticated
-    def get(self):
-        self.redirect(self.settings["service_prefix"] + "api/models")
-
-
 class OAuthCallbackHandler(HubOAuthCallbackHandler):
     def initialize(self):
         self.hub_auth = self.settings["hub_auth"]
@@ -447,11 +437,12 @@ def url_pattern(template):
 
 
 def make_handlers(service_prefix):
-    """Tornado's handler list: the API under the service prefix, and the ``/models`` fallback."""
+    """Tornado's handler list: the API and the Models page under the service prefix, and the
+    ``/models`` fallback."""
     base = service_prefix.rstrip("/")
     return [
         *((base + url_pattern(t), cls) for t, cls in API_ROUTES),
         (base + "/oauth_callback", OAuthCallbackHandler),
-        (base + "/?", IndexHandler),
+        *page_routes(base),
         (r"/models/(?P<user>[^/]+)/(?P<name>[^/]+)(?:/.*)?", ModelsFallbackHandler),
     ]

@@ -90,6 +90,10 @@ class ModelManager:
         """The API views of every model (of ``owner`` if given)."""
         return [self.view(m) for m in self.store.list_models(owner)]
 
+    def all_models(self):
+        """Every stored model (the caller filters what it may see)."""
+        return self.store.list_models()
+
     def events(self, model, since=0):
         return [e.to_dict() for e in self.store.events(model, since=since)]
 

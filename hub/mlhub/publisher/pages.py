@@ -1,0 +1,209 @@
+"""The Models page: the publisher's home in the browser, at its service URL.
+
+A user reaches it from the hub's Services menu and logs in with the hub (OAuth, no token to
+copy). The pages are rendered here, with the hub's own stylesheet and its light and dark modes
+(``<hub>/static/css/style.min.css``, Bootstrap 5), and every action is an HTML form: listing,
+rollback, scale and API keys work without JavaScript. A small script (``static/models.js``)
+adds copy buttons and a log that follows.
+
+The pages call the same ``ModelManager`` methods and the same authorization (``auth``) as the
+REST API, so a page can do exactly what its user's API calls could. Forms carry the hub's xsrf
+token; a cookie-authenticated POST without it is refused. Errors render as a page saying what
+happened and what to do, never a stack trace.
+"""
+
+import os
+from pathlib import Path
+
+import jinja2
+from jupyterhub.services.auth import HubOAuthenticated
+from tornado import web
+
+from mlhub.errors import BadRequest, MlhubError
+from mlhub.publisher.auth import MANAGE, READ, Caller, authorize, may, require_api_scope
+from mlhub.snippets import all_snippets
+
+HERE = Path(__file__).parent
+LOG_LINES = 200  # lines of the model's log a page shows
+# what a redirect after a form says happened (a code, so no text of the URL reaches the page)
+DONE = {
+    "rollback": "Rollback started: the version switches once it is ready (see Events).",
+    "scale": "Scaling started: see Events.",
+    "scaled": "Nothing to do: the model already runs that many replicas.",
+    "revoked": "The key was revoked: calls with it are refused from now on.",
+}
+
+
+def page_templates():
+    """The Jinja environment of the pages (autoescaped)."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+class PageHandler(HubOAuthenticated, web.RequestHandler):
+    """A page for a logged-in hub user; typed errors become a readable error page."""
+
+    def initialize(self):
+        self.hub_auth = self.settings["hub_auth"]
+
+    @property
+    def manager(self):
+        return self.settings["manager"]
+
+    @property
+    def prefix(self):
+        return self.settings["service_prefix"]
+
+    def caller(self):
+        caller = Caller.from_hub_model(self.current_user)
+        require_api_scope(caller)
+        return caller
+
+    def model_for(self, action, user, name):
+        """``(caller, model)`` once the caller may ``action`` it (as the API decides)."""
+        caller = self.caller()
+        model = self.manager.find(user, name)
+        if model is None:
+            authorize(caller, action, user)
+            self.manager.get(user, name)  # the NotFound naming it
+        authorize(caller, action, user, model.shared_with, model.shared_groups)
+        return caller, model
+
+    def model_url(self, model):
+        return f"{self.prefix}models/{model.owner}/{model.name}"
+
+    async def show_model(self, user, name, new_key=None, status=200):
+        """The model page (``new_key``: a key just minted, its secret shown this once)."""
+        caller, model = self.model_for(READ, user, name)
+        manage = may(caller, MANAGE, model)
+        view = self.manager.view(model)
+        live = next((v for v in view["versions"] if v["id"] == view["current_version"]), None)
+        example = (live or {}).get("example")
+        self.render_page(
+            "model.html",
+            status=status,
+            model=view,
+            live=live,
+            manage=manage,
+            keys=[k.to_dict() for k in model.api_keys] if manage else [],
+            new_key=new_key,
+            events=list(reversed(self.manager.events(model)))[:30],
+            log=await self.manager.logs(model, LOG_LINES) if manage else "",
+            done=DONE.get(self.get_query_argument("done", "")),
+            snippets=all_snippets(
+                view["predict_url"], view["name"], example, new_key["key"] if new_key else None
+            ),
+            max_workers=self.manager.max_workers,
+            page_url=self.model_url(model),
+            xsrf=self.xsrf_form_value(),
+        )
+
+    def xsrf_form_value(self):
+        """The hub's xsrf token for this page's forms and scripts."""
+        token = self.xsrf_token
+        return token.decode() if isinstance(token, bytes) else token
+
+    def render_page(self, template, status=200, **values):
+        """Answer with ``template`` rendered with the page frame's values and ``values``."""
+        self.set_status(status)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        base = os.environ.get("JUPYTERHUB_BASE_URL", "/").rstrip("/")
+        frame = {
+            "prefix": self.prefix,
+            "hub_static": base + "/hub/static/",  # the hub's stylesheet: the same origin
+            "hub_url": base + "/hub/",
+            "user": values.pop("user", None) or self.current_user,
+        }
+        self.finish(
+            self.settings["page_templates"].get_template(template).render(**frame, **values)
+        )
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, MlhubError):
+            status, message = exc.status, exc.message
+        elif isinstance(exc, web.HTTPError):
+            status, message = status_code, exc.log_message or self._reason
+        else:
+            status = 500
+            message = "Something went wrong in the publisher; its log has the details."
+        self.render_page("error.html", status, status=status, message=message)
+
+    def log_exception(self, typ, value, tb):
+        if isinstance(value, MlhubError):
+            self.settings["log"].warning("page %s: %s", self.request.path, value.message)
+        else:
+            super().log_exception(typ, value, tb)
+
+
+class ModelsPage(PageHandler):
+    """``GET <prefix>``: the caller's models, those shared with them (an admin: everyone's)."""
+
+    @web.authenticated
+    def get(self):
+        caller = self.caller()
+        models = [m for m in self.manager.all_models() if may(caller, READ, m)]
+        models.sort(key=lambda m: (m.owner != caller.name, m.owner, m.name))
+        self.render_page(
+            "models.html",
+            caller=caller,
+            models=[self.manager.view(m) for m in models],
+            page_url=lambda view: f"{self.prefix}models/{view['owner']}/{view['name']}",
+        )
+
+
+class ModelPage(PageHandler):
+    """``GET <prefix>models/<user>/<name>``: one model, its versions, keys, events and log."""
+
+    @web.authenticated
+    async def get(self, user, name):
+        await self.show_model(user, name)
+
+
+class ModelActionPage(PageHandler):
+    """The model page's forms: ``POST <prefix>models/<user>/<name>/<action>``."""
+
+    @web.authenticated
+    async def post(self, user, name, action):
+        caller, model = self.model_for(MANAGE, user, name)
+        done = None
+        if action == "rollback":
+            await self.manager.rollback(caller, model, self.get_body_argument("version"))
+            done = "rollback"
+        elif action == "scale":
+            answer = await self.manager.scale(caller, model, self.int_field("replicas"))
+            done = "scale" if answer["event_id"] is not None else "scaled"
+        elif action == "keys":
+            key = await self.manager.create_key(model, self.get_body_argument("description", ""))
+            # the secret is shown once, on this answer: never in a URL, never stored
+            await self.show_model(user, name, new_key=key, status=201)
+            return
+        elif action == "revoke":
+            await self.manager.delete_key(model, self.get_body_argument("key_id"))
+            done = "revoked"
+        else:
+            raise web.HTTPError(404)
+        self.redirect(f"{self.model_url(model)}?done={done}")
+
+    def int_field(self, name):
+        raw = self.get_body_argument(name, "")
+        try:
+            return int(raw)
+        except ValueError:
+            raise BadRequest(
+                f"{name} must be a whole number, got {raw!r}", {"field": name}
+            ) from None
+
+
+def page_routes(base):
+    """The pages' routes below the service prefix ``base`` (without its trailing slash)."""
+    model = base + r"/models/(?P<user>[^/]+)/(?P<name>[^/]+)"
+    return [
+        (base + "/?", ModelsPage),
+        (model + "/?", ModelPage),
+        (model + r"/(?P<action>rollback|scale|keys|revoke)", ModelActionPage),
+        (base + r"/static/(.*)", web.StaticFileHandler, {"path": str(HERE / "static")}),
+    ]

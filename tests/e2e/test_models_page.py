@@ -1,0 +1,150 @@
+"""The Models page in headless Chromium against a real ``mlhub up``: a user reaches it from the
+hub's Services menu (hub OAuth, no token to copy), finds their model, rolls it back, scales it,
+mints a key (shown once) and revokes it, reads its log, and pastes the page's snippets, which
+must work as pasted. A second user sees only what is shared with them, read-only, and gets a
+readable refusal for the rest.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import requests
+from support.embedded_hub import PUBLISHER_CONFIG, running_hub, wait_for
+from support.labpage import SUBMIT
+from support.publishing import constant_bundle, predict
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.component]
+
+SERVICE = "mlhub-publisher"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    config = PUBLISHER_CONFIG + "c.PublisherApp.max_workers = 3\n"
+    with running_hub(tmp_path_factory.mktemp("models-page"), config, ("alice", "bob")) as hub:
+        yield hub
+
+
+def log_in(page, hub, user):
+    page.goto(f"{hub.url}hub/login")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", hub.passwords[user])
+    page.click(SUBMIT)
+    page.wait_for_url("**/hub/**")
+
+
+def open_models_page(page, hub):
+    """From the hub's home page through its Services menu, as a user finds it."""
+    page.goto(f"{hub.url}hub/home")
+    page.get_by_role("button", name="Services").or_(page.get_by_text("Services")).first.click()
+    page.get_by_role("link", name=SERVICE).click()
+    page.wait_for_url(f"**/services/{SERVICE}/")
+    page.get_by_role("heading", name="Models").wait_for()
+
+
+def live_version(page):
+    return page.locator("#live-version").inner_text()
+
+
+def test_a_user_finds_rolls_back_scales_and_keys_a_model(hub, browser_page, tmp_path):
+    first = hub.client.publish(constant_bundle(tmp_path / "v1", 1.0, name="iris"), "iris")
+    second = hub.client.publish(constant_bundle(tmp_path / "v2", 2.0, name="iris"), "iris")
+    v1, v2 = first["current_version"], second["current_version"]
+    page = browser_page
+    log_in(page, hub, "alice")
+    open_models_page(page, hub)
+
+    row = page.locator("#models tr[data-model='alice/iris']")
+    assert row.locator(".status").inner_text() == "ready"
+    assert v2[:19] in row.inner_text()
+    row.get_by_role("link", name="iris").click()
+    page.get_by_role("heading", name="iris").wait_for()
+    assert live_version(page) == v2[:19]
+    assert page.locator("#versions tbody tr").count() == 2
+    assert [c.inner_text() for c in page.locator("#signature tbody td:first-child").all()]
+
+    # Roll back to the first version: the page says it started, then shows it live.
+    page.locator(f"#versions tr[data-version='{v1}']").get_by_role("button").click()
+    assert "Rollback started" in page.locator("#done").inner_text()
+    wait_for(lambda: page.reload() and live_version(page) == v1[:19], "the rollback", 60)
+    assert predict(hub, "alice", "iris", hub.alice).json()["predictions"] == [1.0]
+
+    # Scale to two replicas with the labelled field.
+    page.get_by_label("Replicas (1 to 3)").fill("2")
+    page.get_by_role("button", name="Scale").click()
+    page.locator("#done").wait_for()
+    wait_for(lambda: page.reload() and "2 replicas" in page.inner_text("#replicas"), "scale", 60)
+
+    # A key: shown once, works at once, and the page's snippets work as pasted with it.
+    page.get_by_label("Description (who will use it)").fill("nightly job")
+    page.get_by_role("button", name="Create key").click()
+    key = page.locator("#new-key-value").input_value()
+    assert key.startswith("mlhk_")
+    assert predict(hub, "alice", "iris", key).json()["predictions"] == [1.0]
+    curl = page.locator("#code-bash").inner_text()
+    python = page.locator("#code-python").inner_text()
+    assert key in curl and key in python
+    out = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=60)
+    assert json.loads(out.stdout)["predictions"] == [1.0, 1.0], out
+    out = subprocess.run([sys.executable, "-c", python], capture_output=True, text=True)
+    assert out.stdout.strip() == "[1.0, 1.0]", out
+    if shutil.which("Rscript"):
+        r = page.locator("#code-r").inner_text()
+        out = subprocess.run(["Rscript", "-e", r], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "1 1" in out.stdout, out
+    page.reload()  # the secret is gone from the page once it is left
+    assert page.locator("#new-key-value").count() == 0
+    key_row = page.locator("#keys tbody tr").filter(has_text="nightly job")
+    key_row.get_by_role("button", name="Revoke key").click()
+    assert "revoked" in page.locator("#done").inner_text()
+    wait_for(lambda: predict(hub, "alice", "iris", key).status_code == 401, "the revocation", 20)
+
+    # The log and the events are the model's own.
+    assert "mlhub:" in page.locator("#log").inner_text()
+    assert "rollback" in page.locator("#events").inner_text() or "switched" in page.inner_text(
+        "#events"
+    )
+
+    # Light and dark, as the hub's own pages.
+    before = page.locator("html").get_attribute("data-bs-theme")
+    page.locator("#dark-theme-toggle").click()
+    assert page.locator("html").get_attribute("data-bs-theme") != before
+
+
+def test_another_user_sees_shared_models_read_only_and_a_readable_refusal(
+    hub, browser_page, tmp_path
+):
+    hub.client.publish(constant_bundle(tmp_path / "p", 3.0, name="private"), "private")
+    hub.client.publish(constant_bundle(tmp_path / "s", 4.0, name="shared"), "shared")
+    hub.client.share("shared", users=["bob"])
+    page = browser_page
+    log_in(page, hub, "bob")
+    open_models_page(page, hub)
+    listed = page.locator("#models tbody tr").all_inner_texts()
+    assert any("shared" in row and "alice" in row for row in listed)
+    assert not any("private" in row for row in listed)
+
+    page.get_by_role("link", name="shared").click()
+    page.get_by_role("heading", name="shared").wait_for()
+    assert page.locator("form").count() == 0  # read-only: no rollback, scale or keys
+    assert page.locator("#log").count() == 0
+
+    reply = page.goto(f"{hub.url}services/{SERVICE}/models/alice/private")
+    assert reply.status == 403
+    message = page.locator("#error-message").inner_text()
+    assert "may not read models of 'alice'" in message
+    assert "Traceback" not in page.content()
+
+    # A form posted without the page's xsrf token changes nothing.
+    refused = page.request.post(
+        f"{hub.url}services/{SERVICE}/models/alice/shared/scale", form={"replicas": "3"}
+    )
+    assert refused.status in (403, 302)
+    assert requests.get(
+        f"{hub.url}services/{SERVICE}/api/models/alice/shared",
+        headers={"Authorization": f"token {hub.alice}"},
+        timeout=30,
+    ).json()["replicas"] == 1

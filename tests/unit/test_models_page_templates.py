@@ -1,0 +1,104 @@
+"""The Models page's templates rendered on literal data (no hub: the pages themselves run in
+tests/e2e/test_models_page.py): each renders, escapes what users typed, and shows the forms only
+to those who may use them."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from mlhub.publisher.pages import page_templates
+from mlhub.snippets import all_snippets
+
+V1, V2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+VIEW = {
+    "owner": "alice",
+    "name": "iris",
+    "status": "ready",
+    "current_version": V2,
+    "replicas": 2,
+    "url": "http://hub/models/alice/iris/",
+    "predict_url": "http://hub/models/alice/iris/v1/predict",
+    "updated": "2026-12-07T10:00:00Z",
+    "versions": [
+        {
+            "id": v,
+            "created": "2026-12-07T09:00:00Z",
+            "live_since": "2026-12-07T09:01:00Z" if v == V2 else None,
+            "flavor": "sklearn",
+            "runtime": "python",
+            "size": 2048,
+            "signature": {"kind": "dataframe", "inputs": [{"name": "temp", "type": "double"}]},
+            "example": [{"temp": 1.5}],
+        }
+        for v in (V2, V1)
+    ],
+}
+FRAME = {"prefix": "/services/p/", "hub_static": "/hub/static/", "hub_url": "/hub/"}
+
+
+def render(template, **values):
+    return page_templates().get_template(template).render(**FRAME, **values)
+
+
+def model_page(manage, **extra):
+    values = {
+        "user": {"name": "alice"},
+        "model": VIEW,
+        "live": VIEW["versions"][0],
+        "manage": manage,
+        "keys": [{"id": "k1", "description": "<script>x</script>", "created": "2026"}],
+        "new_key": None,
+        "events": [{"time": "t", "version": V2, "step": "done", "level": "info", "message": "ok"}],
+        "log": "--- mlhub: starting",
+        "done": None,
+        "snippets": all_snippets(VIEW["predict_url"], "iris", [{"temp": 1.5}]),
+        "max_workers": 8,
+        "page_url": "/services/p/models/alice/iris",
+        "xsrf": "tok",
+    }
+    return render("model.html", **{**values, **extra})
+
+
+def test_the_owner_gets_every_form_with_the_xsrf_token():
+    html = model_page(True)
+    for action in ("rollback", "scale", "keys", "revoke"):
+        assert f'action="/services/p/models/alice/iris/{action}"' in html
+    assert html.count('name="_xsrf" value="tok"') == 4  # one rollback (V1), scale, key, revoke
+    assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>x</script>" not in html
+    assert 'href="/hub/static/css/style.min.css"' in html
+    assert '<label class="form-label" for="replicas-input">Replicas (1 to 8)</label>' in html
+
+
+def test_a_reader_gets_no_forms_and_no_log():
+    html = model_page(False, keys=[], log="")
+    assert "<form" not in html and 'id="log"' not in html
+    assert "curl -sS -X POST" in html  # the snippets are for readers too
+
+
+def test_a_new_key_is_shown_in_its_snippets():
+    key = {"id": "k2", "key": "mlhk_secret", "description": "job"}
+    html = model_page(
+        True, new_key=key, snippets=all_snippets(VIEW["predict_url"], "iris", [], "mlhk_secret")
+    )
+    assert 'value="mlhk_secret"' in html and "Bearer mlhk_secret" in html
+
+
+@pytest.mark.parametrize("admin", [False, True])
+def test_the_list_shows_owners_only_when_others_models_are_in_it(admin):
+    caller = SimpleNamespace(name="alice", is_admin=admin)
+    html = render(
+        "models.html",
+        user={"name": "alice"},
+        caller=caller,
+        models=[VIEW],
+        page_url=lambda m: f"/services/p/models/{m['owner']}/{m['name']}",
+    )
+    assert '<a href="/services/p/models/alice/iris">iris</a>' in html
+    assert ('<th scope="col">Owner</th>' in html) is admin
+    empty = render("models.html", user={"name": "bob"}, caller=caller, models=[], page_url=str)
+    assert "No published models yet" in empty
+
+
+def test_an_error_page_says_what_happened():
+    html = render("error.html", user=None, status=403, message="'bob' may not read <models>")
+    assert "Not allowed" in html and "&#39;bob&#39; may not read &lt;models&gt;" in html
