@@ -143,8 +143,11 @@ def test_another_user_sees_shared_models_read_only_and_a_readable_refusal(
         f"{hub.url}services/{SERVICE}/models/alice/shared/scale", form={"replicas": "3"}
     )
     assert refused.status in (403, 302)
-    assert requests.get(
-        f"{hub.url}services/{SERVICE}/api/models/alice/shared",
-        headers={"Authorization": f"token {hub.alice}"},
-        timeout=30,
-    ).json()["replicas"] == 1
+    assert (
+        requests.get(
+            f"{hub.url}services/{SERVICE}/api/models/alice/shared",
+            headers={"Authorization": f"token {hub.alice}"},
+            timeout=30,
+        ).json()["replicas"]
+        == 1
+    )

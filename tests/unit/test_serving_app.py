@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -287,3 +288,23 @@ def test_auth_off_needs_no_token(frame_model, tmp_path):
     assert post(client, "/v1/predict", {"instances": [[1, 2, 3, 4]]}, headers={}).status_code == 200
     with pytest.raises(ValueError, match="no authenticator"):
         create_app(Settings(bundle="/b"), served, metrics=Metrics())
+
+
+def test_a_null_reaches_only_a_model_that_takes_missing_values(frame_model, iris, tmp_path):
+    """StandardScaler + LogisticRegression cannot predict from NaN: the caller gets a 400 naming
+    the row and column, not scikit-learn's 422. A pipeline that imputes gets its answer."""
+    X, y = iris
+    record = {**X.iloc[0].to_dict(), "pw": None}
+    client, _ = make_client(frame_model[1], tmp_path)
+    refused = post(client, "/v1/predict", {"instances": [X.iloc[1].to_dict(), record]})
+    assert refused.status_code == 400
+    body = refused.get_json()
+    assert body["code"] == "invalid_input" and body["detail"]["field"] == "pw"
+    assert body["detail"]["row"] == 1 and "does not accept missing values" in body["error"]
+
+    imputing = make_pipeline(SimpleImputer(), LogisticRegression(max_iter=500)).fit(X, y)
+    client, _ = make_client(served_model(imputing, X), tmp_path)
+    answered = post(client, "/v1/predict", {"instances": [record]})
+    assert answered.status_code == 200, answered.get_json()
+    expected = imputing.predict(pd.DataFrame([record], dtype=float)).tolist()
+    assert answered.get_json()["predictions"] == expected

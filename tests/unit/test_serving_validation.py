@@ -239,3 +239,42 @@ def test_arrays_are_cast_per_column_with_the_same_rules():
         schema.from_arrays({k: v for k, v in arrays.items() if k != "age"})
     X = Schema(ARRAY).from_arrays({f"x{i}": np.array([i, i + 1.0]) for i in (2, 0, 1)})
     assert X.tolist() == [[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]]
+
+
+# ---------------------------------------------------------------- missing values
+
+
+@pytest.mark.parametrize(
+    ("signature", "body", "row", "field"),
+    [
+        (ARRAY, {"instances": [[1, 2, 3], [4, None, 6]]}, 1, "x1"),
+        (NUMERIC_FRAME, {"instances": [{"a": 1.0, "b": None}]}, 0, "b"),
+        (NUMERIC_FRAME, {"columns": ["b", "a"], "data": [[1.0, 2.0], [None, 3.0]]}, 1, "b"),
+        (
+            FRAME,
+            {
+                "instances": [
+                    {"age": 30, "income": 1.5, "member": True, "city": "x", "plan": "pro"},
+                    {"age": 31, "income": None, "member": True, "city": "y", "plan": "pro"},
+                ]
+            },
+            1,
+            "income",
+        ),
+    ],
+)
+def test_a_model_that_refuses_missing_numbers_gets_a_400_naming_them(signature, body, row, field):
+    err = bad(Schema(signature, refuse_missing=True), body)
+    assert err.detail == {"row": row, "field": field, "got": None}
+    assert f"row {row}, input {field!r}: a missing value" in err.message
+    assert "SimpleImputer" in err.message
+    Schema(signature).from_payload(body)  # a model that takes them gets NaN, as before
+
+
+def test_missing_numbers_in_arrow_columns_are_refused_too():
+    schema = Schema(NUMERIC_FRAME, refuse_missing=True)
+    with pytest.raises(InvalidInput) as err:
+        schema.from_arrays({"a": np.array([1.0, 2.0]), "b": np.array([1.0, np.nan])})
+    assert err.value.detail["field"] == "b" and err.value.detail["row"] == 1
+    frame = schema.from_arrays({"a": np.array([1.0]), "b": np.array([2.0])})
+    assert frame.shape == (1, 2)

@@ -6,6 +6,7 @@ reads it there and in the log, instead of watching uWSGI crash-loop.
 """
 
 import logging
+import sys
 import time
 
 import numpy as np
@@ -49,6 +50,42 @@ def _run(method, payload_input, what):
         ) from exc
 
 
+def accepts_missing(model, manifest):
+    """Whether the model takes missing numbers (NaN) as they are. XGBoost and LightGBM always do;
+    a scikit-learn estimator says so in its tags (histogram gradient boosting, the trees since
+    1.4), and a Pipeline does when a step takes NaN before any step refuses it (an imputer
+    removes it). For anything else (pyfunc, ONNX, column transformers, no model yet) mlhub
+    cannot tell, so the model decides, as before."""
+    if manifest.get("flavor") in ("xgboost", "lightgbm"):
+        return True
+    sklearn_base = sys.modules.get("sklearn.base")  # imported when the model is scikit-learn's
+    if model is None or sklearn_base is None or not isinstance(model, sklearn_base.BaseEstimator):
+        return True
+    try:
+        return _nan_in(model) != "refuses"
+    except Exception:  # an estimator whose tags cannot be read: let it decide
+        return True
+
+
+def _nan_in(estimator):
+    """What a scikit-learn estimator does with NaN: ``removes`` it (an imputer), ``passes``
+    it on (takes it as it is), ``refuses`` it, or ``unknown`` (per-column parts)."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils import get_tags
+
+    if type(estimator).__module__.startswith("sklearn.impute"):
+        return "removes"
+    if isinstance(estimator, Pipeline):
+        steps = [step for _, step in estimator.steps if step not in (None, "passthrough")]
+        for step in steps:
+            if (seen := _nan_in(step)) != "passes":
+                return seen
+        return "passes"
+    if hasattr(estimator, "transformers") or hasattr(estimator, "transformer_list"):
+        return "unknown"  # ColumnTransformer, FeatureUnion: each column its own way
+    return "passes" if get_tags(estimator).input_tags.allow_nan else "refuses"
+
+
 class ServedModel:
     """One bundle, loaded once per process tree; every request reads it, none changes it."""
 
@@ -61,7 +98,8 @@ class ServedModel:
         self.name = self.manifest.get("name") or "model"
         self.version = version
         self.load_seconds = 0.0
-        self.schema = schema_for(self.manifest.get("signature"))
+        self.accepts_missing = accepts_missing(model, self.manifest)
+        self.schema = schema_for(self.manifest.get("signature"), not self.accepts_missing)
         self.predict_method = self.manifest.get("predict_method", "predict")
         self._predict = getattr(model, self.predict_method, None)
         self._proba = getattr(model, "predict_proba", None)

@@ -12,10 +12,16 @@ from mlhub.bundle.signature import TYPE_TABLE
 _JSON_TYPE = {typ: spec["json"] for typ, spec in TYPE_TABLE.items() if spec["json"]}
 
 
-def _input_schema(entry):
+def _input_schema(entry, takes_missing=True):
+    """An input's JSON Schema; a model that does not take missing numbers gets no null in its
+    number inputs (the runtime refuses them: ``validation.Schema.refuse_missing``)."""
     if entry["type"] == "category":
         return {"enum": [*(entry.get("levels") or []), None], "description": "category"}
-    return dict(_JSON_TYPE[entry["type"]], description=entry["type"])
+    schema = dict(_JSON_TYPE[entry["type"]], description=entry["type"])
+    if not takes_missing and TYPE_TABLE[entry["type"]]["numpy"].startswith("float"):
+        schema["type"] = [t for t in schema["type"] if t != "null"]
+        schema["description"] += ", no missing values (the model does not accept them)"
+    return schema
 
 
 def _error(description):
@@ -56,15 +62,16 @@ def build_spec(served, *, owner=None, prefix="", auth=True):
     signature = served.manifest.get("signature")
     if signature:
         inputs = signature["inputs"]
+        takes = served.accepts_missing
         record = {
             "type": "object",
-            "properties": {i["name"]: _input_schema(i) for i in inputs},
+            "properties": {i["name"]: _input_schema(i, takes) for i in inputs},
             "required": [i["name"] for i in inputs],
             "additionalProperties": False,
         }
         row = {
             "type": "array",
-            "prefixItems": [_input_schema(i) for i in inputs],
+            "prefixItems": [_input_schema(i, takes) for i in inputs],
             "items": False,
             "minItems": len(inputs),
             "description": "values in the order " + ", ".join(i["name"] for i in inputs),

@@ -14,8 +14,11 @@ Accepted payloads (``POST /v1/predict``)::
 
 and, through ``arrowio``, Arrow or Parquet tables: one numpy array per column (``from_arrays``).
 
-JSON ``null`` means a missing value in number (NaN), string and category inputs. Booleans are
-read as 0/1 in number inputs (numpy's rule); strings are never read as numbers.
+JSON ``null`` means a missing value in number (NaN), string and category inputs. A model that
+does not accept missing numbers (``refuse_missing``: the serving runtime asks the model, see
+``model.accepts_missing``) gets a 400 naming the first row and column with one instead of a
+NaN it would fail on or, worse, silently predict from. Booleans are read as 0/1 in number
+inputs (numpy's rule); strings are never read as numbers.
 """
 
 from itertools import chain
@@ -123,8 +126,9 @@ class Schema:
     ``"array"`` (a 2-D numpy array). ``to_input(rows)`` is the one place rows become model input.
     """
 
-    def __init__(self, signature):
+    def __init__(self, signature, refuse_missing=False):
         self.kind = signature["kind"]
+        self.refuse_missing = refuse_missing
         inputs = signature["inputs"]
         self.names = tuple(str(i["name"]) for i in inputs)
         self.types = tuple(i["type"] for i in inputs)
@@ -334,12 +338,19 @@ class Schema:
 
     def _wrap(self, block):
         """A 2-D block in signature order -> model input."""
+        if self.refuse_missing and block.dtype.kind == "f" and (gaps := np.isnan(block)).any():
+            i, j = np.argwhere(gaps)[0]
+            raise self._missing(int(i), int(j))
         if self._pd is None:
             return block
         return self._pd.DataFrame(block, columns=self._columns, copy=False)
 
     def _assemble(self, columns):
         """One converted array per input, in signature order -> model input."""
+        if self.refuse_missing:
+            for j, column in enumerate(columns):
+                if column.dtype.kind == "f" and (gaps := np.isnan(column)).any():
+                    raise self._missing(int(np.flatnonzero(gaps)[0]), j)
         if self._pd is None:
             return np.column_stack(columns)
         return self._pd.DataFrame(dict(zip(self.names, columns, strict=True)), copy=False)
@@ -361,6 +372,15 @@ class Schema:
         if converted is None:
             raise self._explain([(v,) for v in values], j)
         return converted
+
+    def _missing(self, i, j):
+        name = self.names[j]
+        return InvalidInput(
+            f"row {i}, input {name!r}: a missing value (null), and this model does not accept "
+            "missing values: send a number, or publish a model that fills them in (such as a "
+            "scikit-learn Pipeline that starts with a SimpleImputer)",
+            {"row": i, "field": name, "got": None},
+        )
 
     def _explain(self, rows, offset=0):
         """The error for the first value that does not fit its input (rows failed to convert)."""
@@ -446,6 +466,7 @@ class UntypedSchema:
         return arr.reshape(len(arr), -1) if arr.ndim == 1 else arr
 
 
-def schema_for(signature):
-    """The compiled schema for a manifest signature (``None``: untyped pass-through)."""
-    return Schema(signature) if signature else UntypedSchema()
+def schema_for(signature, refuse_missing=False):
+    """The compiled schema for a manifest signature (``None``: untyped pass-through);
+    ``refuse_missing``: a missing number is a 400 (the model does not accept them)."""
+    return Schema(signature, refuse_missing) if signature else UntypedSchema()
