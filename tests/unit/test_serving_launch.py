@@ -38,13 +38,14 @@ def test_every_setting_is_read():
             "MLHUB_REQUEST_TIMEOUT": "5",
             "MLHUB_WORKERS": "3",
             "MLHUB_LAZY_APPS": "on",
-            "MLHUB_LOG_REQUESTS": "yes",
+            "MLHUB_REQUEST_LOG": "all",
+            "MLHUB_REQUEST_LOG_RATE": "5",
         }
     )
     assert s.url_prefix == "/models/alice/iris" and s.hub_api_url.endswith("/hub/api")
     assert (s.owner, s.version, s.auth, s.access_file) == ("alice", "sha256:1", False, "/a.json")
     assert (s.max_body_bytes, s.request_timeout, s.workers) == (1000, 5, 3)
-    assert s.lazy_apps == "on" and s.log_requests is True
+    assert s.lazy_apps == "on" and (s.request_log, s.request_log_rate) == ("all", 5)
 
 
 @pytest.mark.parametrize(
@@ -98,10 +99,12 @@ def test_argv_runs_the_app_with_the_contract_options(tmp_path):
 
 
 def test_argv_follows_settings(tmp_path):
-    env = {"MLHUB_LOG_REQUESTS": "on", "MLHUB_LAZY_APPS": "on", "MLHUB_WORKERS": "3"}
+    env = {"MLHUB_LAZY_APPS": "on", "MLHUB_WORKERS": "3"}
     argv = uwsgi_argv(tmp_path, 9000, host="0.0.0.0", env=env)
     assert option(argv, "--http") == "0.0.0.0:9000" and option(argv, "--processes") == "3"
-    assert "--disable-logging" not in argv and "--lazy-apps" in argv
+    assert "--lazy-apps" in argv
+    # the app writes the request outcomes (mlhub.serving.requestlog), not uWSGI
+    assert "--disable-logging" in argv and "--log-5xx" in argv
 
 
 def test_openmp_flavors_load_in_each_worker(tmp_path):

@@ -23,6 +23,7 @@ from .batching import MicroBatcher, Unbatched
 from .http import BODY_READ, error_response, json_response
 from .jsonio import dumps
 from .openapi import build_spec
+from .requestlog import RequestLog
 
 ROUTE = "mlhub.route"  # environ key: index of the request's route in metrics.ROUTES
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
@@ -60,10 +61,11 @@ class Context:
     max_bytes: int
 
 
-def create_app(settings, served, *, metrics, authenticator=None):
+def create_app(settings, served, *, metrics, authenticator=None, request_log=None):
     """Build the WSGI app serving ``served`` (a ``ServedModel``) under ``settings``.
 
-    ``authenticator`` is required when ``settings.auth`` is on (``None`` means no checks).
+    ``authenticator`` is required when ``settings.auth`` is on (``None`` means no checks);
+    ``request_log`` (a ``RequestLog``) defaults to the one ``settings`` describe.
     """
     if settings.auth and authenticator is None:
         raise ValueError("authentication is on but no authenticator was given")
@@ -137,22 +139,26 @@ def create_app(settings, served, *, metrics, authenticator=None):
     def openapi_view():
         return json_response(openapi)
 
-    return Gateway(app, settings.url_prefix, metrics, settings.max_body_bytes)
+    if request_log is None:
+        request_log = RequestLog(settings.request_log, settings.request_log_rate)
+    return Gateway(app, settings.url_prefix, metrics, settings.max_body_bytes, request_log)
 
 
 class Gateway:
-    """Plain WSGI in front of Flask: strip ``prefix``, count/time every request, settle bodies.
+    """Plain WSGI in front of Flask: strip ``prefix``, count/time/log every request, settle
+    bodies.
 
     Through the proxy a request keeps its full path (``/models/alice/iris/v1/predict``);
     locally it has none (``/v1/predict``). Both must reach the same route, so the prefix is
     removed here (and moved to ``SCRIPT_NAME``, where WSGI keeps a mount point).
     """
 
-    def __init__(self, app, prefix, metrics, max_body_bytes):
+    def __init__(self, app, prefix, metrics, max_body_bytes, request_log):
         self.app = app
         self.prefix = prefix
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.request_log = request_log
 
     def __call__(self, environ, start_response):
         started = perf_counter()
@@ -171,11 +177,10 @@ class Gateway:
             return start_response(line, headers, exc_info)
 
         body = self.app(environ, record_status)
-        self.metrics.observe(
-            environ.get(ROUTE, _OTHER),
-            int(status[-1][:3]) if status else 500,
-            perf_counter() - started,
-        )
+        route, code = environ.get(ROUTE, _OTHER), int(status[-1][:3]) if status else 500
+        seconds = perf_counter() - started
+        self.metrics.observe(route, code, seconds)
+        self.request_log.outcome(environ, environ.get("REQUEST_METHOD"), route, code, seconds)
         return body
 
 

@@ -13,6 +13,7 @@ from mlhub.errors import InvalidInput, MlhubError, PayloadTooLarge, UnsupportedM
 
 from . import arrowio
 from .jsonio import JSONDecodeError, JSONEncodeError, dumps, loads
+from .requestlog import ERROR
 
 log = logging.getLogger("mlhub.serving")
 
@@ -42,6 +43,7 @@ def error_response(exc):
             "the model server's log has the details",
             {"exception": type(exc).__name__},
         )
+    request.environ[ERROR] = (error.error, error.message)  # for the request log
     response = json_response(error.to_dict(), error.status)
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="mlhub"'

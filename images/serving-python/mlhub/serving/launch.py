@@ -60,7 +60,8 @@ _PASSED_ENV = (
     "MLHUB_WORKERS",
     "MLHUB_HEADER_BUFFER_BYTES",
     "MLHUB_LAZY_APPS",
-    "MLHUB_LOG_REQUESTS",
+    "MLHUB_REQUEST_LOG",
+    "MLHUB_REQUEST_LOG_RATE",
     "MLHUB_BATCHING",
     "MLHUB_BATCH_MAX_SIZE",
     "MLHUB_BATCH_MAX_WAIT_MS",
@@ -170,8 +171,7 @@ def uwsgi_argv(
         "--ignore-write-errors",
         "--disable-write-exception",
     ]
-    if not settings.log_requests:
-        argv += ["--disable-logging", "--log-5xx"]
+    argv += ["--disable-logging", "--log-5xx"]  # the app logs outcomes (requestlog)
     if settings.threads > 1:
         argv += ["--threads", str(settings.threads)]
     if _lazy(settings):

@@ -69,7 +69,8 @@ class Settings:
     workers: int = 2
     header_buffer_bytes: int = 32 * 1024
     lazy_apps: str = "auto"
-    log_requests: bool = False
+    request_log: str = "errors"
+    request_log_rate: int = 20
     batching: bool = False
     batch_max_size: int = 64
     batch_max_wait_ms: int = 2
@@ -99,7 +100,10 @@ class Settings:
                 env, "MLHUB_HEADER_BUFFER_BYTES", cls.header_buffer_bytes, minimum=4096
             ),
             lazy_apps=_choice(env, "MLHUB_LAZY_APPS", cls.lazy_apps, ("auto", "on", "off")),
-            log_requests=_flag(env, "MLHUB_LOG_REQUESTS", False),
+            request_log=_choice(
+                env, "MLHUB_REQUEST_LOG", cls.request_log, ("off", "errors", "all")
+            ),
+            request_log_rate=_int(env, "MLHUB_REQUEST_LOG_RATE", cls.request_log_rate),
             batching=batching,
             batch_max_size=batch_max_size,
             batch_max_wait_ms=_int(env, "MLHUB_BATCH_MAX_WAIT_MS", cls.batch_max_wait_ms, 0),
