@@ -10,6 +10,7 @@ Progress goes to stderr, results to stdout, so output can be piped.
 
 import json
 import sys
+import time
 
 from mlhub.errors import MlhubError
 from mlhub.publisher.client import PublisherClient
@@ -82,6 +83,9 @@ def add_models_parser(subparsers):
     p = sub.add_parser("logs", help="print the last lines of the model's serving log")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--tail", type=int, default=200, help="number of lines (default 200)")
+    p.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)"
+    )
 
     p = sub.add_parser("events", help="print the model's deployment and health events")
     p.add_argument("name", metavar="NAME")
@@ -246,7 +250,10 @@ def _run(args, client, out):
         who = [*model["shared_with"], *(f"group {g}" for g in model["shared_groups"])]
         out.write(f"{model['owner']}/{model['name']}: shared with {', '.join(who) or 'nobody'}\n")
     elif cmd == "logs":
-        out.write(client.logs(args.name, tail=args.tail))
+        if args.follow:
+            follow_logs(client, args.name, args.tail, out)
+        else:
+            out.write(client.logs(args.name, tail=args.tail))
     elif cmd == "events":
         for ev in client.events(args.name, since=args.since):
             out.write(
@@ -283,3 +290,32 @@ def run_models(args, client=None, out=None):
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
+
+
+FOLLOW_WINDOW = 500  # lines fetched per poll while following; more new lines a second are cut
+
+
+def follow_logs(client, name, tail, out, interval=1.0, sleep=time.sleep, polls=None):
+    """Print the last ``tail`` lines, then each new line as the model writes it (Ctrl-C ends
+    it). The API answers a log's tail, so each poll prints what follows the lines already
+    printed (the longest overlap of the two tails)."""
+    seen = []
+    try:
+        while polls is None or polls > 0:
+            lines = client.logs(name, tail=max(tail, FOLLOW_WINDOW)).splitlines(keepends=True)
+            new = lines[_overlap(seen, lines) :] if seen else lines[-tail:]
+            out.write("".join(new))
+            out.flush()
+            seen = lines
+            polls = None if polls is None else polls - 1
+            sleep(interval)
+    except KeyboardInterrupt:
+        pass
+
+
+def _overlap(before, after):
+    """How many lines at the start of ``after`` end ``before`` (the most that fit)."""
+    for k in range(min(len(before), len(after)), 0, -1):
+        if before[-k:] == after[:k]:
+            return k
+    return 0
