@@ -1,5 +1,5 @@
-"""The ``mlhub`` command line: ``mlhub up``, ``mlhub users ...``, ``mlhub models ...``,
-``mlhub batch`` and ``mlhub images ...``.
+"""The ``mlhub`` command line: ``mlhub up``, ``mlhub users ...``, ``mlhub login``,
+``mlhub models ...``, ``mlhub batch`` and ``mlhub images ...``.
 
 ``mlhub models`` lives in ``mlhub.cli_models`` (``add_models_parser(subparsers)`` and
 ``run_models(args)``), ``mlhub batch`` in ``mlhub.batch.cli``, ``mlhub images`` in
@@ -169,6 +169,16 @@ def build_parser():
     up.add_argument("--port", type=int, help="public port (default: $MLHUB_PORT or 8000)")
 
     _add_users_parser(subparsers, common)
+    login = subparsers.add_parser(
+        "login",
+        help="get a hub token for mlhub models/batch (no /hub/token page needed)",
+        description="Ask the hub for a token with your name and password and keep it in "
+        "~/.config/mlhub/tokens.json (0600), where mlhub models and mlhub batch find it.",
+    )
+    login.add_argument("--url", help="the hub's URL (default: $MLHUB_URL, else the running one)")
+    login.add_argument("--user", help="your hub user name (default: asked)")
+    login.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+    login.add_argument("--days", type=float, default=30, help="days it is valid (default 30)")
     run_models = _add_lazy(subparsers, "models", "manage published models", _models)
     _add_lazy(subparsers, "batch", "score a table with a published model", _batch, "batch")
     _add_lazy(subparsers, "images", "build, test and push the standard images", _images)
@@ -304,6 +314,33 @@ USERS_ACTIONS = {
 }
 
 
+def _users_settings(args):
+    """The settings of the instance a ``users`` command means: the data folder given
+    (``--data-dir``, ``MLHUB_DATA_DIR``, the config file), else ``./mlhub-data`` if it exists,
+    else the one ``mlhub up`` this account runs. A folder that does not exist is refused: the
+    accounts live in the instance's folder, and a new folder would hold accounts no hub reads."""
+    from mlhub import instances
+    from mlhub.settings import load_settings
+
+    settings = _settings(args)
+    if os.path.isdir(settings.data_dir):
+        return settings
+    explicit = "MLHUB_DATA_DIR" in os.environ or "data_dir" in settings.config.get(
+        "MlhubSettings", {}
+    )
+    how = "give --data-dir DIR (or set MLHUB_DATA_DIR)"
+    if not explicit and (one := instances.the_running_one("its data folder", how)):
+        os.environ["MLHUB_DATA_DIR"] = one["data_dir"]
+        if one.get("config_file") and not getattr(args, "config", None):
+            os.environ["MLHUB_CONFIG_FILE"] = one["config_file"]  # its settings, e.g. prefix
+        return load_settings()
+    where = "" if explicit else ", and no 'mlhub up' runs for this account"
+    raise MlhubError(
+        f"there is no mlhub data folder at {settings.data_dir}{where}: run the command in the "
+        f"folder where 'mlhub up' runs, or {how}; 'mlhub up' creates the folder"
+    )
+
+
 def run_users(args, settings):
     from mlhub.accounts import AccountStore
 
@@ -313,18 +350,37 @@ def run_users(args, settings):
     return USERS_ACTIONS[args.users_command](store, args, settings)
 
 
+def run_login(args):
+    import getpass
+
+    from mlhub.logins import login, tokens_file
+    from mlhub.publisher.client import hub_url
+
+    url = args.url or os.environ.get("MLHUB_URL") or hub_url()
+    user = args.user or input(f"hub user at {url}: ").strip()
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password of {user}: ")
+    answer = login(url, user, password, days=args.days)
+    print(f"logged in to {url} as {user}; token stored in {tokens_file()}", end="")
+    print(f" (expires {answer['expires_at']})" if answer.get("expires_at") else "")
+    return 0
+
+
 def main(argv=None):
     parser, _ = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command in ("models", "batch", "images"):
             return args.run(args)
-        settings = _settings(args)
+        if args.command == "login":
+            return run_login(args)
         if args.command == "up":
             from mlhub.up import up
 
-            return up(settings)
-        return run_users(args, settings)
+            return up(_settings(args))
+        return run_users(args, _users_settings(args))
     except MlhubError as e:
         print(f"mlhub: error: {e.message}", file=sys.stderr)
         return 1

@@ -107,19 +107,28 @@ class MlhubSettings(Configurable):
         """,
     ).tag(config=True)
 
+    # The internal ports follow the public one (8000 -> 8081, 8001, 8090; 9000 -> 9081, 9001,
+    # 9090), so a second instance started with another --port takes none of the first's.
     hub_port = Integer(
-        8081,
         help="""Port of the JupyterHub process itself (always on 127.0.0.1); its API is
-        ``http://127.0.0.1:<hub_port>/hub/api``. Default 8081. Environment: ``MLHUB_HUB_PORT``.
+        ``http://127.0.0.1:<hub_port>/hub/api``. Default ``port + 81`` (8081).
+        Environment: ``MLHUB_HUB_PORT``.
         """,
     ).tag(config=True)
 
+    @default("hub_port")
+    def _default_hub_port(self):
+        return self.port + 81
+
     proxy_api_port = Integer(
-        8001,
         help="""Port of the proxy's REST API on 127.0.0.1 (the hub and the publisher add routes
-        through it). Default 8001. Environment: ``MLHUB_PROXY_API_PORT``.
+        through it). Default ``port + 1`` (8001). Environment: ``MLHUB_PROXY_API_PORT``.
         """,
     ).tag(config=True)
+
+    @default("proxy_api_port")
+    def _default_proxy_api_port(self):
+        return self.port + 1
 
     proxy_timeout = Float(
         900.0,
@@ -159,11 +168,15 @@ class MlhubSettings(Configurable):
     ).tag(config=True)
 
     publisher_port = Integer(
-        8090,
         help="""Port of the publisher service on 127.0.0.1; users reach it through the proxy at
-        ``/services/mlhub-publisher/``. Default 8090. Environment: ``MLHUB_PUBLISHER_PORT``.
+        ``/services/mlhub-publisher/``. Default ``port + 90`` (8090).
+        Environment: ``MLHUB_PUBLISHER_PORT``.
         """,
     ).tag(config=True)
+
+    @default("publisher_port")
+    def _default_publisher_port(self):
+        return self.port + 90
 
     public_url = Unicode(
         help="""URL users and clients reach the hub at, with a trailing slash; model URLs and

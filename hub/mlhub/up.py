@@ -29,7 +29,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from mlhub import datadir
+from mlhub import datadir, instances
 from mlhub.accounts import AccountStore, write_secret_file
 from mlhub.errors import Conflict, MlhubError
 from mlhub.profiles import load_profiles
@@ -287,6 +287,7 @@ def up(settings, out=sys.stdout):
         _stop_stale_proxy(settings)
         check_ports(settings)
         new_password = prepare(settings)
+        forget = instances.record(settings)  # so every mlhub command finds this instance
     except MlhubError as e:
         print(f"mlhub: error: {e.message}", file=sys.stderr)
         return 2
@@ -344,6 +345,7 @@ def up(settings, out=sys.stdout):
 
     code = hub.wait()
     stop_leftovers()
+    forget()
     lock.close()
     if stopping:
         _say(out, "mlhub: stopped.")

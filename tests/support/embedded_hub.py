@@ -217,12 +217,14 @@ class EmbeddedHub(HubSite):
     def command(self, *args):
         """``mlhub ARGS`` on this hub's data and config, as ``run_as`` if given."""
         cmd = [MLHUB, *args, "--data-dir", str(self.data_dir), "--config", str(self.config_file)]
+        # its own registry of running instances (mlhub.instances): not the machine's
+        runtime = f"XDG_RUNTIME_DIR={self.dir / 'run'}"
         if self.run_as is None:
-            return cmd
+            return ["env", runtime, *cmd]
         # setpriv execs (one pid, so signals reach mlhub up itself), unlike runuser and su
         gid = pwd.getpwnam(self.run_as).pw_gid
         user = f"--reuid={self.run_as}", f"--regid={gid}", "--init-groups"
-        return ["setpriv", *user, "env", f"HOME={self.dir}", *cmd]
+        return ["setpriv", *user, "env", f"HOME={self.dir}", runtime, *cmd]
 
     def start(self):
         """Run ``mlhub up``; return its banner (everything it printed until "Press Ctrl-C").

@@ -1,5 +1,6 @@
 """The mlhub command line: users, the models command's registration, and up's preparations."""
 
+import json
 import os
 import stat
 import subprocess
@@ -8,8 +9,9 @@ import time
 
 import pytest
 
-from mlhub import cli, up
+from mlhub import cli, instances, up
 from mlhub.accounts import AccountStore
+from mlhub.publisher.client import PublisherClient
 from mlhub.settings import load_settings
 
 
@@ -23,6 +25,9 @@ def data_dir(tmp_path, monkeypatch):
     # multi-user mode's are made in tests/component/test_tenant_isolation.py
     monkeypatch.setenv("MLHUB_USER_MODE", "single")
     umask = os.umask(0o022)  # mlhub users sets 077 for itself; keep it to these tests
+    # the data folder of an instance (mlhub up makes it; a users command never does)
+    (tmp_path / "data").mkdir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))  # this test's instances only
     yield tmp_path / "data"
     os.umask(umask)
 
@@ -152,3 +157,33 @@ def test_banner_names_another_authenticator(tmp_path):
     assert up._login_lines(settings, None) == [
         "  log in with:  ldapauthenticator.LDAPAuthenticator"
     ]
+
+
+def test_users_never_makes_a_data_folder_and_finds_the_running_one(data_dir, capsys, tmp_path):
+    """Run from another folder, the banner's `mlhub users add` made a new ./mlhub-data and
+    exited 0: now it uses the instance mlhub up runs, or says there is none."""
+    os.chdir(tmp_path)  # no ./mlhub-data here
+    code, _, err = run(capsys, "users", "add", "ada")
+    assert code == 1 and "there is no mlhub data folder at" in err
+    assert "no 'mlhub up' runs for this account" in err and "--data-dir" in err
+    assert not (tmp_path / "mlhub-data").exists()
+    code, _, err = run(capsys, "users", "--data-dir", str(tmp_path / "nowhere"), "add", "ada")
+    assert code == 1 and "nowhere" in err and not (tmp_path / "nowhere").exists()
+    os.environ.pop("MLHUB_DATA_DIR")  # what --data-dir set for its own (child) processes
+
+    # an instance this account runs (this test process stands for its `mlhub up`)
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "mlhub", "up"])
+    try:
+        settings = load_settings({"MLHUB_DATA_DIR": str(data_dir), "MLHUB_PORT": "9000"})
+        forget = instances.record(settings, pid=running.pid)
+        assert json.loads((data_dir / "instance.json").read_text())["hub_port"] == 9081
+        code, out, _ = run(capsys, "users", "add", "ada")
+        assert code == 0 and "created account 'ada'" in out
+        assert [a.name for a in AccountStore(str(data_dir / "accounts.sqlite")).list()] == ["ada"]
+        os.environ.pop("MLHUB_DATA_DIR")
+        assert PublisherClient().url == "http://127.0.0.1:9000/"  # mlhub models finds it too
+        forget()
+        assert instances.running() == []
+    finally:
+        running.kill()
+        running.wait()

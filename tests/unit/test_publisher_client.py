@@ -55,15 +55,16 @@ def write_bundle(path, name="iris", payload=b"weights"):
     return path
 
 
-def test_no_token_says_where_to_get_one(monkeypatch):
+def test_no_token_says_where_to_get_one(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # no stored mlhub login
     monkeypatch.delenv("MLHUB_TOKEN", raising=False)
     monkeypatch.delenv("JUPYTERHUB_API_TOKEN", raising=False)
     client = PublisherClient(url="http://mlhub.example:8000")
     with pytest.raises(Unauthorized) as info:
         client.list()
     assert info.value.message == (
-        "no token: create one at http://mlhub.example:8000/hub/token and set MLHUB_TOKEN "
-        "(or pass --token)"
+        "no token for http://mlhub.example:8000/: run `mlhub login` (or create one at "
+        "http://mlhub.example:8000/hub/token and set MLHUB_TOKEN, or pass --token)"
     )
 
 

@@ -87,3 +87,11 @@ def test_user_mode_and_workspaces(tmp_path):
     assert not kube.multi_user  # pods isolate users there: no system accounts
     with pytest.raises(Exception, match="system_user_prefix"):
         load_settings({"MLHUB_SYSTEM_USER_PREFIX": "Bad_"})
+
+
+def test_internal_ports_follow_the_public_one_so_two_instances_fit():
+    s = load_settings({"MLHUB_PORT": "9000"})
+    assert (s.hub_port, s.proxy_api_port, s.publisher_port) == (9081, 9001, 9090)
+    assert s.proxy_api_url == "http://127.0.0.1:9001"
+    s = load_settings({"MLHUB_PORT": "9000", "MLHUB_HUB_PORT": "7000"})
+    assert (s.hub_port, s.proxy_api_port) == (7000, 9001)  # one set explicitly stays

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import requests
 
-from mlhub import bundle
+from mlhub import bundle, instances, logins
 from mlhub.bundle import mlflow_models
 from mlhub.errors import (
     DeployError,
@@ -104,27 +104,38 @@ def resources_params(resources):
     return {k: str(v) for k, v in resources.items()}
 
 
+def hub_url():
+    """The hub this account's commands mean when ``MLHUB_URL`` is not set: the one
+    ``mlhub up`` it runs (``mlhub.instances``), else ``http://127.0.0.1:8000``."""
+    one = instances.the_running_one("its URL", "set MLHUB_URL (or pass --url)")
+    return one["url"] if one else DEFAULT_URL
+
+
 class PublisherClient:
     """Calls the publisher as one hub user.
 
-    ``url``: the hub's public URL (default ``$MLHUB_URL``, else ``http://127.0.0.1:8000``); the
+    ``url``: the hub's public URL (default ``$MLHUB_URL``, else ``hub_url()``); the
     publisher is at ``<url>/services/mlhub-publisher/`` unless ``publisher_url`` (default
     ``$MLHUB_PUBLISHER_URL``, set in notebooks) says otherwise. ``token``: a JupyterHub token
     with the ``custom:mlhub:models`` scope (default ``$MLHUB_TOKEN``, else
-    ``$JUPYTERHUB_API_TOKEN``). ``poll_interval``: seconds between event polls while waiting.
+    ``$JUPYTERHUB_API_TOKEN``, else the one ``mlhub login`` stored for ``url``).
+    ``poll_interval``: seconds between event polls while waiting.
     """
 
     def __init__(
         self, url=None, token=None, *, publisher_url=None, timeout=60.0, poll_interval=0.5
     ):
-        self.url = (url or os.environ.get("MLHUB_URL") or DEFAULT_URL).rstrip("/") + "/"
+        self.url = (url or os.environ.get("MLHUB_URL") or hub_url()).rstrip("/") + "/"
         self.publisher_url = (
             publisher_url
             or os.environ.get("MLHUB_PUBLISHER_URL")
             or urllib.parse.urljoin(self.url, SERVICE_PATH)
         ).rstrip("/") + "/"
         self.token = (
-            token or os.environ.get("MLHUB_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN")
+            token
+            or os.environ.get("MLHUB_TOKEN")
+            or os.environ.get("JUPYTERHUB_API_TOKEN")
+            or logins.stored_token(self.url)
         )
         self.timeout = timeout
         self.poll_interval = poll_interval
@@ -141,7 +152,8 @@ class PublisherClient:
             headers["Authorization"] = f"token {self.token}"
         elif auth:
             raise Unauthorized(
-                f"no token: create one at {self.url}hub/token and set MLHUB_TOKEN (or pass --token)"
+                f"no token for {self.url}: run `mlhub login` (or create one at "
+                f"{self.url}hub/token and set MLHUB_TOKEN, or pass --token)"
             )
         try:
             resp = self.session.request(
