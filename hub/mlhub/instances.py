@@ -1,12 +1,14 @@
 """The mlhub instances running on this machine, so every command finds the one it means.
 
-While ``mlhub up`` runs it records itself twice: in its data folder (``instance.json``: its URL,
-ports, config file, pid and version) and in the registry of the account that runs it, one file per data
-folder, so that a command run from any folder finds it (``$XDG_RUNTIME_DIR/mlhub/instances``,
-else ``~/.local/state/mlhub/instances``). ``mlhub users`` takes its data folder from there
-when none is given and ``./mlhub-data`` does not exist; ``mlhub models`` and ``mlhub batch``
-take its URL when ``MLHUB_URL`` is not set. With no instance, or several, they say so and what
-to pass instead of guessing (a command never makes a data folder of its own).
+While ``mlhub up`` runs it records itself twice: in its data folder (``instance.json``: its
+URL, ports, config file, pid and version) and in the registry of the account that runs it, one
+file per data folder, so that a command run from any folder finds it
+(``$XDG_RUNTIME_DIR/mlhub/instances``, else ``~/.local/state/mlhub/instances``).
+
+``mlhub users`` takes its data folder from there when none is given and ``./mlhub-data`` does
+not exist; ``mlhub models``, ``mlhub login`` and ``mlhub batch`` take its URL when
+``MLHUB_URL`` is not set. With no instance, or several, they say so and what to pass instead of
+guessing (a command never makes a data folder of its own).
 
 Records hold no secret (the data folder's files do); a record whose process is gone is
 ignored and removed.

@@ -2,8 +2,10 @@
 
 One owner for every place that shows them: the Publish panel and ``mlhub.publish`` in the
 notebook, and the Models page. The body is the bundle's own example (the first rows), so a
-snippet works as pasted. When no key was minted in this publish the snippets read
-``MLHUB_API_KEY`` and say how to mint one.
+snippet works as pasted; a model published without one gets a row built from its signature
+(zeros, empty strings, a category's first level), and one with neither gets a comment saying
+what to put in. When no key was minted in this publish the snippets read ``MLHUB_API_KEY`` and
+say how to mint one.
 """
 
 import json
@@ -13,9 +15,32 @@ KEY_ENV = "MLHUB_API_KEY"
 SNIPPET_ROWS = 2
 
 
+# a value of each signature type for a row built from the signature alone
+_PLACEHOLDER = {"double": 0.0, "float": 0.0, "long": 0, "integer": 0, "boolean": False}
+NO_EXAMPLE = (
+    "no example was published with this model: put rows of its inputs in instances (publish "
+    "with example=X.head() for a snippet that works as pasted)"
+)
+
+
+def example_rows(example=None, signature=None):
+    """The rows a snippet sends: the example's first, else one built from the signature,
+    else None (nothing says what the model takes)."""
+    if example:
+        return list(example)[:SNIPPET_ROWS]
+    if not signature or not signature.get("inputs"):
+        return None
+    values = {
+        i["name"]: (i.get("levels") or [None])[0]
+        if i["type"] == "category"
+        else _PLACEHOLDER.get(i["type"], "")
+        for i in signature["inputs"]
+    }
+    return [values] if signature.get("kind") == "dataframe" else [list(values.values())]
+
+
 def _body(example):
-    rows = list(example or [])[:SNIPPET_ROWS]
-    return {"instances": rows}
+    return {"instances": list(example or [])[:SNIPPET_ROWS]}
 
 
 def curl_snippet(predict_url, name, example=None, key=None):
@@ -77,10 +102,15 @@ def r_snippet(predict_url, name, example=None, key=None):
     )
 
 
-def all_snippets(predict_url, name, example=None, key=None):
-    """``[(label, language, code)]``: curl, Python and R, in the order pages show them."""
-    return [
-        ("curl", "bash", curl_snippet(predict_url, name, example, key)),
-        ("Python", "python", python_snippet(predict_url, name, example, key)),
-        ("R", "r", r_snippet(predict_url, name, example, key)),
+def all_snippets(predict_url, name, example=None, key=None, signature=None):
+    """``[(label, language, code)]``: curl, Python and R, in the order pages show them, each
+    sending ``example_rows(example, signature)`` (or saying what to send)."""
+    rows = example_rows(example, signature)
+    snippets = [
+        ("curl", "bash", curl_snippet(predict_url, name, rows, key)),
+        ("Python", "python", python_snippet(predict_url, name, rows, key)),
+        ("R", "r", r_snippet(predict_url, name, rows, key)),
     ]
+    if rows is None:
+        snippets = [(label, lang, f"# {NO_EXAMPLE}\n{code}") for label, lang, code in snippets]
+    return snippets

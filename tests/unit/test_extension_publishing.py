@@ -17,6 +17,7 @@ import gzip
 import io
 import itertools
 import json
+import re
 import socket
 import tarfile
 import tempfile
@@ -512,7 +513,10 @@ def test_panel_click_publishes_with_progress_then_shows_endpoint_and_snippets(st
     assert panel.endpoint.layout.display is None and panel.error.layout.display == "none"
     assert '<pre class="mlhub-curl">curl -sS -X POST ' + url + "v1/predict" in panel.snippets.value
     assert '<pre class="mlhub-python">import requests' in panel.snippets.value
-    assert panel.snippets.value.count("mlhk_" + "s" * 32) == 2
+    assert '<pre class="mlhub-r">library(curl)' in panel.snippets.value
+    assert panel.snippets.value.count("mlhk_" + "s" * 32) == 3  # curl, Python and R
+    labels = re.findall(r'<div class="mlhub-snippet"><b>(\w+)</b> <button', panel.snippets.value)
+    assert labels == ["curl", "Python", "R"]  # each labelled, each with a copy button
     assert not panel.publish_button.disabled
     assert standin.uploads[0]["signature"]["kind"] == "dataframe"
 

@@ -23,7 +23,7 @@ from mlhub.extension.namespace import find_models, is_model
 from mlhub.extension.progress import PublisherProgress, TextProgress
 from mlhub.extension.settings import MlhubExtension
 from mlhub.publisher.client import PublisherClient
-from mlhub.snippets import curl_snippet, python_snippet
+from mlhub.snippets import all_snippets
 
 __all__ = [
     "PublishResult",
@@ -50,8 +50,19 @@ class PublishResult:
     url: str
     predict_url: str
     api_key: str | None = field(default=None, repr=False)
-    curl: str = field(default="", repr=False)
-    python: str = field(default="", repr=False)
+    # [(label, language, code)]: curl, Python and R (mlhub.snippets.all_snippets)
+    snippets: list = field(default_factory=list, repr=False)
+
+    @property
+    def curl(self):
+        return self._snippet("bash")
+
+    @property
+    def python(self):
+        return self._snippet("python")
+
+    def _snippet(self, language):
+        return next((code for _, lang, code in self.snippets if lang == language), "")
 
     def summary_html(self):
         """Endpoint, version, predict URL and the key (or how to mint one), as HTML."""
@@ -69,11 +80,18 @@ class PublishResult:
         )
 
     def snippets_html(self):
-        """The curl and Python snippets as selectable ``<pre>`` blocks."""
-        return (
-            f'<pre class="mlhub-curl">{html.escape(self.curl)}</pre>'
-            f'<pre class="mlhub-python">{html.escape(self.python)}</pre>'
-        )
+        """The snippets, each under its label with a copy button, as selectable blocks."""
+        blocks = []
+        for label, language, code in self.snippets:
+            css = "mlhub-curl" if language == "bash" else f"mlhub-{language}"
+            blocks.append(
+                f'<div class="mlhub-snippet"><b>{html.escape(label)}</b> '
+                f'<button class="mlhub-copy" title="Copy the {html.escape(label)} snippet" '
+                'onclick="navigator.clipboard.writeText('
+                "this.parentElement.querySelector('pre').innerText)\">Copy</button>"
+                f'<pre class="{css}">{html.escape(code)}</pre></div>'
+            )
+        return "".join(blocks)
 
     def _repr_html_(self):
         return f"<p>{self.summary_html()}</p>{self.snippets_html()}"
@@ -244,8 +262,9 @@ def publish(
         url=info["url"],
         predict_url=predict_url,
         api_key=key,
-        curl=curl_snippet(predict_url, name, manifest["example"], key),
-        python=python_snippet(predict_url, name, manifest["example"], key),
+        snippets=all_snippets(
+            predict_url, name, manifest["example"], key, manifest.get("signature")
+        ),
     )
 
 

@@ -94,7 +94,11 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
             log=await self.manager.logs(model, LOG_LINES) if manage else "",
             done=DONE.get(self.get_query_argument("done", "")),
             snippets=all_snippets(
-                view["predict_url"], view["name"], example, new_key["key"] if new_key else None
+                view["predict_url"],
+                view["name"],
+                example,
+                new_key["key"] if new_key else None,
+                (live or {}).get("signature"),
             ),
             max_workers=self.manager.max_workers,
             page_url=self.model_url(model),
