@@ -14,6 +14,7 @@ for every async test of the run. The tests here are synchronous and drive its lo
 
 import asyncio
 import gzip
+import html
 import io
 import itertools
 import json
@@ -495,6 +496,29 @@ def test_panel_offers_models_names_and_examples(standin, trained):
     assert panel.example_select.value == "X_test"  # its columns are the training columns
     assert f"{PUBLIC}models/{USER}/defect-model/" in panel.name_message.value
     assert not panel.publish_button.disabled
+
+
+def test_the_saved_notebook_keeps_the_endpoint_as_html_without_the_key(standin, trained):
+    """A saved panel shows "Loading widget..." once no kernel runs it: publish_panel also
+    writes the result into a plain HTML output (an IPython display handle) that the notebook
+    keeps. The key shown once in the panel is not in it."""
+
+    class Handle:
+        """Stands in for IPython's DisplayHandle (no kernel in this unit test)."""
+
+        def update(self, obj):
+            self.html = obj.data
+
+    model, X = trained
+    panel = publish_panel({"defect_model": model, "X_test": X.head(5)})
+    panel.record = Handle()
+    panel.publish_button.click()
+    panel.wait(30)
+    saved = html.unescape(panel.record.html)
+    url = f"{PUBLIC}models/{USER}/defect-model/"
+    assert url in saved and "mlhk_" + "s" * 32 not in saved  # the stand-in's minted key
+    assert "Bearer $MLHUB_API_KEY" in saved and "os.environ['MLHUB_API_KEY']" in saved
+    assert "not saved in the notebook" in saved
 
 
 def test_panel_click_publishes_with_progress_then_shows_endpoint_and_snippets(standin, trained):

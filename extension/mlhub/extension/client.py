@@ -50,8 +50,10 @@ class PublishResult:
     url: str
     predict_url: str
     api_key: str | None = field(default=None, repr=False)
-    # [(label, language, code)]: curl, Python and R (mlhub.snippets.all_snippets)
+    # [(label, language, code)]: curl, Python and R (mlhub.snippets.all_snippets), and the same
+    # reading the key from MLHUB_API_KEY when this publish minted one (what a notebook keeps)
     snippets: list = field(default_factory=list, repr=False)
+    keyless_snippets: list = field(default_factory=list, repr=False)
 
     @property
     def curl(self):
@@ -92,6 +94,29 @@ class PublishResult:
                 f'<pre class="{css}">{html.escape(code)}</pre></div>'
             )
         return "".join(blocks)
+
+    def saved_html(self):
+        """What the notebook keeps of this publish when it is saved: the endpoint and snippets
+        that read the key from ``MLHUB_API_KEY``; never the key itself (a notebook travels)."""
+        esc = html.escape
+        kept = PublishResult(
+            name=self.name,
+            owner=self.owner,
+            version=self.version,
+            status=self.status,
+            url=self.url,
+            predict_url=self.predict_url,
+            snippets=self.keyless_snippets or self.snippets,
+        )
+        minted = (
+            "<br><i>A new API key was shown in the panel; it is not saved in the notebook.</i>"
+            if self.api_key
+            else ""
+        )
+        return (
+            f'<div class="mlhub-published"><p>Published <b>{esc(self.name)}</b>: '
+            f"{kept.summary_html()}{minted}</p>{kept.snippets_html()}</div>"
+        )
 
     def _repr_html_(self):
         return f"<p>{self.summary_html()}</p>{self.snippets_html()}"
@@ -254,6 +279,7 @@ def publish(
         info, version = answer["model"], answer["version"]
     key = publisher.create_key(name, KEY_DESCRIPTION)["key"] if first else None
     predict_url = info["predict_url"]
+    signature = manifest.get("signature")
     return PublishResult(
         name=name,
         owner=info["owner"],
@@ -262,9 +288,10 @@ def publish(
         url=info["url"],
         predict_url=predict_url,
         api_key=key,
-        snippets=all_snippets(
-            predict_url, name, manifest["example"], key, manifest.get("signature")
-        ),
+        snippets=all_snippets(predict_url, name, manifest["example"], key, signature),
+        keyless_snippets=all_snippets(predict_url, name, manifest["example"], None, signature)
+        if key
+        else [],
     )
 
 

@@ -39,6 +39,11 @@ def _styled(widget, css_class, **layout):
 class PublishPanel(widgets.VBox):
     """The panel; its parts are attributes so tests drive it like a user would."""
 
+    # A plain HTML output beside the panel (an IPython display handle, set by publish_panel):
+    # the result is written there too, so the saved notebook shows the endpoint when no kernel
+    # runs the panel any more (a widget alone then shows "Loading widget...").
+    record = None
+
     def __init__(self, namespace, example=None, **kwargs):
         self.namespace = namespace
         self.given_example = example
@@ -202,6 +207,10 @@ class PublishPanel(widgets.VBox):
         self.snippets.value = result.snippets_html()
         for part in (self.endpoint, self.snippets):
             part.layout.display = None
+        if self.record is not None:
+            from IPython.display import HTML
+
+            self.record.update(HTML(result.saved_html()))
 
     def _show_error(self, message):
         self.progress.bar_style = "danger"
@@ -216,4 +225,11 @@ def publish_panel(namespace=None, example=None):
 
     ``example`` is offered as the example for every model, ahead of the tables found.
     """
-    return PublishPanel(caller_namespace() if namespace is None else namespace, example)
+    panel = PublishPanel(caller_namespace() if namespace is None else namespace, example)
+    from IPython.core.interactiveshell import InteractiveShell
+
+    if InteractiveShell.initialized():  # in a kernel: the output the result is saved in
+        from IPython.display import HTML, display
+
+        panel.record = display(HTML(""), display_id=True)
+    return panel
