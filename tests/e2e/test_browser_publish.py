@@ -34,6 +34,9 @@ def test_login_spawn_notebook_publish_predict(platform, browser_page):
         page, f"{platform.url}user/{user}/lab/tree/defects.ipynb", "iris-e2e"
     )
     assert f"/models/{user}/iris-e2e/" in endpoint
+    # beside the widget, plain HTML the saved notebook keeps (without the key)
+    saved = page.inner_text(".mlhub-published")
+    assert f"/models/{user}/iris-e2e/" in saved and key not in saved
     rows, expected = expected_predictions()
     url = f"{platform.url}models/{user}/iris-e2e/v1/predict"
     resp = requests.post(
