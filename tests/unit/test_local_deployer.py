@@ -201,6 +201,20 @@ async def test_prepare_starts_the_version_its_deploy_switches_to(deployer, tmp_p
     assert not old.alive() and deployer.processes(MODEL).prepared == []
 
 
+async def test_a_first_publish_starts_with_an_owner_only_access_file(deployer, tmp_path):
+    """The serving process of a first publish finds its access file from the start (the
+    publisher writes the full list when it accepts the version); a refused one leaves none."""
+    deployer.serve_commands = {"python": [*deployer.serve_commands["python"][:3], "broken"]}
+    with pytest.raises(InvalidBundle):
+        await deployer.prepare(MODEL, V1, bundle(tmp_path), replicas=1)
+    assert not deployer.access_file(MODEL).exists()
+    fresh = make_deployer(tmp_path)
+    await fresh.prepare(MODEL, V1, bundle(tmp_path, "v1b"), replicas=1)
+    access = json.loads(fresh.access_file(MODEL).read_text())
+    assert access == {"users": ["alice"], "groups": [], "key_hashes": []}
+    await fresh.shutdown()
+
+
 async def test_a_model_that_does_not_load_is_refused_by_its_readiness(deployer, tmp_path):
     await deployer.deploy(MODEL, V1, bundle(tmp_path), replicas=1, progress=Progress())
     old = deployer.processes(MODEL).live

@@ -429,8 +429,18 @@ class LocalDeployer(Deployer):
         is refused (``InvalidBundle``, from its own ``/readyz``) and the next ``deploy`` of
         that version only switches the route. One start, one load of the model."""
         await self.check(load_manifest(bundle_dir), bundle_dir, await self._account(model))
+        # a first publish: the publisher writes the access list once the version is accepted;
+        # until then the owner alone, written now so the process finds its file from the start
+        first = not self.access_file(model).exists()
+        if first:
+            await self.set_access(model, {"users": [model.owner], "groups": [], "key_hashes": []})
         state = self._state(model)
-        inst = await self._start_ready(state, version, str(bundle_dir), replicas, serving)
+        try:
+            inst = await self._start_ready(state, version, str(bundle_dir), replicas, serving)
+        except BaseException:
+            if first:  # refused: nothing of the model is left
+                self.access_file(model).unlink(missing_ok=True)
+            raise
         state.prepared.append(inst)
 
     def _take_prepared(self, state, want):
