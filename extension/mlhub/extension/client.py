@@ -14,7 +14,7 @@ key is minted for them and shown once.
 
 import html
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mlhub.bundle import save_bundle, validate_name
@@ -99,15 +99,7 @@ class PublishResult:
         """What the notebook keeps of this publish when it is saved: the endpoint and snippets
         that read the key from ``MLHUB_API_KEY``; never the key itself (a notebook travels)."""
         esc = html.escape
-        kept = PublishResult(
-            name=self.name,
-            owner=self.owner,
-            version=self.version,
-            status=self.status,
-            url=self.url,
-            predict_url=self.predict_url,
-            snippets=self.keyless_snippets or self.snippets,
-        )
+        kept = replace(self, api_key=None, snippets=self.keyless_snippets or self.snippets)
         minted = (
             "<br><i>A new API key was shown in the panel; it is not saved in the notebook.</i>"
             if self.api_key

@@ -82,6 +82,18 @@ def authorize(caller, action, owner, shared_with=(), shared_groups=()):
     )
 
 
+def authorized_model(manager, caller, action, owner, name):
+    """``owner``'s model ``name`` once ``caller`` may ``action`` it. Authorization comes
+    first, so someone else's namespace answers 403 whether or not the model exists; the owner
+    and admins get the ``NotFound`` of a model that does not."""
+    model = manager.find(owner, name)
+    if model is None:
+        authorize(caller, action, owner)
+        manager.get(owner, name)  # raises the NotFound
+    authorize(caller, action, owner, model.shared_with, model.shared_groups)
+    return model
+
+
 def may(caller, action, model):
     """Whether ``caller`` may ``action`` a stored ``model`` (``authorize``, as a yes or no)."""
     try:

@@ -23,7 +23,15 @@ from mlhub.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from mlhub.publisher.auth import MANAGE, READ, Caller, authorize, require_api_scope, visible_owner
+from mlhub.publisher.auth import (
+    MANAGE,
+    READ,
+    Caller,
+    authorize,
+    authorized_model,
+    require_api_scope,
+    visible_owner,
+)
 from mlhub.publisher.credentials import BUNDLE_TOKEN_PREFIX
 from mlhub.publisher.manager import UNCHANGED
 from mlhub.publisher.pages import page_routes
@@ -66,18 +74,10 @@ class BaseHandler(web.RequestHandler):
         return caller
 
     async def model_for(self, action, user, name):
-        """``(caller, model)`` for ``user/name`` once the caller may ``action`` it.
-
-        Authorization comes first, so someone else's namespace answers 403 whether or not the
-        model exists; the owner and admins get 404 for a model that does not.
-        """
+        """``(caller, model)`` for ``user/name`` once the caller may ``action`` it
+        (``auth.authorized_model``)."""
         caller = await self.caller()
-        model = self.manager.find(user, name)
-        if model is None:
-            authorize(caller, action, user)
-            self.manager.get(user, name)  # raises the NotFound
-        authorize(caller, action, user, model.shared_with, model.shared_groups)
-        return caller, model
+        return caller, authorized_model(self.manager, caller, action, user, name)
 
     def json_body(self, example=None):
         """The request's JSON object; with ``example``, a body is required (an empty one is a

@@ -20,7 +20,14 @@ from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
 from mlhub.errors import BadRequest, MlhubError
-from mlhub.publisher.auth import MANAGE, READ, Caller, authorize, may, require_api_scope
+from mlhub.publisher.auth import (
+    MANAGE,
+    READ,
+    Caller,
+    authorized_model,
+    may,
+    require_api_scope,
+)
 from mlhub.snippets import all_snippets
 
 HERE = Path(__file__).parent
@@ -65,12 +72,7 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
     def model_for(self, action, user, name):
         """``(caller, model)`` once the caller may ``action`` it (as the API decides)."""
         caller = self.caller()
-        model = self.manager.find(user, name)
-        if model is None:
-            authorize(caller, action, user)
-            self.manager.get(user, name)  # the NotFound naming it
-        authorize(caller, action, user, model.shared_with, model.shared_groups)
-        return caller, model
+        return caller, authorized_model(self.manager, caller, action, user, name)
 
     def model_url(self, model):
         return f"{self.prefix}models/{model.owner}/{model.name}"
