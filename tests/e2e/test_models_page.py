@@ -119,8 +119,15 @@ def test_another_user_sees_shared_models_read_only_and_a_readable_refusal(
 ):
     hub.client.publish(constant_bundle(tmp_path / "p", 3.0, name="private"), "private")
     hub.client.publish(constant_bundle(tmp_path / "s", 4.0, name="shared"), "shared")
-    hub.client.share("shared", users=["bob"])
     page = browser_page
+    # alice shares it with bob on its page
+    log_in(page, hub, "alice")
+    page.goto(f"{hub.url}services/{SERVICE}/models/alice/shared")
+    page.get_by_label("Users (separated by commas)").fill("bob")
+    page.get_by_role("button", name="Save sharing").click()
+    assert "Sharing saved" in page.locator("#done").inner_text()
+    assert hub.client.get("shared")["shared_with"] == ["bob"]
+    page.context.clear_cookies()
     log_in(page, hub, "bob")
     open_models_page(page, hub)
     listed = page.locator("#models tbody tr").all_inner_texts()

@@ -19,6 +19,8 @@ VIEW = {
     "url": "http://hub/models/alice/iris/",
     "predict_url": "http://hub/models/alice/iris/v1/predict",
     "updated": "2026-12-07T10:00:00Z",
+    "shared_with": ["bob"],
+    "shared_groups": [],
     "versions": [
         {
             "id": v,
@@ -61,9 +63,11 @@ def model_page(manage, **extra):
 
 def test_the_owner_gets_every_form_with_the_xsrf_token():
     html = model_page(True)
-    for action in ("rollback", "scale", "keys", "revoke"):
+    for action in ("rollback", "scale", "keys", "revoke", "share"):
         assert f'action="/services/p/models/alice/iris/{action}"' in html
-    assert html.count('name="_xsrf" value="tok"') == 4  # one rollback (V1), scale, key, revoke
+    # one rollback (V1), scale, key create, key revoke, sharing
+    assert html.count('name="_xsrf" value="tok"') == 5
+    assert 'id="share-users" name="users"\n                 value="bob"' in html
     assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>x</script>" not in html
     assert 'href="/hub/static/css/style.min.css"' in html
     assert '<label class="form-label" for="replicas-input">Replicas (1 to 8)</label>' in html

@@ -38,6 +38,7 @@ DONE = {
     "scale": "Scaling started: see Events.",
     "scaled": "Nothing to do: the model already runs that many replicas.",
     "revoked": "The key was revoked: calls with it are refused from now on.",
+    "shared": "Sharing saved: those users and groups may call the model and see this page.",
 }
 
 
@@ -190,9 +191,17 @@ class ModelActionPage(PageHandler):
         elif action == "revoke":
             await self.manager.delete_key(model, self.get_body_argument("key_id"))
             done = "revoked"
+        elif action == "share":
+            users, groups = (self.names_field(f) for f in ("users", "groups"))
+            await self.manager.share(model, users, groups)
+            done = "shared"
         else:
             raise web.HTTPError(404)
         self.redirect(f"{self.model_url(model)}?done={done}")
+
+    def names_field(self, name):
+        """A form field of names separated by commas or spaces, as a list."""
+        return [n for n in self.get_body_argument(name, "").replace(",", " ").split() if n]
 
     def int_field(self, name):
         raw = self.get_body_argument(name, "")
@@ -210,6 +219,6 @@ def page_routes(base):
     return [
         (base + "/?", ModelsPage),
         (model + "/?", ModelPage),
-        (model + r"/(?P<action>rollback|scale|keys|revoke)", ModelActionPage),
+        (model + r"/(?P<action>rollback|scale|keys|revoke|share)", ModelActionPage),
         (base + r"/static/(.*)", web.StaticFileHandler, {"path": str(HERE / "static")}),
     ]
