@@ -103,6 +103,17 @@ def test_a_user_finds_rolls_back_scales_and_keys_a_model(hub, browser_page, tmp_
     assert "revoked" in page.locator("#done").inner_text()
     wait_for(lambda: predict(hub, "alice", "iris", key).status_code == 401, "the revocation", 20)
 
+    # Try it: the example prefilled, sent as alice; a bad body is kept with the reason.
+    page.get_by_role("button", name="Send").click()
+    assert page.inner_text("#try-status") == "HTTP 200"
+    assert json.loads(page.inner_text("#try-answer"))["predictions"] == [1.0]
+    page.get_by_label("Request to /v1/predict").fill('{"instances": [[1.0, "x"]]}')
+    page.get_by_role("button", name="Send").click()
+    assert page.inner_text("#try-status") == "HTTP 400"
+    assert json.loads(page.inner_text("#try-answer"))["code"] == "invalid_input"
+    assert page.locator("#try-body").input_value() == '{"instances": [[1.0, "x"]]}'
+    page.goto(f"{hub.url}services/{SERVICE}/models/alice/iris")
+
     # The log and the events are the model's own.
     assert "mlhub:" in page.locator("#log").inner_text()
     assert "rollback" in page.locator("#events").inner_text() or "switched" in page.inner_text(
@@ -137,8 +148,12 @@ def test_another_user_sees_shared_models_read_only_and_a_readable_refusal(
 
     page.get_by_role("link", name="shared").click()
     page.get_by_role("heading", name="shared").wait_for()
-    assert page.locator("form").count() == 0  # read-only: no rollback, scale or keys
+    # read-only: no rollback, scale, keys or sharing; only trying it (a call, which bob may)
+    assert page.locator("form").count() == 1 and page.locator("form#try").count() == 1
     assert page.locator("#log").count() == 0
+    page.get_by_role("button", name="Send").click()
+    assert page.inner_text("#try-status") == "HTTP 200"
+    assert json.loads(page.inner_text("#try-answer"))["predictions"] == [4.0]
 
     reply = page.goto(f"{hub.url}services/{SERVICE}/models/alice/private")
     assert reply.status == 403

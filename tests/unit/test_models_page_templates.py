@@ -57,6 +57,8 @@ def model_page(manage, **extra):
         "max_workers": 8,
         "page_url": "/services/p/models/alice/iris",
         "xsrf": "tok",
+        "tried": None,
+        "try_body": '{"instances": [{"temp": 1.5}]}',
     }
     return render("model.html", **{**values, **extra})
 
@@ -65,8 +67,8 @@ def test_the_owner_gets_every_form_with_the_xsrf_token():
     html = model_page(True)
     for action in ("rollback", "scale", "keys", "revoke", "share"):
         assert f'action="/services/p/models/alice/iris/{action}"' in html
-    # one rollback (V1), scale, key create, key revoke, sharing
-    assert html.count('name="_xsrf" value="tok"') == 5
+    # one rollback (V1), scale, key create, key revoke, sharing, try it
+    assert html.count('name="_xsrf" value="tok"') == 6
     assert 'id="share-users" name="users"\n                 value="bob"' in html
     assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>x</script>" not in html
     assert 'href="/hub/static/css/style.min.css"' in html
@@ -75,7 +77,8 @@ def test_the_owner_gets_every_form_with_the_xsrf_token():
 
 def test_a_reader_gets_no_forms_and_no_log():
     html = model_page(False, keys=[], log="")
-    assert "<form" not in html and 'id="log"' not in html
+    assert html.count("<form") == 1 and 'id="try"' in html  # trying it is a call
+    assert 'id="log"' not in html
     assert "curl -sS -X POST" in html  # the snippets are for readers too
 
 
@@ -106,3 +109,10 @@ def test_the_list_shows_owners_only_when_others_models_are_in_it(admin):
 def test_an_error_page_says_what_happened():
     html = render("error.html", user=None, status=403, message="'bob' may not read <models>")
     assert "Not allowed" in html and "&#39;bob&#39; may not read &lt;models&gt;" in html
+
+
+def test_try_it_shows_the_request_and_the_models_answer():
+    tried = {"body": "{bad", "status": 400, "answer": "not sent: <json>"}
+    html = model_page(True, tried=tried, try_body="{bad")
+    assert '<textarea class="form-control font-monospace mb-2" id="try-body" name="body"' in html
+    assert ">{bad</textarea>" in html and "HTTP 400" in html and "not sent: &lt;json&gt;" in html

@@ -15,10 +15,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tornado.httpclient import AsyncHTTPClient
+
 from mlhub.bundle import validate_name
 from mlhub.datadir import grant_owner
 from mlhub.deployers.base import Desired, ModelRef, Serving
-from mlhub.errors import BadRequest, Conflict, MlhubError, NotFound
+from mlhub.errors import BadRequest, Conflict, MlhubError, NotFound, NotReady
 from mlhub.publisher.artifacts import place
 from mlhub.publisher.credentials import BundleTokens, access_list, new_key
 from mlhub.publisher.store import utcnow
@@ -407,6 +409,28 @@ class ModelManager:
             removed = self.artifacts.remove_unreferenced(self.store.referenced_artifacts())
         self._locks.pop((model.owner, model.name), None)
         self.log.info("deleted %s (%d artifact(s) no longer referenced)", model.key, removed)
+
+    # ------------------------------------------------------------ trying it
+
+    async def try_predict(self, model, body, token, timeout=60):
+        """Send ``body`` (bytes of a ``/v1/predict`` request) to the model as a caller holding
+        ``token`` (the Models page's user, with their hub token): to where the proxy routes
+        the model, so it answers as it answers every client. ``(status, answer text)``."""
+        ref = self.ref(model)
+        route = (await self.deployer.routes.get_all()).get(ref.url_prefix)
+        if route is None:
+            raise NotReady(f"{model.key} is not serving now (no route): see its events")
+        reply = await AsyncHTTPClient().fetch(
+            route["target"].rstrip("/") + ref.url_prefix + "/v1/predict",
+            method="POST",
+            body=body,
+            headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+            request_timeout=timeout,
+            raise_error=False,
+        )
+        if reply.code == 599:  # no answer at all
+            raise NotReady(f"{model.key} did not answer: {reply.error}")
+        return reply.code, reply.body.decode(errors="replace")
 
     # ------------------------------------------------------------ access and keys
 

@@ -3,7 +3,8 @@
 A user reaches it from the hub's Services menu and logs in with the hub (OAuth, no token to
 copy). The pages are rendered here, with the hub's own stylesheet and its light and dark modes
 (``<hub>/static/css/style.min.css``, Bootstrap 5), and every action is an HTML form: listing,
-rollback, scale and API keys work without JavaScript. A small script (``static/models.js``)
+rollback, scale, API keys, sharing and a Try it form that calls the model as the user work
+without JavaScript. A small script (``static/models.js``)
 adds copy buttons and a log that follows.
 
 The pages call the same ``ModelManager`` methods and the same authorization (``auth``) as the
@@ -12,6 +13,7 @@ token; a cookie-authenticated POST without it is refused. Errors render as a pag
 happened and what to do, never a stack trace.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from mlhub.publisher.auth import (
     may,
     require_api_scope,
 )
-from mlhub.snippets import all_snippets
+from mlhub.snippets import all_snippets, example_rows
 
 HERE = Path(__file__).parent
 LOG_LINES = 200  # lines of the model's log a page shows
@@ -78,13 +80,15 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
     def model_url(self, model):
         return f"{self.prefix}models/{model.owner}/{model.name}"
 
-    async def show_model(self, user, name, new_key=None, status=200):
-        """The model page (``new_key``: a key just minted, its secret shown this once)."""
+    async def show_model(self, user, name, new_key=None, status=200, tried=None):
+        """The model page (``new_key``: a key just minted, its secret shown this once;
+        ``tried``: the request the Try it form sent and the model's answer)."""
         caller, model = self.model_for(READ, user, name)
         manage = may(caller, MANAGE, model)
         view = self.manager.view(model)
         live = next((v for v in view["versions"] if v["id"] == view["current_version"]), None)
         example = (live or {}).get("example")
+        rows = example_rows(example, (live or {}).get("signature"))
         self.render_page(
             "model.html",
             status=status,
@@ -104,6 +108,8 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
                 (live or {}).get("signature"),
             ),
             max_workers=self.manager.max_workers,
+            tried=tried,
+            try_body=tried["body"] if tried else json.dumps({"instances": rows or []}, indent=1),
             page_url=self.model_url(model),
             xsrf=self.xsrf_form_value(),
         )
@@ -175,7 +181,8 @@ class ModelActionPage(PageHandler):
 
     @web.authenticated
     async def post(self, user, name, action):
-        caller, model = self.model_for(MANAGE, user, name)
+        # trying the model is calling it, which readers may; the rest changes it
+        caller, model = self.model_for(READ if action == "try" else MANAGE, user, name)
         done = None
         if action == "rollback":
             await self.manager.rollback(caller, model, self.get_body_argument("version"))
@@ -191,6 +198,9 @@ class ModelActionPage(PageHandler):
         elif action == "revoke":
             await self.manager.delete_key(model, self.get_body_argument("key_id"))
             done = "revoked"
+        elif action == "try":
+            await self.try_it(user, name, model)
+            return
         elif action == "share":
             users, groups = (self.names_field(f) for f in ("users", "groups"))
             await self.manager.share(model, users, groups)
@@ -198,6 +208,22 @@ class ModelActionPage(PageHandler):
         else:
             raise web.HTTPError(404)
         self.redirect(f"{self.model_url(model)}?done={done}")
+
+    async def try_it(self, user, name, model):
+        """Send the form's request body to the model as this user; show its answer."""
+        body = self.get_body_argument("body", "")
+        try:
+            json.loads(body)
+        except ValueError as exc:  # shown with the form, the text kept to be fixed
+            status, answer = 400, f"not sent: the request is not valid JSON ({exc})"
+        else:
+            token = self.hub_auth.get_token(self)
+            status, answer = await self.manager.try_predict(model, body.encode(), token)
+            try:
+                answer = json.dumps(json.loads(answer), indent=1)
+            except ValueError:
+                pass
+        await self.show_model(user, name, tried={"body": body, "status": status, "answer": answer})
 
     def names_field(self, name):
         """A form field of names separated by commas or spaces, as a list."""
@@ -219,6 +245,6 @@ def page_routes(base):
     return [
         (base + "/?", ModelsPage),
         (model + "/?", ModelPage),
-        (model + r"/(?P<action>rollback|scale|keys|revoke|share)", ModelActionPage),
+        (model + r"/(?P<action>rollback|scale|keys|revoke|share|try)", ModelActionPage),
         (base + r"/static/(.*)", web.StaticFileHandler, {"path": str(HERE / "static")}),
     ]
