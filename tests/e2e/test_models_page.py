@@ -120,6 +120,20 @@ def test_a_user_finds_rolls_back_scales_and_keys_a_model(hub, browser_page, tmp_
         "#events"
     )
 
+    # Traffic from the model's own metrics: totals at once, rates once traffic came between
+    # two readings (every 5 s).
+    page.wait_for_function(
+        "document.getElementById('metrics-totals').textContent.includes('prediction requests')"
+    )
+    assert int(page.inner_text("#metrics-totals").split()[0]) >= 3  # the predicts above
+    for _ in range(30):
+        predict(hub, "alice", "iris", hub.alice)
+    page.wait_for_function(
+        "parseFloat(document.getElementById('metrics-rate').textContent) > 0", timeout=20_000
+    )
+    assert page.locator("#chart-rate polyline").get_attribute("points")
+    assert float(page.inner_text("#metrics-p95")) > 0  # milliseconds, from the histogram
+
     # Light and dark, as the hub's own pages.
     before = page.locator("html").get_attribute("data-bs-theme")
     page.locator("#dark-theme-toggle").click()

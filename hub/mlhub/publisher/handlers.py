@@ -8,6 +8,7 @@ OpenAPI document can be checked against them.
 
 import json
 import re
+import time
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler
 from tornado import web
@@ -34,6 +35,7 @@ from mlhub.publisher.auth import (
 )
 from mlhub.publisher.credentials import BUNDLE_TOKEN_PREFIX
 from mlhub.publisher.manager import UNCHANGED
+from mlhub.publisher.model_metrics import summary
 from mlhub.publisher.pages import page_routes
 from mlhub.resources import RESOURCE_PARAMS
 
@@ -329,6 +331,19 @@ class SharingHandler(BaseHandler):
         self.write_json(self.manager.view(model))
 
 
+class MetricsHandler(BaseHandler):
+    """``GET .../metrics``: the model's prediction totals from its runtime's own ``/metrics``
+    (``model_metrics.summary``), read as the caller, for the Models page's charts."""
+
+    async def get(self, user, name):
+        _, model = await self.model_for(READ, user, name)
+        token = self.hub_auth.get_token(self)
+        status, text = await self.manager.call_model(model, "GET", "/metrics", token, timeout=10)
+        if status != 200:
+            raise NotReady(f"{model.key}'s metrics answered HTTP {status}", {"status": status})
+        self.write_json({"time": time.time(), **summary(text)})
+
+
 class LogsHandler(BaseHandler):
     async def get(self, user, name):
         _, model = await self.model_for(MANAGE, user, name)
@@ -426,6 +441,7 @@ API_ROUTES = [
     ("/api/models/{user}/{name}/scale", ScaleHandler),
     ("/api/models/{user}/{name}/sharing", SharingHandler),
     ("/api/models/{user}/{name}/logs", LogsHandler),
+    ("/api/models/{user}/{name}/metrics", MetricsHandler),
     ("/api/models/{user}/{name}/keys", KeysHandler),
     ("/api/models/{user}/{name}/keys/{key_id}", KeyHandler),
 ]

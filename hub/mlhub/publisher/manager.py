@@ -412,19 +412,22 @@ class ModelManager:
 
     # ------------------------------------------------------------ trying it
 
-    async def try_predict(self, model, body, token, timeout=60):
-        """Send ``body`` (bytes of a ``/v1/predict`` request) to the model as a caller holding
-        ``token`` (the Models page's user, with their hub token): to where the proxy routes
-        the model, so it answers as it answers every client. ``(status, answer text)``."""
+    async def call_model(self, model, method, path, token, body=None, timeout=60):
+        """Call the model's ``path`` as a caller holding ``token`` (a hub token of the Models
+        page's user): at where the proxy routes the model, so it answers as it answers every
+        client. ``(status, answer text)``; ``NotReady`` when nothing answers."""
         ref = self.ref(model)
         route = (await self.deployer.routes.get_all()).get(ref.url_prefix)
         if route is None:
             raise NotReady(f"{model.key} is not serving now (no route): see its events")
+        headers = {"Authorization": f"token {token}"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         reply = await AsyncHTTPClient().fetch(
-            route["target"].rstrip("/") + ref.url_prefix + "/v1/predict",
-            method="POST",
+            route["target"].rstrip("/") + ref.url_prefix + path,
+            method=method,
             body=body,
-            headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+            headers=headers,
             request_timeout=timeout,
             raise_error=False,
         )

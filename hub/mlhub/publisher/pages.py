@@ -218,7 +218,9 @@ class ModelActionPage(PageHandler):
             status, answer = 400, f"not sent: the request is not valid JSON ({exc})"
         else:
             token = self.hub_auth.get_token(self)
-            status, answer = await self.manager.try_predict(model, body.encode(), token)
+            status, answer = await self.manager.call_model(
+                model, "POST", "/v1/predict", token, body.encode()
+            )
             try:
                 answer = json.dumps(json.loads(answer), indent=1)
             except ValueError:
