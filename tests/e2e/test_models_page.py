@@ -76,7 +76,13 @@ def test_a_user_finds_rolls_back_scales_and_keys_a_model(hub, browser_page, tmp_
     page.get_by_label("Replicas (1 to 3)").fill("2")
     page.get_by_role("button", name="Scale").click()
     page.locator("#done").wait_for()
-    wait_for(lambda: page.reload() and "2 replicas" in page.inner_text("#replicas"), "scale", 60)
+    assert "2 replicas" in page.inner_text("#replicas")
+
+    def scaled():
+        live = [i for i in hub.client.get("iris")["instances"] if i["state"] == "live"]
+        return live and live[0]["workers"] == 2
+
+    wait_for(scaled, "two replicas serving", 60)
 
     # A key: shown once, works at once, and the page's snippets work as pasted with it.
     page.get_by_label("Description (who will use it)").fill("nightly job")
@@ -125,12 +131,13 @@ def test_a_user_finds_rolls_back_scales_and_keys_a_model(hub, browser_page, tmp_
     page.wait_for_function(
         "document.getElementById('metrics-totals').textContent.includes('prediction requests')"
     )
-    assert int(page.inner_text("#metrics-totals").split()[0]) >= 3  # the predicts above
+    before = int(page.inner_text("#metrics-totals").split()[0])
     for _ in range(30):
         predict(hub, "alice", "iris", hub.alice)
     page.wait_for_function(
         "parseFloat(document.getElementById('metrics-rate').textContent) > 0", timeout=20_000
     )
+    assert int(page.inner_text("#metrics-totals").split()[0]) >= before + 30
     assert page.locator("#chart-rate polyline").get_attribute("points")
     assert float(page.inner_text("#metrics-p95")) > 0  # milliseconds, from the histogram
 

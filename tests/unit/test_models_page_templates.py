@@ -107,7 +107,7 @@ def test_the_list_shows_owners_only_when_others_models_are_in_it(admin):
 
 
 def test_an_error_page_says_what_happened():
-    html = render("error.html", user=None, status=403, message="'bob' may not read <models>")
+    html = render("error.html", user=None, code=403, message="'bob' may not read <models>")
     assert "Not allowed" in html and "&#39;bob&#39; may not read &lt;models&gt;" in html
 
 

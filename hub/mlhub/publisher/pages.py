@@ -143,7 +143,7 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
         else:
             status = 500
             message = "Something went wrong in the publisher; its log has the details."
-        self.render_page("error.html", status, status=status, message=message)
+        self.render_page("error.html", status, code=status, message=message)
 
     def log_exception(self, typ, value, tb):
         if isinstance(value, MlhubError):
