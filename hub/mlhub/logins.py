@@ -3,9 +3,10 @@
 It logs in to the hub with the user's name and password through the hub's own login form,
 asks for a token with that session as the ``/hub/token`` page does, and keeps it for this
 account in ``~/.config/mlhub/tokens.json`` (mode 0600, one token per hub URL), where
-``mlhub models`` and ``mlhub batch`` find it when ``MLHUB_TOKEN`` is not set. The token carries the user's own
-permissions and expires (``--days``, 30 by default); the hub's token page lists and revokes it
-("mlhub login on <host>").
+``mlhub models`` and ``mlhub batch`` find it when ``MLHUB_TOKEN`` is not set.
+
+The token carries the user's own permissions and expires (``--days``, 30 by default); the
+hub's token page lists and revokes it ("mlhub login on <host>").
 """
 
 import json
