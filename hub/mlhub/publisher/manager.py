@@ -15,16 +15,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tornado.httpclient import AsyncHTTPClient
-
 from mlhub.bundle import validate_name
 from mlhub.datadir import grant_owner
 from mlhub.deployers.base import Desired, ModelRef, Serving
-from mlhub.errors import BadRequest, Conflict, MlhubError, NotFound, NotReady
+from mlhub.errors import BadRequest, Conflict, MlhubError, NotFound
 from mlhub.publisher.artifacts import place
 from mlhub.publisher.credentials import BundleTokens, access_list, new_key
+from mlhub.publisher.model_calls import call
 from mlhub.publisher.store import utcnow
-from mlhub.publisher.views import check_batching, model_view
+from mlhub.publisher.views import check_batching, check_replicas, model_view
 from mlhub.resources import check_resources
 from mlhub.steps import IN_PROGRESS, REQUESTED
 
@@ -126,19 +125,6 @@ class ModelManager:
     def bundle_dir(self, model, digest):
         return self.models_dir / self.ref(model).owner_dir / model.name / digest.split(":", 1)[1]
 
-    def check_replicas(self, replicas):
-        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
-            raise BadRequest(
-                f"replicas must be a positive integer, got {replicas!r}", {"field": "replicas"}
-            )
-        if replicas > self.max_workers:
-            raise BadRequest(
-                f"replicas {replicas} is above the limit of {self.max_workers} "
-                "(PublisherApp.max_workers)",
-                {"field": "replicas", "limit": self.max_workers},
-            )
-        return replicas
-
     def serving(self, model):
         """How ``model``'s serving processes run (``Deployer`` calls take it along)."""
         return Serving(model.batching, model.resources)
@@ -199,7 +185,7 @@ class ModelManager:
         """
         validate_name(name)
         if workers is not None:
-            self.check_replicas(workers)
+            check_replicas(workers, self.max_workers)
         if batching is not UNCHANGED:
             batching = check_batching(batching)
         if resources is not UNCHANGED:
@@ -363,7 +349,7 @@ class ModelManager:
     async def scale(self, caller, model, replicas):
         """Serve the live version with ``replicas`` replicas; a scale to the number it is
         serving with already changes nothing (``event_id`` None)."""
-        self.check_replicas(replicas)
+        check_replicas(replicas, self.max_workers)
         if model.current_version is None:
             raise BadRequest(f"{model.key} has no live version to scale", {"model": model.key})
         digest = model.current_version
@@ -413,27 +399,8 @@ class ModelManager:
     # ------------------------------------------------------------ trying it
 
     async def call_model(self, model, method, path, token, body=None, timeout=60):
-        """Call the model's ``path`` as a caller holding ``token`` (a hub token of the Models
-        page's user): at where the proxy routes the model, so it answers as it answers every
-        client. ``(status, answer text)``; ``NotReady`` when nothing answers."""
-        ref = self.ref(model)
-        route = (await self.deployer.routes.get_all()).get(ref.url_prefix)
-        if route is None:
-            raise NotReady(f"{model.key} is not serving now (no route): see its events")
-        headers = {"Authorization": f"token {token}"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        reply = await AsyncHTTPClient().fetch(
-            route["target"].rstrip("/") + ref.url_prefix + path,
-            method=method,
-            body=body,
-            headers=headers,
-            request_timeout=timeout,
-            raise_error=False,
-        )
-        if reply.code == 599:  # no answer at all
-            raise NotReady(f"{model.key} did not answer: {reply.error}")
-        return reply.code, reply.body.decode(errors="replace")
+        """Call the model's ``path`` as a caller holding ``token`` (``model_calls.call``)."""
+        return await call(self.deployer.routes, self.ref(model), method, path, token, body, timeout)
 
     # ------------------------------------------------------------ access and keys
 

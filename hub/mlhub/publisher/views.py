@@ -1,6 +1,6 @@
 """What the publisher's API shows and accepts of a model, as pure functions of their input
-(no store, no deployer): the ``Model`` object (``model_view``) and the ``batching`` publish
-option (``check_batching``)."""
+(no store, no deployer): the ``Model`` object (``model_view``), the ``batching`` publish
+option (``check_batching``) and a replica count (``check_replicas``)."""
 
 from mlhub.deployers.base import ModelRef
 from mlhub.errors import BadRequest
@@ -79,3 +79,17 @@ def check_batching(batching):
                 {"field": f"batching.{field}"},
             )
     return {"max_size": size, "max_wait_ms": wait}
+
+
+def check_replicas(replicas, max_workers):
+    """``replicas`` if it is a whole number from 1 to ``max_workers``; else a 400 saying so."""
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
+        raise BadRequest(
+            f"replicas must be a positive integer, got {replicas!r}", {"field": "replicas"}
+        )
+    if replicas > max_workers:
+        raise BadRequest(
+            f"replicas {replicas} is above the limit of {max_workers} (PublisherApp.max_workers)",
+            {"field": "replicas", "limit": max_workers},
+        )
+    return replicas
