@@ -48,8 +48,8 @@ def publish_models(hub, count, work):
     X = np.arange(8.0).reshape(4, 2)
     for i in range(count):
         model = LinearRegression().fit(X, X[:, 0] * (i + 1))
-        path = save_bundle(model, work / f"m{i}", name=f"model-{i}", example=X[:2])
-        hub.client.publish(path, f"model-{i}")
+        save_bundle(model, work / f"m{i}", name=f"model-{i}", example=X[:2])
+        hub.client.publish(work / f"m{i}", f"model-{i}")
     hub.client.create_key("model-0", "bench")
 
 
@@ -76,6 +76,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="mlhub-bench-page-") as tmp:
         tmp = Path(tmp)
         os.chmod(tmp, 0o755)
+        (tmp / "hub").mkdir()
         with running_hub(tmp / "hub", CONFIG, ("alice",)) as hub:
             started = time.perf_counter()
             publish_models(hub, args.models, tmp)
