@@ -29,6 +29,8 @@ VIEW = {
             "flavor": "sklearn",
             "runtime": "python",
             "size": 2048,
+            "published_by": "alice",
+            "requirements": ["scikit-learn==1.9.1", "numpy==2.3.5"],
             "signature": {"kind": "dataframe", "inputs": [{"name": "temp", "type": "double"}]},
             "example": [{"temp": 1.5}],
         }
@@ -116,3 +118,9 @@ def test_try_it_shows_the_request_and_the_models_answer():
     html = model_page(True, tried=tried, try_body="{bad")
     assert '<textarea class="form-control font-monospace mb-2" id="try-body" name="body"' in html
     assert ">{bad</textarea>" in html and "HTTP 400" in html and "not sent: &lt;json&gt;" in html
+
+
+def test_versions_say_who_published_them_and_with_what():
+    html = model_page(True)
+    assert "<td>alice</td>" in html
+    assert "<code>scikit-learn==1.9.1</code>" in html and "<summary>2</summary>" in html

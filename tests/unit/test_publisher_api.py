@@ -209,6 +209,7 @@ async def test_list_models(api):
     ]
     _, bobs = await api.call("GET", "api/models?user=bob", token="admin-token")
     assert [m["name"] for m in bobs["models"]] == ["churn"]
+    assert [v["published_by"] for v in bobs["models"][0]["versions"]] == ["bob"]
     _, me = await api.call("GET", "api/user", token="admin-token")
     assert me == {"name": "root", "kind": "user", "admin": True}
 

@@ -241,7 +241,7 @@ class ModelManager:
             model.resources = serving.resources
             artifact = self.artifacts.commit(ingested)
             self.store.add_version(
-                model, ingested.digest, ingested.size, ingested.manifest, artifact
+                model, ingested.digest, ingested.size, ingested.manifest, artifact, caller.name
             )
             first = self.store.add_event(
                 model,

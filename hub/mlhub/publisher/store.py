@@ -98,6 +98,8 @@ class Version(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     manifest: Mapped[dict] = mapped_column(JSON)
     artifact: Mapped[str] = mapped_column(Text)
+    # the hub user (or service) who uploaded it; None for versions an older mlhub stored
+    published_by: Mapped[str | None] = mapped_column(String(255))
 
     model: Mapped[Model] = relationship(back_populates="versions")
 
@@ -238,10 +240,16 @@ class Store:
 
     # ------------------------------------------------------------ versions
 
-    def add_version(self, model, digest, size, manifest, artifact):
+    def add_version(self, model, digest, size, manifest, artifact, published_by=None):
         version = model.version(digest)
         if version is None:
-            version = Version(id=digest, size=size, manifest=manifest, artifact=str(artifact))
+            version = Version(
+                id=digest,
+                size=size,
+                manifest=manifest,
+                artifact=str(artifact),
+                published_by=published_by,
+            )
             model.versions.append(version)
             self.commit()
         return version

@@ -35,6 +35,8 @@ def model_view(model, public_url):
                 "flavor": v.manifest.get("flavor"),
                 "runtime": v.manifest.get("runtime"),
                 "size": v.size,
+                "published_by": v.published_by,
+                "requirements": v.manifest.get("requirements") or [],
                 "signature": v.manifest.get("signature"),
                 "example": v.manifest.get("example"),
             }
