@@ -64,6 +64,8 @@ def test_a_user_finds_rolls_back_scales_and_keys_a_model(hub, browser_page, tmp_
     page.get_by_role("heading", name="iris").wait_for()
     assert live_version(page) == v2[:19]
     assert page.locator("#versions tbody tr").count() == 2
+    latest = page.locator(f"#versions tr[data-version='{v2}']").inner_text()
+    assert "alice" in latest and "sklearn" in latest  # who published it, and what it is
     assert [c.inner_text() for c in page.locator("#signature tbody td:first-child").all()]
 
     # Roll back to the first version: the page says it started, then shows it live.
