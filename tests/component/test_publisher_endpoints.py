@@ -157,8 +157,10 @@ def test_browsers_log_in_with_the_hub_and_see_their_models(hub, tmp_path):
     # log in through the hub's login form (mlhub's accounts), then follow the OAuth dance back
     browser = hub.login("alice", hub.passwords["alice"])
     assert browser.login_response.url == hub.url + "hub/spawn"
-    resp = browser.get(hub.publisher_url)
-    assert resp.url == hub.publisher_url + "api/models"
+    page = browser.get(hub.publisher_url)  # the Models page, not JSON (issue 14)
+    assert page.url == hub.publisher_url and page.headers["Content-Type"].startswith("text/html")
+    assert 'href="/services/mlhub-publisher/models/alice/browsed"' in page.text
+    resp = browser.get(hub.publisher_url + "api/models")  # the API takes the login too
     assert "browsed" in [m["name"] for m in resp.json()["models"]]
     # a cookie alone does not authorize changes (no xsrf token): 401, nothing deleted
     assert browser.delete(hub.publisher_url + "api/models/alice/browsed").status_code == 401

@@ -13,7 +13,7 @@ script_dir <- function() {
   file <- sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])
   dirname(normalizePath(file))
 }
-for (part in c("errors", "types", "settings", "auth", "schema", "model", "metrics", "openapi", "v2", "app")) {
+for (part in c("errors", "types", "settings", "auth", "schema", "model", "metrics", "requestlog", "openapi", "v2", "app")) {
   source(file.path(script_dir(), "runtime", paste0(part, ".R")))
 }
 

@@ -3,7 +3,7 @@
 # `runtime` is the folder of the runtime's R files (set by the pytest driver).
 
 runtime <- Sys.getenv("MLHUB_R_RUNTIME")
-for (part in c("errors", "types", "settings", "auth", "schema", "model", "metrics", "openapi", "v2")) {
+for (part in c("errors", "types", "settings", "auth", "schema", "model", "metrics", "requestlog", "openapi", "v2")) {
   source(file.path(runtime, paste0(part, ".R")), local = TRUE)
 }
 
@@ -159,4 +159,27 @@ test_that("with a metrics folder, every worker's /metrics shows all workers' cou
   alone <- new_metrics(dir = "")
   observe(alone, "/healthz", 200L, 0.001)
   expect_match(render_metrics(alone), 'route="/healthz",status="200"} 1', fixed = TRUE)
+})
+
+test_that("the request log writes failed outcomes with their code, within the rate", {
+  now <- 1000
+  lines <- character()
+  log <- new_request_log("errors", 2L, clock = function() now,
+                         write = function(line) lines <<- c(lines, line))
+  log_outcome(log, "POST", "/v1/predict", 200L, 0.001)
+  err <- mlhub_error(400L, "invalid_input", "row 0, input 'temp': expected a number")
+  for (i in 1:5) log_outcome(log, "POST", "/v1/predict", 400L, 0.0004, err)
+  expect_length(lines, 2L)
+  first <- jsonlite::fromJSON(sub("^request ", "", lines[1]))
+  expect_identical(first$code, "invalid_input")
+  expect_identical(first$route, "/v1/predict")
+  expect_identical(first$status, 400L)
+  expect_true(startsWith(lines[1], "request {"))
+  now <- 1001
+  log_outcome(log, "GET", "/v1/metadata", 401L, 0.0001,
+              mlhub_error(401L, "unauthorized", "no valid token"))
+  expect_identical(jsonlite::fromJSON(sub("^request ", "", lines[3]))$dropped, 3L)
+  quiet <- new_request_log("off", write = function(line) stop("nothing is written"))
+  expect_null(log_outcome(quiet, "POST", "/v1/predict", 500L, 1, err))
+  expect_error(new_request_log("loud"), "MLHUB_REQUEST_LOG=loud is not valid")
 })

@@ -93,7 +93,9 @@ read_json_body <- function(req, max_bytes) parse_json_body(req, read_raw_body(re
 plumber::register_parser("mlhub_raw", function(...) function(value, ...) NULL,
                          regex = ".*", verbose = FALSE)
 
-create_app <- function(settings, served, metrics = new_metrics(), authenticate = NULL) {
+create_app <- function(settings, served, metrics = new_metrics(), authenticate = NULL,
+                       request_log = new_request_log(settings$request_log %||% "errors",
+                                                     settings$request_log_rate %||% 20L)) {
   if (settings$auth && is.null(authenticate)) {
     stop("authentication is on but no authenticator was given", call. = FALSE)
   }
@@ -144,6 +146,7 @@ create_app <- function(settings, served, metrics = new_metrics(), authenticate =
     named <- grepl("<name>", route, fixed = TRUE)
     function(req, res, ...) {
       started <- proc.time()[["elapsed"]]
+      failed <- NULL
       res <- tryCatch({
         if (!public && !is.null(authenticate)) {
           authenticate(header(req, "HTTP_AUTHORIZATION"), header(req, "HTTP_X_API_KEY"))
@@ -154,9 +157,14 @@ create_app <- function(settings, served, metrics = new_metrics(), authenticate =
           if (!is.null(args$version)) same_version(utils::URLdecode(args$version))
           handler(req, res, args$name)
         } else handler(req, res)
-      }, error = function(e) error_response(res, e))
-      observe(metrics, label, res$status, proc.time()[["elapsed"]] - started)
+      }, error = function(e) {
+        failed <<- as_error(e)
+        error_response(res, failed)
+      })
+      elapsed <- proc.time()[["elapsed"]] - started
+      observe(metrics, label, res$status, elapsed)
       persist(metrics)
+      log_outcome(request_log, req$REQUEST_METHOD, label, res$status, elapsed, failed)
       res
     }
   }

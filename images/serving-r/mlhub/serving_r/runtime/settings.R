@@ -46,6 +46,8 @@ read_settings <- function() {
     request_timeout = env_int("MLHUB_REQUEST_TIMEOUT", 60L),
     # One R process serves one request at a time; more workers are more processes
     # (behind nginx in the serving-r image). Reported in /metrics.
-    workers = env_int("MLHUB_WORKERS", 1L)
+    workers = env_int("MLHUB_WORKERS", 1L),
+    request_log = tolower(trimws(Sys.getenv("MLHUB_REQUEST_LOG", ""))) %||% "errors",
+    request_log_rate = env_int("MLHUB_REQUEST_LOG_RATE", 20L)
   )
 }
