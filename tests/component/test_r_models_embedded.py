@@ -48,6 +48,12 @@ def test_r_model_rolls_heals_and_rolls_back_like_a_python_model(hub, tmp_path):
     assert predict(hub, "alice", "const-r", hub.alice, [{"x": 1}]).json() == {"predictions": [1.0]}
     bad = predict(hub, "alice", "const-r", hub.alice, [{"x": "one"}])
     assert bad.status_code == 400 and bad.json()["detail"]["column"] == "x"
+    # the refusal is in the model's log, one structured line (as the Python runtime's)
+    logged = wait_for(
+        lambda: [ln for ln in hub.client.logs("const-r").splitlines() if "request {" in ln],
+        "the request log line",
+    )
+    assert '"code":"invalid_input"' in logged[-1] and '"route":"/v1/predict"' in logged[-1]
     assert predict(hub, "alice", "const-r", hub.bob, [{"x": 1}]).status_code == 403
 
 
