@@ -5,6 +5,7 @@ uWSGI serving processes started by the LocalDeployer (the ``hub`` fixture is in 
 Every request to a model goes through the proxy at ``/models/<user>/<name>/...``, as users'.
 """
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -58,6 +59,19 @@ def test_others_get_403_and_nobody_401(hub, tmp_path):
     assert predict(hub, "alice", "private", hub.bob).status_code == 403
     assert predict(hub, "alice", "private", None).status_code == 401
     assert predict(hub, "alice", "private", "mlhk_not-a-key").status_code in (401, 403)
+    # each refusal is one line in the model's log, with its code and no credential
+    logged = [
+        json.loads(line.split("request ", 1)[1])
+        for line in client(hub, hub.alice).logs("private").splitlines()
+        if "mlhub.serving.requests: request {" in line
+    ]
+    assert [(e["status"], e["route"]) for e in logged[-3:]] == [
+        (403, "/v1/predict"),
+        (401, "/v1/predict"),
+        (logged[-1]["status"], "/v1/predict"),
+    ]
+    assert {e["code"] for e in logged[-3:]} <= {"forbidden", "unauthorized"}
+    assert "mlhk_not-a-key" not in client(hub, hub.alice).logs("private")
     assert api(hub, "GET", "api/models", None).status_code == 401
     assert api(hub, "GET", "api/models/alice/private", hub.bob).status_code == 403
     # a token without the publisher's scope
