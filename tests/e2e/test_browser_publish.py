@@ -6,6 +6,10 @@ name, click Publish, read the endpoint and key the panel shows, and call the end
 predictions must equal the same pipeline's in-process predictions.
 """
 
+import json
+import subprocess
+import sys
+
 import pytest
 import requests
 from support.browser_publish import PANEL, TRAIN, expected_predictions, publish_with_the_panel
@@ -47,6 +51,14 @@ def test_login_spawn_notebook_publish_predict(platform, browser_page):
     )
     assert resp.status_code == 200, resp.text
     assert resp.json()["predictions"] == expected
+
+    # the panel's snippets work as pasted (they send the bundle's example rows)
+    curl = page.inner_text(".mlhub-snippets pre.mlhub-curl")
+    python = page.inner_text(".mlhub-snippets pre.mlhub-python")
+    out = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=60)
+    assert len(json.loads(out.stdout)["predictions"]) == 2, out
+    out = subprocess.run([sys.executable, "-c", python], capture_output=True, text=True)
+    assert out.returncode == 0 and len(json.loads(out.stdout)) == 2, out
 
     # Without the key the same endpoint refuses.
     anon = requests.post(url, json={"instances": rows.to_dict(orient="records")}, timeout=30)
