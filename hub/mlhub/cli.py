@@ -323,8 +323,8 @@ def _users_settings(args):
     from mlhub.settings import load_settings
 
     settings = _settings(args)
-    if os.path.isdir(settings.data_dir):
-        return settings
+    if os.path.isdir(settings.data_dir) or settings.accounts_db:
+        return settings  # (accounts in a database of their own need no data folder)
     explicit = "MLHUB_DATA_DIR" in os.environ or "data_dir" in settings.config.get(
         "MlhubSettings", {}
     )

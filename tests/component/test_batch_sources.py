@@ -4,8 +4,8 @@ One LogisticRegression on 20 features is served by uWSGI (``python -m mlhub.serv
 same rows are written to SQLite, PostgreSQL (Debian's, started here), Parquet, JSON Lines and
 Redis (Debian's, started here), scored from each into a sink of the same kind, and the results
 compared with the model's own ``predict`` on the same rows, key by key. Rows whose ``f5`` is
-missing make the model raise (scikit-learn refuses NaN): they must come back as rejected rows
-with the server's reason while every other row is scored.
+missing cannot be scored (a LogisticRegression takes no NaN, so the server refuses them): they
+must come back as rejected rows with the server's reason while every other row is scored.
 """
 
 import json
@@ -92,8 +92,9 @@ def _check(report, scored, rejects, expected, bad, key=lambda k: k):
     rejected = {key(row["id"] if "id" in row else row["_key"]): row for row in rejects}
     assert set(rejected) == bad
     for row in rejected.values():
-        assert "NaN" in row["error"], row  # the server's (scikit-learn's) reason
-        assert row["code"] == "prediction_failed"
+        # the server's reason: the row's missing input, named (the model takes no NaN)
+        assert "'f5': a missing value" in row["error"], row
+        assert row["code"] == "invalid_input"
     assert (report.rows, report.scored, report.rejected) == (ROWS, len(expected), len(bad))
     assert report.chunks == -(-ROWS // SETTINGS["chunk_size"])
 
