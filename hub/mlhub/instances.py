@@ -10,8 +10,8 @@ not exist; ``mlhub models``, ``mlhub login`` and ``mlhub batch`` take its URL wh
 ``MLHUB_URL`` is not set. With no instance, or several, they say so and what to pass instead of
 guessing (a command never makes a data folder of its own).
 
-Records hold no secret (the data folder's files do); a record whose process is gone is
-ignored and removed.
+Records are the account's alone (mode 0600, like the data folder's other files), though they
+hold no secret; a record whose process is gone is ignored and removed.
 """
 
 import hashlib
@@ -70,8 +70,10 @@ def record(settings, pid=None):
 def _write(path, text):
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o644)  # no secret in it; the data folder itself is closed to others
+    # this account's alone, as everything in the data folder that is not a user's
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
     os.replace(tmp, path)
 
 
