@@ -316,28 +316,28 @@ USERS_ACTIONS = {
 
 def _users_settings(args):
     """The settings of the instance a ``users`` command means: the data folder given
-    (``--data-dir``, ``MLHUB_DATA_DIR``, the config file), else ``./mlhub-data`` if it exists,
-    else the one ``mlhub up`` this account runs. A folder that does not exist is refused: the
-    accounts live in the instance's folder, and a new folder would hold accounts no hub reads."""
+    (``--data-dir``, ``MLHUB_DATA_DIR``, the config file; made if new, so accounts can be set
+    up before the first ``mlhub up``), else ``./mlhub-data`` if it exists, else the one
+    ``mlhub up`` this account runs. With none of these it refuses: run from another folder,
+    it used to make a new ``./mlhub-data`` whose accounts no hub reads."""
     from mlhub import instances
     from mlhub.settings import load_settings
 
     settings = _settings(args)
-    if os.path.isdir(settings.data_dir) or settings.accounts_db:
-        return settings  # (accounts in a database of their own need no data folder)
     explicit = "MLHUB_DATA_DIR" in os.environ or "data_dir" in settings.config.get(
         "MlhubSettings", {}
     )
+    if explicit or os.path.isdir(settings.data_dir) or settings.accounts_db:
+        return settings  # (accounts in a database of their own need no data folder)
     how = "give --data-dir DIR (or set MLHUB_DATA_DIR)"
-    if not explicit and (one := instances.the_running_one("its data folder", how)):
+    if one := instances.the_running_one("its data folder", how):
         os.environ["MLHUB_DATA_DIR"] = one["data_dir"]
         if one.get("config_file") and not getattr(args, "config", None):
             os.environ["MLHUB_CONFIG_FILE"] = one["config_file"]  # its settings, e.g. prefix
         return load_settings()
-    where = "" if explicit else ", and no 'mlhub up' runs for this account"
     raise MlhubError(
-        f"there is no mlhub data folder at {settings.data_dir}{where}: run the command in the "
-        f"folder where 'mlhub up' runs, or {how}; 'mlhub up' creates the folder"
+        f"there is no mlhub data folder here ({settings.data_dir}) and no 'mlhub up' runs for "
+        f"this account: run the command in the folder where 'mlhub up' runs, or {how}"
     )
 
 

@@ -246,4 +246,4 @@ def test_api_key_and_rejected_rows(keyed_serving, data, work):
     rejects = pads.dataset(work / "keyed" / "_rejects", format="json").to_table().to_pylist()
     assert sorted(r["id"] for r in rejects) == [7 + 3 * i for i in range(1, ROWS, 500)]
     # refused by the server before the model (which takes no NaN), naming the input
-    assert all("'f5': a missing value" in r["error"] and r["status"] == 400 for r in rejects)
+    assert all("'x5': a missing value" in r["error"] and r["status"] == 400 for r in rejects)

@@ -93,7 +93,7 @@ def _check(report, scored, rejects, expected, bad, key=lambda k: k):
     assert set(rejected) == bad
     for row in rejected.values():
         # the server's reason: the row's missing input, named (the model takes no NaN)
-        assert "'f5': a missing value" in row["error"], row
+        assert "'x5': a missing value" in row["error"], row
         assert row["code"] == "invalid_input"
     assert (report.rows, report.scored, report.rejected) == (ROWS, len(expected), len(bad))
     assert report.chunks == -(-ROWS // SETTINGS["chunk_size"])

@@ -112,6 +112,6 @@ def test_no_instance_is_said_not_guessed(tmp_path):
     empty = tmp_path / "run"
     result = user_command(["users", "add", "ada"], tmp_path, empty, tmp_path)
     assert result.returncode == 1
-    assert "there is no mlhub data folder" in result.stderr
+    assert "there is no mlhub data folder here" in result.stderr
     assert "no 'mlhub up' runs for this account" in result.stderr
     assert not (tmp_path / "mlhub-data").exists()

@@ -303,11 +303,12 @@ def test_every_bad_input_gets_a_precise_4xx_and_the_server_keeps_serving(iris_se
         "misses 'petal_width'",
         "unknown keys 'petal_colour'",
     )
+    # a missing number for a model that cannot take one: refused before the model, named
     error_of(
         requests.post(url, json={"instances": [dict(record, petal_width=None)]}),
-        422,
-        "prediction_failed",
-        "NaN",
+        400,
+        "invalid_input",
+        "row 0, input 'petal_width': a missing value",
     )
     error_of(requests.get(url), 405, "method_not_allowed", "use POST")
     for _ in range(4):  # every worker is still fine

@@ -91,7 +91,9 @@ def test_a_user_finds_rolls_back_scales_and_keys_a_model(hub, browser_page, tmp_
     page.get_by_role("button", name="Create key").click()
     key = page.locator("#new-key-value").input_value()
     assert key.startswith("mlhk_")
-    assert predict(hub, "alice", "iris", key).json()["predictions"] == [1.0]
+    # serving processes read their access file about once a second
+    answer = wait_for(lambda: predict(hub, "alice", "iris", key) or None, "the key to work", 20)
+    assert answer.json()["predictions"] == [1.0]
     curl = page.locator("#code-bash").inner_text()
     python = page.locator("#code-python").inner_text()
     assert key in curl and key in python

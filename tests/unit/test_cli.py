@@ -164,11 +164,12 @@ def test_users_never_makes_a_data_folder_and_finds_the_running_one(data_dir, cap
     exited 0: now it uses the instance mlhub up runs, or says there is none."""
     os.chdir(tmp_path)  # no ./mlhub-data here
     code, _, err = run(capsys, "users", "add", "ada")
-    assert code == 1 and "there is no mlhub data folder at" in err
+    assert code == 1 and "there is no mlhub data folder here" in err
     assert "no 'mlhub up' runs for this account" in err and "--data-dir" in err
     assert not (tmp_path / "mlhub-data").exists()
-    code, _, err = run(capsys, "users", "--data-dir", str(tmp_path / "nowhere"), "add", "ada")
-    assert code == 1 and "nowhere" in err and not (tmp_path / "nowhere").exists()
+    # a folder named on purpose is made (accounts set up before the first mlhub up)
+    code, _, _ = run(capsys, "users", "--data-dir", str(tmp_path / "new"), "add", "eve")
+    assert code == 0 and (tmp_path / "new" / "accounts.sqlite").exists()
     os.environ.pop("MLHUB_DATA_DIR")  # what --data-dir set for its own (child) processes
 
     # an instance this account runs (this test process stands for its `mlhub up`)
