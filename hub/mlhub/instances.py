@@ -27,13 +27,21 @@ RECORD = "instance.json"
 
 
 def registry_dir():
+    """This account's registry, or None for an account without a home (a pod's random uid):
+    it then records and finds nothing, and the commands use their defaults."""
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) if runtime else Path.home() / ".local" / "state"
+    try:
+        base = Path(runtime) if runtime else Path.home() / ".local" / "state"
+    except (RuntimeError, KeyError):
+        return None
     return base / "mlhub" / "instances"
 
 
 def _registry_file(data_dir):
-    return registry_dir() / (hashlib.sha256(str(data_dir).encode()).hexdigest()[:16] + ".json")
+    folder = registry_dir()
+    if folder is None:
+        raise OSError("no registry for this account")
+    return folder / (hashlib.sha256(str(data_dir).encode()).hexdigest()[:16] + ".json")
 
 
 def record(settings, pid=None):
@@ -89,7 +97,8 @@ def _alive(entry):
 def running():
     """The records of this account's running instances (stale ones are removed)."""
     found = []
-    for path in sorted(registry_dir().glob("*.json")):
+    folder = registry_dir()
+    for path in sorted(folder.glob("*.json")) if folder is not None else []:
         try:
             entry = json.loads(path.read_text())
         except (OSError, ValueError):

@@ -27,7 +27,7 @@ def tokens_file():
 def _read():
     try:
         return json.loads(tokens_file().read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RuntimeError, KeyError):  # no file, or no home at all
         return {}
 
 

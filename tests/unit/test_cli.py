@@ -188,3 +188,17 @@ def test_users_never_makes_a_data_folder_and_finds_the_running_one(data_dir, cap
     finally:
         running.kill()
         running.wait()
+
+
+def test_an_account_without_a_home_finds_no_instance_and_keeps_the_defaults(monkeypatch):
+    """A pod's random uid has no home: mlhub models must still work with MLHUB_URL's default."""
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv("MLHUB_URL", raising=False)
+    monkeypatch.setattr(instances.Path, "home", staticmethod(no_home))
+    assert instances.registry_dir() is None and instances.running() == []
+    assert PublisherClient(token="t").url == "http://127.0.0.1:8000/"
