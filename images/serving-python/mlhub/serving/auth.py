@@ -185,6 +185,13 @@ class Authenticator:
         access = self.access.current()
         if digest in access.key_hashes:
             return f"key:{digest[:12]}"
+        if token.startswith(API_KEY_PREFIX):
+            # A key minted a moment ago must work on every worker at once (read-your-writes):
+            # look at the file now rather than at the next once-a-second check. Only unknown
+            # keys pay this stat; revocations still take effect within that second.
+            access.refresh()
+            if digest in access.key_hashes:
+                return f"key:{digest[:12]}"
         if token.startswith(API_KEY_PREFIX):  # never forward an API key to the hub
             raise Unauthorized(
                 "this API key is not valid for this model (revoked, mistyped, or for another "

@@ -140,6 +140,11 @@ auth_check <- function(auth, authorization, api_key = NULL) {
   digest <- sha256_hex(token)
   acl <- access_current(auth$acl)
   if (digest %in% acl$key_hashes) return(paste0("key:", substr(digest, 1, 12)))
+  if (startsWith(token, API_KEY_PREFIX)) {
+    # a key minted a moment ago works at once (as in the Python runtime): look at the file now
+    access_refresh(acl)
+    if (digest %in% acl$key_hashes) return(paste0("key:", substr(digest, 1, 12)))
+  }
   if (startsWith(token, API_KEY_PREFIX)) {  # never forward an API key to the hub
     fail(401L, "unauthorized", paste(
       "this API key is not valid for this model (revoked, mistyped, or for another model):",
