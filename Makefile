@@ -14,7 +14,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.mlhub-installed$(subst /,-,$(PYTHON_REAL))
 PYTEST_ARGS ?=
 
-.PHONY: up test lint install
+.PHONY: up test lint install labextension
 
 $(STAMP): pyproject.toml images/proxy/package-lock.json
 	if [ -x $(BIN)/python ] && [ "$$(readlink -f $(BIN)/python)" != "$(PYTHON_REAL)" ]; then \
@@ -38,16 +38,23 @@ $(STAMP): pyproject.toml images/proxy/package-lock.json
 		$(VENV)/etc/jupyter/jupyter_server_config.d/mlhub.json
 	touch $(STAMP)
 
-install: $(STAMP)
+# The JupyterLab extension, built from TypeScript (a no-op when its build is current). An
+# editable install skips data-files too: link the build where JupyterLab looks for extensions.
+labextension: $(STAMP)
+	scripts/build-labextension $(BIN)/python
+	mkdir -p $(VENV)/share/jupyter/labextensions/@mlhub
+	ln -sfn $(CURDIR)/extension/jupyterlab/labextension $(VENV)/share/jupyter/labextensions/@mlhub/jupyterlab
 
-up: $(STAMP)
+install: $(STAMP) labextension
+
+up: install
 	$(BIN)/mlhub up $(UP_ARGS)
 
 # the pre-commit hooks (ruff check and format, pinned) over every tracked file, scripts included
 lint: $(STAMP)
 	$(BIN)/pre-commit run --all-files --show-diff-on-failure
 
-test: $(STAMP)
+test: install
 	scripts/system-deps
 	scripts/open-checkout
 	$(MAKE) lint

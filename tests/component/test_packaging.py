@@ -19,6 +19,7 @@ from mlhub import __version__
 
 pytestmark = [pytest.mark.component, pytest.mark.slow, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
+LABEXTENSION = f"mlhub-{__version__}.data/data/share/jupyter/labextensions/@mlhub/jupyterlab"
 # what only the extras (or a developer) install
 NOT_IN_A_PLAIN_INSTALL = {
     "pytest",
@@ -77,10 +78,13 @@ def test_the_wheel_carries_every_file_the_parts_read(wheel):
         "mlhub/extension_r/mlhub/DESCRIPTION",
         "mlhub/image_pipeline/spec.py",
         f"mlhub-{__version__}.data/data/etc/jupyter/jupyter_server_config.d/mlhub.json",
+        f"{LABEXTENSION}/package.json",
+        f"{LABEXTENSION}/install.json",
         f"mlhub-{__version__}.dist-info/licenses/LICENSE",
     ]:
         assert needed in names, needed
     assert any(n.startswith("mlhub/templates/") and n.endswith(".html") for n in names)
+    assert any(n.startswith(f"{LABEXTENSION}/static/remoteEntry.") for n in names)
     # nothing from the repository around the package (tests, images' Dockerfiles, the chart)
     assert not [n for n in names if n.startswith(("tests/", "images/", "deploy/", "hub/"))]
 
@@ -121,6 +125,19 @@ def test_the_embedded_platform_runs_from_a_plain_install(venv):
         [str(venv / "bin" / "mlhub"), "models", "--help"], capture_output=True, text=True
     )
     assert models.returncode == 0 and "publish" in models.stdout
+
+
+def test_jupyterlab_finds_the_prebuilt_extension_without_node(venv):
+    """The Publish button and the Models panel come with ``pip install``: JupyterLab lists
+    the extension as installed by mlhub, enabled and compatible with its own version."""
+    listed = subprocess.run(
+        [str(venv / "bin" / "jupyter"), "labextension", "list"],
+        capture_output=True,
+        text=True,
+    )
+    line = next((ln for ln in listed.stderr.splitlines() if "@mlhub/jupyterlab" in ln), "")
+    assert f"v{__version__}" in line and "enabled" in line and "OK" in line, listed.stderr
+    assert "(python, mlhub)" in line
 
 
 def test_an_optional_part_says_which_extra_to_install(venv):

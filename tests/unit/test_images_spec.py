@@ -128,3 +128,22 @@ def test_the_standard_images_build_after_the_ones_they_start_from():
     assert order.index("proxy") < order.index("hub")
     assert order.index("serving-python") < order.index("serving-mlflow")
     assert sorted(order) == sorted(s.name for s in discover(root))
+
+
+def test_mlhub_in_a_context_needs_the_built_jupyterlab_extension(repo):
+    """Installing mlhub from source ships the JupyterLab extension's build: an image made
+    before it is built would lack the Publish button, so the pipeline says how to build it."""
+    (repo / "pyproject.toml").write_text('[tool.setuptools]\npackage-dir = {"mlhub" = "code"}\n')
+    (repo / "LICENSE").write_text("BSD\n")
+    (repo / "extension" / "jupyter-config").mkdir(parents=True)
+    (repo / "images" / "app" / "image.yaml").write_text('context: ["@mlhub"]\n')
+    with pytest.raises(InvalidImageSpec, match="run scripts/build-labextension"):
+        load_spec(repo, "app")
+    built = repo / "extension" / "jupyterlab" / "labextension"
+    built.mkdir(parents=True)
+    (built / "package.json").write_text("{}")
+    assert load_spec(repo, "app").context[-3:] == [
+        "extension/jupyter-config",
+        "extension/jupyterlab/labextension",
+        "code",
+    ]

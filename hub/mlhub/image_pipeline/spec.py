@@ -29,6 +29,7 @@ _SKIPPED = {"__pycache__", ".pytest_cache", ".ruff_cache", ".git", ".venv", "nod
 _SKIPPED_SUFFIXES = (".pyc", ".pyo", ".egg-info")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 MLHUB_PACKAGE = "@mlhub"  # in image.yaml's context: every file `pip install .` of mlhub needs
+LABEXTENSION = "extension/jupyterlab/labextension"  # the JupyterLab extension's build (data-files)
 
 _CHECK = {
     "type": "object",
@@ -186,8 +187,10 @@ def load_spec(root, name):
 
 def mlhub_package_paths(root):
     """What installing the mlhub package from source reads: pyproject.toml, the licence, the
-    extension's Jupyter config (data-files) and every folder of its ``package-dir`` table, so a
-    package added there is in the images' context without touching them."""
+    extension's Jupyter config and the JupyterLab extension's build (data-files) and every
+    folder of its ``package-dir`` table, so a package added there is in the images' context
+    without touching them. The JupyterLab extension is built from TypeScript on the host, where
+    Node.js is, so the images need none."""
     try:
         project = tomllib.loads((Path(root) / "pyproject.toml").read_text())
         folders = project["tool"]["setuptools"]["package-dir"].values()
@@ -198,7 +201,13 @@ def mlhub_package_paths(root):
         ) from None
     # nested packages' folders are inside their parent's: keep the outermost
     outer = [f for f in sorted(set(folders)) if not any(f.startswith(o + "/") for o in folders)]
-    return ["pyproject.toml", "LICENSE", "extension/jupyter-config", *outer]
+    if not (Path(root) / LABEXTENSION / "package.json").is_file():
+        raise InvalidImageSpec(
+            f"the JupyterLab extension is not built ({LABEXTENSION} is missing), and installing "
+            "mlhub from source ships it: run scripts/build-labextension (make install runs it)",
+            {"path": LABEXTENSION},
+        )
+    return ["pyproject.toml", "LICENSE", "extension/jupyter-config", LABEXTENSION, *outer]
 
 
 def image_names(root):

@@ -159,6 +159,8 @@ class HealthHandler(BaseHandler):
                 "status": "ok",
                 "version": mlhub.__version__,
                 "max_upload_bytes": self.settings["max_upload_bytes"],
+                # the Models page's path on the hub's origin (JupyterLab's side panel links it)
+                "models_page": self.settings["service_prefix"],
             }
         )
 

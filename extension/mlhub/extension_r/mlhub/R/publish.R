@@ -85,6 +85,21 @@ model_packages <- function(model) {
   lapply(found, function(p) list(name = p, version = as.character(utils::packageVersion(p))))
 }
 
+# What this session can publish, as JSON for JupyterLab's "Publish model" dialog (the R
+# kernel's publish panel): the objects of `envir` with a predict() method, and its non-empty
+# data frames to take the example from.
+publish_candidates <- function(envir = globalenv()) {
+  found <- mget(ls(envir), envir = envir)
+  models <- Filter(has_predict, found)
+  frames <- Filter(function(x) is.data.frame(x) && nrow(x) > 0 && ncol(x) > 0, found)
+  jsonlite::toJSON(list(
+    models = unname(Map(function(name, m) list(name = name, class = class(m)[[1]]),
+                        names(models), models)),
+    examples = unname(Map(function(name, f) list(name = name, rows = nrow(f), columns = ncol(f)),
+                          names(frames), frames))
+  ), auto_unbox = TRUE)
+}
+
 # ---------------------------------------------------------------- talking to the server
 
 server_call <- function(method, path, body = NULL, query = NULL) {

@@ -52,3 +52,18 @@ test_that("outside a notebook server the helper says so", {
   expect_error(publish(lm(dist ~ speed, cars), "m", example = head(cars)),
                "runs in a notebook started from mlhub")
 })
+
+test_that("the candidates are the models and the data frames, as JSON", {
+  env <- new.env()
+  expect_equal(jsonlite::fromJSON(publish_candidates(env), simplifyVector = FALSE),
+               list(models = list(), examples = list()))
+  env$fit <- lm(dist ~ speed, cars)
+  env$`odd name` <- glm(dist ~ speed, data = cars)
+  env$cars_df <- cars
+  env$empty <- cars[0, ]
+  env$n <- 3
+  found <- jsonlite::fromJSON(publish_candidates(env), simplifyVector = FALSE)
+  expect_equal(vapply(found$models, function(m) m$name, ""), c("fit", "odd name"))
+  expect_equal(found$models[[2]]$class, "glm")
+  expect_equal(found$examples, list(list(name = "cars_df", rows = 50L, columns = 2L)))
+})
