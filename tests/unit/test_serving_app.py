@@ -299,7 +299,7 @@ def test_a_null_reaches_only_a_model_that_takes_missing_values(frame_model, iris
     refused = post(client, "/v1/predict", {"instances": [X.iloc[1].to_dict(), record]})
     assert refused.status_code == 400
     body = refused.get_json()
-    assert body["code"] == "invalid_input" and body["detail"]["field"] == "pw"
+    assert body["code"] == "invalid_input" and body["detail"]["column"] == "pw"
     assert body["detail"]["row"] == 1 and "does not accept missing values" in body["error"]
 
     imputing = make_pipeline(SimpleImputer(), LogisticRegression(max_iter=500)).fit(X, y)

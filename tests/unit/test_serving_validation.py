@@ -265,7 +265,7 @@ def test_arrays_are_cast_per_column_with_the_same_rules():
 )
 def test_a_model_that_refuses_missing_numbers_gets_a_400_naming_them(signature, body, row, field):
     err = bad(Schema(signature, refuse_missing=True), body)
-    assert err.detail == {"row": row, "field": field, "got": None}
+    assert err.detail == {"row": row, "column": field, "got": None}
     assert f"row {row}, input {field!r}: a missing value" in err.message
     assert "SimpleImputer" in err.message
     Schema(signature).from_payload(body)  # a model that takes them gets NaN, as before
@@ -275,6 +275,6 @@ def test_missing_numbers_in_arrow_columns_are_refused_too():
     schema = Schema(NUMERIC_FRAME, refuse_missing=True)
     with pytest.raises(InvalidInput) as err:
         schema.from_arrays({"a": np.array([1.0, 2.0]), "b": np.array([1.0, np.nan])})
-    assert err.value.detail["field"] == "b" and err.value.detail["row"] == 1
+    assert err.value.detail["column"] == "b" and err.value.detail["row"] == 1
     frame = schema.from_arrays({"a": np.array([1.0]), "b": np.array([2.0])})
     assert frame.shape == (1, 2)

@@ -379,7 +379,7 @@ class Schema:
             f"row {i}, input {name!r}: a missing value (null), and this model does not accept "
             "missing values: send a number, or publish a model that fills them in (such as a "
             "scikit-learn Pipeline that starts with a SimpleImputer)",
-            {"row": i, "field": name, "got": None},
+            {"row": i, "column": name, "got": None},
         )
 
     def _explain(self, rows, offset=0):

@@ -33,6 +33,41 @@ test_that("null is NA in numbers and categories, refused in integers", {
   expect_equal(err$detail$column, "n")
 })
 
+test_that("a model that does not take missing numbers gets a 400 naming the null", {
+  refusing <- schema
+  refusing$refuse_missing <- TRUE
+  err <- catch(from_rows(refusing, list(list(1, 1L, TRUE, "a"), list(NULL, 1L, TRUE, "a"))))
+  expect_equal(err$status, 400L)
+  expect_equal(err$detail, list(row = 1L, column = "temp", got = NULL))
+  expect_match(err$message, "row 1, input 'temp': a missing value \\(null\\)")
+  # a null category is still a missing level, and a bad value before the null is named first
+  expect_true(is.na(from_rows(refusing, list(list(1, 1L, TRUE, NULL)))$line))
+  err <- catch(from_rows(refusing, list(list("x", 1L, TRUE, "a"), list(NULL, 1L, TRUE, "a"))))
+  expect_equal(err$detail$got, "a string")
+})
+
+test_that("the model is asked once whether it takes missing numbers", {
+  served <- new.env()
+  served$schema <- compile_schema(list(kind = "dataframe", inputs = list(
+    list(name = "speed", type = "double"))))
+  served$manifest <- list(example = list(list(speed = 4), list(speed = 7)))
+  served$predict_args <- list()
+  served$model <- lm(dist ~ speed, cars)  # answers NA for NA
+  expect_false(accepts_missing(served))
+  served$model <- structure(list(), class = "fills_na")
+  registerS3method("predict", "fills_na", function(object, newdata, ...) {
+    ifelse(is.na(newdata$speed), 0, newdata$speed)
+  })
+  expect_true(accepts_missing(served))
+  served$model <- structure(list(), class = "fails_on_na")
+  registerS3method("predict", "fails_on_na", function(object, newdata, ...) {
+    if (anyNA(newdata)) stop("missing values in newdata") else newdata$speed
+  })
+  expect_false(accepts_missing(served))
+  served$manifest$example <- NULL  # nothing to ask with: the model decides
+  expect_true(accepts_missing(served))
+})
+
 test_that("bad values name the row, the column and what was expected", {
   err <- catch(from_rows(schema, list(list(1, 1L, TRUE, "a"), list(1, 1L, TRUE, "c"))))
   expect_equal(err$status, 400L)

@@ -48,6 +48,7 @@ load_served <- function(bundle, version = NULL) {
     manifest <- read_manifest(bundle)
     served$manifest <- manifest
     served$schema <- compile_schema(manifest$signature)
+    served$predict_args <- manifest$predict_args %||% list()
     missing <- missing_packages(manifest)
     if (length(missing)) {
       fail(400L, "invalid_bundle", sprintf(paste0(
@@ -71,6 +72,7 @@ load_served <- function(bundle, version = NULL) {
       served$ready <- FALSE
       stop(e)
     })
+    if (!is.null(served$schema)) served$schema$refuse_missing <- !accepts_missing(served)
     NULL
   }, error = function(e) e)
   if (!is.null(result)) {
@@ -78,7 +80,6 @@ load_served <- function(bundle, version = NULL) {
     message(sprintf("model bundle %s cannot be served: %s", bundle, served$error))
   }
   served$name <- served$manifest$name %||% "model"
-  served$predict_args <- served$manifest$predict_args %||% list()
   served$load_seconds <- proc.time()[["elapsed"]] - started
   served
 }
@@ -126,6 +127,24 @@ predict_frame <- function(served, frame, timeout = 0) {
       list(rows = nrow(frame), predictions = NROW(result)))
   }
   as_predictions(result)
+}
+
+# Whether the model takes missing numbers (NA), asked once at load as the Python runtime asks
+# scikit-learn's tags: the example's first row with every number missing. A model that fails on
+# it (randomForest) or answers NA (lm) does not, so a request with a null number gets a 400
+# naming it instead of a 422 from deep in the model or, worse, a silent NA prediction. Models
+# that handle NA themselves (rpart, gbm, xgboost) answer a value and take nulls as they are.
+accepts_missing <- function(served) {
+  numbers <- which(served$schema$types %in% c("double", "float"))
+  example <- served$manifest$example
+  if (!length(numbers) || is.null(example) || length(example) == 0) return(TRUE)
+  frame <- from_instances(served$schema, jsonlite::parse_json(to_json(example))[1])
+  frame[1, numbers] <- NA
+  answer <- tryCatch(
+    suppressWarnings(do.call(stats::predict,
+                             c(list(served$model, newdata = frame), served$predict_args))),
+    error = function(e) NULL)
+  !is.null(answer) && NROW(answer) == 1 && !anyNA(answer)
 }
 
 # The bundle's own example through the request path (validation included): check uses it to

@@ -5,8 +5,10 @@
 #   {"instances": [{"temp": 5.1, "plan": "pro"}, ...]}  records, keyed by input name
 #   {"columns": ["plan", "temp"], "data": [[...]]}      columnar, any column order
 #
-# JSON null is a missing value (NA) in number, string and category inputs; booleans are read
-# as 0/1 in number inputs; strings are never read as numbers. Category inputs are R factors
+# JSON null is a missing value (NA) in number, string and category inputs; a model that does
+# not take missing numbers (schema$refuse_missing, set by model.R's accepts_missing) gets a 400
+# naming the first null number instead. Booleans are read as 0/1 in number inputs; strings are
+# never read as numbers. Category inputs are R factors
 # with the example's levels: any other value is refused, naming the levels.
 
 SHOW <- 5L
@@ -192,6 +194,10 @@ convert_column <- function(schema, j, values) {
   scalar <- vapply(values, scalar_ok, TRUE)
   if (type %in% c("double", "float")) {
     ok <- is_null | (scalar & vapply(values, function(v) is.numeric(v) || is.logical(v), TRUE))
+    if (isTRUE(schema$refuse_missing) && any(is_null & ok)) {
+      i <- which(is_null)[1]
+      if (all(ok[seq_len(i)])) missing_value(schema, i - 1L, j)
+    }
     if (all(ok)) {
       out <- rep(NA_real_, n)
       out[!is_null] <- as.numeric(unlist(values[!is_null]))
@@ -224,6 +230,16 @@ convert_column <- function(schema, j, values) {
   }
   i <- which(!ok)[1]
   bad_value(schema, i - 1L, j, values[[i]])
+}
+
+# A null number for a model that does not take missing values (model.R: accepts_missing).
+missing_value <- function(schema, i, j) {
+  name <- schema$names[j]
+  invalid_input(sprintf(paste0(
+    "row %d, input '%s': a missing value (null), and this model does not accept missing ",
+    "values: send a number, or publish a model that fills them in (in R, impute before ",
+    "fitting or use a model that takes NA, such as rpart)"), i, name),
+    list(row = i, column = name, got = NULL))
 }
 
 bad_value <- function(schema, i, j, value) {
