@@ -66,6 +66,10 @@ test_that("the model is asked once whether it takes missing numbers", {
   expect_false(accepts_missing(served))
   served$manifest$example <- NULL  # nothing to ask with: the model decides
   expect_true(accepts_missing(served))
+  # the OpenAPI document says which: no null in the number inputs of a model that refuses them
+  entry <- list(name = "speed", type = "double")
+  expect_equal(input_schema(entry)$type, I(c("number", "null")))
+  expect_equal(input_schema(entry, takes_missing = FALSE)$type, "number")
 })
 
 test_that("bad values name the row, the column and what was expected", {

@@ -8,12 +8,19 @@ JSON_TYPE <- list(
   boolean = list(type = "boolean"), string = list(type = I(c("string", "null")))
 )
 
-input_schema <- function(entry) {
+# An input's JSON Schema; a model that does not take missing numbers gets no null in its number
+# inputs (the runtime refuses them: schema$refuse_missing).
+input_schema <- function(entry, takes_missing = TRUE) {
   if (identical(entry$type, "category")) {
     return(list(enum = c(as.list(as.character(unlist(entry$levels))), list(NULL)),
                 description = "category"))
   }
-  c(JSON_TYPE[[entry$type]], list(description = entry$type))
+  schema <- c(JSON_TYPE[[entry$type]], list(description = entry$type))
+  if (!takes_missing && entry$type %in% c("double", "float")) {
+    schema$type <- "number"
+    schema$description <- paste0(entry$type, ", no missing values (the model does not accept them)")
+  }
+  schema
 }
 
 error_ref <- function(description) {
@@ -25,7 +32,7 @@ build_spec <- function(served, owner = NULL, prefix = "", auth = TRUE) {
   inputs <- served$manifest$signature$inputs
   if (length(inputs)) {
     names <- vapply(inputs, function(i) i$name, "")
-    props <- lapply(inputs, input_schema)
+    props <- lapply(inputs, input_schema, takes_missing = !isTRUE(served$schema$refuse_missing))
     names(props) <- names
     record <- list(type = "object", properties = props, required = I(names),
                    additionalProperties = FALSE)
