@@ -41,6 +41,7 @@ from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
 
 from mlhub.bundle import load_manifest
 from mlhub.deployers import kube_objects as objects
+from mlhub.deployers import serving_log
 from mlhub.deployers.base import DEFAULT_SERVING, Deployer, load_failure
 from mlhub.deployers.kube_access import push_access
 from mlhub.deployers.kube_api import ApiException, KubeClient
@@ -658,11 +659,12 @@ class KubernetesDeployer(Deployer):
         parts = []
         for pod in sorted(self.pods.of(mid).values(), key=lambda p: p["metadata"]["name"]):
             try:
-                text = await self.kube.pod_log(pod["metadata"]["name"], "serving", tail)
+                # the banner uWSGI writes at start is dropped: ask for that much more
+                text = await self.kube.pod_log(pod["metadata"]["name"], "serving", tail + 64)
             except ApiException:
                 continue
             parts.append(f"--- pod {pod['metadata']['name']} ({(version_of(pod) or '')[:19]})\n")
-            parts.append(text or "")
+            parts.append(serving_log.readable(text or "", tail))
         return "".join(parts)
 
     async def adopt(self, desired):

@@ -22,6 +22,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from mlhub import rlang
 from mlhub.bundle import load_manifest
+from mlhub.deployers import serving_log
 from mlhub.deployers.base import load_failure
 from mlhub.deployers.processes import ServingInstance, start_detached, tail_lines
 from mlhub.deployers.spares import SparePool
@@ -289,7 +290,8 @@ class Launcher:
         return why
 
     def log_tail(self, model):
-        return tail_lines(self.settings.log_file(model), self.settings.log_tail_lines).rstrip()
+        lines = self.settings.log_tail_lines
+        return tail_lines(self.settings.log_file(model), lines, keep=serving_log.shown).rstrip()
 
     def failure(self, model, what):
         """A ``DeployError`` saying ``what`` with the last lines of the model's log."""

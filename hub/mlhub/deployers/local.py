@@ -46,6 +46,7 @@ from traitlets import Any, Bool, Dict, Enum, Float, Integer, List, Unicode, defa
 
 from mlhub.bundle import load_manifest
 from mlhub.datadir import grant_owner
+from mlhub.deployers import serving_log
 from mlhub.deployers.base import DEFAULT_SERVING, Deployer, ModelRef, Serving
 from mlhub.deployers.launcher import Launcher
 from mlhub.deployers.processes import ServingInstance, tail_lines, write_json_atomic
@@ -527,7 +528,7 @@ class LocalDeployer(Deployer):
             path.unlink(missing_ok=True)
 
     async def logs(self, model, tail):
-        return tail_lines(self.log_file(model), tail)
+        return tail_lines(self.log_file(model), tail, keep=serving_log.shown)
 
     async def adopt(self, desired):
         wanted = {d.model for d in desired}

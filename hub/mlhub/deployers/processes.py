@@ -91,11 +91,12 @@ class ServingInstance:
 _RECORDED = ("version", "bundle_dir", "port", "pid", "workers", "started", "cgroup", "uid")
 
 
-def tail_lines(path, n):
-    """The last ``n`` lines of a text file ('' if it does not exist)."""
+def tail_lines(path, n, keep=None):
+    """The last ``n`` lines of a text file ('' if it does not exist); with ``keep``, of the
+    lines ``keep(line)`` accepts."""
     try:
         with open(path, errors="replace") as fh:
-            return "".join(deque(fh, maxlen=n))
+            return "".join(deque(fh if keep is None else filter(keep, fh), maxlen=n))
     except FileNotFoundError:
         return ""
 
