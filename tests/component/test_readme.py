@@ -1,6 +1,7 @@
-"""The README's "Call it" and "Manage it" commands, run as written (shell blocks read from
-README.md, only the hub's address put in) against a real ``mlhub up`` where ada has published
-``defect-rf`` from a notebook before, as the README's story goes."""
+"""The README's blocks run as written (read from README.md, only the hub's and the database's
+addresses put in) against a real ``mlhub up`` where ada has published ``defect-rf`` from a
+notebook before, as the README's story goes: "Publish a model" from code (as a kernel of ada's
+server runs it), "Call it", "Score a table" from a real PostgreSQL, and "Manage it"."""
 
 import os
 import re
@@ -10,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression
-from support.embedded_hub import VENV_BIN, running_hub
+from support.batchtest import Postgres
+from support.embedded_hub import PUBLISHER_SERVICE, VENV_BIN, running_hub
 
 from mlhub.bundle import save_bundle
 from mlhub.publisher.client import PublisherClient
@@ -18,14 +20,25 @@ from mlhub.publisher.client import PublisherClient
 pytestmark = [pytest.mark.component, pytest.mark.slow]
 README = Path(__file__).resolve().parents[2] / "README.md"
 README_URL = "http://127.0.0.1:8000"
+README_DB = "postgresql://me@db/fab"
+# what the README's Python block takes from the notebook it sits in
+NOTEBOOK = """
+import pandas as pd
+from sklearn.linear_model import LinearRegression
+
+X_train = pd.DataFrame({"temp": [1.0, 2.0, 3.0, 4.0], "pressure": [0.0, 1.0, 0.0, 1.0]})
+model = LinearRegression().fit(X_train, 3 * (X_train["temp"] + X_train["pressure"]))
+"""
 
 
-def shell_block(after):
-    """The first ```bash block after the line containing ``after``, as one script."""
+def shell_block(after, language="bash"):
+    """The first ```bash block (or ``language``) after the line containing ``after``."""
     text = README.read_text()
     start = text.index(after)
-    block = re.search(r"```bash\n(.*?)```", text[start:], re.S)
-    return "\n".join(line.strip() for line in block.group(1).splitlines())
+    block = re.search(rf"```{language}\n(.*?)```", text[start:], re.S)
+    lines = block.group(1).splitlines()
+    indent = min(len(ln) - len(ln.lstrip()) for ln in lines if ln.strip())
+    return "\n".join(line[indent:] for line in lines)
 
 
 def defect_bundle(path, scale):
@@ -69,6 +82,52 @@ def test_call_it(ada):
     done = run(shell_block("**Call it.**"), hub, work, env)
     assert done.returncode == 0, done.stderr
     assert '{"predictions":[4.6' in done.stdout.replace(" ", ""), done.stdout
+
+
+def test_publish_from_code(ada):
+    """The Python block, in a Python with what a kernel of ada's server has in its environment
+    (the hub gives every server and kernel these); ``publish_panel()`` outside a notebook shows
+    nothing and harms nothing."""
+    hub, work, env = ada
+    kernel_env = {
+        **env,
+        "MLHUB_PUBLISHER_URL": f"{hub.url}services/{PUBLISHER_SERVICE}/",
+        "MLHUB_PUBLIC_URL": hub.url,
+        "JUPYTERHUB_API_TOKEN": hub.ada,
+        "JUPYTERHUB_USER": "ada",
+    }
+    code = NOTEBOOK + shell_block("**Publish a model.**", "python") + "\nprint(result.url)\n"
+    done = subprocess.run(
+        [f"{VENV_BIN}/python", "-c", code],
+        cwd=work,
+        env=kernel_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith(f"{hub.url}models/ada/defect-rf/"), done.stdout
+    answer = PublisherClient(url=hub.url, token=hub.ada).predict(
+        "defect-rf", [{"temp": 1.0, "pressure": 1.0}], key=env["KEY"]
+    )
+    assert answer["predictions"] == pytest.approx([6.0])  # the notebook's model (3x) is live
+
+
+def test_score_a_table(ada):
+    hub, work, env = ada
+    pg = Postgres()
+    try:
+        pg.psql(
+            "CREATE TABLE wafers (id int PRIMARY KEY, temp float, pressure float);"
+            "INSERT INTO wafers SELECT i, i, i % 2 FROM generate_series(1, 500) AS i"
+        )
+        script = shell_block("**Score a table**").replace(README_DB, pg.url)
+        done = run(script, hub, work, env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        scored = pg.psql("SELECT count(*), count(prediction) FROM defect_scores")
+        assert scored == ["500|500"], scored
+    finally:
+        pg.stop()
 
 
 def test_manage_it(ada):
