@@ -96,7 +96,9 @@ def test_publish_from_code(ada):
         "JUPYTERHUB_API_TOKEN": hub.ada,
         "JUPYTERHUB_USER": "ada",
     }
-    code = NOTEBOOK + shell_block("**Publish a model.**", "python") + "\nprint(result.url)\n"
+    printed = "print(result.url)\nopen('call.sh', 'w').write(result.curl)\n"
+    printed += "open('call.py', 'w').write(result.python)\n"
+    code = NOTEBOOK + shell_block("**Publish a model.**", "python") + "\n" + printed
     done = subprocess.run(
         [f"{VENV_BIN}/python", "-c", code],
         cwd=work,
@@ -111,6 +113,13 @@ def test_publish_from_code(ada):
         "defect-rf", [{"temp": 1.0, "pressure": 1.0}], key=env["KEY"]
     )
     assert answer["predictions"] == pytest.approx([6.0])  # the notebook's model (3x) is live
+    # the snippets mlhub.publish printed work as pasted (with the key they say to export)
+    with_key = {**env, "MLHUB_API_KEY": env["KEY"]}
+    for command in (["bash", "call.sh"], [f"{VENV_BIN}/python", "call.py"]):
+        done = subprocess.run(command, cwd=work, env=with_key, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        numbers = [float(n) for n in re.findall(r"-?\d+\.\d*(?:e-?\d+)?", done.stdout)]
+        assert numbers == pytest.approx([3.0, 9.0]), done.stdout  # the example's two rows
 
 
 def test_score_a_table(ada):
