@@ -179,7 +179,17 @@ def _check_columns(model, example):
         )
 
 
-def bundle_model(model, path, name, example=None, *, description="", serialization="cloudpickle"):
+def bundle_model(
+    model,
+    path,
+    name,
+    example=None,
+    *,
+    description="",
+    serialization="cloudpickle",
+    validate=None,
+    tolerance=None,
+):
     """Check ``model`` and write its bundle at ``path``; return the manifest.
 
     ``save_bundle`` records the example's signature and the installed requirements; the
@@ -202,7 +212,23 @@ def bundle_model(model, path, name, example=None, *, description="", serializati
         example=example,
         serialization=serialization,
         description=description,
+        validate=validate,
+        **_tolerance(tolerance),
     )
+
+
+def _tolerance(tolerance):
+    """``tolerance``: a relative tolerance, or ``{"rtol": ..., "atol": ...}``; None: defaults."""
+    if tolerance is None:
+        return {}
+    if isinstance(tolerance, dict):
+        unknown = set(tolerance) - {"rtol", "atol"}
+        if unknown:
+            raise InvalidBundle(
+                f"tolerance takes rtol and atol, not {sorted(unknown)}", {"field": "tolerance"}
+            )
+        return dict(tolerance)
+    return {"rtol": tolerance}
 
 
 # ---------------------------------------------------------------- the notebook API
@@ -213,6 +239,8 @@ def publish(
     name,
     example=None,
     *,
+    validate=None,
+    tolerance=None,
     description="",
     serialization="cloudpickle",
     workers=None,
@@ -226,7 +254,13 @@ def publish(
     """Publish ``model`` as ``name`` and return a ``PublishResult`` with endpoint and snippets.
 
     ``example`` (a few rows of input: DataFrame, array, rows or records) records the input
-    signature and is run through the model first. ``workers`` asks for that many serving
+    signature and is run through the model first. Before the new version takes any traffic,
+    its serving process must answer the example's rows, and up to 1,000 rows of ``validate``
+    (rows of the same inputs, e.g. ``X_test``), as this model does here: within ``tolerance``
+    (relative, default 1e-6; or ``{"rtol": ..., "atol": ...}``) for numbers, exactly for
+    classes. Otherwise the publish is refused, showing the rows that differ and the library
+    versions that differ from this kernel's, and the version before keeps serving.
+    ``workers`` asks for that many serving
     processes. ``batching=True`` micro-batches concurrent requests into one model call (for
     models that vectorise, e.g. forests), ``{"max_size": 64, "max_wait_ms": 2}`` tunes it,
     ``False`` turns it off; it is kept for later versions (``None``: keep the model's).
@@ -246,7 +280,14 @@ def publish(
         report("bundle", 0.0, "checking the model")
         bundle_dir = Path(tmp, "bundle")
         manifest = bundle_model(
-            model, bundle_dir, name, example, description=description, serialization=serialization
+            model,
+            bundle_dir,
+            name,
+            example,
+            description=description,
+            serialization=serialization,
+            validate=validate,
+            tolerance=tolerance,
         )
         pins = len(manifest["requirements"])
         report("bundle", 1.0, f"{manifest['flavor']} bundle with {pins} pinned requirements")

@@ -177,7 +177,7 @@ class RBundleHandler(MlhubHandler):
     never read here: only the owner's serving process loads it.
     """
 
-    FIELDS = ("signature", "example", "r_packages", "model_class", "description")
+    FIELDS = ("signature", "example", "r_packages", "model_class", "description", "parity")
 
     async def prepare(self):
         await super().prepare()

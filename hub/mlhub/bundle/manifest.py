@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from mlhub.bundle.parity import check_tolerance
 from mlhub.bundle.signature import SIGNATURE_KINDS, TYPES
 from mlhub.errors import InvalidBundle, InvalidName
 
@@ -92,6 +93,14 @@ def check_manifest(manifest):
                     f"{MANIFEST}: signature.inputs[{i}] needs a 'name' and a 'type' in {TYPES}",
                     {"field": f"signature.inputs[{i}]"},
                 )
+    parity = manifest.get("parity")
+    if parity is not None:
+        if not isinstance(parity, dict) or not isinstance(parity.get("file"), str):
+            raise InvalidBundle(
+                f"{MANIFEST}: parity must name its file (parity.json) with its tolerance",
+                {"field": "parity"},
+            )
+        check_tolerance(parity.get("rtol"), parity.get("atol"))
     reqs = manifest.get("requirements", [])
     if not isinstance(reqs, list) or not all(isinstance(r, str) for r in reqs):
         raise InvalidBundle(
@@ -218,6 +227,18 @@ def manifest_schema():
                 },
             },
             "example": {"description": "a few input rows, as JSON"},
+            "parity": {
+                "type": ["object", "null"],
+                "description": "what the notebook's model answered for some rows (the parity "
+                "check before a version takes traffic)",
+                "required": ["file", "rtol", "atol"],
+                "properties": {
+                    "file": {"type": "string", "description": "JSON: instances, predictions"},
+                    "rows": {"type": "integer", "minimum": 0},
+                    "rtol": {"type": "number", "minimum": 0},
+                    "atol": {"type": "number", "minimum": 0},
+                },
+            },
             "python": {"description": "the Python version it was saved with"},
             "requirements": {
                 "type": "array",

@@ -11,6 +11,7 @@ from mlhub.bundle.manifest import (
     validate_name,
     write_manifest,
 )
+from mlhub.bundle.parity import ATOL, RTOL, check_tolerance, notebook_answers, write_parity
 from mlhub.bundle.requirements import _pickled_modules, capture_requirements
 from mlhub.bundle.signature import EXAMPLE_ROWS, infer_signature
 from mlhub.errors import InvalidBundle
@@ -37,11 +38,16 @@ def save_bundle(
     requirements=None,
     description="",
     predict_method="predict",
+    validate=None,
+    rtol=RTOL,
+    atol=ATOL,
 ):
     """Write ``model`` as a bundle directory at ``path`` and return its manifest.
 
-    The example is run through the model once, so a model that cannot predict on its own
-    example fails here, in the notebook, with the model's own error, not after deployment.
+    The example (and ``validate``, rows of the same inputs, sampled) is run through the model
+    here, so a model that cannot predict on it fails in the notebook with the model's own
+    error, not after deployment; the answers are the parity record (``mlhub.bundle.parity``)
+    every serving process must reproduce within ``rtol``/``atol`` before it takes traffic.
     """
     validate_name(name)
     if not callable(getattr(model, predict_method, None)):
@@ -56,17 +62,16 @@ def save_bundle(
             {"field": "serialization"},
         )
     flavor = flavor or detect_flavor(model)
-    signature, example_json = (None, None)
+    check_tolerance(rtol, atol)
+    signature, example_json, answers = (None, None, None)
     if example is not None:
         signature, example_json = infer_signature(example)
-        try:
-            getattr(model, predict_method)(example)
-        except Exception as exc:
-            raise InvalidBundle(
-                f"the model failed to predict on the example ({type(exc).__name__}: {exc}); "
-                "pass an example with the columns and types the model was trained on",
-                {"field": "example"},
-            ) from exc
+        answers = notebook_answers(getattr(model, predict_method), example, validate)
+    elif validate is not None:
+        raise InvalidBundle(
+            "validate needs an example too: publish with example=X.head(), validate=X_test",
+            {"field": "validate"},
+        )
 
     path = Path(path)
     if path.exists():
@@ -110,6 +115,8 @@ def save_bundle(
     }
     if trusted is not None:
         manifest["skops_trusted"] = trusted
+    if answers is not None:
+        manifest["parity"] = write_parity(path, *answers, rtol=rtol, atol=atol)
     (path / "requirements.txt").write_text("".join(f"{r}\n" for r in reqs))
     write_manifest(path, manifest)
     return manifest
@@ -127,8 +134,13 @@ def save_r_bundle(
     model_class="",
     description="",
     predict_args=None,
+    parity=None,
 ):
     """Write an R model (the bytes of its ``saveRDS`` file) as a bundle; return its manifest.
+
+    ``parity`` is what the model answered in R for some rows (``{"instances", "predictions",
+    "rtol", "atol"}``, from ``mlhub::publish``): the parity record the R serving runtime must
+    reproduce before the version takes traffic.
 
     The R helper (``mlhub::publish``) captures what only R knows (the RDS bytes, the example's
     column types and factor levels, the R version and package versions) and the notebook
@@ -166,5 +178,18 @@ def save_r_bundle(
     (path / "model").mkdir(parents=True)
     (path / manifest["model_file"]).write_bytes(model_rds)
     (path / "r-packages.txt").write_text("".join(f"{r}\n" for r in manifest["requirements"]))
+    if parity is not None:
+        if not isinstance(parity, dict) or not {"instances", "predictions"} <= parity.keys():
+            raise InvalidBundle(
+                "parity needs the rows (instances) and the model's predictions for them",
+                {"field": "parity"},
+            )
+        manifest["parity"] = write_parity(
+            path,
+            parity["instances"],
+            parity["predictions"],
+            rtol=parity.get("rtol", RTOL),
+            atol=parity.get("atol", ATOL),
+        )
     write_manifest(path, manifest)
     return manifest

@@ -5,19 +5,29 @@ the reason, so the server stays up, ``/readyz`` answers 503 with that reason and
 reads it there and in the log, instead of watching uWSGI crash-loop.
 """
 
+import importlib.metadata
 import logging
+import platform
 import sys
 import time
 
 import numpy as np
 
 from mlhub.bundle import bundle_digest, load_manifest, load_model
+from mlhub.bundle.parity import differences, read_parity, refusal, version_drift
 from mlhub.errors import BadRequest, InvalidInput, MlhubError, NotReady
 
-from .jsonio import dumps
+from .jsonio import dumps, loads
 from .validation import schema_for
 
 log = logging.getLogger("mlhub.serving")
+
+
+class ParityFailed(MlhubError):
+    """The served model's answers differ from the notebook's (``mlhub.bundle.parity``)."""
+
+    status = 503
+    error = "parity_failed"
 
 
 class PredictionFailed(MlhubError):
@@ -25,6 +35,13 @@ class PredictionFailed(MlhubError):
 
     status = 422
     error = "prediction_failed"
+
+
+def _installed_version(name):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _outputs(result):
@@ -175,12 +192,35 @@ class ServedModel:
         return self.predict(model_input)
 
     def self_test(self):
-        """Predict the bundle's example and encode the answer, as ``POST /v1/predict`` would;
-        return the predictions. ``check`` runs it, and so does every worker before it takes
-        requests (``wsgi.py``): a model that cannot predict its own example is not ready."""
+        """Predict the bundle's example and encode the answer, as ``POST /v1/predict`` would,
+        then check parity; return the example's predictions. ``check`` runs it, and so does
+        every worker before it takes requests (``wsgi.py``): a model that cannot predict its
+        own example, or answers otherwise than the notebook's did, is not ready."""
         predictions = self.predict_example()
         dumps({"predictions": predictions})  # the server must be able to answer with it
+        self.check_parity()
         return predictions
+
+    def check_parity(self):
+        """Predict the bundle's parity rows through the request path and compare with what the
+        notebook's model answered; raise ``ParityFailed`` with the rows that differ and the
+        library versions that differ from the notebook's."""
+        record = read_parity(self.bundle_dir, self.manifest)
+        if record is None:
+            return
+        rows, notebook, rtol, atol = record
+        model_input, _rows = self.schema.from_instances(rows)
+        served = loads(dumps(self.predict(model_input)))
+        diffs = differences(notebook, served, rtol, atol)
+        if diffs:
+            drift = version_drift(self.manifest.get("requirements"), _installed_version)
+            python = self.manifest.get("python")
+            if python and python != platform.python_version():
+                drift.append(f"Python {python} in the notebook, {platform.python_version()} here")
+            raise ParityFailed(
+                refusal(rows, diffs, len(rows), rtol, atol, drift),
+                {"rows": len(rows), "differ": len(diffs), "versions": drift},
+            )
 
     def fail(self, reason):
         """Mark the model not ready: ``/readyz`` and every predict answer 503 with ``reason``."""

@@ -22,7 +22,7 @@ from mlhub.sysusers import SystemAccount, demote
 from .app import create_app
 from .auth import AccessList, Authenticator, HubUsers
 from .metrics import Metrics
-from .model import ServedModel
+from .model import ParityFailed, ServedModel
 from .settings import Settings
 
 try:
@@ -76,17 +76,21 @@ def build(settings):
 
 def _after_fork():
     """In each new worker: count into its own metrics slot, then warm the model up on the
-    bundle's example. That is also the load check: a model that cannot predict its own
-    example stays not ready (``/readyz`` answers 503 with the reason), so a deployer's
-    readiness gate refuses it and the version before keeps serving."""
+    bundle's example and check parity with the notebook's answers. That is also the load
+    check: a model that cannot predict its own example, or answers otherwise than the
+    notebook's model did, stays not ready (``/readyz`` answers 503 with the reason), so a
+    deployer's readiness gate refuses it and the version before keeps serving."""
     metrics.bind_worker(uwsgi.worker_id())
     if served.ready:
         try:
             served.self_test()
+            return
+        except ParityFailed as exc:
+            served.fail(exc.message)
         except Exception as exc:
             reason = exc.message if isinstance(exc, MlhubError) else f"{type(exc).__name__}: {exc}"
             served.fail(f"it cannot predict its own example: {reason}")
-            metrics.gauges["mlhub_model_ready"] = (metrics.gauges["mlhub_model_ready"][0], 0)
+        metrics.gauges["mlhub_model_ready"] = (metrics.gauges["mlhub_model_ready"][0], 0)
 
 
 def wait_as_spare(path):

@@ -72,6 +72,39 @@ test_that("the model is asked once whether it takes missing numbers", {
   expect_equal(input_schema(entry, takes_missing = FALSE)$type, "number")
 })
 
+test_that("the parity check passes the notebook's answers and names the rows that differ", {
+  bundle <- tempfile()
+  dir.create(bundle)
+  served <- new.env()
+  served$bundle <- bundle
+  served$schema <- compile_schema(list(kind = "dataframe", inputs = list(
+    list(name = "speed", type = "double"))))
+  served$predict_args <- list()
+  served$model <- lm(dist ~ speed, cars)
+  rows <- list(list(speed = 4), list(speed = 10), list(speed = 25))
+  answers <- unname(predict(served$model, data.frame(speed = c(4, 10, 25))))
+  write_record <- function(predictions) {
+    jsonlite::write_json(list(instances = rows, predictions = as.list(predictions)),
+                         file.path(bundle, "parity.json"), auto_unbox = TRUE, digits = NA)
+  }
+  served$manifest <- list(parity = list(file = "parity.json", rtol = 1e-6, atol = 1e-9),
+                          r_packages = list(list(name = "stats",
+                                                 version = as.character(getRversion()))),
+                          r_version = as.character(getRversion()))
+  write_record(answers + 1e-9)  # within the tolerance
+  expect_null(check_parity(served))
+  write_record(c(answers[1], answers[2] * 1.01, answers[3]))
+  served$manifest$r_packages[[1]]$version <- "3.6.0"  # the notebook had another stats
+  err <- catch(check_parity(served))
+  expect_equal(err$status, 503L)
+  expect_match(err$message, "differ from the notebook's on 1 of 3 rows")
+  expect_match(err$message, 'row 1: notebook [0-9.]+, served [0-9.]+ \\(input \\{"speed":10\\}\\)')
+  expect_match(err$message, "likely cause: stats 3.6.0 in the notebook")
+  expect_true(same_answer(list(a = "x", b = 1), list(a = "x", b = 1 + 1e-12), 1e-6, 1e-9))
+  expect_false(same_answer("setosa", "virginica", 1e-6, 1e-9))
+  expect_false(same_answer(TRUE, 1L, 1e-6, 1e-9))
+})
+
 test_that("bad values name the row, the column and what was expected", {
   err <- catch(from_rows(schema, list(list(1, 1L, TRUE, "a"), list(1, 1L, TRUE, "c"))))
   expect_equal(err$status, 400L)

@@ -8,6 +8,7 @@
 
 NAME_RE <- "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 EXAMPLE_ROWS <- 5L
+PARITY_ROWS <- 1000L  # validation rows kept for the parity check (a fixed sample)
 STEPS <- c("bundle", "upload", "start", "ready")
 EVENT_STEPS <- list(received = c("start", 0.1), unpacked = c("start", 0.4),
                     starting = c("start", 0.7), ready = c("ready", 0.25),
@@ -64,11 +65,86 @@ describe_example <- function(example) {
 }
 
 # Example rows as records (factors as their labels, NA as null).
-example_records <- function(example) {
-  rows <- utils::head(example, EXAMPLE_ROWS)
+example_records <- function(example, n = EXAMPLE_ROWS) {
+  rows <- utils::head(example, n)
   rows[] <- lapply(rows, function(v) if (is.factor(v)) as.character(v) else v)
   jsonlite::fromJSON(jsonlite::toJSON(rows, dataframe = "rows", na = "null", digits = NA),
                      simplifyVector = FALSE)
+}
+
+# A model's answer as JSON values, as the R serving runtime writes it (factors as labels).
+answer_values <- function(predicted) {
+  if (is.factor(predicted)) predicted <- as.character(predicted)
+  if (is.matrix(predicted)) predicted <- unname(predicted)
+  if (!is.data.frame(predicted) && !is.matrix(predicted)) predicted <- unname(as.vector(predicted))
+  jsonlite::fromJSON(jsonlite::toJSON(predicted, dataframe = "rows", na = "null", digits = NA),
+                     simplifyVector = FALSE)
+}
+
+# The parity record (mlhub.bundle.parity): the example's first rows and up to PARITY_ROWS rows
+# of `validate` as JSON records, and what the model answers for them here. The serving process
+# must answer the same before the version takes traffic.
+parity_record <- function(model, example, validate, predict_args, tolerance) {
+  if (!is.null(validate)) {
+    if (!is.data.frame(validate) || !identical(names(validate), names(example))) {
+      mlhub_stop(sprintf(
+        "validate must be a data.frame with the example's columns (%s)",
+        paste(names(example), collapse = ", ")))
+    }
+    if (nrow(validate) > PARITY_ROWS) {
+      validate <- validate[fixed_sample(nrow(validate), PARITY_ROWS), , drop = FALSE]
+    }
+  }
+  rows <- list()
+  predictions <- list()
+  for (part in list(list("the example", utils::head(example, EXAMPLE_ROWS)),
+                    list("validate", validate))) {
+    frame <- part[[2]]
+    if (is.null(frame)) next
+    predicted <- tryCatch(
+      do.call(stats::predict, c(list(model, newdata = frame), predict_args)),
+      error = function(e) mlhub_stop(sprintf(paste0(
+        "the model failed to predict on %s (%s); pass %s with the columns and types the ",
+        "model was trained on"), part[[1]], conditionMessage(e), part[[1]])))
+    answers <- answer_values(predicted)
+    if (length(answers) != nrow(frame)) {
+      mlhub_stop(sprintf("the model returned %d predictions for %s's %d rows",
+                         length(answers), part[[1]], nrow(frame)))
+    }
+    rows <- c(rows, example_records(frame, nrow(frame)))
+    predictions <- c(predictions, answers)
+  }
+  tol <- check_tolerance(tolerance)
+  list(instances = rows, predictions = predictions, rtol = tol$rtol, atol = tol$atol)
+}
+
+# The same sample every time, without touching the session's random numbers.
+fixed_sample <- function(n, size) {
+  had <- exists(".Random.seed", envir = globalenv(), inherits = FALSE)
+  if (had) saved <- get(".Random.seed", envir = globalenv(), inherits = FALSE)
+  on.exit(if (had) assign(".Random.seed", saved, envir = globalenv())
+          else rm(".Random.seed", envir = globalenv()))
+  set.seed(0L)
+  sample.int(n, size)
+}
+
+check_tolerance <- function(tolerance) {
+  tol <- list(rtol = 1e-6, atol = 1e-9)
+  if (is.null(tolerance)) return(tol)
+  if (is.numeric(tolerance) && length(tolerance) == 1 && is.null(names(tolerance))) {
+    tolerance <- list(rtol = tolerance)
+  }
+  if (!is.list(tolerance) || !all(names(tolerance) %in% c("rtol", "atol"))) {
+    mlhub_stop("tolerance is a relative tolerance (a number) or list(rtol = ..., atol = ...)")
+  }
+  for (n in names(tolerance)) {
+    value <- tolerance[[n]]
+    if (!is.numeric(value) || length(value) != 1 || is.na(value) || value < 0) {
+      mlhub_stop(sprintf("the parity check's %s must be a number >= 0", n))
+    }
+    tol[[n]] <- value
+  }
+  tol
 }
 
 # The packages a model needs to be loaded and predicted: where its classes' predict methods
@@ -183,7 +259,7 @@ curl_snippet <- function(predict_url, example, key) {
 
 #' Publish a fitted R model as an authenticated REST endpoint.
 publish <- function(model, name, example = NULL, description = "", predict_args = list(),
-                    workers = NULL, timeout = 600) {
+                    workers = NULL, timeout = 600, validate = NULL, tolerance = NULL) {
   check_name(name)
   progress("bundle", 0, "checking the model")
   if (is.null(model) || !has_predict(model)) {
@@ -196,6 +272,7 @@ publish <- function(model, name, example = NULL, description = "", predict_args 
   }
   signature <- NULL
   records <- NULL
+  parity <- NULL
   if (!is.null(example)) {
     signature <- describe_example(example)
     predicted <- tryCatch(
@@ -208,6 +285,9 @@ publish <- function(model, name, example = NULL, description = "", predict_args 
                          NROW(predicted), nrow(example)))
     }
     records <- example_records(example)
+    parity <- parity_record(model, example, validate, predict_args, tolerance)
+  } else if (!is.null(validate)) {
+    mlhub_stop("validate needs an example too: publish with example = head(df), validate = test_df")
   }
   rds <- tempfile(fileext = ".rds")
   on.exit(unlink(rds), add = TRUE)
@@ -222,6 +302,7 @@ publish <- function(model, name, example = NULL, description = "", predict_args 
     model_rds = gsub("\\s", "", jsonlite::base64_enc(readBin(rds, "raw", file.size(rds)))),
     signature = signature, example = records, r_version = as.character(getRversion()),
     r_packages = packages, model_class = class(model)[1], description = description,
+    parity = parity,
     predict_args = if (length(predict_args)) predict_args else structure(list(), names = character(0))
   ), query = if (!is.null(workers)) list(workers = as.integer(workers)))
   if (!reply$status %in% c(200L, 202L)) fail_reply(reply, "the publish was refused")

@@ -72,6 +72,7 @@ load_served <- function(bundle, version = NULL) {
       served$ready <- FALSE
       stop(e)
     })
+    check_parity(served)
     if (!is.null(served$schema)) served$schema$refuse_missing <- !accepts_missing(served)
     NULL
   }, error = function(e) e)
@@ -127,6 +128,71 @@ predict_frame <- function(served, frame, timeout = 0) {
       list(rows = nrow(frame), predictions = NROW(result)))
   }
   as_predictions(result)
+}
+
+# The parity check (mlhub.bundle.parity, the same rules): the rows the notebook's model answered
+# (the example's and a validation sample), through the request path; answers that differ beyond
+# the tolerance keep the model not ready, naming the rows and the package versions that differ
+# from the notebook's, so the publish is refused and the version before keeps serving.
+check_parity <- function(served) {
+  entry <- served$manifest$parity
+  if (is.null(entry)) return(invisible(NULL))
+  record <- jsonlite::read_json(file.path(served$bundle, entry$file), simplifyVector = FALSE)
+  rows <- record$instances
+  answers <- answer_json(predict_frame(served, from_instances(served$schema, rows)))
+  notebook <- record$predictions
+  rtol <- as.numeric(entry$rtol)
+  atol <- as.numeric(entry$atol)
+  differ <- if (length(answers) != length(notebook)) seq_along(notebook) else
+    which(!vapply(seq_along(notebook), function(i) {
+      same_answer(notebook[[i]], answers[[i]], rtol, atol)
+    }, TRUE))
+  if (!length(differ)) return(invisible(NULL))
+  shown <- vapply(utils::head(differ, 5L), function(i) sprintf(
+    "row %d: notebook %s, served %s (input %s)", i - 1L, to_json(notebook[[i]]),
+    if (i <= length(answers)) to_json(answers[[i]]) else "nothing", to_json(rows[[i]])), "")
+  drift <- package_drift(served$manifest)
+  fail(503L, "parity_failed", sprintf(paste0(
+    "its answers differ from the notebook's on %d of %d rows beyond the tolerance (rtol %s, ",
+    "atol %s): %s; %s. Serve it where the notebook's versions are installed, or publish ",
+    "again with a tolerance that accepts the difference"),
+    length(differ), length(notebook), format(rtol), format(atol), paste(shown, collapse = "; "),
+    if (length(drift)) paste("likely cause:", paste(drift, collapse = ", "))
+    else "the package versions match, so look for randomness or state in predict()"),
+    list(rows = length(notebook), differ = length(differ), versions = I(drift)))
+}
+
+# Predictions as JSON values, as mlhub::publish recorded the notebook's (vectors stay arrays).
+answer_json <- function(predictions) {
+  jsonlite::fromJSON(jsonlite::toJSON(predictions, dataframe = "rows", na = "null", digits = NA),
+                     simplifyVector = FALSE)
+}
+
+same_answer <- function(a, b, rtol, atol) {
+  if (is.null(a) || is.null(b)) return(is.null(a) && is.null(b))
+  if (is.logical(a) || is.logical(b)) return(identical(a, b))
+  if (is.numeric(a) && is.numeric(b)) return(!is.na(b) && abs(b - a) <= atol + rtol * abs(a))
+  if (is.list(a) && is.list(b)) {
+    return(length(a) == length(b) && identical(names(a), names(b)) &&
+             all(vapply(seq_along(a), function(i) same_answer(a[[i]], b[[i]], rtol, atol), TRUE)))
+  }
+  identical(a, b)
+}
+
+# The notebook's R and package versions that differ here, as phrases.
+package_drift <- function(manifest) {
+  drift <- character(0)
+  for (pkg in manifest$r_packages %||% list()) {
+    here <- tryCatch(as.character(utils::packageVersion(pkg$name)), error = function(e) NA)
+    if (!identical(here, pkg$version)) {
+      drift <- c(drift, sprintf("%s %s in the notebook, %s here", pkg$name, pkg$version,
+                                if (is.na(here)) "not installed" else here))
+    }
+  }
+  if (!is.null(manifest$r_version) && manifest$r_version != as.character(getRversion())) {
+    drift <- c(drift, sprintf("R %s in the notebook, %s here", manifest$r_version, getRversion()))
+  }
+  drift
 }
 
 # Whether the model takes missing numbers (NA), asked once at load as the Python runtime asks

@@ -67,3 +67,22 @@ test_that("the candidates are the models and the data frames, as JSON", {
   expect_equal(found$models[[2]]$class, "glm")
   expect_equal(found$examples, list(list(name = "cars_df", rows = 50L, columns = 2L)))
 })
+
+test_that("the parity record holds the example's and a fixed validation sample's answers", {
+  m <- lm(dist ~ speed, cars)
+  big <- do.call(rbind, rep(list(cars), 30))  # 1,500 rows: a sample of 1,000 is kept
+  set.seed(1)
+  before <- .Random.seed
+  record <- parity_record(m, cars, big, list(), NULL)
+  expect_identical(.Random.seed, before)  # the session's random numbers are untouched
+  expect_length(record$instances, 5 + 1000)
+  expect_equal(record$instances[[2]], list(speed = 4, dist = 10))
+  expect_equal(unlist(record$predictions[1:5]), unname(predict(m, head(cars, 5))))
+  expect_identical(parity_record(m, cars, big, list(), NULL), record)
+  expect_equal(record[c("rtol", "atol")], list(rtol = 1e-6, atol = 1e-9))
+  expect_equal(parity_record(m, cars, NULL, list(), 0.01)$rtol, 0.01)
+  expect_error(parity_record(m, cars, NULL, list(), list(rtol = -1)), "must be a number >= 0")
+  expect_error(parity_record(m, cars, cars[, "speed", drop = FALSE], list(), NULL),
+               "the example's columns \\(speed, dist\\)")
+  expect_error(publish(m, "m", validate = cars), "validate needs an example too")
+})
