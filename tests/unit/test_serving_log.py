@@ -17,10 +17,10 @@ current working directory: /tmp
 detected binary path: /work/main/.venv/bin/uwsgi
 !!! no internal routing support, rebuild with pcre support !!!
 uWSGI running as root, you can use --uid/--gid/--chroot options
-*** WARNING: you are running uWSGI as root !!! (use the --uid flag) *** 
+*** WARNING: you are running uWSGI as root !!! (use the --uid flag) ***
 your processes number limit is 96367
 your memory page size is 4096 bytes
- *** WARNING: you have enabled harakiri without post buffering. Slow upload could be rejected on post-unbuffered webservers *** 
+ *** WARNING: you have enabled harakiri without post buffering. Slow upload could be rejected on post-unbuffered webservers ***
 detected max file descriptor number: 20000
 lock engine: pthread robust mutexes
 thunder lock: enabled
@@ -28,13 +28,13 @@ sharedarea 0 created at 0x7f18b6431000 (3 pages, area at 0x7f18b6432000)
 uWSGI http bound on 127.0.0.1:18931 fd 4
 uwsgi socket 0 bound to TCP address 127.0.0.1:34969 (port auto-assigned) fd 3
 uWSGI running as root, you can use --uid/--gid/--chroot options
-*** WARNING: you are running uWSGI as root !!! (use the --uid flag) *** 
+*** WARNING: you are running uWSGI as root !!! (use the --uid flag) ***
 Python version: 3.11.2 (main, Apr 28 2025, 14:11:48) [GCC 12.2.0]
 PEP 405 virtualenv detected: /work/main/.venv
 Set PythonHome to /work/main/.venv
 Python main interpreter initialized at 0x7f18b6360018
 uWSGI running as root, you can use --uid/--gid/--chroot options
-*** WARNING: you are running uWSGI as root !!! (use the --uid flag) *** 
+*** WARNING: you are running uWSGI as root !!! (use the --uid flag) ***
 python threads support enabled
 your server socket listen backlog is limited to 100 connections
 your mercy for graceful operations on workers is 60 seconds
@@ -44,7 +44,7 @@ mapped 304776 bytes (297 KB) for 2 cores
 2026-12-07 12:27:18,274 WARNING mlhub.serving: MLHUB_AUTH is on but neither MLHUB_ACCESS_FILE nor JUPYTERHUB_API_URL is set: every request that needs a token will be refused
 WSGI app 0 (mountpoint='') ready in 2 seconds on interpreter 0x7f18b6360018 pid: 18098 (default app)
 uWSGI running as root, you can use --uid/--gid/--chroot options
-*** WARNING: you are running uWSGI as root !!! (use the --uid flag) *** 
+*** WARNING: you are running uWSGI as root !!! (use the --uid flag) ***
 spawned uWSGI master process (pid: 18098)
 spawned uWSGI worker 1 (pid: 18109, cores: 1)
 spawned uWSGI worker 2 (pid: 18110, cores: 1)
