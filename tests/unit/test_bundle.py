@@ -1,6 +1,9 @@
 """The bundle format: saving, content digests, safe unpacking, manifest checks, MLflow input."""
 
+import importlib
 import io
+import subprocess
+import sys
 import tarfile
 
 import numpy as np
@@ -262,3 +265,41 @@ def test_r_runtime_needs_an_rds_model():
     }
     with pytest.raises(InvalidBundle, match="an R model_file is an .rds file"):
         bundle.check_manifest(manifest)
+
+
+MODULE = """
+class Doubler:
+    def predict(self, X):
+        return [2 * x[0] for x in X]
+"""
+LOAD = (
+    "import sys; from mlhub.bundle import load_model; "
+    "print(load_model(sys.argv[1]).predict([[21]]))"
+)
+
+
+def test_code_next_to_the_notebook_travels_with_the_model(tmp_path, monkeypatch):
+    """A model class from a module beside the notebook (no package, so no serving environment
+    has it) is pickled by value and loads anywhere; one from elsewhere stays a reference, and
+    loading it where the module is missing names the module."""
+    notebook, elsewhere = tmp_path / "notebook", tmp_path / "site"
+    for folder, name in ((notebook, "plantmodels"), (elsewhere, "othermodels")):
+        folder.mkdir()
+        (folder / f"{name}.py").write_text(MODULE)
+        monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.chdir(notebook)
+    local = importlib.import_module("plantmodels").Doubler()
+    other = importlib.import_module("othermodels").Doubler()
+    bundle.save_bundle(local, tmp_path / "local", name="local")
+    bundle.save_bundle(other, tmp_path / "other", name="other")
+    for name in ("local", "other"):  # a fresh Python, as a serving process: neither on its path
+        done = subprocess.run(
+            [sys.executable, "-c", LOAD, str(tmp_path / name)],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        if name == "local":
+            assert done.stdout.strip() == "[42]", done.stderr
+        else:
+            assert "needs the Python package 'othermodels'" in done.stderr, done.stderr

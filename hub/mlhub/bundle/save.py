@@ -1,8 +1,11 @@
 """Writing bundles: a Python model (cloudpickle or skops) or an R model (an ``.rds``) with its
 manifest, signature, example and requirements."""
 
+import importlib.metadata
 import platform
 import shutil
+import site
+import sys
 from pathlib import Path
 
 from mlhub.bundle.manifest import (
@@ -25,6 +28,25 @@ def detect_flavor(model):
     if top in ("xgboost", "lightgbm"):
         return top
     return "pyfunc"
+
+
+def _local_modules(names):
+    """The imported modules among ``names`` that are files under the working folder (the
+    notebook's) and belong to no installed distribution: a serving environment cannot import
+    them, so their code is pickled with the model (cloudpickle by value)."""
+    here = Path.cwd().resolve()
+    installed = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, *site.getsitepackages())}
+    distributed = importlib.metadata.packages_distributions()
+    found = []
+    for name in sorted(names):
+        module = sys.modules.get(name)
+        file = getattr(module, "__file__", None)
+        if not file or name in distributed:
+            continue
+        path = Path(file).resolve()
+        if path.is_relative_to(here) and not any(path.is_relative_to(p) for p in installed):
+            found.append(module)
+    return found
 
 
 def save_bundle(
@@ -81,6 +103,15 @@ def save_bundle(
     import cloudpickle
 
     data = cloudpickle.dumps(model, protocol=4)
+    local = _local_modules(_pickled_modules(data))
+    if local:  # code next to the notebook travels with the model, as it has no package
+        for module in local:
+            cloudpickle.register_pickle_by_value(module)
+        try:
+            data = cloudpickle.dumps(model, protocol=4)
+        finally:
+            for module in local:
+                cloudpickle.unregister_pickle_by_value(module)
     modules = _pickled_modules(data)
     trusted = None
     if serialization == "skops":
