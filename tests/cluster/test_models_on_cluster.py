@@ -11,7 +11,7 @@ Nothing asserts how long anything takes: waits only guard against hanging.
 import pytest
 import requests
 from support.embedded_hub import wait_for
-from support.publishing import constant_bundle, predict, steps
+from support.publishing import as_an_older_library_answered, constant_bundle, predict, steps
 from support.rolling_update import roll_under_load
 
 from mlhub.bundle import load_manifest
@@ -164,6 +164,20 @@ def test_a_version_that_does_not_load_never_replaces_the_working_one(kube_hub, k
     assert "the model does not load" in failed.value.message
     assert answer(hub, name="fragile") == [5.0]
     hub.client.delete("fragile")
+
+
+def test_answers_that_differ_from_the_notebook_never_take_traffic(kube_hub, tmp_path):
+    """The parity check in the pods: a version whose answers differ from the notebook's (as
+    another scikit-learn's would) is refused with the reason, and the live one keeps serving."""
+    hub = kube_hub
+    live = answer(hub)
+    drifted = constant_bundle(tmp_path / "drifted", 7.0)
+    as_an_older_library_answered(drifted, row=0, answer=7.5)
+    with pytest.raises(MlhubError) as refused:
+        hub.client.publish(drifted, "defect")
+    assert "differ from the notebook's on 1 of 1 rows" in refused.value.message
+    assert "scikit-learn 0.24.2 in the notebook" in refused.value.message
+    assert answer(hub) == live
 
 
 def test_delete_removes_every_object(kube_hub, kube_api):

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
-from support.publishing import client, predict
+from support.publishing import as_an_older_library_answered, client, predict
 from support.rmodels import constant_bundle as r_constant_bundle
 
 from mlhub import rlang
@@ -28,21 +28,6 @@ def iris():
     return X, LogisticRegression(max_iter=500).fit(X, y)
 
 
-def as_an_older_library_answered(bundle, row):
-    """Change the bundle's record as a notebook with scikit-learn 0.24 would have written it:
-    another answer for ``row`` and that version pinned."""
-    record = json.loads((bundle / "parity.json").read_text())
-    record["predictions"][row] = (record["predictions"][row] + 1) % 3
-    (bundle / "parity.json").write_text(json.dumps(record))
-    manifest = yaml.safe_load((bundle / "mlhub.yaml").read_text())
-    manifest["requirements"] = [
-        "scikit-learn==0.24.2" if r.startswith("scikit-learn==") else r
-        for r in manifest["requirements"]
-    ]
-    (bundle / "mlhub.yaml").write_text(yaml.safe_dump(manifest))
-    return bundle
-
-
 def test_answers_that_differ_are_refused_and_the_old_version_serves(hub, iris, tmp_path):
     X, model = iris
     alice = client(hub, hub.alice)
@@ -52,7 +37,7 @@ def test_answers_that_differ_are_refused_and_the_old_version_serves(hub, iris, t
     assert predict(hub, "alice", "flowers", hub.alice, rows).json()["predictions"] == [0, 1, 2]
 
     save_bundle(model, tmp_path / "v2", name="flowers", example=X.head(), validate=X)
-    as_an_older_library_answered(tmp_path / "v2", row=40)
+    as_an_older_library_answered(tmp_path / "v2", row=40, answer=2)  # a setosa: it is a 0
     with pytest.raises(DeployError) as refused:
         alice.publish(tmp_path / "v2", "flowers")
     message = refused.value.message

@@ -2,10 +2,12 @@
 models through its proxy, as users do: a bundle told apart by what it predicts, a publisher
 client, a prediction, and what a published model runs as."""
 
+import json
 import os
 
 import numpy as np
 import requests
+import yaml
 from sklearn.dummy import DummyRegressor
 
 from mlhub.bundle import save_bundle
@@ -18,6 +20,21 @@ def constant_bundle(path, value, name="const"):
     model = DummyRegressor(strategy="constant", constant=value).fit(np.zeros((2, 2)), [0, 0])
     save_bundle(model, path, name=name, example=[[0.0, 0.0]])
     return path
+
+
+def as_an_older_library_answered(bundle, row, answer):
+    """Change a bundle's parity record as a notebook with scikit-learn 0.24 would have written
+    it: ``answer`` for ``row``, and that version pinned. Returns the bundle."""
+    record = json.loads((bundle / "parity.json").read_text())
+    record["predictions"][row] = answer
+    (bundle / "parity.json").write_text(json.dumps(record))
+    manifest = yaml.safe_load((bundle / "mlhub.yaml").read_text())
+    manifest["requirements"] = [
+        "scikit-learn==0.24.2" if r.startswith("scikit-learn==") else r
+        for r in manifest["requirements"]
+    ]
+    (bundle / "mlhub.yaml").write_text(yaml.safe_dump(manifest))
+    return bundle
 
 
 def client(hub, token):
