@@ -13,6 +13,7 @@ import re
 import pytest
 import requests
 from support.browser_publish import TRAIN
+from support.embedded_hub import wait_for
 from support.labpage import log_in, run_all_cells, spawn, wait_for_kernel, write_notebook
 
 from mlhub import rlang
@@ -50,6 +51,20 @@ def follow_to_the_models_page(page, item, user, name):
     model_page.close()
 
 
+def saved_html(notebook, text):
+    """The saved notebook's HTML output holding ``text``, or None (not saved yet)."""
+    try:
+        cells = json.loads(notebook.read_text())["cells"]
+    except ValueError:  # being written
+        return None
+    for cell in cells:
+        for out in cell.get("outputs", []):
+            html = "".join(out.get("data", {}).get("text/html", ""))
+            if text in html:
+                return html
+    return None
+
+
 def test_python_publish_button_menu_palette_and_models_panel(platform, browser_page):
     user, password = platform.add_user("lin")
     notebook = platform.workspace(user) / "train.ipynb"
@@ -81,22 +96,15 @@ def test_python_publish_button_menu_palette_and_models_panel(platform, browser_p
     assert f"/models/{user}/lab-iris/" in endpoint.inner_text()
 
     item = open_models_panel(page, "lab-iris")
-    assert "1 replica" in item.inner_text()
+    assert re.search(r"sha256:[0-9a-f]{12} · \d replicas?$", item.inner_text()), item.inner_text()
     follow_to_the_models_page(page, item, user, "lab-iris")
 
     # Saved, closed, kernel gone: the notebook still shows where the model is served.
+    page.locator(".jp-NotebookPanel:visible .jp-Cell").first.click()
+    page.keyboard.press("Escape")
     page.keyboard.press("Control+s")
-    page.wait_for_function(
-        "() => !document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-mod-dirty')"
-    )
-    saved = json.loads(notebook.read_text())
-    html = [
-        "".join(out["data"]["text/html"])
-        for cell in saved["cells"]
-        for out in cell.get("outputs", [])
-        if "text/html" in out.get("data", {})
-    ]
-    assert any(f"/models/{user}/lab-iris/" in h for h in html), html
+    saved = wait_for(lambda: saved_html(notebook, f"/models/{user}/lab-iris/"), "the save", 30)
+    assert not re.search(r"mlhk_[A-Za-z0-9_-]{8}", saved)  # never the key, only how to mint one
     page.click(".lm-MenuBar-itemLabel:text-is('Kernel')")
     page.click(".lm-Menu-itemLabel:text-is('Shut Down Kernel')")
     page.locator(".jp-StatusBar-TextItem:has-text('No Kernel')").wait_for(timeout=30_000)

@@ -11,6 +11,7 @@ an installed kernel is a fault worth failing on, not a step to click through.
 """
 
 import json
+import os
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -70,9 +71,14 @@ def notebook(cells, kernel, display_name, language):
 
 
 def write_notebook(path, cells, kernel, display_name, language):
-    """Save ``notebook(...)`` at ``path`` (e.g. in a user's workspace), making its folder."""
+    """Save ``notebook(...)`` at ``path`` (e.g. in a user's workspace), making its folder; the
+    file belongs to the folder's owner, as a notebook the user made does (so their server can
+    save it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(notebook(cells, kernel, display_name, language)))
+    folder = path.parent.stat()
+    if os.geteuid() == 0:
+        os.chown(path, folder.st_uid, folder.st_gid)
 
 
 class KernelDialog(AssertionError):

@@ -97,9 +97,11 @@ export class ModelsPanel extends Widget {
     const detail = document.createElement('span');
     detail.className = 'mlhub-model-detail';
     const replicas = model.replicas === 1 ? '1 replica' : `${model.replicas} replicas`;
+    // a version's first 12 hex digits, as the Models page shows it
     detail.textContent = model.current_version
-      ? `${model.current_version} · ${replicas}`
+      ? `${model.current_version.slice(0, 19)} · ${replicas}`
       : 'no live version';
+    detail.title = model.current_version ?? '';
     li.append(name, status, detail);
     return li;
   }
