@@ -161,7 +161,7 @@ def test_a_version_that_does_not_load_never_replaces_the_working_one(kube_hub, k
     (broken / load_manifest(broken)["model_file"]).write_bytes(b"not a pickle")
     with pytest.raises(MlhubError) as failed:
         hub.client.publish(broken, "fragile")
-    assert "the model does not load" in failed.value.message
+    assert "the new version cannot serve" in failed.value.message
     assert answer(hub, name="fragile") == [5.0]
     hub.client.delete("fragile")
 

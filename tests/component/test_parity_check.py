@@ -17,7 +17,7 @@ from support.rmodels import constant_bundle as r_constant_bundle
 
 from mlhub import rlang
 from mlhub.bundle import save_bundle
-from mlhub.errors import DeployError
+from mlhub.errors import InvalidBundle
 
 pytestmark = [pytest.mark.component, pytest.mark.slow]
 
@@ -38,7 +38,7 @@ def test_answers_that_differ_are_refused_and_the_old_version_serves(hub, iris, t
 
     save_bundle(model, tmp_path / "v2", name="flowers", example=X.head(), validate=X)
     as_an_older_library_answered(tmp_path / "v2", row=40, answer=2)  # a setosa: it is a 0
-    with pytest.raises(DeployError) as refused:
+    with pytest.raises(InvalidBundle) as refused:
         alice.publish(tmp_path / "v2", "flowers")
     message = refused.value.message
     assert "differ from the notebook's on 1 of 155 rows" in message, message
@@ -67,7 +67,7 @@ def test_a_model_needing_a_module_the_server_lacks_is_refused(hub, iris, tmp_pat
     save_bundle(model, tmp_path / "v1", name="wrapped", example=X.head())
     first = alice.publish(tmp_path / "v1", "wrapped")
     save_bundle(Wrapped(model), tmp_path / "v2", name="wrapped", example=X.head())
-    with pytest.raises(DeployError) as refused:
+    with pytest.raises(InvalidBundle) as refused:
         alice.publish(tmp_path / "v2", "wrapped")
     assert "needs the Python package 'plantwrap'" in refused.value.message
     assert alice.get("wrapped")["current_version"] == first["current_version"]
@@ -86,7 +86,7 @@ def test_r_answers_that_differ_are_refused(hub, tmp_path):
     manifest = yaml.safe_load((bundle / "mlhub.yaml").read_text())
     manifest["parity"] = {"file": "parity.json", "rows": 2, "rtol": 1e-6, "atol": 1e-9}
     (bundle / "mlhub.yaml").write_text(yaml.safe_dump(manifest))
-    with pytest.raises(DeployError) as refused:
+    with pytest.raises(InvalidBundle) as refused:
         alice.publish(bundle, "steady-r")
     message = refused.value.message
     assert "differ from the notebook's on 1 of 2 rows" in message, message

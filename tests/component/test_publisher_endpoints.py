@@ -122,7 +122,7 @@ def test_corrupt_pickle_is_refused_and_the_live_version_keeps_serving(hub, tmp_p
     )
     assert resp.status_code == 400, resp.text
     body = resp.json()
-    assert body["code"] == "invalid_bundle" and "does not load" in body["error"]
+    assert body["code"] == "invalid_bundle" and "cannot serve" in body["error"]
     model = alice.get("sturdy")
     assert model["current_version"] == v1 and len(model["versions"]) == 1
     assert predict(hub, "alice", "sturdy", hub.alice).json()["predictions"] == [1.0]

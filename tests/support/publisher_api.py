@@ -53,7 +53,7 @@ class FakeDeployer(Deployer):
 
     async def check(self, manifest, bundle_dir):
         if Path(bundle_dir, "model", "m.pkl").read_bytes().startswith(b"corrupt"):
-            raise InvalidBundle("the model does not load: UnpicklingError: invalid load key")
+            raise InvalidBundle("the new version cannot serve: UnpicklingError: invalid load key")
 
     async def set_access(self, model, access):
         self.access[model] = access

@@ -126,8 +126,8 @@ def test_a_rollout_fails_on_the_new_versions_pods_not_on_old_or_stopping_ones():
     stopping["status"].update(crash)
     new = pod("c", "v2", "10.0.0.3", ready=False)
     assert rollout_failure([old, stopping, new], None, "v2", {}) is None
-    found = rollout_failure([old, new], None, "v2", {"c": "the model does not load: boom"})
-    assert found == (new, "the model does not load: boom")
+    found = rollout_failure([old, new], None, "v2", {"c": "the new version cannot serve: boom"})
+    assert found == (new, "the new version cannot serve: boom")
     stuck = {
         "status": {
             "conditions": [

@@ -221,7 +221,7 @@ async def test_a_model_that_does_not_load_is_refused_by_its_readiness(deployer, 
     deployer.serve_commands = {"python": [*deployer.serve_commands["python"][:3], "broken"]}
     with pytest.raises(InvalidBundle) as info:
         await deployer.prepare(MODEL, V2, bundle(tmp_path, "v2"), replicas=1)
-    assert info.value.message == "the model does not load: UnpicklingError: bad"
+    assert info.value.message == "the new version cannot serve: UnpicklingError: bad"
     state = deployer.processes(MODEL)
     assert state.live is old and old.alive() and state.others == [] and state.prepared == []
     assert deployer.routes.table["/models/alice/iris"]["target"].endswith(f":{old.port}")

@@ -395,7 +395,7 @@ class KubernetesDeployer(Deployer):
                 except HTTPClientError as exc:
                     reason = load_failure(exc)
                     if reason:
-                        self._load_errors[name] = f"the model does not load: {reason}"
+                        self._load_errors[name] = f"the new version cannot serve: {reason}"
                         await self._notify()
                 except OSError:
                     pass

@@ -144,7 +144,8 @@ class Launcher:
             lines = [ln for ln in text.splitlines() if ln.strip()]
             reason = lines[-1] if lines else f"exit code {proc.returncode}"
             raise InvalidBundle(
-                f"the model does not load: {reason}", {"field": "model_file", "output": lines[-20:]}
+                f"the new version cannot serve: {reason}",
+                {"field": "model_file", "output": lines[-20:]},
             )
 
     # ------------------------------------------------------------ start
@@ -264,7 +265,7 @@ class Launcher:
                 if limit := _memory_limit(inst):
                     reason += f" (the model's memory_limit is {limit} per replica)"
                 raise InvalidBundle(
-                    f"the model does not load: {reason}",
+                    f"the new version cannot serve: {reason}",
                     {"field": "model_file", "log_tail": self.log_tail(model)},
                 )
             await asyncio.sleep(pause)

@@ -68,11 +68,13 @@ load_served <- function(bundle, version = NULL) {
     served$ready <- TRUE
     # The bundle's own example through the request path: a model that cannot predict it is
     # not ready (with the model's reason), as in the Python runtime.
-    tryCatch(predict_example(served), error = function(e) {
+    tryCatch({
+      predict_example(served)
+      check_parity(served)
+    }, error = function(e) {
       served$ready <- FALSE
       stop(e)
     })
-    check_parity(served)
     if (!is.null(served$schema)) served$schema$refuse_missing <- !accepts_missing(served)
     NULL
   }, error = function(e) e)
