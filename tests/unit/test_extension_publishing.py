@@ -40,7 +40,7 @@ from mlhub.errors import PublisherUnreachable
 from mlhub.extension import client
 from mlhub.extension.errors import NotConfigured
 from mlhub.extension.progress import STEPS
-from mlhub.extension.widget import NO_EXAMPLE, publish_panel
+from mlhub.extension.widget import NO_EXAMPLE, NO_VALIDATION, publish_panel
 
 globals().update(
     (name, obj)
@@ -467,6 +467,7 @@ CLASSES = {
     "name_text": "mlhub-model-name",
     "name_message": "mlhub-name-message",
     "example_select": "mlhub-example-select",
+    "validate_select": "mlhub-validate-select",
     "publish_button": "mlhub-publish-button",
     "progress": "mlhub-progress",
     "status": "mlhub-status",
@@ -496,6 +497,23 @@ def test_panel_offers_models_names_and_examples(standin, trained):
     assert panel.example_select.value == "X_test"  # its columns are the training columns
     assert f"{PUBLIC}models/{USER}/defect-model/" in panel.name_message.value
     assert not panel.publish_button.disabled
+
+
+def test_panel_checks_with_a_held_out_table_it_finds(standin, trained):
+    """A table named like held-out rows, with the model's columns, is offered and chosen as the
+    rows the served model must answer as this one does; the publish records them."""
+    model, X = trained
+    notebook = {"defect_model": model, "X_train": X.head(5), "X_test": X.head(20)}
+    panel = publish_panel(notebook)
+    assert panel.validate_select.options == (NO_VALIDATION, "X_train", "X_test")
+    assert panel.validate_select.value == "X_test"
+    panel.publish_button.click()
+    panel.wait(30)
+    assert standin.uploads[-1]["parity"]["rows"] == 5 + 20
+    panel.validate_select.value = NO_VALIDATION
+    panel.publish_button.click()
+    panel.wait(30)
+    assert standin.uploads[-1]["parity"]["rows"] == 5  # the example's rows only
 
 
 def test_the_saved_notebook_keeps_the_endpoint_as_html_without_the_key(standin, trained):

@@ -7,6 +7,7 @@ class (``mlhub-*``) so browser tests and docs can point at it.
 """
 
 import html
+import re
 import threading
 
 import ipywidgets as widgets
@@ -25,7 +26,13 @@ from mlhub.extension.progress import overall
 from mlhub.extension.settings import MlhubExtension
 
 NO_EXAMPLE = "(no example)"
+NO_VALIDATION = "(the example only)"
 GIVEN_EXAMPLE = "(the example given)"
+VALIDATE_HELP = (
+    "a table of held-out rows: before the model takes traffic, the served model must answer "
+    "up to 1,000 of them as it does here"
+)
+HELD_OUT = re.compile(r"test|valid|val\b|holdout", re.I)  # names a held-out table goes by
 NO_MODELS = "no models found: train one (any object with predict) and click refresh"
 
 
@@ -64,6 +71,11 @@ class PublishPanel(widgets.VBox):
         self.example_select = _styled(
             widgets.Dropdown(description="Example"), "mlhub-example-select"
         )
+        # rows the served model must answer as this one does before it takes traffic
+        self.validate_select = _styled(
+            widgets.Dropdown(description="Check with", tooltip=VALIDATE_HELP),
+            "mlhub-validate-select",
+        )
         self.publish_button = _styled(
             widgets.Button(description="Publish", button_style="primary", icon="cloud-upload"),
             "mlhub-publish-button",
@@ -82,6 +94,7 @@ class PublishPanel(widgets.VBox):
                 widgets.HBox([self.model_select, self.refresh_button]),
                 widgets.HBox([self.name_text, self.name_message]),
                 self.example_select,
+                self.validate_select,
                 widgets.HBox([self.publish_button, self.progress, self.status]),
                 self.endpoint,
                 self.snippets,
@@ -110,6 +123,11 @@ class PublishPanel(widgets.VBox):
         self.example_select.value = (
             chosen_example if chosen_example in self._examples else NO_EXAMPLE
         )
+        chosen_check = self.validate_select.value
+        self.validate_select.options = [NO_VALIDATION, *self._examples]
+        self.validate_select.value = (
+            chosen_check if chosen_check in self._examples else NO_VALIDATION
+        )
         chosen_model = self.model_select.value
         self.model_select.options = list(models)
         self.model_select.value = (
@@ -132,6 +150,10 @@ class PublishPanel(widgets.VBox):
         elif self.example_select.value == NO_EXAMPLE:
             found = suggest_example(self.namespace.get(new), self._examples)
             self.example_select.value = found or NO_EXAMPLE
+        if self.validate_select.value == NO_VALIDATION:
+            held_out = {k: v for k, v in self._examples.items() if HELD_OUT.search(k)}
+            found = suggest_example(self.namespace.get(new), held_out)
+            self.validate_select.value = found or NO_VALIDATION
         self._update_button()
 
     def _name_changed(self, change):
@@ -162,6 +184,7 @@ class PublishPanel(widgets.VBox):
         """What the Publish button does: run the publish in a thread, showing each step."""
         model = self.namespace.get(self.model_select.value)
         example = self._examples.get(self.example_select.value)
+        validate = self._examples.get(self.validate_select.value) if example is not None else None
         self._busy = self.publish_button.disabled = True
         for part in (self.endpoint, self.snippets, self.error):
             part.layout.display = "none"
@@ -169,7 +192,7 @@ class PublishPanel(widgets.VBox):
         self.progress.layout.display = None
         self.thread = threading.Thread(
             target=self._run,
-            args=(model, self.name_text.value, example),
+            args=(model, self.name_text.value, example, validate),
             name="mlhub-publish",
             daemon=True,
         )
@@ -180,9 +203,9 @@ class PublishPanel(widgets.VBox):
         if self.thread is not None:
             self.thread.join(timeout)
 
-    def _run(self, model, name, example):
+    def _run(self, model, name, example, validate):
         try:
-            result = publish(model, name, example, progress=self._progress)
+            result = publish(model, name, example, validate=validate, progress=self._progress)
         except MlhubError as exc:
             self._show_error(exc.message)
         except Exception as exc:  # the model's own code can raise anything; show it, keep the UI
