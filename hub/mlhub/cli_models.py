@@ -91,6 +91,13 @@ def add_models_parser(subparsers):
     p.add_argument("name", metavar="NAME")
     p.add_argument("--since", type=int, default=0, help="only events after this id")
 
+    p = sub.add_parser(
+        "history",
+        help="which version served when, and who published, rolled back, scaled or "
+        "changed its access",
+    )
+    p.add_argument("name", metavar="NAME")
+
     p = sub.add_parser("delete", help="stop serving a model and delete it")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -128,6 +135,22 @@ class StepPrinter:
                 self.in_bar = False
             self.stream.write(f"  {step:<9} {message}\n")
         self.stream.flush()
+
+
+def write_history(history, out):
+    """``mlhub models history``: the served intervals, then the changes with their actors."""
+    out.write("served:\n")
+    for s in history["served"]:
+        until = s["until"] or "now (live)"
+        out.write(f"  {_short(s['version']):<12}  {s['since']}  until {until}\n")
+    if not history["served"]:
+        out.write("  no version has served yet\n")
+    out.write("changes:\n")
+    for c in history["changes"]:
+        out.write(
+            f"  {c['time']}  {c['actor'] or 'mlhub':<12}  {c['step']:<11}  "
+            f"{_short(c['version']):<12}  {c['message']}\n"
+        )
 
 
 def _short(version):
@@ -260,6 +283,8 @@ def _run(args, client, out):
                 f"{ev['id']:>6}  {ev['time']}  {_short(ev['version']):<12}  "
                 f"{ev['level']:<5}  {ev['step']:<10} {ev['message']}\n"
             )
+    elif cmd == "history":
+        write_history(client.history(args.name), out)
     elif cmd == "delete":
         if not args.yes and not _confirm(f"Delete {args.name} and all its versions?"):
             return 1

@@ -10,3 +10,8 @@ REQUESTED = "requested"  # the operation was accepted (publish, scale, rollback)
 DEPLOY_STEPS = ("received", "unpacked", "starting", "ready", "switched", "drained", "done")
 # an operation whose model's last event is one of these did not finish (the publisher stopped)
 IN_PROGRESS = (REQUESTED, *DEPLOY_STEPS[:-1])
+# changes to who may call a model: recorded with who made them, never part of an operation
+KEY_CREATED, KEY_REVOKED, SHARED = "key_created", "key_revoked", "shared"
+ACCESS_STEPS = (KEY_CREATED, KEY_REVOKED, SHARED)
+# a model's history (``mlhub models history``): what was asked, by whom, and what went live
+HISTORY_STEPS = ("received", REQUESTED, "switched", "failed", *ACCESS_STEPS)

@@ -145,5 +145,9 @@ def test_manage_it(ada):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "defect-rf" in done.stdout
     assert "mlhk_" in done.stdout  # keys create shows the new key once
+    # history: the versions that served, and ada's publish, rollback, scale and key by name
+    assert "served:" in done.stdout and "until now (live)" in done.stdout
+    assert re.search(r"ada +requested .*rollback to", done.stdout), done.stdout
+    assert re.search(r"ada +key_created", done.stdout), done.stdout
     models = PublisherClient(url=hub.url, token=hub.ada).list()
     assert "defect-rf" not in [m["name"] for m in models]  # the block ends with delete

@@ -124,6 +124,14 @@ def test_a_user_finds_rolls_back_scales_and_keys_a_model(hub, browser_page, tmp_
     assert page.locator("#try-body").input_value() == '{"instances": [[1.0, "x"]]}'
     page.goto(f"{hub.url}services/{SERVICE}/models/alice/iris")
 
+    # The history: what served when (v1 live again after v2), and alice's changes by name.
+    served = page.locator("#served tbody tr").all_inner_texts()
+    assert served[0].startswith(v1[:19]) and served[0].endswith("now (live)")
+    assert served[1].startswith(v2[:19])
+    changes = page.locator("#changes tbody").inner_text()
+    for what in ("rollback to", "scale to 2", "(nightly job) created by alice", "revoked by alice"):
+        assert what in changes, changes
+
     # The log and the events are the model's own.
     assert "mlhub:" in page.locator("#log").inner_text()
     assert "rollback" in page.locator("#events").inner_text() or "switched" in page.inner_text(

@@ -3,7 +3,7 @@ tests/component/test_readme.py)."""
 
 import io
 
-from mlhub.cli_models import follow_logs
+from mlhub.cli_models import follow_logs, write_history
 
 
 def test_logs_follow_prints_each_new_line_once():
@@ -21,3 +21,36 @@ def test_logs_follow_prints_each_new_line_once():
     out = io.StringIO()
     follow_logs(Growing(), "iris", 3, out, sleep=lambda s: None, polls=3)
     assert out.getvalue() == "".join(f"line {i}\n" for i in range(2, 9))
+
+
+def test_history_prints_what_served_when_and_who_changed_what():
+    history = {
+        "served": [
+            {"version": "sha256:" + "a" * 64, "since": "2026-12-01T10:00:00Z", "until": "X"},
+            {"version": "sha256:" + "b" * 64, "since": "X", "until": None},
+        ],
+        "changes": [
+            {
+                "time": "2026-12-01T09:59:58Z",
+                "actor": "ada",
+                "step": "received",
+                "version": "sha256:" + "a" * 64,
+                "message": "received 2048 bytes from ada",
+            },
+            {
+                "time": "2026-12-02T08:00:00Z",
+                "actor": None,
+                "step": "failed",
+                "version": None,
+                "message": "restart failed",
+            },
+        ],
+    }
+    out = io.StringIO()
+    write_history(history, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "served:" and "a" * 12 in lines[1] and "until X" in lines[1]
+    assert lines[2].endswith("until now (live)")
+    assert lines[3] == "changes:"
+    assert lines[4].split()[:4] == ["2026-12-01T09:59:58Z", "ada", "received", "a" * 12]
+    assert lines[5].split()[1:4] == ["mlhub", "failed", "-"]

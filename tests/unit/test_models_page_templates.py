@@ -44,6 +44,32 @@ def render(template, **values):
     return page_templates().get_template(template).render(**FRAME, **values)
 
 
+HISTORY = {
+    "served": [
+        {"version": V2, "since": "2026-12-01T10:00:00Z", "until": "2026-12-02T10:00:00Z"},
+        {"version": V2, "since": "2026-12-03T10:00:00Z", "until": None},
+    ],
+    "changes": [
+        {
+            "time": "2026-12-01T09:59:59Z",
+            "actor": "<b>alice</b>",
+            "step": "received",
+            "version": V2,
+            "level": "info",
+            "message": "received 10 bytes from alice",
+        },
+        {
+            "time": "2026-12-02T00:00:00Z",
+            "actor": None,
+            "step": "failed",
+            "version": V2,
+            "level": "error",
+            "message": "interrupted by a publisher restart",
+        },
+    ],
+}
+
+
 def model_page(manage, **extra):
     values = {
         "user": {"name": "alice"},
@@ -53,6 +79,7 @@ def model_page(manage, **extra):
         "keys": [{"id": "k1", "description": "<script>x</script>", "created": "2026"}],
         "new_key": None,
         "events": [{"time": "t", "version": V2, "step": "done", "level": "info", "message": "ok"}],
+        "history": HISTORY,
         "log": "--- mlhub: starting",
         "done": None,
         "snippets": all_snippets(VIEW["predict_url"], "iris", [{"temp": 1.5}]),
@@ -124,3 +151,12 @@ def test_versions_say_who_published_them_and_with_what():
     html = model_page(True)
     assert "<td>alice</td>" in html
     assert "<code>scikit-learn==1.9.1</code>" in html and "<summary>2</summary>" in html
+
+
+def test_history_shows_what_served_when_and_who_changed_what():
+    html = model_page(False)  # readers see it too
+    served = html.split('id="served"')[1].split("</table>")[0]
+    assert served.index("now (live)") < served.index("2026-12-02T10:00:00Z")  # newest first
+    changes = html.split('id="changes"')[1].split("</table>")[0]
+    assert "&lt;b&gt;alice&lt;/b&gt;" in changes and "<b>alice</b>" not in changes  # escaped
+    assert '<tr class="text-danger" data-step="failed">' in changes and "<td>mlhub</td>" in changes

@@ -460,3 +460,39 @@ async def test_a_manifest_with_a_wrong_format_is_400_naming_the_field(api, line,
     assert status == 400, body
     assert body["code"] == "invalid_bundle" and "'format'" in body["error"]
     assert "(one of 1)" in body["error"]
+
+
+async def test_history_says_who_changed_what_and_which_version_served_when(api):
+    """An audit: every publish, rollback, scale and access change with its actor, oldest first,
+    and one served interval per version that went live (the newest open)."""
+    _, v1 = await api.publish("iris", payload=b"one")
+    await api.settle()
+    _, v2 = await api.publish("iris", payload=b"two")
+    await api.settle()
+    await api.call("POST", "api/models/alice/iris/rollback", body={})
+    await api.settle()
+    await api.call("POST", "api/models/alice/iris/scale", body={"replicas": 2})
+    await api.settle()
+    _, key = await api.call("POST", "api/models/alice/iris/keys", body={"description": "job"})
+    await api.call("DELETE", f"api/models/alice/iris/keys/{key['id']}")
+    await api.call("PUT", "api/models/alice/iris/sharing", body={"users": ["bob"]})
+
+    status, history = await api.call("GET", "api/models/alice/iris/history", token="bob-token")
+    assert status == 200  # bob may read it now that it is shared with him
+    changes = [(c["step"], c["actor"], c["version"]) for c in history["changes"]]
+    assert changes == [
+        ("received", "alice", v1["version"]),
+        ("received", "alice", v2["version"]),
+        ("requested", "alice", v1["version"]),  # the rollback
+        ("requested", "alice", v1["version"]),  # the scale
+        ("key_created", "alice", None),
+        ("key_revoked", "alice", None),
+        ("shared", "alice", None),
+    ]
+    assert "rollback to" in history["changes"][2]["message"]
+    assert f"API key {key['id']} (job) created by alice" == history["changes"][4]["message"]
+    served = [(s["version"], s["until"] is None) for s in history["served"]]
+    assert served == [(v1["version"], False), (v2["version"], False), (v1["version"], True)]
+    assert history["served"][0]["until"] == history["served"][1]["since"]
+    status, _ = await api.call("GET", "api/models/alice/iris/history", token="narrow-token")
+    assert status == 403

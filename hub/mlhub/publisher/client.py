@@ -203,6 +203,11 @@ class PublisherClient:
     def events(self, name, since=0):
         return self._json("GET", self.model_path(name, "events"), params={"since": since})["events"]
 
+    def history(self, name):
+        """``{"changes": [...], "served": [...]}``: who changed the model when, and which
+        version served when (``GET .../history``)."""
+        return self._json("GET", self.model_path(name, "history"))
+
     def logs(self, name, tail=200):
         return self._request("GET", self.model_path(name, "logs"), params={"tail": tail}).text
 

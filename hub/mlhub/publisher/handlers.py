@@ -295,6 +295,12 @@ class VersionsHandler(BaseHandler):
         super().on_connection_close()
 
 
+class HistoryHandler(BaseHandler):
+    async def get(self, user, name):
+        _, model = await self.model_for(READ, user, name)
+        self.write_json(self.manager.history(model))
+
+
 class EventsHandler(BaseHandler):
     async def get(self, user, name):
         _, model = await self.model_for(READ, user, name)
@@ -321,7 +327,7 @@ class ScaleHandler(BaseHandler):
 
 class SharingHandler(BaseHandler):
     async def put(self, user, name):
-        _, model = await self.model_for(MANAGE, user, name)
+        caller, model = await self.model_for(MANAGE, user, name)
         body = self.json_body('{"users": ["bob"], "groups": []}')
         if "users" not in body and "groups" not in body:
             raise BadRequest(
@@ -329,7 +335,7 @@ class SharingHandler(BaseHandler):
                 "list removes everyone from it; a list left out stays as it is)",
                 {"field": "users"},
             )
-        await self.manager.share(model, body.get("users"), body.get("groups"))
+        await self.manager.share(caller, model, body.get("users"), body.get("groups"))
         self.write_json(self.manager.view(model))
 
 
@@ -387,15 +393,15 @@ class KeysHandler(BaseHandler):
         self.write_json({"keys": [k.to_dict() for k in model.api_keys]})
 
     async def post(self, user, name):
-        _, model = await self.model_for(MANAGE, user, name)
+        caller, model = await self.model_for(MANAGE, user, name)
         description = self.json_body('{"description": "my app"}').get("description", "")
-        self.write_json(await self.manager.create_key(model, description), 201)
+        self.write_json(await self.manager.create_key(caller, model, description), 201)
 
 
 class KeyHandler(BaseHandler):
     async def delete(self, user, name, key_id):
-        _, model = await self.model_for(MANAGE, user, name)
-        await self.manager.delete_key(model, key_id)
+        caller, model = await self.model_for(MANAGE, user, name)
+        await self.manager.delete_key(caller, model, key_id)
         self.set_status(204)
         self.finish()
 
@@ -439,6 +445,7 @@ API_ROUTES = [
     ("/api/models/{user}/{name}/versions", VersionsHandler),
     ("/api/models/{user}/{name}/versions/{version}/bundle", BundleHandler),
     ("/api/models/{user}/{name}/events", EventsHandler),
+    ("/api/models/{user}/{name}/history", HistoryHandler),
     ("/api/models/{user}/{name}/rollback", RollbackHandler),
     ("/api/models/{user}/{name}/scale", ScaleHandler),
     ("/api/models/{user}/{name}/sharing", SharingHandler),

@@ -22,10 +22,10 @@ from mlhub.errors import BadRequest, Conflict, MlhubError, NotFound
 from mlhub.publisher.artifacts import place
 from mlhub.publisher.credentials import BundleTokens, access_list, new_key
 from mlhub.publisher.model_calls import call
-from mlhub.publisher.store import utcnow
+from mlhub.publisher.store import isoformat, utcnow
 from mlhub.publisher.views import check_batching, check_replicas, model_view
 from mlhub.resources import check_resources
-from mlhub.steps import IN_PROGRESS, REQUESTED
+from mlhub.steps import IN_PROGRESS, KEY_CREATED, KEY_REVOKED, REQUESTED, SHARED
 
 UNCHANGED = object()  # a publish that does not mention a setting keeps the model's
 
@@ -98,6 +98,25 @@ class ModelManager:
     def events(self, model, since=0):
         return [e.to_dict() for e in self.store.events(model, since=since)]
 
+    def history(self, model):
+        """Who changed what and when (``HISTORY_STEPS``), and which version served when: a
+        ``served`` interval per switch, ``until`` None for the one serving now (if any)."""
+        changes = self.store.history(model)
+        served = []
+        for ev in changes:
+            if ev.step == "switched":
+                if served and served[-1]["version"] == ev.version and not served[-1]["until"]:
+                    continue  # the same version again (a scale): still the same interval
+                if served:
+                    served[-1]["until"] = isoformat(ev.time)
+                served.append({"version": ev.version, "since": isoformat(ev.time), "until": None})
+        if served and model.current_version != served[-1]["version"]:
+            served[-1]["until"] = served[-1]["until"] or isoformat(changes[-1].time)
+        return {
+            "changes": [e.to_dict() for e in changes if e.step != "switched"],
+            "served": served,
+        }
+
     async def logs(self, model, tail):
         """The last ``tail`` lines of the model's serving output, as its deployer keeps it."""
         return await self.deployer.logs(self.ref(model), tail)
@@ -134,8 +153,8 @@ class ModelManager:
 
     # ------------------------------------------------------------ events
 
-    def _record(self, model, version, step, message, level="info"):
-        ev = self.store.add_event(model, step, message, version=version, level=level)
+    def _record(self, model, version, step, message, level="info", actor=None):
+        ev = self.store.add_event(model, step, message, version=version, level=level, actor=actor)
         log = self.log.error if level == "error" else self.log.info
         log("%s %s %s: %s", model.key, (version or "")[:19], step, message)
         return ev
@@ -249,6 +268,7 @@ class ModelManager:
                 f"received {ingested.size} bytes from {caller.name}",
                 version=ingested.digest,
                 time=received,
+                actor=caller.name,
             )
             manifest = ingested.manifest
             self.store.add_event(
@@ -335,7 +355,11 @@ class ModelManager:
         digest = target.id
         bundle_dir = await self._ensure_bundle_dir(model, digest)
         first = self._record(
-            model, digest, REQUESTED, f"rollback to {digest[:19]} requested by {caller.name}"
+            model,
+            digest,
+            REQUESTED,
+            f"rollback to {digest[:19]} requested by {caller.name}",
+            actor=caller.name,
         )
 
         async def operation(ref, progress):
@@ -357,7 +381,11 @@ class ModelManager:
             return {"model": self.view(model), "version": digest, "event_id": None}
         self.deployer.check_replicas(model.version(digest).manifest, replicas)
         first = self._record(
-            model, digest, REQUESTED, f"scale to {replicas} replica(s) requested by {caller.name}"
+            model,
+            digest,
+            REQUESTED,
+            f"scale to {replicas} replica(s) requested by {caller.name}",
+            actor=caller.name,
         )
         model.replicas = replicas
         self.store.commit()
@@ -404,7 +432,7 @@ class ModelManager:
 
     # ------------------------------------------------------------ access and keys
 
-    async def share(self, model, users=None, groups=None):
+    async def share(self, caller, model, users=None, groups=None):
         """Let hub ``users`` and members of hub ``groups`` call the endpoint (each list given
         replaces the one it names; ``None`` keeps it)."""
         for field, names in (("users", users), ("groups", groups)):
@@ -418,8 +446,12 @@ class ModelManager:
             model.shared_groups = sorted(set(groups))
         self.store.commit()
         await self.deployer.set_access(self.ref(model), access_list(model))
+        users_text = ", ".join(model.shared_with or []) or "nobody"
+        groups_text = ", ".join(model.shared_groups or []) or "none"
+        message = f"shared with users {users_text} and groups {groups_text} by {caller.name}"
+        self._record(model, None, SHARED, message, actor=caller.name)
 
-    async def create_key(self, model, description):
+    async def create_key(self, caller, model, description):
         if not isinstance(description, str):
             raise BadRequest("description must be a string", {"field": "description"})
         if len(model.api_keys) >= self.max_keys:
@@ -432,11 +464,15 @@ class ModelManager:
         key, key_hash = new_key()
         row = self.store.add_key(model, secrets.token_hex(8), key_hash, description)
         await self.deployer.set_access(self.ref(model), access_list(model))
+        message = f"API key {row.id} ({description or 'no description'}) created by {caller.name}"
+        self._record(model, None, KEY_CREATED, message, actor=caller.name)
         return {**row.to_dict(), "key": key}
 
-    async def delete_key(self, model, key_id):
+    async def delete_key(self, caller, model, key_id):
         self.store.delete_key(model, key_id)
         await self.deployer.set_access(self.ref(model), access_list(model))
+        message = f"API key {key_id} revoked by {caller.name}"
+        self._record(model, None, KEY_REVOKED, message, actor=caller.name)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -444,7 +480,7 @@ class ModelManager:
         """At start: hand the deployer what should be live, and close interrupted operations."""
         desired = []
         for model in self.store.list_models():
-            last = self.store.last_event(model)
+            last = self.store.last_event(model, (*IN_PROGRESS, "done", "failed"))
             if last is not None and last.step in IN_PROGRESS:
                 self._record(
                     model,

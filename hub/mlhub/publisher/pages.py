@@ -98,6 +98,7 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
             keys=[k.to_dict() for k in model.api_keys] if manage else [],
             new_key=new_key,
             events=list(reversed(self.manager.events(model)))[:30],
+            history=self.manager.history(model),
             log=await self.manager.logs(model, LOG_LINES) if manage else "",
             done=DONE.get(self.get_query_argument("done", "")),
             snippets=all_snippets(
@@ -191,19 +192,21 @@ class ModelActionPage(PageHandler):
             answer = await self.manager.scale(caller, model, self.int_field("replicas"))
             done = "scale" if answer["event_id"] is not None else "scaled"
         elif action == "keys":
-            key = await self.manager.create_key(model, self.get_body_argument("description", ""))
+            key = await self.manager.create_key(
+                caller, model, self.get_body_argument("description", "")
+            )
             # the secret is shown once, on this answer: never in a URL, never stored
             await self.show_model(user, name, new_key=key, status=201)
             return
         elif action == "revoke":
-            await self.manager.delete_key(model, self.get_body_argument("key_id"))
+            await self.manager.delete_key(caller, model, self.get_body_argument("key_id"))
             done = "revoked"
         elif action == "try":
             await self.try_it(user, name, model)
             return
         elif action == "share":
             users, groups = (self.names_field(f) for f in ("users", "groups"))
-            await self.manager.share(model, users, groups)
+            await self.manager.share(caller, model, users, groups)
             done = "shared"
         else:
             raise web.HTTPError(404)

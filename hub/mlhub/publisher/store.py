@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from mlhub.errors import NotFound
+from mlhub.steps import HISTORY_STEPS
 
 
 def utcnow():
@@ -131,6 +132,7 @@ class Event(Base):
     step: Mapped[str] = mapped_column(String(32))
     level: Mapped[str] = mapped_column(String(8), default="info")
     message: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str | None] = mapped_column(String(255))  # who asked for it; None: mlhub
 
     def to_dict(self):
         return {
@@ -140,6 +142,7 @@ class Event(Base):
             "step": self.step,
             "level": self.level,
             "message": self.message,
+            "actor": self.actor,
         }
 
 
@@ -264,7 +267,9 @@ class Store:
 
     # ------------------------------------------------------------ events
 
-    def add_event(self, model, step, message="", *, version=None, level="info", time=None):
+    def add_event(
+        self, model, step, message="", *, version=None, level="info", time=None, actor=None
+    ):
         ev = Event(
             model_id=model.id,
             version=version,
@@ -272,6 +277,7 @@ class Store:
             level=level,
             message=message,
             time=time or utcnow(),
+            actor=actor,
         )
         self.db.add(ev)
         self.commit()
@@ -286,9 +292,18 @@ class Store:
         )
         return list(self.db.scalars(query))
 
-    def last_event(self, model):
-        query = select(Event).where(Event.model_id == model.id).order_by(Event.id.desc())
-        return self.db.scalars(query.limit(1)).first()
+    def last_event(self, model, steps=None):
+        """The model's newest event (of ``steps`` if given)."""
+        query = select(Event).where(Event.model_id == model.id)
+        if steps is not None:
+            query = query.where(Event.step.in_(steps))
+        return self.db.scalars(query.order_by(Event.id.desc()).limit(1)).first()
+
+    def history(self, model):
+        """The model's events of ``HISTORY_STEPS``, oldest first (all of them: a model's
+        history is short, one row per change)."""
+        query = select(Event).where(Event.model_id == model.id, Event.step.in_(HISTORY_STEPS))
+        return list(self.db.scalars(query.order_by(Event.id)))
 
     # ------------------------------------------------------------ deployments
 
