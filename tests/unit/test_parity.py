@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from support.publishing import as_an_older_library_answered
 
 from mlhub.bundle import save_bundle
 from mlhub.bundle.parity import PARITY_ROWS, differences, json_values, version_drift
@@ -107,15 +107,9 @@ def test_answers_that_changed_refuse_the_model_with_rows_and_versions(iris, tmp_
     X, _y, model = iris
     bundle = tmp_path / "b"
     save_bundle(model, bundle, name="iris", example=X.head(), validate=X)
-    record = parity_of(bundle)
-    record["predictions"][7] = (record["predictions"][7] + 1) % 3
-    (bundle / "parity.json").write_text(json.dumps(record))
-    manifest = yaml.safe_load((bundle / "mlhub.yaml").read_text())
-    manifest["requirements"] = [
-        "scikit-learn==0.24.2" if r.startswith("scikit-learn==") else r
-        for r in manifest["requirements"]
-    ]
-    (bundle / "mlhub.yaml").write_text(yaml.safe_dump(manifest))
+    as_an_older_library_answered(
+        bundle, row=7, answer=(parity_of(bundle)["predictions"][7] + 1) % 3
+    )
     served = ServedModel.load(bundle)
     with pytest.raises(ParityFailed) as err:
         served.self_test()
