@@ -100,7 +100,7 @@ class ModelManager:
 
     def history(self, model):
         """Who changed what and when (``HISTORY_STEPS``), and which version served when: a
-        ``served`` interval per switch, ``until`` None for the one serving now (if any)."""
+        ``served`` interval per switch to another version, ``until`` None for the newest."""
         changes = self.store.history(model)
         served = []
         for ev in changes:
@@ -110,8 +110,6 @@ class ModelManager:
                 if served:
                     served[-1]["until"] = isoformat(ev.time)
                 served.append({"version": ev.version, "since": isoformat(ev.time), "until": None})
-        if served and model.current_version != served[-1]["version"]:
-            served[-1]["until"] = served[-1]["until"] or isoformat(changes[-1].time)
         return {
             "changes": [e.to_dict() for e in changes if e.step != "switched"],
             "served": served,
