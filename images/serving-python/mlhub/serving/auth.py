@@ -192,8 +192,7 @@ class Authenticator:
             access.refresh()
             if digest in access.key_hashes:
                 return f"key:{digest[:12]}"
-        if token.startswith(API_KEY_PREFIX):  # never forward an API key to the hub
-            raise Unauthorized(
+            raise Unauthorized(  # never forward an API key to the hub
                 "this API key is not valid for this model (revoked, mistyped, or for another "
                 "model): create a key for this model in the publisher"
             )

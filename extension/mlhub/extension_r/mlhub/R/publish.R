@@ -83,8 +83,25 @@ answer_values <- function(predicted) {
 
 # The parity record (mlhub.bundle.parity): the example's first rows and up to PARITY_ROWS rows
 # of `validate` as JSON records, and what the model answers for them here. The serving process
-# must answer the same before the version takes traffic.
+# must answer the same before the version takes traffic. The whole example is predicted, so a
+# model that fails on any of its rows fails here, in the notebook, with the model's reason.
 parity_record <- function(model, example, validate, predict_args, tolerance) {
+  answers_for <- function(what, frame) {
+    predicted <- tryCatch(
+      do.call(stats::predict, c(list(model, newdata = frame), predict_args)),
+      error = function(e) mlhub_stop(sprintf(paste0(
+        "the model failed to predict on %s (%s); pass %s with the columns and types the ",
+        "model was trained on"), what, conditionMessage(e), what)))
+    answers <- answer_values(predicted)
+    if (length(answers) != nrow(frame)) {
+      mlhub_stop(sprintf("the model returned %d predictions for %s's %d rows",
+                         length(answers), what, nrow(frame)))
+    }
+    answers
+  }
+  tol <- check_tolerance(tolerance)
+  rows <- example_records(example)
+  predictions <- utils::head(answers_for("the example", example), EXAMPLE_ROWS)
   if (!is.null(validate)) {
     if (!is.data.frame(validate) || !identical(names(validate), names(example))) {
       mlhub_stop(sprintf(
@@ -94,27 +111,9 @@ parity_record <- function(model, example, validate, predict_args, tolerance) {
     if (nrow(validate) > PARITY_ROWS) {
       validate <- validate[fixed_sample(nrow(validate), PARITY_ROWS), , drop = FALSE]
     }
+    rows <- c(rows, example_records(validate, nrow(validate)))
+    predictions <- c(predictions, answers_for("validate", validate))
   }
-  rows <- list()
-  predictions <- list()
-  for (part in list(list("the example", utils::head(example, EXAMPLE_ROWS)),
-                    list("validate", validate))) {
-    frame <- part[[2]]
-    if (is.null(frame)) next
-    predicted <- tryCatch(
-      do.call(stats::predict, c(list(model, newdata = frame), predict_args)),
-      error = function(e) mlhub_stop(sprintf(paste0(
-        "the model failed to predict on %s (%s); pass %s with the columns and types the ",
-        "model was trained on"), part[[1]], conditionMessage(e), part[[1]])))
-    answers <- answer_values(predicted)
-    if (length(answers) != nrow(frame)) {
-      mlhub_stop(sprintf("the model returned %d predictions for %s's %d rows",
-                         length(answers), part[[1]], nrow(frame)))
-    }
-    rows <- c(rows, example_records(frame, nrow(frame)))
-    predictions <- c(predictions, answers)
-  }
-  tol <- check_tolerance(tolerance)
   list(instances = rows, predictions = predictions, rtol = tol$rtol, atol = tol$atol)
 }
 
@@ -275,17 +274,8 @@ publish <- function(model, name, example = NULL, description = "", predict_args 
   parity <- NULL
   if (!is.null(example)) {
     signature <- describe_example(example)
-    predicted <- tryCatch(
-      do.call(stats::predict, c(list(model, newdata = example), predict_args)),
-      error = function(e) mlhub_stop(sprintf(paste0(
-        "the model failed to predict on the example (%s); pass an example with the columns ",
-        "and types the model was trained on"), conditionMessage(e))))
-    if (NROW(predicted) != nrow(example)) {
-      mlhub_stop(sprintf("the model returned %d predictions for the example's %d rows",
-                         NROW(predicted), nrow(example)))
-    }
-    records <- example_records(example)
     parity <- parity_record(model, example, validate, predict_args, tolerance)
+    records <- utils::head(parity$instances, EXAMPLE_ROWS)
   } else if (!is.null(validate)) {
     mlhub_stop("validate needs an example too: publish with example = head(df), validate = test_df")
   }

@@ -144,9 +144,7 @@ auth_check <- function(auth, authorization, api_key = NULL) {
     # a key minted a moment ago works at once (as in the Python runtime): look at the file now
     access_refresh(acl)
     if (digest %in% acl$key_hashes) return(paste0("key:", substr(digest, 1, 12)))
-  }
-  if (startsWith(token, API_KEY_PREFIX)) {  # never forward an API key to the hub
-    fail(401L, "unauthorized", paste(
+    fail(401L, "unauthorized", paste(  # never forward an API key to the hub
       "this API key is not valid for this model (revoked, mistyped, or for another model):",
       "create a key for this model in the publisher"))
   }
