@@ -1,13 +1,14 @@
 """mlhub: instant notebook environments and one-click model publishing on JupyterHub.
 
-``mlhub.publish``, ``mlhub.publish_panel`` and ``mlhub.api_key`` are the notebook entry points;
-they are imported lazily so the hub, the publisher and the serving runtime never pay for
-ipywidgets.
+``mlhub.publish``, ``mlhub.publish_panel`` and ``mlhub.api_key`` are the notebook entry points,
+with ``mlhub.inference_log`` and ``mlhub.drift`` to see what a published model is asked; they
+are imported lazily so the hub, the publisher and the serving runtime never pay for ipywidgets
+or pandas.
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "api_key", "publish", "publish_panel"]
+__all__ = ["__version__", "api_key", "drift", "inference_log", "publish", "publish_panel"]
 
 
 def __getattr__(name):
@@ -15,4 +16,8 @@ def __getattr__(name):
         from mlhub.extension import client
 
         return getattr(client, name)
+    if name in ("inference_log", "drift"):
+        from mlhub.extension import insight
+
+        return getattr(insight, name)
     raise AttributeError(f"module 'mlhub' has no attribute {name!r}")

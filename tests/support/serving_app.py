@@ -33,7 +33,7 @@ def served_model(model, example, name="iris"):
     return ServedModel("/bundles/x", manifest=manifest, model=model, version="sha256:abc")
 
 
-def make_client(served, tmp_path, request_log=None, **overrides):
+def make_client(served, tmp_path, request_log=None, inference_log=None, **overrides):
     access = tmp_path / "access.json"
     access.write_text(json.dumps({"key_hashes": [hashlib.sha256(KEY.encode()).hexdigest()]}))
     settings = Settings(
@@ -47,5 +47,6 @@ def make_client(served, tmp_path, request_log=None, **overrides):
         metrics=metrics,
         authenticator=Authenticator(AccessList(settings.access_file), None, owner="alice"),
         request_log=request_log,
+        inference_log=inference_log,
     )
     return Client(app), metrics

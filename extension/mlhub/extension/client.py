@@ -246,6 +246,7 @@ def publish(
     workers=None,
     batching=None,
     resources=None,
+    inference_log=None,
     wait=True,
     timeout=600.0,
     progress=None,
@@ -268,7 +269,10 @@ def publish(
     (any of them, Kubernetes quantities) sizes each serving pod on Kubernetes; kept for later
     versions, the hub's defaults fill in the rest. Embedded mode holds each replica to the
     limits (a process killed for memory fails the publish saying so) and ignores the
-    requests. With
+    requests. ``inference_log=True`` keeps every request's inputs, outputs, latency and status
+    (``0.1``: a tenth of the requests; ``False``: off; ``None``: the model's setting, for a
+    new model the hub's default), read back with ``mlhub.inference_log(name)`` and compared
+    with the published data by ``mlhub.drift(name)``. With
     ``wait=False`` this returns once the publisher has the bundle. ``progress``
     gets ``(step, fraction, message)``; by default a text bar is printed. ``publisher`` is a
     ``PublisherClient``; by default ``connect()`` makes one from the kernel's environment.
@@ -300,6 +304,7 @@ def publish(
             workers=workers,
             batching=batching,
             resources=resources,
+            inference_log=inference_log,
             wait=wait,
             timeout=timeout,
             progress=steps,

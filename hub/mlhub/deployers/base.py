@@ -62,23 +62,32 @@ class ModelRef:
 class Serving:
     """How a model's serving processes run, as its owner published it: ``batching``
     (``{"max_size", "max_wait_ms"}`` or None: micro-batching of concurrent requests,
-    ``mlhub.serving.batching``) and ``resources`` (``{"requests": {...}, "limits": {...}}`` in
-    Kubernetes quantities, only those the publish gave, or None). It travels with every call
-    that starts processes (``prepare``, ``deploy``, ``adopt``); a backend applies ``env()`` to
-    the processes it starts and ``resources`` where it can."""
+    ``mlhub.serving.batching``), ``resources`` (``{"requests": {...}, "limits": {...}}`` in
+    Kubernetes quantities, only those the publish gave, or None) and ``inference_log`` (the
+    fraction of requests the inference log keeps, ``mlhub.serving.inferencelog``; None: off).
+    It travels with every call that starts processes (``prepare``, ``deploy``, ``adopt``); a
+    backend applies ``env()`` to the processes it starts (with ``Deployer.inference_log_env``)
+    and ``resources`` where it can."""
 
     batching: dict | None = None
     resources: dict | None = None
+    inference_log: float | None = None
 
     def env(self):
-        """The serving runtime's environment variables for these settings."""
-        if not self.batching:
-            return {}  # the runtime's default: off
-        return {
-            "MLHUB_BATCHING": "on",
-            "MLHUB_BATCH_MAX_SIZE": str(self.batching["max_size"]),
-            "MLHUB_BATCH_MAX_WAIT_MS": str(self.batching["max_wait_ms"]),
-        }
+        """The serving runtime's environment variables for these settings (the runtime's
+        defaults, off, for what is not set)."""
+        env = {}
+        if self.batching:
+            env.update(
+                {
+                    "MLHUB_BATCHING": "on",
+                    "MLHUB_BATCH_MAX_SIZE": str(self.batching["max_size"]),
+                    "MLHUB_BATCH_MAX_WAIT_MS": str(self.batching["max_wait_ms"]),
+                }
+            )
+        if self.inference_log:
+            env["MLHUB_INFERENCE_LOG"] = f"{self.inference_log:g}"
+        return env
 
 
 DEFAULT_SERVING = Serving()
@@ -136,6 +145,20 @@ class Deployer(LoggingConfigurable):
         proxy loses them); missing ones are re-added (default 10).""",
     ).tag(config=True)
 
+    publisher_url = Unicode(
+        help="""The publisher as the serving processes reach it: pods fetch their bundle from
+        ``<publisher_url>api/models/<user>/<name>/versions/<v>/bundle``, and a model with an
+        inference log sends it to ``<publisher_url>api/models/<user>/<name>/inference-log``.
+        Default: ``$JUPYTERHUB_SERVICE_URL`` + ``$JUPYTERHUB_SERVICE_PREFIX``, the address the
+        hub reaches it at; set it when serving processes see it elsewhere.""",
+    ).tag(config=True)
+
+    @default("publisher_url")
+    def _default_publisher_url(self):
+        base = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8090").rstrip("/")
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/mlhub-publisher/")
+        return base + "/" + prefix.strip("/") + "/"
+
     fallback_target = Unicode(
         help="""Where ``/models`` requests that match no live model go (the publisher, which
         answers 404 "no such model" or 503 "deploying" in JSON). Default:
@@ -169,6 +192,23 @@ class Deployer(LoggingConfigurable):
         Set by the publisher; used by deployers whose serving processes run elsewhere.
         """,
     )
+
+    def model_api_url(self, model, *path):
+        """``<publisher_url>api/models/<owner>/<name>/<path...>``, each part URL-quoted."""
+        parts = [model.owner, model.name, *path]
+        return (
+            self.publisher_url
+            + "api/models/"
+            + "/".join(urllib.parse.quote(p, safe="") for p in parts)
+        )
+
+    def inference_log_env(self, model, serving):
+        """Where a serving process of ``model`` sends its inference log, when ``serving`` has
+        one: ``MLHUB_INFERENCE_LOG_URL`` (its token, ``MLHUB_BUNDLE_TOKEN``, each backend passes
+        its own way). Empty when the log is off."""
+        if not serving.inference_log:
+            return {}
+        return {"MLHUB_INFERENCE_LOG_URL": self.model_api_url(model, "inference-log")}
 
     def emit(self, model, version, step, message, level="info"):
         """Report an event: to ``on_event`` (which records and logs it), else to the log."""

@@ -159,10 +159,16 @@ def make_deployment(
     bundle in ``$MLHUB_BUNDLE`` on port 8080 with ``$MLHUB_WORKERS`` workers.
     ``drain_seconds``: a pod told to stop keeps serving that long first (a ``preStop`` sleep),
     so a router or Service still sending it requests has time to notice; the grace period
-    covers it. ``resources``: the container's ``{"requests": ..., "limits": ...}``.
+    covers it. ``resources``: the container's ``{"requests": ..., "limits": ...}``. ``env``
+    with ``MLHUB_INFERENCE_LOG_URL`` (an inference log) also gives the serving container the
+    model's bundle token, which the log is sent with; otherwise only the init container has it.
     """
     vlabel = {LABEL_VERSION: version_label(version)}
     name = object_name(model)
+    token_env = {
+        "name": "MLHUB_BUNDLE_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": name, "key": BUNDLE_TOKEN_KEY}},
+    }
     bundle_dir = f"{BUNDLE_DIR}/{version_label(version)}"
     fetch = {
         "name": "fetch-bundle",
@@ -180,12 +186,7 @@ def make_deployment(
             "--dest",
             bundle_dir,
         ],
-        "env": [
-            {
-                "name": "MLHUB_BUNDLE_TOKEN",
-                "valueFrom": {"secretKeyRef": {"name": name, "key": BUNDLE_TOKEN_KEY}},
-            }
-        ],
+        "env": [token_env],
         "volumeMounts": [{"name": "bundle", "mountPath": BUNDLE_DIR}],
         "securityContext": container_security(),
     }
@@ -202,6 +203,8 @@ def make_deployment(
         {"name": "JUPYTERHUB_API_URL", "value": hub_api_url},
         *({"name": k, "value": str(v)} for k, v in sorted((env or {}).items())),
     ]
+    if "MLHUB_INFERENCE_LOG_URL" in (env or {}):
+        serving_env.append(token_env)  # the model's token: what the log is sent with
     serving = {
         "name": "serving",
         "image": image,

@@ -34,7 +34,6 @@ import asyncio
 import json
 import os
 import time
-import urllib.parse
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
@@ -135,19 +134,6 @@ class KubernetesDeployer(Deployer):
         ready pod's IP, moved when that pod stops; clusters whose ClusterIPs do not route from
         the proxy, such as the test cluster of ``scripts/kube-cluster``).""",
     ).tag(config=True)
-
-    publisher_url = Unicode(
-        help="""The publisher as the serving pods reach it (they fetch their bundle from
-        ``<publisher_url>api/models/<user>/<name>/versions/<v>/bundle``). Default:
-        ``$JUPYTERHUB_SERVICE_URL`` + ``$JUPYTERHUB_SERVICE_PREFIX``, the address the hub
-        reaches it at; set it when pods see it elsewhere.""",
-    ).tag(config=True)
-
-    @default("publisher_url")
-    def _default_publisher_url(self):
-        base = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8090").rstrip("/")
-        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/mlhub-publisher/")
-        return base + "/" + prefix.strip("/") + "/"
 
     ready_timeout = Float(
         300.0,
@@ -320,11 +306,7 @@ class KubernetesDeployer(Deployer):
         return self.images[runtime]
 
     def _bundle_url(self, model, version):
-        quoted = urllib.parse.quote(model.owner, safe="")
-        return (
-            f"{self.publisher_url}api/models/{quoted}/{model.name}/versions/"
-            f"{urllib.parse.quote(version, safe='')}/bundle"
-        )
+        return self.model_api_url(model, "versions", version, "bundle")
 
     def _deployment(self, model, version, manifest, replicas, serving):
         runtime = manifest["runtime"]
@@ -340,7 +322,7 @@ class KubernetesDeployer(Deployer):
             workers=self.workers_per_pod,
             command=self.serving_command if runtime == "python" else None,
             resources=container_resources(self.resources, serving.resources),
-            env={**self.extra_env, **serving.env()},
+            env={**self.extra_env, **serving.env(), **self.inference_log_env(model, serving)},
             image_pull_policy=self.image_pull_policy,
             termination_grace_seconds=self.termination_grace_seconds,
             drain_seconds=self.drain_seconds,

@@ -86,6 +86,10 @@ class Launcher:
                 **serving.env(),
             }
         )
+        log_env = self.settings.inference_log_env(model, serving)
+        if log_env and self.settings.bundle_token is not None:
+            # the model's own token (its bundles, its log): what the log is sent with
+            env.update(log_env, MLHUB_BUNDLE_TOKEN=self.settings.bundle_token(model))
         return env
 
     def command(self, table, runtime, **values):

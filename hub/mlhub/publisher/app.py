@@ -24,7 +24,7 @@ from pathlib import Path
 from jupyterhub.services.auth import HubOAuth
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Integer, Type, Unicode, default, validate
+from traitlets import Float, Integer, Type, Unicode, default, validate
 from traitlets.config import Application
 
 import mlhub
@@ -33,6 +33,7 @@ from mlhub.deployers.local import LocalDeployer
 from mlhub.deployers.routes import ProxyRoutes
 from mlhub.publisher.artifacts import ArtifactStore
 from mlhub.publisher.handlers import NotFoundHandler, make_handlers
+from mlhub.publisher.inference_log import ParquetInferenceLog, SQLInferenceLog
 from mlhub.publisher.manager import ModelManager
 from mlhub.publisher.openapi import load_spec
 from mlhub.publisher.pages import page_templates
@@ -175,6 +176,28 @@ class PublisherApp(Application):
         uWSGI processes, the default) or a Kubernetes deployer.""",
     ).tag(config=True)
 
+    inference_log_url = Unicode(
+        "",
+        help="""Where models' inference logs are kept: a folder or an fsspec URL (``s3://...``)
+        for Parquet files partitioned by model, day and version (needs ``mlhub[batch]``), or
+        empty for a table in the publisher's database (``db_url``). Default: empty. How long
+        rows are kept: ``InferenceLogStore.retention_days``.""",
+    ).tag(config=True)
+
+    inference_log_default = Float(
+        0.0,
+        help="""Fraction of requests (0 to 1) the inference log keeps for a model published for
+        the first time without saying (``mlhub.publish(..., inference_log=...)``). Default 0:
+        off, each model opts in; e.g. 0.1 keeps a tenth of every new model's requests. Models
+        already published keep their own.""",
+    ).tag(config=True)
+
+    @validate("inference_log_default")
+    def _fraction(self, proposal):
+        if not 0 <= proposal.value <= 1:
+            raise ValueError(f"inference_log_default must be from 0 to 1, got {proposal.value}")
+        return proposal.value
+
     cookie_secret_file = Unicode(
         help="""File holding the secret that signs the OAuth cookie of browsers (created if
         missing). Default: ``<data_dir>/publisher_cookie_secret``.""",
@@ -208,6 +231,12 @@ class PublisherApp(Application):
         if "spare_workers" in traits and "spare_workers" not in configured:
             kwargs["spare_workers"] = self.default_workers  # what most publishes start with
         return self.deployer_class(parent=self, log=self.log, **kwargs)
+
+    def make_inference_log(self, store):
+        """The inference log's backend ``inference_log_url`` asks for."""
+        if self.inference_log_url:
+            return ParquetInferenceLog(self.inference_log_url, parent=self, log=self.log)
+        return SQLInferenceLog(store.engine, parent=self, log=self.log)
 
     def log_request(self, handler):
         status = handler.get_status()
@@ -254,6 +283,8 @@ class PublisherApp(Application):
             log=self.log,
             bundle_secret=bundle_secret.digest(),
             system_users=system_users,
+            inference_log=self.make_inference_log(store),
+            inference_log_default=self.inference_log_default,
         )
         hub_auth = HubOAuth(parent=self, base_url=self.service_prefix)
         server = HTTPServer(
@@ -269,10 +300,12 @@ class PublisherApp(Application):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         adoption = asyncio.ensure_future(manager.adopt())
+        expiry = asyncio.ensure_future(manager.expire_inferences())
         await stop.wait()
         self.log.info("stopping")
         server.stop()
         adoption.cancel()
+        expiry.cancel()
         await manager.shutdown()
         store.close()
 

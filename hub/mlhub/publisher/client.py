@@ -208,6 +208,21 @@ class PublisherClient:
         version served when (``GET .../history``)."""
         return self._json("GET", self.model_path(name, "history"))
 
+    def inference_log(self, name, *, since=None, until=None, version=None, limit=None):
+        """The rows the model's inference log kept (``GET .../inference-log``): a list of
+        ``{"time", "version", "request", "row", "status", "latency_ms", "inputs", "outputs",
+        "error"}``, oldest first. ``since``/``until``: ISO times or ages (``"1h"``, ``"7d"``)."""
+        params = {"since": since, "until": until, "version": version, "limit": limit}
+        params = {k: v for k, v in params.items() if v is not None}
+        return self._json("GET", self.model_path(name, "inference-log"), params=params)["rows"]
+
+    def drift(self, name, *, since=None, version=None, threshold=None):
+        """The drift of the inputs logged since ``since`` (default a day) against the
+        version's parity sample (``GET .../drift``, ``mlhub.drift``)."""
+        params = {"since": since, "version": version, "threshold": threshold}
+        params = {k: v for k, v in params.items() if v is not None}
+        return self._json("GET", self.model_path(name, "drift"), params=params)
+
     def logs(self, name, tail=200):
         return self._request("GET", self.model_path(name, "logs"), params={"tail": tail}).text
 
@@ -221,6 +236,7 @@ class PublisherClient:
         workers=None,
         batching=None,
         resources=None,
+        inference_log=None,
         progress=None,
         wait=True,
         timeout=600,
@@ -233,8 +249,10 @@ class PublisherClient:
         model's setting. ``resources``: ``{"cpu": "500m", "memory": "1Gi", "cpu_limit": "2",
         "memory_limit": "2Gi"}`` (any of them, Kubernetes quantities) per serving pod; given,
         they replace the model's, the deployer's defaults fill in the rest; ``None`` keeps the
-        model's. Returns the final ``Model`` (with ``wait``) or the publisher's answer
-        ``{"model", "version", "event_id"}``.
+        model's. ``inference_log``: ``True`` (log every request), a fraction of requests to
+        log (``0.1``), ``False`` (off); ``None`` keeps the model's. Returns the final
+        ``Model`` (with ``wait``) or the publisher's answer ``{"model", "version",
+        "event_id"}``.
         """
         progress = progress or _quiet
         owner, _, short = (name or "").rpartition("/")
@@ -264,13 +282,24 @@ class PublisherClient:
                 workers=workers,
                 batching=batching,
                 resources=resources,
+                inference_log=inference_log,
                 progress=progress,
             )
         if not wait or "event_id" not in answer:
             return answer["model"] if wait else answer
         return self._follow(name, answer, progress, timeout)
 
-    def upload(self, archive, name, *, workers=None, batching=None, resources=None, progress=None):
+    def upload(
+        self,
+        archive,
+        name,
+        *,
+        workers=None,
+        batching=None,
+        resources=None,
+        inference_log=None,
+        progress=None,
+    ):
         """POST a bundle archive; the answer is ``{"model", "version", "event_id"}``."""
         total = os.path.getsize(archive)
         limit = self.health().get("max_upload_bytes")
@@ -284,6 +313,8 @@ class PublisherClient:
         params = {"workers": workers} if workers else {}
         params.update(batching_params(batching))
         params.update(resources_params(resources))
+        if inference_log is not None:
+            params["inference_log"] = {True: "on", False: "off"}.get(inference_log, inference_log)
         with open(archive, "rb") as fh:
             body = _Reading(fh, total, progress or _quiet)
             return self._json(

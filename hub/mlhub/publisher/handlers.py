@@ -6,15 +6,18 @@ Handlers authenticate, authorize and parse; ``ModelManager`` does the work. Ever
 OpenAPI document can be checked against them.
 """
 
+import datetime
 import json
 import re
 import time
+import zlib
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler
 from tornado import web
 
 import mlhub
 from mlhub.bundle import validate_name
+from mlhub.drift import PSI_THRESHOLD
 from mlhub.errors import (
     BadRequest,
     MlhubError,
@@ -34,12 +37,15 @@ from mlhub.publisher.auth import (
     visible_owner,
 )
 from mlhub.publisher.credentials import BUNDLE_TOKEN_PREFIX
+from mlhub.publisher.inference_log import MAX_READ_ROWS
 from mlhub.publisher.manager import UNCHANGED
 from mlhub.publisher.model_metrics import summary
 from mlhub.publisher.pages import page_routes
+from mlhub.publisher.views import parse_time
 from mlhub.resources import RESOURCE_PARAMS
 
 MAX_LOG_LINES = 100_000  # ?tail= of the logs: at most this many lines in one answer
+MAX_INFERENCE_BATCH = 256 << 20  # bytes of one inference log batch, once decompressed
 BUNDLE_TYPES = (
     "application/gzip",
     "application/x-gzip",
@@ -80,6 +86,23 @@ class BaseHandler(web.RequestHandler):
         (``auth.authorized_model``)."""
         caller = await self.caller()
         return caller, authorized_model(self.manager, caller, action, user, name)
+
+    def model_token_model(self, user, name):
+        """The model ``user/name`` when the request carries its bundle token (``mlhb_...``: its
+        serving processes' credential), None when it carries no such token (a hub token, to be
+        checked as usual); 401 for another model's."""
+        header = self.request.headers.get("Authorization", "")
+        token = header.split(None, 1)[1].strip() if " " in header else ""
+        if not token.startswith(BUNDLE_TOKEN_PREFIX):
+            return None
+        if not self.manager.bundle_tokens.valid(user, name, token):
+            raise Unauthorized(f"this bundle token is not the one of {user}/{name}")
+        return self.manager.get(user, name)
+
+    def time_argument(self, name):
+        """``?name=`` as a naive UTC datetime (``views.parse_time``), or None when left out."""
+        raw = self.get_query_argument(name, None)
+        return None if raw is None else parse_time(raw, name)
 
     def json_body(self, example=None):
         """The request's JSON object; with ``example``, a body is required (an empty one is a
@@ -259,6 +282,7 @@ class VersionsHandler(BaseHandler):
                 max_bundle_bytes=self.settings["max_bundle_bytes"],
                 batching=self.batching_argument(),
                 resources=self.resources_argument(),
+                inference_log=self.get_query_argument("inference_log", UNCHANGED),
             )
         finally:
             self.upload.discard()
@@ -370,13 +394,8 @@ class BundleHandler(BaseHandler):
     """
 
     async def get(self, user, name, version):
-        header = self.request.headers.get("Authorization", "")
-        token = header.split(None, 1)[1].strip() if " " in header else ""
-        if token.startswith(BUNDLE_TOKEN_PREFIX):
-            if not self.manager.bundle_tokens.valid(user, name, token):
-                raise Unauthorized(f"this bundle token is not the one of {user}/{name}")
-            model = self.manager.get(user, name)
-        else:
+        model = self.model_token_model(user, name)
+        if model is None:
             _, model = await self.model_for(MANAGE, user, name)
         path = self.manager.bundle_file(model, version)
         self.set_header("Content-Type", "application/gzip")
@@ -385,6 +404,78 @@ class BundleHandler(BaseHandler):
                 self.write(chunk)
                 await self.flush()
         self.finish()
+
+
+def _row_json(row):
+    return {**row, "time": row["time"].isoformat(timespec="microseconds") + "Z"}
+
+
+class InferenceLogHandler(BaseHandler):
+    """``.../inference-log``: ``POST`` a batch of sampled requests (the model's serving
+    processes, with its bundle token; gzipped JSON, ``mlhub.serving.inferencelog``); ``GET`` the
+    rows kept (``?since=&until=`` times or ages such as ``1h``, ``?version=``, ``?limit=``),
+    for whoever manages the model: they hold its callers' data."""
+
+    async def post(self, user, name):
+        model = self.model_token_model(user, name)
+        if model is None:
+            raise Unauthorized("the inference log is written with the model's own token")
+        body = self.request.body
+        if self.request.headers.get("Content-Encoding", "").lower() == "gzip":
+            inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            try:
+                body = inflate.decompress(body, MAX_INFERENCE_BATCH)
+            except zlib.error as exc:
+                raise BadRequest(f"the batch is not valid gzip: {exc}") from None
+            if inflate.unconsumed_tail:
+                raise PayloadTooLarge(
+                    f"an inference log batch may hold {MAX_INFERENCE_BATCH} bytes",
+                    {"limit": MAX_INFERENCE_BATCH},
+                )
+        try:
+            batch = json.loads(body)
+        except ValueError as exc:
+            raise BadRequest(f"the batch is not valid JSON: {exc}") from None
+        rows = await self.manager.log_inferences(model, batch)
+        self.write_json({"rows": rows}, 201)
+
+    async def get(self, user, name):
+        _, model = await self.model_for(MANAGE, user, name)
+        limit = self.int_argument("limit", MAX_READ_ROWS, minimum=1, maximum=MAX_READ_ROWS)
+        rows = await self.manager.inferences(
+            model,
+            since=self.time_argument("since"),
+            until=self.time_argument("until"),
+            version=self.get_query_argument("version", None),
+            limit=limit,
+        )
+        self.write_json({"rows": [_row_json(r) for r in rows], "limit": limit})
+
+
+class DriftHandler(BaseHandler):
+    """``GET .../drift``: the inputs logged since ``?since=`` (default the last day) against
+    the version's parity sample, per feature (``mlhub.drift``)."""
+
+    async def get(self, user, name):
+        _, model = await self.model_for(MANAGE, user, name)
+        since = self.time_argument("since") or (
+            datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(days=1)
+        )
+        threshold = self.get_query_argument("threshold", None)
+        try:
+            threshold = PSI_THRESHOLD if threshold is None else float(threshold)
+        except ValueError:
+            raise BadRequest(
+                f"?threshold= must be a number, got {threshold!r}", {"field": "threshold"}
+            ) from None
+        self.write_json(
+            await self.manager.drift(
+                model,
+                since=since,
+                version=self.get_query_argument("version", None),
+                threshold=threshold,
+            )
+        )
 
 
 class KeysHandler(BaseHandler):
@@ -451,6 +542,8 @@ API_ROUTES = [
     ("/api/models/{user}/{name}/sharing", SharingHandler),
     ("/api/models/{user}/{name}/logs", LogsHandler),
     ("/api/models/{user}/{name}/metrics", MetricsHandler),
+    ("/api/models/{user}/{name}/inference-log", InferenceLogHandler),
+    ("/api/models/{user}/{name}/drift", DriftHandler),
     ("/api/models/{user}/{name}/keys", KeysHandler),
     ("/api/models/{user}/{name}/keys/{key_id}", KeyHandler),
 ]

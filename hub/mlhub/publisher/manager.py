@@ -15,15 +15,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlhub.bundle import validate_name
+from mlhub.bundle import load_manifest, validate_name
+from mlhub.bundle.parity import read_parity
 from mlhub.datadir import grant_owner
 from mlhub.deployers.base import Desired, ModelRef, Serving
+from mlhub.drift import PSI_THRESHOLD, drift_table, weak_note
 from mlhub.errors import BadRequest, Conflict, MlhubError, NotFound
 from mlhub.publisher.artifacts import place
 from mlhub.publisher.credentials import BundleTokens, access_list, new_key
+from mlhub.publisher.inference_log import MAX_READ_ROWS, rows_from_batch
 from mlhub.publisher.model_calls import call
 from mlhub.publisher.store import isoformat, utcnow
-from mlhub.publisher.views import check_batching, check_replicas, model_view
+from mlhub.publisher.views import (
+    check_batching,
+    check_inference_log,
+    check_replicas,
+    model_view,
+)
 from mlhub.resources import check_resources
 from mlhub.steps import IN_PROGRESS, KEY_CREATED, KEY_REVOKED, REQUESTED, SHARED
 
@@ -56,6 +64,8 @@ class ModelManager:
         max_keys=100,
         bundle_secret=None,
         system_users=None,
+        inference_log=None,
+        inference_log_default=None,
     ):
         self.store = store
         # multi-user mode: each owner's account may read their unpacked bundles, nobody else
@@ -74,6 +84,10 @@ class ModelManager:
         # the app derives the secret from its persistent one, so tokens held by running pods
         # stay valid across publisher restarts
         self.bundle_tokens = BundleTokens(bundle_secret)
+        # where sampled requests are kept (inference_log.InferenceLogStore), and the sample a
+        # new model gets unless its publish says
+        self.inference_log = inference_log
+        self.inference_log_default = inference_log_default
         deployer.on_event = self._on_deployer_event
         deployer.bundle_token = self.bundle_tokens.token
 
@@ -144,7 +158,7 @@ class ModelManager:
 
     def serving(self, model):
         """How ``model``'s serving processes run (``Deployer`` calls take it along)."""
-        return Serving(model.batching, model.resources)
+        return Serving(model.batching, model.resources, model.inference_log)
 
     def _lock(self, owner, name):
         return self._locks.setdefault((owner, name), asyncio.Lock())
@@ -189,6 +203,7 @@ class ModelManager:
         max_bundle_bytes,
         batching=UNCHANGED,
         resources=UNCHANGED,
+        inference_log=UNCHANGED,
     ):
         """Accept an uploaded bundle as a version of ``owner/name`` and start deploying it.
 
@@ -198,7 +213,8 @@ class ModelManager:
         for every later start; left out, the model keeps its own (off for a new one). So are
         ``resources`` (``{"cpu", "memory", "cpu_limit", "memory_limit"}``, Kubernetes
         quantities, see ``check_resources``): given, they replace the model's; what they leave
-        out is the deployer's default.
+        out is the deployer's default. And ``inference_log`` (the fraction of requests kept,
+        ``check_inference_log``; a new model that does not say gets ``inference_log_default``).
         """
         validate_name(name)
         if workers is not None:
@@ -207,6 +223,8 @@ class ModelManager:
             batching = check_batching(batching)
         if resources is not UNCHANGED:
             resources = check_resources(resources) or None
+        if inference_log is not UNCHANGED:
+            inference_log = check_inference_log(inference_log)
         received = utcnow()
         loop = asyncio.get_running_loop()
         ingested = await loop.run_in_executor(
@@ -218,10 +236,14 @@ class ModelManager:
         try:
             unpacked = utcnow()
             model = self.store.find_model(owner, name)
-            stored = self.serving(model) if model is not None else Serving()
+            if model is not None:
+                stored = self.serving(model)
+            else:
+                stored = Serving(inference_log=self.inference_log_default or None)
             serving = Serving(
                 stored.batching if batching is UNCHANGED else batching,
                 stored.resources if resources is UNCHANGED else resources,
+                stored.inference_log if inference_log is UNCHANGED else inference_log,
             )
             known = model is not None and model.version(ingested.digest) is not None
             if (
@@ -256,6 +278,7 @@ class ModelManager:
                 model.replicas = workers
             model.batching = serving.batching
             model.resources = serving.resources
+            model.inference_log = serving.inference_log
             artifact = self.artifacts.commit(ingested)
             self.store.add_version(
                 model, ingested.digest, ingested.size, ingested.manifest, artifact, caller.name
@@ -418,6 +441,8 @@ class ModelManager:
             await self.deployer.delete(self.ref(model))
             shutil.rmtree(self.models_dir / self.ref(model).owner_dir / model.name, True)
             self.store.delete_model(model)
+            if self.inference_log is not None:
+                await asyncio.to_thread(self.inference_log.drop, self.ref(model))
             removed = self.artifacts.remove_unreferenced(self.store.referenced_artifacts())
         self._locks.pop((model.owner, model.name), None)
         self.log.info("deleted %s (%d artifact(s) no longer referenced)", model.key, removed)
@@ -427,6 +452,62 @@ class ModelManager:
     async def call_model(self, model, method, path, token, body=None, timeout=60):
         """Call the model's ``path`` as a caller holding ``token`` (``model_calls.call``)."""
         return await call(self.deployer.routes, self.ref(model), method, path, token, body, timeout)
+
+    # ------------------------------------------------------------ inference log and drift
+
+    async def log_inferences(self, model, batch):
+        """Keep a batch a serving process of ``model`` sent (``rows_from_batch``); a version the
+        model does not have is refused (a pod of a deleted-and-republished model)."""
+        version = batch.get("version") if isinstance(batch, dict) else None
+        if model.version(version) is None:
+            raise BadRequest(f"{model.key} has no version {version!r}", {"field": "version"})
+        rows = rows_from_batch(batch)
+        await asyncio.to_thread(self.inference_log.write, self.ref(model), rows)
+        return len(rows)
+
+    async def inferences(self, model, *, since=None, until=None, version=None, limit=None):
+        """``model``'s logged rows (``InferenceLogStore.read``)."""
+        return await asyncio.to_thread(
+            self.inference_log.read,
+            self.ref(model),
+            since=since,
+            until=until,
+            version=version,
+            limit=limit or MAX_READ_ROWS,
+        )
+
+    async def drift(self, model, *, since=None, version=None, threshold=PSI_THRESHOLD):
+        """The drift table (``mlhub.drift``) of the rows logged since ``since`` against the
+        parity sample of the version they were answered by (``version``, default the live
+        one): what the notebook's model was published with."""
+        version = version or model.current_version
+        if model.version(version) is None:
+            raise NotFound(f"{model.key} has no version {version!r}", {"version": version})
+        bundle_dir = await self._ensure_bundle_dir(model, version)
+        parity = read_parity(bundle_dir, load_manifest(bundle_dir))
+        reference = parity[0] if parity else []
+        recent = await self.inferences(model, since=since, version=version)
+        recent = [r["inputs"] for r in recent if r["status"] < 400 and r["inputs"] is not None]
+        return {
+            "version": version,
+            "reference_rows": len(reference),
+            "recent_rows": len(recent),
+            "since": isoformat(since),
+            "threshold": threshold,
+            "note": weak_note(len(reference), len(recent)),
+            "features": drift_table(reference, recent, threshold),
+        }
+
+    async def expire_inferences(self, every=3600.0):
+        """Apply the inference log's retention now and then every ``every`` seconds."""
+        while True:
+            try:
+                gone = await asyncio.to_thread(self.inference_log.expire_old)
+                if gone:
+                    self.log.info("inference log: %d expired row(s) deleted", gone)
+            except Exception:
+                self.log.exception("inference log: expiring old rows failed")
+            await asyncio.sleep(every)
 
     # ------------------------------------------------------------ access and keys
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -66,6 +67,8 @@ class Model(Base):
     batching: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     # CPU/memory given at publish: {"requests": {...}, "limits": {...}}, or None (the defaults)
     resources: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # the fraction of requests its inference log keeps, or None (off)
+    inference_log: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     versions: Mapped[list["Version"]] = relationship(
         back_populates="model", cascade="all, delete-orphan", order_by="Version.created"

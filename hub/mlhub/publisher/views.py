@@ -1,6 +1,10 @@
 """What the publisher's API shows and accepts of a model, as pure functions of their input
-(no store, no deployer): the ``Model`` object (``model_view``), the ``batching`` publish
-option (``check_batching``) and a replica count (``check_replicas``)."""
+(no store, no deployer): the ``Model`` object (``model_view``), the ``batching`` and
+``inference_log`` publish options (``check_batching``, ``check_inference_log``) and a replica
+count (``check_replicas``)."""
+
+import datetime
+import re
 
 from mlhub.deployers.base import ModelRef
 from mlhub.errors import BadRequest
@@ -8,6 +12,8 @@ from mlhub.publisher.store import isoformat
 from mlhub.serving.settings import Settings as ServingSettings
 
 MAX_BATCH_SIZE = 512  # one serving thread per row a batch may hold (MLHUB_THREADS)
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def model_view(model, public_url):
@@ -27,6 +33,7 @@ def model_view(model, public_url):
         "shared_groups": list(model.shared_groups or []),
         "batching": model.batching,
         "resources": model.resources,
+        "inference_log": model.inference_log,
         "versions": [
             {
                 "id": v.id,
@@ -81,6 +88,47 @@ def check_batching(batching):
                 {"field": f"batching.{field}"},
             )
     return {"max_size": size, "max_wait_ms": wait}
+
+
+def check_inference_log(sample):
+    """``True``/``"on"`` (every request), ``False``/``"off"``/``None``/0 (off) or a fraction of
+    requests in (0, 1] -> what is stored (the fraction, or None for off)."""
+    if sample in (None, False, "off", 0):
+        return None
+    if sample in (True, "on"):
+        return 1.0
+    if isinstance(sample, str):
+        try:
+            sample = float(sample)
+        except ValueError:
+            sample = None
+    if isinstance(sample, bool) or not isinstance(sample, (int, float)) or not 0 <= sample <= 1:
+        raise BadRequest(
+            f"inference_log must be on, off or the fraction of requests to keep (0 to 1), "
+            f"got {sample!r}",
+            {"field": "inference_log"},
+        )
+    return float(sample) or None
+
+
+def parse_time(text, field="since", now=None):
+    """A time a query gives as ISO 8601 (``2026-12-07T10:00:00Z``; without a zone, UTC) or as
+    an age (``90s``, ``15m``, ``2h``, ``7d``, ``1w``: that long before ``now``), as naive UTC."""
+    now = now or datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    text = text.strip()
+    if age := _AGE.match(text.lower()):
+        return now - datetime.timedelta(seconds=float(age[1]) * _AGE_SECONDS[age[2]])
+    try:
+        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(
+            f"?{field}= must be a time (2026-12-07T10:00:00Z) or an age (15m, 2h, 7d), "
+            f"got {text!r}",
+            {"field": field},
+        ) from None
+    if when.tzinfo is not None:
+        when = when.astimezone(datetime.UTC).replace(tzinfo=None)
+    return when
 
 
 def check_replicas(replicas, max_workers):

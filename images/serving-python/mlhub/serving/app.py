@@ -21,6 +21,7 @@ from . import metrics as metrics_module
 from . import routes_v1, routes_v2
 from .batching import MicroBatcher, Unbatched
 from .http import BODY_READ, error_response, json_response
+from .inferencelog import from_settings as inference_log_from_settings
 from .jsonio import dumps
 from .openapi import build_spec
 from .requestlog import RequestLog
@@ -31,6 +32,7 @@ DRAIN_BYTES = 1 << 30  # settle_body: most of an oversized body read to answer i
 DRAIN_SECONDS = 10.0
 _ROUTE_INDEX = {route: i for i, route in enumerate(metrics_module.ROUTES)}
 _OTHER = _ROUTE_INDEX["other"]
+_PREDICT_ROUTES = frozenset({_ROUTE_INDEX["/v1/predict"], _ROUTE_INDEX["/v2/models/{name}/infer"]})
 # Flask endpoint -> route label in the metrics (and which endpoints need no token).
 _ENDPOINT_ROUTE = {
     "healthz": "/healthz",
@@ -59,13 +61,17 @@ class Context:
     predictor: object  # batching.MicroBatcher or Unbatched
     metrics: object  # metrics.Metrics
     max_bytes: int
+    inference_log: object = None  # inferencelog.InferenceLog, or None (off)
 
 
-def create_app(settings, served, *, metrics, authenticator=None, request_log=None):
+def create_app(
+    settings, served, *, metrics, authenticator=None, request_log=None, inference_log=None
+):
     """Build the WSGI app serving ``served`` (a ``ServedModel``) under ``settings``.
 
     ``authenticator`` is required when ``settings.auth`` is on (``None`` means no checks);
-    ``request_log`` (a ``RequestLog``) defaults to the one ``settings`` describe.
+    ``request_log`` (a ``RequestLog``) and ``inference_log`` (an ``InferenceLog``) default to
+    the ones ``settings`` describe.
     """
     if settings.auth and authenticator is None:
         raise ValueError("authentication is on but no authenticator was given")
@@ -80,7 +86,9 @@ def create_app(settings, served, *, metrics, authenticator=None, request_log=Non
         )
     else:
         predictor = Unbatched(served)
-    ctx = Context(settings, served, predictor, metrics, settings.max_body_bytes)
+    if inference_log is None:
+        inference_log = inference_log_from_settings(settings, metrics.add_logged)
+    ctx = Context(settings, served, predictor, metrics, settings.max_body_bytes, inference_log)
 
     healthz = dumps({"status": "ok"})
     v2_live_body = dumps({"live": True})
@@ -141,24 +149,27 @@ def create_app(settings, served, *, metrics, authenticator=None, request_log=Non
 
     if request_log is None:
         request_log = RequestLog(settings.request_log, settings.request_log_rate)
-    return Gateway(app, settings.url_prefix, metrics, settings.max_body_bytes, request_log)
+    return Gateway(
+        app, settings.url_prefix, metrics, settings.max_body_bytes, request_log, inference_log
+    )
 
 
 class Gateway:
-    """Plain WSGI in front of Flask: strip ``prefix``, count/time/log every request, settle
-    bodies.
+    """Plain WSGI in front of Flask: strip ``prefix``, count/time/log every request (and
+    sample predictions into the inference log), settle bodies.
 
     Through the proxy a request keeps its full path (``/models/alice/iris/v1/predict``);
     locally it has none (``/v1/predict``). Both must reach the same route, so the prefix is
     removed here (and moved to ``SCRIPT_NAME``, where WSGI keeps a mount point).
     """
 
-    def __init__(self, app, prefix, metrics, max_body_bytes, request_log):
+    def __init__(self, app, prefix, metrics, max_body_bytes, request_log, inference_log=None):
         self.app = app
         self.prefix = prefix
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.request_log = request_log
+        self.inference_log = inference_log
 
     def __call__(self, environ, start_response):
         started = perf_counter()
@@ -181,6 +192,8 @@ class Gateway:
         seconds = perf_counter() - started
         self.metrics.observe(route, code, seconds)
         self.request_log.outcome(environ, environ.get("REQUEST_METHOD"), route, code, seconds)
+        if self.inference_log is not None and route in _PREDICT_ROUTES:
+            self.inference_log.record(environ, code, seconds)
         return body
 
 

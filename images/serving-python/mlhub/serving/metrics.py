@@ -10,7 +10,8 @@ microsecond). Counters survive worker respawns because the slot outlives the pro
 uWSGI (tests, ``check``) a private buffer with a single slot stands in.
 
 Per slot: requests by route and status, a latency histogram by route (non-cumulative buckets,
-made cumulative when rendered), latency sums in microseconds, and the number of rows predicted.
+made cumulative when rendered), latency sums in microseconds, the number of rows predicted, and
+the rows the inference log sent and dropped.
 """
 
 import math
@@ -44,7 +45,9 @@ _R = len(ROUTES)
 _HIST = _R * _S
 _SUM = _HIST + _R * _B
 _ROWS = _SUM + _R
-SLOT_WORDS = _ROWS + 1
+_LOGGED = _ROWS + 1  # rows the inference log sent
+_LOG_DROPPED = _ROWS + 2  # rows it left out (its buffer full, the publisher failing)
+SLOT_WORDS = _ROWS + 3
 _STATUS_INDEX = {code: i for i, code in enumerate(STATUSES)}
 PAGE = 4096
 
@@ -90,6 +93,12 @@ class Metrics:
         with self._lock:
             self._words[self._base + _ROWS] += rows
 
+    def add_logged(self, logged, dropped):
+        """Count rows the inference log sent and dropped (``inferencelog.InferenceLog``)."""
+        with self._lock:
+            self._words[self._base + _LOGGED] += logged
+            self._words[self._base + _LOG_DROPPED] += dropped
+
     def totals(self):
         """Counters summed over every worker's slot (one vector of ``SLOT_WORDS``)."""
         return self._all.sum(axis=0, dtype=np.uint64)
@@ -129,6 +138,13 @@ class Metrics:
             "# HELP mlhub_predictions_total Rows predicted (one request may carry many rows).",
             "# TYPE mlhub_predictions_total counter",
             f"mlhub_predictions_total {t[_ROWS]}",
+            "# HELP mlhub_inference_log_rows_total Rows the inference log sent to the publisher.",
+            "# TYPE mlhub_inference_log_rows_total counter",
+            f"mlhub_inference_log_rows_total {t[_LOGGED]}",
+            "# HELP mlhub_inference_log_dropped_total Sampled rows the inference log left out "
+            "(its buffer was full).",
+            "# TYPE mlhub_inference_log_dropped_total counter",
+            f"mlhub_inference_log_dropped_total {t[_LOG_DROPPED]}",
         ]
         for name, (help_text, value) in self.gauges.items():
             out += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]

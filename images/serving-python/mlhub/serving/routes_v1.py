@@ -6,6 +6,7 @@ from flask import Response, request
 from . import arrowio
 from .batching import PREDICT, PREDICT_PROBA
 from .http import DECLARED_OTHER, JSON, body_media, encode, json_response, parse_body, read_body
+from .inferencelog import LOGGED
 
 PREDICT_MEDIA = (JSON, *arrowio.MEDIA)
 PREDICT_ONLY = (PREDICT,)
@@ -16,6 +17,7 @@ _TRUE = ("1", "true", "yes", "on")
 def add_routes(app, ctx):
     """Add the v1 routes of ``ctx.served`` to the Flask ``app`` (``ctx``: ``app.Context``)."""
     served, predictor, metrics, max_bytes = ctx.served, ctx.predictor, ctx.metrics, ctx.max_bytes
+    logging = ctx.inference_log is not None
     metadata = encode(served.metadata(ctx.settings.owner))
 
     @app.get("/v1/metadata", endpoint="metadata")
@@ -41,6 +43,8 @@ def add_routes(app, ctx):
                     served.schema, arrowio.read_table(data, media)
                 )
             results = run(model_input, rows, WITH_PROBA if proba else PREDICT_ONLY)
+        if logging:
+            environ[LOGGED] = (model_input, rows, results[PREDICT])
         if arrow_answer:
             body = arrowio.write_answer(results, served.classes)
             metrics.add_rows(rows)

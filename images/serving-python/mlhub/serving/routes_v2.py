@@ -7,12 +7,15 @@ from flask import Response, request
 from mlhub.errors import NotFound
 
 from . import v2
+from .batching import PREDICT
 from .http import body_media, encode, json_response, parse_body, read_body
+from .inferencelog import LOGGED
 
 
 def add_routes(app, ctx):
     """Add the v2 routes of ``ctx.served`` to the Flask ``app`` (``ctx``: ``app.Context``)."""
     served, predictor, metrics, max_bytes = ctx.served, ctx.predictor, ctx.metrics, ctx.max_bytes
+    logging = ctx.inference_log is not None
     v2_metadata = encode(v2.model_metadata(served)) if served.ready else None
     server_metadata = encode(v2.server_metadata())
 
@@ -54,6 +57,8 @@ def add_routes(app, ctx):
                 body, binary = v2.split_binary(data, header_length)
             infer = v2.parse_infer(served.schema, body, binary)
             results = run(infer.model_input, infer.rows, infer.outputs)
+        if logging:
+            environ[LOGGED] = (infer.model_input, infer.rows, results.get(PREDICT))
         answer = {"model_name": served.name, "model_version": served.version}
         if infer.id is not None:
             answer["id"] = infer.id

@@ -40,6 +40,23 @@ def _int(env, key, default, minimum=1):
     return value
 
 
+def _fraction(env, key, default):
+    raw = env.get(key, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _FALSE:
+        return 0.0
+    if raw in _TRUE:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{key}={raw!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise SettingsError(f"{key}={value} is not a fraction between 0 and 1")
+    return value
+
+
 def _choice(env, key, default, allowed):
     raw = env.get(key, "").strip().lower() or default
     if raw not in allowed:
@@ -75,6 +92,10 @@ class Settings:
     batch_max_size: int = 64
     batch_max_wait_ms: int = 2
     threads: int = 1
+    inference_log_sample: float = 0.0
+    inference_log_url: str | None = None
+    inference_log_buffer: int = 10_000
+    inference_log_flush_seconds: int = 2
 
     @classmethod
     def from_env(cls, env=None):
@@ -109,4 +130,10 @@ class Settings:
             batch_max_wait_ms=_int(env, "MLHUB_BATCH_MAX_WAIT_MS", cls.batch_max_wait_ms, 0),
             # A worker can only batch requests it holds at once: one thread per batch slot.
             threads=_int(env, "MLHUB_THREADS", batch_max_size if batching else 1),
+            inference_log_sample=_fraction(env, "MLHUB_INFERENCE_LOG", 0.0),
+            inference_log_url=env.get("MLHUB_INFERENCE_LOG_URL") or None,
+            inference_log_buffer=_int(env, "MLHUB_INFERENCE_LOG_BUFFER", cls.inference_log_buffer),
+            inference_log_flush_seconds=_int(
+                env, "MLHUB_INFERENCE_LOG_FLUSH_SECONDS", cls.inference_log_flush_seconds
+            ),
         )

@@ -1,0 +1,198 @@
+"""The inference log's runtime side: a sample of answered predictions, sent to the publisher in
+batches, never on the request's path.
+
+A request to ``/v1/predict`` or ``/v2/models/{name}/infer`` is sampled (``MLHUB_INFERENCE_LOG``,
+a fraction of requests, 0 = off) after its answer is computed: the view leaves the model's
+input (the DataFrame or array the model was called with) and its output in the WSGI environ
+(``LOGGED``), a refused request leaves its error, and ``InferenceLog.record`` appends one tuple
+to a bounded buffer. That is all a request pays: no copy, no encoding, no I/O. A thread of the
+worker's own (started with the first record, so after uWSGI forked the worker) sends what the
+buffer holds every ``MLHUB_INFERENCE_LOG_FLUSH_SECONDS`` as one gzipped JSON document to
+``MLHUB_INFERENCE_LOG_URL`` (the publisher, which stores it: ``mlhub.inference``) with the
+model's own token (``MLHUB_BUNDLE_TOKEN``, which lets it read this model's bundles and write
+this model's log, nothing else).
+
+When the buffer holds ``MLHUB_INFERENCE_LOG_BUFFER`` rows (the publisher is down or slow), new
+requests are not recorded but counted (``mlhub_inference_log_dropped_total``), so memory stays
+bounded and callers never wait; a batch the publisher did not take goes back into the buffer if
+it fits, else it is counted as dropped too.
+"""
+
+import atexit
+import gzip
+import logging
+import os
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from .jsonio import dumps
+from .requestlog import ERROR
+
+LOGGED = "mlhub.logged"  # environ key: (model input, rows, predictions) of an answered request
+POST_TIMEOUT = 10.0  # seconds one batch may take to reach the publisher
+
+log = logging.getLogger("mlhub.serving.inferencelog")
+
+
+def post_batch(url, token, body):
+    """POST one gzipped JSON batch; raise ``OSError`` (``URLError``, ``HTTPError``) on failure."""
+    request = urllib.request.Request(
+        url,
+        data=gzip.compress(body, compresslevel=1),
+        method="POST",
+        headers={
+            "Authorization": f"token {token}",
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=POST_TIMEOUT) as response:
+        response.read()
+
+
+class InferenceLog:
+    """The sampled requests of one worker, waiting to be sent (see the module).
+
+    ``send(body)`` delivers one encoded batch (default: ``post_batch`` to ``url``); ``counters``
+    is told ``(logged_rows, dropped_rows)`` as they happen (the worker's metrics slot).
+    """
+
+    def __init__(
+        self,
+        *,
+        version,
+        sample,
+        url=None,
+        token=None,
+        max_rows=10_000,
+        flush_seconds=2.0,
+        send=None,
+        counters=None,
+        clock=time.time,
+        rand=random.random,
+    ):
+        if not 0 < sample <= 1:
+            raise ValueError(f"the inference log's sample must be in (0, 1], got {sample}")
+        self.version = version
+        self.sample = sample
+        self.max_rows = max_rows
+        self.flush_seconds = flush_seconds
+        self.send = send or (lambda body: post_batch(url, token, body))
+        self.counters = counters or (lambda logged, dropped: None)
+        self.clock = clock
+        self.rand = rand
+        self._entries = []
+        self._rows = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._pid = None  # the process whose thread sends (a forked worker starts its own)
+        self._failing = False
+
+    def record(self, environ, status, seconds):
+        """Called for every answered predict request: keep it if it is in the sample."""
+        if self.sample < 1 and self.rand() >= self.sample:
+            return
+        logged = environ.get(LOGGED)
+        if logged is not None:
+            model_input, rows, outputs = logged
+            error = None
+        else:
+            model_input, rows, outputs = None, 1, None
+            error = environ.get(ERROR, (None, None))[1]
+        entry = (self.clock(), status, seconds, model_input, outputs, error)
+        with self._lock:
+            if self._rows + rows > self.max_rows:
+                full = True
+            else:
+                full = False
+                self._entries.append(entry)
+                self._rows += rows
+        if full:
+            self.counters(0, rows)
+            return
+        if self._pid != os.getpid():
+            self._start()
+
+    def _start(self):
+        self._pid = os.getpid()
+        threading.Thread(target=self._run, name="mlhub-inference-log", daemon=True).start()
+        atexit.register(self.flush)
+
+    def _run(self):
+        while True:
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # the log must never take the worker down
+                log.exception("inference log: a batch could not be sent")
+
+    def take(self):
+        """Everything buffered, as ``(entries, rows)``, leaving the buffer empty."""
+        with self._lock:
+            entries, rows = self._entries, self._rows
+            self._entries, self._rows = [], 0
+        return entries, rows
+
+    def encode(self, entries):
+        """One batch as the publisher's ``POST .../inference-log`` reads it."""
+        requests = [
+            {
+                "time": when,
+                "status": status,
+                "ms": round(seconds * 1000, 3),
+                "inputs": model_input,
+                "outputs": outputs,
+                "error": error,
+            }
+            for when, status, seconds, model_input, outputs, error in entries
+        ]
+        return dumps({"version": self.version, "requests": requests})
+
+    def flush(self):
+        """Send what is buffered now; put it back (if it fits) when the publisher fails."""
+        entries, rows = self.take()
+        if not entries:
+            return
+        try:
+            self.send(self.encode(entries))
+        except (OSError, ValueError) as exc:
+            if not self._failing:
+                log.warning("inference log: the publisher did not take a batch: %s", exc)
+            self._failing = True
+            with self._lock:
+                if self._rows + rows <= self.max_rows:
+                    self._entries[:0] = entries
+                    self._rows += rows
+                    return
+            self.counters(0, rows)
+            return
+        if self._failing:
+            log.warning("inference log: the publisher takes batches again")
+            self._failing = False
+        self.counters(rows, 0)
+
+
+def from_settings(settings, counters=None):
+    """The ``InferenceLog`` the runtime's settings ask for, or None (off)."""
+    if not settings.inference_log_sample:
+        return None
+    token = os.environ.get("MLHUB_BUNDLE_TOKEN", "")
+    if not settings.inference_log_url or not token:
+        log.warning(
+            "MLHUB_INFERENCE_LOG is on but MLHUB_INFERENCE_LOG_URL or MLHUB_BUNDLE_TOKEN is "
+            "not set: no request is logged"
+        )
+        return None
+    return InferenceLog(
+        version=settings.version,
+        sample=settings.inference_log_sample,
+        url=settings.inference_log_url,
+        token=token,
+        max_rows=settings.inference_log_buffer,
+        flush_seconds=settings.inference_log_flush_seconds,
+        counters=counters,
+    )

@@ -1,0 +1,136 @@
+"""The inference log and drift on a real ``mlhub up``: alice publishes with
+``inference_log=True``, callers go through the public URL (JSON, OIP and a refused request),
+and what she reads back (``mlhub.inference_log``, as a DataFrame) is what was sent and
+answered; ``mlhub.drift`` flags the feature her callers shifted and not the others. Nobody
+else reads her log or writes into it."""
+
+import datetime
+import time
+
+import pytest
+import requests
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from support.embedded_hub import wait_for
+from support.publishing import client, predict
+
+from mlhub.bundle import save_bundle
+from mlhub.errors import BadRequest, Forbidden, NotFound
+from mlhub.extension import insight
+
+pytestmark = [pytest.mark.component, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def flowers(hub, tmp_path_factory):
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    X.columns = ["sl", "sw", "pl", "pw"]
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    bundle = tmp_path_factory.mktemp("flowers") / "bundle"
+    save_bundle(model, bundle, name="flowers", example=X.head(), validate=X)
+    published = client(hub, hub.alice).publish(bundle, "flowers", inference_log=True)
+    assert published["inference_log"] == 1.0
+    return X
+
+
+def logged(hub, since, rows):
+    """alice's rows since ``since`` once the runtime sent ``rows`` of them (it sends every 2 s)."""
+    alice = client(hub, hub.alice)
+    found = []
+
+    def enough():
+        found[:] = alice.inference_log("flowers", since=since)
+        return len(found) >= rows
+
+    wait_for(enough, f"{rows} rows in the inference log", timeout=60)
+    return found
+
+
+def now():
+    return datetime.datetime.now(datetime.UTC).isoformat()
+
+
+def test_what_was_sent_and_answered_is_what_the_log_holds(hub, flowers):
+    X = flowers
+    since = now()
+    sent, answered = [], []
+    for start in range(0, 150, 10):
+        rows = X.iloc[start : start + 10].to_dict(orient="records")
+        answer = predict(hub, "alice", "flowers", hub.alice, rows)
+        assert answer.status_code == 200, answer.text
+        sent += rows
+        answered += answer.json()["predictions"]
+    oip = requests.post(
+        f"{hub.url}models/alice/flowers/v2/models/flowers/infer",
+        json={
+            "inputs": [
+                {"name": c, "shape": [1], "datatype": "FP64", "data": [float(X[c][7])]}
+                for c in X.columns
+            ]
+        },
+        headers={"Authorization": f"token {hub.alice}"},
+        timeout=30,
+    )
+    assert oip.status_code == 200, oip.text
+    refused = predict(hub, "alice", "flowers", hub.alice, [{"sl": "tall"}])
+    assert refused.status_code == 400
+    logged(hub, since, 152)
+    frame = insight.inference_log("flowers", since=since, publisher=client(hub, hub.alice))
+    ok = frame[frame.status == 200]
+    assert ok[["sl", "sw", "pl", "pw"]].iloc[:150].to_dict(orient="records") == sent
+    assert ok["prediction"].iloc[:150].tolist() == answered
+    assert ok.iloc[150][["sl", "sw", "pl", "pw"]].tolist() == X.iloc[7].tolist()
+    assert ok["latency_ms"].gt(0).all()
+    assert set(ok["version"]) == {client(hub, hub.alice).get("flowers")["current_version"]}
+    assert ok.iloc[:150].groupby("request", sort=False).size().tolist() == [10] * 15
+    (bad,) = frame[frame.status == 400].itertuples()
+    assert "sl" in bad.error and bad.error == refused.json()["error"]
+    metrics = requests.get(
+        f"{hub.url}models/alice/flowers/metrics",
+        headers={"Authorization": f"token {hub.alice}"},
+        timeout=10,
+    ).text
+    assert "mlhub_inference_log_dropped_total 0" in metrics
+
+
+def test_drift_flags_the_shifted_feature_only(hub, flowers):
+    X = flowers
+    alice = client(hub, hub.alice)
+    since = now()
+    for start in range(0, 150, 25):
+        rows = X.iloc[start : start + 25].to_dict(orient="records")
+        assert predict(hub, "alice", "flowers", hub.alice, rows).ok
+    logged(hub, since, 150)
+    same = insight.drift("flowers", since=since, publisher=alice)
+    assert not same["drifted"].any(), same
+    assert same.attrs["note"] is None  # 150 reference rows (the validate set), 150 recent
+
+    time.sleep(0.01)
+    shifted_since = now()
+    shifted = X.assign(pl=X.pl + 3.0)
+    for start in range(0, 150, 25):
+        rows = shifted.iloc[start : start + 25].to_dict(orient="records")
+        assert predict(hub, "alice", "flowers", hub.alice, rows).ok
+    logged(hub, shifted_since, 150)
+    table = insight.drift("flowers", since=shifted_since, publisher=alice).set_index("feature")
+    assert table.loc["pl", "drifted"] and table.loc["pl", "psi"] > 1, table
+    assert not table.drop(index="pl")["drifted"].any(), table
+    assert table.loc["pl", "recent_mean"] == pytest.approx(X.pl.mean() + 3)
+    # against a reference of her own (the training data), in the notebook
+    own = insight.drift("flowers", since=shifted_since, reference=X, publisher=alice)
+    assert own.set_index("feature").loc["pl", "drifted"]
+
+
+def test_nobody_else_reads_or_writes_her_log(hub, flowers):
+    bob = client(hub, hub.bob)
+    with pytest.raises((Forbidden, NotFound)):
+        bob.inference_log("alice/flowers")
+    with pytest.raises((Forbidden, NotFound)):
+        bob.drift("alice/flowers")
+    url = f"{client(hub, hub.alice).publisher_url}api/models/alice/flowers/inference-log"
+    batch = {"version": "sha256:x", "requests": []}
+    for header in ({}, {"Authorization": f"token {hub.bob}"}, {"Authorization": "token mlhb_no"}):
+        answer = requests.post(url, json=batch, headers=header, timeout=10)
+        assert answer.status_code == 401, answer.text
+    with pytest.raises(BadRequest, match="an age"):
+        client(hub, hub.alice).inference_log("flowers", since="yesterday")
