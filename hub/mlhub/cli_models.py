@@ -63,6 +63,12 @@ def add_models_parser(subparsers):
             metavar="QUANTITY",
             help=f"{what} (Kubernetes; kept for later versions, the hub's default if not given)",
         )
+    p.add_argument(
+        "--inference-log",
+        metavar="on|off|FRACTION",
+        help="keep what callers send and get: on (every request), off, or the fraction of "
+        "requests to keep (0.1); kept for later versions (default: the model's setting)",
+    )
     p.add_argument("--no-wait", action="store_true", help="return once the upload is accepted")
 
     p = sub.add_parser("rollback", help="make an earlier version live again")
@@ -97,6 +103,24 @@ def add_models_parser(subparsers):
         "changed its access",
     )
     p.add_argument("name", metavar="NAME")
+
+    p = sub.add_parser(
+        "inference-log", help="print the requests the model's inference log kept (JSON Lines)"
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--since", default="1h", help="a time or an age: 15m, 2h, 7d (default 1h)")
+    p.add_argument("--until", help="a time or an age (default: now)")
+    p.add_argument("--version", help="only rows answered by this version")
+    p.add_argument("--limit", type=int, help="at most this many rows, the newest (100000)")
+
+    p = sub.add_parser(
+        "drift", help="compare the inputs logged since --since with the published data"
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--since", default="1d", help="a time or an age (default 1d)")
+    p.add_argument("--version", help="the version whose inputs to compare (default: the live one)")
+    p.add_argument("--threshold", type=float, help="PSI at which an input has drifted (0.2)")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("delete", help="stop serving a model and delete it")
     p.add_argument("name", metavar="NAME")
@@ -151,6 +175,33 @@ def write_history(history, out):
             f"  {c['time']}  {c['actor'] or 'mlhub':<12}  {c['step']:<11}  "
             f"{_short(c['version']):<12}  {c['message']}\n"
         )
+
+
+def write_drift(drift, out):
+    """``mlhub models drift``: one line per input, drifted ones marked."""
+    out.write(
+        f"{drift['recent_rows']} rows since {drift['since']} against {drift['reference_rows']} "
+        f"published (version {_short(drift['version'])}); drifted: PSI >= {drift['threshold']:g}\n"
+    )
+    if drift["note"]:
+        out.write(f"note: {drift['note']}\n")
+    rows = [("INPUT", "KIND", "PSI", "KS", "P", "MEAN PUBLISHED -> NOW", "DRIFTED")]
+    for f in drift["features"]:
+        number = f.get("kind") == "number"
+        rows.append(
+            (
+                f["feature"],
+                f.get("kind") or "-",
+                "-" if f["psi"] is None else f"{f['psi']:.3f}",
+                f"{f['ks']:.3f}" if number else "-",
+                f"{f['p_value']:.2g}" if number else "-",
+                f"{f['reference_mean']:.4g} -> {f['recent_mean']:.4g}" if number else "-",
+                {True: "YES", False: "no", None: "-"}[f["drifted"]],
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
 
 
 def _short(version):
@@ -212,6 +263,7 @@ def _print_model(m, out):
         f"{m['owner']}/{m['name']}  {m['status']}  replicas {m['replicas']}\n"
         f"  url:      {m['url']}\n"
         f"  batching: {batching}\n"
+        f"  inference log: {_inference_log(m.get('inference_log'))}\n"
         f"  resources: {_show_resources(m.get('resources'))}\n"
         f"  predict:  {m['predict_url']}\n"
         f"  versions:\n"
@@ -221,6 +273,10 @@ def _print_model(m, out):
         out.write(
             f"    {v['id']}  {v['created']}  {v['runtime']}/{v['flavor']}  {v['size']} B{live}\n"
         )
+
+
+def _inference_log(sample):
+    return "off" if not sample else f"keeps {sample * 100:g}% of the requests"
 
 
 def _confirm(question):
@@ -253,6 +309,7 @@ def _run(args, client, out):
             workers=args.workers,
             batching=_batching(args),
             resources=_resources(args),
+            inference_log=args.inference_log,
             progress=progress,
             wait=not args.no_wait,
         )
@@ -285,6 +342,19 @@ def _run(args, client, out):
             )
     elif cmd == "history":
         write_history(client.history(args.name), out)
+    elif cmd == "inference-log":
+        for row in client.inference_log(
+            args.name, since=args.since, until=args.until, version=args.version, limit=args.limit
+        ):
+            out.write(json.dumps(row) + "\n")
+    elif cmd == "drift":
+        drift = client.drift(
+            args.name, since=args.since, version=args.version, threshold=args.threshold
+        )
+        if args.json:
+            out.write(json.dumps(drift, indent=2) + "\n")
+        else:
+            write_drift(drift, out)
     elif cmd == "delete":
         if not args.yes and not _confirm(f"Delete {args.name} and all its versions?"):
             return 1

@@ -5,13 +5,16 @@ answered; ``mlhub.drift`` flags the feature her callers shifted and not the othe
 else reads her log or writes into it."""
 
 import datetime
+import json
+import os
+import subprocess
 import time
 
 import pytest
 import requests
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
-from support.embedded_hub import wait_for
+from support.embedded_hub import VENV_BIN, wait_for
 from support.publishing import client, predict
 
 from mlhub.bundle import save_bundle
@@ -119,6 +122,28 @@ def test_drift_flags_the_shifted_feature_only(hub, flowers):
     # against a reference of her own (the training data), in the notebook
     own = insight.drift("flowers", since=shifted_since, reference=X, publisher=alice)
     assert own.set_index("feature").loc["pl", "drifted"]
+    # and from a terminal
+    env = {**os.environ, "MLHUB_URL": hub.url, "MLHUB_TOKEN": hub.alice}
+    done = subprocess.run(
+        [f"{VENV_BIN}/mlhub", "models", "drift", "flowers", "--since", shifted_since],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line.split() for line in done.stdout.splitlines()[2:]}
+    assert lines["pl"][-1] == "YES" and lines["sl"][-1] == "no", done.stdout
+    done = subprocess.run(
+        [f"{VENV_BIN}/mlhub", "models", "inference-log", "flowers", "--limit", "3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["inputs"]["pl"] for r in rows] == shifted.pl.iloc[-3:].tolist()
 
 
 def test_nobody_else_reads_or_writes_her_log(hub, flowers):

@@ -6,6 +6,7 @@ server runs it), "Call it", "Score a table" from a real PostgreSQL, and "Manage 
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -120,6 +121,43 @@ def test_publish_from_code(ada):
         assert done.returncode == 0, done.stderr
         numbers = [float(n) for n in re.findall(r"-?\d+\.\d*(?:e-?\d+)?", done.stdout)]
         assert numbers == pytest.approx([3.0, 9.0]), done.stdout  # the example's two rows
+
+
+def test_watch_it(ada):
+    """The "Watch it" block, in two runs of a kernel-like Python with callers in between: the
+    publish with the log on, then reading the log and the drift once they called."""
+    hub, work, env = ada
+    kernel_env = {
+        **env,
+        "MLHUB_PUBLISHER_URL": f"{hub.url}services/{PUBLISHER_SERVICE}/",
+        "MLHUB_PUBLIC_URL": hub.url,
+        "JUPYTERHUB_API_TOKEN": hub.ada,
+        "JUPYTERHUB_USER": "ada",
+    }
+    publish, read = shell_block("**Watch it.**", "python").split("# once callers have called it:")
+    notebook = NOTEBOOK + "import mlhub\nX_test = X_train\n"
+    read += "\nprint(len(log), log['temp'].tolist(), drift.set_index('feature')['psi'].to_dict())"
+    outputs = []
+    for code in (notebook + publish, notebook + read):
+        done = subprocess.run(
+            [f"{VENV_BIN}/python", "-c", code],
+            cwd=work,
+            env=kernel_env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout)
+        if len(outputs) == 1:  # the callers
+            client = PublisherClient(url=hub.url, token=hub.ada)
+            for temp in (1.0, 2.0, 3.0):
+                rows = [{"temp": temp, "pressure": 1.0}]
+                client.predict("defect-rf", rows, key=env["KEY"])
+            time.sleep(3)  # the serving processes send every 2 s
+    last = outputs[1].strip().splitlines()[-1]
+    assert last.startswith("3 [1.0, 2.0, 3.0] {'temp': "), outputs[1]
+    assert "'pressure': " in last
 
 
 def test_score_a_table(ada):

@@ -207,3 +207,39 @@ def test_another_user_sees_shared_models_read_only_and_a_readable_refusal(
         ).json()["replicas"]
         == 1
     )
+
+
+def test_the_page_shows_the_inference_log_and_drift(hub, browser_page, tmp_path):
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from mlhub.bundle import save_bundle
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    X.columns = ["sl", "sw", "pl", "pw"]
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    save_bundle(model, tmp_path / "b", name="watched", example=X.head(), validate=X)
+    hub.client.publish(tmp_path / "b", "watched", inference_log=0.5)
+    hub.client.publish(tmp_path / "b", "watched", inference_log=True)  # the same version, all
+    shifted = X.assign(pl=X.pl + 3.0)
+    for start in range(0, 150, 30):
+        rows = shifted.iloc[start : start + 30].to_dict(orient="records")
+        assert predict(hub, "alice", "watched", hub.alice, rows).ok
+    assert predict(hub, "alice", "watched", hub.alice, [{"sl": "tall"}]).status_code == 400
+    wait_for(
+        lambda: len(hub.client.inference_log("watched")) >= 151, "the rows in the log", timeout=60
+    )
+    page = browser_page
+    log_in(page, hub, "alice")
+    page.goto(f"{hub.url}services/{SERVICE}/models/alice/watched")
+    page.get_by_role("heading", name="Inference log").wait_for()
+    assert "Keeps 100% of the requests" in page.inner_text("#inference-setting")
+    rows = page.locator("#inferences tbody tr")
+    assert rows.count() == 20
+    first = rows.first.inner_text()  # the newest: the refusal
+    assert "400" in first and "sl" in first
+    assert "200" in rows.nth(1).inner_text()
+    drifted = page.locator("#drift tr[data-feature='pl']").inner_text()
+    assert drifted.split()[-1] == "yes", drifted
+    for feature in ("sl", "sw", "pw"):
+        assert page.locator(f"#drift tr[data-feature='{feature}']").inner_text().split()[-1] == "no"

@@ -10,8 +10,8 @@ the prefix ``input.``), and ``prediction``.
 
 import pandas as pd
 
-from mlhub.drift import PSI_THRESHOLD, drift_table, weak_note
 from mlhub.extension.client import connect
+from mlhub.input_drift import PSI_THRESHOLD, drift_table, weak_note
 
 LOG_COLUMNS = ("time", "version", "request", "row", "status", "latency_ms")
 

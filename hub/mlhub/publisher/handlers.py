@@ -17,7 +17,6 @@ from tornado import web
 
 import mlhub
 from mlhub.bundle import validate_name
-from mlhub.drift import PSI_THRESHOLD
 from mlhub.errors import (
     BadRequest,
     MlhubError,
@@ -27,6 +26,7 @@ from mlhub.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from mlhub.input_drift import PSI_THRESHOLD
 from mlhub.publisher.auth import (
     MANAGE,
     READ,

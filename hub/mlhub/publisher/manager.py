@@ -19,8 +19,8 @@ from mlhub.bundle import load_manifest, validate_name
 from mlhub.bundle.parity import read_parity
 from mlhub.datadir import grant_owner
 from mlhub.deployers.base import Desired, ModelRef, Serving
-from mlhub.drift import PSI_THRESHOLD, drift_table, weak_note
 from mlhub.errors import BadRequest, Conflict, MlhubError, NotFound
+from mlhub.input_drift import PSI_THRESHOLD, drift_table, weak_note
 from mlhub.publisher.artifacts import place
 from mlhub.publisher.credentials import BundleTokens, access_list, new_key
 from mlhub.publisher.inference_log import MAX_READ_ROWS, rows_from_batch

@@ -13,6 +13,7 @@ token; a cookie-authenticated POST without it is refused. Errors render as a pag
 happened and what to do, never a stack trace.
 """
 
+import datetime
 import json
 import os
 from pathlib import Path
@@ -34,6 +35,8 @@ from mlhub.snippets import all_snippets, example_rows
 
 HERE = Path(__file__).parent
 LOG_LINES = 200  # lines of the model's log a page shows
+INFERENCE_ROWS = 20  # newest rows of the inference log a page shows
+DRIFT_WINDOW = datetime.timedelta(days=1)  # the inputs a page's drift table compares
 # what a redirect after a form says happened (a code, so no text of the URL reaches the page)
 DONE = {
     "rollback": "Rollback started: the version switches once it is ready (see Events).",
@@ -100,6 +103,7 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
             events=list(reversed(self.manager.events(model)))[:30],
             history=self.manager.history(model),
             log=await self.manager.logs(model, LOG_LINES) if manage else "",
+            **(await self.insight(model) if manage else {}),
             done=DONE.get(self.get_query_argument("done", "")),
             snippets=all_snippets(
                 view["predict_url"],
@@ -114,6 +118,16 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
             page_url=self.model_url(model),
             xsrf=self.xsrf_form_value(),
         )
+
+    async def insight(self, model):
+        """The inference log's newest rows and the last day's drift, for whoever manages
+        ``model`` (the rows are its callers' data)."""
+        if not model.current_version:
+            return {"inferences": [], "drift": None}
+        rows = await self.manager.inferences(model, limit=INFERENCE_ROWS)
+        since = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - DRIFT_WINDOW
+        drift = await self.manager.drift(model, since=since) if rows else None
+        return {"inferences": list(reversed(rows)), "drift": drift}
 
     def xsrf_form_value(self):
         """The hub's xsrf token for this page's forms and scripts."""

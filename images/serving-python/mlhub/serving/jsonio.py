@@ -7,7 +7,8 @@ _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
 def _default(obj):
-    """What orjson cannot write itself: numpy scalars and string/object arrays, pandas."""
+    """What orjson cannot write itself: numpy scalars and string/object arrays, pandas
+    objects and timestamps."""
     if isinstance(obj, np.generic):
         return obj.item()
     tolist = getattr(obj, "tolist", None)  # numpy arrays of strings or objects, pandas Series
@@ -16,6 +17,9 @@ def _default(obj):
     to_dict = getattr(obj, "to_dict", None)  # a DataFrame output: one record per row
     if callable(to_dict):
         return to_dict(orient="records")
+    isoformat = getattr(obj, "isoformat", None)  # pandas timestamps, dates
+    if callable(isoformat):
+        return isoformat()
     raise TypeError(f"{type(obj).__name__} cannot be written as JSON")
 
 

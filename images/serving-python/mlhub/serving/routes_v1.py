@@ -6,7 +6,7 @@ from flask import Response, request
 from . import arrowio
 from .batching import PREDICT, PREDICT_PROBA
 from .http import DECLARED_OTHER, JSON, body_media, encode, json_response, parse_body, read_body
-from .inferencelog import LOGGED
+from .inferencelog import LOGGED, sent_rows
 
 PREDICT_MEDIA = (JSON, *arrowio.MEDIA)
 PREDICT_ONLY = (PREDICT,)
@@ -35,6 +35,7 @@ def add_routes(app, ctx):
         )
         with predictor.request() as run:
             data = read_body(environ, max_bytes)
+            payload = None
             if media in (JSON, DECLARED_OTHER):
                 payload = parse_body(environ, data, media, arrowio.MEDIA)
                 model_input, rows = served.schema.from_payload(payload)
@@ -44,7 +45,7 @@ def add_routes(app, ctx):
                 )
             results = run(model_input, rows, WITH_PROBA if proba else PREDICT_ONLY)
         if logging:
-            environ[LOGGED] = (model_input, rows, results[PREDICT])
+            environ[LOGGED] = (sent_rows(payload, model_input), rows, results[PREDICT])
         if arrow_answer:
             body = arrowio.write_answer(results, served.classes)
             metrics.add_rows(rows)

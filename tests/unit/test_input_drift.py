@@ -1,10 +1,10 @@
-"""Drift per feature (``mlhub.drift``): a shifted feature is flagged, an unshifted one is not,
+"""Drift per feature (``mlhub.input_drift``): a shifted feature is flagged, an unshifted one is not,
 at sample sizes a model's log has after a few hundred requests."""
 
 import numpy as np
 import pytest
 
-from mlhub.drift import drift_table, numeric_drift, weak_note
+from mlhub.input_drift import drift_table, numeric_drift, weak_note
 
 
 def frames(seed, n, shift=0.0, colors=("red", "green", "blue"), weights=(0.5, 0.3, 0.2)):
