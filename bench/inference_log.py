@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import serving as bench  # noqa: E402 (bench/serving.py: the servers, wrk and the model)
 
 MODES = {"off": None, "all": "1", "10%": "0.1"}
-TOKEN = "mlhb_bench"
+TOKEN = "mlhl_bench"
 
 
 class Receiver:
@@ -85,7 +85,7 @@ def start_mode(mode, model_dir, work, receiver):
         env.update(
             MLHUB_INFERENCE_LOG=MODES[mode],
             MLHUB_INFERENCE_LOG_URL=receiver.url,
-            MLHUB_BUNDLE_TOKEN=TOKEN,
+            MLHUB_INFERENCE_LOG_TOKEN=TOKEN,
         )
     argv = [sys.executable, "-m", "mlhub.serving", "--bundle", str(model_dir / "bundle")]
     argv += ["--port", str(port), "--workers", "2"]

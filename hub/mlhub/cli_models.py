@@ -105,6 +105,18 @@ def add_models_parser(subparsers):
     p.add_argument("name", metavar="NAME")
 
     p = sub.add_parser(
+        "configure", help="change how the live version is served (a rolling restart)"
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument(
+        "--inference-log",
+        metavar="on|off|FRACTION",
+        required=True,
+        help="keep what callers send and get: on (every request), off, or a fraction (0.1)",
+    )
+    p.add_argument("--no-wait", action="store_true", help="return once the change is accepted")
+
+    p = sub.add_parser(
         "inference-log", help="print the requests the model's inference log kept (JSON Lines)"
     )
     p.add_argument("name", metavar="NAME")
@@ -342,6 +354,21 @@ def _run(args, client, out):
             )
     elif cmd == "history":
         write_history(client.history(args.name), out)
+    elif cmd == "configure":
+        sample = {"on": True, "off": False}.get(args.inference_log.lower())
+        if sample is None:
+            try:
+                sample = float(args.inference_log)
+            except ValueError:
+                raise MlhubError(
+                    f"--inference-log takes on, off or a fraction, not {args.inference_log!r}"
+                ) from None
+        client.configure(args.name, inference_log=sample, wait=not args.no_wait, progress=progress)
+        model = client.get(args.name)
+        out.write(
+            f"{model['owner']}/{model['name']}: {model['status']}, inference log "
+            f"{_inference_log(model['inference_log'])}\n"
+        )
     elif cmd == "inference-log":
         for row in client.inference_log(
             args.name, since=args.since, until=args.until, version=args.version, limit=args.limit

@@ -180,6 +180,35 @@ def test_answers_that_differ_from_the_notebook_never_take_traffic(kube_hub, tmp_
     assert answer(hub) == live
 
 
+def test_the_inference_log_leaves_the_pods_for_the_publisher(kube_hub, kube_api, tmp_path):
+    """A version published with its log on: its pods' serving container holds the model's log
+    token (never the bundle token: the model's code runs there), and every request sent through
+    the proxy is read back with its answer."""
+    hub = kube_hub
+    model = hub.client.publish(
+        constant_bundle(tmp_path / "logged", 9.0), "defect", inference_log=True
+    )
+    assert model["inference_log"] == 1.0
+    for pod in pods(hub, kube_api):
+        (serving,) = pod["spec"]["containers"]
+        names = [e["name"] for e in serving["env"]]
+        assert "MLHUB_INFERENCE_LOG_TOKEN" in names and "MLHUB_BUNDLE_TOKEN" not in names
+    rows = [[float(i), float(i) + 0.5] for i in range(5)]
+    for row in rows:
+        assert predict(hub, "alice", "defect", hub.alice, [row]).status_code == 200
+    found = []
+
+    def logged():
+        found[:] = hub.client.inference_log("defect", since="10m")
+        return len(found) >= len(rows)
+
+    wait_for(logged, "the requests in the inference log", timeout=60)
+    inputs = [r["inputs"] for r in found]
+    assert [i if isinstance(i, list) else list(i.values()) for i in inputs] == rows
+    assert {r["version"] for r in found} == {model["current_version"]}
+    assert all(r["status"] == 200 and r["outputs"] == 9.0 for r in found)
+
+
 def test_delete_removes_every_object(kube_hub, kube_api):
     hub = kube_hub
     hub.client.delete("defect")

@@ -159,3 +159,28 @@ def test_nobody_else_reads_or_writes_her_log(hub, flowers):
         assert answer.status_code == 401, answer.text
     with pytest.raises(BadRequest, match="an age"):
         client(hub, hub.alice).inference_log("flowers", since="yesterday")
+
+
+def test_turning_the_log_off_and_on_needs_no_new_version(hub, flowers):
+    X = flowers
+    alice = client(hub, hub.alice)
+    version = alice.get("flowers")["current_version"]
+    assert alice.configure("flowers", inference_log=False)["inference_log"] is None
+    since = now()
+    rows = X.head(3).to_dict(orient="records")
+    assert predict(hub, "alice", "flowers", hub.alice, rows).ok
+    time.sleep(3)  # two of the runtime's flushes: had it logged, the rows would be there
+    assert alice.inference_log("flowers", since=since) == []
+    env = {**os.environ, "MLHUB_URL": hub.url, "MLHUB_TOKEN": hub.alice}
+    done = subprocess.run(
+        [f"{VENV_BIN}/mlhub", "models", "configure", "flowers", "--inference-log", "on"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "inference log keeps 100% of the requests" in done.stdout
+    assert alice.get("flowers")["current_version"] == version
+    assert predict(hub, "alice", "flowers", hub.alice, rows).ok
+    assert len(logged(hub, since, 3)) == 3

@@ -6,14 +6,13 @@ server runs it), "Call it", "Score a table" from a real PostgreSQL, and "Manage 
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression
 from support.batchtest import Postgres
-from support.embedded_hub import PUBLISHER_SERVICE, VENV_BIN, running_hub
+from support.embedded_hub import PUBLISHER_SERVICE, VENV_BIN, running_hub, wait_for
 
 from mlhub.bundle import save_bundle
 from mlhub.publisher.client import PublisherClient
@@ -78,6 +77,29 @@ def run(script, hub, work, env):
     )
 
 
+def run_in_kernel(ada, code):
+    """Run ``code`` in a Python with what a kernel of ada's server has in its environment (the
+    hub gives every server and kernel these); return what it printed."""
+    hub, work, env = ada
+    kernel_env = {
+        **env,
+        "MLHUB_PUBLISHER_URL": f"{hub.url}services/{PUBLISHER_SERVICE}/",
+        "MLHUB_PUBLIC_URL": hub.url,
+        "JUPYTERHUB_API_TOKEN": hub.ada,
+        "JUPYTERHUB_USER": "ada",
+    }
+    done = subprocess.run(
+        [f"{VENV_BIN}/python", "-c", code],
+        cwd=work,
+        env=kernel_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_call_it(ada):
     hub, work, env = ada
     done = run(shell_block("**Call it.**"), hub, work, env)
@@ -90,26 +112,11 @@ def test_publish_from_code(ada):
     (the hub gives every server and kernel these); ``publish_panel()`` outside a notebook shows
     nothing and harms nothing."""
     hub, work, env = ada
-    kernel_env = {
-        **env,
-        "MLHUB_PUBLISHER_URL": f"{hub.url}services/{PUBLISHER_SERVICE}/",
-        "MLHUB_PUBLIC_URL": hub.url,
-        "JUPYTERHUB_API_TOKEN": hub.ada,
-        "JUPYTERHUB_USER": "ada",
-    }
     printed = "print(result.url)\nopen('call.sh', 'w').write(result.curl)\n"
     printed += "open('call.py', 'w').write(result.python)\n"
     code = NOTEBOOK + shell_block("**Publish a model.**", "python") + "\n" + printed
-    done = subprocess.run(
-        [f"{VENV_BIN}/python", "-c", code],
-        cwd=work,
-        env=kernel_env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().endswith(f"{hub.url}models/ada/defect-rf/"), done.stdout
+    stdout = run_in_kernel(ada, code)
+    assert stdout.strip().endswith(f"{hub.url}models/ada/defect-rf/"), stdout
     answer = PublisherClient(url=hub.url, token=hub.ada).predict(
         "defect-rf", [{"temp": 1.0, "pressure": 1.0}], key=env["KEY"]
     )
@@ -127,36 +134,18 @@ def test_watch_it(ada):
     """The "Watch it" block, in two runs of a kernel-like Python with callers in between: the
     publish with the log on, then reading the log and the drift once they called."""
     hub, work, env = ada
-    kernel_env = {
-        **env,
-        "MLHUB_PUBLISHER_URL": f"{hub.url}services/{PUBLISHER_SERVICE}/",
-        "MLHUB_PUBLIC_URL": hub.url,
-        "JUPYTERHUB_API_TOKEN": hub.ada,
-        "JUPYTERHUB_USER": "ada",
-    }
     publish, read = shell_block("**Watch it.**", "python").split("# once callers have called it:")
     notebook = NOTEBOOK + "import mlhub\nX_test = X_train\n"
     read += "\nprint(len(log), log['temp'].tolist(), drift.set_index('feature')['psi'].to_dict())"
-    outputs = []
-    for code in (notebook + publish, notebook + read):
-        done = subprocess.run(
-            [f"{VENV_BIN}/python", "-c", code],
-            cwd=work,
-            env=kernel_env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stderr
-        outputs.append(done.stdout)
-        if len(outputs) == 1:  # the callers
-            client = PublisherClient(url=hub.url, token=hub.ada)
-            for temp in (1.0, 2.0, 3.0):
-                rows = [{"temp": temp, "pressure": 1.0}]
-                client.predict("defect-rf", rows, key=env["KEY"])
-            time.sleep(3)  # the serving processes send every 2 s
-    last = outputs[1].strip().splitlines()[-1]
-    assert last.startswith("3 [1.0, 2.0, 3.0] {'temp': "), outputs[1]
+    run_in_kernel(ada, notebook + publish)
+    client = PublisherClient(url=hub.url, token=hub.ada)  # the callers
+    for temp in (1.0, 2.0, 3.0):
+        client.predict("defect-rf", [{"temp": temp, "pressure": 1.0}], key=env["KEY"])
+    # the serving processes send every 2 s
+    wait_for(lambda: len(client.inference_log("defect-rf")) == 3, "the calls in the log")
+    printed = run_in_kernel(ada, notebook + read)
+    last = printed.strip().splitlines()[-1]
+    assert last.startswith("3 [1.0, 2.0, 3.0] {'temp': "), printed
     assert "'pressure': " in last
 
 

@@ -3,7 +3,7 @@ tests/component/test_readme.py)."""
 
 import io
 
-from mlhub.cli_models import follow_logs, write_history
+from mlhub.cli_models import follow_logs, write_drift, write_history
 
 
 def test_logs_follow_prints_each_new_line_once():
@@ -54,3 +54,46 @@ def test_history_prints_what_served_when_and_who_changed_what():
     assert lines[3] == "changes:"
     assert lines[4].split()[:4] == ["2026-12-01T09:59:58Z", "ada", "received", "a" * 12]
     assert lines[5].split()[1:4] == ["mlhub", "failed", "-"]
+
+
+def test_drift_prints_one_line_per_input_with_the_weak_note():
+    drift = {
+        "version": "sha256:" + "c" * 64,
+        "since": "2026-12-06T10:00:00Z",
+        "reference_rows": 5,
+        "recent_rows": 300,
+        "threshold": 0.2,
+        "note": "the comparison is weak: 5 reference and 300 recent rows",
+        "features": [
+            {
+                "feature": "temp",
+                "kind": "number",
+                "psi": 1.234,
+                "ks": 0.5,
+                "p_value": 1e-9,
+                "reference_mean": 20.0,
+                "recent_mean": 25.5,
+                "drifted": True,
+            },
+            {"feature": "site", "kind": "category", "psi": 0.01, "drifted": False},
+            {"feature": "gone", "kind": None, "psi": None, "drifted": None},
+        ],
+    }
+    out = io.StringIO()
+    write_drift(drift, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("300 rows since 2026-12-06T10:00:00Z against 5 published")
+    assert lines[1] == "note: the comparison is weak: 5 reference and 300 recent rows"
+    assert lines[3].split() == [
+        "temp",
+        "number",
+        "1.234",
+        "0.500",
+        "1e-09",
+        "20",
+        "->",
+        "25.5",
+        "YES",
+    ]
+    assert lines[4].split() == ["site", "category", "0.010", "-", "-", "-", "no"]
+    assert lines[5].split() == ["gone", "-", "-", "-", "-", "-", "-"]

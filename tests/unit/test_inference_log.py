@@ -148,9 +148,9 @@ def test_post_batch_sends_gzip_with_the_model_token(tmp_path):
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.handle_request, daemon=True).start()
-    post_batch(f"http://127.0.0.1:{server.server_port}/log", "mlhb_t", b'{"requests": []}')
+    post_batch(f"http://127.0.0.1:{server.server_port}/log", "mlhl_t", b'{"requests": []}')
     server.server_close()
-    assert got == {"auth": "token mlhb_t", "body": b'{"requests": []}'}
+    assert got == {"auth": "token mlhl_t", "body": b'{"requests": []}'}
 
 
 def test_settings_read_the_sample_as_a_fraction():
@@ -177,7 +177,7 @@ def test_serving_env_and_the_url_each_backend_passes():
 
 
 @pytest.mark.parametrize("logging", [True, False])
-def test_a_pod_holds_the_model_token_only_when_it_logs(logging):
+def test_a_pod_holds_the_log_token_only_when_it_logs(logging):
     env = {"MLHUB_INFERENCE_LOG_URL": "http://pub/log"} if logging else {}
     deployment = make_deployment(
         ALICE_IRIS,
@@ -192,7 +192,8 @@ def test_a_pod_holds_the_model_token_only_when_it_logs(logging):
     )
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     names = [e["name"] for e in container["env"]]
-    assert ("MLHUB_BUNDLE_TOKEN" in names) is logging
+    assert ("MLHUB_INFERENCE_LOG_TOKEN" in names) is logging
+    assert "MLHUB_BUNDLE_TOKEN" not in names  # the init container's alone
 
 
 # ---------------------------------------------------------------- the publisher's side
@@ -312,3 +313,15 @@ def test_the_notebook_frame_has_a_column_per_input(tmp_path):
     assert frame["x"].tolist()[:2] == [1.0, 2.0]
     assert str(frame["time"].dt.tz) == "UTC"
     assert rows_frame([]).empty
+
+
+def test_retention_keeps_the_configured_days(tmp_path):
+    store = SQLInferenceLog(Store(f"sqlite:///{tmp_path}/db.sqlite").engine, retention_days=3)
+    rows = rows_from_batch(BATCH)  # 2025-12-06
+    store.write(ALICE_IRIS, rows)
+    assert store.expire_old(now=datetime.datetime(2025, 12, 8)) == 0
+    assert store.expire_old(now=datetime.datetime(2025, 12, 10)) == 3
+    store.write(ALICE_IRIS, rows)
+    store.retention_days = 0  # for ever
+    assert store.expire_old(now=datetime.datetime(2035, 1, 1)) == 0
+    assert len(store.read(ALICE_IRIS)) == 3

@@ -21,6 +21,7 @@ VIEW = {
     "updated": "2026-12-07T10:00:00Z",
     "shared_with": ["bob"],
     "shared_groups": [],
+    "inference_log": 0.5,
     "versions": [
         {
             "id": v,
@@ -88,16 +89,18 @@ def model_page(manage, **extra):
         "xsrf": "tok",
         "tried": None,
         "try_body": '{"instances": [{"temp": 1.5}]}',
+        "inferences": [],
+        "drift": None,
     }
     return render("model.html", **{**values, **extra})
 
 
 def test_the_owner_gets_every_form_with_the_xsrf_token():
     html = model_page(True)
-    for action in ("rollback", "scale", "keys", "revoke", "share"):
+    for action in ("rollback", "scale", "keys", "revoke", "share", "inference-log"):
         assert f'action="/services/p/models/alice/iris/{action}"' in html
-    # one rollback (V1), scale, key create, key revoke, sharing, try it
-    assert html.count('name="_xsrf" value="tok"') == 6
+    # one rollback (V1), scale, key create, key revoke, sharing, inference log, try it
+    assert html.count('name="_xsrf" value="tok"') == 7
     assert 'id="share-users" name="users"\n                 value="bob"' in html
     assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>x</script>" not in html
     assert 'href="/hub/static/css/style.min.css"' in html
@@ -160,3 +163,55 @@ def test_history_shows_what_served_when_and_who_changed_what():
     changes = html.split('id="changes"')[1].split("</table>")[0]
     assert "&lt;b&gt;alice&lt;/b&gt;" in changes and "<b>alice</b>" not in changes  # escaped
     assert '<tr class="text-danger" data-step="failed">' in changes and "<td>mlhub</td>" in changes
+
+
+def test_the_inference_log_shows_its_rows_escaped_and_the_drift():
+    import datetime
+
+    rows = [
+        {
+            "time": datetime.datetime(2026, 12, 7, 10, 0, 0),
+            "version": V2,
+            "status": 400,
+            "latency_ms": 0.4,
+            "inputs": None,
+            "outputs": None,
+            "error": "input 'temp' is <b>bold</b>",
+        },
+        {
+            "time": datetime.datetime(2026, 12, 7, 9, 59, 0),
+            "version": V2,
+            "status": 200,
+            "latency_ms": 1.25,
+            "inputs": {"temp": 1.5},
+            "outputs": 3.0,
+            "error": None,
+        },
+    ]
+    drift = {
+        "recent_rows": 300,
+        "reference_rows": 5,
+        "note": "the comparison is weak",
+        "features": [
+            {
+                "feature": "temp",
+                "kind": "number",
+                "psi": 1.5,
+                "ks": 0.6,
+                "p_value": 0.0,
+                "reference_mean": 1.5,
+                "recent_mean": 4.5,
+                "drifted": True,
+            }
+        ],
+    }
+    html = model_page(True, inferences=rows, drift=drift)
+    assert "Keeps 50% of the requests" in html
+    assert 'value="50"' in html  # the form's current share
+    assert "&lt;b&gt;bold&lt;/b&gt;" in html and "<b>bold</b>" not in html
+    assert '<code>{"temp": 1.5}</code>' in html
+    assert "Drift over the last day (300 rows against 5 published)" in html
+    assert "the comparison is weak" in html
+    assert 'data-feature="temp"' in html and "1.5 &rarr; 4.5" in html
+    off = model_page(True, model={**VIEW, "inference_log": None})
+    assert "Off: keep what callers send and get" in off and 'id="inferences"' not in off

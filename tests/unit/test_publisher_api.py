@@ -496,3 +496,49 @@ async def test_history_says_who_changed_what_and_which_version_served_when(api):
     assert history["served"][0]["until"] == history["served"][1]["since"]
     status, _ = await api.call("GET", "api/models/alice/iris/history", token="narrow-token")
     assert status == 403
+
+
+async def test_the_inference_log_is_a_publish_option_and_a_setting_of_the_live_version(api):
+    """Publish with it (kept by later versions), change it on the live version (a restart with
+    the new setting, recorded with who asked), and its bad values (400, nothing changes)."""
+    ref = ModelRef("alice", "watched")
+    status, body = await api.publish("watched", query="?inference_log=0.25")
+    await api.settle()
+    assert status == 202 and body["model"]["inference_log"] == 0.25
+    assert api.deployer.serving[ref].env() == {"MLHUB_INFERENCE_LOG": "0.25"}
+    await api.publish("watched", payload=b"v2")
+    await api.settle()
+    assert api.deployer.serving[ref].inference_log == 0.25
+
+    status, body = await api.call("PATCH", "api/models/alice/watched", body={"inference_log": 1})
+    assert status == 202 and body["model"]["inference_log"] == 1.0
+    await api.settle()
+    assert api.deployer.serving[ref].env() == {"MLHUB_INFERENCE_LOG": "1"}
+    _, history = await api.call("GET", "api/models/alice/watched/history")
+    asked = [c["message"] for c in history["changes"] if c["actor"] == "alice"]
+    assert "inference log keep 100% of the requests, requested by alice" in asked
+    status, body = await api.call("PATCH", "api/models/alice/watched", body={"inference_log": 1})
+    assert status == 200 and body["event_id"] is None  # nothing to do
+    status, _ = await api.call("PATCH", "api/models/alice/watched", body={"inference_log": False})
+    await api.settle()
+    assert status == 202 and api.deployer.serving[ref].env() == {}
+
+    for body in ({"inference_log": 2}, {"inference_log": "lots"}, {"replicas": 2}, {}):
+        status, answer = await api.call("PATCH", "api/models/alice/watched", body=body)
+        assert status == 400, (body, answer)
+    status, answer = await api.publish("watched", payload=b"v3", query="?inference_log=-1")
+    assert status == 400 and answer["detail"]["field"] == "inference_log"
+    _, model = await api.call("GET", "api/models/alice/watched")
+    assert model["inference_log"] is None
+    status, _ = await api.call(
+        "PATCH", "api/models/alice/watched", body={"inference_log": 1}, token="bob-token"
+    )
+    assert status in (403, 404)
+
+
+async def test_a_new_model_gets_the_default_inference_log(api):
+    api.manager.inference_log_default = 0.1
+    _, body = await api.publish("fresh")
+    assert body["model"]["inference_log"] == 0.1
+    _, body = await api.publish("quiet", query="?inference_log=off")
+    assert body["model"]["inference_log"] is None

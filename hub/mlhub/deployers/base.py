@@ -204,11 +204,20 @@ class Deployer(LoggingConfigurable):
 
     def inference_log_env(self, model, serving):
         """Where a serving process of ``model`` sends its inference log, when ``serving`` has
-        one: ``MLHUB_INFERENCE_LOG_URL`` (its token, ``MLHUB_BUNDLE_TOKEN``, each backend passes
-        its own way). Empty when the log is off."""
+        one: ``MLHUB_INFERENCE_LOG_URL`` (its token, ``MLHUB_INFERENCE_LOG_TOKEN``, each
+        backend passes its own way). Empty when the log is off."""
         if not serving.inference_log:
             return {}
         return {"MLHUB_INFERENCE_LOG_URL": self.model_api_url(model, "inference-log")}
+
+    log_token = Callable(
+        None,
+        allow_none=True,
+        help="""Called as ``log_token(model)``: the token with which the model's serving
+        processes send its inference log to the publisher (``POST .../inference-log``), and
+        nothing else. Set by the publisher.
+        """,
+    )
 
     def emit(self, model, version, step, message, level="info"):
         """Report an event: to ``on_event`` (which records and logs it), else to the log."""

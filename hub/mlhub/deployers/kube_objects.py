@@ -36,6 +36,7 @@ ANNOTATION_ACCESS = "mlhub.io/access-revision"
 COMPONENT = "mlhub-model"
 ACCESS_KEY = "access.json"
 BUNDLE_TOKEN_KEY = "bundle-token"
+LOG_TOKEN_KEY = "log-token"
 BUNDLE_DIR = "/srv/mlhub/bundle"
 ACCESS_DIR = "/etc/mlhub/access"
 SERVING_PORT = 8080
@@ -95,9 +96,13 @@ def access_revision(access_json):
     return hashlib.sha256(access_json.encode()).hexdigest()[:16]
 
 
-def make_secret(model, namespace, *, access_json, bundle_token):
-    """The model's Secret: ``access.json`` (users, groups, key hashes) for the serving runtime
-    and the bundle token for the init container; annotated with ``access_revision``."""
+def make_secret(model, namespace, *, access_json, bundle_token, log_token=None):
+    """The model's Secret: ``access.json`` (users, groups, key hashes) for the serving runtime,
+    the bundle token for the init container and the log token for a serving container that
+    sends an inference log; annotated with ``access_revision``."""
+    data = {ACCESS_KEY: access_json, BUNDLE_TOKEN_KEY: bundle_token}
+    if log_token:
+        data[LOG_TOKEN_KEY] = log_token
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -105,7 +110,7 @@ def make_secret(model, namespace, *, access_json, bundle_token):
             model, namespace, annotations={ANNOTATION_ACCESS: access_revision(access_json)}
         ),
         "type": "Opaque",
-        "stringData": {ACCESS_KEY: access_json, BUNDLE_TOKEN_KEY: bundle_token},
+        "stringData": data,
     }
 
 
@@ -161,13 +166,18 @@ def make_deployment(
     so a router or Service still sending it requests has time to notice; the grace period
     covers it. ``resources``: the container's ``{"requests": ..., "limits": ...}``. ``env``
     with ``MLHUB_INFERENCE_LOG_URL`` (an inference log) also gives the serving container the
-    model's bundle token, which the log is sent with; otherwise only the init container has it.
+    model's log token (the Secret's), which the log is sent with. Only the init container
+    holds the bundle token.
     """
     vlabel = {LABEL_VERSION: version_label(version)}
     name = object_name(model)
     token_env = {
         "name": "MLHUB_BUNDLE_TOKEN",
         "valueFrom": {"secretKeyRef": {"name": name, "key": BUNDLE_TOKEN_KEY}},
+    }
+    log_token_env = {
+        "name": "MLHUB_INFERENCE_LOG_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": name, "key": LOG_TOKEN_KEY}},
     }
     bundle_dir = f"{BUNDLE_DIR}/{version_label(version)}"
     fetch = {
@@ -204,7 +214,7 @@ def make_deployment(
         *({"name": k, "value": str(v)} for k, v in sorted((env or {}).items())),
     ]
     if "MLHUB_INFERENCE_LOG_URL" in (env or {}):
-        serving_env.append(token_env)  # the model's token: what the log is sent with
+        serving_env.append(log_token_env)  # what the log is sent with, and all it allows
     serving = {
         "name": "serving",
         "image": image,

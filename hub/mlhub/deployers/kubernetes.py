@@ -441,6 +441,7 @@ class KubernetesDeployer(Deployer):
                 self.namespace,
                 access_json=json.dumps(access, sort_keys=True),
                 bundle_token=self.bundle_token(model),
+                log_token=self.log_token(model) if self.log_token is not None else None,
             )
         )
         await push_access(self.kube, model, secret, self.log)

@@ -87,9 +87,9 @@ class Launcher:
             }
         )
         log_env = self.settings.inference_log_env(model, serving)
-        if log_env and self.settings.bundle_token is not None:
-            # the model's own token (its bundles, its log): what the log is sent with
-            env.update(log_env, MLHUB_BUNDLE_TOKEN=self.settings.bundle_token(model))
+        if log_env and self.settings.log_token is not None:
+            # the model's log token: it sends the model's inference log, nothing else
+            env.update(log_env, MLHUB_INFERENCE_LOG_TOKEN=self.settings.log_token(model))
         return env
 
     def command(self, table, runtime, **values):

@@ -216,6 +216,15 @@ class PublisherClient:
         params = {k: v for k, v in params.items() if v is not None}
         return self._json("GET", self.model_path(name, "inference-log"), params=params)["rows"]
 
+    def configure(self, name, *, inference_log, wait=True, progress=None, timeout=600):
+        """Change the live version's inference log (``True``, ``False`` or a fraction of the
+        requests): a rolling restart; returns the ``Model`` once done (with ``wait``)."""
+        sample = {True: 1.0, False: 0}.get(inference_log, inference_log)
+        answer = self._json("PATCH", self.model_path(name), json={"inference_log": sample})
+        if not wait:
+            return answer["model"]
+        return self._follow(name, answer, progress or _quiet, timeout)
+
     def drift(self, name, *, since=None, version=None, threshold=None):
         """The drift of the inputs logged since ``since`` (default a day) against the
         version's parity sample (``GET .../drift``, ``mlhub.drift``)."""

@@ -4,8 +4,11 @@
   sha256 is stored and handed to the serving processes (``access_list``); the key itself is
   shown once, when it is minted.
 - **Bundle tokens** (``mlhb_...``) let a model's own pods download its bundles from the
-  publisher, and nothing else. A token is an HMAC of the model's name under the publisher's
-  secret, so nothing is stored and a restarted publisher accepts the tokens running pods hold.
+  publisher, and nothing else; **log tokens** (``mlhl_...``) let its serving processes send its
+  inference log, and nothing else (the model's own code runs in those processes, so they never
+  hold the bundle token). A token is an HMAC of its purpose and the model's name under the
+  publisher's secret, so nothing is stored and a restarted publisher accepts the tokens running
+  pods hold.
 """
 
 import hashlib
@@ -16,6 +19,9 @@ from mlhub.deployers.base import ModelRef
 
 KEY_PREFIX = "mlhk_"
 BUNDLE_TOKEN_PREFIX = "mlhb_"
+LOG_TOKEN_PREFIX = "mlhl_"
+BUNDLE, LOG = "bundle", "log"  # what a model token lets its holder do
+_PREFIXES = {BUNDLE: BUNDLE_TOKEN_PREFIX, LOG: LOG_TOKEN_PREFIX}
 
 
 def hash_key(key):
@@ -40,16 +46,21 @@ def access_list(model):
 
 
 class BundleTokens:
-    """Bundle tokens under one secret (random when none is given: valid for this process)."""
+    """Bundle and log tokens under one secret (random when none is given: valid for this
+    process)."""
 
     def __init__(self, secret=None):
         self._secret = secret or secrets.token_bytes(32)
 
-    def token(self, ref):
-        """The token that lets ``ref``'s (a ``ModelRef``) pods read its bundles."""
-        mac = hmac.new(self._secret, f"bundle:{ref.key}".encode(), hashlib.sha256)
-        return BUNDLE_TOKEN_PREFIX + mac.hexdigest()
+    def token(self, ref, purpose=BUNDLE):
+        """The token that lets ``ref``'s (a ``ModelRef``) processes read its bundles
+        (``BUNDLE``) or send its inference log (``LOG``)."""
+        mac = hmac.new(self._secret, f"{purpose}:{ref.key}".encode(), hashlib.sha256)
+        return _PREFIXES[purpose] + mac.hexdigest()
 
-    def valid(self, owner, name, token):
-        """Whether ``token`` is the bundle token of ``owner``'s model ``name``."""
-        return hmac.compare_digest(self.token(ModelRef(owner, name)), token)
+    def log_token(self, ref):
+        return self.token(ref, LOG)
+
+    def valid(self, owner, name, token, purpose=BUNDLE):
+        """Whether ``token`` is the ``purpose`` token of ``owner``'s model ``name``."""
+        return hmac.compare_digest(self.token(ModelRef(owner, name), purpose), token)

@@ -36,7 +36,7 @@ from mlhub.publisher.auth import (
     require_api_scope,
     visible_owner,
 )
-from mlhub.publisher.credentials import BUNDLE_TOKEN_PREFIX
+from mlhub.publisher.credentials import BUNDLE, BUNDLE_TOKEN_PREFIX, LOG, LOG_TOKEN_PREFIX
 from mlhub.publisher.inference_log import MAX_READ_ROWS
 from mlhub.publisher.manager import UNCHANGED
 from mlhub.publisher.model_metrics import summary
@@ -87,16 +87,17 @@ class BaseHandler(web.RequestHandler):
         caller = await self.caller()
         return caller, authorized_model(self.manager, caller, action, user, name)
 
-    def model_token_model(self, user, name):
-        """The model ``user/name`` when the request carries its bundle token (``mlhb_...``: its
-        serving processes' credential), None when it carries no such token (a hub token, to be
-        checked as usual); 401 for another model's."""
+    def model_token_model(self, user, name, purpose=BUNDLE):
+        """The model ``user/name`` when the request carries its ``purpose`` token (``mlhb_...``
+        or ``mlhl_...``: its processes' credentials, ``credentials``), None when it carries no
+        such token (a hub token, to be checked as usual); 401 for another model's."""
         header = self.request.headers.get("Authorization", "")
         token = header.split(None, 1)[1].strip() if " " in header else ""
-        if not token.startswith(BUNDLE_TOKEN_PREFIX):
+        prefix = BUNDLE_TOKEN_PREFIX if purpose == BUNDLE else LOG_TOKEN_PREFIX
+        if not token.startswith(prefix):
             return None
-        if not self.manager.bundle_tokens.valid(user, name, token):
-            raise Unauthorized(f"this bundle token is not the one of {user}/{name}")
+        if not self.manager.bundle_tokens.valid(user, name, token, purpose):
+            raise Unauthorized(f"this {purpose} token is not the one of {user}/{name}")
         return self.manager.get(user, name)
 
     def time_argument(self, name):
@@ -209,6 +210,18 @@ class ModelHandler(BaseHandler):
     async def get(self, user, name):
         _, model = await self.model_for(READ, user, name)
         self.write_json(self.manager.view(model))
+
+    async def patch(self, user, name):
+        """Change a setting of the live version (a rolling restart): ``{"inference_log": 0.1}``."""
+        caller, model = await self.model_for(MANAGE, user, name)
+        body = self.json_body('{"inference_log": 0.1}')
+        if set(body) != {"inference_log"}:
+            raise BadRequest(
+                f"the settings a model takes here are inference_log, not {sorted(body)}",
+                {"field": "body"},
+            )
+        answer = await self.manager.configure(caller, model, inference_log=body["inference_log"])
+        self.write_json(answer, 202 if answer["event_id"] is not None else 200)
 
     async def delete(self, user, name):
         _, model = await self.model_for(MANAGE, user, name)
@@ -412,14 +425,14 @@ def _row_json(row):
 
 class InferenceLogHandler(BaseHandler):
     """``.../inference-log``: ``POST`` a batch of sampled requests (the model's serving
-    processes, with its bundle token; gzipped JSON, ``mlhub.serving.inferencelog``); ``GET`` the
+    processes, with its log token; gzipped JSON, ``mlhub.serving.inferencelog``); ``GET`` the
     rows kept (``?since=&until=`` times or ages such as ``1h``, ``?version=``, ``?limit=``),
     for whoever manages the model: they hold its callers' data."""
 
     async def post(self, user, name):
-        model = self.model_token_model(user, name)
+        model = self.model_token_model(user, name, LOG)
         if model is None:
-            raise Unauthorized("the inference log is written with the model's own token")
+            raise Unauthorized("the inference log is written with the model's log token")
         body = self.request.body
         if self.request.headers.get("Content-Encoding", "").lower() == "gzip":
             inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)

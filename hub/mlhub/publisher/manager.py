@@ -90,6 +90,7 @@ class ModelManager:
         self.inference_log_default = inference_log_default
         deployer.on_event = self._on_deployer_event
         deployer.bundle_token = self.bundle_tokens.token
+        deployer.log_token = self.bundle_tokens.log_token
 
     # ------------------------------------------------------------ reading
 
@@ -413,6 +414,41 @@ class ModelManager:
 
         async def operation(ref, progress):
             await self.deployer.scale(ref, replicas, progress)
+
+        self._background(self._deploy(model, digest, operation))
+        return {"model": self.view(model), "version": digest, "event_id": first.id}
+
+    async def configure(self, caller, model, *, inference_log):
+        """Change how the live version is served (today: its inference log's sample,
+        ``check_inference_log``): a rolling restart with the new setting, kept for later
+        versions. The same setting again changes nothing (``event_id`` None)."""
+        sample = check_inference_log(inference_log)
+        if model.current_version is None:
+            raise BadRequest(f"{model.key} has no live version", {"model": model.key})
+        digest = model.current_version
+        if sample == model.inference_log and model.status == "ready":
+            return {"model": self.view(model), "version": digest, "event_id": None}
+        said = f"keep {sample * 100:g}% of the requests" if sample else "off"
+        first = self._record(
+            model,
+            digest,
+            REQUESTED,
+            f"inference log {said}, requested by {caller.name}",
+            actor=caller.name,
+        )
+        model.inference_log = sample
+        self.store.commit()
+        bundle_dir = await self._ensure_bundle_dir(model, digest)
+
+        async def operation(ref, progress):
+            await self.deployer.deploy(
+                ref,
+                digest,
+                str(bundle_dir),
+                replicas=model.replicas,
+                progress=progress,
+                serving=self.serving(model),
+            )
 
         self._background(self._deploy(model, digest, operation))
         return {"model": self.view(model), "version": digest, "event_id": first.id}

@@ -44,6 +44,8 @@ DONE = {
     "scaled": "Nothing to do: the model already runs that many replicas.",
     "revoked": "The key was revoked: calls with it are refused from now on.",
     "shared": "Sharing saved: those users and groups may call the model and see this page.",
+    "logging": "The inference log's setting is being applied (a rolling restart): see Events.",
+    "logged": "Nothing to do: the inference log already keeps that share of the requests.",
 }
 
 
@@ -205,6 +207,17 @@ class ModelActionPage(PageHandler):
         elif action == "scale":
             answer = await self.manager.scale(caller, model, self.int_field("replicas"))
             done = "scale" if answer["event_id"] is not None else "scaled"
+        elif action == "inference-log":
+            sample = self.get_body_argument("percent", "0").strip() or "0"
+            try:
+                sample = float(sample) / 100
+            except ValueError:
+                raise BadRequest(
+                    f"the share of requests to keep is a percentage, got {sample!r}",
+                    {"field": "percent"},
+                ) from None
+            answer = await self.manager.configure(caller, model, inference_log=sample)
+            done = "logging" if answer["event_id"] is not None else "logged"
         elif action == "keys":
             key = await self.manager.create_key(
                 caller, model, self.get_body_argument("description", "")
@@ -264,6 +277,9 @@ def page_routes(base):
     return [
         (base + "/?", ModelsPage),
         (model + "/?", ModelPage),
-        (model + r"/(?P<action>rollback|scale|keys|revoke|share|try)", ModelActionPage),
+        (
+            model + r"/(?P<action>rollback|scale|keys|revoke|share|try|inference-log)",
+            ModelActionPage,
+        ),
         (base + r"/static/(.*)", web.StaticFileHandler, {"path": str(HERE / "static")}),
     ]

@@ -8,9 +8,9 @@ input (the DataFrame or array the model was called with) and its output in the W
 to a bounded buffer. That is all a request pays: no copy, no encoding, no I/O. A thread of the
 worker's own (started with the first record, so after uWSGI forked the worker) sends what the
 buffer holds every ``MLHUB_INFERENCE_LOG_FLUSH_SECONDS`` as one gzipped JSON document to
-``MLHUB_INFERENCE_LOG_URL`` (the publisher, which stores it: ``mlhub.inference``) with the
-model's own token (``MLHUB_BUNDLE_TOKEN``, which lets it read this model's bundles and write
-this model's log, nothing else).
+``MLHUB_INFERENCE_LOG_URL`` (the publisher, which stores it:
+``mlhub.publisher.inference_log``) with the model's log token (``MLHUB_INFERENCE_LOG_TOKEN``,
+which lets it write this model's log and nothing else).
 
 When the buffer holds ``MLHUB_INFERENCE_LOG_BUFFER`` rows (the publisher is down or slow), new
 requests are not recorded but counted (``mlhub_inference_log_dropped_total``), so memory stays
@@ -206,11 +206,11 @@ def from_settings(settings, counters=None):
     """The ``InferenceLog`` the runtime's settings ask for, or None (off)."""
     if not settings.inference_log_sample:
         return None
-    token = os.environ.get("MLHUB_BUNDLE_TOKEN", "")
+    token = os.environ.get("MLHUB_INFERENCE_LOG_TOKEN", "")
     if not settings.inference_log_url or not token:
         log.warning(
-            "MLHUB_INFERENCE_LOG is on but MLHUB_INFERENCE_LOG_URL or MLHUB_BUNDLE_TOKEN is "
-            "not set: no request is logged"
+            "MLHUB_INFERENCE_LOG is on but MLHUB_INFERENCE_LOG_URL or MLHUB_INFERENCE_LOG_TOKEN "
+            "is not set: no request is logged"
         )
         return None
     return InferenceLog(
