@@ -2,7 +2,7 @@
 ``inference_log=True``, callers go through the public URL (JSON, OIP and a refused request),
 and what she reads back (``mlhub.inference_log``, as a DataFrame) is what was sent and
 answered; ``mlhub.drift`` flags the feature her callers shifted and not the others. Nobody
-else reads her log or writes into it."""
+else reads her log or writes into it. The R runtime logs the same way."""
 
 import datetime
 import json
@@ -16,7 +16,9 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from support.embedded_hub import VENV_BIN, wait_for
 from support.publishing import client, predict
+from support.rmodels import formula_bundle
 
+from mlhub import rlang
 from mlhub.bundle import save_bundle
 from mlhub.errors import BadRequest, Forbidden, NotFound
 from mlhub.extension import insight
@@ -36,13 +38,13 @@ def flowers(hub, tmp_path_factory):
     return X
 
 
-def logged(hub, since, rows):
+def logged(hub, since, rows, name="flowers"):
     """alice's rows since ``since`` once the runtime sent ``rows`` of them (it sends every 2 s)."""
     alice = client(hub, hub.alice)
     found = []
 
     def enough():
-        found[:] = alice.inference_log("flowers", since=since)
+        found[:] = alice.inference_log(name, since=since)
         return len(found) >= rows
 
     wait_for(enough, f"{rows} rows in the inference log", timeout=60)
@@ -184,3 +186,33 @@ def test_turning_the_log_off_and_on_needs_no_new_version(hub, flowers):
     assert alice.get("flowers")["current_version"] == version
     assert predict(hub, "alice", "flowers", hub.alice, rows).ok
     assert len(logged(hub, since, 3)) == 3
+
+
+def test_an_r_model_logs_its_requests_too(hub, tmp_path):
+    if rlang.rscript() is None:
+        pytest.fail(f"R is not installed: {rlang.INSTALL_HINT} (scripts/system-deps does it)")
+    alice = client(hub, hub.alice)
+    bundle = formula_bundle(tmp_path / "formula", name="formula-r")
+    model = alice.publish(bundle, "formula-r", inference_log=True, workers=2)
+    assert model["inference_log"] == 1.0
+    since = now()
+    rows = [{"temp": float(t), "pressure": 1.0, "line": "b", "count": 2} for t in range(6)]
+    answered = []
+    for row in rows:
+        answer = predict(hub, "alice", "formula-r", hub.alice, [row])
+        assert answer.status_code == 200, answer.text
+        answered += answer.json()["predictions"]
+    refused = predict(hub, "alice", "formula-r", hub.alice, [{**rows[0], "line": "z"}])
+    assert refused.status_code == 400
+    found = sorted(logged(hub, since, 7, "formula-r"), key=lambda r: r["status"])
+    ok = [r for r in found if r["status"] == 200]
+    assert sorted((r["inputs"]["temp"], r["outputs"]) for r in ok) == sorted(
+        zip([r["temp"] for r in rows], answered, strict=True)
+    )
+    assert found[-1]["status"] == 400 and found[-1]["error"] == refused.json()["error"]
+    metrics = requests.get(
+        f"{hub.url}models/alice/formula-r/metrics",
+        headers={"Authorization": f"token {hub.alice}"},
+        timeout=10,
+    ).text
+    assert "mlhub_inference_log_dropped_total 0" in metrics

@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 from jupyter_server.base.handlers import APIHandler
@@ -212,10 +213,14 @@ class RBundleHandler(MlhubHandler):
             )
             body = pack(Path(tmp, "bundle"))
         workers = self.get_query_argument("workers", None)
+        query = {"workers": int(workers)} if workers and workers.isdigit() else {}
+        inference_log = self.get_query_argument("inference_log", None)
+        if inference_log is not None:
+            query["inference_log"] = inference_log  # the publisher checks it
         reply = await self.forwarder.fetch(
             "POST",
             self.forwarder.model_parts(name, "versions"),
-            query=f"workers={int(workers)}" if workers and workers.isdigit() else "",
+            query=urllib.parse.urlencode(query),
             headers={"Content-Type": "application/gzip"},
             timeout=self.forwarder.settings.upload_timeout,
             body=body,

@@ -13,7 +13,7 @@ script_dir <- function() {
   file <- sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])
   dirname(normalizePath(file))
 }
-for (part in c("errors", "types", "settings", "auth", "schema", "model", "metrics", "requestlog", "openapi", "v2", "app")) {
+for (part in c("errors", "types", "settings", "auth", "schema", "model", "metrics", "requestlog", "inferencelog", "openapi", "v2", "app")) {
   source(file.path(script_dir(), "runtime", paste0(part, ".R")))
 }
 
@@ -77,7 +77,10 @@ serve_main <- function(args) {
       owner = settings$owner)
     authenticate <- function(authorization, api_key) auth_check(auth, authorization, api_key)
   }
-  router <- create_app(settings, served, authenticate = authenticate)
+  inference_log <- new_inference_log(settings)
+  router <- create_app(settings, served, authenticate = authenticate,
+                       inference_log = inference_log)
+  start_inference_log(inference_log)
   message(sprintf("serving on http://%s:%d%s", host, port, settings$url_prefix))
   plumber::pr_run(router, host = host, port = port, docs = FALSE, quiet = TRUE)
 }

@@ -3,7 +3,7 @@
 # `runtime` is the folder of the runtime's R files (set by the pytest driver).
 
 runtime <- Sys.getenv("MLHUB_R_RUNTIME")
-for (part in c("errors", "types", "settings", "auth", "schema", "model", "metrics", "requestlog", "openapi", "v2")) {
+for (part in c("errors", "types", "settings", "auth", "schema", "model", "metrics", "requestlog", "inferencelog", "openapi", "v2")) {
   source(file.path(runtime, paste0(part, ".R")), local = TRUE)
 }
 
@@ -254,4 +254,49 @@ test_that("the request log writes failed outcomes with their code, within the ra
   quiet <- new_request_log("off", write = function(line) stop("nothing is written"))
   expect_null(log_outcome(quiet, "POST", "/v1/predict", 500L, 1, err))
   expect_error(new_request_log("loud"), "MLHUB_REQUEST_LOG=loud is not valid")
+})
+
+test_that("the inference log keeps its share of requests and sends them as one batch", {
+  sent <- character(0)
+  settings <- list(inference_log_sample = 0.5, inference_log_buffer = 5L,
+                   inference_log_flush_seconds = 2L, version = "sha256:r")
+  log <- new_inference_log(settings, send = function(body) sent <<- c(sent, body),
+                           clock = function() 1765000000.5)
+  frame <- data.frame(speed = c(4, 7))
+  for (i in 1:4) record_inference(log, 200L, 0.002, list(frame = frame, predictions = c(1.5, 2.5)), NULL)
+  record_inference(log, 400L, 0.001, NULL, list(message = "row 0, input 'speed': not a number"))
+  record_inference(log, 400L, 0.001, NULL, list(message = "again"))
+  expect_equal(log$rows, 5L)  # every second request: two of two rows, then the second refusal
+  flush_inference_log(log)
+  batch <- jsonlite::fromJSON(sent, simplifyVector = FALSE)
+  expect_equal(batch$version, "sha256:r")
+  expect_equal(length(batch$requests), 3L)
+  first <- batch$requests[[1]]
+  expect_equal(first$inputs, list(list(speed = 4), list(speed = 7)))
+  expect_equal(first$outputs, list(1.5, 2.5))
+  expect_equal(c(first$status, first$ms, first$time), c(200, 2, 1765000000.5))
+  expect_equal(batch$requests[[3]]$error, "again")
+  expect_null(batch$requests[[3]]$inputs)
+  expect_equal(log$sent, 5)
+})
+
+test_that("a full buffer drops and counts; a refused batch waits for the next flush", {
+  failing <- TRUE
+  settings <- list(inference_log_sample = 1, inference_log_buffer = 3L)
+  log <- new_inference_log(settings, send = function(body) if (failing) stop("refused"))
+  logged <- list(frame = data.frame(x = 1:2), predictions = c(0, 1))
+  record_inference(log, 200L, 0.001, logged, NULL)
+  record_inference(log, 200L, 0.001, logged, NULL)  # 4 rows > 3: dropped
+  expect_equal(c(log$rows, log$dropped), c(2, 2))
+  suppressMessages(flush_inference_log(log))
+  expect_equal(log$rows, 2L)  # back in the buffer
+  failing <- FALSE
+  suppressMessages(flush_inference_log(log))
+  expect_equal(c(log$rows, log$sent), c(0, 2))
+  m <- new_metrics(dir = "")
+  m$inference_log <- log
+  text <- render_metrics(m)
+  expect_match(text, "mlhub_inference_log_rows_total 2", fixed = TRUE)
+  expect_match(text, "mlhub_inference_log_dropped_total 2", fixed = TRUE)
+  expect_null(new_inference_log(list(inference_log_sample = 0)))
 })

@@ -256,9 +256,26 @@ curl_snippet <- function(predict_url, example, key) {
     sprintf("  -d '%s'", body))
 }
 
+# The publish's query: workers, and the inference log as the publisher takes it (TRUE: every
+# request, FALSE: off, a fraction: that share; NULL: the model's setting).
+publish_query <- function(workers, inference_log) {
+  query <- list()
+  if (!is.null(workers)) query$workers <- as.integer(workers)
+  if (isTRUE(inference_log)) query$inference_log <- "on"
+  else if (isFALSE(inference_log)) query$inference_log <- "off"
+  else if (is.numeric(inference_log)) query$inference_log <- format(inference_log)
+  else if (!is.null(inference_log)) {
+    mlhub_stop("inference_log is TRUE, FALSE or the share of requests to keep, e.g. 0.1")
+  }
+  query
+}
+
 #' Publish a fitted R model as an authenticated REST endpoint.
+#' inference_log = TRUE keeps every request's inputs, prediction, latency and status (0.1: a
+#' tenth of them), read back in Python with mlhub.inference_log(name).
 publish <- function(model, name, example = NULL, description = "", predict_args = list(),
-                    workers = NULL, timeout = 600, validate = NULL, tolerance = NULL) {
+                    workers = NULL, timeout = 600, validate = NULL, tolerance = NULL,
+                    inference_log = NULL) {
   check_name(name)
   progress("bundle", 0, "checking the model")
   if (is.null(model) || !has_predict(model)) {
@@ -294,7 +311,7 @@ publish <- function(model, name, example = NULL, description = "", predict_args 
     r_packages = packages, model_class = class(model)[1], description = description,
     parity = parity,
     predict_args = if (length(predict_args)) predict_args else structure(list(), names = character(0))
-  ), query = if (!is.null(workers)) list(workers = as.integer(workers)))
+  ), query = publish_query(workers, inference_log))
   if (!reply$status %in% c(200L, 202L)) fail_reply(reply, "the publish was refused")
   version <- reply$body$version %||% reply$body$current_version
   progress("upload", 1, "uploaded")

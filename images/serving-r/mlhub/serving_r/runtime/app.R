@@ -9,6 +9,7 @@
 JSON_TYPE_HEADER <- "application/json"
 PROMETHEUS <- "text/plain; version=0.0.4; charset=utf-8"
 PUBLIC_ROUTES <- c("/healthz", "/readyz", "/v2/health/live", "/v2/health/ready")
+PREDICT_ROUTES <- c("/v1/predict", "/v2/models/{name}/infer")  # what the inference log samples
 ROUTE_METHODS <- list(
   `/healthz` = "GET", `/readyz` = "GET", `/v1/metadata` = "GET", `/v1/predict` = "POST",
   `/v2/models/<name>` = "GET", `/v2/models/<name>/ready` = "GET",
@@ -95,10 +96,12 @@ plumber::register_parser("mlhub_raw", function(...) function(value, ...) NULL,
 
 create_app <- function(settings, served, metrics = new_metrics(), authenticate = NULL,
                        request_log = new_request_log(settings$request_log %||% "errors",
-                                                     settings$request_log_rate %||% 20L)) {
+                                                     settings$request_log_rate %||% 20L),
+                       inference_log = new_inference_log(settings)) {
   if (settings$auth && is.null(authenticate)) {
     stop("authentication is on but no authenticator was given", call. = FALSE)
   }
+  metrics$inference_log <- inference_log  # its sent and dropped rows are in /metrics
   prefix <- settings$url_prefix
   max_bytes <- settings$max_body_bytes
   timeout <- settings$request_timeout
@@ -165,6 +168,9 @@ create_app <- function(settings, served, metrics = new_metrics(), authenticate =
       observe(metrics, label, res$status, elapsed)
       persist(metrics)
       log_outcome(request_log, req$REQUEST_METHOD, label, res$status, elapsed, failed)
+      if (label %in% PREDICT_ROUTES) {
+        record_inference(inference_log, res$status, elapsed, req$mlhub_logged, failed)
+      }
       res
     }
   }
@@ -194,6 +200,7 @@ create_app <- function(settings, served, metrics = new_metrics(), authenticate =
       frame <- if (is.null(served$schema)) untyped_frame(body) else from_payload(served$schema, body)
       predictions <- predict_frame(served, frame, timeout)
       add_rows(metrics, nrow(frame))
+      req$mlhub_logged <- list(frame = frame, predictions = predictions)
       send(res, 200L, to_json(list(predictions = I(predictions))))
     },
     `/v2/models/<name>` = function(req, res, name) {
@@ -217,6 +224,7 @@ create_app <- function(settings, served, metrics = new_metrics(), authenticate =
       parsed <- parse_infer(served$schema, body, parts$binary)
       predictions <- predict_frame(served, parsed$frame, timeout)
       add_rows(metrics, nrow(parsed$frame))
+      req$mlhub_logged <- list(frame = parsed$frame, predictions = predictions)
       answer <- infer_answer(served, parsed, predictions)
       if (is.null(answer$tail)) return(send(res, 200L, answer$json))
       res$setHeader(HEADER_LENGTH_NAME, as.character(length(answer$json)))

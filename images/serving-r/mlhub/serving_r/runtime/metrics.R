@@ -1,5 +1,6 @@
 # Prometheus metrics with the names and labels of the Python runtime (mlhub.serving.metrics):
-# requests by route and status, a latency histogram by route, rows predicted, and gauges.
+# requests by route and status, a latency histogram by route, rows predicted, the inference
+# log's sent and dropped rows, and gauges.
 # One R process serves one request at a time, so plain counters in an environment suffice.
 
 ROUTES <- c("/healthz", "/readyz", "/v1/metadata", "/v1/predict", "/v2/models/{name}",
@@ -36,7 +37,11 @@ observe <- function(m, route, status, seconds) {
 
 add_rows <- function(m, rows) m$rows <- m$rows + rows
 
-counters <- function(m) list(requests = m$requests, buckets = m$buckets, sums = m$sums, rows = m$rows)
+counters <- function(m) {
+  log <- m$inference_log
+  list(requests = m$requests, buckets = m$buckets, sums = m$sums, rows = m$rows,
+       logged = if (is.null(log)) 0 else log$sent, log_dropped = if (is.null(log)) 0 else log$dropped)
+}
 
 # Write this process's counters for the others to read (no-op without MLHUB_METRICS_DIR).
 persist <- function(m) {
@@ -61,6 +66,8 @@ totals <- function(m) {
     total$buckets <- total$buckets + other$buckets
     total$sums <- total$sums + other$sums
     total$rows <- total$rows + other$rows
+    total$logged <- total$logged + (other$logged %||% 0)
+    total$log_dropped <- total$log_dropped + (other$log_dropped %||% 0)
   }
   c(total, list(workers = length(files) + 1L))
 }
@@ -93,7 +100,14 @@ render_metrics <- function(m) {
   }
   out <- c(out, "# HELP mlhub_predictions_total Rows predicted (one request may carry many rows).",
            "# TYPE mlhub_predictions_total counter",
-           sprintf("mlhub_predictions_total %d", as.integer(t$rows)))
+           sprintf("mlhub_predictions_total %d", as.integer(t$rows)),
+           "# HELP mlhub_inference_log_rows_total Rows the inference log sent to the publisher.",
+           "# TYPE mlhub_inference_log_rows_total counter",
+           sprintf("mlhub_inference_log_rows_total %d", as.integer(t$logged)),
+           paste("# HELP mlhub_inference_log_dropped_total Sampled rows the inference log left",
+                 "out (its buffer was full)."),
+           "# TYPE mlhub_inference_log_dropped_total counter",
+           sprintf("mlhub_inference_log_dropped_total %d", as.integer(t$log_dropped)))
   for (name in names(m$gauges)) {
     g <- m$gauges[[name]]
     out <- c(out, sprintf("# HELP %s %s", name, g$help), sprintf("# TYPE %s gauge", name),

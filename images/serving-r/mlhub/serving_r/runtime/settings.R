@@ -9,6 +9,19 @@ env_flag <- function(key, default) {
   stop(sprintf("%s=%s is not valid: use 'on' or 'off'", key, raw), call. = FALSE)
 }
 
+env_fraction <- function(key, default) {
+  raw <- tolower(trimws(Sys.getenv(key, "")))
+  if (!nzchar(raw)) return(default)
+  if (raw %in% c("on", "true", "yes")) return(1)
+  if (raw %in% c("off", "false", "no")) return(0)
+  value <- suppressWarnings(as.numeric(raw))
+  if (is.na(value)) stop(sprintf("%s=%s is not a number", key, raw), call. = FALSE)
+  if (value < 0 || value > 1) {
+    stop(sprintf("%s=%s is not a fraction between 0 and 1", key, raw), call. = FALSE)
+  }
+  value
+}
+
 env_int <- function(key, default, minimum = 1L) {
   raw <- trimws(Sys.getenv(key, ""))
   if (!nzchar(raw)) return(as.integer(default))
@@ -48,6 +61,10 @@ read_settings <- function() {
     # (behind nginx in the serving-r image). Reported in /metrics.
     workers = env_int("MLHUB_WORKERS", 1L),
     request_log = tolower(trimws(Sys.getenv("MLHUB_REQUEST_LOG", ""))) %||% "errors",
-    request_log_rate = env_int("MLHUB_REQUEST_LOG_RATE", 20L)
+    request_log_rate = env_int("MLHUB_REQUEST_LOG_RATE", 20L),
+    inference_log_sample = env_fraction("MLHUB_INFERENCE_LOG", 0),
+    inference_log_url = Sys.getenv("MLHUB_INFERENCE_LOG_URL", "") %||% NULL,
+    inference_log_buffer = env_int("MLHUB_INFERENCE_LOG_BUFFER", 10000L),
+    inference_log_flush_seconds = env_int("MLHUB_INFERENCE_LOG_FLUSH_SECONDS", 2L)
   )
 }

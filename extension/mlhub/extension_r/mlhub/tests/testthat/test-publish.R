@@ -86,3 +86,11 @@ test_that("the parity record holds the example's and a fixed validation sample's
                "the example's columns \\(speed, dist\\)")
   expect_error(publish(m, "m", validate = cars), "validate needs an example too")
 })
+
+test_that("the inference log option becomes the publish query the publisher reads", {
+  expect_equal(publish_query(2, TRUE), list(workers = 2L, inference_log = "on"))
+  expect_equal(publish_query(NULL, 0.25), list(inference_log = "0.25"))
+  expect_equal(publish_query(NULL, FALSE), list(inference_log = "off"))
+  expect_equal(publish_query(NULL, NULL), list())
+  expect_error(publish_query(NULL, "lots"), "share of requests")
+})
