@@ -80,6 +80,11 @@ class UnsupportedMediaType(MlhubError):
     error = "unsupported_media_type"
 
 
+class TooManyRequests(MlhubError):
+    status = 429
+    error = "too_many_requests"
+
+
 class NotReady(MlhubError):
     status = 503
     error = "not_ready"

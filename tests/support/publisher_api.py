@@ -123,6 +123,7 @@ class Api:
             default_workers=1,
             max_workers=4,
             log=self.app.log,
+            inference_log=self.app.make_inference_log(self.store),
         )
         sock, port = bind_unused_port()
         self.server = HTTPServer(self.app.make_web_app(self.manager, FakeHubAuth()))

@@ -325,3 +325,21 @@ def test_retention_keeps_the_configured_days(tmp_path):
     store.retention_days = 0  # for ever
     assert store.expire_old(now=datetime.datetime(2035, 1, 1)) == 0
     assert len(store.read(ALICE_IRIS)) == 3
+
+
+def test_a_batch_the_publisher_refuses_is_dropped_and_counted_not_resent():
+    import urllib.error
+
+    metrics = Metrics()
+    tries = []
+
+    def send(body):
+        tries.append(body)
+        raise urllib.error.HTTPError("http://pub/log", 429, "Too Many Requests", {}, None)
+
+    log = InferenceLog(version="v", sample=1.0, send=send, counters=metrics.add_logged)
+    log.record({"mlhub.logged": ([[1.0], [2.0]], 2, [0, 1])}, 200, 0.001)
+    log.flush()
+    log.flush()
+    assert len(tries) == 1 and log.take() == ([], 0)
+    assert "mlhub_inference_log_dropped_total 2" in metrics.render()

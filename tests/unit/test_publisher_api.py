@@ -542,3 +542,38 @@ async def test_a_new_model_gets_the_default_inference_log(api):
     assert body["model"]["inference_log"] == 0.1
     _, body = await api.publish("quiet", query="?inference_log=off")
     assert body["model"]["inference_log"] is None
+
+
+async def test_one_models_log_is_held_to_its_rows_a_minute(api):
+    """The log token's POST: rows up to the model's share of a minute, then 429 saying which
+    setting holds it; another model is not held by it."""
+    await api.publish("chatty", query="?inference_log=on")
+    await api.settle()
+    api.manager.inference_log_max_rows_per_minute = 3
+    ref = api.manager.ref(api.store.find_model("alice", "chatty"))
+    _, model = await api.call("GET", "api/models/alice/chatty")
+    batch = {
+        "version": model["current_version"],
+        "requests": [
+            {"time": 1.0, "status": 200, "ms": 1, "inputs": [[1], [2]], "outputs": [0, 0]}
+        ],
+    }
+    headers = {"Authorization": f"token {api.deployer.log_token(ref)}"}
+    status, body = await api.call(
+        "POST", "api/models/alice/chatty/inference-log", token=None, body=batch, headers=headers
+    )
+    assert status == 201 and body == {"rows": 2}
+    status, body = await api.call(
+        "POST", "api/models/alice/chatty/inference-log", token=None, body=batch, headers=headers
+    )
+    assert status == 429 and "inference_log_max_rows_per_minute" in body["error"]
+    # the bundle token, a hub token or another model's log token write nothing
+    for token in (api.deployer.bundle_token(ref), "alice-token"):
+        status, _ = await api.call(
+            "POST",
+            "api/models/alice/chatty/inference-log",
+            token=None,
+            body=batch,
+            headers={"Authorization": f"token {token}"},
+        )
+        assert status == 401

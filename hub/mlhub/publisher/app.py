@@ -192,6 +192,13 @@ class PublisherApp(Application):
         already published keep their own.""",
     ).tag(config=True)
 
+    inference_log_max_rows_per_minute = Integer(
+        100_000,
+        help="""Most inference log rows one model may add in a minute; a batch beyond is
+        refused (429) and counted as dropped by the model's serving processes, so one model's
+        log cannot fill the disk everyone shares. Default 100000.""",
+    ).tag(config=True)
+
     @validate("inference_log_default")
     def _fraction(self, proposal):
         if not 0 <= proposal.value <= 1:
@@ -285,6 +292,7 @@ class PublisherApp(Application):
             system_users=system_users,
             inference_log=self.make_inference_log(store),
             inference_log_default=self.inference_log_default,
+            inference_log_max_rows_per_minute=self.inference_log_max_rows_per_minute,
         )
         hub_auth = HubOAuth(parent=self, base_url=self.service_prefix)
         server = HTTPServer(

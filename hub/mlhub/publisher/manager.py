@@ -19,7 +19,7 @@ from mlhub.bundle import load_manifest, validate_name
 from mlhub.bundle.parity import read_parity
 from mlhub.datadir import grant_owner
 from mlhub.deployers.base import Desired, ModelRef, Serving
-from mlhub.errors import BadRequest, Conflict, MlhubError, NotFound
+from mlhub.errors import BadRequest, Conflict, MlhubError, NotFound, TooManyRequests
 from mlhub.input_drift import PSI_THRESHOLD, drift_table, weak_note
 from mlhub.publisher.artifacts import place
 from mlhub.publisher.credentials import BundleTokens, access_list, new_key
@@ -66,6 +66,7 @@ class ModelManager:
         system_users=None,
         inference_log=None,
         inference_log_default=None,
+        inference_log_max_rows_per_minute=100_000,
     ):
         self.store = store
         # multi-user mode: each owner's account may read their unpacked bundles, nobody else
@@ -88,6 +89,9 @@ class ModelManager:
         # new model gets unless its publish says
         self.inference_log = inference_log
         self.inference_log_default = inference_log_default
+        # one model's log may not fill the platform's disk: rows taken per model and minute
+        self.inference_log_max_rows_per_minute = inference_log_max_rows_per_minute
+        self._logged_this_minute = {}  # model key -> (minute, rows)
         deployer.on_event = self._on_deployer_event
         deployer.bundle_token = self.bundle_tokens.token
         deployer.log_token = self.bundle_tokens.log_token
@@ -498,6 +502,18 @@ class ModelManager:
         if model.version(version) is None:
             raise BadRequest(f"{model.key} has no version {version!r}", {"field": "version"})
         rows = rows_from_batch(batch)
+        minute = int(time.time() // 60)
+        since, taken = self._logged_this_minute.get(model.key, (minute, 0))
+        taken = taken if since == minute else 0
+        limit = self.inference_log_max_rows_per_minute
+        if taken + len(rows) > limit:
+            raise TooManyRequests(
+                f"{model.key}'s inference log takes at most {limit} rows a minute "
+                f"(PublisherApp.inference_log_max_rows_per_minute); these {len(rows)} were "
+                "dropped: log a smaller share of the requests",
+                {"limit": limit},
+            )
+        self._logged_this_minute[model.key] = (minute, taken + len(rows))
         await asyncio.to_thread(self.inference_log.write, self.ref(model), rows)
         return len(rows)
 

@@ -14,8 +14,9 @@ which lets it write this model's log and nothing else).
 
 When the buffer holds ``MLHUB_INFERENCE_LOG_BUFFER`` rows (the publisher is down or slow), new
 requests are not recorded but counted (``mlhub_inference_log_dropped_total``), so memory stays
-bounded and callers never wait; a batch the publisher did not take goes back into the buffer if
-it fits, else it is counted as dropped too.
+bounded and callers never wait; a batch the publisher could not take (down, 5xx) goes back into
+the buffer if it fits, else it is counted as dropped too, as is a batch it refused (429: the
+model logs more rows a minute than the publisher takes of one model).
 """
 
 import atexit
@@ -179,27 +180,42 @@ class InferenceLog:
         return b'{"version":%s,"requests":[%s]}' % (dumps(self.version), b",".join(parts))
 
     def flush(self):
-        """Send what is buffered now; put it back (if it fits) when the publisher fails."""
+        """Send what is buffered now; put it back (if it fits) when the publisher is down or
+        fails (5xx), drop and count it when the publisher refuses it (4xx: over the model's
+        rate)."""
         entries, rows = self.take()
         if not entries:
             return
         try:
             self.send(self.encode(entries))
-        except (OSError, ValueError) as exc:
-            if not self._failing:
-                log.warning("inference log: the publisher did not take a batch: %s", exc)
-            self._failing = True
-            with self._lock:
-                if self._rows + rows <= self.max_rows:
-                    self._entries[:0] = entries
-                    self._rows += rows
-                    return
+        except urllib.error.HTTPError as exc:
+            if exc.code >= 500:
+                self._keep(entries, rows, exc)
+                return
+            # refused as it is (over the model's rate, a version the publisher dropped):
+            # sending it again would be refused again
+            log.warning("inference log: the publisher refused a batch of %d rows: %s", rows, exc)
             self.counters(0, rows)
+            return
+        except (OSError, ValueError) as exc:
+            self._keep(entries, rows, exc)
             return
         if self._failing:
             log.warning("inference log: the publisher takes batches again")
             self._failing = False
         self.counters(rows, 0)
+
+    def _keep(self, entries, rows, exc):
+        """A batch the publisher could not take now: back into the buffer if it fits."""
+        if not self._failing:
+            log.warning("inference log: the publisher did not take a batch: %s", exc)
+        self._failing = True
+        with self._lock:
+            if self._rows + rows <= self.max_rows:
+                self._entries[:0] = entries
+                self._rows += rows
+                return
+        self.counters(0, rows)
 
 
 def from_settings(settings, counters=None):

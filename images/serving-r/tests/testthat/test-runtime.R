@@ -300,3 +300,18 @@ test_that("a full buffer drops and counts; a refused batch waits for the next fl
   expect_match(text, "mlhub_inference_log_dropped_total 2", fixed = TRUE)
   expect_null(new_inference_log(list(inference_log_sample = 0)))
 })
+
+test_that("a batch the publisher refuses (4xx) is dropped and counted, not sent again", {
+  tries <- 0
+  refuse <- function(body) {
+    tries <<- tries + 1
+    err <- simpleError("the publisher answered 429: over the model's rate")
+    class(err) <- c("mlhub_refused", class(err))
+    stop(err)
+  }
+  log <- new_inference_log(list(inference_log_sample = 1), send = refuse)
+  record_inference(log, 200L, 0.001, list(frame = data.frame(x = 1:2), predictions = c(0, 1)), NULL)
+  suppressMessages(flush_inference_log(log))
+  suppressMessages(flush_inference_log(log))
+  expect_equal(c(tries, log$rows, log$dropped, log$sent), c(1, 0, 2, 0))
+})

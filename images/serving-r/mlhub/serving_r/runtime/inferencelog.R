@@ -5,8 +5,8 @@
 # MLHUB_INFERENCE_LOG_TOKEN) every MLHUB_INFERENCE_LOG_FLUSH_SECONDS from plumber's event loop
 # (later), between requests. The share is kept by credit, not by random draws: the model's own
 # use of R's random numbers is left as it is. A full buffer (MLHUB_INFERENCE_LOG_BUFFER rows)
-# drops and counts (mlhub_inference_log_dropped_total); a batch the publisher did not take goes
-# back into the buffer if it fits.
+# drops and counts (mlhub_inference_log_dropped_total); a batch the publisher could not take goes
+# back into the buffer if it fits, one it refused (4xx: over the model's rate) is dropped.
 
 new_inference_log <- function(settings, version = settings$version, send = NULL,
                               clock = function() as.numeric(Sys.time())) {
@@ -41,8 +41,11 @@ post_batch <- function(url, token, body) {
                           `Content-Type` = "application/json")
   reply <- curl::curl_fetch_memory(url, handle = handle)
   if (reply$status_code >= 300) {
-    stop(sprintf("the publisher answered %d: %s", reply$status_code,
-                 rawToChar(reply$content)), call. = FALSE)
+    err <- simpleError(sprintf("the publisher answered %d: %s", reply$status_code,
+                               rawToChar(reply$content)))
+    # refused as it is (4xx: over the model's rate): sending it again would be refused again
+    if (reply$status_code < 500) class(err) <- c("mlhub_refused", class(err))
+    stop(err)
   }
 }
 
@@ -76,7 +79,12 @@ flush_inference_log <- function(log) {
   outcome <- tryCatch({
     log$send(body)
     NULL
+  }, mlhub_refused = function(e) {
+    message("inference log: the publisher refused a batch: ", conditionMessage(e))
+    log$dropped <- log$dropped + rows
+    FALSE
   }, error = function(e) conditionMessage(e))
+  if (isFALSE(outcome)) return(invisible())
   if (is.null(outcome)) {
     if (log$failing) message("inference log: the publisher takes batches again")
     log$failing <- FALSE
