@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mlhub.publisher.pages import page_templates
+from mlhub.publisher.pages import newest, page_templates
 from mlhub.snippets import all_snippets
 
 V1, V2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
@@ -80,7 +80,7 @@ def model_page(manage, **extra):
         "keys": [{"id": "k1", "description": "<script>x</script>", "created": "2026"}],
         "new_key": None,
         "events": [{"time": "t", "version": V2, "step": "done", "level": "info", "message": "ok"}],
-        "history": HISTORY,
+        "history": newest(HISTORY, 50),
         "log": "--- mlhub: starting",
         "done": None,
         "snippets": all_snippets(VIEW["predict_url"], "iris", [{"temp": 1.5}]),
@@ -215,3 +215,14 @@ def test_the_inference_log_shows_its_rows_escaped_and_the_drift():
     assert 'data-feature="temp"' in html and "1.5 &rarr; 4.5" in html
     off = model_page(True, model={**VIEW, "inference_log": None})
     assert "Off: keep what callers send and get" in off and 'id="inferences"' not in off
+
+
+def test_the_history_shows_the_newest_entries_and_counts_the_rest():
+    changes = [{**HISTORY["changes"][0], "message": f"change {i}"} for i in range(5)]
+    history = newest({"served": HISTORY["served"], "changes": changes}, 3)
+    assert [c["message"] for c in history["changes"]] == ["change 4", "change 3", "change 2"]
+    assert history["served"][0]["until"] is None  # the live interval first
+    assert history["older"] == 2
+    html = model_page(True, history=history)
+    assert "2 older entries" in html and "mlhub models history iris" in html
+    assert "older entries" not in model_page(True)

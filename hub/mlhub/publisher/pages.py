@@ -36,6 +36,7 @@ from mlhub.snippets import all_snippets, example_rows
 HERE = Path(__file__).parent
 LOG_LINES = 200  # lines of the model's log a page shows
 INFERENCE_ROWS = 20  # newest rows of the inference log a page shows
+HISTORY_ROWS = 50  # newest served intervals and changes a page shows (the API has them all)
 DRIFT_WINDOW = datetime.timedelta(days=1)  # the inputs a page's drift table compares
 # what a redirect after a form says happened (a code, so no text of the URL reaches the page)
 DONE = {
@@ -56,6 +57,17 @@ def page_templates():
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
+
+
+def newest(history, rows):
+    """``history`` with its newest ``rows`` served intervals and changes, newest first, and how
+    many older ones the page leaves to ``mlhub models history``."""
+    served, changes = history["served"][::-1], history["changes"][::-1]
+    return {
+        "served": served[:rows],
+        "changes": changes[:rows],
+        "older": max(len(served) - rows, 0) + max(len(changes) - rows, 0),
+    }
 
 
 class PageHandler(HubOAuthenticated, web.RequestHandler):
@@ -103,7 +115,7 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
             keys=[k.to_dict() for k in model.api_keys] if manage else [],
             new_key=new_key,
             events=list(reversed(self.manager.events(model)))[:30],
-            history=self.manager.history(model),
+            history=newest(self.manager.history(model), HISTORY_ROWS),
             log=await self.manager.logs(model, LOG_LINES) if manage else "",
             **(await self.insight(model) if manage else {}),
             done=DONE.get(self.get_query_argument("done", "")),
