@@ -58,6 +58,8 @@ def now():
 def test_what_was_sent_and_answered_is_what_the_log_holds(hub, flowers):
     X = flowers
     since = now()
+    # a caller without a token is no traffic of the model's: never in its log
+    assert predict(hub, "alice", "flowers", None, X.head(1).to_dict("records")).status_code == 401
     sent, answered = [], []
     for start in range(0, 150, 10):
         rows = X.iloc[start : start + 10].to_dict(orient="records")
@@ -88,6 +90,7 @@ def test_what_was_sent_and_answered_is_what_the_log_holds(hub, flowers):
     assert ok["latency_ms"].gt(0).all()
     assert set(ok["version"]) == {client(hub, hub.alice).get("flowers")["current_version"]}
     assert ok.iloc[:150].groupby("request", sort=False).size().tolist() == [10] * 15
+    assert sorted(set(frame.status)) == [200, 400]
     (bad,) = frame[frame.status == 400].itertuples()
     assert "sl" in bad.error and bad.error == refused.json()["error"]
     metrics = requests.get(
@@ -197,6 +200,8 @@ def test_an_r_model_logs_its_requests_too(hub, tmp_path):
     assert model["inference_log"] == 1.0
     since = now()
     rows = [{"temp": float(t), "pressure": 1.0, "line": "b", "count": 2} for t in range(6)]
+    # a caller without a token is no traffic of the model's: never in its log
+    assert predict(hub, "alice", "formula-r", None, rows[:1]).status_code == 401
     answered = []
     for row in rows:
         answer = predict(hub, "alice", "formula-r", hub.alice, [row])
@@ -205,6 +210,7 @@ def test_an_r_model_logs_its_requests_too(hub, tmp_path):
     refused = predict(hub, "alice", "formula-r", hub.alice, [{**rows[0], "line": "z"}])
     assert refused.status_code == 400
     found = sorted(logged(hub, since, 7, "formula-r"), key=lambda r: r["status"])
+    assert [r["status"] for r in found] == [200] * 6 + [400]
     ok = [r for r in found if r["status"] == 200]
     assert sorted((r["inputs"]["temp"], r["outputs"]) for r in ok) == sorted(
         zip([r["temp"] for r in rows], answered, strict=True)

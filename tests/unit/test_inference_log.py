@@ -57,6 +57,8 @@ def test_a_sampled_request_is_sent_with_its_rows_answers_status_and_latency(serv
     refused = client.post("/v1/predict", json={"instances": [{"sl": "x"}]}, headers=AUTH)
     assert refused.status_code == 400
     client.get("/v1/metadata", headers=AUTH)  # not a prediction: not logged
+    stranger = client.post("/v1/predict", json={"instances": rows})  # no token: not logged
+    assert stranger.status_code == 401
     assert sent == []  # nothing on the request's path: the sender runs when flushed
     log.flush()
     (batch,) = [json.loads(body) for body in sent]

@@ -33,6 +33,9 @@ DRAIN_SECONDS = 10.0
 _ROUTE_INDEX = {route: i for i, route in enumerate(metrics_module.ROUTES)}
 _OTHER = _ROUTE_INDEX["other"]
 _PREDICT_ROUTES = frozenset({_ROUTE_INDEX["/v1/predict"], _ROUTE_INDEX["/v2/models/{name}/infer"]})
+# refusals of callers who may not call the model: not the model's traffic, and anyone could
+# send them, so they never reach its inference log
+_UNSEEN = frozenset({401, 403})
 # Flask endpoint -> route label in the metrics (and which endpoints need no token).
 _ENDPOINT_ROUTE = {
     "healthz": "/healthz",
@@ -192,7 +195,7 @@ class Gateway:
         seconds = perf_counter() - started
         self.metrics.observe(route, code, seconds)
         self.request_log.outcome(environ, environ.get("REQUEST_METHOD"), route, code, seconds)
-        if self.inference_log is not None and route in _PREDICT_ROUTES:
+        if self.inference_log is not None and route in _PREDICT_ROUTES and code not in _UNSEEN:
             self.inference_log.record(environ, code, seconds)
         return body
 

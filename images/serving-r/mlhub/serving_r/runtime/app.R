@@ -168,7 +168,8 @@ create_app <- function(settings, served, metrics = new_metrics(), authenticate =
       observe(metrics, label, res$status, elapsed)
       persist(metrics)
       log_outcome(request_log, req$REQUEST_METHOD, label, res$status, elapsed, failed)
-      if (label %in% PREDICT_ROUTES) {
+      # a caller who may not call the model is not its traffic (and anyone can be one)
+      if (label %in% PREDICT_ROUTES && !res$status %in% c(401L, 403L)) {
         record_inference(inference_log, res$status, elapsed, req$mlhub_logged, failed)
       }
       res
