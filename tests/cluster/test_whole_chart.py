@@ -26,6 +26,7 @@ import json
 import re
 import secrets
 import subprocess
+import threading
 
 import pytest
 import requests
@@ -92,18 +93,32 @@ def values_for_this_cluster(public_url, models, storage):
 
 @contextlib.contextmanager
 def port_forward(kubeconfig, namespace, service, port, local):
-    """``kubectl port-forward svc/<service> <local>:<port>``; yields the local URL."""
+    """``kubectl port-forward svc/<service> <local>:<port>``; yields the local URL.
+
+    kubectl (1.20's as much as today's) exits when one forwarded connection breaks ("lost
+    connection to pod"), which takes every later request with it: a watcher starts it again on
+    the same local port, as a user at a terminal would."""
     args = ["kubectl", "--kubeconfig", kubeconfig, "-n", namespace, "port-forward"]
-    proc = subprocess.Popen(
-        [*args, "--address", "127.0.0.1", f"svc/{service}", f"{local}:{port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    argv = [*args, "--address", "127.0.0.1", f"svc/{service}", f"{local}:{port}"]
+    state = {"proc": None, "restarts": 0}
+    done = threading.Event()
+
+    def start():
+        state["proc"] = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def watch():
+        while not done.wait(0.5):
+            if state["proc"].poll() is not None:
+                state["restarts"] += 1
+                start()
+
+    start()
     url = f"http://127.0.0.1:{local}/"
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     try:
 
         def answers():
-            assert proc.poll() is None, proc.stderr.read().decode()
             try:
                 return requests.get(url + "hub/api", timeout=5).ok
             except requests.ConnectionError:
@@ -112,8 +127,10 @@ def port_forward(kubeconfig, namespace, service, port, local):
         wait_for(answers, f"port-forward to {service}", timeout=60, interval=0.5)
         yield url
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        done.set()
+        watcher.join()
+        state["proc"].terminate()
+        state["proc"].wait(timeout=30)
 
 
 # Run in the hub pod: load the official chart's jupyterhub_config.py (with the Secret and
