@@ -109,7 +109,6 @@ class InferenceLog:
         self._entries = []
         self._rows = 0
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._pid = None  # the process whose thread sends (a forked worker starts its own)
         self._failing = False
 
@@ -125,28 +124,22 @@ class InferenceLog:
             model_input, rows, outputs = None, 1, None
             error = environ.get(ERROR, (None, None))[1]
         entry = (self.clock(), status, seconds, model_input, outputs, error)
+        pid = os.getpid()
         with self._lock:
-            if self._rows + rows > self.max_rows:
-                full = True
-            else:
-                full = False
+            full = self._rows + rows > self.max_rows
+            if not full:
                 self._entries.append(entry)
                 self._rows += rows
+            start, self._pid = self._pid != pid, pid
         if full:
             self.counters(0, rows)
-            return
-        if self._pid != os.getpid():
-            self._start()
-
-    def _start(self):
-        self._pid = os.getpid()
-        threading.Thread(target=self._run, name="mlhub-inference-log", daemon=True).start()
-        atexit.register(self.flush)
+        if start:  # the first record of this process (a worker uWSGI forked)
+            threading.Thread(target=self._run, name="mlhub-inference-log", daemon=True).start()
+            atexit.register(self.flush)
 
     def _run(self):
         while True:
-            self._wake.wait(self.flush_seconds)
-            self._wake.clear()
+            time.sleep(self.flush_seconds)
             try:
                 self.flush()
             except Exception:  # the log must never take the worker down
