@@ -51,6 +51,20 @@ def logged(hub, since, rows, name="flowers"):
     return found
 
 
+def alices_cli(hub, *args):
+    """What ``mlhub models ARGS`` prints to alice, who logged in (her token in the
+    environment); it must succeed."""
+    done = subprocess.run(
+        [f"{VENV_BIN}/mlhub", "models", *args],
+        env={**os.environ, "MLHUB_URL": hub.url, "MLHUB_TOKEN": hub.alice},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def now():
     return datetime.datetime.now(datetime.UTC).isoformat()
 
@@ -128,26 +142,11 @@ def test_drift_flags_the_shifted_feature_only(hub, flowers):
     own = insight.drift("flowers", since=shifted_since, reference=X, publisher=alice)
     assert own.set_index("feature").loc["pl", "drifted"]
     # and from a terminal
-    env = {**os.environ, "MLHUB_URL": hub.url, "MLHUB_TOKEN": hub.alice}
-    done = subprocess.run(
-        [f"{VENV_BIN}/mlhub", "models", "drift", "flowers", "--since", shifted_since],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = {line.split()[0]: line.split() for line in done.stdout.splitlines()[2:]}
-    assert lines["pl"][-1] == "YES" and lines["sl"][-1] == "no", done.stdout
-    done = subprocess.run(
-        [f"{VENV_BIN}/mlhub", "models", "inference-log", "flowers", "--limit", "3"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    printed = alices_cli(hub, "drift", "flowers", "--since", shifted_since)
+    lines = {line.split()[0]: line.split() for line in printed.splitlines()[2:]}
+    assert lines["pl"][-1] == "YES" and lines["sl"][-1] == "no", printed
+    printed = alices_cli(hub, "inference-log", "flowers", "--limit", "3")
+    rows = [json.loads(line) for line in printed.splitlines()]
     assert [r["inputs"]["pl"] for r in rows] == shifted.pl.iloc[-3:].tolist()
 
 
@@ -176,16 +175,8 @@ def test_turning_the_log_off_and_on_needs_no_new_version(hub, flowers):
     assert predict(hub, "alice", "flowers", hub.alice, rows).ok
     time.sleep(3)  # two of the runtime's flushes: had it logged, the rows would be there
     assert alice.inference_log("flowers", since=since) == []
-    env = {**os.environ, "MLHUB_URL": hub.url, "MLHUB_TOKEN": hub.alice}
-    done = subprocess.run(
-        [f"{VENV_BIN}/mlhub", "models", "configure", "flowers", "--inference-log", "on"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "inference log keeps 100% of the requests" in done.stdout
+    printed = alices_cli(hub, "configure", "flowers", "--inference-log", "on")
+    assert "inference log keeps 100% of the requests" in printed
     assert alice.get("flowers")["current_version"] == version
     assert predict(hub, "alice", "flowers", hub.alice, rows).ok
     assert len(logged(hub, since, 3)) == 3

@@ -5,8 +5,9 @@ from mlhub.deployers.base import ModelRef
 from mlhub.deployers.kube_objects import make_deployment
 
 
-def model_deployment():
-    """A model's Deployment as the publisher builds it (two replicas, a memory limit)."""
+def model_deployment(**extra):
+    """A model's Deployment as the publisher builds it (two replicas, a memory limit; ``extra``:
+    more of ``make_deployment``'s arguments)."""
     return make_deployment(
         ModelRef("alice", "iris"),
         "models",
@@ -17,4 +18,5 @@ def model_deployment():
         url_prefix="/models/alice/iris",
         hub_api_url="http://hub:8081/hub/api",
         resources={"limits": {"memory": "1Gi"}},
+        **extra,
     )

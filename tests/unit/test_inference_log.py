@@ -10,10 +10,10 @@ import json
 import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
+from support.kube_objects import model_deployment
 from support.serving_app import AUTH, make_client, served_model
 
 from mlhub.deployers.base import Deployer, ModelRef, Serving
-from mlhub.deployers.kube_objects import make_deployment
 from mlhub.errors import BadRequest
 from mlhub.extension.insight import rows_frame
 from mlhub.publisher.inference_log import (
@@ -181,17 +181,7 @@ def test_serving_env_and_the_url_each_backend_passes():
 @pytest.mark.parametrize("logging", [True, False])
 def test_a_pod_holds_the_log_token_only_when_it_logs(logging):
     env = {"MLHUB_INFERENCE_LOG_URL": "http://pub/log"} if logging else {}
-    deployment = make_deployment(
-        ALICE_IRIS,
-        "mlhub",
-        version="sha256:" + "a" * 64,
-        replicas=1,
-        image="serving:1",
-        bundle_url="http://pub/bundle",
-        url_prefix="/models/alice/iris",
-        hub_api_url="http://hub/hub/api",
-        env=env,
-    )
+    deployment = model_deployment(env=env)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     names = [e["name"] for e in container["env"]]
     assert ("MLHUB_INFERENCE_LOG_TOKEN" in names) is logging

@@ -193,6 +193,15 @@ class Deployer(LoggingConfigurable):
         """,
     )
 
+    log_token = Callable(
+        None,
+        allow_none=True,
+        help="""Called as ``log_token(model)``: the token with which the model's serving
+        processes send its inference log to the publisher (``POST .../inference-log``), and
+        nothing else. Set by the publisher.
+        """,
+    )
+
     def model_api_url(self, model, *path):
         """``<publisher_url>api/models/<owner>/<name>/<path...>``, each part URL-quoted."""
         parts = [model.owner, model.name, *path]
@@ -209,15 +218,6 @@ class Deployer(LoggingConfigurable):
         if not serving.inference_log:
             return {}
         return {"MLHUB_INFERENCE_LOG_URL": self.model_api_url(model, "inference-log")}
-
-    log_token = Callable(
-        None,
-        allow_none=True,
-        help="""Called as ``log_token(model)``: the token with which the model's serving
-        processes send its inference log to the publisher (``POST .../inference-log``), and
-        nothing else. Set by the publisher.
-        """,
-    )
 
     def emit(self, model, version, step, message, level="info"):
         """Report an event: to ``on_event`` (which records and logs it), else to the log."""

@@ -18,10 +18,8 @@ import secrets
 from mlhub.deployers.base import ModelRef
 
 KEY_PREFIX = "mlhk_"
-BUNDLE_TOKEN_PREFIX = "mlhb_"
-LOG_TOKEN_PREFIX = "mlhl_"
 BUNDLE, LOG = "bundle", "log"  # what a model token lets its holder do
-_PREFIXES = {BUNDLE: BUNDLE_TOKEN_PREFIX, LOG: LOG_TOKEN_PREFIX}
+TOKEN_PREFIXES = {BUNDLE: "mlhb_", LOG: "mlhl_"}
 
 
 def hash_key(key):
@@ -56,7 +54,7 @@ class BundleTokens:
         """The token that lets ``ref``'s (a ``ModelRef``) processes read its bundles
         (``BUNDLE``) or send its inference log (``LOG``)."""
         mac = hmac.new(self._secret, f"{purpose}:{ref.key}".encode(), hashlib.sha256)
-        return _PREFIXES[purpose] + mac.hexdigest()
+        return TOKEN_PREFIXES[purpose] + mac.hexdigest()
 
     def log_token(self, ref):
         return self.token(ref, LOG)

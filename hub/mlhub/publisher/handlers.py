@@ -6,7 +6,6 @@ Handlers authenticate, authorize and parse; ``ModelManager`` does the work. Ever
 OpenAPI document can be checked against them.
 """
 
-import datetime
 import json
 import re
 import time
@@ -36,7 +35,7 @@ from mlhub.publisher.auth import (
     require_api_scope,
     visible_owner,
 )
-from mlhub.publisher.credentials import BUNDLE, BUNDLE_TOKEN_PREFIX, LOG, LOG_TOKEN_PREFIX
+from mlhub.publisher.credentials import BUNDLE, LOG, TOKEN_PREFIXES
 from mlhub.publisher.inference_log import MAX_READ_ROWS
 from mlhub.publisher.manager import UNCHANGED
 from mlhub.publisher.model_metrics import summary
@@ -93,8 +92,7 @@ class BaseHandler(web.RequestHandler):
         such token (a hub token, to be checked as usual); 401 for another model's."""
         header = self.request.headers.get("Authorization", "")
         token = header.split(None, 1)[1].strip() if " " in header else ""
-        prefix = BUNDLE_TOKEN_PREFIX if purpose == BUNDLE else LOG_TOKEN_PREFIX
-        if not token.startswith(prefix):
+        if not token.startswith(TOKEN_PREFIXES[purpose]):
             return None
         if not self.manager.bundle_tokens.valid(user, name, token, purpose):
             raise Unauthorized(f"this {purpose} token is not the one of {user}/{name}")
@@ -471,9 +469,6 @@ class DriftHandler(BaseHandler):
 
     async def get(self, user, name):
         _, model = await self.model_for(MANAGE, user, name)
-        since = self.time_argument("since") or (
-            datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(days=1)
-        )
         threshold = self.get_query_argument("threshold", None)
         try:
             threshold = PSI_THRESHOLD if threshold is None else float(threshold)
@@ -484,7 +479,7 @@ class DriftHandler(BaseHandler):
         self.write_json(
             await self.manager.drift(
                 model,
-                since=since,
+                since=self.time_argument("since"),
                 version=self.get_query_argument("version", None),
                 threshold=threshold,
             )

@@ -9,6 +9,7 @@ bundle tokens) and the access list they feed are ``credentials``'; the API's vie
 """
 
 import asyncio
+import datetime
 import secrets
 import shutil
 import time
@@ -36,6 +37,7 @@ from mlhub.resources import check_resources
 from mlhub.steps import IN_PROGRESS, KEY_CREATED, KEY_REVOKED, REQUESTED, SHARED
 
 UNCHANGED = object()  # a publish that does not mention a setting keeps the model's
+DRIFT_WINDOW = datetime.timedelta(days=1)  # the logged inputs drift compares unless told
 
 
 @dataclass(frozen=True)
@@ -310,6 +312,20 @@ class ModelManager:
             self.store.commit()
         digest = ingested.digest
 
+        self._deploy_version(model, digest, bundle_dir)
+        body = {"model": self.view(model), "version": ingested.digest, "event_id": first.id}
+        return Outcome(body, True)
+
+    def _background(self, coro):
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _deploy_version(self, model, digest, bundle_dir):
+        """Make ``digest`` (unpacked at ``bundle_dir``) live in the background, with the model's
+        replicas and serving settings as they are when it runs (publish, configure)."""
+
         async def operation(ref, progress):
             await self.deployer.deploy(
                 ref,
@@ -321,14 +337,6 @@ class ModelManager:
             )
 
         self._background(self._deploy(model, digest, operation))
-        body = {"model": self.view(model), "version": ingested.digest, "event_id": first.id}
-        return Outcome(body, True)
-
-    def _background(self, coro):
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     async def _deploy(self, model, digest, operation):
         """Run ``operation(ref, progress)`` (a deployer call) and record how it ended."""
@@ -444,17 +452,7 @@ class ModelManager:
         self.store.commit()
         bundle_dir = await self._ensure_bundle_dir(model, digest)
 
-        async def operation(ref, progress):
-            await self.deployer.deploy(
-                ref,
-                digest,
-                str(bundle_dir),
-                replicas=model.replicas,
-                progress=progress,
-                serving=self.serving(model),
-            )
-
-        self._background(self._deploy(model, digest, operation))
+        self._deploy_version(model, digest, bundle_dir)
         return {"model": self.view(model), "version": digest, "event_id": first.id}
 
     async def _ensure_bundle_dir(self, model, digest):
@@ -529,9 +527,10 @@ class ModelManager:
         )
 
     async def drift(self, model, *, since=None, version=None, threshold=PSI_THRESHOLD):
-        """The drift table (``mlhub.drift``) of the rows logged since ``since`` against the
-        parity sample of the version they were answered by (``version``, default the live
-        one): what the notebook's model was published with."""
+        """The drift table (``mlhub.drift``) of the rows logged since ``since`` (default:
+        ``DRIFT_WINDOW`` ago) against the parity sample of the version they were answered by
+        (``version``, default the live one): what the notebook's model was published with."""
+        since = since or utcnow() - DRIFT_WINDOW
         version = version or model.current_version
         if model.version(version) is None:
             raise NotFound(f"{model.key} has no version {version!r}", {"version": version})

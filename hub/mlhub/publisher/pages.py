@@ -13,7 +13,6 @@ token; a cookie-authenticated POST without it is refused. Errors render as a pag
 happened and what to do, never a stack trace.
 """
 
-import datetime
 import json
 import os
 from pathlib import Path
@@ -37,7 +36,6 @@ HERE = Path(__file__).parent
 LOG_LINES = 200  # lines of the model's log a page shows
 INFERENCE_ROWS = 20  # newest rows of the inference log a page shows
 HISTORY_ROWS = 50  # newest served intervals and changes a page shows (the API has them all)
-DRIFT_WINDOW = datetime.timedelta(days=1)  # the inputs a page's drift table compares
 # what a redirect after a form says happened (a code, so no text of the URL reaches the page)
 DONE = {
     "rollback": "Rollback started: the version switches once it is ready (see Events).",
@@ -139,8 +137,7 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
         if not model.current_version:
             return {"inferences": [], "drift": None}
         rows = await self.manager.inferences(model, limit=INFERENCE_ROWS)
-        since = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - DRIFT_WINDOW
-        drift = await self.manager.drift(model, since=since) if rows else None
+        drift = await self.manager.drift(model) if rows else None  # the last day's
         return {"inferences": list(reversed(rows)), "drift": drift}
 
     def xsrf_form_value(self):
