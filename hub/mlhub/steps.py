@@ -13,5 +13,6 @@ IN_PROGRESS = (REQUESTED, *DEPLOY_STEPS[:-1])
 # changes to who may call a model: recorded with who made them, never part of an operation
 KEY_CREATED, KEY_REVOKED, SHARED = "key_created", "key_revoked", "shared"
 ACCESS_STEPS = (KEY_CREATED, KEY_REVOKED, SHARED)
+ALIAS_DELETED = "alias_deleted"  # an alias (not the default) was removed, with its processes
 # a model's history (``mlhub models history``): what was asked, by whom, and what went live
-HISTORY_STEPS = ("received", REQUESTED, "switched", "failed", *ACCESS_STEPS)
+HISTORY_STEPS = ("received", REQUESTED, "switched", "failed", ALIAS_DELETED, *ACCESS_STEPS)

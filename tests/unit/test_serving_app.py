@@ -163,6 +163,16 @@ def test_url_prefix_is_optional(frame_model, tmp_path):
     assert client.get("/models/alice/iris2/healthz", headers=AUTH).status_code == 404
 
 
+def test_an_alias_url_reaches_the_same_routes(frame_model, tmp_path):
+    """Every unit of a model (its default alias's, another alias's) answers all its URLs."""
+    client, _ = make_client(frame_model[1], tmp_path, url_prefix="/models/alice/iris")
+    assert client.get("/models/alice/iris@staging/healthz").status_code == 200
+    answer = post(client, "/models/alice/iris@production/v1/predict", {"instances": [[1, 2, 3, 4]]})
+    assert answer.status_code == 200 and len(answer.get_json()["predictions"]) == 1
+    assert client.get("/models/alice/iris@/healthz").status_code == 200
+    assert client.get("/models/alice/iris@staging2x/nothere", headers=AUTH).status_code == 404
+
+
 def test_metrics_count_requests_by_route_and_status(frame_model, tmp_path):
     client, _ = make_client(frame_model[1], tmp_path)
     post(client, "/v1/predict", {"instances": [[1, 2, 3, 4]]})

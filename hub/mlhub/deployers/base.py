@@ -36,26 +36,72 @@ def load_failure(exc):
     return detail.get("reason") if isinstance(detail, dict) else None
 
 
+DEFAULT_ALIAS = "production"  # the alias the plain URL serves (``Model.current_version``)
+
+
 @dataclass(frozen=True)
 class ModelRef:
-    """Names a published model: ``/models/<owner>/<name>``."""
+    """Names what a deployer runs: a published model, ``/models/<owner>/<name>``, or one of its
+    aliases, ``/models/<owner>/<name>@<alias>`` (``alias`` None: the default alias, which the
+    plain URL serves and ``@production`` names too).
+
+    Each alias is a unit of its own (its own processes or Deployment, moved by the same
+    readiness-gated ``deploy``); what belongs to the model (``key``, its access list, its
+    bundle and log tokens) is shared by all of them. Every unit's runtime strips the model's
+    prefix with any ``@alias`` after it (``model_prefix``), so any unit answers any of the
+    model's URLs."""
 
     owner: str
     name: str
+    alias: str | None = None
 
     @property
     def key(self):
+        """``owner/name``: the model, whichever alias."""
         return f"{self.owner}/{self.name}"
 
     @property
-    def url_prefix(self):
-        """The public path prefix, escaped as JupyterHub escapes user names in URLs."""
+    def unit(self):
+        """``owner/name`` or ``owner/name@alias``: this unit, unique among all a deployer runs."""
+        return self.key + (f"@{self.alias}" if self.alias else "")
+
+    @property
+    def model(self):
+        """The default alias's unit of the same model."""
+        return ModelRef(self.owner, self.name)
+
+    def with_alias(self, alias):
+        """The unit of ``alias`` (the default one for None or ``DEFAULT_ALIAS``)."""
+        return ModelRef(self.owner, self.name, None if alias == DEFAULT_ALIAS else alias)
+
+    @property
+    def model_prefix(self):
+        """The model's public path prefix, escaped as JupyterHub escapes user names in URLs:
+        what its serving runtimes strip (with an ``@alias`` after it)."""
         return f"/models/{urllib.parse.quote(self.owner, safe='@~')}/{self.name}"
+
+    @property
+    def url_prefix(self):
+        """This unit's public path prefix."""
+        return self.model_prefix + (f"@{self.alias}" if self.alias else "")
+
+    @property
+    def route_prefixes(self):
+        """The proxy routes that lead to this unit: the default alias has the plain URL and
+        ``@production``, another alias its own."""
+        if self.alias:
+            return [self.url_prefix]
+        return [self.url_prefix, f"{self.url_prefix}@{DEFAULT_ALIAS}"]
 
     @property
     def owner_dir(self):
         """The owner as one safe path component (no '/', and never '.' or '..')."""
         return urllib.parse.quote(self.owner, safe="@+").replace(".", "%2E")
+
+    @property
+    def file_stem(self):
+        """This unit's file name stem below ``owner_dir``: ``name`` or ``name@alias``."""
+        return self.name + (f"@{self.alias}" if self.alias else "")
 
 
 @dataclass(frozen=True)
@@ -240,19 +286,33 @@ class Deployer(LoggingConfigurable):
             self.log.warning("could not add the /models fallback route: %s", exc)
 
     async def lost_routes(self, expected):
-        """The models of ``expected`` (``{ModelRef: target}``) whose proxy route is missing or
-        points elsewhere (a proxy restarted by the hub comes back without them), after putting
+        """The units of ``expected`` (``{ModelRef: target}``) whose proxy routes are missing or
+        point elsewhere (a proxy restarted by the hub comes back without them), after putting
         the fallback route back if it went too. The caller re-adds each its own way."""
         routes = await self.routes.get_all()
         if self.fallback_target and "/models" not in routes:
             await self.routes.add("/models", self.fallback_target)
         lost = []
         for model, target in expected.items():
-            route = routes.get(model.url_prefix)
-            if route is None or route.get("target") != target:
-                self.log.warning("re-adding the proxy route of %s", model.key)
-                lost.append(model)
+            for prefix in model.route_prefixes:
+                route = routes.get(prefix)
+                if route is None or route.get("target") != target:
+                    self.log.warning("re-adding the proxy route of %s", model.unit)
+                    lost.append(model)
+                    break
         return lost
+
+    async def add_routes(self, model, target, **data):
+        """Point every route of ``model`` (``ModelRef.route_prefixes``) at ``target``."""
+        for prefix in model.route_prefixes:
+            await self.routes.add(
+                prefix, target, owner=model.owner, model=model.name, alias=model.alias, **data
+            )
+
+    async def delete_routes(self, model):
+        """Take every route of ``model`` away."""
+        for prefix in model.route_prefixes:
+            await self.routes.delete(prefix)
 
     # ------------------------------------------------------------ the contract
 

@@ -5,7 +5,9 @@ body, what ``yaml.safe_dump`` prints, and what the unit tests compare as literal
 manner of kubespawner's ``objects.py``. ``KubernetesDeployer`` is the one bridge from settings to
 these builders.
 
-One model ``owner/name`` owns, all named ``object_name(model)`` in the models namespace:
+One model ``owner/name`` owns, all named ``object_name(model)`` in the models namespace (and
+each of its other aliases, ``owner/name@alias``, the same set of its own: an alias is moved by
+its own rolling update):
 
 - a **Secret** with the access list the serving runtime reads (users, groups and the sha256 of
   each API key, never a key) and the token the pod's init container fetches its bundle with,
@@ -31,6 +33,7 @@ LABEL_MODEL = "mlhub.io/model-id"
 LABEL_VERSION = "mlhub.io/version"
 ANNOTATION_OWNER = "mlhub.io/owner"
 ANNOTATION_MODEL = "mlhub.io/model"
+ANNOTATION_ALIAS = "mlhub.io/alias"
 ANNOTATION_VERSION = "mlhub.io/version"
 ANNOTATION_ACCESS = "mlhub.io/access-revision"
 COMPONENT = "mlhub-model"
@@ -43,8 +46,9 @@ SERVING_PORT = 8080
 
 
 def model_id(model):
-    """A short stable id of ``owner/name``: a valid label value for any hub user name."""
-    return hashlib.sha256(model.key.encode()).hexdigest()[:12]
+    """A short stable id of ``owner/name`` (or ``owner/name@alias``, ``ModelRef.unit``): a
+    valid label value for any hub user name."""
+    return hashlib.sha256(model.unit.encode()).hexdigest()[:12]
 
 
 def _slug(text, size):
@@ -52,9 +56,13 @@ def _slug(text, size):
 
 
 def object_name(model):
-    """``m-<owner>-<name>-<id>``: a DNS label (and a valid Service name) for any owner and
-    name; readable where they are plain, unique through the id where they are not."""
-    readable = "-".join(filter(None, [_slug(model.owner, 20), _slug(model.name, 27)]))
+    """``m-<owner>-<name>[-<alias>]-<id>``: a DNS label (and a valid Service name) for any
+    owner, name and alias; readable where they are plain, unique through the id where they
+    are not."""
+    parts = [_slug(model.owner, 20), _slug(model.name, 27)]
+    if model.alias:  # the readable part shrinks to keep the name within 63 characters
+        parts = [_slug(model.owner, 12), _slug(model.name, 20), _slug(model.alias, 12)]
+    readable = "-".join(filter(None, parts))
     return f"m-{readable}-{model_id(model)}" if readable else f"m-{model_id(model)}"
 
 
@@ -86,6 +94,7 @@ def _metadata(model, namespace, extra_labels=None, annotations=None):
         "annotations": {
             ANNOTATION_OWNER: model.owner,
             ANNOTATION_MODEL: model.name,
+            **({ANNOTATION_ALIAS: model.alias} if model.alias else {}),
             **(annotations or {}),
         },
     }

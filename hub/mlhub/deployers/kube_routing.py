@@ -1,7 +1,7 @@
 """Where each model's route in the hub's proxy points, in Kubernetes mode.
 
-``/models/<user>/<name>`` goes to the model's Service (``route_target = "service"``, clusters
-with kube-proxy) or to one ready pod of the version that should serve (``"pod"``, clusters
+``/models/<user>/<name>`` (each unit's ``ModelRef.route_prefixes``) goes to the unit's Service
+(``route_target = "service"``, clusters with kube-proxy) or to one ready pod of the version that should serve (``"pod"``, clusters
 whose ClusterIPs do not route from the proxy). In pod mode the route stays on its pod while that
 pod serves the wanted version and moves, at the watch event that says so, to the oldest ready
 pod of that version when it stops or starts terminating (a terminating pod serves its drain, so
@@ -47,9 +47,9 @@ class ModelRoutes:
         """Point the model's route at ``target``; False (logged) if the proxy refused."""
         d = self.deployer
         try:
-            await d.routes.add(model.url_prefix, target, owner=model.owner, model=model.name)
+            await d.add_routes(model, target)
         except DeployError as exc:
-            d.log.warning("route of %s not set yet: %s", model.key, exc)
+            d.log.warning("route of %s not set yet: %s", model.unit, exc)
             return False
         self.routed[objects.model_id(model)] = target
         return True
@@ -69,7 +69,7 @@ class ModelRoutes:
         return target
 
     async def delete(self, model):
-        await self.deployer.routes.delete(model.url_prefix)
+        await self.deployer.delete_routes(model)
         self.forget(objects.model_id(model))
 
     async def keep(self, models):

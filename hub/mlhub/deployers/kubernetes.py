@@ -317,7 +317,7 @@ class KubernetesDeployer(Deployer):
             replicas=replicas,
             image=self._image(manifest),
             bundle_url=self._bundle_url(model, version),
-            url_prefix=model.url_prefix,
+            url_prefix=model.model_prefix,
             hub_api_url=self.hub_api_url,
             workers=self.workers_per_pod,
             command=self.serving_command if runtime == "python" else None,
@@ -371,7 +371,7 @@ class KubernetesDeployer(Deployer):
                 ip, name = pod["status"].get("podIP"), pod["metadata"]["name"]
                 if version_of(pod) != version or ready(pod) or not ip:
                     continue
-                url = f"http://{ip}:{objects.SERVING_PORT}{model.url_prefix}/readyz"
+                url = f"http://{ip}:{objects.SERVING_PORT}{model.model_prefix}/readyz"
                 try:
                     await http.fetch(url, request_timeout=3)
                 except HTTPClientError as exc:

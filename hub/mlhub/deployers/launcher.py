@@ -76,7 +76,7 @@ class Launcher:
             env.update(account.env())
         env.update(
             {
-                "MLHUB_URL_PREFIX": model.url_prefix,
+                "MLHUB_URL_PREFIX": model.model_prefix,
                 "MLHUB_MODEL_OWNER": model.owner,
                 "MLHUB_MODEL_NAME": model.name,
                 "MLHUB_MODEL_VERSION": version,
@@ -240,7 +240,7 @@ class Launcher:
     async def probe(self, inst, model):
         """``(ready, reason)``: whether ``inst`` answers ``/readyz`` (and, if it says, with its
         own version); ``reason`` is why its model is not ready when it answers 503 saying so."""
-        url = f"http://{self.settings.host}:{inst.port}{model.url_prefix}/readyz"
+        url = f"http://{self.settings.host}:{inst.port}{model.model_prefix}/readyz"
         try:
             resp = await AsyncHTTPClient().fetch(url, request_timeout=5)
         except HTTPClientError as exc:

@@ -261,17 +261,17 @@ class LocalDeployer(Deployer):
 
     # ------------------------------------------------------------ paths
 
-    def _path(self, kind, model, suffix):
-        return Path(self.data_dir, kind, model.owner_dir, model.name + suffix)
-
     def run_file(self, model):
-        return self._path("run", model, ".json")
+        """Per unit (each alias runs its own processes)."""
+        return Path(self.data_dir, "run", model.owner_dir, model.file_stem + ".json")
 
     def access_file(self, model):
-        return self._path("access", model, ".json")
+        """Per model: every alias's processes read the same list."""
+        return Path(self.data_dir, "access", model.owner_dir, model.name + ".json")
 
     def log_file(self, model):
-        return Path(self.data_dir, "logs", "models", model.owner_dir, model.name + ".log")
+        """Per unit: what an alias's processes write is read apart from the default's."""
+        return Path(self.data_dir, "logs", "models", model.owner_dir, model.file_stem + ".log")
 
     def processes(self, model):
         """What runs for ``model`` (its ``ModelProcesses``: ``live``, ``others``, ``prepared``),
@@ -289,6 +289,7 @@ class LocalDeployer(Deployer):
             {
                 "owner": state.model.owner,
                 "name": state.model.name,
+                "alias": state.model.alias,
                 "live": state.live.to_dict() if state.live else None,
                 "others": [i.to_dict() for i in state.others],
                 # set when the publisher stopped the processes on purpose as it exited
@@ -345,13 +346,7 @@ class LocalDeployer(Deployer):
                 "callers there",
                 {"port": inst.port},
             )
-        await self.routes.add(
-            model.url_prefix,
-            f"http://{self.host}:{inst.port}",
-            owner=model.owner,
-            model=model.name,
-            version=inst.version,
-        )
+        await self.add_routes(model, f"http://{self.host}:{inst.port}", version=inst.version)
 
     def _make_live(self, state, inst):
         """Record ``inst`` as live; the previous live instance (if any) is now retiring."""
@@ -388,13 +383,13 @@ class LocalDeployer(Deployer):
             return  # replaced, or its model deleted (maybe published again since)
         self.log.warning(
             "%s: its serving process (pid %d) ended; no route to it until it runs again",
-            state.model.key,
+            state.model.unit,
             inst.pid,
         )
         try:
-            await self.routes.delete(state.model.url_prefix)
+            await self.delete_routes(state.model)
         except DeployError as exc:
-            self.log.warning("could not take the route of %s away: %s", state.model.key, exc)
+            self.log.warning("could not take the route of %s away: %s", state.model.unit, exc)
 
     def _background(self, coro):
         task = asyncio.ensure_future(coro)
@@ -518,13 +513,16 @@ class LocalDeployer(Deployer):
         )
 
     async def delete(self, model):
+        """Stop the unit; the model's access file goes with its default alias (the last unit
+        the publisher deletes)."""
         state = self._state(model)
         async with state.lock:
             state.want = None
             await asyncio.gather(*(self.launcher.stop(i) for i in state.instances()))
-            await self.routes.delete(model.url_prefix)
+            await self.delete_routes(model)
             self._models.pop(model, None)
-        for path in (self.run_file(model), self.access_file(model), self.log_file(model)):
+        files = [self.run_file(model), self.log_file(model)]
+        for path in files if model.alias else [*files, self.access_file(model)]:
             path.unlink(missing_ok=True)
 
     async def logs(self, model, tail):
@@ -536,7 +534,7 @@ class LocalDeployer(Deployer):
         for path in Path(self.data_dir, "run").glob("*/*.json"):
             try:
                 data = json.loads(path.read_text())
-                model = ModelRef(data["owner"], data["name"])
+                model = ModelRef(data["owner"], data["name"], data.get("alias"))
                 recorded = [data["live"], *data["others"]] if data["live"] else data["others"]
                 instances = [ServingInstance.from_dict(i) for i in recorded]
             except (ValueError, KeyError, TypeError) as exc:
@@ -592,10 +590,10 @@ class LocalDeployer(Deployer):
             try:
                 await self._route(d.model, found)
             except DeployError as exc:
-                self.log.warning("route for %s not re-added yet: %s", d.model.key, exc)
+                self.log.warning("route for %s not re-added yet: %s", d.model.unit, exc)
 
     async def _remove_stray(self, model, instances):
-        self.log.info("stopping %d process(es) of unpublished %s", len(instances), model.key)
+        self.log.info("stopping %d process(es) of unpublished %s", len(instances), model.unit)
         await asyncio.gather(*(self.launcher.stop(i) for i in instances))
         self.run_file(model).unlink(missing_ok=True)
 
@@ -646,7 +644,7 @@ class LocalDeployer(Deployer):
         try:
             await self._route(model, inst)
         except DeployError as exc:
-            self.log.warning("route for %s not re-added yet: %s", model.key, exc)
+            self.log.warning("route for %s not re-added yet: %s", model.unit, exc)
         self.emit(
             model, want.version, "restarted", f"serving again on port {inst.port} (pid {inst.pid})"
         )

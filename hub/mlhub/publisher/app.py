@@ -169,6 +169,12 @@ class PublisherApp(Application):
         until a key is revoked. Default 100.""",
     ).tag(config=True)
 
+    max_aliases_per_model = Integer(
+        10,
+        help="""Most aliases one model may have besides ``production`` (default 10). Each alias
+        runs serving processes (pods) of its own, so this bounds what one model can start.""",
+    ).tag(config=True)
+
     deployer_class = Type(
         LocalDeployer,
         klass=Deployer,
@@ -287,6 +293,7 @@ class PublisherApp(Application):
             default_workers=self.default_workers,
             max_workers=self.max_workers,
             max_keys=self.max_keys_per_model,
+            max_aliases=self.max_aliases_per_model,
             log=self.log,
             bundle_secret=bundle_secret.digest(),
             system_users=system_users,

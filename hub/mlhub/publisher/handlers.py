@@ -294,6 +294,7 @@ class VersionsHandler(BaseHandler):
                 batching=self.batching_argument(),
                 resources=self.resources_argument(),
                 inference_log=self.get_query_argument("inference_log", UNCHANGED),
+                alias=self.get_query_argument("alias", None),
             )
         finally:
             self.upload.discard()
@@ -350,6 +351,34 @@ class RollbackHandler(BaseHandler):
         if not isinstance(version, str):
             raise BadRequest("version must be 'sha256:...' or 'previous'", {"field": "version"})
         self.write_json(await self.manager.rollback(caller, model, version), 202)
+
+
+class AliasesHandler(BaseHandler):
+    async def get(self, user, name):
+        _, model = await self.model_for(READ, user, name)
+        self.write_json({"aliases": self.manager.view(model)["aliases"]})
+
+
+class AliasHandler(BaseHandler):
+    async def get(self, user, name, alias):
+        _, model = await self.model_for(READ, user, name)
+        found = [a for a in self.manager.view(model)["aliases"] if a["name"] == alias]
+        if not found:
+            raise NotFound(f"{model.key} has no alias {alias!r}", {"alias": alias})
+        self.write_json(found[0])
+
+    async def put(self, user, name, alias):
+        """Point the alias at a version: ``{"version": "sha256:..." | "previous" | alias}``."""
+        caller, model = await self.model_for(MANAGE, user, name)
+        version = self.json_body('{"version": "sha256:..."}').get("version")
+        answer = await self.manager.set_alias(caller, model, alias, version)
+        self.write_json(answer, 202 if answer["event_id"] is not None else 200)
+
+    async def delete(self, user, name, alias):
+        caller, model = await self.model_for(MANAGE, user, name)
+        await self.manager.delete_alias(caller, model, alias)
+        self.set_status(204)
+        self.finish()
 
 
 class ScaleHandler(BaseHandler):
@@ -514,9 +543,22 @@ class ModelsFallbackHandler(BaseHandler):
 
     async def prepare(self):
         user, name = self.path_kwargs["user"], self.path_kwargs["name"]
+        name, _, alias = name.partition("@")
         model = self.manager.find(user, name)
         if model is None:
             raise NotFound(f"no model {user}/{name} is published", {"owner": user, "name": name})
+        known = [a["name"] for a in self.manager.view(model)["aliases"]]
+        if alias and alias not in known:
+            raise NotFound(
+                f"model {user}/{name} has no alias {alias!r} (its aliases: {', '.join(known)})",
+                {"owner": user, "name": name, "alias": alias},
+            )
+        if alias and alias != known[0]:
+            raise NotReady(
+                f"alias {alias} of {user}/{name} is not serving right now (its first version "
+                "is starting, or its process is restarting); its events say why",
+                {"owner": user, "name": name, "alias": alias},
+            )
         raise NotReady(
             f"model {user}/{name} is not serving right now (status {model.status}); "
             "its events say why",
@@ -547,6 +589,8 @@ API_ROUTES = [
     ("/api/models/{user}/{name}/history", HistoryHandler),
     ("/api/models/{user}/{name}/rollback", RollbackHandler),
     ("/api/models/{user}/{name}/scale", ScaleHandler),
+    ("/api/models/{user}/{name}/aliases", AliasesHandler),
+    ("/api/models/{user}/{name}/aliases/{alias}", AliasHandler),
     ("/api/models/{user}/{name}/sharing", SharingHandler),
     ("/api/models/{user}/{name}/logs", LogsHandler),
     ("/api/models/{user}/{name}/metrics", MetricsHandler),

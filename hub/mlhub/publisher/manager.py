@@ -19,7 +19,7 @@ from pathlib import Path
 from mlhub.bundle import load_manifest, validate_name
 from mlhub.bundle.parity import read_parity
 from mlhub.datadir import grant_owner
-from mlhub.deployers.base import Desired, ModelRef, Serving
+from mlhub.deployers.base import DEFAULT_ALIAS, Desired, ModelRef, Serving
 from mlhub.errors import BadRequest, Conflict, MlhubError, NotFound, TooManyRequests
 from mlhub.input_drift import PSI_THRESHOLD, drift_table, weak_note
 from mlhub.publisher.artifacts import place
@@ -28,13 +28,14 @@ from mlhub.publisher.inference_log import MAX_READ_ROWS, rows_from_batch
 from mlhub.publisher.model_calls import call
 from mlhub.publisher.store import isoformat, utcnow
 from mlhub.publisher.views import (
+    check_alias,
     check_batching,
     check_inference_log,
     check_replicas,
     model_view,
 )
 from mlhub.resources import check_resources
-from mlhub.steps import IN_PROGRESS, KEY_CREATED, KEY_REVOKED, REQUESTED, SHARED
+from mlhub.steps import ALIAS_DELETED, IN_PROGRESS, KEY_CREATED, KEY_REVOKED, REQUESTED, SHARED
 
 UNCHANGED = object()  # a publish that does not mention a setting keeps the model's
 DRIFT_WINDOW = datetime.timedelta(days=1)  # the logged inputs drift compares unless told
@@ -64,6 +65,7 @@ class ModelManager:
         max_workers,
         log,
         max_keys=100,
+        max_aliases=10,
         bundle_secret=None,
         system_users=None,
         inference_log=None,
@@ -80,6 +82,7 @@ class ModelManager:
         self.default_workers = default_workers
         self.max_workers = max_workers
         self.max_keys = max_keys
+        self.max_aliases = max_aliases
         self.log = log
         self._locks = {}
         self._tasks = set()
@@ -120,17 +123,30 @@ class ModelManager:
         return [e.to_dict() for e in self.store.events(model, since=since)]
 
     def history(self, model):
-        """Who changed what and when (``HISTORY_STEPS``), and which version served when: a
-        ``served`` interval per switch to another version, ``until`` None for the newest."""
+        """Who changed what and when (``HISTORY_STEPS``), and which version served which alias
+        when: a ``served`` interval per switch of an alias to another version (``until`` None
+        while it still serves), oldest first."""
         changes = self.store.history(model)
-        served = []
+        served, open_ = [], {}  # alias -> its interval still open
         for ev in changes:
-            if ev.step == "switched":
-                if served and served[-1]["version"] == ev.version and not served[-1]["until"]:
-                    continue  # the same version again (a scale): still the same interval
-                if served:
-                    served[-1]["until"] = isoformat(ev.time)
-                served.append({"version": ev.version, "since": isoformat(ev.time), "until": None})
+            alias = ev.alias or DEFAULT_ALIAS
+            current = open_.get(alias)
+            if ev.step == ALIAS_DELETED and current is not None:
+                current["until"] = isoformat(ev.time)
+                del open_[alias]
+            if ev.step != "switched":
+                continue
+            if current is not None and current["version"] == ev.version:
+                continue  # the same version again (a scale): still the same interval
+            if current is not None:
+                current["until"] = isoformat(ev.time)
+            open_[alias] = {
+                "alias": alias,
+                "version": ev.version,
+                "since": isoformat(ev.time),
+                "until": None,
+            }
+            served.append(open_[alias])
         return {
             "changes": [e.to_dict() for e in changes if e.step != "switched"],
             "served": served,
@@ -156,6 +172,11 @@ class ModelManager:
     def ref(self, model):
         return ModelRef(model.owner, model.name)
 
+    def units(self, model):
+        """What runs for ``model``: its default alias's unit, then one per other alias."""
+        ref = self.ref(model)
+        return [ref, *(ref.with_alias(a.name) for a in model.aliases)]
+
     def view(self, model):
         """The API's ``Model`` object (``views.model_view``)."""
         return model_view(model, self.public_url)
@@ -172,17 +193,22 @@ class ModelManager:
 
     # ------------------------------------------------------------ events
 
-    def _record(self, model, version, step, message, level="info", actor=None):
-        ev = self.store.add_event(model, step, message, version=version, level=level, actor=actor)
+    def _record(self, model, version, step, message, level="info", actor=None, alias=None):
+        ev = self.store.add_event(
+            model, step, message, version=version, level=level, actor=actor, alias=alias
+        )
         log = self.log.error if level == "error" else self.log.info
-        log("%s %s %s: %s", model.key, (version or "")[:19], step, message)
+        unit = model.key + (f"@{alias}" if alias else "")
+        log("%s %s %s: %s", unit, (version or "")[:19], step, message)
         return ev
 
     def _on_deployer_event(self, ref, version, step, message, level):
         model = self.store.find_model(ref.owner, ref.name)
         if model is None:
             return
-        self._record(model, version, step, message, level)
+        self._record(model, version, step, message, level, alias=ref.alias)
+        if ref.alias:
+            return  # ``status`` is the default alias's, the plain URL's
         # keep ``status`` saying whether the endpoint serves
         if step in ("restarted", "adopted"):
             model.status = "ready"
@@ -211,8 +237,11 @@ class ModelManager:
         batching=UNCHANGED,
         resources=UNCHANGED,
         inference_log=UNCHANGED,
+        alias=None,
     ):
-        """Accept an uploaded bundle as a version of ``owner/name`` and start deploying it.
+        """Accept an uploaded bundle as a version of ``owner/name`` and start deploying it to
+        ``alias`` (default: the default alias, the plain URL; another alias needs a model that
+        serves a version already, so the plain URL always has one).
 
         Returns an ``Outcome``: started while deploying, not started if that version is
         already live (with the same settings). A bundle that does not load is refused here (400),
@@ -224,6 +253,15 @@ class ModelManager:
         ``check_inference_log``; a new model that does not say gets ``inference_log_default``).
         """
         validate_name(name)
+        alias = None if alias in (None, DEFAULT_ALIAS) else check_alias(alias)
+        if alias is not None:
+            existing = self.store.find_model(owner, name)
+            if existing is None or existing.current_version is None:
+                raise BadRequest(
+                    f"{owner}/{name} has no {DEFAULT_ALIAS} version yet, which the plain URL "
+                    f"serves: publish its first version without an alias, then to {alias!r}",
+                    {"field": "alias"},
+                )
         if workers is not None:
             check_replicas(workers, self.max_workers)
         if batching is not UNCHANGED:
@@ -239,7 +277,7 @@ class ModelManager:
             lambda: self.artifacts.ingest(upload.path, name=name, max_bytes=max_bundle_bytes),
         )
         model, placed = None, None
-        ref = ModelRef(owner, name)
+        ref = ModelRef(owner, name, alias)
         try:
             unpacked = utcnow()
             model = self.store.find_model(owner, name)
@@ -253,12 +291,7 @@ class ModelManager:
                 stored.inference_log if inference_log is UNCHANGED else inference_log,
             )
             known = model is not None and model.version(ingested.digest) is not None
-            if (
-                known
-                and model.current_version == ingested.digest
-                and model.status != "failed"
-                and serving == stored
-            ):
+            if known and serving == stored and self._serves(model, alias, ingested.digest):
                 ingested.discard()
                 return Outcome({"model": self.view(model), "version": ingested.digest}, False)
             # the bundle goes where it is served from, and is started there (without traffic)
@@ -309,12 +342,21 @@ class ModelManager:
             )
             if model.current_version is None:
                 model.status = "deploying"
+            if alias is not None:
+                self.store.add_alias(model, alias)
             self.store.commit()
         digest = ingested.digest
 
-        self._deploy_version(model, digest, bundle_dir)
+        self._deploy_version(model, digest, bundle_dir, alias)
         body = {"model": self.view(model), "version": ingested.digest, "event_id": first.id}
         return Outcome(body, True)
+
+    def _serves(self, model, alias, digest):
+        """Whether ``alias`` of ``model`` (None: the default) serves ``digest`` already."""
+        if alias is None:
+            return model.current_version == digest and model.status != "failed"
+        found = model.alias(alias)
+        return found is not None and found.version == digest
 
     def _background(self, coro):
         task = asyncio.ensure_future(coro)
@@ -322,9 +364,10 @@ class ModelManager:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _deploy_version(self, model, digest, bundle_dir):
-        """Make ``digest`` (unpacked at ``bundle_dir``) live in the background, with the model's
-        replicas and serving settings as they are when it runs (publish, configure)."""
+    def _deploy_version(self, model, digest, bundle_dir, alias=None):
+        """Make ``digest`` (unpacked at ``bundle_dir``) live in the background at ``alias``
+        (None: the default), with the model's replicas and serving settings as they are when
+        it runs (publish, configure, an alias move)."""
 
         async def operation(ref, progress):
             await self.deployer.deploy(
@@ -336,63 +379,100 @@ class ModelManager:
                 serving=self.serving(model),
             )
 
-        self._background(self._deploy(model, digest, operation))
+        self._background(self._deploy(model, digest, operation, alias))
 
-    async def _deploy(self, model, digest, operation):
-        """Run ``operation(ref, progress)`` (a deployer call) and record how it ended."""
+    async def _deploy(self, model, digest, operation, alias=None):
+        """Run ``operation(ref, progress)`` (a deployer call on the unit of ``alias``, None:
+        the default one) and record how it ended."""
         await self.adopted.wait()
-        ref = self.ref(model)
+        ref = self.ref(model).with_alias(alias)
 
         def progress(step, message):
-            self._record(model, digest, step, message)
-            if step == "switched":
+            self._record(model, digest, step, message, alias=alias)
+            if step != "switched":
+                return
+            if alias is None:
                 model.current_version = digest
                 model.version(digest).live_since = utcnow()
                 model.status = "ready"
-                self.store.commit()
+            elif (pointer := model.alias(alias)) is not None:
+                pointer.version, pointer.since = digest, utcnow()
+            self.store.commit()
 
         async with self._lock(model.owner, model.name):
             if self.store.find_model(model.owner, model.name) is None:
                 return  # deleted while waiting
+            if alias is not None and model.alias(alias) is None:
+                return  # the alias was removed while waiting
             try:
                 await self.deployer.set_access(ref, access_list(model))
                 await operation(ref, progress)
             except Exception as exc:
                 message = exc.message if isinstance(exc, MlhubError) else f"internal error: {exc}"
                 if not isinstance(exc, MlhubError):
-                    self.log.exception("deploying %s %s failed", model.key, digest)
-                self._record(model, digest, "failed", message, "error")
-                model.status = "ready" if model.current_version else "failed"
+                    self.log.exception("deploying %s %s failed", ref.unit, digest)
+                self._record(model, digest, "failed", message, "error", alias=alias)
+                if alias is None:
+                    model.status = "ready" if model.current_version else "failed"
+                elif model.alias(alias).version is None:
+                    # a new alias that never served: nothing of it is left
+                    await self.deployer.delete(ref)
+                    self.store.remove_alias(model, alias)
                 self.store.commit()
             else:
-                model.status = "ready"
-                self._record(model, digest, "done", f"{digest[:19]} is live at {ref.url_prefix}/")
+                if alias is None:
+                    model.status = "ready"
+                self._record(
+                    model, digest, "done", f"{digest[:19]} is live at {ref.url_prefix}/", alias=alias
+                )
             await self._sync_deployments(model)
 
     # ------------------------------------------------------------ rollback, scale
 
-    async def rollback(self, caller, model, version):
+    def resolve_version(self, model, version):
+        """The stored version ``version`` names: its id, an unambiguous start of it (``sha256:``
+        and at least 8 hex digits, or the hex alone), ``previous`` (the one the default alias
+        served before), or an alias (the version it points to: ``staging`` promotes what
+        staging serves). ``NotFound`` listing what there is, else."""
         if version == "previous":
             target = self.store.previous_version(model)
             if target is None:
                 raise NotFound(
                     f"{model.key} has no previous version to roll back to", {"version": version}
                 )
-        else:
-            target = model.version(version)
-            if target is None:
-                known = ", ".join(v.id[:19] for v in model.versions)
-                raise NotFound(
-                    f"{model.key} has no version {version!r} (it has {known})",
-                    {"version": version},
-                )
+            return target
+        if version == DEFAULT_ALIAS and model.current_version:
+            return model.version(model.current_version)
+        pointer = model.alias(version)
+        if pointer is not None and pointer.version:
+            return model.version(pointer.version)
+        if (target := model.version(version)) is not None:
+            return target
+        hex_part = version.removeprefix("sha256:")
+        if len(hex_part) >= 8:
+            found = [v for v in model.versions if v.id.removeprefix("sha256:").startswith(hex_part)]
+            if len(found) == 1:
+                return found[0]
+        known = ", ".join(v.id[:19] for v in model.versions)
+        aliases = ", ".join([DEFAULT_ALIAS, *(a.name for a in model.aliases)])
+        raise NotFound(
+            f"{model.key} has no version or alias {version!r} (versions: {known}; "
+            f"aliases: {aliases})",
+            {"version": version},
+        )
+
+    async def rollback(self, caller, model, version):
+        """Make ``version`` (``resolve_version``) the default alias's again."""
+        return await self._move_default(caller, model, self.resolve_version(model, version), "rollback")
+
+    async def _move_default(self, caller, model, target, what):
         digest = target.id
         bundle_dir = await self._ensure_bundle_dir(model, digest)
         first = self._record(
             model,
             digest,
             REQUESTED,
-            f"rollback to {digest[:19]} requested by {caller.name}",
+            f"{what} to {digest[:19]} requested by {caller.name}",
             actor=caller.name,
         )
 
@@ -403,6 +483,70 @@ class ModelManager:
 
         self._background(self._deploy(model, digest, operation))
         return {"model": self.view(model), "version": digest, "event_id": first.id}
+
+    # ------------------------------------------------------------ aliases
+
+    async def set_alias(self, caller, model, alias, version):
+        """Point ``alias`` of ``model`` at ``version`` (``resolve_version``): the alias's own
+        serving processes move with a readiness-gated switch, as a publish does (the default
+        alias's move is a rollback). An alias that does not exist is made; one that serves
+        that version already changes nothing (``event_id`` None)."""
+        check_alias(alias)
+        if not isinstance(version, str) or not version:
+            raise BadRequest("version must be a version id, 'previous' or an alias", {"field": "version"})
+        target = self.resolve_version(model, version)
+        if alias == DEFAULT_ALIAS:
+            if self._serves(model, None, target.id):
+                return {"model": self.view(model), "version": target.id, "event_id": None}
+            return await self._move_default(caller, model, target, f"alias {DEFAULT_ALIAS}")
+        if model.current_version is None:
+            raise BadRequest(
+                f"{model.key} has no {DEFAULT_ALIAS} version yet; it needs one before aliases",
+                {"field": "alias"},
+            )
+        if self._serves(model, alias, target.id):
+            return {"model": self.view(model), "version": target.id, "event_id": None}
+        if model.alias(alias) is None and len(model.aliases) >= self.max_aliases:
+            raise Conflict(
+                f"{model.key} has {len(model.aliases)} aliases besides {DEFAULT_ALIAS}, the most "
+                "a model may have (PublisherApp.max_aliases_per_model); each runs processes of "
+                "its own: delete one no one calls first",
+                {"limit": self.max_aliases},
+            )
+        bundle_dir = await self._ensure_bundle_dir(model, target.id)
+        self.store.add_alias(model, alias)
+        first = self._record(
+            model,
+            target.id,
+            REQUESTED,
+            f"alias {alias} to {target.id[:19]} requested by {caller.name}",
+            actor=caller.name,
+            alias=alias,
+        )
+        self._deploy_version(model, target.id, bundle_dir, alias)
+        return {"model": self.view(model), "version": target.id, "event_id": first.id}
+
+    async def delete_alias(self, caller, model, alias):
+        """Remove ``alias`` and stop its serving processes (its URL answers 404 after)."""
+        if alias == DEFAULT_ALIAS:
+            raise BadRequest(
+                f"{DEFAULT_ALIAS} is the default alias, which the plain URL serves: move it "
+                "(mlhub models alias NAME production --version V) or delete the model",
+                {"field": "alias"},
+            )
+        if model.alias(alias) is None:
+            raise NotFound(f"{model.key} has no alias {alias!r}", {"alias": alias})
+        async with self._lock(model.owner, model.name):
+            await self.deployer.delete(self.ref(model).with_alias(alias))
+            self.store.remove_alias(model, alias)
+            self._record(
+                model,
+                None,
+                ALIAS_DELETED,
+                f"alias {alias} deleted by {caller.name}",
+                actor=caller.name,
+                alias=alias,
+            )
 
     async def scale(self, caller, model, replicas):
         """Serve the live version with ``replicas`` replicas; a scale to the number it is
@@ -476,7 +620,8 @@ class ModelManager:
 
     async def delete(self, model):
         async with self._lock(model.owner, model.name):
-            await self.deployer.delete(self.ref(model))
+            for unit in reversed(self.units(model)):  # the default alias, with the model's files, last
+                await self.deployer.delete(unit)
             shutil.rmtree(self.models_dir / self.ref(model).owner_dir / model.name, True)
             self.store.delete_model(model)
             if self.inference_log is not None:
@@ -575,11 +720,17 @@ class ModelManager:
         if groups is not None:
             model.shared_groups = sorted(set(groups))
         self.store.commit()
-        await self.deployer.set_access(self.ref(model), access_list(model))
+        await self._push_access(model)
         users_text = ", ".join(model.shared_with or []) or "nobody"
         groups_text = ", ".join(model.shared_groups or []) or "none"
         message = f"shared with users {users_text} and groups {groups_text} by {caller.name}"
         self._record(model, None, SHARED, message, actor=caller.name)
+
+    async def _push_access(self, model):
+        """Hand the access list to every unit of ``model`` (each alias's processes check it)."""
+        access = access_list(model)
+        for unit in self.units(model):
+            await self.deployer.set_access(unit, access)
 
     async def create_key(self, caller, model, description):
         if not isinstance(description, str):
@@ -593,14 +744,14 @@ class ModelManager:
             )
         key, key_hash = new_key()
         row = self.store.add_key(model, secrets.token_hex(8), key_hash, description)
-        await self.deployer.set_access(self.ref(model), access_list(model))
+        await self._push_access(model)
         message = f"API key {row.id} ({description or 'no description'}) created by {caller.name}"
         self._record(model, None, KEY_CREATED, message, actor=caller.name)
         return {**row.to_dict(), "key": key}
 
     async def delete_key(self, caller, model, key_id):
         self.store.delete_key(model, key_id)
-        await self.deployer.set_access(self.ref(model), access_list(model))
+        await self._push_access(model)
         message = f"API key {key_id} revoked by {caller.name}"
         self._record(model, None, KEY_REVOKED, message, actor=caller.name)
 
@@ -621,17 +772,22 @@ class ModelManager:
                 )
             model.status = "ready" if model.current_version else "failed"
             if model.current_version:
-                bundle_dir = await self._ensure_bundle_dir(model, model.current_version)
-                await self.deployer.set_access(self.ref(model), access_list(model))
-                desired.append(
-                    Desired(
-                        self.ref(model),
-                        model.current_version,
-                        str(bundle_dir),
-                        model.replicas,
-                        self.serving(model),
+                for alias in [a for a in model.aliases if a.version is None]:
+                    self.store.remove_alias(model, alias.name)  # its first move was interrupted
+                await self._push_access(model)
+                pointers = [(None, model.current_version)]
+                pointers += [(a.name, a.version) for a in model.aliases]
+                for alias, version in pointers:
+                    bundle_dir = await self._ensure_bundle_dir(model, version)
+                    desired.append(
+                        Desired(
+                            self.ref(model).with_alias(alias),
+                            version,
+                            str(bundle_dir),
+                            model.replicas,
+                            self.serving(model),
+                        )
                     )
-                )
         self.store.commit()
         started = time.monotonic()
         try:

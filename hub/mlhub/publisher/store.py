@@ -1,4 +1,4 @@
-"""The publisher's store: models, versions, deployments, events and API keys.
+"""The publisher's store: models, versions, aliases, deployments, events and API keys.
 
 SQLAlchemy 2 over a URL that is a setting, so the embedded mode's SQLite file and a cluster's
 Postgres are the same code. Like JupyterHub, the publisher is one asyncio process and keeps one
@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from mlhub.deployers.base import DEFAULT_ALIAS
 from mlhub.errors import NotFound
 from mlhub.steps import HISTORY_STEPS
 
@@ -78,6 +79,10 @@ class Model(Base):
     api_keys: Mapped[list["ApiKey"]] = relationship(
         cascade="all, delete-orphan", order_by="ApiKey.created"
     )
+    # its aliases besides the default one (``production``, which is ``current_version``)
+    aliases: Mapped[list["Alias"]] = relationship(
+        cascade="all, delete-orphan", order_by="Alias.name"
+    )
 
     @property
     def key(self):
@@ -85,6 +90,9 @@ class Model(Base):
 
     def version(self, digest):
         return next((v for v in self.versions if v.id == digest), None)
+
+    def alias(self, name):
+        return next((a for a in self.aliases if a.name == name), None)
 
 
 class Version(Base):
@@ -106,6 +114,21 @@ class Version(Base):
     published_by: Mapped[str | None] = mapped_column(String(255))
 
     model: Mapped[Model] = relationship(back_populates="versions")
+
+
+class Alias(Base):
+    """A named pointer to a version besides the default alias: ``/models/<owner>/<name>@<name>``
+    serves ``version`` once its processes are ready (``version`` None: its first move is still
+    under way)."""
+
+    __tablename__ = "aliases"
+    __table_args__ = (UniqueConstraint("model_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str | None] = mapped_column(String(71))
+    since: Mapped[datetime.datetime | None] = mapped_column(DateTime)
 
 
 class Deployment(Base):
@@ -136,6 +159,7 @@ class Event(Base):
     level: Mapped[str] = mapped_column(String(8), default="info")
     message: Mapped[str] = mapped_column(Text, default="")
     actor: Mapped[str | None] = mapped_column(String(255))  # who asked for it; None: mlhub
+    alias: Mapped[str | None] = mapped_column(String(32))  # the alias it moved; None: the default
 
     def to_dict(self):
         return {
@@ -146,6 +170,7 @@ class Event(Base):
             "level": self.level,
             "message": self.message,
             "actor": self.actor,
+            "alias": self.alias or DEFAULT_ALIAS,
         }
 
 
@@ -271,7 +296,16 @@ class Store:
     # ------------------------------------------------------------ events
 
     def add_event(
-        self, model, step, message="", *, version=None, level="info", time=None, actor=None
+        self,
+        model,
+        step,
+        message="",
+        *,
+        version=None,
+        level="info",
+        time=None,
+        actor=None,
+        alias=None,
     ):
         ev = Event(
             model_id=model.id,
@@ -281,6 +315,7 @@ class Store:
             message=message,
             time=time or utcnow(),
             actor=actor,
+            alias=alias,
         )
         self.db.add(ev)
         self.commit()
@@ -307,6 +342,23 @@ class Store:
         history is short, one row per change)."""
         query = select(Event).where(Event.model_id == model.id, Event.step.in_(HISTORY_STEPS))
         return list(self.db.scalars(query.order_by(Event.id)))
+
+    # ------------------------------------------------------------ aliases
+
+    def add_alias(self, model, name):
+        """The alias ``name`` of ``model``, made (pointing nowhere yet) if it has none."""
+        alias = model.alias(name)
+        if alias is None:
+            alias = Alias(name=name)
+            model.aliases.append(alias)
+            self.commit()
+        return alias
+
+    def remove_alias(self, model, name):
+        alias = model.alias(name)
+        if alias is not None:
+            model.aliases.remove(alias)
+            self.commit()
 
     # ------------------------------------------------------------ deployments
 

@@ -1,12 +1,12 @@
 """What the publisher's API shows and accepts of a model, as pure functions of their input
 (no store, no deployer): the ``Model`` object (``model_view``), the ``batching`` and
-``inference_log`` publish options (``check_batching``, ``check_inference_log``) and a replica
-count (``check_replicas``)."""
+``inference_log`` publish options (``check_batching``, ``check_inference_log``), a replica
+count (``check_replicas``) and an alias name (``check_alias``)."""
 
 import datetime
 import re
 
-from mlhub.deployers.base import ModelRef
+from mlhub.deployers.base import DEFAULT_ALIAS, ModelRef
 from mlhub.errors import BadRequest
 from mlhub.publisher.store import isoformat
 from mlhub.serving.settings import Settings as ServingSettings
@@ -14,13 +14,32 @@ from mlhub.serving.settings import Settings as ServingSettings
 MAX_BATCH_SIZE = 512  # one serving thread per row a batch may hold (MLHUB_THREADS)
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_ALIAS = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
 
 
 def model_view(model, public_url):
     """The API's ``Model`` object (openapi.yaml) of a stored model; ``public_url`` without its
     trailing slash."""
-    url = f"{public_url}{ModelRef(model.owner, model.name).url_prefix}/"
+    ref = ModelRef(model.owner, model.name)
+    url = f"{public_url}{ref.url_prefix}/"
     versions = sorted(model.versions, key=lambda v: v.created, reverse=True)
+    default = {
+        "name": DEFAULT_ALIAS,
+        "version": model.current_version,
+        "since": isoformat(model.version(model.current_version).live_since)
+        if model.current_version
+        else None,
+        "url": url,
+    }
+    aliases = [
+        {
+            "name": a.name,
+            "version": a.version,
+            "since": isoformat(a.since),
+            "url": f"{public_url}{ref.with_alias(a.name).url_prefix}/",
+        }
+        for a in model.aliases
+    ]
     return {
         "owner": model.owner,
         "name": model.name,
@@ -34,6 +53,7 @@ def model_view(model, public_url):
         "batching": model.batching,
         "resources": model.resources,
         "inference_log": model.inference_log,
+        "aliases": [default, *aliases],
         "versions": [
             {
                 "id": v.id,
@@ -129,6 +149,18 @@ def parse_time(text, field="since", now=None):
     if when.tzinfo is not None:
         when = when.astimezone(datetime.UTC).replace(tzinfo=None)
     return when
+
+
+def check_alias(alias):
+    """``alias`` if it is a valid alias name (lowercase letters, digits and ``-``, 1 to 32,
+    starting with a letter: it is part of URLs and of Kubernetes object names); else a 400."""
+    if not isinstance(alias, str) or not _ALIAS.match(alias):
+        raise BadRequest(
+            "an alias is 1 to 32 lowercase letters, digits and '-', starting with a letter and "
+            f"not ending with '-' (such as {DEFAULT_ALIAS} or staging), got {alias!r}",
+            {"field": "alias"},
+        )
+    return alias
 
 
 def check_replicas(replicas, max_workers):

@@ -157,13 +157,29 @@ def create_app(
     )
 
 
+def strip_prefix(environ, prefix):
+    """Move ``prefix`` (with an ``@alias`` right after it, if any) from ``PATH_INFO`` to
+    ``SCRIPT_NAME``; a path outside it stays as it is."""
+    path = environ.get("PATH_INFO", "")
+    if not path.startswith(prefix):
+        return
+    end = len(prefix)
+    if path[end : end + 1] == "@":
+        end = path.find("/", end)
+        end = len(path) if end < 0 else end
+    if path[end : end + 1] in ("", "/"):
+        environ["PATH_INFO"] = path[end:] or "/"
+        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + path[:end]
+
+
 class Gateway:
     """Plain WSGI in front of Flask: strip ``prefix``, count/time/log every request (and
     sample predictions into the inference log), settle bodies.
 
-    Through the proxy a request keeps its full path (``/models/alice/iris/v1/predict``);
-    locally it has none (``/v1/predict``). Both must reach the same route, so the prefix is
-    removed here (and moved to ``SCRIPT_NAME``, where WSGI keeps a mount point).
+    Through the proxy a request keeps its full path (``/models/alice/iris/v1/predict``, or
+    ``/models/alice/iris@staging/v1/predict`` through an alias's route); locally it has none
+    (``/v1/predict``). All must reach the same route, so the prefix and any ``@alias`` after
+    it are removed here (and moved to ``SCRIPT_NAME``, where WSGI keeps a mount point).
     """
 
     def __init__(self, app, prefix, metrics, max_body_bytes, request_log, inference_log=None):
@@ -176,12 +192,8 @@ class Gateway:
 
     def __call__(self, environ, start_response):
         started = perf_counter()
-        prefix = self.prefix
-        if prefix:
-            path = environ.get("PATH_INFO", "")
-            if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] in ("", "/"):
-                environ["PATH_INFO"] = path[len(prefix) :] or "/"
-                environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
+        if self.prefix:
+            strip_prefix(environ, self.prefix)
         status = []
 
         def record_status(line, headers, exc_info=None):

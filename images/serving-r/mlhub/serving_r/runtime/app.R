@@ -272,6 +272,8 @@ create_app <- function(settings, served, metrics = new_metrics(), authenticate =
       path <- req$PATH_INFO
       if (startsWith(path, prefix)) {
         rest <- substring(path, nchar(prefix) + 1L)
+        # an alias's URL, /models/<owner>/<name>@<alias>/...: the alias goes too
+        if (startsWith(rest, "@")) rest <- sub("^@[^/]*", "", rest)
         if (!nzchar(rest) || startsWith(rest, "/")) req$PATH_INFO <- if (nzchar(rest)) rest else "/"
       }
     })
