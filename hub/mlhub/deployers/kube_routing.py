@@ -1,11 +1,12 @@
 """Where each model's route in the hub's proxy points, in Kubernetes mode.
 
 ``/models/<user>/<name>`` (each unit's ``ModelRef.route_prefixes``) goes to the unit's Service
-(``route_target = "service"``, clusters with kube-proxy) or to one ready pod of the version that should serve (``"pod"``, clusters
-whose ClusterIPs do not route from the proxy). In pod mode the route stays on its pod while that
-pod serves the wanted version and moves, at the watch event that says so, to the oldest ready
-pod of that version when it stops or starts terminating (a terminating pod serves its drain, so
-nothing in flight fails). A proxy restarted by the hub loses the routes; ``keep`` re-adds them.
+(``route_target = "service"``, clusters with kube-proxy) or to one ready pod of the version that
+should serve (``"pod"``, clusters whose ClusterIPs do not route from the proxy). In pod mode the
+route stays on its pod while that pod serves the wanted version and moves, at the watch event
+that says so, to the oldest ready pod of that version when it stops or starts terminating (a
+terminating pod serves its drain, so nothing in flight fails). A proxy restarted by the hub
+loses the routes; ``keep`` re-adds them.
 """
 
 import asyncio

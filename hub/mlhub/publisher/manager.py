@@ -423,7 +423,11 @@ class ModelManager:
                 if alias is None:
                     model.status = "ready"
                 self._record(
-                    model, digest, "done", f"{digest[:19]} is live at {ref.url_prefix}/", alias=alias
+                    model,
+                    digest,
+                    "done",
+                    f"{digest[:19]} is live at {ref.url_prefix}/",
+                    alias=alias,
                 )
             await self._sync_deployments(model)
 
@@ -463,7 +467,9 @@ class ModelManager:
 
     async def rollback(self, caller, model, version):
         """Make ``version`` (``resolve_version``) the default alias's again."""
-        return await self._move_default(caller, model, self.resolve_version(model, version), "rollback")
+        return await self._move_default(
+            caller, model, self.resolve_version(model, version), "rollback"
+        )
 
     async def _move_default(self, caller, model, target, what):
         digest = target.id
@@ -493,7 +499,9 @@ class ModelManager:
         that version already changes nothing (``event_id`` None)."""
         check_alias(alias)
         if not isinstance(version, str) or not version:
-            raise BadRequest("version must be a version id, 'previous' or an alias", {"field": "version"})
+            raise BadRequest(
+                "version must be a version id, 'previous' or an alias", {"field": "version"}
+            )
         target = self.resolve_version(model, version)
         if alias == DEFAULT_ALIAS:
             if self._serves(model, None, target.id):
@@ -620,7 +628,8 @@ class ModelManager:
 
     async def delete(self, model):
         async with self._lock(model.owner, model.name):
-            for unit in reversed(self.units(model)):  # the default alias, with the model's files, last
+            # the default alias last: its unit takes the model's files with it
+            for unit in reversed(self.units(model)):
                 await self.deployer.delete(unit)
             shutil.rmtree(self.models_dir / self.ref(model).owner_dir / model.name, True)
             self.store.delete_model(model)
