@@ -1,18 +1,28 @@
 """mlhub: instant notebook environments and one-click model publishing on JupyterHub.
 
 ``mlhub.publish``, ``mlhub.publish_panel`` and ``mlhub.api_key`` are the notebook entry points,
-with ``mlhub.inference_log`` and ``mlhub.drift`` to see what a published model is asked; they
+with ``mlhub.set_alias`` and ``mlhub.aliases`` to move a model's aliases, and
+``mlhub.inference_log`` and ``mlhub.drift`` to see what a published model is asked; they
 are imported lazily so the hub, the publisher and the serving runtime never pay for ipywidgets
 or pandas.
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "api_key", "drift", "inference_log", "publish", "publish_panel"]
+__all__ = [
+    "__version__",
+    "aliases",
+    "api_key",
+    "drift",
+    "inference_log",
+    "publish",
+    "publish_panel",
+    "set_alias",
+]
 
 
 def __getattr__(name):
-    if name in ("api_key", "publish", "publish_panel"):
+    if name in ("aliases", "api_key", "publish", "publish_panel", "set_alias"):
         from mlhub.extension import client
 
         return getattr(client, name)

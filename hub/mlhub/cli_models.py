@@ -14,6 +14,7 @@ import time
 
 from mlhub.errors import MlhubError
 from mlhub.publisher.client import PublisherClient
+from mlhub.steps import DEFAULT_ALIAS
 
 
 def add_models_parser(subparsers):
@@ -69,12 +70,36 @@ def add_models_parser(subparsers):
         help="keep what callers send and get: on (every request), off, or the fraction of "
         "requests to keep (0.1); kept for later versions (default: the model's setting)",
     )
+    p.add_argument(
+        "--alias",
+        help="go live at this alias, at .../NAME@ALIAS/ (default: production, the plain URL)",
+    )
     p.add_argument("--no-wait", action="store_true", help="return once the upload is accepted")
 
     p = sub.add_parser("rollback", help="make an earlier version live again")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--version", default="previous", help="version id or 'previous' (default)")
     p.add_argument("--no-wait", action="store_true", help="return once the rollback is accepted")
+
+    p = sub.add_parser(
+        "alias",
+        help="point an alias (production, staging, ...) at a version, or --delete it",
+        description="Each alias serves its version at .../NAME@ALIAS/ (production also at "
+        "the plain URL); moving one is a readiness-gated switch with no failed request.",
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("alias", metavar="ALIAS")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "--version",
+        help="a version id (or its first 8+ hex digits), 'previous', or another alias whose "
+        "version it takes (mlhub models alias NAME production --version staging promotes)",
+    )
+    what.add_argument("--delete", action="store_true", help="remove it and stop its processes")
+    p.add_argument("--no-wait", action="store_true", help="return once the move is accepted")
+
+    p = sub.add_parser("aliases", help="list a model's aliases and the versions they serve")
+    p.add_argument("name", metavar="NAME")
 
     p = sub.add_parser("scale", help="change the number of serving workers (replicas)")
     p.add_argument("name", metavar="NAME")
@@ -88,6 +113,7 @@ def add_models_parser(subparsers):
 
     p = sub.add_parser("logs", help="print the last lines of the model's serving log")
     p.add_argument("name", metavar="NAME")
+    p.add_argument("--alias", help="the log of this alias's processes (default: production)")
     p.add_argument("--tail", type=int, default=200, help="number of lines (default 200)")
     p.add_argument(
         "-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)"
@@ -178,14 +204,15 @@ def write_history(history, out):
     out.write("served:\n")
     for s in history["served"]:
         until = s["until"] or "now (live)"
-        out.write(f"  {_short(s['version']):<12}  {s['since']}  until {until}\n")
+        alias = s.get("alias", DEFAULT_ALIAS)
+        out.write(f"  {alias:<12}  {_short(s['version']):<12}  {s['since']}  until {until}\n")
     if not history["served"]:
         out.write("  no version has served yet\n")
     out.write("changes:\n")
     for c in history["changes"]:
         out.write(
-            f"  {c['time']}  {c['actor'] or 'mlhub':<12}  {c['step']:<11}  "
-            f"{_short(c['version']):<12}  {c['message']}\n"
+            f"  {c['time']}  {c['actor'] or 'mlhub':<12}  {c['step']:<13}  "
+            f"{c.get('alias', DEFAULT_ALIAS):<12}  {_short(c['version']):<12}  {c['message']}\n"
         )
 
 
@@ -211,9 +238,7 @@ def write_drift(drift, out):
                 {True: "YES", False: "no", None: "-"}[f["drifted"]],
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
+    _write_columns(rows, out)
 
 
 def _short(version):
@@ -251,9 +276,7 @@ def _print_table(models, out):
                 m["url"],
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
+    _write_columns(rows, out)
 
 
 def _show_resources(resources):
@@ -278,13 +301,35 @@ def _print_model(m, out):
         f"  inference log: {_inference_log(m.get('inference_log'))}\n"
         f"  resources: {_show_resources(m.get('resources'))}\n"
         f"  predict:  {m['predict_url']}\n"
-        f"  versions:\n"
+        f"  aliases:\n"
     )
+    for a in m.get("aliases", []):
+        out.write(f"    {a['name']:<12}  {_short(a['version']):<12}  {a['url']}\n")
+    out.write("  versions:\n")
     for v in m["versions"]:
         live = "  (live)" if v["id"] == m["current_version"] else ""
         out.write(
             f"    {v['id']}  {v['created']}  {v['runtime']}/{v['flavor']}  {v['size']} B{live}\n"
         )
+
+
+def _alias_url(model, alias):
+    """The URL ``alias`` of ``model`` (a ``Model``) serves at: the plain one for production."""
+    found = [a["url"] for a in model.get("aliases", []) if a["name"] == alias]
+    return found[0] if found else model["url"]
+
+
+def _print_aliases(aliases, out):
+    rows = [("ALIAS", "VERSION", "SINCE", "URL")]
+    rows += [(a["name"], _short(a["version"]), a["since"] or "-", a["url"]) for a in aliases]
+    _write_columns(rows, out)
+
+
+def _write_columns(rows, out):
+    """``rows`` (tuples of strings, the header first) as left-aligned columns."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
 
 
 def _inference_log(sample):
@@ -322,11 +367,13 @@ def _run(args, client, out):
             batching=_batching(args),
             resources=_resources(args),
             inference_log=args.inference_log,
+            alias=args.alias,
             progress=progress,
             wait=not args.no_wait,
         )
         model = result if "owner" in result else result["model"]
-        out.write(f"{model['owner']}/{model['name']}: {model['status']} at {model['url']}\n")
+        url = _alias_url(model, args.alias)
+        out.write(f"{model['owner']}/{model['name']}: {model['status']} at {url}\n")
     elif cmd in ("rollback", "scale"):
         if cmd == "rollback":
             client.rollback(args.name, args.version, wait=not args.no_wait, progress=progress)
@@ -337,15 +384,26 @@ def _run(args, client, out):
             f"{model['owner']}/{model['name']}: {model['status']}, version "
             f"{_short(model['current_version'])}, {model['replicas']} replica(s)\n"
         )
+    elif cmd == "alias":
+        if args.delete:
+            client.delete_alias(args.name, args.alias)
+            out.write(f"{args.name}: alias {args.alias} deleted\n")
+        else:
+            client.set_alias(
+                args.name, args.alias, args.version, wait=not args.no_wait, progress=progress
+            )
+            _print_aliases(client.aliases(args.name), out)
+    elif cmd == "aliases":
+        _print_aliases(client.aliases(args.name), out)
     elif cmd == "share":
         model = client.share(args.name, args.user, args.group)
         who = [*model["shared_with"], *(f"group {g}" for g in model["shared_groups"])]
         out.write(f"{model['owner']}/{model['name']}: shared with {', '.join(who) or 'nobody'}\n")
     elif cmd == "logs":
         if args.follow:
-            follow_logs(client, args.name, args.tail, out)
+            follow_logs(client, args.name, args.tail, out, alias=args.alias)
         else:
-            out.write(client.logs(args.name, tail=args.tail))
+            out.write(client.logs(args.name, tail=args.tail, alias=args.alias))
     elif cmd == "events":
         for ev in client.events(args.name, since=args.since):
             out.write(
@@ -417,14 +475,15 @@ def run_models(args, client=None, out=None):
 FOLLOW_WINDOW = 500  # lines fetched per poll while following; more new lines a second are cut
 
 
-def follow_logs(client, name, tail, out, interval=1.0, sleep=time.sleep, polls=None):
+def follow_logs(client, name, tail, out, interval=1.0, sleep=time.sleep, polls=None, alias=None):
     """Print the last ``tail`` lines, then each new line as the model writes it (Ctrl-C ends
     it). The API answers a log's tail, so each poll prints what follows the lines already
     printed (the longest overlap of the two tails)."""
     seen = []
     try:
         while polls is None or polls > 0:
-            lines = client.logs(name, tail=max(tail, FOLLOW_WINDOW)).splitlines(keepends=True)
+            lines = client.logs(name, tail=max(tail, FOLLOW_WINDOW), alias=alias)
+            lines = lines.splitlines(keepends=True)
             new = lines[_overlap(seen, lines) :] if seen else lines[-tail:]
             out.write("".join(new))
             out.flush()

@@ -5,6 +5,9 @@ follows them to show progress (``mlhub models publish``), and the notebook's Pub
 them onto the four steps users see (``mlhub.extension.progress``).
 """
 
+# the alias an event concerns when it is the plain URL's (``/models/<owner>/<name>``, which
+# ``@production`` names too); every other alias has its own URL and its own processes
+DEFAULT_ALIAS = "production"
 REQUESTED = "requested"  # the operation was accepted (publish, scale, rollback)
 # what a publish or a rollout goes through, in order; "done" ends it
 DEPLOY_STEPS = ("received", "unpacked", "starting", "ready", "switched", "drained", "done")

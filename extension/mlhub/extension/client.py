@@ -247,6 +247,7 @@ def publish(
     batching=None,
     resources=None,
     inference_log=None,
+    alias=None,
     wait=True,
     timeout=600.0,
     progress=None,
@@ -272,10 +273,13 @@ def publish(
     requests. ``inference_log=True`` keeps every request's inputs, outputs, latency and status
     (``0.1``: a tenth of the requests; ``False``: off; ``None``: the model's setting, for a
     new model the hub's default), read back with ``mlhub.inference_log(name)`` and compared
-    with the published data by ``mlhub.drift(name)``. With
-    ``wait=False`` this returns once the publisher has the bundle. ``progress``
-    gets ``(step, fraction, message)``; by default a text bar is printed. ``publisher`` is a
-    ``PublisherClient``; by default ``connect()`` makes one from the kernel's environment.
+    with the published data by ``mlhub.drift(name)``. ``alias="staging"`` publishes the
+    version at ``.../<name>@staging/`` only (its own serving processes), leaving the plain
+    URL's ``production`` version serving; ``mlhub.set_alias(name, "production", "staging")``
+    promotes it later. With ``wait=False`` this returns once the publisher has the bundle.
+    ``progress`` gets ``(step, fraction, message)``; by default a text bar is printed.
+    ``publisher`` is a ``PublisherClient``; by default ``connect()`` makes one from the
+    kernel's environment.
     """
     validate_name(name)
     report = progress or TextProgress()
@@ -305,25 +309,27 @@ def publish(
             batching=batching,
             resources=resources,
             inference_log=inference_log,
+            alias=alias,
             wait=wait,
             timeout=timeout,
             progress=steps,
         )
     if wait:
-        info, version = answer, answer["current_version"]
+        info, version = answer, _alias_of(answer, alias)["version"]
         if not steps.finished:  # the publisher already served this very version
             report("ready", 1.0, "this version is already live")
     else:
         info, version = answer["model"], answer["version"]
     key = publisher.create_key(name, KEY_DESCRIPTION)["key"] if first else None
-    predict_url = info["predict_url"]
+    url = _alias_of(info, alias)["url"]
+    predict_url = url + "v1/predict"
     signature = manifest.get("signature")
     return PublishResult(
         name=name,
         owner=info["owner"],
         version=version,
         status=info["status"],
-        url=info["url"],
+        url=url,
         predict_url=predict_url,
         api_key=key,
         snippets=all_snippets(predict_url, name, manifest["example"], key, signature),
@@ -331,6 +337,31 @@ def publish(
         if key
         else [],
     )
+
+
+def _alias_of(model, alias):
+    """The ``Model``'s alias ``alias`` (None: production, the first)."""
+    aliases = model["aliases"]
+    return next((a for a in aliases if a["name"] == alias), aliases[0])
+
+
+def aliases(name, *, publisher=None):
+    """Your model ``name``'s aliases: ``[{"name", "version", "since", "url"}, ...]``,
+    ``production`` (the plain URL's) first."""
+    validate_name(name)
+    return (publisher or connect()).aliases(name)
+
+
+def set_alias(name, alias, version, *, wait=True, timeout=600.0, publisher=None):
+    """Point ``alias`` of your model ``name`` at ``version``: a version id (or its first 8+
+    hex digits), ``"previous"``, or another alias whose version it takes
+    (``set_alias("iris", "production", "staging")`` promotes staging). The alias's processes
+    switch only once the version is ready, with no failed request; a new alias is made, with
+    its URL ``.../<name>@<alias>/``. Returns the alias once it serves (with ``wait``)."""
+    validate_name(name)
+    publisher = publisher or connect()
+    publisher.set_alias(name, alias, version, wait=wait, timeout=timeout)
+    return next(a for a in publisher.aliases(name) if a["name"] == alias)
 
 
 def _never_published(publisher, name):

@@ -214,9 +214,10 @@ class RBundleHandler(MlhubHandler):
             body = pack(Path(tmp, "bundle"))
         workers = self.get_query_argument("workers", None)
         query = {"workers": int(workers)} if workers and workers.isdigit() else {}
-        inference_log = self.get_query_argument("inference_log", None)
-        if inference_log is not None:
-            query["inference_log"] = inference_log  # the publisher checks it
+        for option in ("inference_log", "alias"):  # the publisher checks them
+            value = self.get_query_argument(option, None)
+            if value is not None:
+                query[option] = value
         reply = await self.forwarder.fetch(
             "POST",
             self.forwarder.model_parts(name, "versions"),

@@ -20,6 +20,7 @@ from traitlets.config import LoggingConfigurable
 
 from mlhub.deployers.routes import ProxyRoutes
 from mlhub.errors import DeployError
+from mlhub.steps import DEFAULT_ALIAS
 
 
 def load_failure(exc):
@@ -34,9 +35,6 @@ def load_failure(exc):
     except (ValueError, AttributeError):
         return None
     return detail.get("reason") if isinstance(detail, dict) else None
-
-
-DEFAULT_ALIAS = "production"  # the alias the plain URL serves (``Model.current_version``)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ Example::
     result = client.publish("./bundle", "iris")     # upload, then wait until live
     client.predict("iris", [[5.1, 3.5, 1.4, 0.2]])  # {"predictions": [...]}
     client.rollback("iris")                         # back to the previous version
+    client.set_alias("iris", "staging", "sha256:...")  # /models/<you>/iris@staging/
     client.scale("iris", 3)
     key = client.create_key("iris", "batch job")["key"]
 
@@ -40,7 +41,7 @@ from mlhub.errors import (
     Unauthorized,
     from_reply,
 )
-from mlhub.steps import DEPLOY_STEPS
+from mlhub.steps import DEFAULT_ALIAS, DEPLOY_STEPS
 
 SERVICE_PATH = "services/mlhub-publisher/"
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -232,8 +233,10 @@ class PublisherClient:
         params = {k: v for k, v in params.items() if v is not None}
         return self._json("GET", self.model_path(name, "drift"), params=params)
 
-    def logs(self, name, tail=200):
-        return self._request("GET", self.model_path(name, "logs"), params={"tail": tail}).text
+    def logs(self, name, tail=200, alias=None):
+        """The last ``tail`` lines of the serving log (of ``alias``'s processes, if given)."""
+        params = {"tail": tail, **({"alias": alias} if alias else {})}
+        return self._request("GET", self.model_path(name, "logs"), params=params).text
 
     # ------------------------------------------------------------ publishing
 
@@ -246,6 +249,7 @@ class PublisherClient:
         batching=None,
         resources=None,
         inference_log=None,
+        alias=None,
         progress=None,
         wait=True,
         timeout=600,
@@ -259,9 +263,10 @@ class PublisherClient:
         "memory_limit": "2Gi"}`` (any of them, Kubernetes quantities) per serving pod; given,
         they replace the model's, the deployer's defaults fill in the rest; ``None`` keeps the
         model's. ``inference_log``: ``True`` (log every request), a fraction of requests to
-        log (``0.1``), ``False`` (off); ``None`` keeps the model's. Returns the final
-        ``Model`` (with ``wait``) or the publisher's answer ``{"model", "version",
-        "event_id"}``.
+        log (``0.1``), ``False`` (off); ``None`` keeps the model's. ``alias``: the alias the
+        version goes live at (default ``production``, the plain URL; ``"staging"`` serves it at
+        ``.../<name>@staging/`` and leaves production as it is). Returns the final ``Model``
+        (with ``wait``) or the publisher's answer ``{"model", "version", "event_id"}``.
         """
         progress = progress or _quiet
         owner, _, short = (name or "").rpartition("/")
@@ -292,11 +297,12 @@ class PublisherClient:
                 batching=batching,
                 resources=resources,
                 inference_log=inference_log,
+                alias=alias,
                 progress=progress,
             )
         if not wait or "event_id" not in answer:
             return answer["model"] if wait else answer
-        return self._follow(name, answer, progress, timeout)
+        return self._follow(name, answer, progress, timeout, alias)
 
     def upload(
         self,
@@ -307,6 +313,7 @@ class PublisherClient:
         batching=None,
         resources=None,
         inference_log=None,
+        alias=None,
         progress=None,
     ):
         """POST a bundle archive; the answer is ``{"model", "version", "event_id"}``."""
@@ -324,6 +331,8 @@ class PublisherClient:
         params.update(resources_params(resources))
         if inference_log is not None:
             params["inference_log"] = {True: "on", False: "off"}.get(inference_log, inference_log)
+        if alias:
+            params["alias"] = alias
         with open(archive, "rb") as fh:
             body = _Reading(fh, total, progress or _quiet)
             return self._json(
@@ -335,8 +344,9 @@ class PublisherClient:
                 timeout=max(self.timeout, 600),
             )
 
-    def wait_for(self, name, version, *, since=0, progress=None, timeout=600):
-        """Poll events until ``version`` is ``done`` (return the ``Model``) or ``failed``."""
+    def wait_for(self, name, version, *, since=0, progress=None, timeout=600, alias=None):
+        """Poll events until ``version`` is ``done`` at ``alias`` (default production; return
+        the ``Model``) or ``failed``."""
         progress = progress or _quiet
         deadline = time.monotonic() + timeout
         # a small model goes live within a fraction of a second of its upload's answer: poll
@@ -345,7 +355,9 @@ class PublisherClient:
         while True:
             for ev in self.events(name, since):
                 since = ev["id"]
-                if ev.get("version") != version:
+                if ev.get("version") != version or ev.get("alias", DEFAULT_ALIAS) != (
+                    alias or DEFAULT_ALIAS
+                ):
                     continue
                 step = ev["step"]
                 done = (
@@ -367,7 +379,7 @@ class PublisherClient:
             time.sleep(pause)
             pause = min(pause * 2, self.poll_interval)
 
-    def _follow(self, name, answer, progress, timeout):
+    def _follow(self, name, answer, progress, timeout, alias=None):
         """``wait_for`` the version an accepted upload or operation (``answer``, with its
         ``version`` and first ``event_id``) is making live; an operation with nothing to do
         (``event_id`` null) is done already."""
@@ -379,6 +391,7 @@ class PublisherClient:
             since=answer["event_id"] - 1,
             progress=progress,
             timeout=timeout,
+            alias=alias,
         )
 
     def _operation(self, name, what, body, wait, progress, timeout):
@@ -390,6 +403,25 @@ class PublisherClient:
     def rollback(self, name, version="previous", *, wait=True, progress=None, timeout=600):
         """Make ``version`` (an id, or ``"previous"``) live again."""
         return self._operation(name, "rollback", {"version": version}, wait, progress, timeout)
+
+    def aliases(self, name):
+        """``[{"name", "version", "since", "url"}, ...]``: production (the plain URL's) first."""
+        return self._json("GET", self.model_path(name, "aliases"))["aliases"]
+
+    def set_alias(self, name, alias, version, *, wait=True, progress=None, timeout=600):
+        """Point ``alias`` at ``version`` (an id or a start of one, ``"previous"``, or another
+        alias, whose version it takes): a readiness-gated switch, made if new. Returns the
+        ``Model`` once its processes serve it (with ``wait``)."""
+        answer = self._json(
+            "PUT", self.model_path(name, "aliases", alias), json={"version": version}
+        )
+        if not wait:
+            return answer
+        return self._follow(name, answer, progress or _quiet, timeout, alias)
+
+    def delete_alias(self, name, alias):
+        """Remove ``alias`` (not production) and stop its processes."""
+        self._request("DELETE", self.model_path(name, "aliases", alias))
 
     def scale(self, name, replicas, *, wait=True, progress=None, timeout=600):
         return self._operation(name, "scale", {"replicas": replicas}, wait, progress, timeout)

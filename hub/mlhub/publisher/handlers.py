@@ -420,7 +420,7 @@ class LogsHandler(BaseHandler):
     async def get(self, user, name):
         _, model = await self.model_for(MANAGE, user, name)
         tail = self.int_argument("tail", 200, minimum=1, maximum=MAX_LOG_LINES)
-        text = await self.manager.logs(model, tail)
+        text = await self.manager.logs(model, tail, self.get_query_argument("alias", None))
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish(text)
 

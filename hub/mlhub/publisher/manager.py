@@ -19,7 +19,7 @@ from pathlib import Path
 from mlhub.bundle import load_manifest, validate_name
 from mlhub.bundle.parity import read_parity
 from mlhub.datadir import grant_owner
-from mlhub.deployers.base import DEFAULT_ALIAS, Desired, ModelRef, Serving
+from mlhub.deployers.base import Desired, ModelRef, Serving
 from mlhub.errors import BadRequest, Conflict, MlhubError, NotFound, TooManyRequests
 from mlhub.input_drift import PSI_THRESHOLD, drift_table, weak_note
 from mlhub.publisher.artifacts import place
@@ -35,7 +35,15 @@ from mlhub.publisher.views import (
     model_view,
 )
 from mlhub.resources import check_resources
-from mlhub.steps import ALIAS_DELETED, IN_PROGRESS, KEY_CREATED, KEY_REVOKED, REQUESTED, SHARED
+from mlhub.steps import (
+    ALIAS_DELETED,
+    DEFAULT_ALIAS,
+    IN_PROGRESS,
+    KEY_CREATED,
+    KEY_REVOKED,
+    REQUESTED,
+    SHARED,
+)
 
 UNCHANGED = object()  # a publish that does not mention a setting keeps the model's
 DRIFT_WINDOW = datetime.timedelta(days=1)  # the logged inputs drift compares unless told
@@ -152,9 +160,12 @@ class ModelManager:
             "served": served,
         }
 
-    async def logs(self, model, tail):
-        """The last ``tail`` lines of the model's serving output, as its deployer keeps it."""
-        return await self.deployer.logs(self.ref(model), tail)
+    async def logs(self, model, tail, alias=None):
+        """The last ``tail`` lines of the serving output of ``model``'s ``alias`` (default:
+        production), as its deployer keeps it."""
+        if alias not in (None, DEFAULT_ALIAS) and model.alias(alias) is None:
+            raise NotFound(f"{model.key} has no alias {alias!r}", {"alias": alias})
+        return await self.deployer.logs(self.ref(model).with_alias(alias), tail)
 
     def new_upload(self):
         """A spool file for a bundle upload (``ArtifactStore.new_upload``)."""

@@ -3,7 +3,7 @@
 A user reaches it from the hub's Services menu and logs in with the hub (OAuth, no token to
 copy). The pages are rendered here, with the hub's own stylesheet and its light and dark modes
 (``<hub>/static/css/style.min.css``, Bootstrap 5), and every action is an HTML form: listing,
-rollback, scale, API keys, sharing and a Try it form that calls the model as the user work
+rollback, aliases, scale, API keys, sharing and a Try it form that calls the model as the user work
 without JavaScript. A small script (``static/models.js``)
 adds copy buttons and a log that follows.
 
@@ -36,9 +36,24 @@ HERE = Path(__file__).parent
 LOG_LINES = 200  # lines of the model's log a page shows
 INFERENCE_ROWS = 20  # newest rows of the inference log a page shows
 HISTORY_ROWS = 50  # newest served intervals and changes a page shows (the API has them all)
+# the model page's forms (``ModelActionPage``)
+ACTIONS = (
+    "rollback",
+    "alias",
+    "unalias",
+    "scale",
+    "keys",
+    "revoke",
+    "share",
+    "try",
+    "inference-log",
+)
 # what a redirect after a form says happened (a code, so no text of the URL reaches the page)
 DONE = {
     "rollback": "Rollback started: the version switches once it is ready (see Events).",
+    "alias": "The alias moves once its version is ready (see Events); its URL keeps serving.",
+    "aliased": "Nothing to do: the alias serves that version already.",
+    "unaliased": "The alias was deleted and its processes stopped.",
     "scale": "Scaling started: see Events.",
     "scaled": "Nothing to do: the model already runs that many replicas.",
     "revoked": "The key was revoked: calls with it are refused from now on.",
@@ -213,6 +228,15 @@ class ModelActionPage(PageHandler):
         if action == "rollback":
             await self.manager.rollback(caller, model, self.get_body_argument("version"))
             done = "rollback"
+        elif action == "alias":
+            alias = self.get_body_argument("alias", "").strip()
+            answer = await self.manager.set_alias(
+                caller, model, alias, self.get_body_argument("version", "")
+            )
+            done = "alias" if answer["event_id"] is not None else "aliased"
+        elif action == "unalias":
+            await self.manager.delete_alias(caller, model, self.get_body_argument("alias", ""))
+            done = "unaliased"
         elif action == "scale":
             answer = await self.manager.scale(caller, model, self.int_field("replicas"))
             done = "scale" if answer["event_id"] is not None else "scaled"
@@ -286,9 +310,6 @@ def page_routes(base):
     return [
         (base + "/?", ModelsPage),
         (model + "/?", ModelPage),
-        (
-            model + r"/(?P<action>rollback|scale|keys|revoke|share|try|inference-log)",
-            ModelActionPage,
-        ),
+        (model + rf"/(?P<action>{'|'.join(ACTIONS)})", ModelActionPage),
         (base + r"/static/(.*)", web.StaticFileHandler, {"path": str(HERE / "static")}),
     ]

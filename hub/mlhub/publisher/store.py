@@ -29,9 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from mlhub.deployers.base import DEFAULT_ALIAS
 from mlhub.errors import NotFound
-from mlhub.steps import HISTORY_STEPS
+from mlhub.steps import DEFAULT_ALIAS, HISTORY_STEPS
 
 
 def utcnow():

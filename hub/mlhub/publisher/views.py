@@ -6,10 +6,11 @@ count (``check_replicas``) and an alias name (``check_alias``)."""
 import datetime
 import re
 
-from mlhub.deployers.base import DEFAULT_ALIAS, ModelRef
+from mlhub.deployers.base import ModelRef
 from mlhub.errors import BadRequest
 from mlhub.publisher.store import isoformat
 from mlhub.serving.settings import Settings as ServingSettings
+from mlhub.steps import DEFAULT_ALIAS
 
 MAX_BATCH_SIZE = 512  # one serving thread per row a batch may hold (MLHUB_THREADS)
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")

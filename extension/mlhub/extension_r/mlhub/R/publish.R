@@ -221,7 +221,7 @@ progress <- function(step, fraction, text) {
   utils::flush.console()
 }
 
-follow_events <- function(name, version, since, timeout) {
+follow_events <- function(name, version, since, timeout, alias = NULL) {
   deadline <- Sys.time() + timeout
   repeat {
     reply <- server_call("GET", sprintf("models/%s/events", name), query = list(since = since))
@@ -229,6 +229,7 @@ follow_events <- function(name, version, since, timeout) {
     for (event in reply$body$events) {
       since <- max(since, event$id)
       if (!identical(event$version, version)) next
+      if (!identical(event$alias %||% "production", alias %||% "production")) next
       if (identical(event$step, "failed")) {
         mlhub_stop(paste("the model could not be started:", event$message))
       }
@@ -256,11 +257,12 @@ curl_snippet <- function(predict_url, example, key) {
     sprintf("  -d '%s'", body))
 }
 
-# The publish's query: workers, and the inference log as the publisher takes it (TRUE: every
-# request, FALSE: off, a fraction: that share; NULL: the model's setting).
-publish_query <- function(workers, inference_log) {
+# The publish's query: workers, the inference log as the publisher takes it (TRUE: every
+# request, FALSE: off, a fraction: that share; NULL: the model's setting) and the alias.
+publish_query <- function(workers, inference_log, alias = NULL) {
   query <- list()
   if (!is.null(workers)) query$workers <- as.integer(workers)
+  if (!is.null(alias)) query$alias <- alias
   if (isTRUE(inference_log)) query$inference_log <- "on"
   else if (isFALSE(inference_log)) query$inference_log <- "off"
   else if (is.numeric(inference_log)) query$inference_log <- format(inference_log)
@@ -273,9 +275,10 @@ publish_query <- function(workers, inference_log) {
 #' Publish a fitted R model as an authenticated REST endpoint.
 #' inference_log = TRUE keeps every request's inputs, prediction, latency and status (0.1: a
 #' tenth of them), read back in Python with mlhub.inference_log(name).
+#' alias = "staging" serves the version at .../<name>@staging/ only, production keeps serving.
 publish <- function(model, name, example = NULL, description = "", predict_args = list(),
                     workers = NULL, timeout = 600, validate = NULL, tolerance = NULL,
-                    inference_log = NULL) {
+                    inference_log = NULL, alias = NULL) {
   check_name(name)
   progress("bundle", 0, "checking the model")
   if (is.null(model) || !has_predict(model)) {
@@ -311,12 +314,12 @@ publish <- function(model, name, example = NULL, description = "", predict_args 
     r_packages = packages, model_class = class(model)[1], description = description,
     parity = parity,
     predict_args = if (length(predict_args)) predict_args else structure(list(), names = character(0))
-  ), query = publish_query(workers, inference_log))
+  ), query = publish_query(workers, inference_log, alias))
   if (!reply$status %in% c(200L, 202L)) fail_reply(reply, "the publish was refused")
   version <- reply$body$version %||% reply$body$current_version
   progress("upload", 1, "uploaded")
   if (reply$status == 202L) {
-    follow_events(name, version, reply$body$event_id - 1, timeout)
+    follow_events(name, version, reply$body$event_id - 1, timeout, alias)
   } else {
     progress("ready", 1, "this version is already live")
   }
@@ -329,14 +332,16 @@ publish <- function(model, name, example = NULL, description = "", predict_args 
     if (minted$status != 201) fail_reply(minted, "no API key could be created")
     key <- minted$body$key
   }
-  predict_url <- info$body$predict_url
+  url <- info$body$url
+  for (a in info$body$aliases) if (identical(a$name, alias)) url <- a$url
+  predict_url <- paste0(url, "v1/predict")
   snippet <- curl_snippet(predict_url, records, key)
   cat(sprintf("\n%s is %s at %s (version %s)\nPredict: %s\n", name, info$body$status,
-              info$body$url, substr(version, 1, 19), predict_url))
+              url, substr(version, 1, 19), predict_url))
   if (!is.null(key)) cat(sprintf("API key (shown once, store it now): %s\n", key))
   cat("\n", snippet, "\n", sep = "")
   invisible(list(name = name, owner = info$body$owner, version = version,
-                 status = info$body$status, url = info$body$url, predict_url = predict_url,
+                 status = info$body$status, url = url, predict_url = predict_url,
                  api_key = key, curl = snippet))
 }
 

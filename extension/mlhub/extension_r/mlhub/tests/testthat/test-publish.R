@@ -92,5 +92,6 @@ test_that("the inference log option becomes the publish query the publisher read
   expect_equal(publish_query(NULL, 0.25), list(inference_log = "0.25"))
   expect_equal(publish_query(NULL, FALSE), list(inference_log = "off"))
   expect_equal(publish_query(NULL, NULL), list())
+  expect_equal(publish_query(NULL, NULL, "staging"), list(alias = "staging"))
   expect_error(publish_query(NULL, "lots"), "share of requests")
 })
