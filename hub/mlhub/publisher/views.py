@@ -39,7 +39,7 @@ def model_view(model, public_url):
             "since": isoformat(a.since),
             "url": f"{public_url}{ref.with_alias(a.name).url_prefix}/",
         }
-        for a in model.aliases
+        for a in sorted(model.aliases, key=lambda a: a.name)
     ]
     return {
         "owner": model.owner,
