@@ -59,7 +59,7 @@ class FakeDeployer(Deployer):
         self.access[model] = access
 
     async def deploy(self, model, version, bundle_dir, *, replicas, progress, serving=None):
-        self.calls.append(("deploy", model.key, version, replicas))
+        self.calls.append(("deploy", model.unit, version, replicas))
         self.serving[model] = serving
         for step in ("starting", "ready", "switched", "drained"):
             progress(step, step)
@@ -74,7 +74,7 @@ class FakeDeployer(Deployer):
         await self.deploy(model, version, "", replicas=replicas, progress=progress, serving=serving)
 
     async def delete(self, model):
-        self.calls.append(("delete", model.key))
+        self.calls.append(("delete", model.unit))
         self.live.pop(model, None)
 
     async def logs(self, model, tail):

@@ -13,7 +13,7 @@ def test_logs_follow_prints_each_new_line_once():
         def __init__(self):
             self.lines = [f"line {i}\n" for i in range(5)]
 
-        def logs(self, name, tail):
+        def logs(self, name, tail, alias=None):
             text = "".join(self.lines[-tail:])
             self.lines += [f"line {len(self.lines)}\n", f"line {len(self.lines) + 1}\n"]
             return text
@@ -27,7 +27,7 @@ def test_history_prints_what_served_when_and_who_changed_what():
     history = {
         "served": [
             {"version": "sha256:" + "a" * 64, "since": "2026-12-01T10:00:00Z", "until": "X"},
-            {"version": "sha256:" + "b" * 64, "since": "X", "until": None},
+            {"alias": "staging", "version": "sha256:" + "b" * 64, "since": "X", "until": None},
         ],
         "changes": [
             {
@@ -43,17 +43,27 @@ def test_history_prints_what_served_when_and_who_changed_what():
                 "step": "failed",
                 "version": None,
                 "message": "restart failed",
+                "alias": "staging",
             },
         ],
     }
     out = io.StringIO()
     write_history(history, out)
     lines = out.getvalue().splitlines()
-    assert lines[0] == "served:" and "a" * 12 in lines[1] and "until X" in lines[1]
+    # an older publisher's history names no alias: production's
+    assert lines[0] == "served:" and lines[1].split()[:2] == ["production", "a" * 12]
+    assert "until X" in lines[1]
+    assert lines[2].split()[:2] == ["staging", "b" * 12]
     assert lines[2].endswith("until now (live)")
     assert lines[3] == "changes:"
-    assert lines[4].split()[:4] == ["2026-12-01T09:59:58Z", "ada", "received", "a" * 12]
-    assert lines[5].split()[1:4] == ["mlhub", "failed", "-"]
+    assert lines[4].split()[:5] == [
+        "2026-12-01T09:59:58Z",
+        "ada",
+        "received",
+        "production",
+        "a" * 12,
+    ]
+    assert lines[5].split()[1:5] == ["mlhub", "failed", "staging", "-"]
 
 
 def test_drift_prints_one_line_per_input_with_the_weak_note():

@@ -170,6 +170,31 @@ def test_settings_reach_the_pod():
     assert fraction["containers"][0]["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "2.5"]
 
 
+def test_an_alias_has_objects_of_its_own_naming_it():
+    staging = ModelRef("alice", "iris", "staging")
+    name, mid = objects.object_name(staging), objects.model_id(staging)
+    assert name == f"m-alice-iris-staging-{mid}" and mid != MID
+    # the default alias keeps the names a model had before aliases
+    assert objects.model_id(ModelRef("alice", "iris", None)) == MID
+    assert objects.make_service(staging, "models") == {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": "models",
+            "labels": {**LABELS, "app.kubernetes.io/instance": name, "mlhub.io/model-id": mid},
+            "annotations": {**ANNOTATIONS, "mlhub.io/alias": "staging"},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app.kubernetes.io/component": "mlhub-model", "mlhub.io/model-id": mid},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+    longest = objects.object_name(ModelRef("x" * 200, "y" * 63, "z" * 32))
+    assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", longest) and len(longest) <= 63
+
+
 def test_service_selects_the_models_pods():
     assert objects.make_service(MODEL, "models") == {
         "apiVersion": "v1",

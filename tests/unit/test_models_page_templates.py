@@ -22,6 +22,20 @@ VIEW = {
     "shared_with": ["bob"],
     "shared_groups": [],
     "inference_log": 0.5,
+    "aliases": [
+        {
+            "name": "production",
+            "version": V2,
+            "since": "2026-12-07T09:01:00Z",
+            "url": "http://hub/models/alice/iris/",
+        },
+        {
+            "name": "staging",
+            "version": V1,
+            "since": "2026-12-07T09:30:00Z",
+            "url": "http://hub/models/alice/iris@staging/",
+        },
+    ],
     "versions": [
         {
             "id": v,
@@ -47,8 +61,13 @@ def render(template, **values):
 
 HISTORY = {
     "served": [
-        {"version": V2, "since": "2026-12-01T10:00:00Z", "until": "2026-12-02T10:00:00Z"},
-        {"version": V2, "since": "2026-12-03T10:00:00Z", "until": None},
+        {
+            "alias": "production",
+            "version": V2,
+            "since": "2026-12-01T10:00:00Z",
+            "until": "2026-12-02T10:00:00Z",
+        },
+        {"alias": "staging", "version": V2, "since": "2026-12-03T10:00:00Z", "until": None},
     ],
     "changes": [
         {
@@ -97,10 +116,11 @@ def model_page(manage, **extra):
 
 def test_the_owner_gets_every_form_with_the_xsrf_token():
     html = model_page(True)
-    for action in ("rollback", "scale", "keys", "revoke", "share", "inference-log"):
+    for action in ("rollback", "alias", "unalias", "scale", "keys", "revoke", "share"):
         assert f'action="/services/p/models/alice/iris/{action}"' in html
-    # one rollback (V1), scale, key create, key revoke, sharing, inference log, try it
-    assert html.count('name="_xsrf" value="tok"') == 7
+    # one rollback (V1), alias move, alias delete (staging), scale, key create, key revoke,
+    # sharing, inference log, try it
+    assert html.count('name="_xsrf" value="tok"') == 9
     assert 'id="share-users" name="users"\n                 value="bob"' in html
     assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>x</script>" not in html
     assert 'href="/hub/static/css/style.min.css"' in html
@@ -156,10 +176,25 @@ def test_versions_say_who_published_them_and_with_what():
     assert "<code>scikit-learn==1.9.1</code>" in html and "<summary>2</summary>" in html
 
 
+def test_aliases_show_their_versions_and_urls_and_only_others_than_production_are_deleted():
+    html = model_page(True)
+    table = html.split('id="aliases"')[1].split("</table>")[0]
+    assert '<a href="http://hub/models/alice/iris@staging/">' in table
+    assert f'<code title="{V1}">{V1[:19]}</code>' in table.split('data-alias="staging"')[1]
+    assert 'aria-label="Delete alias staging"' in table
+    assert "Delete alias production" not in table
+    form = html.split('id="alias-form"')[1].split("</form>")[0]
+    assert f'<option value="{V1}">' in form and f'<option value="{V2}">' in form
+    reader = model_page(False)
+    assert 'id="aliases"' in reader and 'id="alias-form"' not in reader
+    assert "Delete alias" not in reader
+
+
 def test_history_shows_what_served_when_and_who_changed_what():
     html = model_page(False)  # readers see it too
     served = html.split('id="served"')[1].split("</table>")[0]
     assert served.index("now (live)") < served.index("2026-12-02T10:00:00Z")  # newest first
+    assert '<tr data-alias="staging">\n            <td>staging</td>' in served
     changes = html.split('id="changes"')[1].split("</table>")[0]
     assert "&lt;b&gt;alice&lt;/b&gt;" in changes and "<b>alice</b>" not in changes  # escaped
     assert '<tr class="text-danger" data-step="failed">' in changes and "<td>mlhub</td>" in changes

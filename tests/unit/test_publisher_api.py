@@ -577,3 +577,116 @@ async def test_one_models_log_is_held_to_its_rows_a_minute(api):
             headers={"Authorization": f"token {token}"},
         )
         assert status == 401
+
+
+async def test_an_alias_is_a_unit_of_its_own_that_shares_the_models_access(api):
+    _, v1 = await api.publish("iris", payload=b"one")
+    await api.settle()
+    status, v2 = await api.publish("iris", payload=b"two", query="?alias=staging")
+    assert status == 202
+    await api.settle()
+    deploys = [c for c in api.deployer.calls if c[0] == "deploy"]
+    assert deploys == [
+        ("deploy", "alice/iris", v1["version"], 1),
+        ("deploy", "alice/iris@staging", v2["version"], 1),
+    ]
+    _, model = await api.call("GET", "api/models/alice/iris")
+    assert model["current_version"] == v1["version"]
+    assert [(a["name"], a["version"], a["url"]) for a in model["aliases"]] == [
+        ("production", v1["version"], "http://hub.test/models/alice/iris/"),
+        ("staging", v2["version"], "http://hub.test/models/alice/iris@staging/"),
+    ]
+    # who may call it reaches every unit
+    await api.call("PUT", "api/models/alice/iris/sharing", body={"users": ["bob"]})
+    units = {ref.unit: access["users"] for ref, access in api.deployer.access.items()}
+    assert units == {"alice/iris": ["alice", "bob"], "alice/iris@staging": ["alice", "bob"]}
+    # promoting staging is the default alias's move, to staging's version
+    status, moved = await api.call(
+        "PUT", "api/models/alice/iris/aliases/production", body={"version": "staging"}
+    )
+    assert status == 202 and moved["version"] == v2["version"]
+    await api.settle()
+    status, alias = await api.call("GET", "api/models/alice/iris/aliases/production")
+    assert status == 200 and alias["version"] == v2["version"]
+    # the same move again changes nothing
+    status, same = await api.call(
+        "PUT", "api/models/alice/iris/aliases/production", body={"version": v2["version"]}
+    )
+    assert status == 200 and same["event_id"] is None
+    status, _ = await api.call("DELETE", "api/models/alice/iris")
+    assert status == 204
+    deletes = [c for c in api.deployer.calls if c[0] == "delete"]
+    assert deletes == [("delete", "alice/iris@staging"), ("delete", "alice/iris")]
+
+
+async def test_an_alias_needs_a_production_version_and_a_valid_name(api):
+    status, body = await api.publish("fresh", query="?alias=staging")
+    assert status == 400 and "publish its first version without an alias" in body["error"]
+    status, _ = await api.call("GET", "api/models/alice/fresh")
+    assert status == 404  # refused before anything was kept
+    _, v1 = await api.publish("iris")
+    await api.settle()
+    for bad in ("Staging", "-x", "x-", "a" * 33, "sta_ging"):
+        status, body = await api.call(
+            "PUT", f"api/models/alice/iris/aliases/{bad}", body={"version": v1["version"]}
+        )
+        assert status == 400 and body["detail"] == {"field": "alias"}, (bad, body)
+    status, body = await api.call("PUT", "api/models/alice/iris/aliases/qa", body={})
+    assert status == 400 and body["detail"] == {"field": "version"}
+    status, body = await api.call("DELETE", "api/models/alice/iris/aliases/production")
+    assert status == 400 and "default alias" in body["error"]
+
+
+async def test_a_version_is_named_by_its_id_a_start_of_it_or_an_alias(api):
+    _, v1 = await api.publish("iris", payload=b"one")
+    await api.settle()
+    _, v2 = await api.publish("iris", payload=b"two")
+    await api.settle()
+    model = api.store.find_model("alice", "iris")
+    digest = v1["version"]
+    assert api.manager.resolve_version(model, digest[:15]).id == digest
+    assert api.manager.resolve_version(model, digest[7:20]).id == digest
+    assert api.manager.resolve_version(model, "previous").id == digest
+    assert api.manager.resolve_version(model, "production").id == v2["version"]
+    status, body = await api.call(
+        "PUT", "api/models/alice/iris/aliases/qa", body={"version": "sha256:0"}
+    )
+    assert status == 404
+    assert "versions: sha256:" in body["error"] and "aliases: production" in body["error"]
+
+
+async def test_aliases_per_model_are_bounded(api):
+    _, v1 = await api.publish("iris")
+    await api.settle()
+    api.manager.max_aliases = 2
+    for name in ("a", "b"):
+        status, _ = await api.call(
+            "PUT", f"api/models/alice/iris/aliases/{name}", body={"version": v1["version"]}
+        )
+        assert status == 202
+    status, body = await api.call(
+        "PUT", "api/models/alice/iris/aliases/c", body={"version": v1["version"]}
+    )
+    assert status == 409 and "max_aliases_per_model" in body["error"]
+    # moving one that exists is no new alias
+    await api.settle()
+    status, _ = await api.call("PUT", "api/models/alice/iris/aliases/a", body={"version": "b"})
+    assert status == 200
+
+
+async def test_a_restarted_publisher_hands_every_alias_to_its_deployer(api, tmp_path):
+    _, v1 = await api.publish("iris", payload=b"one")
+    await api.settle()
+    await api.publish("iris", payload=b"two", query="?alias=staging")
+    await api.settle()
+    async with Api.running(tmp_path) as again:
+        assert ("adopt", 2) in again.deployer.calls
+        units = {ref.unit for ref in again.deployer.serving}
+        assert units == {"alice/iris", "alice/iris@staging"}
+
+
+async def test_an_unknown_alias_url_names_the_aliases_there_are(api):
+    await api.publish("iris")
+    await api.settle()
+    status, body = await api.call("GET", "/models/alice/iris@nope/v1/metadata")
+    assert status == 404 and "no alias 'nope' (its aliases: production)" in body["error"]
