@@ -1,7 +1,8 @@
 """Published models on a real Kubernetes 1.20 cluster (scripts/kube-cluster), called through the
 hub's proxy as users call them: deploy, scale, a rolling update under load, a deleted pod
 replaced, a publisher restart that loses nothing, rollback, a broken version that never
-replaces a working one, and a delete that leaves no object behind.
+replaces a working one, the inference log, an alias moved under load, and a delete that leaves
+no object behind.
 
 The tests of this module run in order on one model, ``defect`` (each step starts from what the
 previous one left), plus a second model, with its own resources, for the broken version.
@@ -12,7 +13,7 @@ import pytest
 import requests
 from support.embedded_hub import wait_for
 from support.publishing import as_an_older_library_answered, constant_bundle, predict, steps
-from support.rolling_update import roll_under_load
+from support.rolling_update import Load, roll_under_load
 
 from mlhub.bundle import load_manifest
 from mlhub.deployers import kube_objects
@@ -22,6 +23,7 @@ from mlhub.errors import MlhubError
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 SELECTOR = f"mlhub.io/model-id={kube_objects.model_id(ModelRef('alice', 'defect'))}"
+STAGING = f"mlhub.io/model-id={kube_objects.model_id(ModelRef('alice', 'defect', 'staging'))}"
 
 
 def pods(hub, kube_api, ready_only=True):
@@ -209,6 +211,46 @@ def test_the_inference_log_leaves_the_pods_for_the_publisher(kube_hub, kube_api,
     assert all(r["status"] == 200 and r["outputs"] == 9.0 for r in found)
 
 
+def test_an_alias_is_a_deployment_of_its_own_moved_with_no_failed_request(
+    kube_hub, kube_api, tmp_path
+):
+    """A version published to ``staging`` gets a Deployment, Service and Secret of its own
+    (production keeps serving); the model's keys reach it; moving it under continuous requests
+    through the proxy fails none."""
+    hub = kube_hub
+    live = hub.client.get("defect")["current_version"]
+    model = hub.client.publish(
+        constant_bundle(tmp_path / "staged", 10.0), "defect", alias="staging"
+    )
+    assert model["current_version"] == live
+    assert answer(hub, name="defect@staging") == [10.0]
+    assert answer(hub, name="defect") == answer(hub, name="defect@production") == [9.0]
+    ns = hub.namespace
+    (dep,) = kube_api.items(f"/apis/apps/v1/namespaces/{ns}/deployments", STAGING)
+    assert dep["metadata"]["annotations"]["mlhub.io/alias"] == "staging"
+    assert dep["metadata"]["name"].startswith("m-alice-defect-staging-")
+    assert len(kube_api.items(f"/api/v1/namespaces/{ns}/services", STAGING)) == 1
+    assert len(kube_api.items(f"/api/v1/namespaces/{ns}/secrets", STAGING)) == 1
+    key = hub.client.create_key("defect", "staging job")["key"]
+    wait_for(
+        lambda: all(
+            predict(hub, "alice", "defect@staging", key).status_code == 200 for _ in range(4)
+        ),
+        "the new key to work at the alias",
+    )
+    load = Load(hub, "defect@staging")
+    load.start()
+    try:
+        wait_for(lambda: load.seen(10.0, 20), "answers from staging")
+        hub.client.set_alias("defect", "staging", "production")
+        wait_for(lambda: load.seen(9.0, 20), "staging answering production's version")
+    finally:
+        load.stop()
+    assert load.failures == [], load.failures
+    switch = load.answers.index(9.0)
+    assert set(load.answers[:switch]) == {10.0} and set(load.answers[switch:]) == {9.0}
+
+
 def test_delete_removes_every_object(kube_hub, kube_api):
     hub = kube_hub
     hub.client.delete("defect")
@@ -221,7 +263,10 @@ def test_delete_removes_every_object(kube_hub, kube_api):
         f"/api/v1/namespaces/{ns}/secrets",
         f"/apis/policy/v1beta1/namespaces/{ns}/poddisruptionbudgets",
     ]
-    # pods and ReplicaSets go by garbage collection, after the Deployment
-    wait_for(lambda: not any(kube_api.items(k, SELECTOR) for k in kinds), "no object left")
+    # pods and ReplicaSets go by garbage collection, after the Deployment (the alias's too)
+    wait_for(
+        lambda: not any(kube_api.items(k, s) for k in kinds for s in (SELECTOR, STAGING)),
+        "no object left",
+    )
     resp = predict(hub, "alice", "defect", hub.alice)
     assert resp.status_code == 404 and "defect" in resp.json()["error"]
