@@ -1,7 +1,8 @@
 """mlhub: instant notebook environments and one-click model publishing on JupyterHub.
 
 ``mlhub.publish``, ``mlhub.publish_panel`` and ``mlhub.api_key`` are the notebook entry points,
-with ``mlhub.set_alias`` and ``mlhub.aliases`` to move a model's aliases, and
+with ``mlhub.set_alias`` and ``mlhub.aliases`` to move a model's aliases, ``mlhub.canary`` to
+send a share of its requests to another version, and
 ``mlhub.inference_log`` and ``mlhub.drift`` to see what a published model is asked; they
 are imported lazily so the hub, the publisher and the serving runtime never pay for ipywidgets
 or pandas.
@@ -13,6 +14,7 @@ __all__ = [
     "__version__",
     "aliases",
     "api_key",
+    "canary",
     "drift",
     "inference_log",
     "publish",
@@ -22,7 +24,7 @@ __all__ = [
 
 
 def __getattr__(name):
-    if name in ("aliases", "api_key", "publish", "publish_panel", "set_alias"):
+    if name in ("aliases", "api_key", "canary", "publish", "publish_panel", "set_alias"):
         from mlhub.extension import client
 
         return getattr(client, name)

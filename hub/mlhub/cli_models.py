@@ -101,6 +101,23 @@ def add_models_parser(subparsers):
     p = sub.add_parser("aliases", help="list a model's aliases and the versions they serve")
     p.add_argument("name", metavar="NAME")
 
+    p = sub.add_parser(
+        "canary",
+        help="send a share of production's requests to another version; show, promote, abort",
+        description="With --version and --percent: the version starts in processes of its "
+        "own, then takes that share of the plain URL's requests, chosen per request; a canary "
+        "doing worse than production (errors, latency) is aborted by itself. Without them: "
+        "how the canary and production compare.",
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--version", help="a version id (or its first 8+ hex digits) or an alias")
+    p.add_argument("--percent", type=float, help="its share of the requests, e.g. 20")
+    end = p.add_mutually_exclusive_group()
+    end.add_argument("--promote", action="store_true", help="make its version production's")
+    end.add_argument("--abort", action="store_true", help="every request to production again")
+    p.add_argument("--no-wait", action="store_true", help="return once the change is accepted")
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+
     p = sub.add_parser("scale", help="change the number of serving workers (replicas)")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--replicas", type=int, required=True)
@@ -332,6 +349,54 @@ def _write_columns(rows, out):
         out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
 
 
+def _canary(args, client, out, progress):
+    """``mlhub models canary``: start or change, promote, abort, or show."""
+    wait = not args.no_wait
+    if args.promote or args.abort:
+        if args.version or args.percent is not None:
+            raise MlhubError("--promote and --abort take no --version or --percent")
+        if args.promote:
+            client.promote_canary(args.name, wait=wait, progress=progress)
+            model = client.get(args.name)
+            out.write(f"{args.name}: production serves {_short(model['current_version'])}\n")
+        else:
+            client.abort_canary(args.name)
+            out.write(f"{args.name}: canary aborted, every request goes to production\n")
+        return 0
+    if args.version or args.percent is not None:
+        if not args.version or args.percent is None:
+            raise MlhubError("a canary needs both --version and --percent")
+        client.start_canary(args.name, args.version, args.percent, wait=wait, progress=progress)
+    write_canary(client.canary(args.name), out, as_json=args.json)
+    return 0
+
+
+def write_canary(canary, out, as_json=False):
+    """A canary's version, share and each arm's numbers over the front's window."""
+    if as_json:
+        out.write(json.dumps(canary, indent=2) + "\n")
+        return
+    out.write(
+        f"canary {_short(canary['version'])} gets {canary['percent']:g}% of the requests "
+        f"since {canary['since'] or '-'} ({canary['url']})\n"
+    )
+    rows = [("ARM", "REQUESTS", "ERRORS", "ERROR RATE", "P50 MS", "P95 MS")]
+    for arm in ("stable", "canary"):
+        s = canary["stats"][arm]
+        rate = "-" if s["error_rate"] is None else f"{s['error_rate']:.1%}"
+        rows.append(
+            (
+                "production" if arm == "stable" else arm,
+                str(s["requests"]),
+                str(s["errors"]),
+                rate,
+                "-" if s["p50_ms"] is None else f"{s['p50_ms']:g}",
+                "-" if s["p95_ms"] is None else f"{s['p95_ms']:g}",
+            )
+        )
+    _write_columns(rows, out)
+
+
 def _inference_log(sample):
     return "off" if not sample else f"keeps {sample * 100:g}% of the requests"
 
@@ -395,6 +460,8 @@ def _run(args, client, out):
             _print_aliases(client.aliases(args.name), out)
     elif cmd == "aliases":
         _print_aliases(client.aliases(args.name), out)
+    elif cmd == "canary":
+        return _canary(args, client, out, progress)
     elif cmd == "share":
         model = client.share(args.name, args.user, args.group)
         who = [*model["shared_with"], *(f"group {g}" for g in model["shared_groups"])]

@@ -8,6 +8,9 @@ them onto the four steps users see (``mlhub.extension.progress``).
 # the alias an event concerns when it is the plain URL's (``/models/<owner>/<name>``, which
 # ``@production`` names too); every other alias has its own URL and its own processes
 DEFAULT_ALIAS = "production"
+# the alias of a model's canary: a unit of its own that takes a share of production's requests
+# (``mlhub models canary``), never moved as an ordinary alias
+CANARY = "canary"
 REQUESTED = "requested"  # the operation was accepted (publish, scale, rollback)
 # what a publish or a rollout goes through, in order; "done" ends it
 DEPLOY_STEPS = ("received", "unpacked", "starting", "ready", "switched", "drained", "done")
@@ -17,5 +20,14 @@ IN_PROGRESS = (REQUESTED, *DEPLOY_STEPS[:-1])
 KEY_CREATED, KEY_REVOKED, SHARED = "key_created", "key_revoked", "shared"
 ACCESS_STEPS = (KEY_CREATED, KEY_REVOKED, SHARED)
 ALIAS_DELETED = "alias_deleted"  # an alias (not the default) was removed, with its processes
+CANARY_SHARE = "canary_share"  # a running canary's share of the requests was changed
 # a model's history (``mlhub models history``): what was asked, by whom, and what went live
-HISTORY_STEPS = ("received", REQUESTED, "switched", "failed", ALIAS_DELETED, *ACCESS_STEPS)
+HISTORY_STEPS = (
+    "received",
+    REQUESTED,
+    "switched",
+    "failed",
+    ALIAS_DELETED,
+    CANARY_SHARE,
+    *ACCESS_STEPS,
+)

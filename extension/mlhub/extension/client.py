@@ -364,6 +364,41 @@ def set_alias(name, alias, version, *, wait=True, timeout=600.0, publisher=None)
     return next(a for a in publisher.aliases(name) if a["name"] == alias)
 
 
+def canary(
+    name,
+    version=None,
+    percent=None,
+    *,
+    promote=False,
+    abort=False,
+    wait=True,
+    timeout=600.0,
+    publisher=None,
+):
+    """Your model ``name``'s canary. ``canary("iris", "staging", 20)`` sends 20% of
+    production's requests, chosen per request, to the version ``staging`` serves (or an id),
+    in processes of its own; a canary doing worse than production (more server errors, much
+    slower) is aborted by itself. ``canary("iris")`` says how it compares with production:
+    ``{"version", "percent", "since", "url", "stats": {"stable": {...}, "canary": {...}}}``.
+    ``promote=True`` makes its version production's; ``abort=True`` ends it. Returns the
+    canary's status (None once promoted or aborted)."""
+    validate_name(name)
+    publisher = publisher or connect()
+    if promote and abort:
+        raise ValueError("promote or abort, not both")
+    if promote:
+        publisher.promote_canary(name, wait=wait, timeout=timeout)
+        return None
+    if abort:
+        publisher.abort_canary(name)
+        return None
+    if version is not None or percent is not None:
+        if version is None or percent is None:
+            raise ValueError("a canary needs both a version and a percent")
+        publisher.start_canary(name, version, percent, wait=wait, timeout=timeout)
+    return publisher.canary(name)
+
+
 def _never_published(publisher, name):
     try:
         publisher.get(name)

@@ -10,6 +10,7 @@ What a deployer does on its own (a crashed process restarted, a process re-adopt
 publisher restart) is reported through ``on_event``.
 """
 
+import asyncio
 import json
 import os
 import urllib.parse
@@ -18,9 +19,10 @@ from dataclasses import dataclass
 from traitlets import Callable, Dict, Float, Instance, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from mlhub.deployers.canary_front import CanaryFront
 from mlhub.deployers.routes import ProxyRoutes
 from mlhub.errors import DeployError
-from mlhub.steps import DEFAULT_ALIAS
+from mlhub.steps import CANARY, DEFAULT_ALIAS
 
 
 def load_failure(exc):
@@ -219,6 +221,13 @@ class Deployer(LoggingConfigurable):
     def _default_routes(self):
         return ProxyRoutes(parent=self)
 
+    front = Instance(CanaryFront)
+
+    @default("front")
+    def _default_front(self):
+        data = os.environ.get("MLHUB_DATA_DIR", "mlhub-data")
+        return CanaryFront(parent=self, run_dir=os.path.abspath(os.path.join(data, "front")))
+
     on_event = Callable(
         None,
         allow_none=True,
@@ -292,6 +301,7 @@ class Deployer(LoggingConfigurable):
             await self.routes.add("/models", self.fallback_target)
         lost = []
         for model, target in expected.items():
+            target = self.front.routed_target(model, target)
             for prefix in model.route_prefixes:
                 route = routes.get(prefix)
                 if route is None or route.get("target") != target:
@@ -301,7 +311,14 @@ class Deployer(LoggingConfigurable):
         return lost
 
     async def add_routes(self, model, target, **data):
-        """Point every route of ``model`` (``ModelRef.route_prefixes``) at ``target``."""
+        """Point every route of ``model`` (``ModelRef.route_prefixes``) at ``target``; while
+        the model has a canary, its default unit's routes go to the canary front, which sends
+        its share to ``target``."""
+        await self.front.set_target(model, target)
+        target = self.front.routed_target(model, target)
+        await self._set_routes(model, target, **data)
+
+    async def _set_routes(self, model, target, **data):
         for prefix in model.route_prefixes:
             await self.routes.add(
                 prefix, target, owner=model.owner, model=model.name, alias=model.alias, **data
@@ -311,6 +328,36 @@ class Deployer(LoggingConfigurable):
         """Take every route of ``model`` away."""
         for prefix in model.route_prefixes:
             await self.routes.delete(prefix)
+
+    # ------------------------------------------------------------ canary (shared)
+
+    async def split(self, model, percent):
+        """Send ``percent`` of the default unit ``model``'s requests to its canary unit (which
+        serves already): both their routes' targets go to the canary front, the default unit's
+        routes to the front. Called again, it changes the share."""
+        routes = await self.routes.get_all()
+        canary = model.with_alias(CANARY)
+        stable = self.front.stable_target(model) or (routes.get(model.url_prefix) or {}).get(
+            "target"
+        )
+        to = (routes.get(canary.url_prefix) or {}).get("target")
+        if not stable or not to:
+            raise DeployError(
+                f"{model.key} cannot split its traffic: its "
+                f"{'production' if not stable else 'canary'} version has no route (not serving)"
+            )
+        await self.front.put(model, stable, to, percent)
+        await self._set_routes(model, self.front.url, split=True)
+
+    async def unsplit(self, model):
+        """Send all of ``model``'s requests to its default unit again (after ``drain_seconds``
+        the front lets go of the canary's requests still in flight)."""
+        stable = self.front.stable_target(model)
+        if stable is None:
+            return
+        await self._set_routes(model, stable)
+        await asyncio.sleep(self.drain_seconds)
+        await self.front.drop(model)
 
     # ------------------------------------------------------------ the contract
 

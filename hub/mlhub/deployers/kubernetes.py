@@ -703,6 +703,8 @@ class KubernetesDeployer(Deployer):
 
     async def shutdown(self):
         # Pods keep serving: Kubernetes supervises them, and the next publisher adopts them.
+        # The canary front is the publisher's: it stops with it, and the next one starts it.
+        await self.front.shutdown()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

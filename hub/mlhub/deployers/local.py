@@ -611,6 +611,7 @@ class LocalDeployer(Deployer):
             )
             for state in self._models.values():
                 self._save(state, stopped_on_exit=True)
+            await self.front.shutdown()
             self.log.info("stopped the model processes (LocalDeployer.stop_models_on_exit)")
 
     # ------------------------------------------------------------ supervision

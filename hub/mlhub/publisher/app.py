@@ -29,9 +29,11 @@ from traitlets.config import Application
 
 import mlhub
 from mlhub.deployers.base import Deployer
+from mlhub.deployers.canary_front import CanaryFront
 from mlhub.deployers.local import LocalDeployer
 from mlhub.deployers.routes import ProxyRoutes
 from mlhub.publisher.artifacts import ArtifactStore
+from mlhub.publisher.canary import CanaryCheck
 from mlhub.publisher.handlers import NotFoundHandler, make_handlers
 from mlhub.publisher.inference_log import ParquetInferenceLog, SQLInferenceLog
 from mlhub.publisher.manager import ModelManager
@@ -53,7 +55,7 @@ class PublisherApp(Application):
     name = "mlhub-publisher"
     version = mlhub.__version__
     description = "Publish models from notebooks as authenticated REST endpoints."
-    classes = [LocalDeployer, ProxyRoutes, HubOAuth]
+    classes = [LocalDeployer, ProxyRoutes, HubOAuth, CanaryFront, CanaryCheck]
     aliases = {
         "config": "PublisherApp.config_file",
         "data-dir": "PublisherApp.data_dir",
@@ -243,7 +245,9 @@ class PublisherApp(Application):
         configured = self.config.get(self.deployer_class.__name__, {})
         if "spare_workers" in traits and "spare_workers" not in configured:
             kwargs["spare_workers"] = self.default_workers  # what most publishes start with
-        return self.deployer_class(parent=self, log=self.log, **kwargs)
+        deployer = self.deployer_class(parent=self, log=self.log, **kwargs)
+        deployer.front.run_dir = str(Path(self.data_dir, "front"))  # the canary front's files
+        return deployer
 
     def make_inference_log(self, store):
         """The inference log's backend ``inference_log_url`` asks for."""
@@ -300,6 +304,7 @@ class PublisherApp(Application):
             inference_log=self.make_inference_log(store),
             inference_log_default=self.inference_log_default,
             inference_log_max_rows_per_minute=self.inference_log_max_rows_per_minute,
+            canary_check=CanaryCheck(parent=self, log=self.log),
         )
         hub_auth = HubOAuth(parent=self, base_url=self.service_prefix)
         server = HTTPServer(
@@ -316,11 +321,12 @@ class PublisherApp(Application):
             loop.add_signal_handler(sig, stop.set)
         adoption = asyncio.ensure_future(manager.adopt())
         expiry = asyncio.ensure_future(manager.expire_inferences())
+        canaries = asyncio.ensure_future(manager.watch_canaries())
         await stop.wait()
         self.log.info("stopping")
         server.stop()
-        adoption.cancel()
-        expiry.cancel()
+        for task in (adoption, expiry, canaries):
+            task.cancel()
         await manager.shutdown()
         store.close()
 

@@ -41,7 +41,7 @@ from mlhub.errors import (
     Unauthorized,
     from_reply,
 )
-from mlhub.steps import DEFAULT_ALIAS, DEPLOY_STEPS
+from mlhub.steps import CANARY, DEFAULT_ALIAS, DEPLOY_STEPS
 
 SERVICE_PATH = "services/mlhub-publisher/"
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -422,6 +422,30 @@ class PublisherClient:
     def delete_alias(self, name, alias):
         """Remove ``alias`` (not production) and stop its processes."""
         self._request("DELETE", self.model_path(name, "aliases", alias))
+
+    def canary(self, name):
+        """The running canary: ``{"version", "percent", "since", "url", "stats": {"stable":
+        {...}, "canary": {...}}}`` (requests, errors, error rate and latency of each)."""
+        return self._json("GET", self.model_path(name, "canary"))
+
+    def start_canary(self, name, version, percent, *, wait=True, progress=None, timeout=600):
+        """Send ``percent`` of production's requests to ``version`` (an id or a start of one,
+        or an alias); a running canary of that version only changes its share. Returns the
+        ``Model`` once the canary takes requests (with ``wait``)."""
+        answer = self._json(
+            "PUT", self.model_path(name, "canary"), json={"version": version, "percent": percent}
+        )
+        if not wait:
+            return answer
+        return self._follow(name, answer, progress or _quiet, timeout, CANARY)
+
+    def promote_canary(self, name, *, wait=True, progress=None, timeout=600):
+        """Make the canary's version production's, then end the canary."""
+        return self._operation(name, "canary/promote", {}, wait, progress, timeout)
+
+    def abort_canary(self, name):
+        """End the canary: every request to production again."""
+        self._request("DELETE", self.model_path(name, "canary"))
 
     def scale(self, name, replicas, *, wait=True, progress=None, timeout=600):
         return self._operation(name, "scale", {"replicas": replicas}, wait, progress, timeout)

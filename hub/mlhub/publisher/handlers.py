@@ -381,6 +381,34 @@ class AliasHandler(BaseHandler):
         self.finish()
 
 
+class CanaryHandler(BaseHandler):
+    async def get(self, user, name):
+        _, model = await self.model_for(READ, user, name)
+        self.write_json(self.manager.canary(model))
+
+    async def put(self, user, name):
+        """Start a canary, or change its share: ``{"version": ..., "percent": 20}``."""
+        caller, model = await self.model_for(MANAGE, user, name)
+        body = self.json_body('{"version": "sha256:...", "percent": 20}')
+        answer = await self.manager.start_canary(
+            caller, model, body.get("version"), body.get("percent")
+        )
+        self.write_json(answer, 202 if answer["event_id"] is not None else 200)
+
+    async def delete(self, user, name):
+        """Abort the canary: every request to production again."""
+        caller, model = await self.model_for(MANAGE, user, name)
+        await self.manager.end_canary(caller, model)
+        self.set_status(204)
+        self.finish()
+
+
+class CanaryPromoteHandler(BaseHandler):
+    async def post(self, user, name):
+        caller, model = await self.model_for(MANAGE, user, name)
+        self.write_json(await self.manager.promote_canary(caller, model), 202)
+
+
 class ScaleHandler(BaseHandler):
     async def post(self, user, name):
         caller, model = await self.model_for(MANAGE, user, name)
@@ -591,6 +619,8 @@ API_ROUTES = [
     ("/api/models/{user}/{name}/scale", ScaleHandler),
     ("/api/models/{user}/{name}/aliases", AliasesHandler),
     ("/api/models/{user}/{name}/aliases/{alias}", AliasHandler),
+    ("/api/models/{user}/{name}/canary", CanaryHandler),
+    ("/api/models/{user}/{name}/canary/promote", CanaryPromoteHandler),
     ("/api/models/{user}/{name}/sharing", SharingHandler),
     ("/api/models/{user}/{name}/logs", LogsHandler),
     ("/api/models/{user}/{name}/metrics", MetricsHandler),

@@ -23,6 +23,7 @@ from mlhub.deployers.base import Desired, ModelRef, Serving
 from mlhub.errors import BadRequest, Conflict, MlhubError, NotFound, TooManyRequests
 from mlhub.input_drift import PSI_THRESHOLD, drift_table, weak_note
 from mlhub.publisher.artifacts import place
+from mlhub.publisher.canary import CanaryCheck, check_percent
 from mlhub.publisher.credentials import BundleTokens, access_list, new_key
 from mlhub.publisher.inference_log import MAX_READ_ROWS, rows_from_batch
 from mlhub.publisher.model_calls import call
@@ -37,6 +38,8 @@ from mlhub.publisher.views import (
 from mlhub.resources import check_resources
 from mlhub.steps import (
     ALIAS_DELETED,
+    CANARY,
+    CANARY_SHARE,
     DEFAULT_ALIAS,
     IN_PROGRESS,
     KEY_CREATED,
@@ -79,6 +82,7 @@ class ModelManager:
         inference_log=None,
         inference_log_default=None,
         inference_log_max_rows_per_minute=100_000,
+        canary_check=None,
     ):
         self.store = store
         # multi-user mode: each owner's account may read their unpacked bundles, nobody else
@@ -105,6 +109,8 @@ class ModelManager:
         # one model's log may not fill the platform's disk: rows taken per model and minute
         self.inference_log_max_rows_per_minute = inference_log_max_rows_per_minute
         self._logged_this_minute = {}  # model key -> (minute, rows)
+        # how a running canary is judged (``watch_canaries``)
+        self.canary_check = canary_check or CanaryCheck(log=log)
         deployer.on_event = self._on_deployer_event
         deployer.bundle_token = self.bundle_tokens.token
         deployer.log_token = self.bundle_tokens.log_token
@@ -425,10 +431,13 @@ class ModelManager:
                 self._record(model, digest, "failed", message, "error", alias=alias)
                 if alias is None:
                     model.status = "ready" if model.current_version else "failed"
-                elif model.alias(alias).version is None:
-                    # a new alias that never served: nothing of it is left
+                elif alias == CANARY or model.alias(alias).version is None:
+                    # a new alias that never served, or a canary that never split: nothing of
+                    # it is left
                     await self.deployer.delete(ref)
                     self.store.remove_alias(model, alias)
+                    if alias == CANARY:
+                        model.canary_percent = None
                 self.store.commit()
             else:
                 if alias is None:
@@ -482,7 +491,9 @@ class ModelManager:
             caller, model, self.resolve_version(model, version), "rollback"
         )
 
-    async def _move_default(self, caller, model, target, what):
+    async def _move_default(self, caller, model, target, what, then=None):
+        """Move the default alias to ``target`` in the background (``what`` names the
+        operation in its event), then run ``then()`` (under the same lock) if given."""
         digest = target.id
         bundle_dir = await self._ensure_bundle_dir(model, digest)
         first = self._record(
@@ -497,9 +508,147 @@ class ModelManager:
             await self.deployer.rollback(
                 ref, digest, str(bundle_dir), progress, serving=self.serving(model)
             )
+            if then is not None:
+                await then()
 
         self._background(self._deploy(model, digest, operation))
         return {"model": self.view(model), "version": digest, "event_id": first.id}
+
+    # ------------------------------------------------------------ canary
+
+    async def start_canary(self, caller, model, version, percent):
+        """Send ``percent`` of the default alias's requests to ``version``
+        (``resolve_version``), by request: the version starts in processes of its own (the
+        alias ``canary``, readiness-gated), then the canary front splits production's traffic
+        (``Deployer.split``). A canary of that version already running only changes its share
+        (at once). The canary check (``watch_canaries``) aborts one that does worse."""
+        percent = check_percent(percent)
+        if model.current_version is None:
+            raise BadRequest(f"{model.key} has no {DEFAULT_ALIAS} version to compare a canary with")
+        if not isinstance(version, str) or not version:
+            raise BadRequest("version must be a version id or an alias", {"field": "version"})
+        target = self.resolve_version(model, version)
+        if target.id == model.current_version:
+            raise BadRequest(
+                f"{target.id[:19]} is the version production serves: a canary is another one",
+                {"field": "version"},
+            )
+        current = model.alias(CANARY)
+        ref = self.ref(model)
+        if current is not None and current.version == target.id and model.canary_percent:
+            async with self._lock(model.owner, model.name):
+                await self.deployer.split(ref, percent)
+                model.canary_percent = percent
+                self.store.commit()
+                self._record(
+                    model,
+                    target.id,
+                    CANARY_SHARE,
+                    f"canary {target.id[:19]} now gets {percent:g}% of the requests, "
+                    f"set by {caller.name}",
+                    actor=caller.name,
+                    alias=CANARY,
+                )
+            return {"model": self.view(model), "version": target.id, "event_id": None}
+        if current is not None:
+            await self.end_canary(caller, model, "replaced by another canary")
+        bundle_dir = await self._ensure_bundle_dir(model, target.id)
+        self.store.add_alias(model, CANARY)
+        model.canary_percent = percent
+        self.store.commit()
+        first = self._record(
+            model,
+            target.id,
+            REQUESTED,
+            f"canary {target.id[:19]} at {percent:g}% requested by {caller.name}",
+            actor=caller.name,
+            alias=CANARY,
+        )
+
+        async def operation(unit, progress):
+            await self.deployer.deploy(
+                unit,
+                target.id,
+                str(bundle_dir),
+                replicas=model.replicas,
+                progress=progress,
+                serving=self.serving(model),
+            )
+            await self.deployer.split(ref, model.canary_percent)
+
+        self._background(self._deploy(model, target.id, operation, CANARY))
+        return {"model": self.view(model), "version": target.id, "event_id": first.id}
+
+    def canary(self, model):
+        """The running canary of ``model`` with what the front measured: ``{"version",
+        "percent", "since", "url", "stats": {"stable": ..., "canary": ...}}``, or NotFound."""
+        pointer = model.alias(CANARY)
+        if pointer is None or model.canary_percent is None:
+            raise NotFound(
+                f"{model.key} has no canary: start one with mlhub models canary "
+                f"{model.name} --version V --percent P",
+                {"canary": None},
+            )
+        return {
+            "version": pointer.version,
+            "percent": model.canary_percent,
+            "since": isoformat(pointer.since),
+            "url": f"{self.public_url}{self.ref(model).with_alias(CANARY).url_prefix}/",
+            "stats": self.deployer.front.stats(self.ref(model)),
+        }
+
+    async def promote_canary(self, caller, model):
+        """Make the canary's version production's (a readiness-gated move of the default
+        alias), then end the canary."""
+        pointer = model.alias(CANARY)
+        if pointer is None or pointer.version is None:
+            raise NotFound(f"{model.key} has no canary ready to promote", {"canary": None})
+        target = model.version(pointer.version)
+
+        async def ended():
+            await self._end_canary_locked(model, f"promoted by {caller.name}", caller.name)
+
+        return await self._move_default(caller, model, target, "canary promotion", ended)
+
+    async def end_canary(self, caller, model, why=None):
+        """Abort ``model``'s canary: all requests to production again, the canary's processes
+        stopped. ``caller`` None: the canary check did, for ``why``."""
+        if model.alias(CANARY) is None:
+            raise NotFound(f"{model.key} has no canary to abort", {"canary": None})
+        who = caller.name if caller is not None else None
+        async with self._lock(model.owner, model.name):
+            await self._end_canary_locked(
+                model, f"aborted by {who or 'mlhub'}" + (f": {why}" if why else ""), who
+            )
+
+    async def _end_canary_locked(self, model, message, actor):
+        ref = self.ref(model)
+        await self.deployer.unsplit(ref)
+        await self.deployer.delete(ref.with_alias(CANARY))
+        version = model.alias(CANARY).version if model.alias(CANARY) else None
+        self.store.remove_alias(model, CANARY)
+        model.canary_percent = None
+        self.store.commit()
+        level = "info" if actor is not None or message.startswith("promoted") else "error"
+        self._record(
+            model, version, ALIAS_DELETED, f"canary {message}", level, actor=actor, alias=CANARY
+        )
+
+    async def watch_canaries(self):
+        """Every ``CanaryCheck.interval``: abort each running canary whose verdict says so."""
+        await self.adopted.wait()
+        while True:
+            await asyncio.sleep(self.canary_check.interval)
+            for model in self.store.list_models():
+                pointer = model.alias(CANARY)
+                if model.canary_percent is None or pointer is None or pointer.version is None:
+                    continue
+                try:
+                    why = self.canary_check.verdict(self.deployer.front.stats(self.ref(model)))
+                    if why and not self._lock(model.owner, model.name).locked():
+                        await self.end_canary(None, model, why)
+                except Exception:
+                    self.log.exception("checking the canary of %s failed", model.key)
 
     # ------------------------------------------------------------ aliases
 
@@ -551,6 +700,12 @@ class ModelManager:
             raise BadRequest(
                 f"{DEFAULT_ALIAS} is the default alias, which the plain URL serves: move it "
                 "(mlhub models alias NAME production --version V) or delete the model",
+                {"field": "alias"},
+            )
+        if alias == CANARY:
+            raise BadRequest(
+                f"{CANARY} is the canary's alias: end it with mlhub models canary "
+                f"{model.name} --abort (or --promote)",
                 {"field": "alias"},
             )
         if model.alias(alias) is None:
@@ -639,6 +794,8 @@ class ModelManager:
 
     async def delete(self, model):
         async with self._lock(model.owner, model.name):
+            if model.canary_percent is not None:
+                await self.deployer.unsplit(self.ref(model))
             # the default alias last: its unit takes the model's files with it
             for unit in reversed(self.units(model)):
                 await self.deployer.delete(unit)
@@ -817,6 +974,14 @@ class ModelManager:
             self.log.exception("adopting the running models failed")
         finally:
             self.adopted.set()
+        for model in self.store.list_models():
+            if model.canary_percent is not None and model.alias(CANARY) is not None:
+                try:
+                    await self.deployer.split(self.ref(model), model.canary_percent)
+                except MlhubError as exc:
+                    self._record(
+                        model, None, "failed", f"canary not resumed: {exc.message}", "error"
+                    )
         for model in self.store.list_models():
             await self._sync_deployments(model)
         self.log.info("adopted %d model(s) in %.1f s", len(desired), time.monotonic() - started)

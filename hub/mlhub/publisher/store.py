@@ -69,6 +69,9 @@ class Model(Base):
     resources: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     # the fraction of requests its inference log keeps, or None (off)
     inference_log: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # the share of production's requests (percent) its canary gets, or None (no canary); the
+    # canary's version is its alias ``canary``
+    canary_percent: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     versions: Mapped[list["Version"]] = relationship(
         back_populates="model", cascade="all, delete-orphan", order_by="Version.created"

@@ -10,7 +10,7 @@ from mlhub.deployers.base import ModelRef
 from mlhub.errors import BadRequest
 from mlhub.publisher.store import isoformat
 from mlhub.serving.settings import Settings as ServingSettings
-from mlhub.steps import DEFAULT_ALIAS
+from mlhub.steps import CANARY, DEFAULT_ALIAS
 
 MAX_BATCH_SIZE = 512  # one serving thread per row a batch may hold (MLHUB_THREADS)
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
@@ -55,6 +55,11 @@ def model_view(model, public_url):
         "resources": model.resources,
         "inference_log": model.inference_log,
         "aliases": [default, *aliases],
+        "canary": (
+            {"version": model.alias(CANARY).version, "percent": model.canary_percent}
+            if model.canary_percent is not None and model.alias(CANARY)
+            else None
+        ),
         "versions": [
             {
                 "id": v.id,
@@ -155,6 +160,12 @@ def parse_time(text, field="since", now=None):
 def check_alias(alias):
     """``alias`` if it is a valid alias name (lowercase letters, digits and ``-``, 1 to 32,
     starting with a letter: it is part of URLs and of Kubernetes object names); else a 400."""
+    if alias == CANARY:
+        raise BadRequest(
+            f"{CANARY} is the alias of a model's canary, moved by its own commands: "
+            "mlhub models canary NAME --version V --percent P (and --promote, --abort)",
+            {"field": "alias"},
+        )
     if not isinstance(alias, str) or not _ALIAS.match(alias):
         raise BadRequest(
             "an alias is 1 to 32 lowercase letters, digits and '-', starting with a letter and "
