@@ -80,6 +80,12 @@ class FakeDeployer(Deployer):
     async def logs(self, model, tail):
         return "".join(f"line {i}\n" for i in range(tail))
 
+    async def split(self, model, percent):
+        self.calls.append(("split", model.unit, percent))
+
+    async def unsplit(self, model):
+        self.calls.append(("unsplit", model.unit))
+
     async def adopt(self, desired):
         self.calls.append(("adopt", len(desired)))
         self.serving.update({d.model: d.serving for d in desired})

@@ -5,6 +5,7 @@
 proxy and serving processes are exercised by tests/component/test_publisher_*.py.
 """
 
+import asyncio
 import io
 import json
 import os
@@ -690,3 +691,98 @@ async def test_an_unknown_alias_url_names_the_aliases_there_are(api):
     await api.settle()
     status, body = await api.call("GET", "/models/alice/iris@nope/v1/metadata")
     assert status == 404 and "no alias 'nope' (its aliases: production)" in body["error"]
+
+
+async def test_a_canary_starts_as_its_own_unit_then_splits_and_ends_with_its_unit(api):
+    await api.publish("iris", payload=b"one")
+    await api.settle()
+    await api.publish("iris", payload=b"two", query="?alias=staging")
+    await api.settle()
+    _, v2 = await api.call("GET", "api/models/alice/iris/aliases/staging")
+    status, started = await api.call(
+        "PUT", "api/models/alice/iris/canary", body={"version": "staging", "percent": 20}
+    )
+    assert status == 202 and started["version"] == v2["version"]
+    await api.settle()
+    assert api.deployer.calls[-2:] == [
+        ("deploy", "alice/iris@canary", v2["version"], 1),
+        ("split", "alice/iris", 20.0),
+    ]
+    status, canary = await api.call("GET", "api/models/alice/iris/canary", token="bob-token")
+    assert status == 403  # not shared with bob
+    status, canary = await api.call("GET", "api/models/alice/iris/canary")
+    assert status == 200 and (canary["version"], canary["percent"]) == (v2["version"], 20.0)
+    assert canary["url"] == "http://hub.test/models/alice/iris@canary/"
+    assert canary["stats"]["canary"]["requests"] == 0
+    # the same version again: only the share changes, no processes start
+    status, changed = await api.call(
+        "PUT", "api/models/alice/iris/canary", body={"version": v2["version"], "percent": 35}
+    )
+    assert status == 200 and changed["event_id"] is None
+    assert api.deployer.calls[-1] == ("split", "alice/iris", 35.0)
+    status, _ = await api.call("POST", "api/models/alice/iris/canary/promote")
+    assert status == 202
+    await api.settle()
+    assert api.deployer.calls[-3:] == [
+        ("deploy", "alice/iris", v2["version"], 1),
+        ("unsplit", "alice/iris"),
+        ("delete", "alice/iris@canary"),
+    ]
+    _, model = await api.call("GET", "api/models/alice/iris")
+    assert model["current_version"] == v2["version"] and model["canary"] is None
+    assert [a["name"] for a in model["aliases"]] == ["production", "staging"]
+    status, body = await api.call("DELETE", "api/models/alice/iris/canary")
+    assert status == 404 and "no canary" in body["error"]
+    # a canary of what production serves is no canary
+    status, body = await api.call(
+        "PUT", "api/models/alice/iris/canary", body={"version": "staging", "percent": 20}
+    )
+    assert status == 400 and "the version production serves" in body["error"]
+
+
+async def test_a_restarted_publisher_splits_a_running_canary_again(api, tmp_path):
+    await api.publish("iris", payload=b"one")
+    await api.settle()
+    _, v2 = await api.publish("iris", payload=b"two", query="?alias=staging")
+    await api.settle()
+    await api.call("PUT", "api/models/alice/iris/canary", body={"version": "staging", "percent": 5})
+    await api.settle()
+    async with Api.running(tmp_path) as again:
+        assert ("split", "alice/iris", 5.0) in again.deployer.calls
+        assert {ref.unit for ref in again.deployer.serving} == {
+            "alice/iris",
+            "alice/iris@staging",
+            "alice/iris@canary",
+        }
+
+
+async def test_the_canary_check_aborts_a_failing_canary_saying_why(api):
+    await api.publish("iris", payload=b"one")
+    await api.settle()
+    await api.publish("iris", payload=b"two", query="?alias=staging")
+    await api.settle()
+    await api.call(
+        "PUT", "api/models/alice/iris/canary", body={"version": "staging", "percent": 50}
+    )
+    await api.settle()
+
+    def failing(model):  # what the front would count of a canary refusing every request
+        bad = {"requests": 40, "errors": 40, "error_rate": 1.0, "p50_ms": 1.0, "p95_ms": 1.0}
+        good = {"requests": 40, "errors": 0, "error_rate": 0.0, "p50_ms": 1.0, "p95_ms": 1.0}
+        return {"stable": good, "canary": bad}
+
+    api.deployer.front.stats = failing
+    api.manager.canary_check.interval = 0.01
+    watch = asyncio.ensure_future(api.manager.watch_canaries())
+    try:
+        for _ in range(200):
+            if api.store.find_model("alice", "iris").canary_percent is None:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        watch.cancel()
+    _, history = await api.call("GET", "api/models/alice/iris/history")
+    (ended,) = [c for c in history["changes"] if c["step"] == "alias_deleted"]
+    assert ended["actor"] is None and ended["alias"] == "canary"
+    assert ended["message"].startswith("canary aborted by mlhub: its error rate was 100%")
+    assert ("delete", "alice/iris@canary") in api.deployer.calls

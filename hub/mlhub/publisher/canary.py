@@ -17,18 +17,19 @@ PERCENT_RANGE = (0.01, 99.99)  # a share both arms get requests of (split_client
 def check_percent(percent):
     """``percent`` as a float in ``PERCENT_RANGE``, or a 400 saying what it takes."""
     low, high = PERCENT_RANGE
-    if isinstance(percent, bool) or not isinstance(percent, (int, float)):
+    given, value = percent, None
+    if not isinstance(percent, bool):
         try:
-            percent = float(percent)
+            value = float(percent)
         except (TypeError, ValueError):
-            percent = None
-    if percent is None or not low <= percent <= high:
+            pass
+    if value is None or not low <= value <= high:
         raise BadRequest(
             f"percent is the share of production's requests the canary gets, from {low:g} to "
-            f"{high:g}, got {percent!r}",
+            f"{high:g}, got {given!r}",
             {"field": "percent"},
         )
-    return round(float(percent), 2)
+    return round(value, 2)
 
 
 class CanaryCheck(LoggingConfigurable):
