@@ -243,3 +243,51 @@ def test_the_page_shows_the_inference_log_and_drift(hub, browser_page, tmp_path)
     assert drifted.split()[-1] == "yes", drifted
     for feature in ("sl", "sw", "pw"):
         assert page.locator(f"#drift tr[data-feature='{feature}']").inner_text().split()[-1] == "no"
+
+
+def test_the_owner_moves_an_alias_and_runs_a_canary_from_the_page(hub, browser_page, tmp_path):
+    first = hub.client.publish(constant_bundle(tmp_path / "v1", 1.0, name="rel"), "rel")
+    staged = hub.client.publish(
+        constant_bundle(tmp_path / "v2", 2.0, name="rel"), "rel", alias="staging"
+    )
+    v1 = first["current_version"]
+    (v2,) = [a["version"] for a in staged["aliases"] if a["name"] == "staging"]
+    page = browser_page
+    log_in(page, hub, "alice")
+    page.goto(f"{hub.url}services/{SERVICE}/models/alice/rel")
+    page.get_by_role("heading", name="Aliases").wait_for()
+    assert v2[:19] in page.inner_text("#aliases tr[data-alias='staging']")
+
+    # a new alias "qa" at the first version, from the form
+    page.fill("#alias-name", "qa")
+    page.select_option("#alias-version", v1)
+    page.get_by_role("button", name="Point it there").click()
+    page.wait_for_selector("#done")
+    wait_for(lambda: predict(hub, "alice", "rel@qa", hub.alice).ok, "the qa alias serving")
+    assert predict(hub, "alice", "rel@qa", hub.alice).json()["predictions"] == [1.0]
+    page.reload()
+    assert v1[:19] in page.inner_text("#aliases tr[data-alias='qa']")
+    page.get_by_role("button", name="Delete alias qa").click()
+    page.wait_for_selector("#done")
+    assert page.locator("#aliases tr[data-alias='qa']").count() == 0
+
+    # a canary of the staged version at 30%, then aborted
+    assert "No canary" in page.inner_text("#no-canary")
+    page.select_option("#canary-version", v2)
+    page.fill("#canary-percent", "30")
+    page.get_by_role("button", name="Start canary").click()
+    page.wait_for_selector("#done")
+    wait_for(lambda: hub.client.get("rel")["canary"]["version"] == v2, "the canary to split")
+    answers = [predict(hub, "alice", "rel", hub.alice).json()["predictions"][0] for _ in range(60)]
+    assert set(answers) == {1.0, 2.0}
+    page.reload()
+    assert "30%" in page.inner_text("#canary-status")
+    stats = page.locator("#canary-stats tr[data-arm='canary']").inner_text().split()
+    assert stats[0] == "canary" and int(stats[1]) > 0
+    page.get_by_role("button", name="Abort").click()
+    page.wait_for_selector("#done")
+    assert "aborted" in page.inner_text("#done")
+    assert page.locator("#no-canary").count() == 1
+    assert {
+        predict(hub, "alice", "rel", hub.alice).json()["predictions"][0] for _ in range(20)
+    } == {1.0}

@@ -22,6 +22,7 @@ VIEW = {
     "shared_with": ["bob"],
     "shared_groups": [],
     "inference_log": 0.5,
+    "canary": None,
     "aliases": [
         {
             "name": "production",
@@ -110,6 +111,7 @@ def model_page(manage, **extra):
         "try_body": '{"instances": [{"temp": 1.5}]}',
         "inferences": [],
         "drift": None,
+        "canary": None,
     }
     return render("model.html", **{**values, **extra})
 
@@ -118,9 +120,9 @@ def test_the_owner_gets_every_form_with_the_xsrf_token():
     html = model_page(True)
     for action in ("rollback", "alias", "unalias", "scale", "keys", "revoke", "share"):
         assert f'action="/services/p/models/alice/iris/{action}"' in html
-    # one rollback (V1), alias move, alias delete (staging), scale, key create, key revoke,
-    # sharing, inference log, try it
-    assert html.count('name="_xsrf" value="tok"') == 9
+    # one rollback (V1), alias move, alias delete (staging), canary start, scale, key create,
+    # key revoke, sharing, inference log, try it
+    assert html.count('name="_xsrf" value="tok"') == 10
     assert 'id="share-users" name="users"\n                 value="bob"' in html
     assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>x</script>" not in html
     assert 'href="/hub/static/css/style.min.css"' in html
@@ -188,6 +190,39 @@ def test_aliases_show_their_versions_and_urls_and_only_others_than_production_ar
     reader = model_page(False)
     assert 'id="aliases"' in reader and 'id="alias-form"' not in reader
     assert "Delete alias" not in reader
+
+
+def test_a_running_canary_shows_both_arms_and_the_owner_can_promote_or_abort_it():
+    canary = {
+        "version": V1,
+        "percent": 12.5,
+        "since": "2026-12-07T10:00:00Z",
+        "url": "http://hub/models/alice/iris@canary/",
+        "stats": {
+            "stable": {"requests": 90, "errors": 0, "error_rate": 0.0, "p50_ms": 1.2, "p95_ms": 2},
+            "canary": {
+                "requests": 0,
+                "errors": 0,
+                "error_rate": None,
+                "p50_ms": None,
+                "p95_ms": None,
+            },
+        },
+    }
+    html = model_page(True, canary=canary)
+    status = html.split('id="canary-status"')[1].split("</p>")[0]
+    assert f"{V1[:19]}</code>" in status and "<b>12.5%</b>" in status
+    stats = html.split('id="canary-stats"')[1].split("</table>")[0]
+    assert "<td>production</td><td>90</td><td>0</td>" in stats
+    assert "<td>0.0%</td>" in stats and "<td>-</td>" in stats  # no requests yet: no rate
+    for action in ("canary-promote", "canary-abort", "canary"):
+        assert f'action="/services/p/models/alice/iris/{action}"' in html
+    form = html.split('id="canary-form"')[1].split("</form>")[0]
+    assert f'<option value="{V1}" selected>' in form and f'value="{V2}"' not in form  # V2 is live
+    assert 'value="12.5" required' in form
+    reader = model_page(False, canary=canary)
+    assert 'id="canary-stats"' in reader and "canary-promote" not in reader
+    assert 'id="no-canary"' in model_page(True)
 
 
 def test_history_shows_what_served_when_and_who_changed_what():

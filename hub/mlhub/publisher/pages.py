@@ -3,9 +3,9 @@
 A user reaches it from the hub's Services menu and logs in with the hub (OAuth, no token to
 copy). The pages are rendered here, with the hub's own stylesheet and its light and dark modes
 (``<hub>/static/css/style.min.css``, Bootstrap 5), and every action is an HTML form: listing,
-rollback, aliases, scale, API keys, sharing and a Try it form that calls the model as the user work
-without JavaScript. A small script (``static/models.js``)
-adds copy buttons and a log that follows.
+rollback, aliases, canary, scale, API keys, sharing and a Try it form that calls the model as
+the user work without JavaScript. A small script (``static/models.js``) adds copy buttons and a
+log that follows.
 
 The pages call the same ``ModelManager`` methods and the same authorization (``auth``) as the
 REST API, so a page can do exactly what its user's API calls could. Forms carry the hub's xsrf
@@ -41,6 +41,9 @@ ACTIONS = (
     "rollback",
     "alias",
     "unalias",
+    "canary",
+    "canary-promote",
+    "canary-abort",
     "scale",
     "keys",
     "revoke",
@@ -54,6 +57,10 @@ DONE = {
     "alias": "The alias moves once its version is ready (see Events); its URL keeps serving.",
     "aliased": "Nothing to do: the alias serves that version already.",
     "unaliased": "The alias was deleted and its processes stopped.",
+    "canary": "The canary starts in processes of its own, then takes its share (see Events).",
+    "canary-share": "The canary's share changed: it applies to the next requests.",
+    "promoted": "Promotion started: production moves to the canary's version (see Events).",
+    "aborted": "The canary was aborted: every request goes to production again.",
     "scale": "Scaling started: see Events.",
     "scaled": "Nothing to do: the model already runs that many replicas.",
     "revoked": "The key was revoked: calls with it are refused from now on.",
@@ -129,6 +136,7 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
             new_key=new_key,
             events=list(reversed(self.manager.events(model)))[:30],
             history=newest(self.manager.history(model), HISTORY_ROWS),
+            canary=self.manager.canary(model) if view["canary"] else None,
             log=await self.manager.logs(model, LOG_LINES) if manage else "",
             **(await self.insight(model) if manage else {}),
             done=DONE.get(self.get_query_argument("done", "")),
@@ -234,6 +242,20 @@ class ModelActionPage(PageHandler):
                 caller, model, alias, self.get_body_argument("version", "")
             )
             done = "alias" if answer["event_id"] is not None else "aliased"
+        elif action == "canary":
+            answer = await self.manager.start_canary(
+                caller,
+                model,
+                self.get_body_argument("version", ""),
+                self.get_body_argument("percent", ""),
+            )
+            done = "canary" if answer["event_id"] is not None else "canary-share"
+        elif action == "canary-promote":
+            await self.manager.promote_canary(caller, model)
+            done = "promoted"
+        elif action == "canary-abort":
+            await self.manager.end_canary(caller, model)
+            done = "aborted"
         elif action == "unalias":
             await self.manager.delete_alias(caller, model, self.get_body_argument("alias", ""))
             done = "unaliased"
