@@ -102,6 +102,22 @@ def add_models_parser(subparsers):
     p.add_argument("name", metavar="NAME")
 
     p = sub.add_parser(
+        "shadow",
+        help="send a share of production's requests to another version too; compare; stop",
+        description="With --version and --percent: the version starts in processes of its "
+        "own, and that share of production's requests is sent to it as well, off the callers' "
+        "path; its answers are kept beside production's and never returned. Without them: "
+        "how the two versions' answers and latency compare.",
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--version", help="a version id (or its first 8+ hex digits) or an alias")
+    p.add_argument("--percent", type=float, help="the share of requests to shadow, e.g. 10")
+    p.add_argument("--stop", action="store_true", help="stop the shadow")
+    p.add_argument("--since", help="compare only rows since: a time or an age (15m, 2h)")
+    p.add_argument("--no-wait", action="store_true", help="return once the change is accepted")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+
+    p = sub.add_parser(
         "canary",
         help="send a share of production's requests to another version; show, promote, abort",
         description="With --version and --percent: the version starts in processes of its "
@@ -371,6 +387,64 @@ def _canary(args, client, out, progress):
     return 0
 
 
+def _shadow(args, client, out, progress):
+    """``mlhub models shadow``: start or change, stop, or compare."""
+    if args.stop:
+        if args.version or args.percent is not None:
+            raise MlhubError("--stop takes no --version or --percent")
+        client.stop_shadow(args.name)
+        out.write(f"{args.name}: shadow stopped\n")
+        return 0
+    if args.version or args.percent is not None:
+        if not args.version or args.percent is None:
+            raise MlhubError("a shadow needs both --version and --percent")
+        client.start_shadow(
+            args.name, args.version, args.percent, wait=not args.no_wait, progress=progress
+        )
+    shadow = client.shadow(args.name, since=args.since)
+    if args.json:
+        out.write(json.dumps(shadow, indent=2) + "\n")
+    else:
+        write_shadow(shadow, out)
+    return 0
+
+
+def write_shadow(shadow, out):
+    """A shadow's version and share, then how its answers and latency compare."""
+    s = shadow["summary"]
+    agreement = "-" if s["agreement"] is None else f"{s['agreement']:.1%}"
+    out.write(
+        f"shadow {_short(shadow['version'])} gets {shadow['percent']:g}% of production's "
+        f"requests since {shadow['since'] or '-'}\n"
+        f"  compared rows: {s['compared']} of {s['rows']}, agreeing: {s['agree']} "
+        f"({agreement}), shadow errors: {s['shadow_errors']}, dropped (queue full): "
+        f"{s['dropped']}\n"
+    )
+    rows = [("VERSION", "P50 MS", "P95 MS")]
+    for label, key in (("production", "production"), ("shadow", "shadow")):
+        rows.append(
+            (
+                label,
+                "-" if s[f"{key}_p50_ms"] is None else f"{s[f'{key}_p50_ms']:g}",
+                "-" if s[f"{key}_p95_ms"] is None else f"{s[f'{key}_p95_ms']:g}",
+            )
+        )
+    _write_columns(rows, out)
+    differ = [r for r in shadow["rows"] if not r["agree"]][:10]
+    if differ:
+        out.write("rows that differ (first 10):\n")
+        for r in differ:
+            answer = _answer(r["shadow"]) if r["shadow_status"] == 200 else r["shadow_error"]
+            out.write(f"  {json.dumps(r['inputs'])}: {_answer(r['production'])} -> {answer}\n")
+
+
+def _answer(value):
+    """A prediction as a person reads it: numbers to 6 significant digits."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return json.dumps(value)
+
+
 def write_canary(canary, out, as_json=False):
     """A canary's version, share and each arm's numbers over the front's window."""
     if as_json:
@@ -462,6 +536,8 @@ def _run(args, client, out):
         _print_aliases(client.aliases(args.name), out)
     elif cmd == "canary":
         return _canary(args, client, out, progress)
+    elif cmd == "shadow":
+        return _shadow(args, client, out, progress)
     elif cmd == "share":
         model = client.share(args.name, args.user, args.group)
         who = [*model["shared_with"], *(f"group {g}" for g in model["shared_groups"])]

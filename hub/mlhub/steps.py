@@ -11,6 +11,9 @@ DEFAULT_ALIAS = "production"
 # the alias of a model's canary: a unit of its own that takes a share of production's requests
 # (``mlhub models canary``), never moved as an ordinary alias
 CANARY = "canary"
+# the alias of a model's shadow: a unit of its own that answers a sample of production's
+# requests again, its answers kept and never returned (``mlhub models shadow``)
+SHADOW = "shadow"
 REQUESTED = "requested"  # the operation was accepted (publish, scale, rollback)
 # what a publish or a rollout goes through, in order; "done" ends it
 DEPLOY_STEPS = ("received", "unpacked", "starting", "ready", "switched", "drained", "done")

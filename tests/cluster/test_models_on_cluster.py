@@ -1,8 +1,8 @@
 """Published models on a real Kubernetes 1.20 cluster (scripts/kube-cluster), called through the
 hub's proxy as users call them: deploy, scale, a rolling update under load, a deleted pod
 replaced, a publisher restart that loses nothing, rollback, a broken version that never
-replaces a working one, the inference log, an alias moved under load, and a delete that leaves
-no object behind.
+replaces a working one, the inference log, an alias moved under load, a canary split and
+promoted, and a delete that leaves no object behind.
 
 The tests of this module run in order on one model, ``defect`` (each step starts from what the
 previous one left), plus a second model, with its own resources, for the broken version.
@@ -249,6 +249,32 @@ def test_an_alias_is_a_deployment_of_its_own_moved_with_no_failed_request(
     assert load.failures == [], load.failures
     switch = load.answers.index(9.0)
     assert set(load.answers[:switch]) == {10.0} and set(load.answers[switch:]) == {9.0}
+
+
+def test_a_canary_takes_its_share_through_the_front_and_is_promoted(kube_hub, tmp_path):
+    """30% of production's requests through the proxy go to the canary's pods (the canary
+    front splits per request; this cluster routes to pods, with no Service in the path); the
+    promotion fails no request and leaves production on the canary's version."""
+    hub = kube_hub
+    hub.client.publish(constant_bundle(tmp_path / "next", 11.0), "defect", alias="next")
+    hub.client.start_canary("defect", "next", 30)
+    answers = [answer(hub)[0] for _ in range(300)]
+    canary = answers.count(11.0)
+    assert set(answers) == {9.0, 11.0}
+    assert abs(canary - 90) <= 5 * (300 * 0.3 * 0.7) ** 0.5, canary
+    stats = hub.client.canary("defect")["stats"]
+    assert stats["canary"]["requests"] >= canary and stats["canary"]["errors"] == 0
+    load = Load(hub, "defect")
+    load.start()
+    try:
+        wait_for(lambda: load.seen(9.0, 10) and load.seen(11.0, 5), "answers from both")
+        model = hub.client.promote_canary("defect")
+        count = len(load.answers)
+        wait_for(lambda: len(load.answers) > count + 30, "requests after the promotion")
+    finally:
+        load.stop()
+    assert load.failures == [], load.failures
+    assert model["canary"] is None and set(load.answers[count:]) == {11.0}
 
 
 def test_delete_removes_every_object(kube_hub, kube_api):

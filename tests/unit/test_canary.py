@@ -116,3 +116,15 @@ def test_a_share_is_a_percentage_both_arms_get(bad):
 
 def test_a_share_is_kept_to_two_decimals():
     assert check_percent("12.345") == 12.35 and check_percent(20) == 20.0
+
+
+def test_an_ending_split_routes_to_production_while_nginx_keeps_it():
+    front = CanaryFront(run_dir="/nonexistent", host="127.0.0.1", port=5000)
+    front.splits[IRIS.key] = Split(IRIS, "http://127.0.0.1:4001", "http://127.0.0.1:4002", 20)
+    assert front.routed_target(IRIS, "http://127.0.0.1:4001") == "http://127.0.0.1:5000"
+    canary = IRIS.with_alias("canary")
+    assert front.routed_target(canary, "http://127.0.0.1:4002") == "http://127.0.0.1:4002"
+    front.end(IRIS)
+    # a route check re-adding routes now puts production's target back, never the front's
+    assert front.routed_target(IRIS, "http://127.0.0.1:4001") == "http://127.0.0.1:4001"
+    assert front.stable_target(IRIS) == "http://127.0.0.1:4001"

@@ -399,6 +399,27 @@ def canary(
     return publisher.canary(name)
 
 
+def shadow(
+    name, version=None, percent=None, *, stop=False, wait=True, timeout=600.0, publisher=None
+):
+    """Your model ``name``'s shadow. ``shadow("iris", "staging", 10)`` sends 10% of
+    production's requests to the version ``staging`` serves as well, in processes of its own,
+    off the callers' path: its answers are kept beside production's, never returned;
+    ``mlhub.compare("iris")`` reads them as a DataFrame. ``stop=True`` ends it. Returns the
+    shadow's status (None once stopped)."""
+    validate_name(name)
+    publisher = publisher or connect()
+    if stop:
+        publisher.stop_shadow(name)
+        return None
+    if version is None or percent is None:
+        raise ValueError("a shadow needs both a version and a percent (or stop=True)")
+    publisher.start_shadow(name, version, percent, wait=wait, timeout=timeout)
+    status = publisher.shadow(name, limit=1)
+    status.pop("rows")
+    return status
+
+
 def _never_published(publisher, name):
     try:
         publisher.get(name)

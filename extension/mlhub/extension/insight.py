@@ -1,5 +1,5 @@
-"""``mlhub.inference_log`` and ``mlhub.drift``: what a published model was asked and answered,
-as DataFrames in the notebook.
+"""``mlhub.inference_log``, ``mlhub.drift`` and ``mlhub.compare``: what a published model was
+asked and answered, and how a shadow version answered the same, as DataFrames in the notebook.
 
 The rows come from the publisher (``GET .../inference-log``, ``mlhub.publisher.inference_log``);
 each becomes one DataFrame row with the log's columns (``time`` as UTC timestamps, ``version``,
@@ -81,4 +81,43 @@ def drift(
         note = weak_note(len(records), len(recent))
     frame = pd.DataFrame.from_records(table)
     frame.attrs["note"] = note
+    return frame
+
+
+COMPARE_COLUMNS = (
+    "time",
+    "request",
+    "row",
+    "production",
+    "shadow",
+    "agree",
+    "production_ms",
+    "shadow_ms",
+    "shadow_status",
+    "shadow_error",
+)
+
+
+def compare(name, since=None, *, limit=None, publisher=None):
+    """How model ``name``'s shadow answered the requests production answered (``mlhub models
+    shadow``), as a DataFrame: one row per input row (its inputs as columns, as in
+    ``inference_log``), ``production`` and ``shadow`` (each version's answer), ``agree``
+    (numbers within a relative 1e-6, everything else exactly), each version's latency in ms
+    per request, and the shadow's status and error. ``attrs["summary"]`` has the agreement
+    rate, the shadow's errors, the requests dropped (its queue was full), both versions'
+    p50/p95 latency; ``attrs["versions"]`` the two versions compared."""
+    publisher = publisher or connect()
+    answer = publisher.shadow(name, since=since, limit=limit)
+    records = [
+        {**{c: r[c] for c in COMPARE_COLUMNS}, **_input_columns(r["inputs"])}
+        for r in answer["rows"]
+    ]
+    frame = pd.DataFrame.from_records(records)
+    if frame.empty:
+        frame = pd.DataFrame(columns=list(COMPARE_COLUMNS))
+    frame["time"] = pd.to_datetime(frame["time"], utc=True, format="ISO8601")
+    frame.attrs["summary"] = answer["summary"]
+    frame.attrs["versions"] = {"production": None, "shadow": answer["version"]}
+    if answer["rows"]:
+        frame.attrs["versions"]["production"] = answer["rows"][-1]["production_version"]
     return frame

@@ -81,7 +81,9 @@ def read_parity(bundle_dir, manifest):
     return record["instances"], record["predictions"], entry["rtol"], entry["atol"]
 
 
-def _same(notebook, served, rtol, atol):
+def same_answer(notebook, served, rtol=RTOL, atol=ATOL):
+    """Whether ``served`` answers as ``notebook`` did: numbers within ``rtol``/``atol``,
+    everything else (classes, strings, booleans) exactly, lists and objects item by item."""
     if isinstance(notebook, bool) or isinstance(served, bool):
         return notebook is served
     if isinstance(notebook, (int, float)) and isinstance(served, (int, float)):
@@ -90,11 +92,11 @@ def _same(notebook, served, rtol, atol):
         return abs(served - notebook) <= atol + rtol * abs(notebook)
     if isinstance(notebook, list) and isinstance(served, list):
         return len(notebook) == len(served) and all(
-            _same(a, b, rtol, atol) for a, b in zip(notebook, served, strict=True)
+            same_answer(a, b, rtol, atol) for a, b in zip(notebook, served, strict=True)
         )
     if isinstance(notebook, dict) and isinstance(served, dict):
         return notebook.keys() == served.keys() and all(
-            _same(notebook[k], served[k], rtol, atol) for k in notebook
+            same_answer(notebook[k], served[k], rtol, atol) for k in notebook
         )
     return notebook == served
 
@@ -106,7 +108,7 @@ def differences(notebook, served, rtol=RTOL, atol=ATOL):
     return [
         (i, a, b)
         for i, (a, b) in enumerate(zip(notebook, served, strict=True))
-        if not _same(a, b, rtol, atol)
+        if not same_answer(a, b, rtol, atol)
     ]
 
 

@@ -270,7 +270,12 @@ class Deployer(LoggingConfigurable):
         backend passes its own way). Empty when the log is off."""
         if not serving.inference_log:
             return {}
-        return {"MLHUB_INFERENCE_LOG_URL": self.model_api_url(model, "inference-log")}
+        url = self.model_api_url(model, "inference-log")
+        if (
+            model.alias
+        ):  # the publisher tells the units' batches apart (a shadow takes production's)
+            url += "?" + urllib.parse.urlencode({"alias": model.alias})
+        return {"MLHUB_INFERENCE_LOG_URL": url}
 
     def emit(self, model, version, step, message, level="info"):
         """Report an event: to ``on_event`` (which records and logs it), else to the log."""
@@ -355,6 +360,7 @@ class Deployer(LoggingConfigurable):
         stable = self.front.stable_target(model)
         if stable is None:
             return
+        self.front.end(model)  # a route check from now on puts production's target back too
         await self._set_routes(model, stable)
         await asyncio.sleep(self.drain_seconds)
         await self.front.drop(model)

@@ -55,6 +55,7 @@ class Split:
     stable: str  # targets as the proxy has them: http://host:port
     canary: str
     percent: float
+    ending: bool = False  # its routes go back to production; nginx serves what is in flight
 
 
 def _quoted(text):
@@ -197,7 +198,8 @@ class CanaryFront(LoggingConfigurable):
     def routed_target(self, model, target):
         """Where the proxy should send ``model``'s routes when its own target is ``target``:
         the front for a default unit with a split."""
-        return self.url if model.alias is None and model.key in self.splits else target
+        split = self.splits.get(model.key)
+        return self.url if model.alias is None and split and not split.ending else target
 
     async def put(self, model, stable, canary, percent):
         """Split ``model``'s (its default unit's) traffic: ``percent`` to ``canary``."""
@@ -218,6 +220,13 @@ class CanaryFront(LoggingConfigurable):
     def stable_target(self, model):
         split = self.splits.get(model.key)
         return split.stable if split else None
+
+    def end(self, model):
+        """From now on ``model``'s routes go to production (``routed_target``), while nginx
+        keeps its split for the requests still on their way; ``drop`` removes it."""
+        split = self.splits.get(model.key)
+        if split is not None:
+            split.ending = True
 
     async def drop(self, model):
         """End ``model``'s split (its routes must already point elsewhere); nginx stops with

@@ -39,6 +39,7 @@ from mlhub.publisher.inference_log import ParquetInferenceLog, SQLInferenceLog
 from mlhub.publisher.manager import ModelManager
 from mlhub.publisher.openapi import load_spec
 from mlhub.publisher.pages import page_templates
+from mlhub.publisher.shadow import Shadower, ShadowLog
 from mlhub.publisher.store import Store
 from mlhub.settings import hub_settings
 
@@ -55,7 +56,7 @@ class PublisherApp(Application):
     name = "mlhub-publisher"
     version = mlhub.__version__
     description = "Publish models from notebooks as authenticated REST endpoints."
-    classes = [LocalDeployer, ProxyRoutes, HubOAuth, CanaryFront, CanaryCheck]
+    classes = [LocalDeployer, ProxyRoutes, HubOAuth, CanaryFront, CanaryCheck, Shadower]
     aliases = {
         "config": "PublisherApp.config_file",
         "data-dir": "PublisherApp.data_dir",
@@ -305,6 +306,7 @@ class PublisherApp(Application):
             inference_log_default=self.inference_log_default,
             inference_log_max_rows_per_minute=self.inference_log_max_rows_per_minute,
             canary_check=CanaryCheck(parent=self, log=self.log),
+            shadower=Shadower(ShadowLog(store.engine), parent=self, log=self.log),
         )
         hub_auth = HubOAuth(parent=self, base_url=self.service_prefix)
         server = HTTPServer(

@@ -41,7 +41,7 @@ from mlhub.errors import (
     Unauthorized,
     from_reply,
 )
-from mlhub.steps import CANARY, DEFAULT_ALIAS, DEPLOY_STEPS
+from mlhub.steps import CANARY, DEFAULT_ALIAS, DEPLOY_STEPS, SHADOW
 
 SERVICE_PATH = "services/mlhub-publisher/"
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -446,6 +446,25 @@ class PublisherClient:
     def abort_canary(self, name):
         """End the canary: every request to production again."""
         self._request("DELETE", self.model_path(name, "canary"))
+
+    def shadow(self, name, *, since=None, limit=None):
+        """The running shadow and its compared rows: ``{"version", "percent", "since", "url",
+        "summary", "rows"}``."""
+        params = {k: v for k, v in {"since": since, "limit": limit}.items() if v is not None}
+        return self._json("GET", self.model_path(name, "shadow"), params=params)
+
+    def start_shadow(self, name, version, percent, *, wait=True, progress=None, timeout=600):
+        """Send ``percent`` of production's requests to ``version`` too (answers kept, never
+        returned); returns the ``Model`` once the shadow takes requests (with ``wait``)."""
+        answer = self._json(
+            "PUT", self.model_path(name, "shadow"), json={"version": version, "percent": percent}
+        )
+        if not wait:
+            return answer
+        return self._follow(name, answer, progress or _quiet, timeout, SHADOW)
+
+    def stop_shadow(self, name):
+        self._request("DELETE", self.model_path(name, "shadow"))
 
     def scale(self, name, replicas, *, wait=True, progress=None, timeout=600):
         return self._operation(name, "scale", {"replicas": replicas}, wait, progress, timeout)

@@ -33,13 +33,14 @@ def new_key():
     return key, hash_key(key)
 
 
-def access_list(model):
+def access_list(model, extra_keys=()):
     """Who may call ``model``'s endpoint, as its serving processes read it: the owner and the
-    users and groups it is shared with, and the hashes of its API keys."""
+    users and groups it is shared with, and the hashes of its API keys (and of ``extra_keys``:
+    the publisher's own, ``BundleTokens.shadow_key``)."""
     return {
         "users": [model.owner, *(model.shared_with or [])],
         "groups": list(model.shared_groups or []),
-        "key_hashes": [k.key_sha256 for k in model.api_keys],
+        "key_hashes": [k.key_sha256 for k in model.api_keys] + [hash_key(k) for k in extra_keys],
     }
 
 
@@ -58,6 +59,13 @@ class BundleTokens:
 
     def log_token(self, ref):
         return self.token(ref, LOG)
+
+    def shadow_key(self, ref):
+        """The API key with which the publisher sends shadowed requests to ``ref``'s shadow:
+        derived like the tokens (never stored, the same after a restart), held by the
+        publisher alone, and in the model's access list only while it has a shadow."""
+        mac = hmac.new(self._secret, f"shadow:{ref.key}".encode(), hashlib.sha256)
+        return KEY_PREFIX + mac.hexdigest()
 
     def valid(self, owner, name, token, purpose=BUNDLE):
         """Whether ``token`` is the ``purpose`` token of ``owner``'s model ``name``."""

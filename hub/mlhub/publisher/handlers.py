@@ -409,6 +409,31 @@ class CanaryPromoteHandler(BaseHandler):
         self.write_json(await self.manager.promote_canary(caller, model), 202)
 
 
+class ShadowHandler(BaseHandler):
+    async def get(self, user, name):
+        """The shadow and how its answers compare (``?since=``, ``?limit=`` rows)."""
+        _, model = await self.model_for(MANAGE, user, name)  # the rows hold callers' data
+        limit = self.int_argument("limit", MAX_READ_ROWS, minimum=1, maximum=MAX_READ_ROWS)
+        answer = await self.manager.shadow(model, since=self.time_argument("since"), limit=limit)
+        answer["rows"] = [_row_json(r) for r in answer["rows"]]
+        self.write_json(answer)
+
+    async def put(self, user, name):
+        """Start a shadow, or change its share: ``{"version": ..., "percent": 10}``."""
+        caller, model = await self.model_for(MANAGE, user, name)
+        body = self.json_body('{"version": "sha256:...", "percent": 10}')
+        answer = await self.manager.start_shadow(
+            caller, model, body.get("version"), body.get("percent")
+        )
+        self.write_json(answer, 202)
+
+    async def delete(self, user, name):
+        caller, model = await self.model_for(MANAGE, user, name)
+        await self.manager.stop_shadow(caller, model)
+        self.set_status(204)
+        self.finish()
+
+
 class ScaleHandler(BaseHandler):
     async def post(self, user, name):
         caller, model = await self.model_for(MANAGE, user, name)
@@ -504,7 +529,8 @@ class InferenceLogHandler(BaseHandler):
             batch = json.loads(body)
         except ValueError as exc:
             raise BadRequest(f"the batch is not valid JSON: {exc}") from None
-        rows = await self.manager.log_inferences(model, batch)
+        alias = self.get_query_argument("alias", None)  # the unit that sent it (its URL's)
+        rows = await self.manager.log_inferences(model, batch, alias)
         self.write_json({"rows": rows}, 201)
 
     async def get(self, user, name):
@@ -621,6 +647,7 @@ API_ROUTES = [
     ("/api/models/{user}/{name}/aliases/{alias}", AliasHandler),
     ("/api/models/{user}/{name}/canary", CanaryHandler),
     ("/api/models/{user}/{name}/canary/promote", CanaryPromoteHandler),
+    ("/api/models/{user}/{name}/shadow", ShadowHandler),
     ("/api/models/{user}/{name}/sharing", SharingHandler),
     ("/api/models/{user}/{name}/logs", LogsHandler),
     ("/api/models/{user}/{name}/metrics", MetricsHandler),

@@ -13,7 +13,7 @@ import datetime
 import secrets
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mlhub.bundle import load_manifest, validate_name
@@ -27,6 +27,14 @@ from mlhub.publisher.canary import CanaryCheck, check_percent
 from mlhub.publisher.credentials import BundleTokens, access_list, new_key
 from mlhub.publisher.inference_log import MAX_READ_ROWS, rows_from_batch
 from mlhub.publisher.model_calls import call
+from mlhub.publisher.shadow import (
+    Shadower,
+    ShadowJob,
+    ShadowLog,
+    check_shadow_percent,
+    chosen,
+    summary,
+)
 from mlhub.publisher.store import isoformat, utcnow
 from mlhub.publisher.views import (
     check_alias,
@@ -45,6 +53,7 @@ from mlhub.steps import (
     KEY_CREATED,
     KEY_REVOKED,
     REQUESTED,
+    SHADOW,
     SHARED,
 )
 
@@ -83,6 +92,7 @@ class ModelManager:
         inference_log_default=None,
         inference_log_max_rows_per_minute=100_000,
         canary_check=None,
+        shadower=None,
     ):
         self.store = store
         # multi-user mode: each owner's account may read their unpacked bundles, nobody else
@@ -111,6 +121,9 @@ class ModelManager:
         self._logged_this_minute = {}  # model key -> (minute, rows)
         # how a running canary is judged (``watch_canaries``)
         self.canary_check = canary_check or CanaryCheck(log=log)
+        # shadows: the compared answers, and the queue that sends requests to the shadows
+        self.shadower = shadower or Shadower(ShadowLog(store.engine), log=log)
+        self.shadow_log = self.shadower.store
         deployer.on_event = self._on_deployer_event
         deployer.bundle_token = self.bundle_tokens.token
         deployer.log_token = self.bundle_tokens.log_token
@@ -201,9 +214,20 @@ class ModelManager:
     def bundle_dir(self, model, digest):
         return self.models_dir / self.ref(model).owner_dir / model.name / digest.split(":", 1)[1]
 
-    def serving(self, model):
-        """How ``model``'s serving processes run (``Deployer`` calls take it along)."""
+    def settings(self, model):
+        """How ``model``'s owner asked it to be served (what a publish keeps or changes)."""
         return Serving(model.batching, model.resources, model.inference_log)
+
+    def serving(self, model, alias=None, settings=None):
+        """How the processes of ``model``'s unit ``alias`` run (``Deployer`` calls take it
+        along): its ``settings`` (default: the model's), with the runtime's sample raised to
+        a running shadow's share (the publisher keeps the inference log's share of what it
+        gets, ``log_inferences``), and no sample at all in the shadow's own processes."""
+        settings = settings or self.settings(model)
+        if alias == SHADOW:
+            return replace(settings, inference_log=None)
+        shares = [s for s in (settings.inference_log, (model.shadow_percent or 0) / 100) if s]
+        return replace(settings, inference_log=max(shares) if shares else None)
 
     def _lock(self, owner, name):
         return self._locks.setdefault((owner, name), asyncio.Lock())
@@ -299,7 +323,7 @@ class ModelManager:
             unpacked = utcnow()
             model = self.store.find_model(owner, name)
             if model is not None:
-                stored = self.serving(model)
+                stored = self.settings(model)
             else:
                 stored = Serving(inference_log=self.inference_log_default or None)
             serving = Serving(
@@ -317,8 +341,9 @@ class ModelManager:
             placed = None if known else bundle_dir
             await self._give_to_owner(ref, bundle_dir)
             replicas = workers or (model.replicas if model is not None else self.default_workers)
+            unit_serving = serving if model is None else self.serving(model, alias, serving)
             await self.deployer.prepare(
-                ref, ingested.digest, str(bundle_dir), replicas=replicas, serving=serving
+                ref, ingested.digest, str(bundle_dir), replicas=replicas, serving=unit_serving
             )
         except BaseException as exc:
             ingested.discard()
@@ -393,7 +418,7 @@ class ModelManager:
                 str(bundle_dir),
                 replicas=model.replicas,
                 progress=progress,
-                serving=self.serving(model),
+                serving=self.serving(model, ref.alias),
             )
 
         self._background(self._deploy(model, digest, operation, alias))
@@ -422,7 +447,7 @@ class ModelManager:
             if alias is not None and model.alias(alias) is None:
                 return  # the alias was removed while waiting
             try:
-                await self.deployer.set_access(ref, access_list(model))
+                await self.deployer.set_access(ref, self._access(model))
                 await operation(ref, progress)
             except Exception as exc:
                 message = exc.message if isinstance(exc, MlhubError) else f"internal error: {exc}"
@@ -431,13 +456,16 @@ class ModelManager:
                 self._record(model, digest, "failed", message, "error", alias=alias)
                 if alias is None:
                     model.status = "ready" if model.current_version else "failed"
-                elif alias == CANARY or model.alias(alias).version is None:
-                    # a new alias that never served, or a canary that never split: nothing of
-                    # it is left
+                elif alias in (CANARY, SHADOW) or model.alias(alias).version is None:
+                    # a new alias that never served, a canary that never split, a shadow that
+                    # never got requests: nothing of it is left
                     await self.deployer.delete(ref)
                     self.store.remove_alias(model, alias)
                     if alias == CANARY:
                         model.canary_percent = None
+                    if alias == SHADOW:
+                        model.shadow_percent = None
+                        await self._push_access(model)
                 self.store.commit()
             else:
                 if alias is None:
@@ -650,6 +678,123 @@ class ModelManager:
                 except Exception:
                     self.log.exception("checking the canary of %s failed", model.key)
 
+    # ------------------------------------------------------------ shadow
+
+    async def start_shadow(self, caller, model, version, percent):
+        """Send ``percent`` of production's requests to ``version`` too, answers kept and
+        never returned (``mlhub.publisher.shadow``): the version starts in processes of its
+        own (the alias ``shadow``), then production's processes are restarted (readiness-gated)
+        if they must sample more of their requests. A shadow of that version already running
+        only changes its share."""
+        percent = check_shadow_percent(percent)
+        if model.current_version is None:
+            raise BadRequest(f"{model.key} has no {DEFAULT_ALIAS} version to shadow")
+        if not isinstance(version, str) or not version:
+            raise BadRequest("version must be a version id or an alias", {"field": "version"})
+        target = self.resolve_version(model, version)
+        if target.id == model.current_version:
+            raise BadRequest(
+                f"{target.id[:19]} is the version production serves: shadow another one",
+                {"field": "version"},
+            )
+        current = model.alias(SHADOW)
+        if current is not None and current.version != target.id:
+            await self.stop_shadow(caller, model, restart=False)
+        said = f"shadow {target.id[:19]} at {percent:g}%"
+        if current is not None and current.version == target.id:
+            said = f"shadow {target.id[:19]} now at {percent:g}%"
+        bundle_dir = await self._ensure_bundle_dir(model, target.id)
+        live_dir = await self._ensure_bundle_dir(model, model.current_version)
+        before = self.serving(model)
+        self.store.add_alias(model, SHADOW)
+        model.shadow_percent = percent
+        self.store.commit()
+        first = self._record(
+            model,
+            target.id,
+            REQUESTED,
+            f"{said} requested by {caller.name}",
+            actor=caller.name,
+            alias=SHADOW,
+        )
+        live = model.current_version
+
+        async def operation(unit, progress):
+            await self.deployer.deploy(
+                unit,
+                target.id,
+                str(bundle_dir),
+                replicas=1,
+                progress=progress,
+                serving=self.serving(model, SHADOW),
+            )
+            await self._push_access(model)  # the publisher's shadow key
+            if self.serving(model) != before:  # production must hand over more requests
+                await self.deployer.deploy(
+                    self.ref(model),
+                    live,
+                    str(live_dir),
+                    replicas=model.replicas,
+                    progress=lambda step, message: None,
+                    serving=self.serving(model),
+                )
+
+        self.shadower.dropped.pop(model.key, None)
+        self._background(self._deploy(model, target.id, operation, SHADOW))
+        return {"model": self.view(model), "version": target.id, "event_id": first.id}
+
+    async def stop_shadow(self, caller, model, restart=True):
+        """End ``model``'s shadow: its processes stop, and production's sample goes back to
+        the inference log's (a readiness-gated restart, unless ``restart`` is False)."""
+        pointer = model.alias(SHADOW)
+        if pointer is None:
+            raise NotFound(f"{model.key} has no shadow", {"shadow": None})
+        before = self.serving(model)
+        async with self._lock(model.owner, model.name):
+            await self.deployer.delete(self.ref(model).with_alias(SHADOW))
+            version = pointer.version
+            self.store.remove_alias(model, SHADOW)
+            model.shadow_percent = None
+            self.store.commit()
+            await self._push_access(model)
+            self._record(
+                model,
+                version,
+                ALIAS_DELETED,
+                f"shadow stopped by {caller.name}",
+                actor=caller.name,
+                alias=SHADOW,
+            )
+        if restart and self.serving(model) != before and model.current_version:
+            bundle_dir = await self._ensure_bundle_dir(model, model.current_version)
+            self._deploy_version(model, model.current_version, bundle_dir)
+
+    async def shadow(self, model, *, since=None, limit=None):
+        """The running shadow and how its answers compare with production's since it started
+        (or ``since``): ``{"version", "percent", "since", "url", "summary", "rows"}``."""
+        pointer = model.alias(SHADOW)
+        if pointer is None or model.shadow_percent is None:
+            raise NotFound(
+                f"{model.key} has no shadow: start one with mlhub models shadow {model.name} "
+                "--version V --percent P",
+                {"shadow": None},
+            )
+        rows = await asyncio.to_thread(
+            self.shadow_log.read,
+            self.ref(model),
+            since=since or pointer.since,
+            limit=limit or MAX_READ_ROWS,
+        )
+        rows = [r for r in rows if r["shadow_version"] == pointer.version]
+        return {
+            "version": pointer.version,
+            "percent": model.shadow_percent,
+            "since": isoformat(pointer.since),
+            "url": f"{self.public_url}{self.ref(model).with_alias(SHADOW).url_prefix}/",
+            "summary": summary(rows, self.shadower.dropped.get(model.key, 0)),
+            "rows": rows,
+        }
+
     # ------------------------------------------------------------ aliases
 
     async def set_alias(self, caller, model, alias, version):
@@ -702,10 +847,11 @@ class ModelManager:
                 "(mlhub models alias NAME production --version V) or delete the model",
                 {"field": "alias"},
             )
-        if alias == CANARY:
+        if alias in (CANARY, SHADOW):
+            how = "--abort (or --promote)" if alias == CANARY else "--stop"
             raise BadRequest(
-                f"{CANARY} is the canary's alias: end it with mlhub models canary "
-                f"{model.name} --abort (or --promote)",
+                f"{alias} is the {alias}'s alias: end it with mlhub models {alias} "
+                f"{model.name} {how}",
                 {"field": "alias"},
             )
         if model.alias(alias) is None:
@@ -803,6 +949,7 @@ class ModelManager:
             self.store.delete_model(model)
             if self.inference_log is not None:
                 await asyncio.to_thread(self.inference_log.drop, self.ref(model))
+            await asyncio.to_thread(self.shadow_log.drop, self.ref(model))
             removed = self.artifacts.remove_unreferenced(self.store.referenced_artifacts())
         self._locks.pop((model.owner, model.name), None)
         self.log.info("deleted %s (%d artifact(s) no longer referenced)", model.key, removed)
@@ -815,13 +962,22 @@ class ModelManager:
 
     # ------------------------------------------------------------ inference log and drift
 
-    async def log_inferences(self, model, batch):
-        """Keep a batch a serving process of ``model`` sent (``rows_from_batch``); a version the
-        model does not have is refused (a pod of a deleted-and-republished model)."""
+    async def log_inferences(self, model, batch, alias=None):
+        """Take a batch a serving process of ``model``'s unit ``alias`` sent (``rows_from_batch``):
+        the inference log keeps its share of the requests, a running shadow gets its share of
+        production's (``Shadower``). A version the model does not have is refused (a pod of a
+        deleted-and-republished model)."""
         version = batch.get("version") if isinstance(batch, dict) else None
         if model.version(version) is None:
             raise BadRequest(f"{model.key} has no version {version!r}", {"field": "version"})
         rows = rows_from_batch(batch)
+        sample = self.serving(model, alias).inference_log or 1.0
+        if model.shadow_percent and alias is None and version == model.current_version:
+            self._shadow(model, rows, model.shadow_percent / 100 / sample)
+        if not model.inference_log:
+            return 0
+        share = model.inference_log / sample
+        rows = [r for r in rows if share >= 1 or chosen(r["request"], share)]
         minute = int(time.time() // 60)
         since, taken = self._logged_this_minute.get(model.key, (minute, 0))
         taken = taken if since == minute else 0
@@ -836,6 +992,38 @@ class ModelManager:
         self._logged_this_minute[model.key] = (minute, taken + len(rows))
         await asyncio.to_thread(self.inference_log.write, self.ref(model), rows)
         return len(rows)
+
+    def _shadow(self, model, rows, share):
+        """Queue the answered requests among ``rows`` that fall in ``share`` for the shadow."""
+        pointer = model.alias(SHADOW)
+        if pointer is None or pointer.version is None:
+            return  # still starting
+        unit = self.ref(model).with_alias(SHADOW)
+        key = self.bundle_tokens.shadow_key(unit)
+        requests = {}
+        for r in rows:
+            if r["status"] == 200 and (share >= 1 or chosen("shadow" + r["request"], share)):
+                requests.setdefault(r["request"], []).append(r)
+
+        async def target():
+            route = (await self.deployer.routes.get_all()).get(unit.url_prefix)
+            return route["target"].rstrip("/") + unit.url_prefix + "/v1/predict" if route else None
+
+        for request, parts in requests.items():
+            self.shadower.offer(
+                ShadowJob(
+                    model=unit,
+                    request=request,
+                    time=parts[0]["time"],
+                    inputs=[r["inputs"] for r in parts],
+                    outputs=[r["outputs"] for r in parts],
+                    production_version=parts[0]["version"],
+                    shadow_version=pointer.version,
+                    production_ms=parts[0]["latency_ms"],
+                    key=key,
+                    target=target,
+                )
+            )
 
     async def inferences(self, model, *, since=None, until=None, version=None, limit=None):
         """``model``'s logged rows (``InferenceLogStore.read``)."""
@@ -878,6 +1066,10 @@ class ModelManager:
                 gone = await asyncio.to_thread(self.inference_log.expire_old)
                 if gone:
                     self.log.info("inference log: %d expired row(s) deleted", gone)
+                days = self.inference_log.retention_days
+                if days:
+                    before = utcnow() - datetime.timedelta(days=days)
+                    await asyncio.to_thread(self.shadow_log.expire, before)
             except Exception:
                 self.log.exception("inference log: expiring old rows failed")
             await asyncio.sleep(every)
@@ -903,9 +1095,14 @@ class ModelManager:
         message = f"shared with users {users_text} and groups {groups_text} by {caller.name}"
         self._record(model, None, SHARED, message, actor=caller.name)
 
+    def _access(self, model):
+        """``model``'s access list, with the publisher's shadow key while it has a shadow."""
+        extra = [self.bundle_tokens.shadow_key(self.ref(model))] if model.shadow_percent else []
+        return access_list(model, extra)
+
     async def _push_access(self, model):
         """Hand the access list to every unit of ``model`` (each alias's processes check it)."""
-        access = access_list(model)
+        access = self._access(model)
         for unit in self.units(model):
             await self.deployer.set_access(unit, access)
 
@@ -962,7 +1159,7 @@ class ModelManager:
                             version,
                             str(bundle_dir),
                             model.replicas,
-                            self.serving(model),
+                            self.serving(model, alias),
                         )
                     )
         self.store.commit()
@@ -989,6 +1186,7 @@ class ModelManager:
     async def shutdown(self):
         for task in list(self._tasks):
             task.cancel()
+        await self.shadower.stop()
         await self.deployer.shutdown()
         for model in self.store.list_models():
             status = await self.deployer.status(self.ref(model))

@@ -72,6 +72,9 @@ class Model(Base):
     # the share of production's requests (percent) its canary gets, or None (no canary); the
     # canary's version is its alias ``canary``
     canary_percent: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # the share of production's requests (percent) sent to its shadow too, or None; the
+    # shadow's version is its alias ``shadow``
+    shadow_percent: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     versions: Mapped[list["Version"]] = relationship(
         back_populates="model", cascade="all, delete-orphan", order_by="Version.created"

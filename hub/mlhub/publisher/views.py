@@ -10,7 +10,7 @@ from mlhub.deployers.base import ModelRef
 from mlhub.errors import BadRequest
 from mlhub.publisher.store import isoformat
 from mlhub.serving.settings import Settings as ServingSettings
-from mlhub.steps import CANARY, DEFAULT_ALIAS
+from mlhub.steps import CANARY, DEFAULT_ALIAS, SHADOW
 
 MAX_BATCH_SIZE = 512  # one serving thread per row a batch may hold (MLHUB_THREADS)
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
@@ -55,11 +55,8 @@ def model_view(model, public_url):
         "resources": model.resources,
         "inference_log": model.inference_log,
         "aliases": [default, *aliases],
-        "canary": (
-            {"version": model.alias(CANARY).version, "percent": model.canary_percent}
-            if model.canary_percent is not None and model.alias(CANARY)
-            else None
-        ),
+        "canary": _pointer(model, CANARY, model.canary_percent),
+        "shadow": _pointer(model, SHADOW, model.shadow_percent),
         "versions": [
             {
                 "id": v.id,
@@ -89,6 +86,12 @@ def model_view(model, public_url):
         "created": isoformat(model.created),
         "updated": isoformat(model.updated),
     }
+
+
+def _pointer(model, alias, percent):
+    """``{"version", "percent"}`` of a running canary or shadow (its alias), or None."""
+    found = model.alias(alias)
+    return {"version": found.version, "percent": percent} if found and percent else None
 
 
 def check_batching(batching):
@@ -160,10 +163,10 @@ def parse_time(text, field="since", now=None):
 def check_alias(alias):
     """``alias`` if it is a valid alias name (lowercase letters, digits and ``-``, 1 to 32,
     starting with a letter: it is part of URLs and of Kubernetes object names); else a 400."""
-    if alias == CANARY:
+    if alias in (CANARY, SHADOW):
         raise BadRequest(
-            f"{CANARY} is the alias of a model's canary, moved by its own commands: "
-            "mlhub models canary NAME --version V --percent P (and --promote, --abort)",
+            f"{alias} is the alias of a model's {alias}, moved by its own commands: "
+            f"mlhub models {alias} NAME --version V --percent P",
             {"field": "alias"},
         )
     if not isinstance(alias, str) or not _ALIAS.match(alias):

@@ -1,0 +1,279 @@
+"""Shadow traffic: a sample of production's requests, sent again to another version, whose
+answers are kept beside production's and never returned to anyone.
+
+Production's serving processes already hand a sample of their requests, with their answers,
+to the publisher off the request's path (the inference log's sender, ``mlhub.serving
+.inferencelog``: a bounded buffer, a thread, a batch every 2 s). A shadow raises that sample to
+its share, and the publisher sends each shadowed request to the shadow version's own processes
+(the alias ``shadow``) from a bounded queue: callers never wait for the shadow, never get its
+answer, and what the queue cannot take is dropped and counted. The shadow's answer, its status
+and latency are stored beside production's (``ShadowLog``), which ``mlhub.compare`` reads as a
+DataFrame.
+
+The shadow answers seconds after production did, with the same inputs: a comparison of the
+two versions' answers and of their latency on the same machine, not of production's latency
+under the same instant's load.
+"""
+
+import asyncio
+import datetime
+import json
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    select,
+)
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from traitlets import Float as FloatTrait
+from traitlets import Integer as IntegerTrait
+from traitlets.config import LoggingConfigurable
+
+from mlhub.bundle.parity import same_answer
+from mlhub.deployers.canary_front import percentile
+from mlhub.errors import BadRequest
+from mlhub.publisher.inference_log import MAX_READ_ROWS
+
+PERCENT_RANGE = (0.01, 100.0)
+
+
+def check_shadow_percent(percent):
+    """The share of production's requests to shadow, from 0.01 to 100 (%), or a 400."""
+    low, high = PERCENT_RANGE
+    value = None
+    if not isinstance(percent, bool):
+        try:
+            value = float(percent)
+        except (TypeError, ValueError):
+            pass
+    if value is None or not low <= value <= high:
+        raise BadRequest(
+            f"percent is the share of production's requests sent to the shadow too, from {low:g} "
+            f"to {high:g}, got {percent!r}",
+            {"field": "percent"},
+        )
+    return round(value, 2)
+
+
+def chosen(request_id, share):
+    """Whether the request ``request_id`` falls in ``share`` (0..1) of all requests: stable per
+    request, so the rows of one request go together."""
+    return zlib.crc32(request_id.encode()) / 2**32 < share
+
+
+def summary(rows, dropped=0):
+    """What ``rows`` (``ShadowLog.read``) say of the two versions: how many rows were compared,
+    how many answers agree, and each version's latency (per request)."""
+    compared = [r for r in rows if r["shadow_status"] == 200]
+    agree = sum(1 for r in compared if r["agree"])
+    per_request = {}
+    for r in rows:
+        per_request.setdefault(r["request"], (r["production_ms"], r["shadow_ms"], r))
+    production = sorted(p for p, _, _ in per_request.values() if p is not None)
+    shadow = sorted(s for _, s, _ in per_request.values() if s is not None)
+    return {
+        "rows": len(rows),
+        "compared": len(compared),
+        "agree": agree,
+        "agreement": agree / len(compared) if compared else None,
+        "shadow_errors": sum(1 for r in rows if r["shadow_status"] != 200),
+        "dropped": dropped,
+        "production_p50_ms": percentile(production, 0.5),
+        "production_p95_ms": percentile(production, 0.95),
+        "shadow_p50_ms": percentile(shadow, 0.5),
+        "shadow_p95_ms": percentile(shadow, 0.95),
+    }
+
+
+class ShadowLog:
+    """The compared rows, in the table ``shadow_log`` of the publisher's database."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        meta = MetaData()
+        self.table = Table(
+            "shadow_log",
+            meta,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("model", String(320), nullable=False),
+            Column("time", DateTime, nullable=False),
+            Column("request", String(32)),
+            Column("row", Integer),
+            Column("production_version", String(71)),
+            Column("shadow_version", String(71)),
+            Column("inputs", JSON),
+            Column("production", JSON),
+            Column("shadow", JSON),
+            Column("agree", Integer),
+            Column("production_ms", Float),
+            Column("shadow_ms", Float),
+            Column("shadow_status", Integer),
+            Column("shadow_error", Text),
+            Index("ix_shadow_log_model_time", "model", "time"),
+        )
+        meta.create_all(engine)
+
+    def write(self, model, rows):
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(insert(self.table), [{"model": model.key, **r} for r in rows])
+
+    def read(self, model, *, since=None, limit=MAX_READ_ROWS):
+        t = self.table
+        query = select(t).where(t.c.model == model.key)
+        if since is not None:
+            query = query.where(t.c.time >= since)
+        query = query.order_by(t.c.time.desc(), t.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            found = conn.execute(query).mappings().all()
+        columns = [c.name for c in t.columns if c.name not in ("id", "model")]
+        rows = [{c: r[c] for c in columns} for r in reversed(found)]
+        for r in rows:
+            r["agree"] = bool(r["agree"])
+        return rows
+
+    def expire(self, before):
+        with self.engine.begin() as conn:
+            return conn.execute(delete(self.table).where(self.table.c.time < before)).rowcount
+
+    def drop(self, model):
+        with self.engine.begin() as conn:
+            conn.execute(delete(self.table).where(self.table.c.model == model.key))
+
+
+class Shadower(LoggingConfigurable):
+    """The queue of requests to shadow and the workers that send them (``c.Shadower.*``)."""
+
+    queue_size = IntegerTrait(
+        1000,
+        help="""Requests waiting for their shadow at most (default 1000); more are dropped and
+        counted (the shadow is slower than production, or not answering).""",
+    ).tag(config=True)
+
+    concurrency = IntegerTrait(
+        2,
+        help="""Requests sent to shadows at once (default 2): the shadow's load on the machine
+        or cluster stays bounded whatever production's traffic.""",
+    ).tag(config=True)
+
+    timeout = FloatTrait(
+        30.0, help="Seconds a shadow may take to answer one request (default 30)."
+    ).tag(config=True)
+
+    def __init__(self, log_store, **kwargs):
+        super().__init__(**kwargs)
+        self.store = log_store
+        self.queue = None
+        self.dropped = {}  # model key -> requests dropped since the shadow started
+        self._workers = []
+
+    def start(self):
+        self.queue = asyncio.Queue(self.queue_size)
+        self._workers = [asyncio.ensure_future(self._work()) for _ in range(self.concurrency)]
+
+    async def stop(self):
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+
+    def offer(self, job):
+        """Queue ``job`` (``ShadowJob``) unless the queue is full (then it is counted)."""
+        if self.queue is None:
+            self.start()
+        try:
+            self.queue.put_nowait(job)
+        except asyncio.QueueFull:
+            self.dropped[job.model.key] = self.dropped.get(job.model.key, 0) + 1
+
+    async def _work(self):
+        while True:
+            job = await self.queue.get()
+            try:
+                await self._send(job)
+            except Exception:
+                self.log.exception("shadowing a request of %s failed", job.model.key)
+
+    async def _send(self, job):
+        target = await job.target()
+        started = time.perf_counter()
+        status, answers, error = 0, None, None
+        if target is None:
+            error = "the shadow is not serving (no route)"
+        else:
+            request = HTTPRequest(
+                target,
+                method="POST",
+                headers={"Authorization": f"Bearer {job.key}", "Content-Type": "application/json"},
+                body=json.dumps({"instances": job.inputs}),
+                request_timeout=self.timeout,
+            )
+            try:
+                resp = await AsyncHTTPClient().fetch(request)
+                status, answers = resp.code, json.loads(resp.body).get("predictions")
+            except HTTPClientError as exc:
+                status = exc.code
+                error = _error_of(exc)
+            except (OSError, ValueError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+        ms = (time.perf_counter() - started) * 1000
+        rows = []
+        for i, (inputs, production) in enumerate(zip(job.inputs, job.outputs, strict=True)):
+            shadow = answers[i] if isinstance(answers, list) and i < len(answers) else None
+            rows.append(
+                {
+                    "time": job.time,
+                    "request": job.request,
+                    "row": i,
+                    "production_version": job.production_version,
+                    "shadow_version": job.shadow_version,
+                    "inputs": inputs,
+                    "production": production,
+                    "shadow": shadow,
+                    "agree": int(status == 200 and same_answer(production, shadow)),
+                    "production_ms": job.production_ms,
+                    "shadow_ms": round(ms, 3),
+                    "shadow_status": status,
+                    "shadow_error": error,
+                }
+            )
+        await asyncio.to_thread(self.store.write, job.model, rows)
+
+
+def _error_of(exc):
+    try:
+        return json.loads(exc.response.body).get("error") or str(exc)
+    except (AttributeError, ValueError, TypeError):
+        return str(exc)
+
+
+@dataclass
+class ShadowJob:
+    """One production request to send to ``model``'s shadow: its rows' ``inputs`` and
+    production's answers (``outputs``); ``target()`` finds the shadow's predict URL at send
+    time, ``key`` is the credential to call it with."""
+
+    model: object  # ModelRef
+    request: str
+    time: datetime.datetime
+    inputs: list
+    outputs: list
+    production_version: str
+    shadow_version: str
+    production_ms: float
+    key: str
+    target: Callable[[], Awaitable[str | None]]
