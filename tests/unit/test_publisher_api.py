@@ -786,3 +786,57 @@ async def test_the_canary_check_aborts_a_failing_canary_saying_why(api):
     assert ended["actor"] is None and ended["alias"] == "canary"
     assert ended["message"].startswith("canary aborted by mlhub: its error rate was 100%")
     assert ("delete", "alice/iris@canary") in api.deployer.calls
+
+
+async def test_a_shadow_raises_productions_sample_and_gets_its_share_of_the_requests(api):
+    """Production samples the shadow's share (its processes restarted with it), the shadow's
+    own processes sample nothing; of what production sends, the inference log keeps its own
+    share and the shadow gets its share of the answered requests, never the alias's or the
+    refused ones; stopping it puts production's sample back."""
+    await api.publish("iris", payload=b"one", query="?inference_log=0.25")
+    await api.settle()
+    await api.publish("iris", payload=b"two", query="?alias=staging")
+    await api.settle()
+    offered = []
+    api.manager.shadower.offer = offered.append  # the queue itself: tests/unit/test_shadow.py
+    status, started = await api.call(
+        "PUT", "api/models/alice/iris/shadow", body={"version": "staging", "percent": 100}
+    )
+    assert status == 202
+    await api.settle()
+    ref = api.manager.ref(api.store.find_model("alice", "iris"))
+    samples = {unit.unit: s.inference_log for unit, s in api.deployer.serving.items()}
+    assert samples["alice/iris@shadow"] is None and samples["alice/iris"] == 1.0
+    assert samples["alice/iris@staging"] == 0.25  # only production's requests are shadowed
+    _, model = await api.call("GET", "api/models/alice/iris")
+    assert model["shadow"] == {"version": started["version"], "percent": 100.0}
+    assert model["inference_log"] == 0.25  # the owner's setting is unchanged
+    # the shadow key is in the access list while the shadow runs
+    shadow_hash = hash_key(api.manager.bundle_tokens.shadow_key(ref))
+    assert shadow_hash in api.deployer.access[ref]["key_hashes"]
+
+    answered = {"time": 1.0, "status": 200, "ms": 1, "inputs": [[1]], "outputs": [0]}
+    refused = {"time": 1.0, "status": 400, "ms": 1, "inputs": [[1]], "error": "no"}
+    batch = {"version": model["current_version"], "requests": [answered] * 400 + [refused]}
+    headers = {"Authorization": f"token {api.deployer.log_token(ref)}"}
+    status, body = await api.call(
+        "POST", "api/models/alice/iris/inference-log", token=None, body=batch, headers=headers
+    )
+    assert status == 201 and 50 <= body["rows"] <= 150  # a quarter of 401, kept
+    assert len(offered) == 400  # every answered request, none refused
+    assert {job.shadow_version for job in offered} == {started["version"]}
+    status, _ = await api.call(
+        "POST",
+        "api/models/alice/iris/inference-log?alias=staging",
+        token=None,
+        body=batch,
+        headers=headers,
+    )
+    assert status == 201 and len(offered) == 400  # the alias's requests are not shadowed
+
+    status, _ = await api.call("DELETE", "api/models/alice/iris/shadow")
+    assert status == 204
+    await api.settle()
+    assert api.deployer.serving[ref].inference_log == 0.25
+    assert shadow_hash not in api.deployer.access[ref]["key_hashes"]
+    assert ("delete", "alice/iris@shadow") in api.deployer.calls

@@ -220,13 +220,14 @@ class ModelManager:
 
     def serving(self, model, alias=None, settings=None):
         """How the processes of ``model``'s unit ``alias`` run (``Deployer`` calls take it
-        along): its ``settings`` (default: the model's), with the runtime's sample raised to
+        along): its ``settings`` (default: the model's), with production's sample raised to
         a running shadow's share (the publisher keeps the inference log's share of what it
         gets, ``log_inferences``), and no sample at all in the shadow's own processes."""
         settings = settings or self.settings(model)
         if alias == SHADOW:
             return replace(settings, inference_log=None)
-        shares = [s for s in (settings.inference_log, (model.shadow_percent or 0) / 100) if s]
+        shadow = (model.shadow_percent or 0) / 100 if alias is None else 0
+        shares = [s for s in (settings.inference_log, shadow) if s]
         return replace(settings, inference_log=max(shares) if shares else None)
 
     def _lock(self, owner, name):
