@@ -2,7 +2,7 @@
 hub's proxy as users call them: deploy, scale, a rolling update under load, a deleted pod
 replaced, a publisher restart that loses nothing, rollback, a broken version that never
 replaces a working one, the inference log, an alias moved under load, a canary split and
-promoted, and a delete that leaves no object behind.
+promoted, a shadow compared, and a delete that leaves no object behind.
 
 The tests of this module run in order on one model, ``defect`` (each step starts from what the
 previous one left), plus a second model, with its own resources, for the broken version.
@@ -275,6 +275,30 @@ def test_a_canary_takes_its_share_through_the_front_and_is_promoted(kube_hub, tm
         load.stop()
     assert load.failures == [], load.failures
     assert model["canary"] is None and set(load.answers[count:]) == {11.0}
+
+
+def test_a_shadow_answers_no_caller_and_is_compared_with_production(kube_hub):
+    """A shadow of ``staging`` (9.0) beside production (11.0): callers through the proxy get
+    production's answers only, and both answers of every request are read back."""
+    hub = kube_hub
+    model = hub.client.start_shadow("defect", "staging", 100)
+    assert model["shadow"]["percent"] == 100.0
+    rows = [[float(i), 0.0] for i in range(10)]
+    for row in rows:
+        assert predict(hub, "alice", "defect", hub.alice, [row]).json()["predictions"] == [11.0]
+    wait_for(
+        lambda: hub.client.shadow("defect")["summary"]["compared"] >= len(rows),
+        "every request answered by the shadow too",
+        timeout=60,
+    )
+    shadow = hub.client.shadow("defect")
+    assert [r["inputs"] for r in shadow["rows"]] == rows
+    assert {(r["production"], r["shadow"], r["agree"]) for r in shadow["rows"]} == {
+        (11.0, 9.0, False)
+    }
+    assert shadow["summary"]["agreement"] == 0.0 and shadow["summary"]["dropped"] == 0
+    hub.client.stop_shadow("defect")
+    assert hub.client.get("defect")["shadow"] is None
 
 
 def test_delete_removes_every_object(kube_hub, kube_api):

@@ -166,6 +166,30 @@ def test_score_a_table(ada):
         pg.stop()
 
 
+def test_release_it(ada):
+    """The "Release it safely" block as written: a candidate published to staging, a canary
+    of it promoted, a shadow of the version before compared and stopped, an alias made."""
+    hub, work, env = ada
+    done = run(shell_block("**Release it safely.**"), hub, work, env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "defect-rf: ready at " in out and "/models/ada/defect-rf@staging/" in out
+    assert "gets 20% of the requests" in out and "ARM" in out
+    assert "production serves " in out  # the promotion
+    assert "shadow stopped" in out and "compared rows:" in out
+    aliases = [line.split()[0] for line in out.split("ALIAS")[-1].splitlines()[1:] if line]
+    assert aliases[:3] == ["production", "qa", "staging"], out
+    client = PublisherClient(url=hub.url, token=hub.ada)
+    model = client.get("defect-rf")
+    staging = [a["version"] for a in model["aliases"] if a["name"] == "staging"]
+    assert model["current_version"] == staging[0]  # promoted
+    assert model["canary"] is None and model["shadow"] is None
+    served = [(s["alias"], s["until"] is None) for s in client.history("defect-rf")["served"]]
+    assert ("canary", False) in served and ("qa", True) in served
+    answer = client.predict("defect-rf", [{"temp": 1.0, "pressure": 1.0}], key=env["KEY"])
+    assert answer["predictions"] == [4.0]  # ./my-bundle answers 2 * (temp + pressure)
+
+
 def test_manage_it(ada):
     hub, work, env = ada
     done = run(shell_block("**Manage it**"), hub, work, env)
