@@ -5,13 +5,11 @@ history; bob cannot move or call her aliases until she shares the model; a publi
 with SIGKILL adopts every alias's processes. The R runtime answers an alias's URL too."""
 
 import json
-import os
-import subprocess
 
 import pytest
 import requests
-from support.embedded_hub import VENV_BIN, alive, wait_for
-from support.publishing import client, constant_bundle, predict
+from support.embedded_hub import alive, wait_for
+from support.publishing import client, constant_bundle, models_cli, predict
 from support.rmodels import constant_bundle as r_constant_bundle
 from support.rolling_update import Load
 
@@ -181,32 +179,24 @@ def test_a_deleted_alias_stops_its_processes_and_its_url(hub, versions, tmp_path
 
 def test_the_cli_moves_and_lists_aliases(hub, versions):
     v1, _ = versions
-    env = {**os.environ, "MLHUB_URL": hub.url, "MLHUB_TOKEN": hub.alice}
 
     def cli(*args):
-        done = subprocess.run(
-            [f"{VENV_BIN}/mlhub", "models", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        return done.returncode, done.stdout, done.stderr
+        return models_cli(hub, hub.alice, *args)
 
-    code, out, err = cli("alias", "aliased", "canary", "--version", v1[:20])
+    code, out, err = cli("alias", "aliased", "beta", "--version", v1[:20])
     assert code == 0, err
-    assert "canary" in out and v1.removeprefix("sha256:")[:12] in out
-    assert answer(hub, "aliased@canary", hub.alice) == 1.0
+    assert "beta" in out and v1.removeprefix("sha256:")[:12] in out
+    assert answer(hub, "aliased@beta", hub.alice) == 1.0
     code, out, _ = cli("aliases", "aliased")
     assert [line.split()[0] for line in out.splitlines()] == [
         "ALIAS",
         "production",
-        "canary",
+        "beta",
         "staging",
     ]
     code, out, _ = cli("history", "aliased")
-    assert "canary" in out
-    code, _, err = cli("alias", "aliased", "canary", "--delete")
+    assert "beta" in out
+    code, _, err = cli("alias", "aliased", "beta", "--delete")
     assert code == 0, err
     code, _, err = cli("alias", "aliased", "production", "--delete")
     assert code == 1 and "default alias" in err

@@ -4,15 +4,12 @@ changing its share and promoting it under continuous requests fail none; a canar
 the requests production answers is aborted by itself, with the reason in the history; an
 abort sends everything to production again. The CLI and the notebook drive the same."""
 
-import os
-import subprocess
-
 import numpy as np
 import pytest
 import requests
 from sklearn.linear_model import LinearRegression
-from support.embedded_hub import VENV_BIN, wait_for
-from support.publishing import client, constant_bundle, predict
+from support.embedded_hub import wait_for
+from support.publishing import client, constant_bundle, models_cli, predict
 from support.rolling_update import Load
 
 from mlhub.bundle import save_bundle
@@ -83,7 +80,16 @@ def sample(hub, n):
 
 def test_a_new_share_applies_at_once_and_is_in_the_history(hub, versions):
     alice = client(hub, hub.alice)
-    answer = alice.start_canary("split", "staging", 50, wait=False)
+    load = Load(hub, "split")
+    load.start()
+    try:
+        wait_for(lambda: len(load.answers) >= 20, "answers before the change")
+        answer = alice.start_canary("split", "staging", 50, wait=False)
+        count = len(load.answers)
+        wait_for(lambda: len(load.answers) > count + 50, "answers after the change")
+    finally:
+        load.stop()
+    assert load.failures == [], load.failures  # the front's reload fails nothing
     assert answer["event_id"] is None  # no processes to start: the front's split changed
     assert alice.canary("split")["percent"] == 50.0
     answers = sample(hub, 400)
@@ -161,17 +167,9 @@ def test_a_canary_that_fails_requests_is_aborted_by_itself(hub, versions, tmp_pa
 
 def test_the_cli_and_the_notebook_start_show_and_abort_a_canary(hub, versions):
     v1, _ = versions
-    env = {**os.environ, "MLHUB_URL": hub.url, "MLHUB_TOKEN": hub.alice}
 
     def cli(*args):
-        done = subprocess.run(
-            [f"{VENV_BIN}/mlhub", "models", "canary", "split", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        return done.returncode, done.stdout, done.stderr
+        return models_cli(hub, hub.alice, "canary", "split", *args)
 
     code, out, err = cli("--version", v1[:20], "--percent", "10")
     assert code == 0, err

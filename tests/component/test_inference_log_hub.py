@@ -6,16 +6,14 @@ else reads her log or writes into it. The R runtime logs the same way."""
 
 import datetime
 import json
-import os
-import subprocess
 import time
 
 import pytest
 import requests
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
-from support.embedded_hub import VENV_BIN, wait_for
-from support.publishing import client, predict
+from support.embedded_hub import wait_for
+from support.publishing import client, models_cli, predict
 from support.rmodels import formula_bundle
 
 from mlhub import rlang
@@ -52,17 +50,10 @@ def logged(hub, since, rows, name="flowers"):
 
 
 def alices_cli(hub, *args):
-    """What ``mlhub models ARGS`` prints to alice, who logged in (her token in the
-    environment); it must succeed."""
-    done = subprocess.run(
-        [f"{VENV_BIN}/mlhub", "models", *args],
-        env={**os.environ, "MLHUB_URL": hub.url, "MLHUB_TOKEN": hub.alice},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    """What ``mlhub models ARGS`` prints to alice, who logged in; it must succeed."""
+    code, out, err = models_cli(hub, hub.alice, *args)
+    assert code == 0, err
+    return out
 
 
 def now():

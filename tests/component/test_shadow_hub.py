@@ -5,15 +5,13 @@ reads the comparison as a DataFrame (agreement, the rows that differ, each versi
 the inference log keeps only its own share; stopping it leaves production as it was. Nobody
 but the owner reads the compared rows (they hold callers' inputs)."""
 
-import os
-import subprocess
 import time
 
 import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression
-from support.embedded_hub import VENV_BIN, wait_for
-from support.publishing import client, predict
+from support.embedded_hub import wait_for
+from support.publishing import client, models_cli, predict
 
 from mlhub.bundle import save_bundle
 from mlhub.errors import BadRequest, Forbidden, NotFound
@@ -107,17 +105,8 @@ def test_only_the_owner_reads_and_changes_the_shadow(hub, versions):
 
 
 def test_the_cli_compares_and_stops_the_shadow(hub, versions):
-    env = {**os.environ, "MLHUB_URL": hub.url, "MLHUB_TOKEN": hub.alice}
-
     def cli(*args):
-        done = subprocess.run(
-            [f"{VENV_BIN}/mlhub", "models", "shadow", "shadowed", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        return done.returncode, done.stdout, done.stderr
+        return models_cli(hub, hub.alice, "shadow", "shadowed", *args)
 
     code, out, err = cli()
     assert code == 0, err

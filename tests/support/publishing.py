@@ -4,6 +4,7 @@ client, a prediction, and what a published model runs as."""
 
 import json
 import os
+import subprocess
 
 import numpy as np
 import requests
@@ -12,7 +13,7 @@ from sklearn.dummy import DummyRegressor
 
 from mlhub.bundle import save_bundle
 from mlhub.publisher.client import PublisherClient
-from support.embedded_hub import process_table
+from support.embedded_hub import VENV_BIN, process_table
 
 
 def constant_bundle(path, value, name="const"):
@@ -39,6 +40,19 @@ def as_an_older_library_answered(bundle, row, answer):
 
 def client(hub, token):
     return PublisherClient(url=hub.url, token=token, poll_interval=0.2)
+
+
+def models_cli(hub, token, *args):
+    """``mlhub models ARGS`` as a user who logged in (``token`` in the environment), as a
+    terminal runs it: ``(exit code, stdout, stderr)``."""
+    done = subprocess.run(
+        [f"{VENV_BIN}/mlhub", "models", *args],
+        env={**os.environ, "MLHUB_URL": hub.url, "MLHUB_TOKEN": token},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.returncode, done.stdout, done.stderr
 
 
 def predict(hub, owner, name, token, rows=([1.0, 2.0],)):

@@ -8,7 +8,8 @@ import pytest
 from mlhub.deployers.base import ModelRef
 from mlhub.deployers.canary_front import CanaryFront, Split, front_conf, percentile
 from mlhub.errors import BadRequest
-from mlhub.publisher.canary import CanaryCheck, check_percent
+from mlhub.publisher.canary import CANARY_PERCENTS, CanaryCheck
+from mlhub.publisher.views import check_share
 
 IRIS = ModelRef("jane.doe", "iris")
 
@@ -36,6 +37,7 @@ def test_the_front_splits_each_models_plain_and_production_urls_by_request():
     assert 'return 200 "3";' in conf  # the generation the publisher waits for
     assert "access_log /run/front/access.log mlhub if=$mlhub_arm;" in conf
     assert "client_max_body_size 0;" in conf  # the runtimes hold their own limits
+    assert "keepalive_timeout 0;" in conf  # a reload never closes a connection the proxy reuses
     assert "user " not in conf
 
 
@@ -110,12 +112,13 @@ def test_the_check_aborts_only_a_canary_worse_by_more_than_its_margins():
 @pytest.mark.parametrize("bad", [0, 100, -5, "lots", None, True])
 def test_a_share_is_a_percentage_both_arms_get(bad):
     with pytest.raises(BadRequest) as refused:
-        check_percent(bad)
+        check_share(bad, CANARY_PERCENTS, "of production's requests the canary gets")
     assert refused.value.detail == {"field": "percent"}
 
 
 def test_a_share_is_kept_to_two_decimals():
-    assert check_percent("12.345") == 12.35 and check_percent(20) == 20.0
+    assert check_share("12.345", CANARY_PERCENTS, "") == 12.35
+    assert check_share(20, CANARY_PERCENTS, "") == 20.0
 
 
 def test_an_ending_split_routes_to_production_while_nginx_keeps_it():

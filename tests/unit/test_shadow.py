@@ -16,13 +16,14 @@ from tornado.web import Application, RequestHandler
 from mlhub.deployers.base import ModelRef
 from mlhub.errors import BadRequest
 from mlhub.publisher.shadow import (
+    SHADOW_PERCENTS,
     Shadower,
     ShadowJob,
     ShadowLog,
-    check_shadow_percent,
     chosen,
     summary,
 )
+from mlhub.publisher.views import check_share
 
 IRIS = ModelRef("alice", "iris", "shadow")
 
@@ -65,8 +66,8 @@ def test_the_summary_counts_agreement_over_compared_rows_and_latency_per_request
 @pytest.mark.parametrize("bad", [0, 100.5, "x", None, False])
 def test_a_shadow_share_is_a_percentage(bad):
     with pytest.raises(BadRequest):
-        check_shadow_percent(bad)
-    assert check_shadow_percent(100) == 100.0
+        check_share(bad, SHADOW_PERCENTS, "")
+    assert check_share(100, SHADOW_PERCENTS, "") == 100.0
 
 
 class Doubling(RequestHandler):

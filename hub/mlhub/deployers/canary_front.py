@@ -116,7 +116,9 @@ http {{
     proxy_set_header Host $http_host;
     proxy_read_timeout 3600s;
     proxy_send_timeout 3600s;
-    keepalive_timeout 75s;
+    # one connection per request from the proxy: a reload (a split or a target changed) closes
+    # nginx's idle connections, and the proxy would send a request into one closing (a 503)
+    keepalive_timeout 0;
 {"".join(groups)}    server {{
         listen {listen};
         set $mlhub_model "";

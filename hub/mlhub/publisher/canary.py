@@ -9,27 +9,9 @@ a canary it finds wanting, with the verdict as the reason in the model's history
 from traitlets import Float, Integer
 from traitlets.config import LoggingConfigurable
 
-from mlhub.errors import BadRequest
-
-PERCENT_RANGE = (0.01, 99.99)  # a share both arms get requests of (split_clients' resolution)
-
-
-def check_percent(percent):
-    """``percent`` as a float in ``PERCENT_RANGE``, or a 400 saying what it takes."""
-    low, high = PERCENT_RANGE
-    given, value = percent, None
-    if not isinstance(percent, bool):
-        try:
-            value = float(percent)
-        except (TypeError, ValueError):
-            pass
-    if value is None or not low <= value <= high:
-        raise BadRequest(
-            f"percent is the share of production's requests the canary gets, from {low:g} to "
-            f"{high:g}, got {given!r}",
-            {"field": "percent"},
-        )
-    return round(value, 2)
+# a canary's share of production's requests, in percent: one both arms get requests of
+# (split_clients' resolution is 0.01%)
+CANARY_PERCENTS = (0.01, 99.99)
 
 
 class CanaryCheck(LoggingConfigurable):

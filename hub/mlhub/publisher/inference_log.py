@@ -134,29 +134,22 @@ class InferenceLogStore(LoggingConfigurable):
         return self.expire(now - datetime.timedelta(days=self.retention_days))
 
 
-class SQLInferenceLog(InferenceLogStore):
-    """Rows in the table ``inference_log`` of the publisher's database (its engine)."""
+class ModelRows:
+    """A table of the publisher's database whose rows belong to a model and a time (the
+    inference log's, the shadow's comparisons): write, read oldest first, expire, drop."""
 
-    def __init__(self, engine, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, engine, name, *columns):
         self.engine = engine
         meta = MetaData()
         self.table = Table(
-            "inference_log",
+            name,
             meta,
             Column("id", Integer, primary_key=True, autoincrement=True),
             Column("model", String(320), nullable=False),
             Column("time", DateTime, nullable=False),
-            Column("version", String(71)),
-            Column("request", String(32)),
-            Column("row", Integer),
-            Column("status", Integer),
-            Column("latency_ms", Float),
-            Column("inputs", JSON),
-            Column("outputs", JSON),
-            Column("error", Text),
-            Index("ix_inference_log_model_time", "model", "time"),
-            Index("ix_inference_log_time", "time"),
+            *columns,
+            Index(f"ix_{name}_model_time", "model", "time"),
+            Index(f"ix_{name}_time", "time"),
         )
         meta.create_all(engine)
 
@@ -165,15 +158,18 @@ class SQLInferenceLog(InferenceLogStore):
             with self.engine.begin() as conn:
                 conn.execute(insert(self.table), [{"model": model.key, **r} for r in rows])
 
-    def read(self, model, *, since=None, until=None, version=None, limit=MAX_READ_ROWS):
+    def read(self, model, *, since=None, until=None, limit=MAX_READ_ROWS, **equal):
+        """``model``'s rows with ``since <= time < until`` and the ``equal`` column values,
+        oldest first, at most ``limit`` (the newest of them)."""
         t = self.table
         query = select(t).where(t.c.model == model.key)
         if since is not None:
             query = query.where(t.c.time >= since)
         if until is not None:
             query = query.where(t.c.time < until)
-        if version is not None:
-            query = query.where(t.c.version == version)
+        for column, value in equal.items():
+            if value is not None:
+                query = query.where(t.c[column] == value)
         query = query.order_by(t.c.time.desc(), t.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             found = conn.execute(query).mappings().all()
@@ -187,6 +183,37 @@ class SQLInferenceLog(InferenceLogStore):
     def drop(self, model):
         with self.engine.begin() as conn:
             conn.execute(delete(self.table).where(self.table.c.model == model.key))
+
+
+class SQLInferenceLog(InferenceLogStore):
+    """Rows in the table ``inference_log`` of the publisher's database (its engine)."""
+
+    def __init__(self, engine, **kwargs):
+        super().__init__(**kwargs)
+        self.rows = ModelRows(
+            engine,
+            "inference_log",
+            Column("version", String(71)),
+            Column("request", String(32)),
+            Column("row", Integer),
+            Column("status", Integer),
+            Column("latency_ms", Float),
+            Column("inputs", JSON),
+            Column("outputs", JSON),
+            Column("error", Text),
+        )
+
+    def write(self, model, rows):
+        self.rows.write(model, rows)
+
+    def read(self, model, *, since=None, until=None, version=None, limit=MAX_READ_ROWS):
+        return self.rows.read(model, since=since, until=until, limit=limit, version=version)
+
+    def expire(self, before):
+        return self.rows.expire(before)
+
+    def drop(self, model):
+        self.rows.drop(model)
 
 
 class ParquetInferenceLog(InferenceLogStore):

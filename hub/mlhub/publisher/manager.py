@@ -23,15 +23,15 @@ from mlhub.deployers.base import Desired, ModelRef, Serving
 from mlhub.errors import BadRequest, Conflict, MlhubError, NotFound, TooManyRequests
 from mlhub.input_drift import PSI_THRESHOLD, drift_table, weak_note
 from mlhub.publisher.artifacts import place
-from mlhub.publisher.canary import CanaryCheck, check_percent
+from mlhub.publisher.canary import CANARY_PERCENTS, CanaryCheck
 from mlhub.publisher.credentials import BundleTokens, access_list, new_key
 from mlhub.publisher.inference_log import MAX_READ_ROWS, rows_from_batch
 from mlhub.publisher.model_calls import call
 from mlhub.publisher.shadow import (
+    SHADOW_PERCENTS,
     Shadower,
     ShadowJob,
     ShadowLog,
-    check_shadow_percent,
     chosen,
     summary,
 )
@@ -41,6 +41,7 @@ from mlhub.publisher.views import (
     check_batching,
     check_inference_log,
     check_replicas,
+    check_share,
     model_view,
 )
 from mlhub.resources import check_resources
@@ -545,23 +546,29 @@ class ModelManager:
 
     # ------------------------------------------------------------ canary
 
+    def _candidate(self, model, version, role):
+        """The stored version ``version`` names (``resolve_version``) to try beside
+        production as its ``role`` (canary, shadow): any but the one production serves."""
+        if model.current_version is None:
+            raise BadRequest(f"{model.key} has no {DEFAULT_ALIAS} version to try a {role} beside")
+        if not isinstance(version, str) or not version:
+            raise BadRequest("version must be a version id or an alias", {"field": "version"})
+        target = self.resolve_version(model, version)
+        if target.id == model.current_version:
+            raise BadRequest(
+                f"{target.id[:19]} is the version production serves: a {role} is another one",
+                {"field": "version"},
+            )
+        return target
+
     async def start_canary(self, caller, model, version, percent):
         """Send ``percent`` of the default alias's requests to ``version``
         (``resolve_version``), by request: the version starts in processes of its own (the
         alias ``canary``, readiness-gated), then the canary front splits production's traffic
         (``Deployer.split``). A canary of that version already running only changes its share
         (at once). The canary check (``watch_canaries``) aborts one that does worse."""
-        percent = check_percent(percent)
-        if model.current_version is None:
-            raise BadRequest(f"{model.key} has no {DEFAULT_ALIAS} version to compare a canary with")
-        if not isinstance(version, str) or not version:
-            raise BadRequest("version must be a version id or an alias", {"field": "version"})
-        target = self.resolve_version(model, version)
-        if target.id == model.current_version:
-            raise BadRequest(
-                f"{target.id[:19]} is the version production serves: a canary is another one",
-                {"field": "version"},
-            )
+        percent = check_share(percent, CANARY_PERCENTS, "of production's requests the canary gets")
+        target = self._candidate(model, version, CANARY)
         current = model.alias(CANARY)
         ref = self.ref(model)
         if current is not None and current.version == target.id and model.canary_percent:
@@ -687,17 +694,8 @@ class ModelManager:
         own (the alias ``shadow``), then production's processes are restarted (readiness-gated)
         if they must sample more of their requests. A shadow of that version already running
         only changes its share."""
-        percent = check_shadow_percent(percent)
-        if model.current_version is None:
-            raise BadRequest(f"{model.key} has no {DEFAULT_ALIAS} version to shadow")
-        if not isinstance(version, str) or not version:
-            raise BadRequest("version must be a version id or an alias", {"field": "version"})
-        target = self.resolve_version(model, version)
-        if target.id == model.current_version:
-            raise BadRequest(
-                f"{target.id[:19]} is the version production serves: shadow another one",
-                {"field": "version"},
-            )
+        percent = check_share(percent, SHADOW_PERCENTS, "of production's requests sent to it too")
+        target = self._candidate(model, version, SHADOW)
         current = model.alias(SHADOW)
         if current is not None and current.version != target.id:
             await self.stop_shadow(caller, model, restart=False)

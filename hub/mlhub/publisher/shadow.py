@@ -23,21 +23,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import (
-    JSON,
-    Column,
-    DateTime,
-    Float,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    delete,
-    insert,
-    select,
-)
+from sqlalchemy import JSON, Column, Float, Integer, String, Text
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Float as FloatTrait
 from traitlets import Integer as IntegerTrait
@@ -45,28 +31,9 @@ from traitlets.config import LoggingConfigurable
 
 from mlhub.bundle.parity import same_answer
 from mlhub.deployers.canary_front import percentile
-from mlhub.errors import BadRequest
-from mlhub.publisher.inference_log import MAX_READ_ROWS
+from mlhub.publisher.inference_log import MAX_READ_ROWS, ModelRows
 
-PERCENT_RANGE = (0.01, 100.0)
-
-
-def check_shadow_percent(percent):
-    """The share of production's requests to shadow, from 0.01 to 100 (%), or a 400."""
-    low, high = PERCENT_RANGE
-    value = None
-    if not isinstance(percent, bool):
-        try:
-            value = float(percent)
-        except (TypeError, ValueError):
-            pass
-    if value is None or not low <= value <= high:
-        raise BadRequest(
-            f"percent is the share of production's requests sent to the shadow too, from {low:g} "
-            f"to {high:g}, got {percent!r}",
-            {"field": "percent"},
-        )
-    return round(value, 2)
+SHADOW_PERCENTS = (0.01, 100.0)  # a shadow's share of production's requests, in percent
 
 
 def chosen(request_id, share):
@@ -99,18 +66,13 @@ def summary(rows, dropped=0):
     }
 
 
-class ShadowLog:
+class ShadowLog(ModelRows):
     """The compared rows, in the table ``shadow_log`` of the publisher's database."""
 
     def __init__(self, engine):
-        self.engine = engine
-        meta = MetaData()
-        self.table = Table(
+        super().__init__(
+            engine,
             "shadow_log",
-            meta,
-            Column("id", Integer, primary_key=True, autoincrement=True),
-            Column("model", String(320), nullable=False),
-            Column("time", DateTime, nullable=False),
             Column("request", String(32)),
             Column("row", Integer),
             Column("production_version", String(71)),
@@ -123,36 +85,13 @@ class ShadowLog:
             Column("shadow_ms", Float),
             Column("shadow_status", Integer),
             Column("shadow_error", Text),
-            Index("ix_shadow_log_model_time", "model", "time"),
         )
-        meta.create_all(engine)
-
-    def write(self, model, rows):
-        if rows:
-            with self.engine.begin() as conn:
-                conn.execute(insert(self.table), [{"model": model.key, **r} for r in rows])
 
     def read(self, model, *, since=None, limit=MAX_READ_ROWS):
-        t = self.table
-        query = select(t).where(t.c.model == model.key)
-        if since is not None:
-            query = query.where(t.c.time >= since)
-        query = query.order_by(t.c.time.desc(), t.c.id.desc()).limit(limit)
-        with self.engine.connect() as conn:
-            found = conn.execute(query).mappings().all()
-        columns = [c.name for c in t.columns if c.name not in ("id", "model")]
-        rows = [{c: r[c] for c in columns} for r in reversed(found)]
+        rows = super().read(model, since=since, limit=limit)
         for r in rows:
             r["agree"] = bool(r["agree"])
         return rows
-
-    def expire(self, before):
-        with self.engine.begin() as conn:
-            return conn.execute(delete(self.table).where(self.table.c.time < before)).rowcount
-
-    def drop(self, model):
-        with self.engine.begin() as conn:
-            conn.execute(delete(self.table).where(self.table.c.model == model.key))
 
 
 class Shadower(LoggingConfigurable):

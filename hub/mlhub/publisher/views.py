@@ -1,7 +1,8 @@
 """What the publisher's API shows and accepts of a model, as pure functions of their input
 (no store, no deployer): the ``Model`` object (``model_view``), the ``batching`` and
 ``inference_log`` publish options (``check_batching``, ``check_inference_log``), a replica
-count (``check_replicas``) and an alias name (``check_alias``)."""
+count (``check_replicas``), an alias name (``check_alias``) and a canary's or shadow's share
+(``check_share``)."""
 
 import datetime
 import re
@@ -176,6 +177,24 @@ def check_alias(alias):
             {"field": "alias"},
         )
     return alias
+
+
+def check_share(percent, bounds, meaning):
+    """``percent`` (a number or its text) rounded to two decimals, if it is within ``bounds``
+    (``(low, high)``); else a 400 saying it is the share ``meaning``."""
+    low, high = bounds
+    value = None
+    if not isinstance(percent, bool):
+        try:
+            value = float(percent)
+        except (TypeError, ValueError):
+            pass
+    if value is None or not low <= value <= high:
+        raise BadRequest(
+            f"percent is the share {meaning}, from {low:g} to {high:g}, got {percent!r}",
+            {"field": "percent"},
+        )
+    return round(value, 2)
 
 
 def check_replicas(replicas, max_workers):
