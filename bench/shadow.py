@@ -16,7 +16,8 @@ hub's proxy (so every number includes the proxy), at each concurrency for ``--du
 seconds after a warm-up; the median of ``--trials`` is reported, with each shadow mode's ratio
 and p99 difference to ``off``, and what the shadow did meanwhile: rows compared, requests
 dropped because its queue was full (``Shadower.queue_size``; the shadow runs on the same two
-cores as production, the proxy and wrk, so a saturated machine drops rather than slows).
+cores as production, the proxy and wrk, so a saturated machine drops rather than slows;
+requests that wait go to the shadow in batches, ``Shadower.batch_requests``).
 
     .venv/bin/python bench/shadow.py                  # ~4 min
     .venv/bin/python bench/shadow.py --duration 20 --trials 5 --concurrency 1 8
@@ -24,6 +25,7 @@ cores as production, the proxy and wrk, so a saturated machine drops rather than
 
 import argparse
 import contextlib
+import datetime
 import os
 import platform
 import sys
@@ -83,11 +85,11 @@ def wait_until_stable(client, timeout=120):
         time.sleep(0.5)
 
 
-def compared(client):
-    shadow = client.get("lr")["shadow"]
-    if not shadow:
+def shadowed(client, since=None):
+    """``(rows compared since since, requests dropped since the shadow started)``."""
+    if not client.get("lr")["shadow"]:
         return 0, 0
-    summary = client.shadow("lr", limit=1)["summary"]
+    summary = client.shadow("lr", since=since)["summary"]
     return summary["rows"], summary["dropped"]
 
 
@@ -130,12 +132,12 @@ def main(argv=None):
                 bench.run_wrk(wrk, script, url, max(args.concurrency), args.warmup)
                 for c in args.concurrency:
                     time.sleep(3)  # the last run's requests are sent to the shadow by now
-                    before = compared(client)
+                    _, dropped = shadowed(client)
+                    started = datetime.datetime.now(datetime.UTC).isoformat()
                     point = bench.run_wrk(wrk, script, url, c, args.duration)
-                    time.sleep(3)
-                    after = compared(client)
-                    point["compared"] = after[0] - before[0]
-                    point["dropped"] = after[1] - before[1]
+                    time.sleep(5)  # its requests reach the shadow (every 2 s), then are answered
+                    point["compared"], point["dropped"] = shadowed(client, started)
+                    point["dropped"] -= dropped
                     trials[mode][c].append(point)
     report(trials, args, argv)
 

@@ -2,20 +2,23 @@
 hub's proxy as users call them: deploy, scale, a rolling update under load, a deleted pod
 replaced, a publisher restart that loses nothing, rollback, a broken version that never
 replaces a working one, the inference log, an alias moved under load, a canary split and
-promoted, a shadow compared, and a delete that leaves no object behind.
+promoted, a failing canary aborted by itself, a shadow compared, and a delete that leaves no
+object behind.
 
 The tests of this module run in order on one model, ``defect`` (each step starts from what the
 previous one left), plus a second model, with its own resources, for the broken version.
 Nothing asserts how long anything takes: waits only guard against hanging.
 """
 
+import numpy as np
 import pytest
 import requests
+from sklearn.linear_model import LinearRegression
 from support.embedded_hub import wait_for
 from support.publishing import as_an_older_library_answered, constant_bundle, predict, steps
 from support.rolling_update import Load, roll_under_load
 
-from mlhub.bundle import load_manifest
+from mlhub.bundle import load_manifest, save_bundle
 from mlhub.deployers import kube_objects
 from mlhub.deployers.base import ModelRef
 from mlhub.errors import MlhubError
@@ -275,6 +278,30 @@ def test_a_canary_takes_its_share_through_the_front_and_is_promoted(kube_hub, tm
         load.stop()
     assert load.failures == [], load.failures
     assert model["canary"] is None and set(load.answers[count:]) == {11.0}
+
+
+def test_a_canary_refusing_productions_requests_is_aborted_by_itself(kube_hub, tmp_path):
+    """A version trained on three inputs refuses the two-input requests production answers:
+    the canary check aborts it, and every request reaches production again."""
+    hub = kube_hub
+    three = LinearRegression().fit(np.eye(3), [1.0, 2.0, 3.0])
+    save_bundle(three, tmp_path / "three", name="defect", example=[[0.0, 0.0, 0.0]])
+    hub.client.publish(tmp_path / "three", "defect", alias="wide")
+    hub.client.start_canary("defect", "wide", 50)
+    refused = 0
+    while hub.client.get("defect")["canary"] is not None:
+        resp = predict(hub, "alice", "defect", hub.alice)
+        refused += resp.status_code == 400
+        assert resp.status_code in (200, 400), resp.text
+        assert refused < 2000, "the canary check did not abort the canary"
+    assert refused > 0
+    assert {tuple(answer(hub)) for _ in range(30)} == {(11.0,)}
+    (ended,) = [
+        c
+        for c in hub.client.history("defect")["changes"]
+        if c["step"] == "alias_deleted" and "aborted by mlhub" in c["message"]
+    ]
+    assert ended["alias"] == "canary" and "error rate" in ended["message"]
 
 
 def test_a_shadow_answers_no_caller_and_is_compared_with_production(kube_hub):

@@ -5,7 +5,9 @@ reads the comparison as a DataFrame (agreement, the rows that differ, each versi
 the inference log keeps only its own share; stopping it leaves production as it was. Nobody
 but the owner reads the compared rows (they hold callers' inputs)."""
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,6 +41,12 @@ def versions(hub, tmp_path_factory):
     return v1["current_version"], v2
 
 
+def niceness(pid):
+    """The nice value of process ``pid`` (field 19 of /proc/<pid>/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
 def rows(n):
     """``n`` requests' rows: half with ``x0 = 0`` (the versions agree), half not."""
     return [[[float(i % 2), float(i)]] for i in range(n)]
@@ -50,6 +58,11 @@ def test_the_shadow_answers_no_caller_and_compare_shows_both_versions(hub, versi
     model = alice.start_shadow("shadowed", "staging", 100)
     assert model["shadow"] == {"version": v2, "percent": 100.0}
     assert model["inference_log"] == 0.5  # the log keeps its own share
+    # the shadow's processes run at the lowest CPU priority (LocalDeployer.shadow_nice)
+    run = json.loads((hub.data_dir / "run" / "alice" / "shadowed@shadow.json").read_text())
+    assert niceness(run["live"]["pid"]) == 19
+    production = json.loads((hub.data_dir / "run" / "alice" / "shadowed.json").read_text())
+    assert niceness(production["live"]["pid"]) == 0
     sent = rows(40)
     for request in sent:
         answer = predict(hub, "alice", "shadowed", hub.alice, request)
@@ -72,7 +85,10 @@ def test_the_shadow_answers_no_caller_and_compare_shows_both_versions(hub, versi
     assert frame["shadow"].tolist() == pytest.approx([3 * x0 + x1 for [(x0, x1)] in sent])
     assert frame["agree"].tolist() == [x0 == 0 for [(x0, _)] in sent]
     assert (frame["shadow_status"] == 200).all()
-    assert (frame["production_ms"] > 0).all() and (frame["shadow_ms"] > 0).all()
+    assert (frame["production_ms"] > 0).all()
+    # the shadow's latency is measured on the requests it got alone (waiting ones go in batches)
+    timed = frame["shadow_ms"].dropna()
+    assert len(timed) >= 1 and (timed > 0).all()
     summary = frame.attrs["summary"]
     assert summary["compared"] == 40 and summary["agree"] == 20
     assert summary["agreement"] == 0.5 and summary["dropped"] == 0

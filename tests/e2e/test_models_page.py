@@ -126,8 +126,8 @@ def test_a_user_finds_rolls_back_scales_and_keys_a_model(hub, browser_page, tmp_
 
     # The history: what served when (v1 live again after v2), and alice's changes by name.
     served = page.locator("#served tbody tr").all_inner_texts()
-    assert served[0].startswith(v1[:19]) and served[0].endswith("now (live)")
-    assert served[1].startswith(v2[:19])
+    assert served[0].startswith(f"production\t{v1[:19]}") and served[0].endswith("now (live)")
+    assert served[1].startswith(f"production\t{v2[:19]}")
     changes = page.locator("#changes tbody").inner_text()
     for what in ("rollback to", "scale to 2", "(nightly job) created by alice", "revoked by alice"):
         assert what in changes, changes
@@ -291,3 +291,37 @@ def test_the_owner_moves_an_alias_and_runs_a_canary_from_the_page(hub, browser_p
     assert {
         predict(hub, "alice", "rel", hub.alice).json()["predictions"][0] for _ in range(20)
     } == {1.0}
+
+
+def test_the_owner_starts_reads_and_stops_a_shadow_from_the_page(hub, browser_page, tmp_path):
+    hub.client.publish(constant_bundle(tmp_path / "v1", 1.0, name="mirror"), "mirror")
+    staged = hub.client.publish(
+        constant_bundle(tmp_path / "v2", 3.0, name="mirror"), "mirror", alias="staging"
+    )
+    (v2,) = [a["version"] for a in staged["aliases"] if a["name"] == "staging"]
+    page = browser_page
+    log_in(page, hub, "alice")
+    page.goto(f"{hub.url}services/{SERVICE}/models/alice/mirror")
+    page.get_by_role("heading", name="Shadow").wait_for()
+    page.select_option("#shadow-version", v2)
+    page.fill("#shadow-percent", "100")
+    page.get_by_role("button", name="Start shadow").click()
+    page.wait_for_selector("#done")
+    wait_for(lambda: hub.client.get("mirror")["shadow"]["version"] == v2, "the shadow")
+    wait_for(
+        lambda: hub.client.events("mirror")[-1]["step"] == "done", "production restarted with it"
+    )
+    for _ in range(5):  # callers get production's answer only
+        assert predict(hub, "alice", "mirror", hub.alice).json()["predictions"] == [1.0]
+    wait_for(
+        lambda: hub.client.shadow("mirror")["summary"]["compared"] >= 5, "the requests compared"
+    )
+    page.reload()
+    summary = page.inner_text("#shadow-summary")
+    assert "Compared rows: 5" in summary and "agreeing: 0 (0.0%)" in summary, summary
+    assert page.locator("#shadow-differ tbody tr").count() == 5
+    assert "3" in page.locator("#shadow-differ tbody tr").first.inner_text()
+    page.get_by_role("button", name="Stop the shadow").click()
+    page.wait_for_selector("#done")
+    assert page.locator("#no-shadow").count() == 1
+    assert hub.client.get("mirror")["shadow"] is None

@@ -23,6 +23,7 @@ VIEW = {
     "shared_groups": [],
     "inference_log": 0.5,
     "canary": None,
+    "shadow": None,
     "aliases": [
         {
             "name": "production",
@@ -112,6 +113,7 @@ def model_page(manage, **extra):
         "inferences": [],
         "drift": None,
         "canary": None,
+        "shadow": None,
     }
     return render("model.html", **{**values, **extra})
 
@@ -120,9 +122,9 @@ def test_the_owner_gets_every_form_with_the_xsrf_token():
     html = model_page(True)
     for action in ("rollback", "alias", "unalias", "scale", "keys", "revoke", "share"):
         assert f'action="/services/p/models/alice/iris/{action}"' in html
-    # one rollback (V1), alias move, alias delete (staging), canary start, scale, key create,
-    # key revoke, sharing, inference log, try it
-    assert html.count('name="_xsrf" value="tok"') == 10
+    # one rollback (V1), alias move, alias delete (staging), canary start, shadow start, scale,
+    # key create, key revoke, sharing, inference log, try it
+    assert html.count('name="_xsrf" value="tok"') == 11
     assert 'id="share-users" name="users"\n                 value="bob"' in html
     assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>x</script>" not in html
     assert 'href="/hub/static/css/style.min.css"' in html
@@ -223,6 +225,49 @@ def test_a_running_canary_shows_both_arms_and_the_owner_can_promote_or_abort_it(
     reader = model_page(False, canary=canary)
     assert 'id="canary-stats"' in reader and "canary-promote" not in reader
     assert 'id="no-canary"' in model_page(True)
+
+
+def test_the_owner_sees_how_a_shadow_compares_and_can_stop_it():
+    differs = {
+        "inputs": {"temp": "<b>1</b>"},
+        "production": 3.0,
+        "shadow": 4.5,
+        "agree": False,
+        "shadow_status": 200,
+        "shadow_error": None,
+    }
+    refused = {**differs, "shadow": None, "shadow_status": 400, "shadow_error": "no 'temp'"}
+    shadow = {
+        "version": V1,
+        "percent": 10.0,
+        "summary": {
+            "rows": 5,
+            "compared": 4,
+            "agree": 3,
+            "agreement": 0.75,
+            "shadow_errors": 1,
+            "dropped": 2,
+            "production_p50_ms": 1.5,
+            "production_p95_ms": 2.0,
+            "shadow_p50_ms": None,
+            "shadow_p95_ms": None,
+        },
+        "rows": [{**differs, "agree": True}, differs, refused],
+    }
+    html = model_page(True, shadow=shadow)
+    summary = html.split('id="shadow-summary"')[1].split("</p>")[0]
+    assert "<b>4</b> (and 1 the shadow failed)" in summary and "(75.0%)" in summary
+    assert "dropped (its queue was full): 2" in summary
+    assert "<td>production</td>\n                <td>1.5</td>" in html
+    differ = html.split('id="shadow-differ"')[1].split("</table>")[0]
+    assert differ.count("<tr>") == 3  # the header, then the two rows that differ, newest first
+    assert differ.index("no &#39;temp&#39;") < differ.index("4.5")
+    assert "\\u003cb\\u003e1" in differ and "<b>1</b>" not in differ  # escaped (tojson)
+    assert 'action="/services/p/models/alice/iris/shadow-stop"' in html
+    form = html.split('id="shadow-form"')[1].split("</form>")[0]
+    assert f'<option value="{V1}" selected>' in form and 'value="10" required' in form
+    assert 'id="shadow-title"' not in model_page(False)  # callers' inputs: the owner's alone
+    assert 'id="no-shadow"' in model_page(True)
 
 
 def test_history_shows_what_served_when_and_who_changed_what():

@@ -75,11 +75,17 @@ class Doubling(RequestHandler):
 
     delay = 0.0
     seen = []
+    calls = []  # rows per call
 
     async def post(self):
         await asyncio.sleep(self.delay)
         Doubling.seen.append(self.request.headers.get("Authorization"))
         rows = json.loads(self.request.body)["instances"]
+        Doubling.calls.append(len(rows))
+        if any(r[0] < 0 for r in rows):  # refuses the whole request, as a runtime does
+            self.set_status(400)
+            self.write({"error": "negative input", "code": "bad_request", "detail": None})
+            return
         self.write({"predictions": [2 * r[0] for r in rows]})
 
 
@@ -134,3 +140,33 @@ async def test_the_queue_sends_compares_and_drops_what_it_cannot_hold(tmp_path):
         await shadower.stop()
         server.stop()
     assert {r["request"] for r in log.read(IRIS)} >= {"slow0", "slow1"}
+
+
+async def test_waiting_requests_go_in_batches_and_a_refused_batch_request_by_request(tmp_path):
+    sock, port = bind_unused_port()
+    server = HTTPServer(Application([("/predict", Doubling)]))
+    server.add_sockets([sock])
+    url = f"http://127.0.0.1:{port}/predict"
+    log = ShadowLog(create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    shadower = Shadower(log, queue_size=100, concurrency=1, batch_requests=64)
+    Doubling.calls.clear()
+    try:
+        for i in range(6):  # offered at once: one goes alone, five wait
+            shadower.offer(job(url, f"r{i}", [[float(i)]], [2.0 * i]))
+        await asyncio.sleep(0.5)
+        assert Doubling.calls == [1, 5]
+        rows = {r["request"]: r for r in log.read(IRIS)}
+        assert all(r["agree"] and r["shadow_status"] == 200 for r in rows.values())
+        assert rows["r0"]["shadow_ms"] > 0  # alone: the shadow's latency
+        assert [rows[f"r{i}"]["shadow_ms"] for i in range(1, 6)] == [None] * 5
+        Doubling.calls.clear()
+        for i, value in enumerate([1.0, 2.0, -1.0, 3.0]):  # the third is refused
+            shadower.offer(job(url, f"b{i}", [[value]], [2.0 * value]))
+        await asyncio.sleep(0.5)
+        assert Doubling.calls == [1, 3, 1, 1, 1]  # the refused batch, again one by one
+        rows = {r["request"]: r for r in log.read(IRIS)}
+        assert rows["b2"]["shadow_status"] == 400 and rows["b2"]["shadow_error"] == "negative input"
+        assert [rows[f"b{i}"]["agree"] for i in (0, 1, 3)] == [True, True, True]
+    finally:
+        await shadower.stop()
+        server.stop()

@@ -29,6 +29,7 @@ from mlhub.deployers.spares import SparePool
 from mlhub.errors import DeployError, InvalidBundle
 from mlhub.limits import cgroups_for, hold, replica_limits
 from mlhub.serving.frontend import free_port
+from mlhub.steps import SHADOW
 
 # environment a model process must not inherit: it runs the owner's (untrusted) code
 _SECRET_PREFIXES = ("JUPYTERHUB_", "CONFIGPROXY_", "MLHUB_")
@@ -166,7 +167,12 @@ class Launcher:
         limited = any(vars(limits).values()) and s.limit_method != "none"
         log_path = s.log_file(model)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        if not limited and self.spares.fits(manifest["runtime"], workers, env, manifest):
+        shadow = model.alias == SHADOW and s.shadow_nice
+        if (
+            not limited
+            and not shadow
+            and self.spares.fits(manifest["runtime"], workers, env, manifest)
+        ):
             bundle = os.path.realpath(bundle_dir)
             taken = self.spares.take(bundle, {**env, "MLHUB_BUNDLE": bundle}, log_path, account)
             if taken is not None:
@@ -197,6 +203,9 @@ class Launcher:
         if limited:
             name = f"{model.owner_dir}.{model.name}.{port}"
             cgroup, held, preexec_fn = hold(self._cgroups(), name, limits, workers)
+        if shadow:
+            preexec_fn = _niced(s.shadow_nice, preexec_fn)
+            held += f" at nice {s.shadow_nice}"
         if account is not None:
             preexec_fn = account.preexec(umask=OWNER_UMASK, before=preexec_fn)
             held += f" as {account.name}"
@@ -329,3 +338,15 @@ def _memory_limit(inst):
     """The per-replica memory limit ``inst`` was started with, if any."""
     resources = inst.serving.resources if inst.serving is not None else None
     return ((resources or {}).get("limits") or {}).get("memory")
+
+
+def _niced(increment, then=None):
+    """A ``preexec_fn`` that lowers the process's CPU priority by ``increment``, then runs
+    ``then`` (if any)."""
+
+    def preexec():
+        os.nice(increment)
+        if then is not None:
+            then()
+
+    return preexec

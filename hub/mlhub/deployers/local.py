@@ -230,6 +230,13 @@ class LocalDeployer(Deployer):
     def _default_spare_command(self):
         return [sys.executable, "-m", "mlhub.serving", "--spare", "{spare}", *_LISTEN_ARGS]
 
+    shadow_nice = Integer(
+        19,
+        help="""How much lower the CPU priority of a shadow's processes is (``nice``, default
+        19, the lowest; 0: as production's): on a busy machine the kernel serves production's
+        processes first, and the shadow, whose answers nobody waits for, gets what is left.""",
+    ).tag(config=True)
+
     limit_method = Enum(
         ["auto", "cgroup", "rlimit", "none"],
         "auto",

@@ -60,6 +60,7 @@ from mlhub.steps import (
 
 UNCHANGED = object()  # a publish that does not mention a setting keeps the model's
 DRIFT_WINDOW = datetime.timedelta(days=1)  # the logged inputs drift compares unless told
+SHADOW_ROUTE_SECONDS = 5.0  # how long a shadow's route is trusted before it is looked up again
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class ModelManager:
         # shadows: the compared answers, and the queue that sends requests to the shadows
         self.shadower = shadower or Shadower(ShadowLog(store.engine), log=log)
         self.shadow_log = self.shadower.store
+        self._shadow_targets = {}  # shadow unit -> (when looked up, its predict URL)
         deployer.on_event = self._on_deployer_event
         deployer.bundle_token = self.bundle_tokens.token
         deployer.log_token = self.bundle_tokens.log_token
@@ -1005,8 +1007,14 @@ class ModelManager:
                 requests.setdefault(r["request"], []).append(r)
 
         async def target():
-            route = (await self.deployer.routes.get_all()).get(unit.url_prefix)
-            return route["target"].rstrip("/") + unit.url_prefix + "/v1/predict" if route else None
+            when, url = self._shadow_targets.get(unit, (0.0, None))
+            if time.monotonic() - when > SHADOW_ROUTE_SECONDS:
+                route = (await self.deployer.routes.get_all()).get(unit.url_prefix)
+                url = (
+                    route["target"].rstrip("/") + unit.url_prefix + "/v1/predict" if route else None
+                )
+                self._shadow_targets[unit] = (time.monotonic(), url)
+            return url
 
         for request, parts in requests.items():
             self.shadower.offer(

@@ -3,9 +3,9 @@
 A user reaches it from the hub's Services menu and logs in with the hub (OAuth, no token to
 copy). The pages are rendered here, with the hub's own stylesheet and its light and dark modes
 (``<hub>/static/css/style.min.css``, Bootstrap 5), and every action is an HTML form: listing,
-rollback, aliases, canary, scale, API keys, sharing and a Try it form that calls the model as
-the user work without JavaScript. A small script (``static/models.js``) adds copy buttons and a
-log that follows.
+rollback, aliases, canary, shadow, scale, API keys, sharing and a Try it form that calls the
+model as the user work without JavaScript. A small script (``static/models.js``) adds copy
+buttons and a log that follows.
 
 The pages call the same ``ModelManager`` methods and the same authorization (``auth``) as the
 REST API, so a page can do exactly what its user's API calls could. Forms carry the hub's xsrf
@@ -35,6 +35,7 @@ from mlhub.snippets import all_snippets, example_rows
 HERE = Path(__file__).parent
 LOG_LINES = 200  # lines of the model's log a page shows
 INFERENCE_ROWS = 20  # newest rows of the inference log a page shows
+SHADOW_ROWS = 1000  # newest compared rows the page's shadow summary counts (the API has all)
 HISTORY_ROWS = 50  # newest served intervals and changes a page shows (the API has them all)
 # the model page's forms (``ModelActionPage``)
 ACTIONS = (
@@ -44,6 +45,8 @@ ACTIONS = (
     "canary",
     "canary-promote",
     "canary-abort",
+    "shadow",
+    "shadow-stop",
     "scale",
     "keys",
     "revoke",
@@ -61,6 +64,8 @@ DONE = {
     "canary-share": "The canary's share changed: it applies to the next requests.",
     "promoted": "Promotion started: production moves to the canary's version (see Events).",
     "aborted": "The canary was aborted: every request goes to production again.",
+    "shadow": "The shadow starts in processes of its own, then gets its share (see Events).",
+    "shadow-stopped": "The shadow was stopped; production answers as before.",
     "scale": "Scaling started: see Events.",
     "scaled": "Nothing to do: the model already runs that many replicas.",
     "revoked": "The key was revoked: calls with it are refused from now on.",
@@ -137,6 +142,9 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
             events=list(reversed(self.manager.events(model)))[:30],
             history=newest(self.manager.history(model), HISTORY_ROWS),
             canary=self.manager.canary(model) if view["canary"] else None,
+            shadow=await self.manager.shadow(model, limit=SHADOW_ROWS)
+            if manage and view["shadow"]
+            else None,
             log=await self.manager.logs(model, LOG_LINES) if manage else "",
             **(await self.insight(model) if manage else {}),
             done=DONE.get(self.get_query_argument("done", "")),
@@ -256,6 +264,17 @@ class ModelActionPage(PageHandler):
         elif action == "canary-abort":
             await self.manager.end_canary(caller, model)
             done = "aborted"
+        elif action == "shadow":
+            await self.manager.start_shadow(
+                caller,
+                model,
+                self.get_body_argument("version", ""),
+                self.get_body_argument("percent", ""),
+            )
+            done = "shadow"
+        elif action == "shadow-stop":
+            await self.manager.stop_shadow(caller, model)
+            done = "shadow-stopped"
         elif action == "unalias":
             await self.manager.delete_alias(caller, model, self.get_body_argument("alias", ""))
             done = "unaliased"

@@ -8,7 +8,8 @@ its share, and the publisher sends each shadowed request to the shadow version's
 (the alias ``shadow``) from a bounded queue: callers never wait for the shadow, never get its
 answer, and what the queue cannot take is dropped and counted. The shadow's answer, its status
 and latency are stored beside production's (``ShadowLog``), which ``mlhub.compare`` reads as a
-DataFrame.
+DataFrame. Requests that wait for a slow shadow go to it in batches (``batch_requests``): the
+shadow's latency is measured on the requests sent alone.
 
 The shadow answers seconds after production did, with the same inputs: a comparison of the
 two versions' answers and of their latency on the same machine, not of production's latency
@@ -98,15 +99,26 @@ class Shadower(LoggingConfigurable):
     """The queue of requests to shadow and the workers that send them (``c.Shadower.*``)."""
 
     queue_size = IntegerTrait(
-        1000,
-        help="""Requests waiting for their shadow at most (default 1000); more are dropped and
-        counted (the shadow is slower than production, or not answering).""",
+        10_000,
+        help="""Requests waiting for their shadow at most (default 10000: production's
+        processes hand over what they answered every 2 s, so a busy model's requests arrive
+        in bursts); more are dropped and counted (the shadow is slower than production, or
+        not answering).""",
     ).tag(config=True)
 
     concurrency = IntegerTrait(
         2,
-        help="""Requests sent to shadows at once (default 2): the shadow's load on the machine
+        help="""Predict calls to shadows at once (default 2): the shadow's load on the machine
         or cluster stays bounded whatever production's traffic.""",
+    ).tag(config=True)
+
+    batch_requests = IntegerTrait(
+        64,
+        help="""Requests waiting for a shadow sent to it together, in one predict call, at
+        most (default 64): a shadow that keeps up gets each request alone (its latency is
+        measured on each), one that falls behind gets one alone and the waiting ones in
+        batches, so it costs the machine far less than production did. A batch it refuses is
+        sent again request by request.""",
     ).tag(config=True)
 
     timeout = FloatTrait(
@@ -143,12 +155,57 @@ class Shadower(LoggingConfigurable):
         while True:
             job = await self.queue.get()
             try:
-                await self._send(job)
+                await self._send([job])  # alone: its time is the shadow's latency
+                waiting = []
+                while len(waiting) < self.batch_requests and not self.queue.empty():
+                    waiting.append(self.queue.get_nowait())
+                groups = {}
+                for other in waiting:
+                    groups.setdefault((other.model, other.shadow_version), []).append(other)
+                for jobs in groups.values():
+                    await self._send(jobs)
             except Exception:
-                self.log.exception("shadowing a request of %s failed", job.model.key)
+                self.log.exception("shadowing requests of %s failed", job.model.key)
 
-    async def _send(self, job):
-        target = await job.target()
+    async def _send(self, jobs):
+        """Send the rows of ``jobs`` (one shadow's) in one request and keep the answers; a
+        batch the shadow refuses is sent again request by request, so each request gets its
+        own answer (one bad request does not fail the others)."""
+        target = await jobs[0].target()
+        instances = [row for job in jobs for row in job.inputs]
+        status, answers, error, ms = await self._post(target, jobs[0].key, instances)
+        if len(jobs) > 1 and status != 200:
+            for job in jobs:
+                await self._send([job])
+            return
+        rows, start = [], 0
+        for job in jobs:
+            answered = answers[start : start + len(job.inputs)] if answers else []
+            start += len(job.inputs)
+            for i, (inputs, production) in enumerate(zip(job.inputs, job.outputs, strict=True)):
+                shadow = answered[i] if i < len(answered) else None
+                rows.append(
+                    {
+                        "time": job.time,
+                        "request": job.request,
+                        "row": i,
+                        "production_version": job.production_version,
+                        "shadow_version": job.shadow_version,
+                        "inputs": inputs,
+                        "production": production,
+                        "shadow": shadow,
+                        "agree": int(status == 200 and same_answer(production, shadow)),
+                        "production_ms": job.production_ms,
+                        # a batch's time is no request's latency
+                        "shadow_ms": round(ms, 3) if len(jobs) == 1 else None,
+                        "shadow_status": status,
+                        "shadow_error": error,
+                    }
+                )
+        await asyncio.to_thread(self.store.write, jobs[0].model, rows)
+
+    async def _post(self, target, key, instances):
+        """``(status, predictions, error, ms)`` of one predict call to the shadow."""
         started = time.perf_counter()
         status, answers, error = 0, None, None
         if target is None:
@@ -157,8 +214,8 @@ class Shadower(LoggingConfigurable):
             request = HTTPRequest(
                 target,
                 method="POST",
-                headers={"Authorization": f"Bearer {job.key}", "Content-Type": "application/json"},
-                body=json.dumps({"instances": job.inputs}),
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+                body=json.dumps({"instances": instances}),
                 request_timeout=self.timeout,
             )
             try:
@@ -169,28 +226,9 @@ class Shadower(LoggingConfigurable):
                 error = _error_of(exc)
             except (OSError, ValueError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
-        ms = (time.perf_counter() - started) * 1000
-        rows = []
-        for i, (inputs, production) in enumerate(zip(job.inputs, job.outputs, strict=True)):
-            shadow = answers[i] if isinstance(answers, list) and i < len(answers) else None
-            rows.append(
-                {
-                    "time": job.time,
-                    "request": job.request,
-                    "row": i,
-                    "production_version": job.production_version,
-                    "shadow_version": job.shadow_version,
-                    "inputs": inputs,
-                    "production": production,
-                    "shadow": shadow,
-                    "agree": int(status == 200 and same_answer(production, shadow)),
-                    "production_ms": job.production_ms,
-                    "shadow_ms": round(ms, 3),
-                    "shadow_status": status,
-                    "shadow_error": error,
-                }
-            )
-        await asyncio.to_thread(self.store.write, job.model, rows)
+        if not isinstance(answers, list) or len(answers) != len(instances):
+            answers = None
+        return status, answers, error, (time.perf_counter() - started) * 1000
 
 
 def _error_of(exc):
