@@ -5,9 +5,11 @@ The issue's target: under 5% of a small model's throughput and under 1 ms of p99
 connection. A real ``mlhub up`` (the component tests' ``EmbeddedHub``) serves the small model of
 ``bench/serving.py`` (``LogisticRegression`` on ``make_classification(50_000, 20)``, 2 workers)
 as production, and a second fit of it (``C=0.5``) as the version shadowed. In each trial, in a
-rotating order, three modes, each set through the publisher's API as users set it:
+rotating order, four modes, each set through the publisher's API as users set it:
 
 - ``off``: no shadow and no inference log (what a model has by default);
+- ``log``: no shadow, the inference log of every request (what a shadow of every request asks
+  of production's processes: the two are told apart);
 - ``all``: ``mlhub models shadow lr --version staging --percent 100``;
 - ``10%``: the same at ``--percent 10``.
 
@@ -44,7 +46,8 @@ from support.embedded_hub import EmbeddedHub  # noqa: E402
 from mlhub.bundle import save_bundle  # noqa: E402
 from mlhub.publisher.client import PublisherClient  # noqa: E402
 
-MODES = {"off": None, "all": 100, "10%": 10}
+# mode -> (the shadow's share in percent, the inference log's share)
+MODES = {"off": (None, None), "log": (None, 1.0), "all": (100, None), "10%": (10, None)}
 USER = "bencher"
 HUB_CONFIG = """
 c.PublisherApp.default_workers = 2
@@ -62,16 +65,16 @@ def candidate(work):
 
 
 def set_mode(client, mode):
-    """Make the shadow what ``mode`` says (the publisher restarts production when its sample
-    changes; this waits until it is done)."""
-    current = client.get("lr")["shadow"]
-    percent = MODES[mode]
-    if percent is None:
-        if current:
-            client.stop_shadow("lr")
-            wait_until_stable(client)
-        return
-    if not current or current["percent"] != percent:
+    """Make the shadow and the inference log what ``mode`` says (the publisher restarts
+    production when its sample changes; this waits until it is done)."""
+    model = client.get("lr")
+    percent, log = MODES[mode]
+    if model["shadow"] and model["shadow"]["percent"] != percent:
+        client.stop_shadow("lr")
+        wait_until_stable(client)
+    if model["inference_log"] != log:
+        client.configure("lr", inference_log=log or False)
+    if percent is not None and not client.get("lr")["shadow"]:
         client.start_shadow("lr", "staging", percent)
 
 

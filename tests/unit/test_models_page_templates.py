@@ -187,6 +187,10 @@ def test_aliases_show_their_versions_and_urls_and_only_others_than_production_ar
     assert f'<code title="{V1}">{V1[:19]}</code>' in table.split('data-alias="staging"')[1]
     assert 'aria-label="Delete alias staging"' in table
     assert "Delete alias production" not in table
+    canary = {"name": "canary", "version": V1, "since": None, "url": "http://hub/x@canary/"}
+    with_canary = model_page(True, model={**VIEW, "aliases": [*VIEW["aliases"], canary]})
+    # a canary ends with its own buttons (promote, abort), not as an alias
+    assert "Delete alias canary" not in with_canary and 'data-alias="canary"' in with_canary
     form = html.split('id="alias-form"')[1].split("</form>")[0]
     assert f'<option value="{V1}">' in form and f'<option value="{V2}">' in form
     reader = model_page(False)

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mlhub.bundle import save_bundle, validate_name
-from mlhub.errors import InvalidBundle, NotFound
+from mlhub.errors import InvalidBundle, MlhubError, NotFound
 from mlhub.extension.namespace import find_models, is_model
 from mlhub.extension.progress import PublisherProgress, TextProgress
 from mlhub.extension.settings import MlhubExtension
 from mlhub.publisher.client import PublisherClient
 from mlhub.snippets import all_snippets
+from mlhub.steps import DEFAULT_ALIAS
 
 __all__ = [
     "PublishResult",
@@ -340,9 +341,15 @@ def publish(
 
 
 def _alias_of(model, alias):
-    """The ``Model``'s alias ``alias`` (None: production, the first)."""
-    aliases = model["aliases"]
-    return next((a for a in aliases if a["name"] == alias), aliases[0])
+    """The ``Model``'s alias ``alias`` (None: production, the plain URL's)."""
+    wanted = alias or DEFAULT_ALIAS
+    for found in model.get("aliases") or []:
+        if found["name"] == wanted:
+            return found
+    if alias not in (None, DEFAULT_ALIAS):
+        raise MlhubError(f"the publisher did not make the alias {alias!r}: update mlhub there")
+    # a publisher from before aliases: its one URL is production's
+    return {"name": DEFAULT_ALIAS, "version": model.get("current_version"), "url": model["url"]}
 
 
 def aliases(name, *, publisher=None):
