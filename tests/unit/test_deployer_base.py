@@ -39,5 +39,5 @@ def test_each_alias_is_a_unit_with_its_own_routes_and_files_of_the_same_model():
     # every unit's runtime strips the model's prefix (an @alias after it is stripped too)
     assert staging.model_prefix == plain.model_prefix == plain.url_prefix
     assert (plain.file_stem, staging.file_stem) == ("iris", "iris@staging")
-    assert staging.with_alias("production") == plain == staging.model
+    assert staging.with_alias("production") == plain == staging.with_alias(None)
     assert plain.with_alias("staging") == staging

@@ -65,11 +65,6 @@ class ModelRef:
         """``owner/name`` or ``owner/name@alias``: this unit, unique among all a deployer runs."""
         return self.key + (f"@{self.alias}" if self.alias else "")
 
-    @property
-    def model(self):
-        """The default alias's unit of the same model."""
-        return ModelRef(self.owner, self.name)
-
     def with_alias(self, alias):
         """The unit of ``alias`` (the default one for None or ``DEFAULT_ALIAS``)."""
         return ModelRef(self.owner, self.name, None if alias == DEFAULT_ALIAS else alias)
@@ -271,9 +266,8 @@ class Deployer(LoggingConfigurable):
         if not serving.inference_log:
             return {}
         url = self.model_api_url(model, "inference-log")
-        if (
-            model.alias
-        ):  # the publisher tells the units' batches apart (a shadow takes production's)
+        # which unit sent a batch (its URL says): a shadow takes production's requests alone
+        if model.alias:
             url += "?" + urllib.parse.urlencode({"alias": model.alias})
         return {"MLHUB_INFERENCE_LOG_URL": url}
 
@@ -345,6 +339,8 @@ class Deployer(LoggingConfigurable):
         stable = self.front.stable_target(model) or (routes.get(model.url_prefix) or {}).get(
             "target"
         )
+        if stable == self.front.url:  # a route a publisher before this one left: not a unit's
+            stable = None
         to = (routes.get(canary.url_prefix) or {}).get("target")
         if not stable or not to:
             raise DeployError(
