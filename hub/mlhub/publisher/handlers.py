@@ -42,6 +42,7 @@ from mlhub.publisher.model_metrics import summary
 from mlhub.publisher.pages import page_routes
 from mlhub.publisher.views import parse_time
 from mlhub.resources import RESOURCE_PARAMS
+from mlhub.steps import DEFAULT_ALIAS
 
 MAX_LOG_LINES = 100_000  # ?tail= of the logs: at most this many lines in one answer
 MAX_INFERENCE_BATCH = 256 << 20  # bytes of one inference log batch, once decompressed
@@ -601,7 +602,7 @@ class ModelsFallbackHandler(BaseHandler):
         model = self.manager.find(user, name)
         if model is None:
             raise NotFound(f"no model {user}/{name} is published", {"owner": user, "name": name})
-        known = [a["name"] for a in self.manager.view(model)["aliases"]]
+        known = [DEFAULT_ALIAS, *sorted(a.name for a in model.aliases)]
         if alias and alias not in known:
             raise NotFound(
                 f"model {user}/{name} has no alias {alias!r} (its aliases: {', '.join(known)})",

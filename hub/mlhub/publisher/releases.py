@@ -90,7 +90,7 @@ class Releases:
                 str(bundle_dir),
                 replicas=model.replicas,
                 progress=progress,
-                serving=self.serving(model),
+                serving=self.serving(model, CANARY),
             )
             await self.deployer.split(ref, model.canary_percent)
 
