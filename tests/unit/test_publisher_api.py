@@ -840,3 +840,26 @@ async def test_a_shadow_raises_productions_sample_and_gets_its_share_of_the_requ
     assert api.deployer.serving[ref].inference_log == 0.25
     assert shadow_hash not in api.deployer.access[ref]["key_hashes"]
     assert ("delete", "alice/iris@shadow") in api.deployer.calls
+
+
+async def test_a_new_share_of_a_running_shadow_restarts_production_only(api):
+    await api.publish("iris", payload=b"one", query="?inference_log=0.25")
+    await api.settle()
+    await api.publish("iris", payload=b"two", query="?alias=staging")
+    await api.settle()
+    await api.call(
+        "PUT", "api/models/alice/iris/shadow", body={"version": "staging", "percent": 100}
+    )
+    await api.settle()
+    before = len(api.deployer.calls)
+    status, _ = await api.call(
+        "PUT", "api/models/alice/iris/shadow", body={"version": "staging", "percent": 50}
+    )
+    assert status == 202
+    await api.settle()
+    deploys = [c[1] for c in api.deployer.calls[before:] if c[0] == "deploy"]
+    assert deploys == ["alice/iris"]  # its sample goes to 50%; the shadow runs on as it was
+    ref = api.manager.ref(api.store.find_model("alice", "iris"))
+    assert api.deployer.serving[ref].inference_log == 0.5
+    _, history = await api.call("GET", "api/models/alice/iris/history")
+    assert "now at 50%" in history["changes"][-1]["message"]

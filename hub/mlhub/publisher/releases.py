@@ -181,9 +181,8 @@ class Releases:
         current = model.alias(SHADOW)
         if current is not None and current.version != target.id:
             await self.stop_shadow(caller, model, restart=False)
-        said = f"shadow {target.id[:19]} at {percent:g}%"
-        if current is not None and current.version == target.id:
-            said = f"shadow {target.id[:19]} now at {percent:g}%"
+        serving = current is not None and current.version == target.id  # a new share only
+        said = f"shadow {target.id[:19]} {'now ' if serving else ''}at {percent:g}%"
         bundle_dir = await self._ensure_bundle_dir(model, target.id)
         live_dir = await self._ensure_bundle_dir(model, model.current_version)
         before = self.serving(model)
@@ -201,14 +200,15 @@ class Releases:
         live = model.current_version
 
         async def operation(unit, progress):
-            await self.deployer.deploy(
-                unit,
-                target.id,
-                str(bundle_dir),
-                replicas=1,
-                progress=progress,
-                serving=self.serving(model, SHADOW),
-            )
+            if not serving:  # its processes do not depend on its share
+                await self.deployer.deploy(
+                    unit,
+                    target.id,
+                    str(bundle_dir),
+                    replicas=1,
+                    progress=progress,
+                    serving=self.serving(model, SHADOW),
+                )
             await self._push_access(model)  # the publisher's shadow key
             if self.serving(model) != before:  # production must hand over more requests
                 await self.deployer.deploy(
