@@ -9,6 +9,7 @@
   workspace handed to its user, nothing lost, nothing readable by another account.
 """
 
+import fcntl
 import json
 import os
 import pwd
@@ -18,7 +19,13 @@ import sys
 
 import pytest
 import requests
-from support.embedded_hub import PUBLISHER_CONFIG, EmbeddedHub, uid_of, wait_for
+from support.embedded_hub import (
+    PUBLISHER_CONFIG,
+    EmbeddedHub,
+    remove_stale_accounts,
+    uid_of,
+    wait_for,
+)
 from support.kernel_channel import execute, start_kernel
 from support.publishing import constant_bundle, model_pids, predict
 
@@ -261,3 +268,31 @@ def test_deleting_an_account_locks_its_system_account_and_keeps_the_workspace(tm
             pwd.getpwnam("mlhub-dora")
     finally:
         hub.kill()
+
+
+def test_accounts_a_killed_earlier_run_left_do_not_stop_this_runs_hubs(tmp_path_factory):
+    """The test suite's own hygiene (it failed a CI run once): an earlier pytest run killed before
+    its hubs' teardown leaves ``mlhub-<name>`` accounts homed in its folder, which every hub of
+    this run would refuse as another mlhub's. They are removed when a hub starts, unless that
+    earlier hub still runs (holds its ``mlhub-up.lock``)."""
+    earlier = tmp_path_factory.getbasetemp().parent / "pytest-stale-test"
+    ours = tmp_path_factory.mktemp("hub") / "data"
+    made = {}
+    for name in ("gone", "live"):
+        data = earlier / name / "data"
+        (data / "workspaces").mkdir(parents=True, exist_ok=True)
+        home = data / "workspaces" / name
+        account = f"mlhubtest-{name}"
+        subprocess.run(["useradd", "-c", f"mlhub {name}", "-d", str(home), account], check=True)
+        made[name] = (account, data)
+    lock = open(made["live"][1] / "mlhub-up.lock", "a+")  # noqa: SIM115 (a running hub's lock)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        remove_stale_accounts(ours)
+        names = {entry.pw_name for entry in pwd.getpwall()}
+        assert made["gone"][0] not in names
+        assert made["live"][0] in names
+    finally:
+        lock.close()
+        for account, _ in made.values():
+            subprocess.run(["userdel", account], capture_output=True, check=False)

@@ -23,6 +23,7 @@ person (``mlhub-alice``), and ``kill()`` deletes the ones made for this hub.
 """
 
 import contextlib
+import fcntl
 import json
 import os
 import pwd
@@ -232,6 +233,7 @@ class EmbeddedHub(HubSite):
         It returns once the publisher answers too: the hub prints the banner as soon as its own
         API answers, possibly before its managed service does.
         """
+        remove_stale_accounts(self.data_dir)
         self.output_file = self.dir / f"up-{time.monotonic_ns()}.out"
         with open(self.output_file, "wb") as out:
             self.proc = subprocess.Popen(
@@ -394,6 +396,43 @@ class EmbeddedHub(HubSite):
 
     def server_env(self, user):
         return self._environ(self.server_pid(user))
+
+
+def remove_stale_accounts(data_dir):
+    """Delete the system accounts the test hubs of an earlier pytest run left (a run killed
+    before its hubs' ``kill()``: a CI timeout, a session's end), and stop their processes.
+
+    This run's hubs make the same names (``mlhub-alice``), and ``mlhub up`` rightly refuses an
+    account whose home is another hub's data directory. Touched are only accounts mlhub made
+    (comment ``mlhub <name>``) whose home is in an earlier run's folder of pytest's temporary
+    root (not in the run ``data_dir`` is in) and whose hub is not running (its
+    ``mlhub-up.lock`` is free): never a hub outside the test suite, nor one of a run going on.
+    """
+    run = next((p for p in data_dir.parents if p.parent.name.startswith("pytest-of-")), None)
+    if os.geteuid() != 0 or run is None:
+        return
+    for entry in pwd.getpwall():
+        home = Path(entry.pw_dir)
+        if not entry.pw_gecos.startswith("mlhub ") or entry.pw_uid == 0:
+            continue
+        if run.parent not in home.parents or run in home.parents or _hub_running(home):
+            continue
+        subprocess.run(["pkill", "-KILL", "-U", str(entry.pw_uid)], check=False)
+        subprocess.run(["userdel", entry.pw_name], capture_output=True, check=False)
+
+
+def _hub_running(workspace):
+    """Whether the ``mlhub up`` of the data directory holding ``workspace`` holds its lock."""
+    try:
+        lock = open(workspace.parent.parent / "mlhub-up.lock")  # noqa: SIM115 (closed below)
+    except OSError:
+        return False
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        return False
 
 
 @contextlib.contextmanager
