@@ -33,6 +33,15 @@ def served_model(model, example, name="iris"):
     return ServedModel("/bundles/x", manifest=manifest, model=model, version="sha256:abc")
 
 
+class ServerClient(Client):
+    """werkzeug's test client, reading each answer whole and closing it as a WSGI server does
+    (the inference log records a request from its answer's ``close()``)."""
+
+    def open(self, *args, **kwargs):
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
+
+
 def make_client(served, tmp_path, request_log=None, inference_log=None, **overrides):
     access = tmp_path / "access.json"
     access.write_text(json.dumps({"key_hashes": [hashlib.sha256(KEY.encode()).hexdigest()]}))
@@ -49,4 +58,4 @@ def make_client(served, tmp_path, request_log=None, inference_log=None, **overri
         request_log=request_log,
         inference_log=inference_log,
     )
-    return Client(app), metrics
+    return ServerClient(app), metrics

@@ -72,6 +72,21 @@ def test_a_sampled_request_is_sent_with_its_rows_answers_status_and_latency(serv
     assert bad["error"] == refused.get_json()["error"]
 
 
+def test_a_request_is_encoded_only_after_its_whole_answer_was_written(served, tmp_path):
+    """The server calls the answer's close() once it wrote it: only then does the worker spend
+    time on the log (the caller, and a proxy in front, have the answer already)."""
+    client, log, sent = logging_client(served, tmp_path, sample=1.0)
+    answer = client.post(
+        "/v1/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}, headers=AUTH, buffered=False
+    )
+    assert len(answer.get_json()["predictions"]) == 1
+    assert log.take() == ([], 0)
+    answer.close()
+    entries, rows = log.take()
+    assert rows == 1
+    assert json.loads(entries[0])["inputs"] == [{"sl": 5.1, "sw": 3.5, "pl": 1.4, "pw": 0.2}]
+
+
 def test_oip_requests_are_logged_too(served, tmp_path):
     client, log, sent = logging_client(served, tmp_path, sample=1.0)
     body = {

@@ -12,10 +12,12 @@ routes, the token check in front of them all, and the request plumbing in ``http
 failure, typed or not, leaves through ``http.error_response``.
 """
 
+import functools
 from dataclasses import dataclass
 from time import perf_counter
 
 from flask import Flask, Response, request
+from werkzeug.wsgi import ClosingIterator
 
 from . import metrics as metrics_module
 from . import routes_v1, routes_v2
@@ -208,7 +210,9 @@ class Gateway:
         self.metrics.observe(route, code, seconds)
         self.request_log.outcome(environ, environ.get("REQUEST_METHOD"), route, code, seconds)
         if self.inference_log is not None and route in _PREDICT_ROUTES and code not in _UNSEEN:
-            self.inference_log.record(environ, code, seconds)
+            # after the answer is written: the caller never waits for the log's encoding
+            record = functools.partial(self.inference_log.record, environ, code, seconds)
+            return ClosingIterator(body, record)
         return body
 
 

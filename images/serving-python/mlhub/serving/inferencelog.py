@@ -2,15 +2,20 @@
 batches, never on the request's path.
 
 A request to ``/v1/predict`` or ``/v2/models/{name}/infer`` is sampled (``MLHUB_INFERENCE_LOG``,
-a fraction of requests, 0 = off) after its answer is computed: the view leaves the model's
-input (the DataFrame or array the model was called with) and its output in the WSGI environ
-(``LOGGED``), a refused request leaves its error, and ``InferenceLog.record`` appends one tuple
-to a bounded buffer. That is all a request pays: no copy, no encoding, no I/O. A thread of the
-worker's own (started with the first record, so after uWSGI forked the worker) sends what the
-buffer holds every ``MLHUB_INFERENCE_LOG_FLUSH_SECONDS`` as one gzipped JSON document to
-``MLHUB_INFERENCE_LOG_URL`` (the publisher, which stores it:
+a fraction of requests, 0 = off) once its answer is sent: the view leaves the model's input
+(the DataFrame or array the model was called with) and its output in the WSGI environ
+(``LOGGED``), a refused request leaves its error, and the gateway calls ``InferenceLog.record``
+from the response's ``close()``, which the server calls after it wrote the whole answer (the
+caller has it; a proxy in front has passed it on). ``record`` encodes the request as JSON there
+(tens of microseconds, in the worker's own thread, between two requests) and appends it to a
+bounded buffer. A thread of the worker's own (started with the first record, so after uWSGI
+forked the worker) joins what the buffer holds every ``MLHUB_INFERENCE_LOG_FLUSH_SECONDS`` into
+one gzipped JSON document (joining bytes, and zlib, which lets other threads run) and sends it
+to ``MLHUB_INFERENCE_LOG_URL`` (the publisher, which stores it:
 ``mlhub.publisher.inference_log``) with the model's log token (``MLHUB_INFERENCE_LOG_TOKEN``,
-which lets it write this model's log and nothing else).
+which lets it write this model's log and nothing else). That thread encoding whole batches
+itself held Python's lock for tens of milliseconds every few seconds, and a request arriving
+meanwhile waited: the p99 of a model logging every request rose by more than a millisecond.
 
 When the buffer holds ``MLHUB_INFERENCE_LOG_BUFFER`` rows (the publisher is down or slow), new
 requests are not recorded but counted (``mlhub_inference_log_dropped_total``), so memory stays
@@ -34,7 +39,6 @@ from .requestlog import ERROR
 
 LOGGED = "mlhub.logged"  # environ key: (model input, rows, predictions) of an answered request
 POST_TIMEOUT = 10.0  # seconds one batch may take to reach the publisher
-ENCODE_CHUNK = 32  # requests encoded between two chances for request threads to run
 
 log = logging.getLogger("mlhub.serving.inferencelog")
 
@@ -50,13 +54,26 @@ def sent_rows(payload, model_input):
 
 def plain_rows(model_input):
     """A model input as rows of plain values: a DataFrame's as one object per row, through
-    numpy (pandas' own ``to_dict`` costs half a millisecond per small frame, which the worker's
-    requests would wait for while the sending thread holds the GIL); an array's as lists.
-    Values numpy cannot make plain (timestamps) are left to ``dumps``."""
+    numpy (pandas' own ``to_dict`` costs half a millisecond per small frame, paid by the worker
+    between two requests); an array's as lists. Values numpy cannot make plain (timestamps) are
+    left to ``dumps``."""
     if hasattr(model_input, "columns"):
         columns = [str(c) for c in model_input.columns]
         return [dict(zip(columns, row, strict=True)) for row in model_input.to_numpy().tolist()]
     return model_input
+
+
+def encode_request(when, status, seconds, model_input, outputs, error):
+    """One logged request as JSON: what it sent (as rows), what it was answered, or its error."""
+    request = {
+        "time": when,
+        "status": status,
+        "ms": round(seconds * 1000, 3),
+        "inputs": plain_rows(model_input),
+        "outputs": outputs,
+        "error": error,
+    }
+    return dumps(request)
 
 
 def post_batch(url, token, body):
@@ -113,7 +130,8 @@ class InferenceLog:
         self._failing = False
 
     def record(self, environ, status, seconds):
-        """Called for every answered predict request: keep it if it is in the sample."""
+        """Called for every answered predict request, after its answer was sent: keep it,
+        encoded, if it is in the sample."""
         if self.sample < 1 and self.rand() >= self.sample:
             return
         logged = environ.get(LOGGED)
@@ -123,7 +141,10 @@ class InferenceLog:
         else:
             model_input, rows, outputs = None, 1, None
             error = environ.get(ERROR, (None, None))[1]
-        entry = (self.clock(), status, seconds, model_input, outputs, error)
+        if self._rows + rows > self.max_rows:  # full: not worth encoding (checked again below)
+            self.counters(0, rows)
+            return
+        entry = encode_request(self.clock(), status, seconds, model_input, outputs, error)
         pid = os.getpid()
         with self._lock:
             full = self._rows + rows > self.max_rows
@@ -153,24 +174,9 @@ class InferenceLog:
         return entries, rows
 
     def encode(self, entries):
-        """One batch as the publisher's ``POST .../inference-log`` reads it. Encoded a few
-        requests at a time, giving the GIL up in between: a request thread of this worker that
-        wakes while the batch is encoded waits for one chunk, not for the whole batch (or for
-        Python's 5 ms switch interval)."""
-        parts = []
-        for i, (when, status, seconds, model_input, outputs, error) in enumerate(entries):
-            request = {
-                "time": when,
-                "status": status,
-                "ms": round(seconds * 1000, 3),
-                "inputs": plain_rows(model_input),
-                "outputs": outputs,
-                "error": error,
-            }
-            parts.append(dumps(request))
-            if i % ENCODE_CHUNK == ENCODE_CHUNK - 1:
-                time.sleep(0)
-        return b'{"version":%s,"requests":[%s]}' % (dumps(self.version), b",".join(parts))
+        """One batch, as the publisher's ``POST .../inference-log`` reads it, of requests
+        ``record`` encoded already."""
+        return b'{"version":%s,"requests":[%s]}' % (dumps(self.version), b",".join(entries))
 
     def flush(self):
         """Send what is buffered now; put it back (if it fits) when the publisher is down or
