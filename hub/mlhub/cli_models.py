@@ -164,14 +164,21 @@ def add_models_parser(subparsers):
     p.add_argument("name", metavar="NAME")
 
     p = sub.add_parser(
-        "configure", help="change how the live version is served (a rolling restart)"
+        "configure",
+        help="change how the model is served (the inference log: a rolling restart; when it "
+        "sleeps)",
     )
     p.add_argument("name", metavar="NAME")
     p.add_argument(
         "--inference-log",
         metavar="on|off|FRACTION",
-        required=True,
         help="keep what callers send and get: on (every request), off, or a fraction (0.1)",
+    )
+    p.add_argument(
+        "--sleep-after",
+        metavar="SECONDS|never|default",
+        help="release the model's processes after this many seconds without a request (the "
+        "next request wakes it); never: keep it warm; default: the platform's",
     )
     p.add_argument("--no-wait", action="store_true", help="return once the change is accepted")
 
@@ -332,12 +339,14 @@ def _print_model(m, out):
         f"  url:      {m['url']}\n"
         f"  batching: {batching}\n"
         f"  inference log: {_inference_log(m.get('inference_log'))}\n"
+        f"  sleeps:   {_sleeps(m.get('sleep_after'))}\n"
         f"  resources: {_show_resources(m.get('resources'))}\n"
         f"  predict:  {m['predict_url']}\n"
         f"  aliases:\n"
     )
     for a in m.get("aliases", []):
-        out.write(f"    {a['name']:<12}  {_short(a['version']):<12}  {a['url']}\n")
+        asleep = "  (asleep)" if a.get("asleep") else ""
+        out.write(f"    {a['name']:<12}  {_short(a['version']):<12}  {a['url']}{asleep}\n")
     out.write("  versions:\n")
     for v in m["versions"]:
         live = "  (live)" if v["id"] == m["current_version"] else ""
@@ -471,6 +480,34 @@ def write_canary(canary, out, as_json=False):
     _write_columns(rows, out)
 
 
+def _sample_argument(text):
+    """``--inference-log``: on, off or a fraction."""
+    sample = {"on": True, "off": False}.get(text.lower())
+    if sample is not None:
+        return sample
+    try:
+        return float(text)
+    except ValueError:
+        raise MlhubError(f"--inference-log takes on, off or a fraction, not {text!r}") from None
+
+
+def _sleep_after_argument(text):
+    """``--sleep-after``: whole seconds, never (0) or default (None)."""
+    named = {"never": 0, "default": None}
+    if text.lower() in named:
+        return named[text.lower()]
+    try:
+        return int(text)
+    except ValueError:
+        raise MlhubError(f"--sleep-after takes seconds, never or default, not {text!r}") from None
+
+
+def _sleeps(seconds):
+    if seconds is None:
+        return "?"
+    return "never (kept warm)" if seconds == 0 else f"after {seconds} s without a request"
+
+
 def _inference_log(sample):
     return "off" if not sample else f"keeps {sample * 100:g}% of the requests"
 
@@ -556,19 +593,19 @@ def _run(args, client, out):
     elif cmd == "history":
         write_history(client.history(args.name), out)
     elif cmd == "configure":
-        sample = {"on": True, "off": False}.get(args.inference_log.lower())
-        if sample is None:
-            try:
-                sample = float(args.inference_log)
-            except ValueError:
-                raise MlhubError(
-                    f"--inference-log takes on, off or a fraction, not {args.inference_log!r}"
-                ) from None
-        client.configure(args.name, inference_log=sample, wait=not args.no_wait, progress=progress)
+        settings = {}
+        if args.inference_log is not None:
+            settings["inference_log"] = _sample_argument(args.inference_log)
+        if args.sleep_after is not None:
+            settings["sleep_after"] = _sleep_after_argument(args.sleep_after)
+        if not settings:
+            raise MlhubError("say what to change: --inference-log and/or --sleep-after")
+        client.configure(args.name, wait=not args.no_wait, progress=progress, **settings)
         model = client.get(args.name)
         out.write(
             f"{model['owner']}/{model['name']}: {model['status']}, inference log "
-            f"{_inference_log(model['inference_log'])}\n"
+            f"{_inference_log(model['inference_log'])}, sleeps "
+            f"{_sleeps(model.get('sleep_after'))}\n"
         )
     elif cmd == "inference-log":
         for row in client.inference_log(

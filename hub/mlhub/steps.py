@@ -24,6 +24,9 @@ KEY_CREATED, KEY_REVOKED, SHARED = "key_created", "key_revoked", "shared"
 ACCESS_STEPS = (KEY_CREATED, KEY_REVOKED, SHARED)
 ALIAS_DELETED = "alias_deleted"  # an alias (not the default) was removed, with its processes
 CANARY_SHARE = "canary_share"  # a running canary's share of the requests was changed
+# an idle unit's processes or pods were released; a request wakes it (``mlhub.publisher.idle``)
+ASLEEP, WAKING, AWAKE = "asleep", "waking", "awake"
+SLEEP_SETTING = "sleep_setting"  # when a model sleeps was changed (``sleep_after``)
 # a model's history (``mlhub models history``): what was asked, by whom, and what went live
 HISTORY_STEPS = (
     "received",
@@ -32,5 +35,6 @@ HISTORY_STEPS = (
     "failed",
     ALIAS_DELETED,
     CANARY_SHARE,
+    SLEEP_SETTING,
     *ACCESS_STEPS,
 )

@@ -50,6 +50,7 @@ class FakeDeployer(Deployer):
         super().__init__(**kwargs)
         # serving: the Serving each model was last deployed or adopted with
         self.live, self.access, self.calls, self.serving = {}, {}, [], {}
+        self.sleeping = set()  # units put to sleep (``sleep``) and not woken since
 
     async def check(self, manifest, bundle_dir):
         if Path(bundle_dir, "model", "m.pkl").read_bytes().startswith(b"corrupt"):
@@ -60,6 +61,7 @@ class FakeDeployer(Deployer):
 
     async def deploy(self, model, version, bundle_dir, *, replicas, progress, serving=None):
         self.calls.append(("deploy", model.unit, version, replicas))
+        self.sleeping.discard(model)
         self.serving[model] = serving
         for step in ("starting", "ready", "switched", "drained"):
             progress(step, step)
@@ -76,6 +78,19 @@ class FakeDeployer(Deployer):
     async def delete(self, model):
         self.calls.append(("delete", model.unit))
         self.live.pop(model, None)
+        self.sleeping.discard(model)
+
+    async def sleep(self, model):
+        self.calls.append(("sleep", model.unit))
+        self.sleeping.add(model)
+
+    async def wake(self, model, progress):
+        self.calls.append(("wake", model.unit))
+        progress("starting", "starting")
+        self.sleeping.discard(model)
+
+    def asleep(self, model):
+        return model in self.sleeping
 
     async def logs(self, model, tail):
         return "".join(f"line {i}\n" for i in range(tail))
@@ -88,6 +103,7 @@ class FakeDeployer(Deployer):
 
     async def adopt(self, desired):
         self.calls.append(("adopt", len(desired)))
+        self.sleeping |= {d.model for d in desired if d.asleep}
         self.serving.update({d.model: d.serving for d in desired})
 
 

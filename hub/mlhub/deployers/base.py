@@ -143,6 +143,7 @@ class Desired:
     bundle_dir: str
     replicas: int
     serving: Serving = DEFAULT_SERVING
+    asleep: bool = False  # idle: nothing runs for it until ``wake`` (``sleep``)
 
 
 class Deployer(LoggingConfigurable):
@@ -418,6 +419,22 @@ class Deployer(LoggingConfigurable):
 
     async def delete(self, model):
         """Stop every process of the model and remove its route and local state."""
+        raise NotImplementedError
+
+    async def sleep(self, model):
+        """An idle unit releases what serves it (processes, pods) and its routes, so requests
+        reach the ``/models`` fallback, which wakes it. What it serves is kept: ``wake``,
+        ``deploy``, ``scale`` and ``rollback`` start it again. Nothing if it sleeps already."""
+        raise NotImplementedError
+
+    async def wake(self, model, progress):
+        """Start a sleeping unit's version again as it served before it slept (its replicas and
+        ``serving``) and route it once ready; raise ``DeployError`` saying why if it does not
+        start (it stays asleep). Nothing if it is awake."""
+        raise NotImplementedError
+
+    def asleep(self, model):
+        """Whether the unit sleeps (``sleep``, or ``Desired.asleep`` at ``adopt``)."""
         raise NotImplementedError
 
     async def logs(self, model, tail):

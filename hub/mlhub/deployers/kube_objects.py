@@ -36,6 +36,8 @@ ANNOTATION_MODEL = "mlhub.io/model"
 ANNOTATION_ALIAS = "mlhub.io/alias"
 ANNOTATION_VERSION = "mlhub.io/version"
 ANNOTATION_ACCESS = "mlhub.io/access-revision"
+# on a Deployment at 0 replicas because its model is idle (the publisher wakes it)
+ANNOTATION_ASLEEP = "mlhub.io/asleep-since"
 COMPONENT = "mlhub-model"
 ACCESS_KEY = "access.json"
 BUNDLE_TOKEN_KEY = "bundle-token"

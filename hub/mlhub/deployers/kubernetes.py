@@ -31,6 +31,7 @@ taken for a crash); those must stay together.
 """
 
 import asyncio
+import datetime
 import json
 import os
 import time
@@ -61,6 +62,11 @@ from mlhub.errors import DeployError, InvalidBundle
 from mlhub.resources import container_resources
 
 _SELECTOR = f"app.kubernetes.io/component={objects.COMPONENT}"
+
+
+def isoformat_now():
+    """When a model fell asleep, for its Deployment's annotation."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 class KubernetesDeployer(Deployer):
@@ -196,6 +202,7 @@ class KubernetesDeployer(Deployer):
         self._locks = {}
         self._busy = set()  # model ids with an operation running (their pod changes are ours)
         self._healing = set()  # model ids that lost a pod outside our operations
+        self._asleep = {}  # model id -> replicas to wake with (its Deployment is at 0)
         self._load_errors = {}  # pod name -> why its model will not load (from its /readyz)
         self._changed = asyncio.Condition()
         self._tasks = []
@@ -246,6 +253,8 @@ class KubernetesDeployer(Deployer):
         model = self._models.get(mid)
         if model is None or mid in self._busy or self._deployment_of(mid) is None:
             return
+        if mid in self._asleep:
+            return  # the pods of a model put to sleep
         if version_of(pod) != self.routing.wanted.get(mid):
             return  # an old or failed version being cleaned up
         self._healing.add(mid)
@@ -463,6 +472,7 @@ class KubernetesDeployer(Deployer):
     async def _rollout(self, model, mid, version, manifest, replicas, serving, progress):
         previous = self._deployment_of(mid)
         self.routing.wanted[mid] = version
+        self._asleep.pop(mid, None)  # the Deployment applied below has its replicas
         await self._apply_companions(model, replicas)
         progress("starting", f"rolling out {version[:19]} to {replicas} pod(s)")
         applied = await self.kube.apply(
@@ -575,6 +585,7 @@ class KubernetesDeployer(Deployer):
             if self._deployment_of(mid) is None:
                 raise DeployError(f"{model.key} has no live version to scale", {"model": model.key})
             self._busy.add(mid)
+            self._asleep.pop(mid, None)
             try:
                 progress("starting", f"scaling to {replicas} pod(s)")
                 await self._apply_companions(model, replicas)
@@ -607,6 +618,7 @@ class KubernetesDeployer(Deployer):
         name = objects.object_name(model)
         async with self._lock(model):
             self._busy.add(mid)
+            self._asleep.pop(mid, None)
             try:
                 await self.routing.delete(model)
                 self._models.pop(mid, None)
@@ -622,6 +634,67 @@ class KubernetesDeployer(Deployer):
                     self.log.info("%s deleted; its pods are still stopping", model.key)
             finally:
                 self._busy.discard(mid)
+
+    async def sleep(self, model):
+        await self._start()
+        mid = objects.model_id(model)
+        async with self._lock(model):
+            dep = self._deployment_of(mid)
+            if mid in self._asleep or dep is None:
+                return
+            await self.routing.delete(model)  # first: no caller is sent to a stopping pod
+            self._asleep[mid] = dep["spec"].get("replicas") or 1
+            # an HPA leaves a Deployment at 0 replicas alone (Kubernetes disables it there)
+            await self._patch_replicas(model, 0, isoformat_now())
+
+    async def _patch_replicas(self, model, replicas, asleep_since=None):
+        name = objects.object_name(model)
+        patch = {
+            "metadata": {"annotations": {objects.ANNOTATION_ASLEEP: asleep_since}},
+            "spec": {"replicas": replicas},
+        }
+        return await self.kube.patch("apps/v1", "deployments", name, patch, f"scaling {name}")
+
+    async def wake(self, model, progress):
+        await self._start()
+        mid = objects.model_id(model)
+        async with self._lock(model):
+            if mid not in self._asleep:
+                return
+            dep = self._deployment_of(mid)
+            if dep is None:
+                raise DeployError(
+                    f"the Deployment of {model.unit} is gone: publish the model again",
+                    {"model": model.key},
+                )
+            replicas, version = self._asleep[mid], template_version(dep)
+            self._busy.add(mid)
+            try:
+                progress("starting", f"waking: starting {replicas} pod(s) of {version[:19]}")
+                await self._patch_replicas(model, replicas)
+                try:
+                    first = await self._wait(
+                        lambda: self._serving_pods(mid, version) or self._failure(mid, version),
+                        self.ready_timeout,
+                        "a ready pod",
+                    )
+                except TimeoutError:
+                    first = None
+                if not isinstance(first, list):
+                    await self._patch_replicas(model, 0, isoformat_now())
+                    raise await self._fail(mid, version, f"{version[:19]} did not wake")
+                del self._asleep[mid]
+                self.routing.wanted[mid] = version
+                if self.route_target == "service":
+                    await self.routing.ensure(model)
+                else:
+                    await self.routing.follow_pods(model)
+                progress("ready", f"awake: pod {first[0]['metadata']['name']} is ready")
+            finally:
+                self._busy.discard(mid)
+
+    def asleep(self, model):
+        return objects.model_id(model) in self._asleep
 
     async def _delete_objects(self, name):
         kinds = [("apps/v1", "deployments"), ("v1", "services"), ("v1", "secrets")]
@@ -672,6 +745,12 @@ class KubernetesDeployer(Deployer):
     async def _adopt_one(self, d):
         mid = objects.model_id(d.model)
         dep = self._deployment_of(mid)
+        if d.asleep and dep is not None and template_version(dep) == d.version:
+            self._asleep[mid] = d.replicas  # it slept when the publisher stopped: it sleeps on
+            if dep["spec"].get("replicas"):
+                await self._patch_replicas(d.model, 0, isoformat_now())
+            await self.routing.delete(d.model)
+            return
         if dep is not None and template_version(dep) == d.version:
             self.routing.wanted[mid] = d.version
             if dep["spec"].get("replicas") != d.replicas:

@@ -81,6 +81,7 @@ class ModelProcesses:
     prepared: list = field(default_factory=list)  # started by ``prepare``, not deployed yet
     failures: int = 0
     next_restart: float = 0.0
+    asleep: bool = False  # idle: its processes stopped on purpose, nothing to restart
 
     def instances(self):
         return ([self.live] if self.live else []) + list(self.others)
@@ -477,6 +478,7 @@ class LocalDeployer(Deployer):
             old = self._make_live(state, new)
             state.want = want
             state.failures = 0
+            state.asleep = False
             # started by a publish that never got to its deploy (or a concurrent one, which
             # will start its own): not left running unseen
             for stale in list(state.prepared):
@@ -535,6 +537,44 @@ class LocalDeployer(Deployer):
     async def logs(self, model, tail):
         return tail_lines(self.log_file(model), tail, keep=serving_log.shown)
 
+    async def sleep(self, model):
+        state = self._state(model)
+        async with state.lock:
+            if state.asleep or state.want is None:
+                return
+            await self.delete_routes(model)  # first: no caller is sent to a stopping process
+            state.asleep = True  # before the stop: the supervisor must not restart it
+            await asyncio.gather(*(self.launcher.stop(i) for i in state.instances()))
+            state.live, state.others, state.prepared = None, [], []
+            self._save(state)
+
+    async def wake(self, model, progress):
+        state = self._state(model)
+        async with state.lock:
+            if not state.asleep:
+                return
+            want = state.want
+            if not Path(want.bundle_dir).is_dir():
+                raise DeployError(f"the bundle directory {want.bundle_dir} is missing")
+            what = f"{want.workers} worker(s) of {want.version[:19]}"
+            progress("starting", f"waking: starting {what}")
+            inst = await self._start_ready(
+                state, want.version, want.bundle_dir, want.workers, want.serving
+            )
+            try:
+                await self._route(model, inst)
+            except DeployError:
+                await self._retire(state, inst)
+                raise
+            self._make_live(state, inst)
+            state.asleep, state.failures = False, 0
+            self._save(state)
+            progress("ready", f"awake on port {inst.port} (pid {inst.pid})")
+
+    def asleep(self, model):
+        state = self._models.get(model)
+        return state is not None and state.asleep
+
     async def adopt(self, desired):
         wanted = {d.model for d in desired}
         strays, stopped = [], set()
@@ -567,6 +607,13 @@ class LocalDeployer(Deployer):
         state = self._state(d.model)
         async with state.lock:
             state.want = _Want(d.version, str(d.bundle_dir), d.replicas, d.serving)
+            if d.asleep:  # it slept when the publisher stopped: it sleeps on
+                state.asleep = True
+                await asyncio.gather(*(self.launcher.stop(i) for i in state.others))
+                state.others = []
+                self._save(state)
+                await self.delete_routes(d.model)
+                return
             found = None
             for inst in list(state.others):
                 if (
@@ -658,7 +705,9 @@ class LocalDeployer(Deployer):
         )
 
     def _needs_restart(self, state):
-        return state.want is not None and (state.live is None or not state.live.alive())
+        if state.want is None or state.asleep:
+            return False
+        return state.live is None or not state.live.alive()
 
     async def _heal(self, state):
         async with state.lock:

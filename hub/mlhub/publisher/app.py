@@ -35,6 +35,7 @@ from mlhub.deployers.routes import ProxyRoutes
 from mlhub.publisher.artifacts import ArtifactStore
 from mlhub.publisher.canary import CanaryCheck
 from mlhub.publisher.handlers import NotFoundHandler, make_handlers
+from mlhub.publisher.idle import IdlePolicy
 from mlhub.publisher.inference_log import ParquetInferenceLog, SQLInferenceLog
 from mlhub.publisher.manager import ModelManager
 from mlhub.publisher.openapi import load_spec
@@ -56,7 +57,15 @@ class PublisherApp(Application):
     name = "mlhub-publisher"
     version = mlhub.__version__
     description = "Publish models from notebooks as authenticated REST endpoints."
-    classes = [LocalDeployer, ProxyRoutes, HubOAuth, CanaryFront, CanaryCheck, Shadower]
+    classes = [
+        LocalDeployer,
+        ProxyRoutes,
+        HubOAuth,
+        CanaryFront,
+        CanaryCheck,
+        Shadower,
+        IdlePolicy,
+    ]
     aliases = {
         "config": "PublisherApp.config_file",
         "data-dir": "PublisherApp.data_dir",
@@ -307,6 +316,7 @@ class PublisherApp(Application):
             inference_log_max_rows_per_minute=self.inference_log_max_rows_per_minute,
             canary_check=CanaryCheck(parent=self, log=self.log),
             shadower=Shadower(ShadowLog(store.engine), parent=self, log=self.log),
+            idle_policy=IdlePolicy(parent=self, log=self.log),
         )
         hub_auth = HubOAuth(parent=self, base_url=self.service_prefix)
         server = HTTPServer(
@@ -324,10 +334,11 @@ class PublisherApp(Application):
         adoption = asyncio.ensure_future(manager.adopt())
         expiry = asyncio.ensure_future(manager.expire_inferences())
         canaries = asyncio.ensure_future(manager.watch_canaries())
+        idle = asyncio.ensure_future(manager.watch_idle())
         await stop.wait()
         self.log.info("stopping")
         server.stop()
-        for task in (adoption, expiry, canaries):
+        for task in (adoption, expiry, canaries, idle):
             task.cancel()
         await manager.shutdown()
         store.close()

@@ -72,6 +72,9 @@ class _Reading:
         return chunk
 
 
+_UNSET = object()  # a setting configure() leaves as it is
+
+
 def _quiet(step, message, fraction):
     pass
 
@@ -217,11 +220,26 @@ class PublisherClient:
         params = {k: v for k, v in params.items() if v is not None}
         return self._json("GET", self.model_path(name, "inference-log"), params=params)["rows"]
 
-    def configure(self, name, *, inference_log, wait=True, progress=None, timeout=600):
-        """Change the live version's inference log (``True``, ``False`` or a fraction of the
-        requests): a rolling restart; returns the ``Model`` once done (with ``wait``)."""
-        sample = {True: 1.0, False: 0}.get(inference_log, inference_log)
-        answer = self._json("PATCH", self.model_path(name), json={"inference_log": sample})
+    def configure(
+        self,
+        name,
+        *,
+        inference_log=_UNSET,
+        sleep_after=_UNSET,
+        wait=True,
+        progress=None,
+        timeout=600,
+    ):
+        """Change how the model is served: its inference log (``True``, ``False`` or a
+        fraction of the requests: a rolling restart) and when it sleeps (``sleep_after``
+        seconds without a request, 0 never, None the platform's default; no restart).
+        Returns the ``Model`` (once a restart is done, with ``wait``)."""
+        body = {}
+        if inference_log is not _UNSET:
+            body["inference_log"] = {True: 1.0, False: 0}.get(inference_log, inference_log)
+        if sleep_after is not _UNSET:
+            body["sleep_after"] = sleep_after
+        answer = self._json("PATCH", self.model_path(name), json=body)
         if not wait:
             return answer["model"]
         return self._follow(name, answer, progress or _quiet, timeout)

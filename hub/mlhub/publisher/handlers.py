@@ -6,6 +6,7 @@ Handlers authenticate, authorize and parse; ``ModelManager`` does the work. Ever
 OpenAPI document can be checked against them.
 """
 
+import hashlib
 import json
 import re
 import time
@@ -13,6 +14,7 @@ import zlib
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 import mlhub
 from mlhub.bundle import validate_name
@@ -44,6 +46,20 @@ from mlhub.publisher.views import parse_time
 from mlhub.resources import RESOURCE_PARAMS
 from mlhub.steps import DEFAULT_ALIAS
 
+# headers of one connection, not of the request or answer a sleeping model's request passes on
+HOP_HEADERS = {
+    "Host",
+    "Connection",
+    "Keep-Alive",
+    "Transfer-Encoding",
+    "Content-Length",
+    "Te",
+    "Trailer",
+    "Upgrade",
+    "Proxy-Authorization",
+}
+BODY_METHODS = ("POST", "PUT", "PATCH")
+PASS_ON_TIMEOUT = 300.0  # seconds a woken model may take to answer the request that woke it
 MAX_LOG_LINES = 100_000  # ?tail= of the logs: at most this many lines in one answer
 MAX_INFERENCE_BATCH = 256 << 20  # bytes of one inference log batch, once decompressed
 BUNDLE_TYPES = (
@@ -211,15 +227,23 @@ class ModelHandler(BaseHandler):
         self.write_json(self.manager.view(model))
 
     async def patch(self, user, name):
-        """Change a setting of the live version (a rolling restart): ``{"inference_log": 0.1}``."""
+        """Change how the model is served: ``{"inference_log": 0.1}`` (a rolling restart of
+        the live version), ``{"sleep_after": 600}`` (when it sleeps; no restart)."""
         caller, model = await self.model_for(MANAGE, user, name)
-        body = self.json_body('{"inference_log": 0.1}')
-        if set(body) != {"inference_log"}:
+        body = self.json_body('{"inference_log": 0.1} or {"sleep_after": 600}')
+        settings = {"inference_log", "sleep_after"}
+        if not body or not set(body) <= settings:
             raise BadRequest(
-                f"the settings a model takes here are inference_log, not {sorted(body)}",
+                f"the settings a model takes here are {', '.join(sorted(settings))}, not "
+                f"{sorted(set(body) - settings) or 'none'}",
                 {"field": "body"},
             )
-        answer = await self.manager.configure(caller, model, inference_log=body["inference_log"])
+        answer = await self.manager.configure(
+            caller,
+            model,
+            inference_log=body.get("inference_log", UNCHANGED),
+            sleep_after=body.get("sleep_after", UNCHANGED),
+        )
         self.write_json(answer, 202 if answer["event_id"] is not None else 200)
 
     async def delete(self, user, name):
@@ -592,8 +616,9 @@ class KeyHandler(BaseHandler):
 class ModelsFallbackHandler(BaseHandler):
     """``/models/...`` requests no live model route matched (the proxy's ``/models`` route).
 
-    Says in JSON whether the model does not exist (404) or is not serving yet (503), instead
-    of the hub's HTML 404 page.
+    A sleeping unit's request is held while the unit wakes, then passed on to it and answered
+    with its answer (``mlhub.publisher.idle``). Otherwise says in JSON whether the model does
+    not exist (404) or is not serving yet (503), instead of the hub's HTML 404 page.
     """
 
     async def prepare(self):
@@ -608,6 +633,10 @@ class ModelsFallbackHandler(BaseHandler):
                 f"model {user}/{name} has no alias {alias!r} (its aliases: {', '.join(known)})",
                 {"owner": user, "name": name, "alias": alias},
             )
+        unit = None if alias in ("", DEFAULT_ALIAS) else alias
+        if model.current_version and self.manager.asleep(model, unit):
+            await self.wake_and_pass_on(model, unit)
+            return
         if alias and alias != known[0]:
             raise NotReady(
                 f"alias {alias} of {user}/{name} is not serving right now (its first version "
@@ -618,6 +647,60 @@ class ModelsFallbackHandler(BaseHandler):
             f"model {user}/{name} is not serving right now (status {model.status}); "
             "its events say why",
             {"owner": user, "name": name, "status": model.status},
+        )
+
+    async def wake_and_pass_on(self, model, alias):
+        """Wake the unit once the caller may call it (a stranger wakes nothing), then send the
+        request where the proxy would have sent it and answer with the model's answer."""
+        await self.check_caller(model)
+        await self.manager.wake_unit(model, alias)
+        ref = self.manager.ref(model).with_alias(alias)
+        target = await self.manager.route_target(ref)
+        if target is None:
+            raise NotReady(
+                f"{ref.unit} woke but has no route yet: retry shortly", {"owner": model.owner}
+            )
+        answer = await AsyncHTTPClient().fetch(
+            HTTPRequest(
+                target.rstrip("/") + self.request.uri,
+                method=self.request.method,
+                headers={k: v for k, v in self.request.headers.get_all() if k not in HOP_HEADERS},
+                body=self.request.body if self.request.method in BODY_METHODS else None,
+                follow_redirects=False,
+                decompress_response=False,
+                request_timeout=PASS_ON_TIMEOUT,
+            ),
+            raise_error=False,
+        )
+        if answer.code == 599:  # no answer at all (the connection failed or timed out)
+            raise NotReady(f"{ref.unit} woke but did not answer: {answer.error}")
+        self.set_status(answer.code, answer.reason)
+        self.clear_header("Content-Type")
+        for key, value in answer.headers.get_all():
+            if key not in HOP_HEADERS:
+                self.add_header(key, value)
+        self.finish(answer.body)
+
+    async def check_caller(self, model):
+        """401 without a credential, 403 (401 for an unknown key or token) unless it is one of
+        the model's API keys or the token of a hub user who may call it, as its processes
+        would answer."""
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        token = token.strip() if scheme.lower() in ("token", "bearer") else ""
+        token = token or self.request.headers.get("X-Api-Key", "").strip()
+        if not token:
+            raise Unauthorized(
+                "send 'Authorization: token <key>' with an API key of this model or your "
+                "JupyterHub token"
+            )
+        if hashlib.sha256(token.encode()).hexdigest() in self.manager.key_hashes(model):
+            return
+        user = await self.hub_auth.get_user(self, sync=False) if scheme else None
+        if not user:
+            raise Unauthorized("this token is neither an API key of the model nor a hub token")
+        authorize(
+            Caller.from_hub_model(user), READ, model.owner, model.shared_with, model.shared_groups
         )
 
 

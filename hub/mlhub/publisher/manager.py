@@ -25,6 +25,7 @@ from mlhub.input_drift import PSI_THRESHOLD, drift_table, weak_note
 from mlhub.publisher.artifacts import place
 from mlhub.publisher.canary import CanaryCheck
 from mlhub.publisher.credentials import BundleTokens, access_list, new_key
+from mlhub.publisher.idle import IdleModels, IdlePolicy
 from mlhub.publisher.inference_log import MAX_READ_ROWS, rows_from_batch
 from mlhub.publisher.model_calls import call
 from mlhub.publisher.releases import Releases
@@ -35,6 +36,7 @@ from mlhub.publisher.views import (
     check_batching,
     check_inference_log,
     check_replicas,
+    check_sleep_after,
     model_view,
 )
 from mlhub.resources import check_resources
@@ -48,6 +50,7 @@ from mlhub.steps import (
     REQUESTED,
     SHADOW,
     SHARED,
+    SLEEP_SETTING,
 )
 
 UNCHANGED = object()  # a publish that does not mention a setting keeps the model's
@@ -63,7 +66,7 @@ class Outcome:
     started: bool
 
 
-class ModelManager(Releases):
+class ModelManager(Releases, IdleModels):
     """Publish and manage models; every method assumes the caller is already authorized."""
 
     def __init__(
@@ -86,6 +89,7 @@ class ModelManager(Releases):
         inference_log_max_rows_per_minute=100_000,
         canary_check=None,
         shadower=None,
+        idle_policy=None,
     ):
         self.store = store
         # multi-user mode: each owner's account may read their unpacked bundles, nobody else
@@ -118,6 +122,9 @@ class ModelManager(Releases):
         self.shadower = shadower or Shadower(ShadowLog(store.engine), log=log)
         self.shadow_log = self.shadower.store
         self._shadow_targets = {}  # shadow unit -> (when looked up, its predict URL)
+        # when idle models sleep; the wakes under way and the recent failed ones, per unit
+        self.idle_policy = idle_policy or IdlePolicy(log=log)
+        self._wakes, self._wake_failures = {}, {}
         deployer.on_event = self._on_deployer_event
         deployer.bundle_token = self.bundle_tokens.token
         deployer.log_token = self.bundle_tokens.log_token
@@ -203,7 +210,7 @@ class ModelManager(Releases):
 
     def view(self, model):
         """The API's ``Model`` object (``views.model_view``)."""
-        return model_view(model, self.public_url)
+        return model_view(model, self.public_url, self.sleep_after(model))
 
     def bundle_dir(self, model, digest):
         return self.models_dir / self.ref(model).owner_dir / model.name / digest.split(":", 1)[1]
@@ -391,9 +398,9 @@ class ModelManager(Releases):
     def _serves(self, model, alias, digest):
         """Whether ``alias`` of ``model`` (None: the default) serves ``digest`` already."""
         if alias is None:
-            return model.current_version == digest and model.status != "failed"
+            return model.current_version == digest and model.status not in ("failed", "sleeping")
         found = model.alias(alias)
-        return found is not None and found.version == digest
+        return found is not None and found.version == digest and not found.asleep
 
     def _background(self, coro):
         task = asyncio.ensure_future(coro)
@@ -433,7 +440,7 @@ class ModelManager(Releases):
                 model.version(digest).live_since = utcnow()
                 model.status = "ready"
             elif (pointer := model.alias(alias)) is not None:
-                pointer.version, pointer.since = digest, utcnow()
+                pointer.version, pointer.since, pointer.asleep = digest, utcnow(), None
             self.store.commit()
 
         async with self._lock(model.owner, model.name):
@@ -565,15 +572,37 @@ class ModelManager(Releases):
         self._background(self._deploy(model, digest, operation))
         return {"model": self.view(model), "version": digest, "event_id": first.id}
 
-    async def configure(self, caller, model, *, inference_log):
-        """Change how the live version is served (today: its inference log's sample,
-        ``check_inference_log``): a rolling restart with the new setting, kept for later
-        versions. The same setting again changes nothing (``event_id`` None)."""
+    async def configure(self, caller, model, *, inference_log=UNCHANGED, sleep_after=UNCHANGED):
+        """Change how the model is served: its inference log's sample
+        (``check_inference_log``: a rolling restart of the live version with the new setting,
+        kept for later versions) and when it sleeps (``check_sleep_after``: recorded, no
+        restart). The same settings again change nothing (``event_id`` None)."""
+        if sleep_after is not UNCHANGED:
+            sleep_after = check_sleep_after(sleep_after)
+            if sleep_after != model.sleep_after:
+                model.sleep_after = sleep_after
+                said = (
+                    "the platform's default"
+                    if sleep_after is None
+                    else (
+                        "never" if sleep_after == 0 else f"after {sleep_after} s without a request"
+                    )
+                )
+                self._record(
+                    model,
+                    model.current_version,
+                    SLEEP_SETTING,
+                    f"sleeps {said}, set by {caller.name}",
+                    actor=caller.name,
+                )
+                self.store.commit()
+        if inference_log is UNCHANGED:
+            return {"model": self.view(model), "version": model.current_version, "event_id": None}
         sample = check_inference_log(inference_log)
         if model.current_version is None:
             raise BadRequest(f"{model.key} has no live version", {"model": model.key})
         digest = model.current_version
-        if sample == model.inference_log and model.status == "ready":
+        if sample == model.inference_log and model.status in ("ready", "sleeping"):
             return {"model": self.view(model), "version": digest, "event_id": None}
         said = f"keep {sample * 100:g}% of the requests" if sample else "off"
         first = self._record(
@@ -783,6 +812,8 @@ class ModelManager(Releases):
                     "interrupted by a publisher restart; publish or roll back again",
                     "error",
                 )
+            asleep = {None} if model.status == "sleeping" else set()
+            asleep |= {a.name for a in model.aliases if a.asleep}
             model.status = "ready" if model.current_version else "failed"
             if model.current_version:
                 for alias in [a for a in model.aliases if a.version is None]:
@@ -799,6 +830,7 @@ class ModelManager(Releases):
                             str(bundle_dir),
                             model.replicas,
                             self.serving(model, alias),
+                            asleep=alias in asleep,
                         )
                     )
         self.store.commit()
@@ -819,7 +851,10 @@ class ModelManager(Releases):
                         model, None, "failed", f"canary not resumed: {exc.message}", "error"
                     )
         for model in self.store.list_models():
+            if model.current_version and self.asleep(model):
+                model.status = "sleeping"
             await self._sync_deployments(model)
+        self.store.commit()
         self.log.info("adopted %d model(s) in %.1f s", len(desired), time.monotonic() - started)
 
     async def shutdown(self):
@@ -829,6 +864,6 @@ class ModelManager(Releases):
         await self.deployer.shutdown()
         for model in self.store.list_models():
             status = await self.deployer.status(self.ref(model))
-            if model.current_version and status["state"] == "stopped":
+            if model.current_version and status["state"] == "stopped" and not self.asleep(model):
                 model.status = "stopped"  # the deployer stopped it with us
         self.store.commit()

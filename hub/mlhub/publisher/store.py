@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -75,6 +76,9 @@ class Model(Base):
     # the share of production's requests (percent) sent to its shadow too, or None; the
     # shadow's version is its alias ``shadow``
     shadow_percent: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # seconds without a request after which it sleeps (0: never), or None (the platform's
+    # ``IdlePolicy.sleep_after``); ``status`` is "sleeping" while production sleeps
+    sleep_after: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     versions: Mapped[list["Version"]] = relationship(
         back_populates="model", cascade="all, delete-orphan", order_by="Version.created"
@@ -134,6 +138,7 @@ class Alias(Base):
     name: Mapped[str] = mapped_column(String(32))
     version: Mapped[str | None] = mapped_column(String(71))
     since: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    asleep: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # idle, released
 
 
 class Deployment(Base):

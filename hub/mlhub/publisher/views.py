@@ -19,9 +19,10 @@ _AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _ALIAS = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
 
 
-def model_view(model, public_url):
+def model_view(model, public_url, sleep_after):
     """The API's ``Model`` object (openapi.yaml) of a stored model; ``public_url`` without its
-    trailing slash."""
+    trailing slash, ``sleep_after`` the seconds of no request after which it sleeps (its own
+    or the platform's; 0: never)."""
     ref = ModelRef(model.owner, model.name)
     url = f"{public_url}{ref.url_prefix}/"
     versions = sorted(model.versions, key=lambda v: v.created, reverse=True)
@@ -32,6 +33,7 @@ def model_view(model, public_url):
         if model.current_version
         else None,
         "url": url,
+        "asleep": model.status == "sleeping",
     }
     aliases = [
         {
@@ -39,6 +41,7 @@ def model_view(model, public_url):
             "version": a.version,
             "since": isoformat(a.since),
             "url": f"{public_url}{ref.with_alias(a.name).url_prefix}/",
+            "asleep": bool(a.asleep),
         }
         for a in sorted(model.aliases, key=lambda a: a.name)
     ]
@@ -55,6 +58,7 @@ def model_view(model, public_url):
         "batching": model.batching,
         "resources": model.resources,
         "inference_log": model.inference_log,
+        "sleep_after": sleep_after,
         "aliases": [default, *aliases],
         "canary": _pointer(model, CANARY, model.canary_percent),
         "shadow": _pointer(model, SHADOW, model.shadow_percent),
@@ -118,6 +122,25 @@ def check_batching(batching):
                 {"field": f"batching.{field}"},
             )
     return {"max_size": size, "max_wait_ms": wait}
+
+
+MAX_SLEEP_AFTER = 366 * 86400  # a year: more is a typo, and "never" is 0
+
+
+def check_sleep_after(seconds):
+    """A model's ``sleep_after``: whole seconds from 0 (never sleeps) to a year, or None (the
+    platform's default)."""
+    if seconds is None:
+        return None
+    whole = isinstance(seconds, int) and not isinstance(seconds, bool)
+    if not whole or not 0 <= seconds <= MAX_SLEEP_AFTER:
+        raise BadRequest(
+            "sleep_after must be the seconds without a request after which the model sleeps "
+            f"(0: never; at most {MAX_SLEEP_AFTER}) or null (the platform's default), "
+            f"got {seconds!r}",
+            {"field": "sleep_after"},
+        )
+    return seconds
 
 
 def check_inference_log(sample):
