@@ -71,6 +71,12 @@ def add_models_parser(subparsers):
         "requests to keep (0.1); kept for later versions (default: the model's setting)",
     )
     p.add_argument(
+        "--sleep-after",
+        metavar="SECONDS|never|default",
+        help="release the model's processes after this many seconds without a request (the "
+        "next request wakes it); never: keep it warm; kept for later versions",
+    )
+    p.add_argument(
         "--alias",
         help="go live at this alias, at .../NAME@ALIAS/ (default: production, the plain URL)",
     )
@@ -491,6 +497,13 @@ def _sample_argument(text):
         raise MlhubError(f"--inference-log takes on, off or a fraction, not {text!r}") from None
 
 
+def _sleep_after(args):
+    """``{"sleep_after": ...}`` when ``--sleep-after`` was given, else nothing."""
+    if args.sleep_after is None:
+        return {}
+    return {"sleep_after": _sleep_after_argument(args.sleep_after)}
+
+
 def _sleep_after_argument(text):
     """``--sleep-after``: whole seconds, never (0) or default (None)."""
     named = {"never": 0, "default": None}
@@ -546,6 +559,7 @@ def _run(args, client, out):
             alias=args.alias,
             progress=progress,
             wait=not args.no_wait,
+            **_sleep_after(args),
         )
         model = result if "owner" in result else result["model"]
         url = _alias_url(model, args.alias)

@@ -2,13 +2,15 @@
 hub's proxy as users call them: deploy, scale, a rolling update under load, a deleted pod
 replaced, a publisher restart that loses nothing, rollback, a broken version that never
 replaces a working one, the inference log, an alias moved under load, a canary split and
-promoted, a failing canary aborted by itself, a shadow compared, and a delete that leaves no
-object behind.
+promoted, a failing canary aborted by itself, a shadow compared, a model asleep at zero replicas
+woken through the proxy, and a delete that leaves no object behind.
 
 The tests of this module run in order on one model, ``defect`` (each step starts from what the
 previous one left), plus a second model, with its own resources, for the broken version.
 Nothing asserts how long anything takes: waits only guard against hanging.
 """
+
+import concurrent.futures
 
 import numpy as np
 import pytest
@@ -24,6 +26,10 @@ from mlhub.deployers.base import ModelRef
 from mlhub.errors import MlhubError
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+HUB_CONFIG = """
+c.IdlePolicy.interval = 1
+"""
 
 SELECTOR = f"mlhub.io/model-id={kube_objects.model_id(ModelRef('alice', 'defect'))}"
 STAGING = f"mlhub.io/model-id={kube_objects.model_id(ModelRef('alice', 'defect', 'staging'))}"
@@ -326,6 +332,37 @@ def test_a_shadow_answers_no_caller_and_is_compared_with_production(kube_hub):
     assert shadow["summary"]["agreement"] == 0.0 and shadow["summary"]["dropped"] == 0
     hub.client.stop_shadow("defect")
     assert hub.client.get("defect")["shadow"] is None
+
+
+def test_an_idle_model_sleeps_at_zero_replicas_and_a_request_wakes_it(kube_hub, kube_api, tmp_path):
+    """Another model, ``sleepy``, told to sleep after 2 s without a request: its Deployment
+    goes to 0 replicas (no pod left), and requests through the proxy, several at once, wake
+    it through the publisher and get its answer."""
+    hub = kube_hub
+    hub.client.publish(constant_bundle(tmp_path / "sleepy", 6.0, "sleepy"), "sleepy")
+    hub.client.configure("sleepy", sleep_after=2)
+    selector = f"mlhub.io/model-id={kube_objects.model_id(ModelRef('alice', 'sleepy'))}"
+    ns = hub.namespace
+
+    def scaled_to_zero():
+        (dep,) = kube_api.items(f"/apis/apps/v1/namespaces/{ns}/deployments", selector)
+        gone = not kube_api.items(f"/api/v1/namespaces/{ns}/pods", selector)
+        return dep if dep["spec"]["replicas"] == 0 and gone else None
+
+    dep = wait_for(scaled_to_zero, "sleepy's Deployment at 0 replicas, its pod gone", timeout=120)
+    assert dep["metadata"]["annotations"]["mlhub.io/asleep-since"]
+    assert hub.client.get("sleepy")["status"] == "sleeping"
+
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+        answers = list(pool.map(lambda _: predict(hub, "alice", "sleepy", hub.alice), range(5)))
+    assert [a.status_code for a in answers] == [200] * 5, [a.text for a in answers]
+    assert {tuple(a.json()["predictions"]) for a in answers} == {(6.0,)}
+    (dep,) = kube_api.items(f"/apis/apps/v1/namespaces/{ns}/deployments", selector)
+    assert dep["spec"]["replicas"] == 1
+    assert "mlhub.io/asleep-since" not in dep["metadata"].get("annotations", {})
+    assert hub.client.get("sleepy")["status"] == "ready"
+    assert steps(hub, "sleepy")[-1] == "awake"
+    hub.client.delete("sleepy")
 
 
 def test_delete_removes_every_object(kube_hub, kube_api):

@@ -151,9 +151,7 @@ async def test_a_wake_starts_the_unit_once_for_every_waiting_request(api):
     assert steps[-4:] == ["asleep", "waking", "waking", "awake"]
 
 
-async def test_a_failed_wake_is_a_503_with_the_reason_and_is_not_retried_at_once(
-    api, monkeypatch
-):
+async def test_a_failed_wake_is_a_503_with_the_reason_and_is_not_retried_at_once(api, monkeypatch):
     await api.publish("iris")
     await api.settle()
     model = api.manager.get("alice", "iris")
@@ -204,3 +202,17 @@ async def test_a_sleeping_model_sleeps_on_after_a_publisher_restart(api, tmp_pat
         }
         status, body = await restarted.call("GET", "api/models/alice/iris")
         assert body["status"] == "sleeping"
+
+
+async def test_a_publish_sets_when_the_model_sleeps_and_later_versions_keep_it(api):
+    status, body = await api.publish("warm", query="?sleep_after=never")
+    assert status == 202 and body["model"]["sleep_after"] == 0
+    await api.settle()
+    status, body = await api.publish("warm", payload=b"v2")
+    assert body["model"]["sleep_after"] == 0  # not mentioned: kept
+    await api.settle()
+    status, body = await api.publish("warm", payload=b"v3", query="?sleep_after=default")
+    assert body["model"]["sleep_after"] == 900
+    await api.settle()
+    status, body = await api.publish("warm", payload=b"v4", query="?sleep_after=soon")
+    assert status == 400 and body["detail"]["field"] == "sleep_after"

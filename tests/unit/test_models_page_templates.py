@@ -22,6 +22,7 @@ VIEW = {
     "shared_with": ["bob"],
     "shared_groups": [],
     "inference_log": 0.5,
+    "sleep_after": 900,
     "canary": None,
     "shadow": None,
     "aliases": [
@@ -120,15 +121,27 @@ def model_page(manage, **extra):
 
 def test_the_owner_gets_every_form_with_the_xsrf_token():
     html = model_page(True)
-    for action in ("rollback", "alias", "unalias", "scale", "keys", "revoke", "share"):
+    for action in ("rollback", "alias", "unalias", "scale", "keys", "revoke", "share", "sleep"):
         assert f'action="/services/p/models/alice/iris/{action}"' in html
     # one rollback (V1), alias move, alias delete (staging), canary start, shadow start, scale,
-    # key create, key revoke, sharing, inference log, try it
-    assert html.count('name="_xsrf" value="tok"') == 11
+    # key create, key revoke, sharing, sleep, inference log, try it
+    assert html.count('name="_xsrf" value="tok"') == 12
     assert 'id="share-users" name="users"\n                 value="bob"' in html
     assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>x</script>" not in html
     assert 'href="/hub/static/css/style.min.css"' in html
     assert '<label class="form-label" for="replicas-input">Replicas (1 to 8)</label>' in html
+
+
+def test_a_sleeping_model_says_so_and_when_it_sleeps():
+    html = model_page(True, model={**VIEW, "status": "sleeping", "sleep_after": 5400})
+    assert ">sleeping</span>" in html and "the next request wakes it" in html
+    assert "After 1 hour 30 minutes without a request" in html
+    assert 'id="asleep-now"' in html
+    minutes = 'id="sleep-minutes" name="minutes"\n                 min="0" step="any" value="90"'
+    assert minutes in html
+    warm = model_page(True, model={**VIEW, "sleep_after": 0})
+    assert "Never: it stays warm" in warm and 'id="asleep-now"' not in warm
+    assert '<option value="never" selected>' in warm
 
 
 def test_a_reader_gets_no_forms_and_no_log():

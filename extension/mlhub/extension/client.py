@@ -235,6 +235,14 @@ def _tolerance(tolerance):
 # ---------------------------------------------------------------- the notebook API
 
 
+def _sleep_after(sleep_after):
+    """``publish(sleep_after=)`` for ``PublisherClient.publish``: ``"default"`` is the hub's
+    (None there), None says nothing (the model keeps its setting)."""
+    if sleep_after is None:
+        return {}
+    return {"sleep_after": None if sleep_after == "default" else sleep_after}
+
+
 def publish(
     model,
     name,
@@ -248,6 +256,7 @@ def publish(
     batching=None,
     resources=None,
     inference_log=None,
+    sleep_after=None,
     alias=None,
     wait=True,
     timeout=600.0,
@@ -274,13 +283,16 @@ def publish(
     requests. ``inference_log=True`` keeps every request's inputs, outputs, latency and status
     (``0.1``: a tenth of the requests; ``False``: off; ``None``: the model's setting, for a
     new model the hub's default), read back with ``mlhub.inference_log(name)`` and compared
-    with the published data by ``mlhub.drift(name)``. ``alias="staging"`` publishes the
-    version at ``.../<name>@staging/`` only (its own serving processes), leaving the plain
-    URL's ``production`` version serving; ``mlhub.set_alias(name, "production", "staging")``
-    promotes it later. With ``wait=False`` this returns once the publisher has the bundle.
-    ``progress`` gets ``(step, fraction, message)``; by default a text bar is printed.
-    ``publisher`` is a ``PublisherClient``; by default ``connect()`` makes one from the
-    kernel's environment.
+    with the published data by ``mlhub.drift(name)``. An idle model sleeps (its processes are
+    released after the hub's idle time; its next request wakes it): ``sleep_after=0`` keeps it
+    running, ``sleep_after=600`` releases it after 10 minutes without a request,
+    ``"default"`` is the hub's idle time again (``None``: the model's setting).
+    ``alias="staging"`` publishes the version at ``.../<name>@staging/`` only (its own
+    serving processes), leaving the plain URL's ``production`` version serving;
+    ``mlhub.set_alias(name, "production", "staging")`` promotes it later. With ``wait=False``
+    this returns once the publisher has the bundle. ``progress`` gets ``(step, fraction,
+    message)``; by default a text bar is printed. ``publisher`` is a ``PublisherClient``; by
+    default ``connect()`` makes one from the kernel's environment.
     """
     validate_name(name)
     report = progress or TextProgress()
@@ -314,6 +326,7 @@ def publish(
             wait=wait,
             timeout=timeout,
             progress=steps,
+            **_sleep_after(sleep_after),
         )
     if wait:
         info, version = answer, _alias_of(answer, alias)["version"]

@@ -267,6 +267,7 @@ class PublisherClient:
         batching=None,
         resources=None,
         inference_log=None,
+        sleep_after=_UNSET,
         alias=None,
         progress=None,
         wait=True,
@@ -281,7 +282,10 @@ class PublisherClient:
         "memory_limit": "2Gi"}`` (any of them, Kubernetes quantities) per serving pod; given,
         they replace the model's, the deployer's defaults fill in the rest; ``None`` keeps the
         model's. ``inference_log``: ``True`` (log every request), a fraction of requests to
-        log (``0.1``), ``False`` (off); ``None`` keeps the model's. ``alias``: the alias the
+        log (``0.1``), ``False`` (off); ``None`` keeps the model's. ``sleep_after``: seconds
+        without a request after which the model's processes are released until a request
+        wakes it (0: never, ``None``: the platform's default; left out: the model's setting).
+        ``alias``: the alias the
         version goes live at (default ``production``, the plain URL; ``"staging"`` serves it at
         ``.../<name>@staging/`` and leaves production as it is). Returns the final ``Model``
         (with ``wait``) or the publisher's answer ``{"model", "version", "event_id"}``.
@@ -315,6 +319,7 @@ class PublisherClient:
                 batching=batching,
                 resources=resources,
                 inference_log=inference_log,
+                sleep_after=sleep_after,
                 alias=alias,
                 progress=progress,
             )
@@ -331,6 +336,7 @@ class PublisherClient:
         batching=None,
         resources=None,
         inference_log=None,
+        sleep_after=_UNSET,
         alias=None,
         progress=None,
     ):
@@ -349,6 +355,8 @@ class PublisherClient:
         params.update(resources_params(resources))
         if inference_log is not None:
             params["inference_log"] = {True: "on", False: "off"}.get(inference_log, inference_log)
+        if sleep_after is not _UNSET:
+            params["sleep_after"] = "default" if sleep_after is None else sleep_after
         if alias:
             params["alias"] = alias
         with open(archive, "rb") as fh:

@@ -319,11 +319,25 @@ class VersionsHandler(BaseHandler):
                 batching=self.batching_argument(),
                 resources=self.resources_argument(),
                 inference_log=self.get_query_argument("inference_log", UNCHANGED),
+                sleep_after=self.sleep_after_argument(),
                 alias=self.get_query_argument("alias", None),
             )
         finally:
             self.upload.discard()
         self.write_json(outcome.body, 202 if outcome.started else 200)
+
+    def sleep_after_argument(self):
+        """``?sleep_after=SECONDS|never|default`` (``check_sleep_after``), or ``UNCHANGED``."""
+        raw = self.get_query_argument("sleep_after", None)
+        if raw is None:
+            return UNCHANGED
+        named = {"never": 0, "default": None}
+        if raw in named:
+            return named[raw]
+        try:
+            return int(raw)
+        except ValueError:
+            return raw  # refused by the check, naming the value
 
     def batching_argument(self):
         """``?batching=on|off`` with ``batch_max_size``/``batch_max_wait_ms`` (the serving

@@ -20,7 +20,14 @@ from mlhub.bundle import load_manifest, validate_name
 from mlhub.bundle.parity import read_parity
 from mlhub.datadir import grant_owner
 from mlhub.deployers.base import Desired, ModelRef, Serving
-from mlhub.errors import BadRequest, Conflict, MlhubError, NotFound, TooManyRequests
+from mlhub.errors import (
+    BadRequest,
+    Conflict,
+    MlhubError,
+    NotFound,
+    NotReady,
+    TooManyRequests,
+)
 from mlhub.input_drift import PSI_THRESHOLD, drift_table, weak_note
 from mlhub.publisher.artifacts import place
 from mlhub.publisher.canary import CanaryCheck
@@ -280,6 +287,7 @@ class ModelManager(Releases, IdleModels):
         batching=UNCHANGED,
         resources=UNCHANGED,
         inference_log=UNCHANGED,
+        sleep_after=UNCHANGED,
         alias=None,
     ):
         """Accept an uploaded bundle as a version of ``owner/name`` and start deploying it to
@@ -294,6 +302,7 @@ class ModelManager(Releases, IdleModels):
         quantities, see ``check_resources``): given, they replace the model's; what they leave
         out is the deployer's default. And ``inference_log`` (the fraction of requests kept,
         ``check_inference_log``; a new model that does not say gets ``inference_log_default``).
+        ``sleep_after`` (``check_sleep_after``) is kept with the model too.
         """
         validate_name(name)
         alias = None if alias in (None, DEFAULT_ALIAS) else check_alias(alias)
@@ -313,6 +322,8 @@ class ModelManager(Releases, IdleModels):
             resources = check_resources(resources) or None
         if inference_log is not UNCHANGED:
             inference_log = check_inference_log(inference_log)
+        if sleep_after is not UNCHANGED:
+            sleep_after = check_sleep_after(sleep_after)
         received = utcnow()
         loop = asyncio.get_running_loop()
         ingested = await loop.run_in_executor(
@@ -363,6 +374,8 @@ class ModelManager(Releases, IdleModels):
             model.batching = serving.batching
             model.resources = serving.resources
             model.inference_log = serving.inference_log
+            if sleep_after is not UNCHANGED:
+                model.sleep_after = sleep_after
             artifact = self.artifacts.commit(ingested)
             self.store.add_version(
                 model, ingested.digest, ingested.size, ingested.manifest, artifact, caller.name
@@ -656,8 +669,14 @@ class ModelManager(Releases, IdleModels):
 
     # ------------------------------------------------------------ trying it
 
-    async def call_model(self, model, method, path, token, body=None, timeout=60):
-        """Call the model's ``path`` as a caller holding ``token`` (``model_calls.call``)."""
+    async def call_model(self, model, method, path, token, body=None, timeout=60, wake=False):
+        """Call the model's ``path`` as a caller holding ``token`` (``model_calls.call``). A
+        sleeping model is woken first with ``wake`` (a request someone sent), else answers
+        ``NotReady`` (the page's charts must not keep idle models awake)."""
+        if self.asleep(model):
+            if not wake:
+                raise NotReady(f"{model.key} is asleep (idle): its next request wakes it")
+            await self.wake_unit(model)
         return await call(self.deployer.routes, self.ref(model), method, path, token, body, timeout)
 
     # ------------------------------------------------------------ inference log and drift

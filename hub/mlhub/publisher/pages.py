@@ -53,6 +53,7 @@ ACTIONS = (
     "share",
     "try",
     "inference-log",
+    "sleep",
 )
 # what a redirect after a form says happened (a code, so no text of the URL reaches the page)
 DONE = {
@@ -72,16 +73,29 @@ DONE = {
     "shared": "Sharing saved: those users and groups may call the model and see this page.",
     "logging": "The inference log's setting is being applied (a rolling restart): see Events.",
     "logged": "Nothing to do: the inference log already keeps that share of the requests.",
+    "sleep": "Saved: the model sleeps as it says now (no restart).",
 }
 
 
 def page_templates():
     """The Jinja environment of the pages (autoescaped)."""
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
+    env.filters["duration"] = duration
+    return env
+
+
+def duration(seconds):
+    """Seconds as people say them: "15 minutes", "1 hour 30 minutes", "45 seconds"."""
+    parts = []
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count} {unit}{'' if count == 1 else 's'}")
+    return " ".join(parts[:2]) or "0 seconds"
 
 
 def newest(history, rows):
@@ -292,6 +306,9 @@ class ModelActionPage(PageHandler):
                 ) from None
             answer = await self.manager.configure(caller, model, inference_log=sample)
             done = "logging" if answer["event_id"] is not None else "logged"
+        elif action == "sleep":
+            await self.manager.configure(caller, model, sleep_after=self.sleep_field())
+            done = "sleep"
         elif action == "keys":
             key = await self.manager.create_key(
                 caller, model, self.get_body_argument("description", "")
@@ -323,7 +340,7 @@ class ModelActionPage(PageHandler):
         else:
             token = self.hub_auth.get_token(self)
             status, answer = await self.manager.call_model(
-                model, "POST", "/v1/predict", token, body.encode()
+                model, "POST", "/v1/predict", token, body.encode(), wake=True
             )
             try:
                 answer = json.dumps(json.loads(answer), indent=1)
@@ -334,6 +351,31 @@ class ModelActionPage(PageHandler):
     def names_field(self, name):
         """A form field of names separated by commas or spaces, as a list."""
         return [n for n in self.get_body_argument(name, "").replace(",", " ").split() if n]
+
+    def sleep_field(self):
+        """The Sleep form: ``mode`` default (None), never (0) or after ``minutes``."""
+        mode = self.get_body_argument("mode", "")
+        if mode == "default":
+            return None
+        if mode == "never":
+            return 0
+        if mode != "after":
+            raise BadRequest(
+                f"mode must be default, never or after, got {mode!r}", {"field": "mode"}
+            )
+        raw = self.get_body_argument("minutes", "").strip()
+        try:
+            minutes = float(raw)
+        except ValueError:
+            raise BadRequest(
+                f"minutes must be a number, got {raw!r}", {"field": "minutes"}
+            ) from None
+        if not minutes > 0:
+            raise BadRequest(
+                "minutes must be above 0 (choose never to keep the model warm)",
+                {"field": "minutes"},
+            )
+        return round(minutes * 60)
 
     def int_field(self, name):
         raw = self.get_body_argument(name, "")
