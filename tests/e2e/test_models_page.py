@@ -325,3 +325,32 @@ def test_the_owner_starts_reads_and_stops_a_shadow_from_the_page(hub, browser_pa
     page.wait_for_selector("#done")
     assert page.locator("#no-shadow").count() == 1
     assert hub.client.get("mirror")["shadow"] is None
+
+
+def test_the_owner_sees_a_model_sleep_and_keeps_it_warm_from_the_page(hub, browser_page, tmp_path):
+    """A model told to sleep after 1 s shows ``sleeping`` in the list and on its page; the
+    owner's Try it wakes it with the model's answer, and the Sleep form keeps it warm."""
+    hub.client.publish(constant_bundle(tmp_path / "dozy", 8.0, "dozy"), "dozy")
+    hub.client.configure("dozy", sleep_after=1)
+    wait_for(lambda: hub.client.get("dozy")["status"] == "sleeping", "dozy to sleep", timeout=60)
+    page = browser_page
+    log_in(page, hub, "alice")
+    open_models_page(page, hub)
+    row = page.locator("tr", has=page.get_by_role("link", name="dozy", exact=True))
+    assert "sleeping" in row.inner_text()
+    page.get_by_role("link", name="dozy", exact=True).click()
+    page.get_by_role("heading", name="Sleep when idle").wait_for()
+    assert "After 1 second without a request" in page.inner_text("#sleep-setting")
+    assert page.locator("#asleep-now").is_visible()
+
+    page.fill("#try-body", '{"instances": [[0.0, 0.0]]}')
+    page.get_by_role("button", name="Send").click()
+    page.locator("#try-status").wait_for()
+    assert page.inner_text("#try-status") == "HTTP 200"
+    assert "8.0" in page.inner_text("#try-answer")
+
+    page.select_option("#sleep-mode", "never")
+    page.locator("#sleep").get_by_role("button", name="Save").click()
+    page.locator("#done").wait_for()
+    assert "Never: it stays warm" in page.inner_text("#sleep-setting")
+    assert hub.client.get("dozy")["sleep_after"] == 0

@@ -870,8 +870,11 @@ class ModelManager(Releases, IdleModels):
                         model, None, "failed", f"canary not resumed: {exc.message}", "error"
                     )
         for model in self.store.list_models():
+            # what the deployer found: a unit whose objects were gone was started again
             if model.current_version and self.asleep(model):
                 model.status = "sleeping"
+            for alias in model.aliases:
+                alias.asleep = True if self.asleep(model, alias.name) else None
             await self._sync_deployments(model)
         self.store.commit()
         self.log.info("adopted %d model(s) in %.1f s", len(desired), time.monotonic() - started)
