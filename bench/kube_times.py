@@ -10,7 +10,10 @@ Measured, each over ``--runs`` runs with a fresh model (median, min, max):
 - pod ready: the pod's own timestamps (created -> Ready condition), as the API server has them;
 - scale 1 -> 3: from the scale request until the publisher reports it done;
 - rollout v1 -> v2 (1 replica): from the upload until every answer through the proxy is v2,
-  and until the publisher reports it done (the old pod drained).
+  and until the publisher reports it done (the old pod drained);
+- wake from zero: the model told to sleep after 1 s (its Deployment at 0 replicas, no pod),
+  then one request through the proxy, timed until its answer (the publisher holds it while the
+  pod starts: the issue's target is under 10 s with the image present).
 
 The same real ``mlhub up`` as the cluster tests (their harness and their KubernetesDeployer
 settings, ``kubetest.deployer_config``: pod routes, short drains) and the same standard serving
@@ -88,7 +91,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    results = {k: [] for k in ("up", "down", "publish", "pod", "scale", "switch", "rollout")}
+    kinds = ("up", "down", "publish", "pod", "scale", "switch", "rollout", "wake")
+    results = {k: [] for k in kinds}
 
     cluster = Cluster()
     if cluster.running():
@@ -104,6 +108,7 @@ def main():
     api.create_namespace(namespace)
     tmp = Path(tempfile.mkdtemp(prefix="kube-bench-"))
     config = deployer_config(cluster.kubeconfig, namespace, image)
+    config += "\nc.IdlePolicy.interval = 0.5\n"
     hub = EmbeddedHub(tmp, config=config)
     try:
         hub.start()
@@ -117,7 +122,7 @@ def main():
                 f"{hub.url}models/alice/{name}/v1/predict",
                 json={"instances": [[0.0, 1.0]]},
                 headers=headers,
-                timeout=10,
+                timeout=60,  # a wake from zero replicas is held by the publisher
             )
             return resp.json()["predictions"][0] if resp.status_code == 200 else None
 
@@ -141,6 +146,18 @@ def main():
             results["switch"].append(time.monotonic() - start)
             client.wait_for(name, op["version"], since=op["event_id"] - 1, timeout=300)
             results["rollout"].append(time.monotonic() - start)
+            client.configure(name, sleep_after=1)
+            until(
+                lambda s=selector, name=name: (
+                    client.get(name)["status"] == "sleeping"
+                    and not api.items(f"/api/v1/namespaces/{namespace}/pods", s)
+                )
+            )
+            start = time.monotonic()
+            woken = answer(name)
+            results["wake"].append(time.monotonic() - start)
+            if woken != 2.0:
+                raise SystemExit(f"the wake of {name} answered {woken!r}, not 2.0")
             client.delete(name)
         hub.stop()
     finally:
@@ -155,6 +172,7 @@ def main():
     print(summary("scale 1 -> 3 (done)", results["scale"]))
     print(summary("rollout v1 -> v2: answers are v2", results["switch"]))
     print(summary("rollout v1 -> v2: done (drained)", results["rollout"]))
+    print(summary("wake from 0 replicas -> answer", results["wake"]))
 
 
 if __name__ == "__main__":
