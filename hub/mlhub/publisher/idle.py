@@ -140,11 +140,7 @@ class IdleModels:
                 "its processes were released; the next request wakes it",
                 alias=alias,
             )
-            if alias is None:
-                model.status = "sleeping"
-            else:
-                model.alias(alias).asleep = True
-            self.store.commit()
+            self._mark_asleep(model, alias, True)
         await self._sync_deployments(model)
 
     def _drop_unpacked(self, model, version):
@@ -207,9 +203,14 @@ class IdleModels:
                 f"awake after {time.monotonic() - started:.2f} s",
                 alias=alias,
             )
-            if alias is None:
-                model.status = "ready"
-            else:
-                model.alias(alias).asleep = None
-            self.store.commit()
+            self._mark_asleep(model, alias, False)
         await self._sync_deployments(model)
+
+    def _mark_asleep(self, model, alias, asleep):
+        """Store whether the unit sleeps: production's as the model's status, an alias's as
+        its ``asleep``."""
+        if alias is None:
+            model.status = "sleeping" if asleep else "ready"
+        else:
+            model.alias(alias).asleep = asleep or None
+        self.store.commit()
