@@ -133,6 +133,13 @@ async def test_an_alias_sleeps_on_its_own(api):
         ("production", False),
         ("staging", True),
     ]
+    # and the other way round: an alias still sleeps after production fell asleep
+    await api.manager.sleep_unit(api.manager.get("alice", "iris"), None, 1000)
+    await api.publish("iris", payload=b"v3", query="?alias=qa")
+    await api.settle()
+    api.deployer.routes = Routes(**{"/models/alice/iris@qa": 10**4})
+    await api.manager.sleep_idle(now=NOW)
+    assert ModelRef("alice", "iris", "qa") in api.deployer.sleeping
 
 
 async def test_a_wake_starts_the_unit_once_for_every_waiting_request(api):

@@ -111,7 +111,9 @@ class IdleModels:
         now = time.time() if now is None else now
         for model in self.store.list_models():
             after = self.sleep_after(model)
-            if not after or model.current_version is None or model.status != "ready":
+            if not after or model.current_version is None:
+                continue
+            if model.status not in ("ready", "sleeping"):  # deploying, failed, stopped
                 continue
             if model.canary_percent is not None or model.shadow_percent is not None:
                 continue
