@@ -223,3 +223,23 @@ async def test_a_publish_sets_when_the_model_sleeps_and_later_versions_keep_it(a
     await api.settle()
     status, body = await api.publish("warm", payload=b"v4", query="?sleep_after=soon")
     assert status == 400 and body["detail"]["field"] == "sleep_after"
+
+
+async def test_a_canary_or_a_shadow_of_a_sleeping_model_wakes_production_first(api):
+    """Their traffic is production's: the split needs its route, the shadow its samples."""
+    await api.publish("iris")
+    await api.publish("iris", payload=b"v2", query="?alias=staging")
+    await api.settle()
+    for what, body in (("canary", {"percent": 10}), ("shadow", {"percent": 50})):
+        await api.manager.sleep_unit(api.manager.get("alice", "iris"), None, 1000)
+        api.deployer.calls.clear()
+        status, answer = await api.call(
+            "PUT", f"api/models/alice/iris/{what}", body={"version": "staging", **body}
+        )
+        assert status == 202, answer
+        await api.settle()
+        assert api.deployer.calls[0] == ("wake", "alice/iris"), what
+        status, model = await api.call("GET", "api/models/alice/iris")
+        assert model["status"] == "ready" and model[what]["version"], what
+        await api.call("DELETE", f"api/models/alice/iris/{what}")
+        await api.settle()

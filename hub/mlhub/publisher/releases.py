@@ -51,6 +51,8 @@ class Releases:
         (at once). The canary check (``watch_canaries``) aborts one that does worse."""
         percent = check_share(percent, CANARY_PERCENTS, "of production's requests the canary gets")
         target = self._candidate(model, version, CANARY)
+        if self.asleep(model):  # the split needs production's route (mlhub.publisher.idle)
+            await self.wake_unit(model)
         current = model.alias(CANARY)
         ref = self.ref(model)
         if current is not None and current.version == target.id and model.canary_percent:
@@ -178,6 +180,8 @@ class Releases:
         only changes its share."""
         percent = check_share(percent, SHADOW_PERCENTS, "of production's requests sent to it too")
         target = self._candidate(model, version, SHADOW)
+        if self.asleep(model):  # production's processes sample the shadow's requests
+            await self.wake_unit(model)
         current = model.alias(SHADOW)
         if current is not None and current.version != target.id:
             await self.stop_shadow(caller, model, restart=False)
