@@ -31,6 +31,7 @@ import threading
 import pytest
 import requests
 import yaml
+from requests.adapters import HTTPAdapter
 from support.batchtest import Postgres
 from support.browser_publish import PANEL, TRAIN, expected_predictions, publish_with_the_panel
 from support.embedded_hub import HubSite, free_port, wait_for
@@ -42,6 +43,7 @@ from support.labpage import log_in, notebook, spawn
 from support.network_policy import Endpoint, allowed
 from support.pod_security import violations
 from support.standard_images import standard_images
+from urllib3.util.retry import Retry
 
 from mlhub import __version__ as VERSION
 from mlhub.profiles import load_profiles
@@ -170,13 +172,27 @@ def official_hub_config(kubeconfig, namespace):
     return json.loads(loaded.stdout.splitlines()[-1])
 
 
+class ForwardedSite(HubSite):
+    """The hub through ``port_forward``. When kubectl exits and is started again, the
+    connections it held are gone; a browser sends an idempotent request again when its kept-alive
+    connection turns out closed, requests does not (a DELETE of a server failed with "Remote end
+    closed connection without response" on one run in a few), so these sessions retry
+    idempotent methods (urllib3's default set: GET, PUT, DELETE, ...) twice."""
+
+    def session(self):
+        session = super().session()
+        retry = Retry(total=2, connect=2, read=2, status=0, backoff_factor=0.5)
+        session.mount("http://", HTTPAdapter(max_retries=retry))
+        return session
+
+
 class Install:
     """The installed release: its namespaces, rendered manifest and public URL."""
 
     def __init__(self, kubeconfig, namespace, models, manifest, url, password):
         self.kubeconfig = kubeconfig
         self.namespace, self.models, self.manifest = namespace, models, manifest
-        self.site, self.password = HubSite(url), password
+        self.site, self.password = ForwardedSite(url), password
 
     def objects(self):
         return documents(self.manifest)

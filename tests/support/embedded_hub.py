@@ -157,9 +157,13 @@ class HubSite:
     def __init__(self, url):
         self.url = url
 
+    def session(self):
+        """A new HTTP client session for this site."""
+        return requests.Session()
+
     def login(self, name, password):
         """A requests session logged in through the hub's login form (with its _xsrf)."""
-        session = requests.Session()
+        session = self.session()
         session.get(self.url + "hub/login", timeout=30).raise_for_status()
         session.xsrf = session.cookies.get("_xsrf", path="/hub/")
         r = session.post(
