@@ -25,12 +25,6 @@ $(STAMP): pyproject.toml images/proxy/package-lock.json
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	# the embedded mode's proxy: configurable-http-proxy and its Node.js, from npm
 	scripts/install-proxy $(VENV)
-	# uWSGI embeds libpython: a uwsgi wheel pip cached from another Python 3.11 (pyenv's, say)
-	# links that one's, which users' accounts cannot load. Build it again for this Python.
-	libdir=$$($(BIN)/python -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"); \
-	ldd $(BIN)/uwsgi | grep libpython | grep -q "=> $$libdir/" || \
-		$(BIN)/python -m pip install -q --no-cache-dir --force-reinstall --no-deps \
-			"uwsgi==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("uwsgi"))')"
 	# An editable install skips the package's data-files: put the file that enables the notebook
 	# server extension into the venv's Jupyter config so every user server gets /mlhub/api.
 	# (`jupyter server extension enable` refuses an extension no config lists yet.)

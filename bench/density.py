@@ -9,7 +9,8 @@ and plumber are installed, one R model. Then:
 1. **awake**: every model published and answering (kept warm while the others publish); the
    proportional set size (PSS, ``/proc/<pid>/smaps_rollup``: shared pages divided among the
    processes sharing them, so sums are honest) of every serving process, in total and per
-   model, and of the pre-started spares;
+   model, and of the fork server every Python model is forked from (``LocalDeployer.fork_server``:
+   it holds the libraries they share; "all-in" divides it among the models);
 2. **asleep**: every model told to sleep after 1 s (``sleep_after``); once all sleep, the PSS
    of what still runs for them (nothing) and what each keeps on disk (its unpacked bundle and
    stored artifact, the "records");
@@ -119,12 +120,12 @@ def r_bundle(work):
     return constant_bundle(work / "density-r", 1.0, "rmodel")
 
 
-def spare_pids(hub):
-    spare_dir = os.path.realpath(hub.data_dir / "spare")
+def fork_server_pids(hub):
+    fork_dir = os.path.realpath(hub.data_dir / "forkserver")
     pids = []
     for pid in process_table():
         with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/{pid}/cwd") == spare_dir:
+            if os.readlink(f"/proc/{pid}/cwd") == fork_dir:
                 pids.append(pid)
     return pids
 
@@ -177,7 +178,7 @@ def run_mlhub(args, work, small_row):
         per_model = {n: sum(pss_kib(p) for p in model_pids(hub, USER, n)) for n in names}
         result["awake_kib"] = per_model
         result["procs_per_model"] = statistics.median(len(model_pids(hub, USER, n)) for n in names)
-        result["spare_kib"] = sum(pss_kib(p) for p in spare_pids(hub))
+        result["fork_server_kib"] = sum(pss_kib(p) for p in fork_server_pids(hub))
 
         for name in names:
             client.configure(name, sleep_after=1)
@@ -346,9 +347,15 @@ def report(args, ours, theirs, argv):
     if r_model:
         print(f"| PSS of the R model, awake | {mib(r_model[0]):.1f} MiB | - | |")
     total = sum(awake.values())
+    all_in = (total + ours["fork_server_kib"]) / len(awake)
     print(
-        f"| PSS of all {args.models} models, awake | {mib(total):.0f} MiB (+ spare "
-        f"{mib(ours['spare_kib']):.0f} MiB) | {mib((mlflow_pss or 0) * args.models):.0f} MiB "
+        f"| PSS per model all-in (all models + the fork server, / {len(awake)}) | "
+        f"{mib(all_in):.1f} MiB | {mib(mlflow_pss) if theirs else 0:.1f} MiB | "
+        f"{f'{mlflow_pss / all_in:.2f}x less' if theirs and all_in else '-'} |"
+    )
+    print(
+        f"| PSS of all {args.models} models, awake | {mib(total):.0f} MiB (+ fork server "
+        f"{mib(ours['fork_server_kib']):.0f} MiB) | {mib((mlflow_pss or 0) * args.models):.0f} MiB "
         f"(extrapolated) | |"
     )
     print(

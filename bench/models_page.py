@@ -41,7 +41,7 @@ from support.labpage import CHROMIUM_ARGS, SUBMIT  # noqa: E402
 from mlhub import __version__  # noqa: E402
 from mlhub.bundle import save_bundle  # noqa: E402
 
-CONFIG = "c.PublisherApp.default_workers = 1\nc.LocalDeployer.spares = 0\n"
+CONFIG = "c.PublisherApp.default_workers = 1\nc.LocalDeployer.fork_server = False\n"
 
 
 def publish_models(hub, count, work):

@@ -11,7 +11,7 @@ locked), have no password (nobody logs in to them; the hub starts their processe
 setuid/setgid as JupyterHub's ``LocalProcessSpawner`` does), and carry ``mlhub <hub name>`` in
 their comment field, so mlhub never takes over an account it did not make.
 
-This module needs only the standard library: the serving runtime's spares (``mlhub.serving``)
+This module needs only the standard library: the serving runtime's fork server (``mlhub.serving``)
 use ``demote`` too.
 """
 

@@ -9,12 +9,14 @@ server on 127.0.0.1 that stands in for the hub's ``/hub/api/user``.
 import http.client
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import cloudpickle
 import numpy as np
@@ -29,6 +31,8 @@ from support.embedded_hub import free_port, wait_for
 from support.hubstandin import KEY, write_access
 
 from mlhub.bundle import save_bundle
+from mlhub.deployers.forkserver import ForkServerClient
+from mlhub.errors import DeployError
 
 pytestmark = pytest.mark.component
 
@@ -609,36 +613,56 @@ def test_arrow_and_parquet_bodies_equal_json(server_name, request, lr_bundle):
     assert np.allclose(answered.column("proba_1").to_numpy(), model.predict_proba(rows)[:, 1])
 
 
-def test_a_spare_serves_the_bundle_it_is_given_later(work, lr_bundle):
-    """``--spare``: the process starts with no bundle, then serves the one its file names, in
-    that directory, with that environment, logging to that file (the local deployer's spares)."""
-    model, X, bundle = lr_bundle
-    spec, log = work / "spare.json", work / "spare-model.log"
-    port = free_port()
-    argv = [sys.executable, "-m", "mlhub.serving", "--spare", str(spec), "--port", str(port)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLHUB_")}
-    env["MLHUB_SPARE_IMPORTS"] = "numpy,sklearn.linear_model,no_such_module"  # skipped
-    proc = subprocess.Popen(
-        argv, env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+def _ppid(pid):
+    return int(re.search(r"PPid:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
+
+
+def test_the_fork_server_forks_each_model_and_they_outlive_it(work, lr_bundle, iris_bundle):
+    """The local deployer's fork server (``mlhub.serving.forkserver``, through the deployer's
+    client): each model's uWSGI master is its child, serves its own bundle from its directory
+    with its own environment and log, and keeps serving when the fork server stops; how a
+    model ended is known (its exit status), and a child that cannot start says why."""
+    settings = SimpleNamespace(
+        data_dir=str(work / "fs-data"),
+        fork_server=True,
+        fork_server_imports=["numpy", "sklearn.linear_model", "no_such_module"],  # skipped
     )
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MLHUB_")}
+    server = ForkServerClient(settings, lambda: dict(base))
+    server.start()
+    forked = []
     try:
-        with pytest.raises(requests.ConnectionError):  # bound, but no HTTP router yet
-            requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
-        given = {"MLHUB_BUNDLE": str(bundle), "MLHUB_AUTH": "off", "MLHUB_MODEL_VERSION": "v-spare"}
-        tmp = work / "spare.json.tmp"
-        tmp.write_text(json.dumps({"cwd": str(bundle), "env": given, "log": str(log)}))
-        os.replace(tmp, spec)
-        url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: requests.get(f"{url}/readyz", timeout=5).ok, "the spare to serve", 60)
-        assert requests.get(f"{url}/readyz").json()["version"] == "v-spare"
-        answer = requests.post(f"{url}/v1/predict", json={"instances": X[:3].tolist()})
+        socket_made = lambda: server.socket.exists()  # noqa: E731
+        wait_for(socket_made, "the fork server to listen", 60)
+        for name, (model, X, bundle) in {"lr": lr_bundle, "iris": iris_bundle}.items():
+            port, log = free_port(), work / f"fs-{name}.log"
+            env = {**base, "MLHUB_AUTH": "off", "MLHUB_MODEL_VERSION": f"v-{name}"}
+            proc = server.fork(bundle, port, 2, "127.0.0.1", env, log)
+            forked.append((proc, port, model, X))
+            ready = f"http://127.0.0.1:{port}/readyz"
+            wait_for(lambda u=ready: requests.get(u, timeout=5).ok, f"{name} to serve", 60)
+            assert requests.get(ready).json()["version"] == f"v-{name}"
+            assert _ppid(proc.pid) == server.proc.pid and proc.poll() is None
+            assert os.readlink(f"/proc/{proc.pid}/cwd") == str(Path(bundle).resolve())
+            assert f"loaded model '{name}'" in log.read_text()
+        assert "cannot import no_such_module" in (server.dir / "forkserver.log").read_text()
+        with pytest.raises(DeployError, match="could not start the model"):
+            server.fork(work / "no-such-bundle", free_port(), 2, "127.0.0.1", base, work / "x.log")
+        assert "FileNotFoundError" in (work / "x.log").read_text()
+        iris, *_ = forked[1]
+        os.kill(iris.pid, signal.SIGKILL)
+        wait_for(lambda: iris.poll() is not None, "the killed master to be seen ended", 30)
+        assert iris.returncode == -signal.SIGKILL
+        server.stop()
+        lr, port, model, X = forked[0]
+        answer = requests.post(
+            f"http://127.0.0.1:{port}/v1/predict", json={"instances": X[:3].tolist()}
+        )
         assert answer.json()["predictions"] == model.predict(X[:3]).tolist()
-        assert os.readlink(f"/proc/{proc.pid}/cwd") == str(bundle.resolve())
-        assert "loaded model 'lr'" in log.read_text()
+        server.start()  # the models it forked before it stopped are left alone
+        assert lr.poll() is None
     finally:
-        proc.terminate()  # a spare still waiting ignores it (uWSGI is loading its app)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
+        for proc, *_ in forked:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)

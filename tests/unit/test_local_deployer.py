@@ -98,7 +98,7 @@ def make_deployer(tmp_path, mode="ok", **traits):
         "supervise_interval": 0.1,
         "routes": MemoryRoutes(),
         "fallback_target": "",
-        "spares": 0,  # spares are real uWSGI processes: tests/component
+        "fork_server": False,  # the fork server is a real process: tests/component
     }
     deployer = LocalDeployer(**{**settings, **traits})
     deployer.events = []

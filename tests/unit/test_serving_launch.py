@@ -1,10 +1,8 @@
 """Settings from the environment and the uWSGI argv the launcher builds from them."""
 
-import sys
-
 import pytest
 
-from mlhub.serving.launch import find_uwsgi, uwsgi_argv
+from mlhub.serving.launch import find_uwsgi, process_env, uwsgi_argv
 from mlhub.serving.metrics import area_pages
 from mlhub.serving.settings import Settings, SettingsError, normalize_prefix
 
@@ -94,8 +92,11 @@ def test_argv_runs_the_app_with_the_contract_options(tmp_path):
         "MLHUB_REQUEST_TIMEOUT": "30",
         "MLHUB_ACCESS_FILE": "/a.json",
     }
-    if sys.prefix != sys.base_prefix:
-        assert option(argv, "--virtualenv") == sys.prefix
+    # pyuwsgi's uwsgi command is this venv's Python already (--virtualenv would fail it)
+    assert "--virtualenv" not in argv
+    # the settings reach the app's os.environ also under pyuwsgi, whose Python started first
+    env = process_env(argv, {"PATH": "/bin"})
+    assert env == {"PATH": "/bin", **env_options(argv)}
 
 
 def test_argv_follows_settings(tmp_path):

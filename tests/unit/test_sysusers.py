@@ -55,7 +55,7 @@ def test_the_comment_field_holds_no_separator():
     assert ":" not in account_comment("ada:root") and "," not in account_comment("a,b")
 
 
-def test_an_account_travels_to_a_spare_and_back():
+def test_an_account_travels_to_the_fork_server_and_back():
     account = SystemAccount("mlhub-ada", "ada", 1234, 1234, "/w/ada", (1234, 20))
     assert SystemAccount.from_dict(account.to_dict()) == account
     assert account.env() == {

@@ -3,8 +3,8 @@
 ``Launcher`` is the process side of ``LocalDeployer`` (which owns the settings and decides
 *when*): it builds a serving process's environment (the publisher's without its secrets, plus
 the model's identity and serving options) and command (``serve_commands`` per runtime, refused
-with an install hint when its program is missing), starts it (taking a pre-started spare when
-the start fits one, else a fresh process in its own session, held to the model's limits by
+with an install hint when its program is missing), starts it (forked from the fork server when
+the start fits, else a fresh process in its own session, held to the model's limits by
 ``mlhub.limits`` and run as the owner's account), waits until it answers ``/readyz`` with its
 own version (or says why its model does not load), explains how it ended (the kernel's OOM
 kills included), and stops it with all it left behind.
@@ -24,8 +24,8 @@ from mlhub import rlang
 from mlhub.bundle import load_manifest
 from mlhub.deployers import serving_log
 from mlhub.deployers.base import load_failure
+from mlhub.deployers.forkserver import ForkServerClient
 from mlhub.deployers.processes import ServingInstance, start_detached, tail_lines
-from mlhub.deployers.spares import SparePool
 from mlhub.errors import DeployError, InvalidBundle
 from mlhub.limits import cgroups_for, hold, replica_limits
 from mlhub.serving.frontend import free_port
@@ -51,7 +51,7 @@ class Launcher:
 
     def __init__(self, settings):
         self.settings = settings
-        self.spares = SparePool(settings, self.base_env)
+        self.fork_server = ForkServerClient(settings, self.base_env)
         self._cgroup_tree = None  # detected at the first limited start (False: none usable)
 
     # ------------------------------------------------------------ environment and command
@@ -156,8 +156,8 @@ class Launcher:
     # ------------------------------------------------------------ start
 
     def spawn(self, model, version, bundle_dir, workers, account, serving):
-        """Start an instance of ``version`` with ``workers`` replicas (a waiting spare if the
-        start fits one) and return it at once; ``wait_ready`` tells when it serves."""
+        """Start an instance of ``version`` with ``workers`` replicas (forked from the fork
+        server if the start fits) and return it at once; ``wait_ready`` tells when it serves."""
         s = self.settings
         manifest = load_manifest(bundle_dir)
         s.check_replicas(manifest, workers)
@@ -167,26 +167,23 @@ class Launcher:
         limited = any(vars(limits).values()) and s.limit_method != "none"
         log_path = s.log_file(model)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        shadow = model.alias == SHADOW and s.shadow_nice
-        if (
-            not limited
-            and not shadow
-            and self.spares.fits(manifest["runtime"], workers, env, manifest)
-        ):
-            bundle = os.path.realpath(bundle_dir)
-            taken = self.spares.take(bundle, {**env, "MLHUB_BUNDLE": bundle}, log_path, account)
-            if taken is not None:
-                pid, port, proc = taken
-                with open(log_path, "ab") as log:
-                    log.write(f"--- mlhub: {version} on port {port}: spare pid {pid}\n".encode())
+        nice = s.shadow_nice if model.alias == SHADOW else 0
+        if not limited and self.fork_server.fits(manifest["runtime"], manifest):
+            port = free_port(s.host)
+            with open(log_path, "ab") as log:
+                log.write(f"--- mlhub: forking {version} on port {port}\n".encode())
+            forked = self.fork_server.fork(
+                bundle_dir, port, workers, s.host, env, log_path, account, nice
+            )
+            if forked is not None:
                 return ServingInstance(
                     version,
                     str(bundle_dir),
                     port,
-                    pid,
+                    forked.pid,
                     workers,
                     time.time(),
-                    proc,
+                    forked,
                     uid=uid,
                     serving=serving,
                 )
@@ -203,9 +200,9 @@ class Launcher:
         if limited:
             name = f"{model.owner_dir}.{model.name}.{port}"
             cgroup, held, preexec_fn = hold(self._cgroups(), name, limits, workers)
-        if shadow:
-            preexec_fn = _niced(s.shadow_nice, preexec_fn)
-            held += f" at nice {s.shadow_nice}"
+        if nice:
+            preexec_fn = _niced(nice, preexec_fn)
+            held += f" at nice {nice}"
         if account is not None:
             preexec_fn = account.preexec(umask=OWNER_UMASK, before=preexec_fn)
             held += f" as {account.name}"

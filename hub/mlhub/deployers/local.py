@@ -8,7 +8,7 @@ port, waits for ``/readyz``, switches the proxy route, waits ``drain_seconds`` f
 flight, then stops the old instance with SIGTERM: no request fails in between.
 
 In multi-user mode (``system_users`` set) every process of a model (a fresh uWSGI or R
-launcher, a spare taking the model, a check command) runs as the model owner's system account
+launcher, a master the fork server forked, a check command) runs as the model owner's account
 (``mlhub.sysusers``): the owner's pickle is only ever unpickled with the owner's rights. The
 model's access file is readable by that account (``mlhub.datadir.grant_owner``), its log only by
 the publisher (the process writes to a descriptor it inherited), and a route is only ever set to
@@ -21,11 +21,12 @@ the ones that still answer ``/readyz`` with the right version. A supervisor loop
 serving process that died (with backoff if it keeps dying) and re-adds routes a restarted proxy
 lost.
 
-How one instance is started, probed and stopped is ``launcher.Launcher``'s (with the spares of
-``spares``, the limits of ``mlhub.limits``); what an instance is and how its processes are found
-is ``processes``'. This module decides when: the contract, per-model state, routes, adoption and
-the supervisor. It is longer than most modules because those share one per-model state and lock
-(splitting them would pass that state around), and a fifth of it is its twenty settings.
+How one instance is started, probed and stopped is ``launcher.Launcher``'s (with the fork
+server of ``forkserver``, the limits of ``mlhub.limits``); what an instance is and how its
+processes are found is ``processes``'. This module decides when: the contract, per-model state,
+routes, adoption and the supervisor. It is longer than most modules because those share one
+per-model state and lock (splitting them would pass that state around), and a fifth of it is
+its twenty settings.
 
 Files (all under the data directory)::
 
@@ -190,46 +191,35 @@ class LocalDeployer(Deployer):
         serving runtime is importable from the interpreter's site-packages).""",
     ).tag(config=True)
 
-    spares = Integer(
-        1,
-        help="""Python serving processes kept started ahead of need, with the usual libraries
-        imported (``spare_imports``), so a publish does not wait for them (default 1; 0: none).
-        A spare serves a start with ``spare_workers`` workers, no micro-batching and a flavor
-        that is not loaded per worker; other starts start a fresh process.""",
+    fork_server = Bool(
+        True,
+        help="""Fork Python models' serving processes from one process that imported the
+        serving runtime and ``fork_server_imports`` once (default True): every model shares
+        those libraries' memory and starts (or wakes) without importing them; see
+        ``mlhub.serving.forkserver``. A model loaded per worker (xgboost, lightgbm, whole
+        MLflow models) or held to limits starts as a fresh process. False: every start is a
+        fresh process.""",
     ).tag(config=True)
 
-    spare_workers = Integer(
-        2,
-        help="""Workers of the spare processes (default 2; the publisher sets it to its
-        PublisherApp.default_workers unless configured).""",
-    ).tag(config=True)
-
-    spare_imports = List(
+    fork_server_imports = List(
         Unicode(),
         [
             "numpy",
+            "scipy.sparse",
+            "scipy.stats",
             "pandas",
             "flask",
-            "mlhub.serving.app",
+            "orjson",
             "sklearn.pipeline",
             "sklearn.linear_model",
             "sklearn.ensemble",
             "sklearn.preprocessing",
+            "sklearn.tree",
         ],
-        help="""Modules a spare process imports while it waits (a missing one is skipped).
-        Default: numpy, pandas, Flask, the serving app and the common scikit-learn modules.""",
+        help="""Modules the fork server imports for every model it forks (a missing one is
+        skipped). Default: numpy, the common scipy and scikit-learn modules, pandas, Flask and
+        orjson. A library no model uses costs its pages once, not once per model.""",
     ).tag(config=True)
-
-    spare_command = List(
-        help="""Command that starts a spare Python serving process. Placeholders: ``{spare}``
-        (the file it waits for), ``{port}``, ``{workers}``, ``{host}``. Default:
-        ``[sys.executable, "-m", "mlhub.serving", "--spare", "{spare}", ...]``; empty: no
-        spares.""",
-    ).tag(config=True)
-
-    @default("spare_command")
-    def _default_spare_command(self):
-        return [sys.executable, "-m", "mlhub.serving", "--spare", "{spare}", *_LISTEN_ARGS]
 
     shadow_nice = Integer(
         19,
@@ -331,7 +321,6 @@ class LocalDeployer(Deployer):
             self._save(state)
             try:
                 await self.launcher.wait_ready(state.model, inst)
-                self.launcher.spares.fill()  # replace a spare this start took, now that it is ready
             except BaseException as exc:
                 await self.launcher.stop(inst)
                 state.others.remove(inst)
@@ -600,8 +589,7 @@ class LocalDeployer(Deployer):
         await self.add_fallback_route()
         if self._supervisor is None:
             self._supervisor = asyncio.ensure_future(self._supervise())
-        self.launcher.spares.stop()  # a killed predecessor's
-        self.launcher.spares.fill()
+        self.launcher.fork_server.start()  # after stopping a killed predecessor's
 
     async def _adopt_one(self, d, stopped_on_exit):
         state = self._state(d.model)
@@ -658,7 +646,7 @@ class LocalDeployer(Deployer):
             self._supervisor = None
         for task in list(self._tasks):
             task.cancel()
-        self.launcher.spares.stop()
+        self.launcher.fork_server.stop()
         if self.stop_models_on_exit:
             await asyncio.gather(
                 *(self.launcher.stop(i) for s in self._models.values() for i in s.instances())

@@ -44,6 +44,13 @@ def _group(pgid, cwd):
     return found
 
 
+def running_in(pid, cwd):
+    """Whether ``pid`` is a live process (not a zombie) working in ``cwd`` (a real path): how a
+    process not our child is known to be ours still (pids get recycled)."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] != "Z" and _cwd(pid) == cwd
+
+
 @dataclass
 class ServingInstance:
     """One uWSGI master serving one version on one port."""
@@ -65,8 +72,7 @@ class ServingInstance:
         a live process with that pid working in the bundle directory (pids get recycled)."""
         if self.proc is not None:
             return self.proc.poll() is None
-        stat = _stat(self.pid)
-        return stat is not None and stat[0] != "Z" and _cwd(self.pid) == self.cwd
+        return running_in(self.pid, self.cwd)
 
     @property
     def cwd(self):

@@ -4,10 +4,10 @@ each process starts.
 
 That banner is some 30 lines a model's owner cannot act on: uWSGI's build and the machine's
 limits, "running as root" (the embedded mode's single-user root setup), and "WSGI app 0 ready
-in N seconds", counted from a spare process's start rather than the model's load (mlhub's own
-"loaded model ... in 0.003 s" line says that). What mlhub and the model write (the load, the
-request outcomes, tracebacks) and uWSGI's lines about workers dying, harakiri and shutdown are
-kept. The log file itself keeps every line, for whoever runs the machine.
+in N seconds", counted from the fork server's start for a forked process rather than from the
+model's load (mlhub's own "loaded model ... in 0.003 s" line says that). What mlhub and the
+model write (the load, the request outcomes, tracebacks) and uWSGI's lines about workers dying,
+harakiri and shutdown are kept. The log file itself keeps every line, for whoever runs the machine.
 """
 
 import re
@@ -39,6 +39,7 @@ _BANNER = re.compile(
             r"PEP 405 virtualenv detected",
             r"Set PythonHome to ",
             r"Python main interpreter initialized",
+            r"--- Python VM already initialized ---",
             r"python threads support enabled",
             r"mapped \d+ bytes",
             r"\*\*\* Operational MODE: ",

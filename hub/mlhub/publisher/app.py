@@ -252,9 +252,6 @@ class PublisherApp(Application):
         kwargs = {"data_dir": self.data_dir} if "data_dir" in traits else {}
         if "system_users" in traits:
             kwargs["system_users"] = system_users
-        configured = self.config.get(self.deployer_class.__name__, {})
-        if "spare_workers" in traits and "spare_workers" not in configured:
-            kwargs["spare_workers"] = self.default_workers  # what most publishes start with
         deployer = self.deployer_class(parent=self, log=self.log, **kwargs)
         deployer.front.run_dir = str(Path(self.data_dir, "front"))  # the canary front's files
         return deployer

@@ -1,7 +1,7 @@
 """Command line: serve a bundle under uWSGI, or check that a bundle will serve.
 
     python -m mlhub.serving --bundle DIR --port P [--workers N] [--host H] [--prefix /models/u/m]
-    python -m mlhub.serving --spare FILE --port P [--workers N] [--host H]
+    python -m mlhub.serving forkserver --socket PATH   (the local deployer's: forkserver.py)
     python -m mlhub.serving check --bundle DIR
     python -m mlhub.serving fetch --url URL --digest sha256:... --dest DIR
     python -m mlhub.serving container   (the serving-python image, nginx in front: container.py)
@@ -32,12 +32,6 @@ def _serve(argv):
         default=os.environ.get("MLHUB_BUNDLE"),
         help="bundle directory (default: $MLHUB_BUNDLE)",
     )
-    parser.add_argument(
-        "--spare",
-        metavar="FILE",
-        help="start a spare instance instead: it imports the usual libraries and waits until "
-        "FILE (JSON: cwd, env, log) names its bundle; the local deployer's pre-started process",
-    )
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default: 8080)")
     parser.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
     parser.add_argument(
@@ -47,7 +41,7 @@ def _serve(argv):
         "--prefix", help="URL path prefix stripped from requests (default: $MLHUB_URL_PREFIX)"
     )
     args = parser.parse_args(argv)
-    if not args.bundle and not args.spare:
+    if not args.bundle:
         parser.error("--bundle is required (or set MLHUB_BUNDLE)")
     from .launch import exec_uwsgi, uwsgi_argv
 
@@ -58,7 +52,6 @@ def _serve(argv):
             workers=args.workers,
             host=args.host,
             prefix=args.prefix,
-            spare=args.spare,
         )
     except SettingsError as exc:
         parser.exit(2, f"mlhub.serving: {exc}\n")
@@ -113,6 +106,10 @@ def main(argv=None):
         return _check(argv[1:])
     if argv[:1] == ["fetch"]:
         return _fetch(argv[1:])
+    if argv[:1] == ["forkserver"]:
+        from .forkserver import main as forkserver_main
+
+        return forkserver_main(argv[1:])
     if argv[:1] == ["container"]:
         from .container import main as container_main
 

@@ -34,7 +34,7 @@ from mlhub.errors import MlhubError
 
 from . import frontend
 from .fetch import fetch_bundle
-from .launch import uwsgi_argv
+from .launch import process_env, uwsgi_argv
 from .settings import Settings, SettingsError, _int
 
 RUN_DIR = "/tmp/mlhub-serving"
@@ -106,7 +106,8 @@ def main(argv=None):
     supervisor = frontend.Supervisor(log)
     signal.signal(signal.SIGTERM, supervisor.stop)
     signal.signal(signal.SIGINT, supervisor.stop)
-    supervisor.start("uwsgi", uwsgi_argv(bundle, socket=socket, env=env), env)
+    argv = uwsgi_argv(bundle, socket=socket, env=env)
+    supervisor.start("uwsgi", argv, process_env(argv, env))
     supervisor.start("nginx", frontend.nginx_argv("nginx", conf), env, signal.SIGQUIT)
     log(f"serving {bundle} on port {port} with {settings.workers} workers")
     return supervisor.wait()

@@ -66,8 +66,6 @@ _PASSED_ENV = (
     "MLHUB_BATCH_MAX_SIZE",
     "MLHUB_BATCH_MAX_WAIT_MS",
     "MLHUB_THREADS",
-    "MLHUB_SPARE_FILE",
-    "MLHUB_SPARE_IMPORTS",
 )
 
 
@@ -103,8 +101,8 @@ def uwsgi_argv(
     host="127.0.0.1",
     prefix=None,
     env=None,
-    spare=None,
     socket=None,
+    in_process=False,
 ):
     """The uWSGI argv serving ``bundle`` over HTTP on ``host:port``, or, with ``socket``, over
     the uwsgi protocol on that unix socket (behind nginx, as in the serving-python image).
@@ -112,23 +110,16 @@ def uwsgi_argv(
     ``workers`` and ``prefix`` override ``MLHUB_WORKERS`` / ``MLHUB_URL_PREFIX``; every other
     setting is read from ``env`` (default ``os.environ``). Raises ``SettingsError`` for a bad
     setting, so a misconfiguration fails here with a clear message, not inside uWSGI.
-    With ``spare`` (a file name) instead of ``bundle``: a spare instance, which loads its
-    bundle when the file names one (``wsgi.py``).
+    ``in_process``: for ``pyuwsgi.run`` in this Python (the fork server, forkserver.py):
+    argv[0] is only a name, and no ``--virtualenv``.
     """
     merged = dict(os.environ if env is None else env)
-    if spare is not None:
-        merged["MLHUB_SPARE_FILE"] = str(Path(spare).resolve())
-        merged["MLHUB_BUNDLE"] = ""  # given later, through the spare file
-        merged.setdefault("MLHUB_LAZY_APPS", "off")
-        settings_env = {**merged, "MLHUB_BUNDLE": "(spare)"}
-    else:
-        merged["MLHUB_BUNDLE"] = str(Path(bundle).resolve())
-        settings_env = merged
+    merged["MLHUB_BUNDLE"] = str(Path(bundle).resolve())
     if workers is not None:
         merged["MLHUB_WORKERS"] = str(workers)
     if prefix is not None:
         merged["MLHUB_URL_PREFIX"] = prefix
-    settings = Settings.from_env(settings_env)
+    settings = Settings.from_env(merged)
     if socket is not None:
         # Only the front server (same user) may talk to the socket.
         listen = ["--socket", str(socket), "--chmod-socket=600"]  # its value is optional: "="
@@ -144,7 +135,7 @@ def uwsgi_argv(
     else:
         raise SettingsError(f"port {port} is not a TCP port (1-65535)")
     argv = [
-        find_uwsgi(),
+        "uwsgi" if in_process else find_uwsgi(),
         "--strict",
         "--master",
         *listen,
@@ -176,7 +167,9 @@ def uwsgi_argv(
         argv += ["--threads", str(settings.threads)]
     if _lazy(settings):
         argv.append("--lazy-apps")
-    if sys.prefix != sys.base_prefix:  # running from a venv: give uWSGI's Python the same one
+    if sys.prefix != sys.base_prefix and not in_process and not _is_script(argv[0]):
+        # a uwsgi binary run from a venv: give its embedded Python the same one (pyuwsgi's
+        # uwsgi command is that venv's Python already, and fails with --virtualenv)
         argv += ["--virtualenv", sys.prefix]
     for key in _PASSED_ENV:
         if merged.get(key):
@@ -184,8 +177,31 @@ def uwsgi_argv(
     return argv
 
 
+def _is_script(path):
+    """Whether ``path`` is a script (pyuwsgi's ``uwsgi`` command) rather than a binary."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(2) == b"#!"
+    except OSError:
+        return False
+
+
+def process_env(argv, base=None):
+    """The environment to start ``argv`` (from ``uwsgi_argv``) with: ``base`` (default
+    ``os.environ``) plus its ``--env`` settings. uWSGI sets those in the C environment while
+    it reads its options; a uwsgi binary starts Python after that, but pyuwsgi's (uWSGI inside
+    a Python that is running already) took its copy of the environment before, so the app
+    would not see them."""
+    env = dict(os.environ if base is None else base)
+    for flag, value in zip(argv, argv[1:], strict=False):
+        if flag == "--env":
+            key, _, val = value.partition("=")
+            env[key] = val
+    return env
+
+
 def exec_uwsgi(argv):
     """Replace this process with uWSGI (its pid becomes the uWSGI master's)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(argv[0], argv)
+    os.execve(argv[0], argv, process_env(argv))

@@ -9,15 +9,10 @@ fork (``post_fork_hook``) as a warm-up. Models whose *loading* already starts Op
 """
 
 import gc
-import importlib
-import json
 import logging
-import os
 import sys
-import time
 
 from mlhub.errors import MlhubError
-from mlhub.sysusers import SystemAccount, demote
 
 from .app import create_app
 from .auth import AccessList, Authenticator, HubUsers
@@ -93,43 +88,6 @@ def _after_fork():
         metrics.gauges["mlhub_model_ready"] = (metrics.gauges["mlhub_model_ready"][0], 0)
 
 
-def wait_as_spare(path):
-    """A spare instance (``--spare``): import the libraries models usually need now, then wait
-    until the deployer writes ``path`` (atomically): ``{"cwd": bundle dir, "env": {...}, "log":
-    file, "account": {...}}``, or ``{"stop": true}``. uWSGI has not forked the workers or its
-    HTTP router yet, so everything after this (the model, the workers, the router) starts in
-    the bundle directory, with the model's environment, writing to the model's log, and, given
-    an ``account`` (multi-user mode), as the model owner's system account: the spare becomes
-    it before it touches the bundle (the log is opened first: only the publisher may read it).
-    SIGTERM does not stop uWSGI while it loads an app: the deployer stops a waiting spare with
-    SIGKILL (it has no children) or with ``stop``."""
-    for name in filter(None, os.environ.get("MLHUB_SPARE_IMPORTS", "").split(",")):
-        try:
-            importlib.import_module(name.strip())
-        except ImportError as exc:
-            log.warning("spare: cannot import %s: %s", name, exc)
-    while True:
-        try:
-            with open(path) as fh:
-                spec = json.load(fh)
-            break
-        except (FileNotFoundError, ValueError):
-            time.sleep(0.01)
-    if spec.get("stop"):
-        os._exit(0)
-    fd = os.open(spec["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    for std in (1, 2):
-        os.dup2(fd, std)
-    os.close(fd)
-    if spec.get("account"):
-        account = SystemAccount.from_dict(spec["account"])
-        demote(account.uid, account.gid, account.gids, umask=0o077)
-    os.chdir(spec["cwd"])
-    os.environ.update(spec["env"])
-
-
-if os.environ.get("MLHUB_SPARE_FILE"):
-    wait_as_spare(os.environ["MLHUB_SPARE_FILE"])
 application, served, metrics = build(Settings.from_env())
 # Everything loaded so far (libraries, the model) lives as long as the process. Moving it out
 # of the garbage collector's reach keeps full collections short (one over the ~140k objects of
