@@ -177,7 +177,9 @@ class Group:
 class Run:
     login: float = None  # login form submitted -> spawn page
     spawn: float = None  # spawn form submitted -> JupyterLab's URL
-    lab: float = None  # JupyterLab's URL -> notebook open, kernel idle
+    lab: float = None  # JupyterLab's URL -> notebook open, kernel idle (page + kernel)
+    page: float = None  # JupyterLab's URL -> the file browser lists the notebook
+    kernel: float = None  # notebook double-clicked -> its kernel idle
     dialog: bool = False  # JupyterLab asked "Select Kernel" (clicked, time included)
     peer_lab: float = None  # jupyter lab start -> notebook open, kernel idle
     publish: float = None  # Publish clicked -> endpoint shown
@@ -427,7 +429,7 @@ class Bench:
 
     def start_hub(self):
         (self.workdir / "hub").mkdir()
-        self.hub = EmbeddedHub(self.workdir / "hub", config=getattr(self.args, "hub_config", ""))
+        self.hub = EmbeddedHub(self.workdir / "hub", config=self.args.hub_config)
         self.stack.callback(self._stop_hub)
         self.hub.start()
         self.password = self.hub.add_user(USER)
@@ -498,8 +500,12 @@ class Bench:
         page.wait_for_url(f"**/user/{USER}/lab**")
         run.spawn = time.perf_counter() - start
         start = time.perf_counter()
+        item = page.locator(".jp-DirListing-item", has_text=NOTEBOOK)
+        item.wait_for(timeout=STEP_TIMEOUT * 1000)
+        run.page = time.perf_counter() - start
         run.dialog = open_notebook(page)
         run.lab = time.perf_counter() - start
+        run.kernel = run.lab - run.page
 
     def publish_twice(self, page, index, run):
         name = f"iris-{index}"
@@ -571,6 +577,8 @@ def report(args, runs, mlflow, versions):
                 ("login", lambda r: r.login),
                 ("spawn", lambda r: r.spawn),
                 ("lab+kernel", lambda r: r.lab),
+                ("(page", lambda r: r.page),
+                ("kernel)", lambda r: r.kernel),
                 ("dialog", lambda r: "yes" if r.dialog else "no"),
                 ("peer: jupyter lab", lambda r: r.peer_lab),
             ],
@@ -596,7 +604,9 @@ def report(args, runs, mlflow, versions):
             """\
             total = login (form submitted -> spawn page) + spawn (spawn form submitted ->
               JupyterLab's URL) + lab+kernel (JupyterLab loads, notebook double-clicked in the
-              file browser, kernel idle). dialog: JupyterLab asked "Select Kernel" (clicked).
+              file browser, kernel idle) = page (JupyterLab's URL -> the file browser lists
+              the notebook) + kernel (double-click -> kernel idle). dialog: JupyterLab asked
+              "Select Kernel" (clicked).
             peer: jupyter lab = `jupyter lab` process start -> same notebook, kernel idle.
             publish = click -> the panel shows the endpoint (bundle, upload, load check, uWSGI
               start, readiness, proxy route, API key); a predict with that key then succeeds.
@@ -627,6 +637,13 @@ def versions_line(browser, mlflow):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="runs to measure (default 5)")
+    parser.add_argument(
+        "--hub-config",
+        default="",
+        metavar="PYTHON",
+        help="more lines for the hub's mlhub config file, to compare settings, e.g. "
+        "\"c.Spawner.args = ['--WarmKernelManager.warm_kernel=False']\"",
+    )
     parser.add_argument(
         "--no-peers", action="store_true", help="skip the jupyter lab and mlflow peers"
     )

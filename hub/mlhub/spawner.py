@@ -17,12 +17,14 @@ import asyncio
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Any, Enum, HasTraits, Unicode, default
 
 from mlhub import rlang
@@ -355,7 +357,29 @@ class ProfileLocalSpawner(ProfileSource, LocalProcessSpawner):
                 await asyncio.to_thread(rlang.install_helper, self.r_library)
             except (OSError, RuntimeError, MlhubError) as exc:
                 self.log.error("%s: mlhub R helper not installed: %s", self._log_name, exc)
-        return await super().start()
+        ip, port = await super().start()
+        await self._until_it_answers(ip or "127.0.0.1", port)
+        return ip, port
+
+    async def _until_it_answers(self, ip, port):
+        """Return once the new server answers HTTP (or its process ended, or ``http_timeout``
+        passed: the hub's own wait then reports it). The hub polls a starting server with a
+        full-jitter backoff whose pauses are up to 1.6-3.2 s long by the time a server is up
+        (2-3 s), which the user sits through on the spawn page; polling every 50 ms here means
+        the hub's first check, made at once, finds it up."""
+        url = f"http://{ip}:{port}{self.server.base_url}api"
+        deadline = time.monotonic() + self.http_timeout
+        client = AsyncHTTPClient()
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                await client.fetch(url, request_timeout=2)
+                return
+            except HTTPClientError as e:
+                if e.code < 500:  # any answer but an error of its own (599: no connection)
+                    return
+            except OSError:
+                pass
+            await asyncio.sleep(0.05)
 
     async def stop(self, now=False):
         """Stop the server, then whatever it left in its cgroups (orphaned kernels)."""

@@ -25,8 +25,9 @@ def undocumented(value, node, root, path="$"):
     node = resolve(node, root)
     missing = []
     if isinstance(value, dict):
+        named = node.get("additionalProperties")  # a map of free names, documented once
         for key, item in value.items():
-            child = node.get("properties", {}).get(key)
+            child = node.get("properties", {}).get(key, named if isinstance(named, dict) else None)
             where = f"{path}.{key}"
             if child is None or not resolve(child, root).get("description"):
                 missing.append(where)

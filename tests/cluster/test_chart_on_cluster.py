@@ -237,6 +237,37 @@ def test_a_second_install_of_the_same_release_is_refused(install, helm, chart):
         )
 
 
+def test_a_profile_whose_image_no_puller_pulls_is_refused(helm, chart, kube_api):
+    """A spawn must not wait for a pull: Helm refuses a profile whose image the official
+    chart's pre-pullers (on by default) do not pull, saying what to add. (``helm lint`` cannot
+    show it: Helm's lint mode lets ``fail`` pass.)"""
+    suffix = secrets.token_hex(3)
+    profile = {
+        "slug": "custom",
+        "display_name": "Custom image",
+        "image": "example.org/team/notebook:2",
+        "kernels": ["python3"],
+        "sizes": [{"slug": "one", "display_name": "1 CPU", "cpu_limit": 1}],
+    }
+    values = {"profiles": [profile], "models": {"namespace": f"mlhub-refused-models-{suffix}"}}
+    try:
+        with pytest.raises(HelmFailed) as refused:
+            helm(
+                "install",
+                release=RELEASE,
+                chart=str(chart),
+                namespace=f"mlhub-refused-{suffix}",
+                values=values,
+                wait=False,
+            )
+        assert (
+            'profile "custom" runs example.org/team/notebook:2, which the pre-puller does not '
+            "pull: add it to jupyterhub.prePuller.extraImages (name and tag)"
+        ) in refused.value.error
+    finally:
+        kube_api.delete_namespace(f"mlhub-refused-{suffix}")
+
+
 def test_upgrade_applies_a_changed_value_and_rolls_the_publisher(install, helm, chart, kube_api):
     ns = install["namespace"]
     path = f"/apis/apps/v1/namespaces/{ns}/deployments/mlhub-publisher"

@@ -7,9 +7,10 @@ of a notebook in the user's pod, and call it with the panel's API key and with a
 
 What is changed for this cluster, each because Kubernetes 1.20 on one machine cannot run it:
 - the chart copy's ``kubeVersion`` is lowered to >=1.20 (the chart asks for its dependency's 1.28);
-- the official chart's user scheduler (its PodDisruptionBudget is ``policy/v1``, which 1.20 lacks,
-  and it runs registry.k8s.io/kube-scheduler), user placeholders (registry.k8s.io/pause 3.10.1)
-  and image pre-puller (k8s-image-awaiter) are off: no registry here serves their images;
+- the official chart's user scheduler and user placeholders are off (their PodDisruptionBudgets
+  are ``policy/v1``, which 1.20 lacks; the scheduler runs registry.k8s.io/kube-scheduler), and so
+  is its pre-puller's install hook (quay.io's k8s-image-awaiter); its continuous pre-puller runs,
+  with a local stand-in for registry.k8s.io/pause (``sleep infinity`` on Debian);
 - ``proxy.chp.image`` is ``mlhub/proxy`` (configurable-http-proxy 5.2.0 from npm,
   images/proxy), as quay.io cannot be reached; the hub, notebook and serving images are mlhub's;
 - ``proxy-public`` is a ClusterIP Service (no load balancer here), reached with ``kubectl
@@ -67,6 +68,9 @@ IMAGES = {
 }
 
 
+PAUSE = {"name": "mlhub-test/pause", "tag": "bookworm"}
+
+
 def values_for_this_cluster(public_url, models, storage):
     """The values a platform engineer would give, plus the changes this cluster needs (the
     module's docstring says why each)."""
@@ -88,7 +92,11 @@ def values_for_this_cluster(public_url, models, storage):
                 "userScheduler": {"enabled": False},
                 "userPlaceholder": {"enabled": False},
             },
-            "prePuller": {"hook": {"enabled": False}, "continuous": {"enabled": False}},
+            "prePuller": {
+                "hook": {"enabled": False},
+                "continuous": {"enabled": True},
+                "pause": {"image": PAUSE},
+            },
         },
     }
 
@@ -200,9 +208,16 @@ class Install:
 
 @pytest.fixture(scope="module")
 def images(kube_cluster):
-    refs = [*IMAGES.values(), *{p.image for p in PROFILES}]
+    # the pre-puller pulls the R and MLflow serving images too (built by other cluster modules
+    # before this one: content-addressed, so a no-op then)
+    pulled = [f"mlhub/serving-r:{VERSION}", f"mlhub/serving-mlflow:{VERSION}"]
+    refs = [*IMAGES.values(), *{p.image for p in PROFILES}, *pulled]
     present = standard_images(refs)
     assert present == refs, f"`mlhub images build` made no {sorted(set(refs) - set(present))}"
+    # what registry.k8s.io/pause does (wait forever), on the Debian image the others start from
+    pause = 'FROM debian:bookworm-slim\nENTRYPOINT ["sleep", "infinity"]\n'
+    tag = f"{PAUSE['name']}:{PAUSE['tag']}"
+    subprocess.run(["docker", "build", "-q", "-t", tag, "-"], input=pause.encode(), check=True)
 
 
 def merged(base, extra):
@@ -429,20 +444,35 @@ def test_network_policies_admit_what_mlhub_needs_and_nothing_around_the_proxy(
     assert ok(user, Endpoint("8.8.8.8"), 443)
 
 
+def test_the_pre_puller_has_pulled_every_profiles_image_on_the_node(whole_chart, kube_api):
+    """The official chart's continuous pre-puller, configured by mlhub's values: one pod per
+    node whose init containers pull every profile's image (and the serving image), ready."""
+    [puller] = [
+        o
+        for o in whole_chart.objects()
+        if o["kind"] == "DaemonSet" and o["metadata"]["name"] == "continuous-image-puller"
+    ]
+    pulled = {c["image"] for c in puller["spec"]["template"]["spec"]["initContainers"]}
+    assert {p.image for p in PROFILES} | {IMAGES["serving-python"]} <= pulled
+    path = f"/apis/apps/v1/namespaces/{whole_chart.namespace}/daemonsets/continuous-image-puller"
+    status = kube_api.get(path)["status"]
+    assert status["desiredNumberScheduled"] == status["numberReady"] == 1
+
+
 def test_every_pod_the_release_runs_passes_the_restricted_pod_security_standard(
     whole_chart, kube_api
 ):
-    """Not the templates: the pods the cluster really runs (the official chart's hub and proxy,
-    the publisher, the user's server, the model's pods), as the API server admitted them."""
+    """Not the templates: the pods the cluster really runs (the official chart's hub, proxy and
+    pre-puller, the publisher, the user's server, the model's pods), as the API server admitted
+    them."""
     running = [
         pod
         for ns in (whole_chart.namespace, whole_chart.models)
         for pod in kube_api.get(f"/api/v1/namespaces/{ns}/pods")["items"]
     ]
-    names = {p["metadata"]["name"].rsplit("-", 2)[0] for p in running}
-    assert {"hub", "proxy", "mlhub-publisher"} <= names and f"jupyter-{USER}" in {
-        p["metadata"]["name"] for p in running
-    }
+    names = {p["metadata"]["name"] for p in running}
+    for prefix in ("hub-", "proxy-", "mlhub-publisher-", "continuous-image-puller-", "jupyter-"):
+        assert any(name.startswith(prefix) for name in names), (prefix, names)
     assert any(p["metadata"]["namespace"] == whole_chart.models for p in running)
     problems = {p["metadata"]["name"]: violations(p["spec"]) for p in running}
     assert {name: v for name, v in problems.items() if v} == {}
