@@ -642,7 +642,7 @@ def main(argv=None):
         default="",
         metavar="PYTHON",
         help="more lines for the hub's mlhub config file, to compare settings, e.g. "
-        "\"c.Spawner.args = ['--WarmKernelManager.warm_kernel=False']\"",
+        "'c.Spawner.http_timeout = 60'",
     )
     parser.add_argument(
         "--no-peers", action="store_true", help="skip the jupyter lab and mlflow peers"
