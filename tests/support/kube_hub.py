@@ -24,16 +24,10 @@ new MutationObserver(() => {
 """
 
 
-@contextlib.contextmanager
-def kube_mode_hub(tmp_path_factory, kube_cluster, kube_api, extra_config=""):
-    """A real ``mlhub up`` in kubernetes mode, spawning into a namespace of its own, with a
-    PersistentVolume for ``USER``'s workspace claim; ``USER`` exists (``hub.password``)."""
-    suffix = secrets.token_hex(3)
-    namespace = storage_class = f"mlhub-spawn-{suffix}"
-    kube_api.create_namespace(namespace)
-    volume = tmp_path_factory.mktemp("workspace")
-    volume.chmod(0o777)
-    config = textwrap.dedent(
+def kube_mode_config(namespace, storage_class):
+    """The mlhub config of a hub in kubernetes mode on the test cluster: user pods in
+    ``namespace``, workspaces claimed in ``storage_class``, images from the node's engine."""
+    return textwrap.dedent(
         f"""
         c.MlhubSettings.mode = "kubernetes"
         c.MlhubSettings.internal_ip = {BRIDGE_IP!r}
@@ -43,7 +37,19 @@ def kube_mode_hub(tmp_path_factory, kube_cluster, kube_api, extra_config=""):
         c.KubeSpawner.image_pull_policy = "Never"
         c.KubeSpawner.delete_grace_period = 1
         """
-    ) + textwrap.dedent(extra_config)
+    )
+
+
+@contextlib.contextmanager
+def kube_mode_hub(tmp_path_factory, kube_cluster, kube_api, extra_config=""):
+    """A real ``mlhub up`` in kubernetes mode, spawning into a namespace of its own, with a
+    PersistentVolume for ``USER``'s workspace claim; ``USER`` exists (``hub.password``)."""
+    suffix = secrets.token_hex(3)
+    namespace = storage_class = f"mlhub-spawn-{suffix}"
+    kube_api.create_namespace(namespace)
+    volume = tmp_path_factory.mktemp("workspace")
+    volume.chmod(0o777)
+    config = kube_mode_config(namespace, storage_class) + textwrap.dedent(extra_config)
     hub = EmbeddedHub(tmp_path_factory.mktemp("kubespawn"), config=config)
     try:
         kube_api.create_host_path_volume(storage_class, volume)

@@ -37,7 +37,7 @@ from mlhub.sysusers import SystemAccount, demote
 
 from .launch import process_env, uwsgi_argv
 
-_RUNTIME = ("mlhub.serving.app", "mlhub.serving.model", "mlhub.serving.auth")
+_RUNTIME = ("pyuwsgi", "mlhub.serving.app", "mlhub.serving.model", "mlhub.serving.auth")
 _READY = b"1"  # what a child writes once it is its account, in its bundle directory
 
 
@@ -67,6 +67,9 @@ def _child(request, ready_fd):
             os.dup2(fd, std)
         os.close(fd)
         os.close(null)
+        # nothing of the fork server's (its selector, a client's socket) reaches the model
+        os.closerange(3, ready_fd)
+        os.closerange(ready_fd + 1, os.sysconf("SC_OPEN_MAX"))
         if request.get("nice"):
             os.nice(int(request["nice"]))
         if request.get("account"):
@@ -86,7 +89,7 @@ def _child(request, ready_fd):
         print(f"--- mlhub: forked from the fork server as pid {os.getpid()}: {argv}", flush=True)
         os.write(ready_fd, _READY)
         os.close(ready_fd)
-        import pyuwsgi
+        import pyuwsgi  # imported by the fork server already (preload)
 
         pyuwsgi.run(argv[1:])
     except BaseException:
