@@ -98,7 +98,7 @@ def test_a_plain_install_has_no_test_tool_and_no_optional_stack(venv):
     ).stdout
     installed = {line.split("==")[0].lower().replace("_", "-") for line in listed.split()}
     assert installed & NOT_IN_A_PLAIN_INSTALL == set()
-    assert {"jupyterhub", "jupyterlab", "scikit-learn", "uwsgi", "skops"} <= installed
+    assert {"jupyterhub", "jupyterlab", "scikit-learn", "pyuwsgi", "skops"} <= installed
     assert version("mlhub") == __version__
 
 
