@@ -112,7 +112,7 @@ def test_everyone_runs_as_their_own_account(hub, people):
     assert whoami == ["mlhub-bob", str(hub.workspace("bob")), str(hub.workspace("bob"))]
     workspace = os.stat(alice.workspace)
     assert (workspace.st_uid, oct(workspace.st_mode & 0o777)) == (account("alice").pw_uid, "0o700")
-    # every process of alice's model (a spare taken for it included) is hers
+    # every process of alice's model (forked by the platform's fork server) is hers
     pids = model_pids(hub, "alice", "churn")
     assert pids and {uid_of(pid) for pid in pids} == {account("alice").pw_uid}
 

@@ -66,8 +66,8 @@ def predict(hub, owner, name, token, rows=([1.0, 2.0],)):
 
 def processes_serving(path):
     """Pids working in ``path`` (the unpacked bundles of one model): every process of a serving
-    instance runs in its bundle directory, also one that began as a spare (whose command line
-    names no bundle)."""
+    instance runs in its bundle directory, also one the fork server forked (whose command line
+    is the fork server's)."""
     root = os.path.realpath(path) + os.sep
     pids = []
     for pid in process_table():

@@ -121,8 +121,8 @@ def write_json_atomic(path, data, before_replace=None):
 
 def start_detached(cmd, *, env, cwd, log, preexec_fn=None):
     """Start ``cmd`` in its own session, so it outlives the publisher and gets no terminal
-    signals, with its output appended to the open file ``log``: how every serving process and
-    spare starts."""
+    signals, with its output appended to the open file ``log``: how every serving process not
+    forked by the fork server, and the fork server itself, starts."""
     return subprocess.Popen(
         cmd,
         env=env,
