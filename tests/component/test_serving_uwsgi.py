@@ -8,6 +8,7 @@ server on 127.0.0.1 that stands in for the hub's ``/hub/api/user``.
 
 import http.client
 import json
+import logging
 import os
 import re
 import signal
@@ -624,6 +625,7 @@ def test_the_fork_server_forks_each_model_and_they_outlive_it(work, lr_bundle, i
     model ended is known (its exit status), and a child that cannot start says why."""
     settings = SimpleNamespace(
         data_dir=str(work / "fs-data"),
+        log=logging.getLogger("test-fork-server"),
         fork_server=True,
         fork_server_imports=["numpy", "sklearn.linear_model", "no_such_module"],  # skipped
     )
@@ -661,6 +663,15 @@ def test_the_fork_server_forks_each_model_and_they_outlive_it(work, lr_bundle, i
         assert answer.json()["predictions"] == model.predict(X[:3]).tolist()
         server.start()  # the models it forked before it stopped are left alone
         assert lr.poll() is None
+        # a fork server that died: that start is a fresh process, the next ones forked again
+        wait_for(socket_made, "the fork server to listen", 60)
+        os.kill(server.proc.pid, signal.SIGKILL)
+        server.proc.wait()
+        assert server.fork(lr_bundle[2], free_port(), 2, "127.0.0.1", base, work / "y.log") is None
+        wait_for(socket_made, "a new fork server to listen", 60)
+        again = server.fork(lr_bundle[2], free_port(), 2, "127.0.0.1", base, work / "y.log")
+        forked.append((again, None, None, None))
+        assert _ppid(again.pid) == server.proc.pid
     finally:
         server.stop()
         for proc, *_ in forked:

@@ -11,7 +11,8 @@ its predecessor's at the next start. Stopping it leaves the models it forked run
 in sessions of their own, like every serving process, and a restarted publisher adopts them.
 
 Until the fork server answers (its imports take a few seconds after the publisher starts), or
-if it is gone, starts fall back to a fresh process: nothing waits for it.
+if it is gone, starts fall back to a fresh process: nothing waits for it. One that died is
+started again at the next start that would have used it.
 """
 
 import json
@@ -89,7 +90,13 @@ class ForkServerClient:
         logging to ``log_path``: a ``ForkedProcess``, or None when the fork server is not
         running or not ready yet (the caller starts a fresh process). Raises ``DeployError``
         when the child failed before it ran uWSGI (the model's log has its traceback)."""
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is not None:  # it died (the OOM killer?): one for the next starts
+            self.deployer.log.warning(
+                "the fork server exited with code %s; starting another", self.proc.returncode
+            )
+            self.start()
             return None
         request = {
             "bundle": str(bundle),
