@@ -40,8 +40,9 @@ def test_a_fork_server_not_started_yet_means_a_fresh_process(tmp_path):
     assert unstarted.fork(tmp_path, 8080, 2, "127.0.0.1", {}, tmp_path / "log") is None
 
 
-def test_a_forked_process_that_is_gone_without_a_record_ended_with_an_unknown_code(tmp_path):
-    """Its fork server died before reaping it (the record is the fork server's)."""
+def test_a_forked_process_ends_with_its_recorded_code_or_an_unknown_one(tmp_path):
+    """The fork server records its children's exit codes; one that died before reaping it
+    leaves none."""
     ended = subprocess.Popen(["true"])
     ended.wait()  # reaped: its pid runs nothing now
     assert ForkedProcess(ended.pid, tmp_path, tmp_path / "exits").poll() == -1
@@ -49,4 +50,5 @@ def test_a_forked_process_that_is_gone_without_a_record_ended_with_an_unknown_co
     (tmp_path / "exits" / str(os.getpid())).write_text("0")
     # a live pid working elsewhere (a recycled pid) is not the model's process either
     recycled = ForkedProcess(os.getpid(), tmp_path / "elsewhere", tmp_path / "exits")
-    assert recycled.poll() == 0
+    assert recycled.poll() == 0 and recycled.returncode == 0
+    assert not (tmp_path / "exits" / str(os.getpid())).exists()  # read once, then removed

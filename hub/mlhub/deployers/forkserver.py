@@ -51,9 +51,12 @@ class ForkedProcess:
         record = Path(self.exits_dir, str(self.pid))
         for _ in range(20):
             try:
-                return int(record.read_text())
+                code = int(record.read_text())
             except (OSError, ValueError):
                 time.sleep(0.025)
+                continue
+            record.unlink(missing_ok=True)  # read once: the folder does not grow
+            return code
         return -1
 
 
