@@ -168,53 +168,44 @@ class Launcher:
         log_path = s.log_file(model)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         nice = s.shadow_nice if model.alias == SHADOW else 0
+        port = free_port(s.host)
+        proc, cgroup = None, None
         if not limited and self.fork_server.fits(manifest["runtime"], manifest):
-            port = free_port(s.host)
-            with open(log_path, "ab") as log:
-                log.write(f"--- mlhub: forking {version} on port {port}\n".encode())
-            forked = self.fork_server.fork(
+            # None while the fork server is not listening: a fresh process then (its log line
+            # says which it was: the fork server's child writes its own)
+            proc = self.fork_server.fork(
                 bundle_dir, port, workers, s.host, env, log_path, account, nice
             )
-            if forked is not None:
-                return ServingInstance(
-                    version,
-                    str(bundle_dir),
-                    port,
-                    forked.pid,
-                    workers,
-                    time.time(),
-                    forked,
-                    uid=uid,
-                    serving=serving,
-                )
-        port = free_port(s.host)
-        cmd = self.command(
-            s.serve_commands,
-            manifest["runtime"],
-            bundle=bundle_dir,
-            port=port,
-            workers=workers,
-            host=s.host,
-        )
-        cgroup, held, preexec_fn = None, "", None
-        if limited:
-            name = f"{model.owner_dir}.{model.name}.{port}"
-            cgroup, held, preexec_fn = hold(self._cgroups(), name, limits, workers)
-        if nice:
-            preexec_fn = _niced(nice, preexec_fn)
-            held += f" at nice {nice}"
-        if account is not None:
-            preexec_fn = account.preexec(umask=OWNER_UMASK, before=preexec_fn)
-            held += f" as {account.name}"
-        with open(log_path, "ab") as log:
-            log.write(f"--- mlhub: starting {version} on port {port}{held}: {cmd}\n".encode())
-            log.flush()
-            try:
-                proc = start_detached(cmd, env=env, cwd=bundle_dir, log=log, preexec_fn=preexec_fn)
-            except BaseException:
-                if cgroup:
-                    self._cgroups().remove(cgroup)
-                raise
+        if proc is None:
+            cmd = self.command(
+                s.serve_commands,
+                manifest["runtime"],
+                bundle=bundle_dir,
+                port=port,
+                workers=workers,
+                host=s.host,
+            )
+            held, preexec_fn = "", None
+            if limited:
+                name = f"{model.owner_dir}.{model.name}.{port}"
+                cgroup, held, preexec_fn = hold(self._cgroups(), name, limits, workers)
+            if nice:
+                preexec_fn = _niced(nice, preexec_fn)
+                held += f" at nice {nice}"
+            if account is not None:
+                preexec_fn = account.preexec(umask=OWNER_UMASK, before=preexec_fn)
+                held += f" as {account.name}"
+            with open(log_path, "ab") as log:
+                log.write(f"--- mlhub: starting {version} on port {port}{held}: {cmd}\n".encode())
+                log.flush()
+                try:
+                    proc = start_detached(
+                        cmd, env=env, cwd=bundle_dir, log=log, preexec_fn=preexec_fn
+                    )
+                except BaseException:
+                    if cgroup:
+                        self._cgroups().remove(cgroup)
+                    raise
         return ServingInstance(
             version,
             str(bundle_dir),
