@@ -43,12 +43,13 @@ def test_a_fork_server_not_started_yet_means_a_fresh_process(tmp_path):
 def test_a_forked_process_ends_with_its_recorded_code_or_an_unknown_one(tmp_path):
     """The fork server records its children's exit codes; one that died before reaping it
     leaves none."""
+    socket = tmp_path / "forkserver.sock"  # the records are beside it, in exits/
     ended = subprocess.Popen(["true"])
     ended.wait()  # reaped: its pid runs nothing now
-    assert ForkedProcess(ended.pid, tmp_path, tmp_path / "exits").poll() == -1
+    assert ForkedProcess(ended.pid, tmp_path, socket).poll() == -1
     (tmp_path / "exits").mkdir()
     (tmp_path / "exits" / str(os.getpid())).write_text("0")
     # a live pid working elsewhere (a recycled pid) is not the model's process either
-    recycled = ForkedProcess(os.getpid(), tmp_path / "elsewhere", tmp_path / "exits")
+    recycled = ForkedProcess(os.getpid(), tmp_path / "elsewhere", socket)
     assert recycled.poll() == 0 and recycled.returncode == 0
     assert not (tmp_path / "exits" / str(os.getpid())).exists()  # read once, then removed

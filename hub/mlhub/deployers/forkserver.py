@@ -26,6 +26,7 @@ from pathlib import Path
 
 from mlhub.deployers.processes import running_in, start_detached, write_json_atomic
 from mlhub.errors import DeployError
+from mlhub.serving.forkserver import exit_record
 from mlhub.serving.launch import loads_per_worker
 
 SOCKET = "forkserver.sock"
@@ -36,8 +37,8 @@ class ForkedProcess:
     """A uWSGI master the fork server forked: ``subprocess.Popen``'s ``pid``, ``poll()`` and
     ``returncode`` for a process that is the fork server's child, not the publisher's."""
 
-    def __init__(self, pid, cwd, exits_dir):
-        self.pid, self.cwd, self.exits_dir = pid, os.path.realpath(cwd), exits_dir
+    def __init__(self, pid, cwd, socket_path):
+        self.pid, self.cwd, self.socket_path = pid, os.path.realpath(cwd), socket_path
         self.returncode = None
 
     def poll(self):
@@ -48,7 +49,7 @@ class ForkedProcess:
     def _exit_code(self):
         """The status the fork server recorded (it reaps on SIGCHLD, so it is there within
         milliseconds of the end); -1 if it never is (the fork server itself is gone)."""
-        record = Path(self.exits_dir, str(self.pid))
+        record = exit_record(self.socket_path, self.pid)
         for _ in range(20):
             try:
                 code = int(record.read_text())
@@ -124,7 +125,7 @@ class ForkServerClient:
         if "pid" not in reply:
             why = reply.get("error") or "it did not answer"
             raise DeployError(f"the fork server could not start the model: {why}")
-        return ForkedProcess(reply["pid"], bundle, self.dir / "exits")
+        return ForkedProcess(reply["pid"], bundle, self.socket)
 
     def stop(self):
         """Stop the fork server (ours, or the one a killed predecessor recorded); the models it

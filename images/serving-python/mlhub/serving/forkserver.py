@@ -51,8 +51,14 @@ def preload(names):
             print(f"mlhub.serving forkserver: cannot import {name}: {exc}", flush=True)
 
 
-def exit_record(exits_dir, pid):
-    return Path(exits_dir, str(pid))
+def exits_dir(socket_path):
+    """Where the fork server listening on ``socket_path`` records its children's exit statuses
+    (read by the deployer: ``mlhub.deployers.forkserver.ForkedProcess``)."""
+    return Path(socket_path).parent / "exits"
+
+
+def exit_record(socket_path, pid):
+    return exits_dir(socket_path) / str(pid)
 
 
 def _child(request, ready_fd):
@@ -104,7 +110,6 @@ class ForkServer:
 
     def __init__(self, path):
         self.path = Path(path)
-        self.exits = self.path.parent / "exits"
         self.children = set()
 
     def reap(self, *_):
@@ -118,7 +123,7 @@ class ForkServer:
                 return
             self.children.discard(pid)
             code = os.waitstatus_to_exitcode(status)
-            exit_record(self.exits, pid).write_text(str(code))
+            exit_record(self.path, pid).write_text(str(code))
 
     def fork(self, request, conn):
         """Fork a child for ``request``; its pid once it is set up, or raise ``OSError``.
@@ -136,7 +141,7 @@ class ForkServer:
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())
                 _child(request, write_fd)
             os.close(write_fd)
-            exit_record(self.exits, pid).unlink(missing_ok=True)
+            exit_record(self.path, pid).unlink(missing_ok=True)
             self.children.add(pid)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
@@ -155,7 +160,7 @@ class ForkServer:
             stream.write(json.dumps(reply).encode() + b"\n")
 
     def serve(self):
-        self.exits.mkdir(parents=True, exist_ok=True)
+        exits_dir(self.path).mkdir(parents=True, exist_ok=True)
         self.path.unlink(missing_ok=True)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
